@@ -1,0 +1,100 @@
+//! Leaving the purgatory: into the new kernel, or nowhere.
+
+
+core::arch::global_asm!(
+    r#"
+    .section .text.handoff, "ax"
+    // purgatory_enter(x0 = entry, x1 = dtb, x2 = clean_start, x3 = clean_len)
+    //
+    // Uses registers only: after the clean below, no memory is written, so
+    // no dirty line of ours can reach memory after the kernel starts.
+    .global purgatory_enter
+purgatory_enter:
+    mov     x19, x0
+    mov     x20, x1
+    // Clean+invalidate [x2, x2+x3) to PoC by D-cache line (our image,
+    // stack included).
+    mrs     x4, ctr_el0
+    ubfx    x4, x4, #16, #4
+    mov     x5, #4
+    lsl     x5, x5, x4              // line = 4 << CTR_EL0.DminLine
+    sub     x6, x5, #1
+    bic     x2, x2, x6
+    add     x3, x2, x3
+1:  cmp     x2, x3
+    b.hs    2f
+    dc      civac, x2
+    add     x2, x2, x5
+    b       1b
+2:  dsb     sy
+
+    // booting.rst: MMU off, D-cache off (I-cache may be either; off).
+    mrs     x4, CurrentEL
+    cmp     x4, #(2 << 2)
+    b.eq    3f
+    mrs     x4, sctlr_el1
+    bic     x4, x4, #1              // M
+    bic     x4, x4, #(1 << 2)       // C
+    bic     x4, x4, #(1 << 12)      // I
+    msr     sctlr_el1, x4
+    b       4f
+3:  mrs     x4, sctlr_el2
+    bic     x4, x4, #1
+    bic     x4, x4, #(1 << 2)
+    bic     x4, x4, #(1 << 12)
+    msr     sctlr_el2, x4
+4:  isb
+    ic      iallu                   // no stale instructions for the kernel
+    dsb     nsh
+    isb
+
+    // booting.rst "Primary CPU general-purpose register settings":
+    // x0 = physical address of the DTB, x1 = x2 = x3 = 0.
+    mov     x0, x20
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    br      x19
+"#
+);
+
+unsafe extern "C" {
+    fn purgatory_enter(entry: u64, dtb: u64, clean_start: u64, clean_len: u64) -> !;
+}
+
+/// Clean our own memory, turn MMU and caches off and jump to the kernel at
+/// the current EL with DAIF still masked (entry masked them).
+///
+/// # Safety
+/// `entry` must be verified kernel code and `dtb` its verified DTB, both
+/// cleaned to PoC; `[image, image+image_len)` must cover every byte the
+/// purgatory wrote with caches on other than those.
+pub unsafe fn enter_kernel(entry: u64, dtb: u64, image: u64, image_len: u64) -> ! {
+    // SAFETY: per the caller's contract.
+    unsafe { purgatory_enter(entry, dtb, image, image_len) }
+}
+
+/// Stop this CPU for good: interrupts stay masked, so WFE never returns to
+/// anything but this loop.
+pub fn halt() -> ! {
+    loop {
+        // SAFETY: waits for an event; no memory effect.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
+}
+
+/// PSCI SYSTEM_RESET (PSCI 1.1 §5.1.10, function id 0x8400_0009) through
+/// the given conduit; halts if the call returns or there is no conduit.
+pub fn psci_system_reset(conduit_smc: Option<bool>) -> ! {
+    const SYSTEM_RESET: u64 = 0x8400_0009;
+    // SAFETY: a PSCI call does not return on success; on failure it returns
+    // an error code in x0, which we ignore before halting.
+    unsafe {
+        match conduit_smc {
+            Some(true) => core::arch::asm!("smc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack)),
+            Some(false) => core::arch::asm!("hvc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack)),
+            None => {}
+        }
+    }
+    halt()
+}

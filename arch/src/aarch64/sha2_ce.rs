@@ -1,0 +1,60 @@
+//! SHA-256 block compression with the Armv8 Cryptographic Extension
+//! instructions SHA256H, SHA256H2, SHA256SU0, SHA256SU1 (FEAT_SHA256).
+//! Call only when `cpu::has_sha256_instructions()` is true.
+
+use core::arch::aarch64::*;
+
+/// FIPS 180-4 §4.2.2 round constants.
+static K: [u32; 64] = [
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+];
+
+/// Same contract as `kexec_purgatory::sha256::CompressFn`. Safe to call
+/// only on a CPU with FEAT_SHA256; the caller checked ID_AA64ISAR0_EL1.
+pub fn compress(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+    // SAFETY: dispatch happens only after has_sha256_instructions().
+    unsafe { compress_ce(state, blocks) }
+}
+
+#[target_feature(enable = "sha2")]
+unsafe fn compress_ce(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+    // SAFETY: all pointers come from references of the right size; the
+    // intrinsics need FEAT_SHA256, which the caller checked.
+    unsafe {
+        let mut abcd = vld1q_u32(state.as_ptr());
+        let mut efgh = vld1q_u32(state.as_ptr().add(4));
+        for block in blocks {
+            let (abcd0, efgh0) = (abcd, efgh);
+            // Message words are big-endian (FIPS 180-4 §3.1).
+            let p = block.as_ptr();
+            let mut w = [
+                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p))),
+                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p.add(16)))),
+                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p.add(32)))),
+                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p.add(48)))),
+            ];
+            for round in 0..16 {
+                let i = round % 4;
+                if round >= 4 {
+                    // Message schedule (FIPS 180-4 §6.2.2 step 1), four words.
+                    w[i] = vsha256su1q_u32(vsha256su0q_u32(w[i], w[(i + 1) % 4]), w[(i + 2) % 4], w[(i + 3) % 4]);
+                }
+                let wk = vaddq_u32(w[i], vld1q_u32(K.as_ptr().add(round * 4)));
+                let prev = abcd;
+                abcd = vsha256hq_u32(abcd, efgh, wk);
+                efgh = vsha256h2q_u32(efgh, prev, wk);
+            }
+            abcd = vaddq_u32(abcd, abcd0);
+            efgh = vaddq_u32(efgh, efgh0);
+        }
+        vst1q_u32(state.as_mut_ptr(), abcd);
+        vst1q_u32(state.as_mut_ptr().add(4), efgh);
+    }
+}

@@ -1,0 +1,28 @@
+//! Link the bare-metal purgatory image with its linker script. Host builds
+//! of the crate (unit tests) are not affected.
+use std::path::PathBuf;
+
+fn main() {
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let script = root.join("../linker/aarch64-purgatory.ld");
+    println!("cargo:rerun-if-changed={}", script.display());
+    if target == "aarch64-unknown-none" {
+        // Static PIE: position independent, only RELATIVE relocations
+        // (checked by loader-host's image tests), no dynamic loader.
+        for arg in [
+            format!("-T{}", script.display()),
+            "-pie".into(),
+            "--no-dynamic-linker".into(),
+            "-z".into(),
+            "text".into(),
+            "-z".into(),
+            "norelro".into(),
+            "--pack-dyn-relocs=none".into(),
+            "--hash-style=sysv".into(),
+            "--gc-sections".into(),
+        ] {
+            println!("cargo:rustc-link-arg-bins={arg}");
+        }
+    }
+}

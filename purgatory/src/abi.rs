@@ -1,0 +1,259 @@
+//! The purgatory's public ABI: the image header and the versioned parameter
+//! block. This is the ONE definition shared by the purgatory and every loader
+//! written in Rust; `include/kexec_purgatory.h` mirrors it for C loaders and
+//! `docs/abi.md` is the prose contract. All fields are little-endian.
+//!
+//! Compatibility rules (docs/abi.md, "Versioning"):
+//! - `ABI_VERSION` changes only when the header layout changes.
+//! - `PARAMS_VERSION` changes when a field is added to `PurgatoryParams`;
+//!   fields are only ever appended and `size` tells the purgatory how many
+//!   bytes the loader filled, so an older loader keeps working.
+
+/// Magic at `ImageHeader::magic`.
+pub const IMAGE_MAGIC: [u8; 8] = *b"RKXPURG\0";
+/// Version of the image-header layout.
+pub const ABI_VERSION: u32 = 1;
+/// Offset of [`ImageHeader`] from the start of the flat image.
+pub const HEADER_OFFSET: usize = 0;
+
+/// `ImageHeader::arch` values.
+pub const ARCH_AARCH64: u32 = 1;
+pub const ARCH_X86_64: u32 = 2;
+pub const ARCH_RISCV64: u32 = 3;
+
+/// `ImageHeader::flags`: the image applies its own `R_*_RELATIVE`
+/// relocations at entry, so it may be copied to any 4 KiB-aligned address.
+pub const IMAGE_FLAG_POSITION_INDEPENDENT: u32 = 1 << 0;
+
+/// Required alignment of the image's load address.
+pub const IMAGE_LOAD_ALIGN: u64 = 4096;
+
+/// Header at offset 0 of the flat image (and of the ELF's first loadable
+/// byte). The first two words are code: a branch to the entry point, so that
+/// jumping to offset 0 also works.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageHeader {
+    pub code0: u32,
+    pub code1: u32,
+    pub magic: [u8; 8],
+    pub abi_version: u32,
+    pub header_size: u32,
+    pub arch: u32,
+    pub flags: u32,
+    /// Bytes in the flat image file.
+    pub image_size: u64,
+    /// Bytes of memory the image needs from its load address (file bytes,
+    /// then zero-filled bss and stack). A loader's segment memsz must be at
+    /// least this.
+    pub mem_size: u64,
+    /// Entry point, from the load address.
+    pub entry_offset: u64,
+    /// `PurgatoryParams`, from the load address.
+    pub params_offset: u64,
+    /// Bytes reserved for the parameter block in the image.
+    pub params_size: u64,
+    pub reserved: [u64; 3],
+}
+
+/// Magic at `PurgatoryParams::magic` ("RKXP").
+pub const PARAMS_MAGIC: u32 = u32::from_le_bytes(*b"RKXP");
+/// Version of the parameter block layout.
+pub const PARAMS_VERSION: u32 = 1;
+/// Maximum number of segment descriptors.
+pub const MAX_SEGMENTS: usize = 16;
+
+/// `PurgatoryParams::flags`.
+/// Refresh `/chosen/kaslr-seed` and `/chosen/rng-seed` in the DTB.
+pub const PARAM_FLAG_REFRESH_SEEDS: u32 = 1 << 0;
+/// Set the FDT header's `boot_cpuid_phys` to the executing CPU.
+pub const PARAM_FLAG_SET_BOOT_CPU: u32 = 1 << 1;
+/// Debug: never use SHA-256 instructions (exercise the portable path).
+pub const PARAM_FLAG_DEBUG_SOFT_SHA256: u32 = 1 << 16;
+/// Debug: hash with MMU and caches off, as kexec-tools' purgatory does.
+pub const PARAM_FLAG_DEBUG_CACHES_OFF: u32 = 1 << 17;
+/// Flags this purgatory understands; others are refused.
+pub const PARAM_FLAGS_KNOWN: u32 = PARAM_FLAG_REFRESH_SEEDS
+    | PARAM_FLAG_SET_BOOT_CPU
+    | PARAM_FLAG_DEBUG_SOFT_SHA256
+    | PARAM_FLAG_DEBUG_CACHES_OFF;
+
+/// `SegmentDesc::flags`: the kernel may rewrite this segment after load
+/// (crash hotplug), so it is structure-checked instead of hashed.
+pub const SEGMENT_FLAG_EXCLUDED: u32 = 1 << 0;
+
+/// `SegmentDesc::kind` values.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentKind {
+    Other = 0,
+    Kernel = 1,
+    Initrd = 2,
+    Dtb = 3,
+    ElfCoreHdr = 4,
+    /// x86 boot_params / setup data.
+    BootParams = 5,
+}
+
+impl SegmentKind {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            0 => Self::Other,
+            1 => Self::Kernel,
+            2 => Self::Initrd,
+            3 => Self::Dtb,
+            4 => Self::ElfCoreHdr,
+            5 => Self::BootParams,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Other => "other",
+            Self::Kernel => "kernel",
+            Self::Initrd => "initrd",
+            Self::Dtb => "dtb",
+            Self::ElfCoreHdr => "elfcorehdr",
+            Self::BootParams => "boot-params",
+        }
+    }
+}
+
+/// One loaded segment the purgatory checks before entering the kernel.
+/// `len` has memsz semantics: bytes past the file data are zeros that were
+/// part of the digest the loader computed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentDesc {
+    pub mem: u64,
+    pub len: u64,
+    pub sha256: [u8; 32],
+    pub kind: u32,
+    pub flags: u32,
+}
+
+impl SegmentDesc {
+    pub const EMPTY: Self = Self { mem: 0, len: 0, sha256: [0; 32], kind: 0, flags: 0 };
+
+    pub fn is_excluded(&self) -> bool {
+        self.flags & SEGMENT_FLAG_EXCLUDED != 0
+    }
+}
+
+/// `ConsoleDesc::kind` values.
+pub const CONSOLE_NONE: u32 = 0;
+/// ARM PL011 UART, MMIO.
+pub const CONSOLE_PL011: u32 = 1;
+/// 16550/8250 UART, MMIO with 32-bit registers (reg-shift 2).
+pub const CONSOLE_8250_MMIO32: u32 = 2;
+/// 16550/8250 UART at an x86 I/O port.
+pub const CONSOLE_8250_IO: u32 = 3;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleDesc {
+    pub kind: u32,
+    pub reserved: u32,
+    /// MMIO physical base address, or I/O port.
+    pub base: u64,
+}
+
+/// `PurgatoryParams::on_failure` values.
+pub const ON_FAILURE_HALT: u32 = 0;
+pub const ON_FAILURE_RESET: u32 = 1;
+
+/// `PurgatoryParams::psci_conduit` values (aarch64 `/psci/method`).
+pub const PSCI_CONDUIT_NONE: u32 = 0;
+pub const PSCI_CONDUIT_HVC: u32 = 1;
+pub const PSCI_CONDUIT_SMC: u32 = 2;
+
+/// The parameter block, at `ImageHeader::params_offset`. The loader writes
+/// it into its copy of the image before loading.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PurgatoryParams {
+    pub magic: u32,
+    pub version: u32,
+    /// `size_of::<PurgatoryParams>()` as the loader knew it.
+    pub size: u32,
+    pub flags: u32,
+    /// Physical address the purgatory jumps to after verification.
+    pub kernel_entry: u64,
+    /// Physical address of the DTB handed to the kernel (aarch64: x0,
+    /// riscv64: a1), or 0. On x86_64: the boot_params (zero page) address.
+    pub dtb_addr: u64,
+    pub console: ConsoleDesc,
+    pub on_failure: u32,
+    pub psci_conduit: u32,
+    pub nr_segments: u32,
+    pub reserved0: u32,
+    pub segments: [SegmentDesc; MAX_SEGMENTS],
+    pub reserved: [u64; 8],
+}
+
+impl PurgatoryParams {
+    pub const EMPTY: Self = Self {
+        magic: 0,
+        version: 0,
+        size: 0,
+        flags: 0,
+        kernel_entry: 0,
+        dtb_addr: 0,
+        console: ConsoleDesc { kind: CONSOLE_NONE, reserved: 0, base: 0 },
+        on_failure: ON_FAILURE_HALT,
+        psci_conduit: PSCI_CONDUIT_NONE,
+        nr_segments: 0,
+        reserved0: 0,
+        segments: [SegmentDesc::EMPTY; MAX_SEGMENTS],
+        reserved: [0; 8],
+    };
+
+    /// A parameter block with magic, version and size filled in.
+    pub fn new() -> Self {
+        Self {
+            magic: PARAMS_MAGIC,
+            version: PARAMS_VERSION,
+            size: core::mem::size_of::<Self>() as u32,
+            ..Self::EMPTY
+        }
+    }
+
+    /// The segment descriptors in use (clamped to `MAX_SEGMENTS`).
+    pub fn active_segments(&self) -> &[SegmentDesc] {
+        let n = (self.nr_segments as usize).min(MAX_SEGMENTS);
+        &self.segments[..n]
+    }
+
+    /// Serialise to little-endian bytes (what a loader writes into the image).
+    pub fn to_bytes(&self) -> [u8; core::mem::size_of::<PurgatoryParams>()] {
+        // SAFETY: PurgatoryParams is repr(C), Copy, has no padding (asserted
+        // below) and only integer fields; every byte is initialised.
+        unsafe { core::mem::transmute_copy(self) }
+    }
+}
+
+impl Default for PurgatoryParams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ImageHeader {
+    /// Parse the header from the start of a flat image.
+    pub fn parse(image: &[u8]) -> Option<Self> {
+        let bytes = image.get(HEADER_OFFSET..HEADER_OFFSET + core::mem::size_of::<Self>())?;
+        // SAFETY: length checked; ImageHeader is repr(C) plain integers with
+        // no padding (asserted below), so any bit pattern is valid.
+        let hdr: Self = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        Some(hdr)
+    }
+}
+
+// Layout is part of the contract: fail the build if it drifts.
+const _: () = assert!(core::mem::size_of::<ImageHeader>() == 96);
+const _: () = assert!(core::mem::size_of::<SegmentDesc>() == 56);
+const _: () = assert!(core::mem::size_of::<ConsoleDesc>() == 16);
+const _: () = assert!(core::mem::size_of::<PurgatoryParams>() == 1024);
+const _: () = assert!(core::mem::offset_of!(PurgatoryParams, segments) == 64);
+const _: () = assert!(core::mem::offset_of!(ImageHeader, image_size) == 32);

@@ -1,0 +1,13 @@
+//! Portable purgatory logic: everything that decides whether the new kernel
+//! may be entered, written as plain `no_std` Rust so that the host's
+//! `cargo test` exercises it. Architecture code (entry, MMU, caches,
+//! hand-off) lives in the `purgatory-arch` crate; `src/main.rs` glues the two
+//! into the image.
+#![cfg_attr(not(test), no_std)]
+
+pub mod abi;
+pub mod checks;
+pub mod fdt_patch;
+pub mod report;
+pub mod sha256;
+pub mod verify;

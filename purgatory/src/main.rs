@@ -1,0 +1,12 @@
+//! The purgatory image: glue between the architecture code (`purgatory-arch`)
+//! and the portable flow (`kexec_purgatory::verify`). On the host this
+//! compiles to an empty program so the workspace builds and tests there.
+#![cfg_attr(target_os = "none", no_std, no_main)]
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+mod aarch64;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("the purgatory is a bare-metal image: build it with --target aarch64-unknown-none");
+}

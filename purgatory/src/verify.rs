@@ -1,0 +1,268 @@
+//! The purgatory's portable flow: validate the parameter block, verify every
+//! segment (hash, or structure-check when excluded), patch the DTB, and say
+//! where to jump. The architecture code supplies memory access, the digest
+//! engine, entropy and the console through [`Platform`]; it never decides
+//! whether to enter the kernel — this module does.
+
+use crate::abi::{
+    PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, PARAMS_MAGIC, PARAMS_VERSION,
+    PARAM_FLAGS_KNOWN, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU,
+};
+use crate::checks::{check_excluded, StructureError};
+use crate::fdt_patch::{refresh_seeds, set_boot_cpuid, PatchError, SeedReport};
+use crate::report::Console;
+use crate::sha256::{digest, CompressFn};
+
+/// What the purgatory needs from the machine it runs on.
+pub trait Platform {
+    type Con: Console;
+    fn console(&mut self) -> &mut Self::Con;
+    /// The bytes at physical `[mem, mem + len)`. `validate` has checked the
+    /// range is non-empty, does not wrap and does not start at 0; the
+    /// implementation vouches that it is RAM it may read and write.
+    fn memory(&mut self, mem: u64, len: u64) -> &mut [u8];
+    /// The SHA-256 block function to use, and its name for the report.
+    fn digest_engine(&self) -> (CompressFn, &'static str);
+    /// 64 bits from a hardware entropy source, or None when there is none.
+    fn entropy(&mut self) -> Option<u64>;
+    /// This CPU's id as the DTB's cpu nodes spell it (aarch64: MPIDR aff).
+    fn boot_cpu_id(&self) -> u32;
+    /// A monotonic clock in microseconds, for the report.
+    fn now_us(&self) -> u64;
+}
+
+/// Where to go after verification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub entry: u64,
+    pub dtb: u64,
+    /// The range the purgatory modified (the DTB), which the architecture
+    /// code must clean to the point of coherency before the jump.
+    pub written: Option<(u64, u64)>,
+}
+
+/// A parameter block the purgatory cannot act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamError {
+    Magic,
+    Version,
+    Size,
+    UnknownFlags(u32),
+    TooManySegments(u32),
+    /// Segment index and what is wrong with it.
+    Segment(usize, &'static str),
+    /// Two segments overlap.
+    Overlap(usize, usize),
+    /// The DTB address is not inside a segment.
+    DtbOutsideSegments,
+    /// The kernel entry is not inside a segment.
+    EntryOutsideSegments,
+}
+
+/// Why the purgatory refused to enter the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Params(ParamError),
+    DigestMismatch { index: usize, expected: [u8; 32], actual: [u8; 32] },
+    Structure { index: usize, error: StructureError },
+    DtbPatch(PatchError),
+}
+
+/// Check the block before touching any memory it names.
+pub fn validate(params: &PurgatoryParams) -> Result<(), ParamError> {
+    if params.magic != PARAMS_MAGIC {
+        return Err(ParamError::Magic);
+    }
+    if params.version == 0 || params.version > PARAMS_VERSION {
+        return Err(ParamError::Version);
+    }
+    // `size` is what the loader filled: it must cover every v1 field.
+    if (params.size as usize) < core::mem::size_of::<PurgatoryParams>() {
+        return Err(ParamError::Size);
+    }
+    if params.flags & !PARAM_FLAGS_KNOWN != 0 {
+        return Err(ParamError::UnknownFlags(params.flags & !PARAM_FLAGS_KNOWN));
+    }
+    if params.nr_segments as usize > MAX_SEGMENTS {
+        return Err(ParamError::TooManySegments(params.nr_segments));
+    }
+    let segs = params.active_segments();
+    for (i, s) in segs.iter().enumerate() {
+        if s.len == 0 {
+            return Err(ParamError::Segment(i, "length is zero"));
+        }
+        if s.mem == 0 {
+            return Err(ParamError::Segment(i, "starts at physical address 0"));
+        }
+        if s.mem.checked_add(s.len).is_none() {
+            return Err(ParamError::Segment(i, "end wraps the address space"));
+        }
+        if usize::try_from(s.len).is_err() {
+            return Err(ParamError::Segment(i, "longer than the address space"));
+        }
+        if SegmentKind::from_raw(s.kind).is_none() {
+            return Err(ParamError::Segment(i, "unknown kind"));
+        }
+        if s.flags & !crate::abi::SEGMENT_FLAG_EXCLUDED != 0 {
+            return Err(ParamError::Segment(i, "unknown segment flags"));
+        }
+        for (j, t) in segs.iter().enumerate().take(i) {
+            if s.mem < t.mem + t.len && t.mem < s.mem + s.len {
+                return Err(ParamError::Overlap(j, i));
+            }
+        }
+    }
+    if params.dtb_addr != 0 && find_segment(segs, params.dtb_addr).is_none() {
+        return Err(ParamError::DtbOutsideSegments);
+    }
+    if find_segment(segs, params.kernel_entry).is_none() {
+        return Err(ParamError::EntryOutsideSegments);
+    }
+    Ok(())
+}
+
+fn find_segment(segs: &[SegmentDesc], addr: u64) -> Option<usize> {
+    segs.iter().position(|s| addr >= s.mem && addr - s.mem < s.len)
+}
+
+const TAG: &str = "purgatory: ";
+
+fn kind_name(seg: &SegmentDesc) -> &'static str {
+    SegmentKind::from_raw(seg.kind).map_or("?", SegmentKind::name)
+}
+
+fn segment_line<C: Console>(con: &mut C, index: usize, seg: &SegmentDesc) {
+    con.put(TAG).put("segment ").dec(index as u64).put(" (").put(kind_name(seg)).put(") ");
+    con.hex(seg.mem).put("+").hex(seg.len);
+}
+
+/// Verify every segment, in input order. Returns the first failure.
+pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<u64, Failure> {
+    let (compress, _) = p.digest_engine();
+    let mut hashed = 0u64;
+    for (index, seg) in params.active_segments().iter().enumerate() {
+        let data = p.memory(seg.mem, seg.len);
+        if seg.is_excluded() {
+            // Exclusion is per input segment: the kernel may rewrite this
+            // one after load (crash hotplug), so check its shape instead.
+            let kind = SegmentKind::from_raw(seg.kind).unwrap_or(SegmentKind::Other);
+            if let Err(error) = check_excluded(kind, data) {
+                return Err(Failure::Structure { index, error });
+            }
+            let con = p.console();
+            segment_line(con, index, seg);
+            con.put(" excluded, structure ok\n");
+            continue;
+        }
+        let actual = digest(data, compress);
+        hashed += seg.len;
+        if actual != seg.sha256 {
+            return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
+        }
+        let con = p.console();
+        segment_line(con, index, seg);
+        con.put(" sha256 ok\n");
+    }
+    Ok(hashed)
+}
+
+/// The whole flow. On `Ok`, the caller enters the kernel; on `Err`, the
+/// failure has already been reported and the caller must not.
+pub fn run<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff, Failure> {
+    let result = run_inner(params, p);
+    if let Err(failure) = &result {
+        report_failure(params, p.console(), failure);
+    }
+    result
+}
+
+fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff, Failure> {
+    validate(params).map_err(Failure::Params)?;
+    let (compress, engine) = p.digest_engine();
+    let start = p.now_us();
+    let hashed = verify_segments(params, p)?;
+    let elapsed = p.now_us().saturating_sub(start);
+    p.console()
+        .put(TAG)
+        .put("verified ")
+        .dec(params.nr_segments as u64)
+        .put(" segments, ")
+        .dec(hashed)
+        .put(" bytes hashed with ")
+        .put(engine)
+        .put(" in ")
+        .dec(elapsed)
+        .put(" us\n");
+
+    let mut written = None;
+    if params.dtb_addr != 0 && params.flags & (PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU) != 0 {
+        let segs = params.active_segments();
+        // validate() proved the DTB lies inside a segment.
+        let seg = segs[find_segment(segs, params.dtb_addr).unwrap_or(0)];
+        let len = seg.mem + seg.len - params.dtb_addr;
+        let cpu = p.boot_cpu_id();
+        let mut seeds = SeedReport::default();
+        {
+            // Borrow the entropy source separately from memory.
+            let mut pool = [None; 8];
+            for slot in pool.iter_mut() {
+                *slot = p.entropy();
+            }
+            let mut next = pool.into_iter();
+            let mut entropy = || next.next().flatten();
+            let blob = p.memory(params.dtb_addr, len);
+            if params.flags & PARAM_FLAG_REFRESH_SEEDS != 0 {
+                seeds = refresh_seeds(blob, compress, &mut entropy).map_err(Failure::DtbPatch)?;
+            }
+            if params.flags & PARAM_FLAG_SET_BOOT_CPU != 0 {
+                set_boot_cpuid(blob, cpu).map_err(Failure::DtbPatch)?;
+            }
+        }
+        written = Some((params.dtb_addr, len));
+        let con = p.console();
+        con.put(TAG).put("dtb: seeds refreshed ").dec(seeds.refreshed as u64);
+        con.put(", kept ").dec(seeds.kept as u64).put("; boot cpu ").hex(cpu as u64).put("\n");
+    }
+    Ok(Handoff { entry: params.kernel_entry, dtb: params.dtb_addr, written })
+}
+
+/// Print which segment failed and why. Nothing else is printed after this
+/// except the architecture's "halting"/"resetting" line.
+pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure: &Failure) {
+    let seg = |i: usize| params.segments.get(i).copied().unwrap_or(SegmentDesc::EMPTY);
+    match *failure {
+        Failure::Params(e) => {
+            con.put(TAG).put("REFUSED: bad parameter block: ");
+            match e {
+                ParamError::Magic => con.put("magic is not RKXP"),
+                ParamError::Version => con.put("unsupported version ").dec(params.version as u64),
+                ParamError::Size => con.put("size field smaller than version 1 block"),
+                ParamError::UnknownFlags(f) => con.put("unknown flags ").hex(f as u64),
+                ParamError::TooManySegments(n) => con.put("too many segments: ").dec(n as u64),
+                ParamError::Segment(i, why) => con.put("segment ").dec(i as u64).put(": ").put(why),
+                ParamError::Overlap(i, j) => {
+                    con.put("segments ").dec(i as u64).put(" and ").dec(j as u64).put(" overlap")
+                }
+                ParamError::DtbOutsideSegments => con.put("dtb address is not inside a segment"),
+                ParamError::EntryOutsideSegments => con.put("kernel entry is not inside a segment"),
+            };
+            con.put("\n");
+        }
+        Failure::DigestMismatch { index, expected, actual } => {
+            con.put(TAG).put("REFUSED: ");
+            segment_line(con, index, &seg(index));
+            con.put(" sha256 mismatch\n");
+            con.put(TAG).put("  expected ").bytes_hex(&expected).put("\n");
+            con.put(TAG).put("  actual   ").bytes_hex(&actual).put("\n");
+        }
+        Failure::Structure { index, error } => {
+            con.put(TAG).put("REFUSED: ");
+            segment_line(con, index, &seg(index));
+            con.put(" excluded but malformed: ").put(error.describe()).put("\n");
+        }
+        Failure::DtbPatch(e) => {
+            con.put(TAG).put("REFUSED: cannot patch dtb: ").put(e.describe()).put("\n");
+        }
+    }
+    con.put(TAG).put("not entering the kernel\n");
+}

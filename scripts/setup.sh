@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything a fresh machine (Rust toolchain, gcc, python only) needs to
+# build, test and demo the project. Idempotent; safe to re-run.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# Rust targets: RUSTUP_AUTO_INSTALL=0 on CI, so add them explicitly.
+log "rustup targets and components"
+rustup target add aarch64-unknown-none x86_64-unknown-none \
+    riscv64gc-unknown-none-elf aarch64-unknown-linux-musl >/dev/null
+rustup component add rust-src llvm-tools >/dev/null
+
+# System packages. --no-install-recommends: a plain install of qemu-system-*
+# conflicts with the preinstalled qemu-utils.
+need_pkgs=()
+command -v qemu-system-aarch64 >/dev/null || need_pkgs+=(qemu-system-arm)
+command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+command -v cpio >/dev/null || need_pkgs+=(cpio)
+command -v zstd >/dev/null || need_pkgs+=(zstd)
+command -v dtc >/dev/null || need_pkgs+=(device-tree-compiler)
+[ -e /usr/share/qemu/efi-virtio.rom ] || need_pkgs+=(ipxe-qemu)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    log "apt-get install ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+log "done"
