@@ -1,0 +1,110 @@
+//! Synthetic segment contents: deterministic pseudo-random bytes, a DTB
+//! with seed placeholders, an ELF64 core header, and the payload image.
+
+use object::{Object, ObjectSegment, ObjectSymbol};
+
+/// Seed placeholders the "loader" writes; the purgatory replaces them when
+/// the CPU has an entropy source.
+pub const KASLR_PLACEHOLDER: [u8; 8] = [0x11; 8];
+pub const RNG_PLACEHOLDER: [u8; 64] = [0x22; 64];
+/// boot_cpuid_phys the DTB is built with; the purgatory must overwrite it.
+pub const STALE_BOOT_CPUID: u32 = 0xdead;
+
+/// xorshift64* bytes: reproducible "initrd" contents.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A DTB like a loader would hand over: /chosen with bootargs and seed
+/// placeholders, a memory node, a stale boot_cpuid_phys.
+pub fn dtb(mem_base: u64, mem_size: u64) -> Vec<u8> {
+    let build = || -> Result<Vec<u8>, vm_fdt::Error> {
+        let mut w = vm_fdt::FdtWriter::new()?;
+        w.set_boot_cpuid_phys(STALE_BOOT_CPUID);
+        let root = w.begin_node("")?;
+        w.property_u32("#address-cells", 2)?;
+        w.property_u32("#size-cells", 2)?;
+        w.property_string("compatible", "linux,dummy-virt")?;
+        let chosen = w.begin_node("chosen")?;
+        w.property_string("bootargs", "console=ttyAMA0 harness")?;
+        w.property("kaslr-seed", &KASLR_PLACEHOLDER)?;
+        w.property("rng-seed", &RNG_PLACEHOLDER)?;
+        w.end_node(chosen)?;
+        let mem = w.begin_node(&format!("memory@{mem_base:x}"))?;
+        w.property_string("device_type", "memory")?;
+        w.property_array_u64("reg", &[mem_base, mem_size])?;
+        w.end_node(mem)?;
+        w.end_node(root)?;
+        w.finish()
+    };
+    build().expect("vm-fdt builds a fixed tree")
+}
+
+/// An ELF64 ET_CORE header with one PT_NOTE and `loads` PT_LOAD entries,
+/// the shape of a kdump elfcorehdr.
+pub fn elfcorehdr(loads: u16) -> Vec<u8> {
+    let phnum = loads + 1;
+    let mut d = vec![0u8; 64 + 56 * phnum as usize];
+    d[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    d[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
+    d[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    d[20..24].copy_from_slice(&1u32.to_le_bytes());
+    d[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
+    d[52..54].copy_from_slice(&64u16.to_le_bytes());
+    d[54..56].copy_from_slice(&56u16.to_le_bytes());
+    d[56..58].copy_from_slice(&phnum.to_le_bytes());
+    for i in 0..phnum as usize {
+        let ph = &mut d[64 + 56 * i..64 + 56 * (i + 1)];
+        let p_type: u32 = if i == 0 { 4 } else { 1 };
+        ph[..4].copy_from_slice(&p_type.to_le_bytes());
+        ph[16..24].copy_from_slice(&(0x4000_0000u64 + (i as u64) * 0x100_0000).to_le_bytes());
+        ph[32..40].copy_from_slice(&0x100_0000u64.to_le_bytes());
+    }
+    d
+}
+
+/// The stand-in kernel: flat bytes at its link address and the addresses
+/// of its VHE stub and the stub's jump target slot.
+pub struct Payload {
+    pub load_addr: u64,
+    pub bytes: Vec<u8>,
+    pub entry: u64,
+    pub vhe_stub: u64,
+    pub vhe_stub_target: u64,
+}
+
+pub static PAYLOAD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload.elf"));
+
+impl Payload {
+    pub fn load() -> Self {
+        let file = object::File::parse(PAYLOAD_ELF).expect("payload ELF parses");
+        let sym = |name: &str| {
+            file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("payload lacks {name}"))
+        };
+        let segs: Vec<_> = file.segments().filter(|s| s.file_range().1 > 0).collect();
+        let base = segs.iter().map(|s| s.address()).min().expect("payload has loadable bytes");
+        let end = segs.iter().map(|s| s.address() + s.size()).max().expect("payload has loadable bytes");
+        let mut bytes = vec![0u8; (end - base) as usize];
+        for s in &segs {
+            let data = s.data().expect("segment data");
+            let off = (s.address() - base) as usize;
+            bytes[off..off + data.len()].copy_from_slice(data);
+        }
+        Payload { load_addr: base, bytes, entry: file.entry(), vhe_stub: sym("vhe_stub"), vhe_stub_target: sym("vhe_stub_target") }
+    }
+
+    /// Point the VHE stub at the purgatory entry.
+    pub fn set_vhe_target(&mut self, purgatory_entry: u64) {
+        let off = (self.vhe_stub_target - self.load_addr) as usize;
+        self.bytes[off..off + 8].copy_from_slice(&purgatory_entry.to_le_bytes());
+    }
+}
