@@ -132,7 +132,7 @@ fn kind_name(seg: &SegmentDesc) -> &'static str {
 }
 
 fn segment_line<C: Console>(con: &mut C, index: usize, seg: &SegmentDesc) {
-    con.put(TAG).put("segment ").dec(index as u64).put(" (").put(kind_name(seg)).put(") ");
+    con.put("segment ").dec(index as u64).put(" (").put(kind_name(seg)).put(") ");
     con.hex(seg.mem).put("+").hex(seg.len);
 }
 
@@ -150,6 +150,7 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
                 return Err(Failure::Structure { index, error });
             }
             let con = p.console();
+            con.put(TAG);
             segment_line(con, index, seg);
             con.put(" excluded, structure ok\n");
             continue;
@@ -160,6 +161,7 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
             return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
         }
         let con = p.console();
+        con.put(TAG);
         segment_line(con, index, seg);
         con.put(" sha256 ok\n");
     }

@@ -158,6 +158,9 @@ extern "C" fn payload_main(st: &EntryState) -> ! {
             let cpuid = u32::from_be_bytes([dtb[0x1c], dtb[0x1d], dtb[0x1e], dtb[0x1f]]);
             let _ = write!(out, "payload: dtb ok boot_cpuid={cpuid:#x}");
             if let Some(chosen) = fdt.find_node("/chosen") {
+                if let Some(args) = chosen.property("bootargs").and_then(|p| p.as_str()) {
+                    let _ = write!(out, " bootargs=\"{args}\"");
+                }
                 for name in ["kaslr-seed", "rng-seed"] {
                     if let Some(p) = chosen.property(name) {
                         let _ = write!(out, " {name}=");
