@@ -120,7 +120,7 @@ pub fn check_elf64_core(data: &[u8]) -> Result<(), StructureError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn minimal_fdt() -> Vec<u8> {

@@ -268,3 +268,213 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
     }
     con.put(TAG).put("not entering the kernel\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{SEGMENT_FLAG_EXCLUDED, PARAM_FLAG_DEBUG_SOFT_SHA256};
+    use crate::fdt_patch::{boot_cpuid, find_seed_spans};
+    use crate::report::tests::TextConsole;
+    use crate::sha256::compress_portable;
+    use sha2::{Digest, Sha256};
+
+    /// Host memory standing in for physical memory: each segment is a
+    /// buffer, its "physical address" is the buffer's address.
+    struct HostPlatform {
+        console: TextConsole,
+        buffers: Vec<Vec<u8>>,
+        entropy: Vec<u64>,
+    }
+
+    impl Platform for HostPlatform {
+        type Con = TextConsole;
+        fn console(&mut self) -> &mut TextConsole {
+            &mut self.console
+        }
+        fn memory(&mut self, mem: u64, len: u64) -> &mut [u8] {
+            let buf = self
+                .buffers
+                .iter_mut()
+                .find(|b| {
+                    let start = b.as_ptr() as u64;
+                    mem >= start && mem + len <= start + b.len() as u64
+                })
+                .expect("address inside a host buffer");
+            let off = (mem - buf.as_ptr() as u64) as usize;
+            &mut buf[off..off + len as usize]
+        }
+        fn digest_engine(&self) -> (CompressFn, &'static str) {
+            (compress_portable, "portable")
+        }
+        fn entropy(&mut self) -> Option<u64> {
+            self.entropy.pop()
+        }
+        fn boot_cpu_id(&self) -> u32 {
+            0x101
+        }
+        fn now_us(&self) -> u64 {
+            0
+        }
+    }
+
+    fn test_dtb() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        w.set_boot_cpuid_phys(7);
+        let root = w.begin_node("").unwrap();
+        let chosen = w.begin_node("chosen").unwrap();
+        w.property("kaslr-seed", &[0x11; 8]).unwrap();
+        w.property("rng-seed", &[0x22; 64]).unwrap();
+        w.end_node(chosen).unwrap();
+        w.end_node(root).unwrap();
+        let mut blob = w.finish().unwrap();
+        blob.resize(4096, 0);
+        blob
+    }
+
+    /// kernel, initrd, dtb, elfcorehdr with correct digests.
+    fn setup() -> (PurgatoryParams, HostPlatform) {
+        let buffers = vec![
+            vec![0xaa; 8192],
+            (0..20000u32).map(|i| i as u8).collect(),
+            test_dtb(),
+            crate::checks::tests::minimal_core(2),
+        ];
+        let kinds = [SegmentKind::Kernel, SegmentKind::Initrd, SegmentKind::Dtb, SegmentKind::ElfCoreHdr];
+        let mut p = PurgatoryParams::new();
+        p.nr_segments = buffers.len() as u32;
+        for (i, b) in buffers.iter().enumerate() {
+            p.segments[i] = SegmentDesc {
+                mem: b.as_ptr() as u64,
+                len: b.len() as u64,
+                sha256: Sha256::digest(b).into(),
+                kind: kinds[i] as u32,
+                flags: 0,
+            };
+        }
+        p.kernel_entry = p.segments[0].mem;
+        p.dtb_addr = p.segments[2].mem;
+        let plat = HostPlatform { console: TextConsole::default(), buffers, entropy: vec![1, 2, 3, 4, 5, 6, 7, 8] };
+        (p, plat)
+    }
+
+    #[test]
+    fn all_good_hands_off_to_kernel_with_dtb() {
+        let (mut params, mut plat) = setup();
+        params.flags = PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
+        let h = run(&params, &mut plat).unwrap();
+        assert_eq!((h.entry, h.dtb), (params.segments[0].mem, params.segments[2].mem));
+        assert_eq!(h.written, Some((params.dtb_addr, 4096)));
+        assert!(plat.console.0.contains("verified 4 segments, 32464 bytes hashed with portable"), "{}", plat.console.0);
+        let dtb = &plat.buffers[2];
+        assert_eq!(boot_cpuid(dtb), Some(0x101));
+        let [k, r] = find_seed_spans(dtb).unwrap();
+        let (k, r) = (k.unwrap(), r.unwrap());
+        assert_ne!(&dtb[k.offset..k.offset + k.len], &[0x11; 8]);
+        assert_ne!(&dtb[r.offset..r.offset + r.len], &[0x22; 64][..]);
+        assert!(plat.console.0.contains("seeds refreshed 2, kept 0; boot cpu 0x101"));
+    }
+
+    #[test]
+    fn no_entropy_keeps_seeds_as_loaded() {
+        let (mut params, mut plat) = setup();
+        params.flags = PARAM_FLAG_REFRESH_SEEDS;
+        plat.entropy.clear();
+        run(&params, &mut plat).unwrap();
+        let dtb = &plat.buffers[2];
+        let [k, _] = find_seed_spans(dtb).unwrap();
+        let k = k.unwrap();
+        assert_eq!(&dtb[k.offset..k.offset + k.len], &[0x11; 8]);
+        assert_eq!(boot_cpuid(dtb), Some(7), "boot cpu untouched without the flag");
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_names_the_segment() {
+        for seg in 0..4 {
+            for pos in [0usize, 1000, usize::MAX] {
+                let (params, mut plat) = setup();
+                let len = plat.buffers[seg].len();
+                let at = pos.min(len - 1);
+                plat.buffers[seg][at] ^= 0x40;
+                let err = run(&params, &mut plat).unwrap_err();
+                match err {
+                    Failure::DigestMismatch { index, expected, actual } => {
+                        assert_eq!(index, seg);
+                        assert_eq!(expected, params.segments[seg].sha256);
+                        assert_ne!(actual, expected);
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+                assert!(plat.console.0.contains(&format!("REFUSED: segment {seg} (")), "{}", plat.console.0);
+                assert!(plat.console.0.ends_with("not entering the kernel\n"));
+            }
+        }
+    }
+
+    #[test]
+    fn exclusion_follows_the_descriptor_not_its_position() {
+        // The elfcorehdr excluded at index 3, then moved to index 0: the
+        // rewritten one is skipped in both orders, nothing else is.
+        for move_first in [false, true] {
+            let (mut params, mut plat) = setup();
+            params.segments[3].flags = SEGMENT_FLAG_EXCLUDED;
+            plat.buffers[3][64 + 40] ^= 1; // kernel rewrote a p_filesz
+            if move_first {
+                params.segments[..4].rotate_right(1);
+            }
+            run(&params, &mut plat).unwrap();
+            let idx = if move_first { 0 } else { 3 };
+            assert!(plat.console.0.contains(&format!("segment {idx} (elfcorehdr)")), "{}", plat.console.0);
+            assert!(plat.console.0.contains("excluded, structure ok"));
+            // A rewrite of a non-excluded segment is still caught.
+            let (mut params, mut plat) = setup();
+            params.segments[3].flags = SEGMENT_FLAG_EXCLUDED;
+            plat.buffers[1][5] ^= 1;
+            assert!(matches!(run(&params, &mut plat), Err(Failure::DigestMismatch { index: 1, .. })));
+        }
+    }
+
+    #[test]
+    fn excluded_segments_are_structure_checked() {
+        let (mut params, mut plat) = setup();
+        params.segments[2].flags = SEGMENT_FLAG_EXCLUDED;
+        plat.buffers[2][3] = 0; // FDT magic
+        assert_eq!(
+            run(&params, &mut plat),
+            Err(Failure::Structure { index: 2, error: StructureError::FdtMagic })
+        );
+        let (mut params, mut plat) = setup();
+        params.segments[0].flags = SEGMENT_FLAG_EXCLUDED;
+        assert_eq!(
+            run(&params, &mut plat),
+            Err(Failure::Structure { index: 0, error: StructureError::KindNotExcludable })
+        );
+    }
+
+    #[test]
+    fn parameter_block_rules() {
+        let cases: [(fn(&mut PurgatoryParams), ParamError); 9] = [
+            (|p| p.magic = 0, ParamError::Magic),
+            (|p| p.version = 2, ParamError::Version),
+            (|p| p.size = 100, ParamError::Size),
+            (|p| p.flags = 1 << 30, ParamError::UnknownFlags(1 << 30)),
+            (|p| p.nr_segments = 17, ParamError::TooManySegments(17)),
+            (|p| p.segments[1].len = 0, ParamError::Segment(1, "length is zero")),
+            (|p| p.segments[1].kind = 99, ParamError::Segment(1, "unknown kind")),
+            (|p| p.segments[1].mem = p.segments[0].mem + 1, ParamError::Overlap(0, 1)),
+            (|p| p.kernel_entry = 16, ParamError::EntryOutsideSegments),
+        ];
+        for (edit, want) in cases {
+            let (mut params, mut plat) = setup();
+            edit(&mut params);
+            assert_eq!(run(&params, &mut plat), Err(Failure::Params(want)));
+            assert!(plat.console.0.contains("REFUSED: bad parameter block"), "{}", plat.console.0);
+        }
+    }
+
+    #[test]
+    fn debug_flags_are_known() {
+        let (mut params, mut plat) = setup();
+        params.flags = PARAM_FLAG_DEBUG_SOFT_SHA256;
+        assert!(run(&params, &mut plat).is_ok());
+    }
+}
