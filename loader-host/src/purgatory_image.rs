@@ -98,3 +98,109 @@ impl<'a> PurgatoryImage<'a> {
         self.header.mem_size.next_multiple_of(4096)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::elf::{PT_INTERP, PT_LOAD, PT_TLS, R_AARCH64_RELATIVE};
+    use object::read::elf::{ElfFile64, ProgramHeader as _};
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags};
+
+    fn elf() -> ElfFile64<'static> {
+        ElfFile64::parse(AARCH64_ELF).expect("embedded purgatory ELF parses")
+    }
+
+    fn symbol(name: &str) -> u64 {
+        elf().symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("no symbol {name}"))
+    }
+
+    #[test]
+    fn header_describes_the_image() {
+        let img = PurgatoryImage::aarch64().expect("valid header");
+        let h = img.header;
+        assert_eq!(h.header_size, 96);
+        assert_eq!(h.image_size, AARCH64_FLAT.len() as u64);
+        assert_eq!(h.entry_offset, symbol("_start"));
+        assert_eq!(h.params_offset, symbol("PURGATORY_PARAMS"));
+        assert_eq!(h.params_size, std::mem::size_of::<PurgatoryParams>() as u64);
+        assert_eq!(h.mem_size % 4096, 0);
+        // code0 is `b _start` (A64 B: 0b000101 imm26, offset in words).
+        assert_eq!(h.code0, 0x1400_0000 | (h.entry_offset as u32 / 4));
+        assert_eq!(symbol("_head"), 0, "header must be at offset 0");
+    }
+
+    /// A compiler or linker upgrade that adds another relocation type would
+    /// break the self-relocation in entry.rs: fail here instead.
+    #[test]
+    fn only_relative_relocations() {
+        let file = elf();
+        let relocs: Vec<_> = file.dynamic_relocations().expect("PIE has dynamic relocations").collect();
+        assert!(!relocs.is_empty(), "a PIE with static data has RELATIVE relocations");
+        for (offset, r) in relocs {
+            match r.flags() {
+                RelocationFlags::Elf { r_type } => {
+                    assert_eq!(r_type, R_AARCH64_RELATIVE, "relocation type {r_type} at {offset:#x}")
+                }
+                other => panic!("unexpected relocation flags {other:?}"),
+            }
+            assert!(offset < AARCH64_FLAT.len() as u64, "relocation outside the flat image");
+            assert_eq!(offset % 8, 0, "unaligned relocation target {offset:#x}");
+        }
+    }
+
+    /// Exactly the sections the linker script lays out: a new kind of
+    /// allocated section (TLS, init arrays, ...) means the image model broke.
+    #[test]
+    fn layout_is_the_linker_scripts() {
+        let file = elf();
+        let allowed = [
+            ".text", ".rodata", ".params", ".data", ".got", ".dynamic", ".dynsym", ".dynstr", ".hash", ".rela.dyn",
+            ".bss", ".stack",
+        ];
+        let mut prev_end = 0;
+        for s in file.sections() {
+            let name = s.name().unwrap_or("?");
+            let alloc = match s.flags() {
+                object::SectionFlags::Elf { sh_flags, .. } => sh_flags.0 & object::elf::SHF_ALLOC.0 != 0,
+                _ => false,
+            };
+            if !alloc {
+                continue; // .symtab, .strtab, ...: not part of the image
+            }
+            assert!(allowed.contains(&name), "unexpected section {name}");
+            assert!(s.address() >= prev_end, "section {name} overlaps the previous one");
+            prev_end = s.address() + s.size();
+        }
+        for ph in file.elf_program_headers() {
+            let t = ph.p_type(file.endian());
+            assert!(t != PT_INTERP && t != PT_TLS, "program header type {t}");
+            if t == PT_LOAD {
+                let end = ph.p_vaddr(file.endian()) + ph.p_memsz(file.endian());
+                assert!(end <= PurgatoryImage::aarch64().unwrap().header.mem_size, "PT_LOAD beyond mem_size");
+            }
+        }
+    }
+
+    #[test]
+    fn params_are_written_where_the_header_says() {
+        let img = PurgatoryImage::aarch64().unwrap();
+        let mut p = PurgatoryParams::new();
+        p.kernel_entry = 0x4020_0000;
+        let out = img.with_params(&p);
+        let off = img.header.params_offset as usize;
+        assert_eq!(&out[off..off + 4], b"RKXP");
+        assert_eq!(&out[off + 16..off + 24], &0x4020_0000u64.to_le_bytes());
+        assert_eq!(&out[..off], &AARCH64_FLAT[..off]);
+    }
+
+    #[test]
+    fn bad_headers_are_refused_with_the_field_named() {
+        let mut bytes = AARCH64_FLAT.to_vec();
+        bytes[8] = b'X';
+        assert_eq!(PurgatoryImage::parse(&bytes, ARCH_AARCH64).unwrap_err(), ImageError::Magic);
+        assert!(matches!(PurgatoryImage::parse(AARCH64_FLAT, 2), Err(ImageError::Arch { expected: 2, found: 1 })));
+        assert_eq!(PurgatoryImage::parse(&AARCH64_FLAT[..50], ARCH_AARCH64).unwrap_err(), ImageError::TooSmall(50));
+        let short = &AARCH64_FLAT[..AARCH64_FLAT.len() - 8];
+        assert_eq!(PurgatoryImage::parse(short, ARCH_AARCH64).unwrap_err().to_string(), "purgatory image header: image_size lies outside the image");
+    }
+}

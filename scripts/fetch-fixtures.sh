@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Fetches the Debian test fixtures (kernels, busybox, kexec-tools + its shared
+# libraries) into $RKEXEC_CACHE (default: <repo>/cache, git-ignored).
+#
+#   scripts/fetch-fixtures.sh [--arch arm64|amd64|all] [--refresh]
+#
+# Layout produced (ARCH = arm64 | amd64, SUITE = bookworm | trixie):
+#   cache/ARCH/SUITE/vmlinuz   the kernel as Debian ships it (arm64: an
+#                              uncompressed Image today, amd64: bzImage)
+#   cache/ARCH/SUITE/Image     arm64 only: the (decompressed if needed) Image
+#   cache/ARCH/SUITE/config    the kernel's /boot/config-*
+#   cache/ARCH/SUITE/version   "<package> <version>" and the uname release
+#   cache/ARCH/busybox         static busybox (from busybox-static)
+#   cache/ARCH/kexec-tools/    sbin/kexec, lib/<triplet>/*.so*, the dynamic
+#                              loader at its PT_INTERP path; copy the tree as
+#                              is into an initramfs root.
+#
+# All apt operations go through a PRIVATE apt root per (suite, arch) under
+# cache/apt/ (own sources.list, lists, dpkg status and archive cache), so the
+# system's apt sources and dpkg architectures are never touched. The mirror
+# URL is taken from the system's sources. Idempotent: a fixture whose output
+# already exists is skipped (no network); --refresh re-resolves everything.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${RKEXEC_CACHE:-$ROOT/cache}
+ARCHES=(arm64 amd64)
+REFRESH=0
+
+log() { printf 'fetch-fixtures: %s\n' "$*" >&2; }
+die() { printf 'fetch-fixtures: ERROR: %s\n' "$*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --arch)
+            case ${2:-} in
+                arm64|amd64) ARCHES=("$2") ;;
+                all) ARCHES=(arm64 amd64) ;;
+                *) die "--arch wants arm64, amd64 or all (got '${2:-}')" ;;
+            esac
+            shift 2 ;;
+        --refresh) REFRESH=1; shift ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
+    esac
+done
+
+# --- host tools -------------------------------------------------------------
+need=()
+command -v apt-get >/dev/null || die "apt-get not found: this script needs a Debian-family host"
+command -v dpkg-deb >/dev/null || die "dpkg-deb not found"
+command -v readelf >/dev/null || need+=(binutils)
+command -v gzip >/dev/null || need+=(gzip)
+if [ ${#need[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "missing ${need[*]} and not root: install them first"
+    log "apt-get install ${need[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null \
+        || die "could not install ${need[*]}"
+fi
+
+# --- mirror discovery ---------------------------------------------------------
+# First URI in the system sources that ends in /debian (resp. /debian-security).
+sys_uris() {
+    { grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed 's/^[[:space:]]*URIs:[[:space:]]*//' | tr ' ' '\n'
+      grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+          | sed 's/\[[^]]*\]//' | awk '{print $2}'
+    } | sed 's:/*$::'
+}
+MIRROR=$(sys_uris | grep -m1 '/debian$' || true)
+SECURITY=$(sys_uris | grep -m1 '/debian-security$' || true)
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+[ -r "$KEYRING" ] || die "$KEYRING missing (apt-get install debian-archive-keyring)"
+
+# --- private apt root -----------------------------------------------------------
+# apt_priv SUITE ARCH apt-get|apt-cache ARGS...
+apt_opts() {
+    local d=$CACHE/apt/$1-$2
+    printf '%s\n' \
+        -o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+        -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts=/dev/null \
+        -o "Dir::State=$d/state" -o "Dir::State::status=$d/state/status" \
+        -o "Dir::Cache=$d/cache" -o "APT::Architecture=$2" -o "APT::Architectures=$2" \
+        -o Acquire::Languages=none -o APT::Sandbox::User=root -q
+}
+apt_priv() {
+    local suite=$1 arch=$2 tool=$3; shift 3
+    local -a opts; mapfile -t opts < <(apt_opts "$suite" "$arch")
+    "$tool" "${opts[@]}" "$@"
+}
+UPDATED=" "
+apt_setup() {  # apt_setup SUITE ARCH: write sources.list and run update once per run
+    local suite=$1 arch=$2 d=$CACHE/apt/$1-$2
+    case $UPDATED in *" $suite-$arch "*) return 0 ;; esac
+    mkdir -p "$d/state/lists/partial" "$d/cache/archives/partial"
+    touch "$d/state/status"
+    cat >"$d/sources.list" <<EOF
+deb [arch=$arch signed-by=$KEYRING] $MIRROR $suite main
+deb [arch=$arch signed-by=$KEYRING] $MIRROR $suite-updates main
+deb [arch=$arch signed-by=$KEYRING] $SECURITY $suite-security main
+EOF
+    log "apt-get update ($suite, $arch) from $MIRROR"
+    apt_priv "$suite" "$arch" apt-get update >"$d/update.log" 2>&1 \
+        || { cat "$d/update.log" >&2; die "apt-get update for $suite/$arch failed (see above)"; }
+    UPDATED+="$suite-$arch "
+}
+
+# download SUITE ARCH PKG DESTDIR: apt-get download PKG and extract it into DESTDIR.
+# Prints "PKG VERSION" on stdout.
+download() {
+    local suite=$1 arch=$2 pkg=$3 dest=$4 dl=$CACHE/apt/$1-$2/debs
+    mkdir -p "$dl" "$dest"
+    (cd "$dl" && apt_priv "$suite" "$arch" apt-get download "$pkg:$arch" >/dev/null 2>"$dl/err.log") \
+        || { cat "$dl/err.log" >&2; die "apt-get download $pkg:$arch ($suite) failed"; }
+    local ver deb
+    ver=$(apt_priv "$suite" "$arch" apt-cache show --no-all-versions "$pkg:$arch" | sed -n 's/^Version: //p' | head -1)
+    deb=$(first "$dl/${pkg}_${ver//:/%3a}_$arch.deb")
+    [ -n "$deb" ] || die "downloaded .deb for $pkg $ver not found in $dl"
+    dpkg-deb -x "$deb" "$dest" || die "dpkg-deb -x $deb failed"
+    echo "$pkg $ver"
+}
+
+# resolve_meta SUITE ARCH META: name of the versioned package META depends on.
+resolve_meta() {
+    local dep
+    dep=$(apt_priv "$1" "$2" apt-cache show --no-all-versions "$3:$2" 2>/dev/null \
+        | sed -n 's/^Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ (].*//' \
+        | grep -m1 '^linux-image-' || true)
+    [ -n "$dep" ] || die "could not resolve the kernel package behind $3 in $1/$2"
+    echo "$dep"
+}
+
+# first PATH...: the first of the given paths that exists (empty if none).
+first() { local f; for f in "$@"; do [ -e "$f" ] && { echo "$f"; return 0; }; done; return 0; }
+
+# --- fixtures ---------------------------------------------------------------------
+fetch_kernel() {  # fetch_kernel SUITE ARCH
+    local suite=$1 arch=$2 out=$CACHE/$2/$1
+    if [ $REFRESH = 0 ] && [ -s "$out/version" ] && [ -s "$out/vmlinuz" ]; then
+        log "cached: $out ($(head -1 "$out/version"))"; return 0
+    fi
+    apt_setup "$suite" "$arch"
+    local pkg tmp pv
+    pkg=$(resolve_meta "$suite" "$arch" "linux-image-cloud-$arch")
+    log "$suite/$arch: linux-image-cloud-$arch -> $pkg"
+    tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+    pv=$(download "$suite" "$arch" "$pkg" "$tmp")
+    local vmlinuz config
+    vmlinuz=$(first "$tmp"/boot/vmlinuz-*)
+    config=$(first "$tmp"/boot/config-*)
+    [ -n "$vmlinuz" ] || die "$pkg has no /boot/vmlinuz-*"
+    rm -rf "$out"; mkdir -p "$out"
+    cp "$vmlinuz" "$out/vmlinuz"
+    [ -n "$config" ] && cp "$config" "$out/config"
+    if [ "$arch" = arm64 ]; then
+        # Debian's arm64 vmlinuz is in fact an uncompressed Image on both
+        # bookworm and trixie; still handle a gzip'd one and an EFI zboot
+        # image ("MZ" .. "zimg", payload offset/size at 8/12) in case that
+        # changes.
+        python3 - "$out/vmlinuz" "$out/Image" <<'EOF' || die "could not decompress $out/vmlinuz"
+import gzip, struct, sys
+src = open(sys.argv[1], "rb").read()
+if src[:2] == b"\x1f\x8b":
+    img = gzip.decompress(src)
+elif src[:2] == b"MZ" and src[4:8] == b"zimg":
+    off, size = struct.unpack_from("<II", src, 8)
+    comp = src[24:32].rstrip(b"\0")
+    if comp != b"gzip":
+        sys.exit(f"EFI zboot payload compressed with {comp!r}: only gzip handled")
+    img = gzip.decompress(src[off:off + size])
+else:
+    img = src
+if img[56:60] != b"ARM\x64":
+    sys.exit("decompressed kernel lacks the arm64 Image magic")
+open(sys.argv[2], "wb").write(img)
+EOF
+    fi
+    { echo "$pv"; basename "$vmlinuz" | sed 's/^vmlinuz-//'; } >"$out/version"
+    rm -rf "$tmp"
+    log "fetched: $out ($pv)"
+}
+
+fetch_busybox() {  # fetch_busybox ARCH
+    local arch=$1 out=$CACHE/$1/busybox
+    if [ $REFRESH = 0 ] && [ -s "$out" ]; then log "cached: $out"; return 0; fi
+    apt_setup bookworm "$arch"
+    local tmp pv
+    tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+    pv=$(download bookworm "$arch" busybox-static "$tmp")
+    [ -x "$tmp/bin/busybox" ] || die "busybox-static:$arch has no /bin/busybox"
+    install -m 0755 "$tmp/bin/busybox" "$out"
+    echo "$pv" >"$out.version"
+    rm -rf "$tmp"
+    log "fetched: $out ($pv)"
+}
+
+fetch_kexec_tools() {  # fetch_kexec_tools ARCH
+    local arch=$1 out=$CACHE/$1/kexec-tools triplet
+    case $arch in arm64) triplet=aarch64-linux-gnu ;; amd64) triplet=x86_64-linux-gnu ;; esac
+    if [ $REFRESH = 0 ] && [ -x "$out/sbin/kexec" ] && [ -s "$out/version" ]; then
+        log "cached: $out ($(head -1 "$out/version"))"; return 0
+    fi
+    apt_setup bookworm "$arch"
+    local tmp stage
+    tmp=$(mktemp -d "$CACHE/tmp.XXXXXX"); stage=$tmp/stage
+    rm -rf "$out"; mkdir -p "$out/sbin" "$out/lib/$triplet"
+    download bookworm "$arch" kexec-tools "$tmp/kt" >"$out/version"
+    local bin
+    bin=$(first "$tmp"/kt/sbin/kexec "$tmp"/kt/usr/sbin/kexec)
+    [ -n "$bin" ] || die "kexec-tools:$arch has no sbin/kexec"
+    cp "$bin" "$out/sbin/kexec"
+    # The library packages kexec-tools depends on directly (libc6, zlib1g,
+    # liblzma5 on bookworm); libc6 also ships the dynamic loader.
+    local deps
+    deps=$(apt_priv bookworm "$arch" apt-cache show --no-all-versions "kexec-tools:$arch" \
+        | sed -n 's/^\(Pre-\)\?Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ (:].*//' \
+        | grep -E '^(lib|zlib)' | sort -u)
+    for p in $deps; do
+        download bookworm "$arch" "$p" "$stage" >>"$out/version"
+    done
+    # Copy the NEEDED closure of sbin/kexec (real files, under their soname).
+    local todo=("$out/sbin/kexec") seen=" " f lib src
+    while [ ${#todo[@]} -gt 0 ]; do
+        f=${todo[0]}; todo=("${todo[@]:1}")
+        for lib in $(readelf -d "$f" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+            case $seen in *" $lib "*) continue ;; esac
+            seen+="$lib "
+            src=$(first "$stage"/lib/"$triplet"/"$lib" "$stage"/usr/lib/"$triplet"/"$lib")
+            [ -n "$src" ] || die "$lib (needed by $(basename "$f")) is in none of: $deps"
+            cp -L "$src" "$out/lib/$triplet/$lib"
+            todo+=("$out/lib/$triplet/$lib")
+        done
+    done
+    # The dynamic loader, at the exact path the binary asks for.
+    local interp
+    interp=$(readelf -l "$out/sbin/kexec" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
+    [ -n "$interp" ] || die "no PT_INTERP in sbin/kexec"
+    [ -e "$stage$interp" ] || die "dynamic loader $interp not found in libc6:$arch"
+    mkdir -p "$out$(dirname "$interp")"
+    cp -L "$stage$interp" "$out$interp"
+    chmod 0755 "$out$interp" "$out/sbin/kexec"
+    rm -rf "$tmp"
+    log "fetched: $out ($(tr '\n' ';' <"$out/version"))"
+}
+
+mkdir -p "$CACHE"
+trap 'rm -rf "$CACHE"/tmp.??????' EXIT
+for arch in "${ARCHES[@]}"; do
+    fetch_kernel bookworm "$arch"
+    fetch_kernel trixie "$arch"
+    fetch_busybox "$arch"
+    fetch_kexec_tools "$arch"
+done
+
+log "summary:"
+for arch in "${ARCHES[@]}"; do
+    for s in bookworm trixie; do
+        printf '  %-28s %s\n' "$arch/$s" "$(tr '\n' ' ' <"$CACHE/$arch/$s/version")" >&2
+    done
+    printf '  %-28s %s\n' "$arch/busybox" "$(cat "$CACHE/$arch/busybox.version")" >&2
+    printf '  %-28s %s\n' "$arch/kexec-tools" "$(tr '\n' ' ' <"$CACHE/$arch/kexec-tools/version")" >&2
+done
