@@ -134,6 +134,14 @@ resolve_meta() {
 # first PATH...: the first of the given paths that exists (empty if none).
 first() { local f; for f in "$@"; do [ -e "$f" ] && { echo "$f"; return 0; }; done; return 0; }
 
+# lib_deps SUITE ARCH PKG: PKG's (Pre-)Depends that are shared-library
+# packages (first alternative of each).
+lib_deps() {
+    apt_priv "$1" "$2" apt-cache show --no-all-versions "$3:$2" \
+        | sed -n 's/^\(Pre-\)\?Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ (:|].*//' \
+        | grep -E '^(lib|zlib)' | sort -u || true
+}
+
 # --- fixtures ---------------------------------------------------------------------
 fetch_kernel() {  # fetch_kernel SUITE ARCH
     local suite=$1 arch=$2 out=$CACHE/$2/$1
@@ -202,23 +210,30 @@ fetch_kexec_tools() {  # fetch_kexec_tools ARCH
         log "cached: $out ($(head -1 "$out/version"))"; return 0
     fi
     apt_setup bookworm "$arch"
-    local tmp stage
-    tmp=$(mktemp -d "$CACHE/tmp.XXXXXX"); stage=$tmp/stage
-    rm -rf "$out"; mkdir -p "$out/sbin" "$out/lib/$triplet"
+    # Built in $tmp/out and renamed into place at the end, so a failed run
+    # never leaves a half-populated tree that a later run takes as cached.
+    local tmp stage final=$out
+    tmp=$(mktemp -d "$CACHE/tmp.XXXXXX"); stage=$tmp/stage; out=$tmp/out
+    mkdir -p "$out/sbin" "$out/lib/$triplet"
     download bookworm "$arch" kexec-tools "$tmp/kt" >"$out/version"
     local bin
     bin=$(first "$tmp"/kt/sbin/kexec "$tmp"/kt/usr/sbin/kexec)
     [ -n "$bin" ] || die "kexec-tools:$arch has no sbin/kexec"
     cp "$bin" "$out/sbin/kexec"
-    # The library packages kexec-tools depends on directly (libc6, zlib1g,
-    # liblzma5 on bookworm); libc6 also ships the dynamic loader.
-    local deps
-    deps=$(apt_priv bookworm "$arch" apt-cache show --no-all-versions "kexec-tools:$arch" \
-        | sed -n 's/^\(Pre-\)\?Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ (:].*//' \
-        | grep -E '^(lib|zlib)' | sort -u)
-    for p in $deps; do
+    # The library packages in kexec-tools' dependency closure (bookworm:
+    # libc6, zlib1g, liblzma5, and on arm64 the Xen control libraries, which
+    # /sbin/kexec links). Non-library dependencies (debconf ...) are skipped;
+    # libc6 also ships the dynamic loader.
+    local -a todo_pkgs; local done_pkgs=" " p
+    mapfile -t todo_pkgs < <(lib_deps bookworm "$arch" kexec-tools)
+    while [ ${#todo_pkgs[@]} -gt 0 ]; do
+        p=${todo_pkgs[0]}; todo_pkgs=("${todo_pkgs[@]:1}")
+        case $done_pkgs in *" $p "*) continue ;; esac
+        done_pkgs+="$p "
         download bookworm "$arch" "$p" "$stage" >>"$out/version"
+        mapfile -t -O ${#todo_pkgs[@]} todo_pkgs < <(lib_deps bookworm "$arch" "$p")
     done
+    local deps=$done_pkgs
     # Copy the NEEDED closure of sbin/kexec (real files, under their soname).
     local todo=("$out/sbin/kexec") seen=" " f lib src
     while [ ${#todo[@]} -gt 0 ]; do
@@ -240,8 +255,8 @@ fetch_kexec_tools() {  # fetch_kexec_tools ARCH
     mkdir -p "$out$(dirname "$interp")"
     cp -L "$stage$interp" "$out$interp"
     chmod 0755 "$out$interp" "$out/sbin/kexec"
-    rm -rf "$tmp"
-    log "fetched: $out ($(tr '\n' ';' <"$out/version"))"
+    rm -rf "$final"; mv "$out" "$final"; rm -rf "$tmp"
+    log "fetched: $final ($(tr '\n' ' ' <"$final/version"))"
 }
 
 mkdir -p "$CACHE"

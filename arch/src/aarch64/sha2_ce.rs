@@ -16,6 +16,9 @@ static K: [u32; 64] = [
     0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ];
 
+#[repr(C, align(16))]
+struct AlignedBlock([u8; 64]);
+
 /// Same contract as `kexec_purgatory::sha256::CompressFn`. Safe to call
 /// only on a CPU with FEAT_SHA256; the caller checked ID_AA64ISAR0_EL1.
 pub fn compress(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
@@ -32,13 +35,24 @@ unsafe fn compress_ce(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
         let mut efgh = vld1q_u32(state.as_ptr().add(4));
         for block in blocks {
             let (abcd0, efgh0) = (abcd, efgh);
+            // The target is built with +strict-align, so a load through a
+            // byte pointer becomes sixteen byte loads. Segment memory is
+            // page aligned: load whole vectors from it, and copy only the
+            // rare unaligned block (the padding tail) to an aligned buffer.
+            let mut copy = AlignedBlock([0; 64]);
+            let p = if block.as_ptr() as usize % 16 == 0 {
+                block.as_ptr()
+            } else {
+                copy.0 = *block;
+                copy.0.as_ptr()
+            };
+            let v = p.cast::<uint8x16_t>();
             // Message words are big-endian (FIPS 180-4 §3.1).
-            let p = block.as_ptr();
             let mut w = [
-                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p))),
-                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p.add(16)))),
-                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p.add(32)))),
-                vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p.add(48)))),
+                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v))),
+                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(1)))),
+                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(2)))),
+                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(3)))),
             ];
             for round in 0..16 {
                 let i = round % 4;
