@@ -6,10 +6,10 @@ CLI:
         (--init-file init.sh | --init 'echo hi; poweroff -f') \\
         [--init-path /init] [--add SRC:DEST ...] [--add-tree DIR:DEST ...]
 
-Library:
-    sys.path.insert(0, "scripts"); mk = importlib.import_module(...)  # or
-    from mk_initramfs import build   (the file is importable via importlib)
-    build("out.cpio.gz", busybox="...", init="#!/bin/sh\\n...", adds=[...])
+Library (the file name has a dash, so load it by path):
+    spec = importlib.util.spec_from_file_location("mk_initramfs", PATH)
+    mk = importlib.util.module_from_spec(spec); spec.loader.exec_module(mk)
+    mk.build("out.cpio.gz", init="...", busybox="...", adds=["SRC:DEST"])
 
 The archive always contains /dev, /proc, /sys, /tmp, /bin, /sbin and
 /dev/console (so the kernel has a console before devtmpfs is mounted).
@@ -138,7 +138,7 @@ class Newc:
     def close(self):
         self._header("TRAILER!!!", 0, 0, nlink=1)
         # The kernel reads the archive in 512-byte blocks; pad like cpio(1).
-        self.f.write(b"\0" * (512 - self.f.tell() % 512 if hasattr(self.f, "tell") else 0))
+        self.f.write(b"\0" * (-self.f.tell() % 512))
 
 
 class _Counting:

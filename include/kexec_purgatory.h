@@ -1,0 +1,118 @@
+/* SPDX-License-Identifier: MIT OR Apache-2.0 */
+/*
+ * rkexec purgatory ABI, version 1 (image header) / version 1 (parameters).
+ *
+ * The C mirror of purgatory/src/abi.rs; docs/abi.md is the prose contract.
+ * All fields are little-endian. A loader:
+ *   1. checks struct rkx_image_header at offset 0 of the flat image;
+ *   2. copies the image into a buffer, writes struct rkx_params at
+ *      header.params_offset;
+ *   3. loads it at any 4 KiB-aligned physical address with a segment memsz
+ *      of at least header.mem_size (the tail is zero-filled .bss/stack);
+ *   4. makes load address + header.entry_offset the kexec entry point.
+ */
+#ifndef KEXEC_PURGATORY_H
+#define KEXEC_PURGATORY_H
+
+#include <stdint.h>
+
+#define RKX_IMAGE_MAGIC          "RKXPURG\0" /* 8 bytes, NUL included */
+#define RKX_ABI_VERSION          1u
+#define RKX_HEADER_OFFSET        0u
+#define RKX_IMAGE_LOAD_ALIGN     4096u
+
+#define RKX_ARCH_AARCH64         1u
+#define RKX_ARCH_X86_64          2u
+#define RKX_ARCH_RISCV64         3u
+
+#define RKX_IMAGE_FLAG_POSITION_INDEPENDENT (1u << 0)
+
+struct rkx_image_header {
+	uint32_t code0;          /* branch to the entry point */
+	uint32_t code1;
+	uint8_t  magic[8];       /* RKX_IMAGE_MAGIC */
+	uint32_t abi_version;    /* RKX_ABI_VERSION */
+	uint32_t header_size;    /* 96 */
+	uint32_t arch;           /* RKX_ARCH_* */
+	uint32_t flags;          /* RKX_IMAGE_FLAG_* */
+	uint64_t image_size;     /* bytes in the flat image file */
+	uint64_t mem_size;       /* bytes of memory needed from the load address */
+	uint64_t entry_offset;   /* entry point, from the load address */
+	uint64_t params_offset;  /* struct rkx_params, from the load address */
+	uint64_t params_size;    /* bytes reserved for it */
+	uint64_t reserved[3];
+};
+
+#define RKX_PARAMS_MAGIC         0x50584b52u /* "RKXP" little-endian */
+#define RKX_PARAMS_VERSION       1u
+#define RKX_MAX_SEGMENTS         16u
+
+/* rkx_params.flags */
+#define RKX_PARAM_REFRESH_SEEDS     (1u << 0)  /* refresh /chosen kaslr-seed, rng-seed */
+#define RKX_PARAM_SET_BOOT_CPU      (1u << 1)  /* set FDT boot_cpuid_phys */
+#define RKX_PARAM_DEBUG_SOFT_SHA256 (1u << 16) /* never use SHA instructions */
+#define RKX_PARAM_DEBUG_CACHES_OFF  (1u << 17) /* hash with MMU/caches off */
+
+/* rkx_segment.flags */
+#define RKX_SEGMENT_EXCLUDED     (1u << 0)  /* structure-check, do not hash */
+
+/* rkx_segment.kind */
+#define RKX_KIND_OTHER           0u
+#define RKX_KIND_KERNEL          1u
+#define RKX_KIND_INITRD          2u
+#define RKX_KIND_DTB             3u
+#define RKX_KIND_ELFCOREHDR      4u
+#define RKX_KIND_BOOT_PARAMS     5u
+
+/* rkx_console.kind */
+#define RKX_CONSOLE_NONE         0u
+#define RKX_CONSOLE_PL011        1u
+#define RKX_CONSOLE_8250_MMIO32  2u
+#define RKX_CONSOLE_8250_IO      3u
+
+/* rkx_params.on_failure */
+#define RKX_ON_FAILURE_HALT      0u
+#define RKX_ON_FAILURE_RESET     1u
+
+/* rkx_params.psci_conduit */
+#define RKX_PSCI_NONE            0u
+#define RKX_PSCI_HVC             1u
+#define RKX_PSCI_SMC             2u
+
+struct rkx_segment {
+	uint64_t mem;            /* physical address */
+	uint64_t len;            /* memsz: bytes past the file data are zero */
+	uint8_t  sha256[32];     /* digest of all len bytes */
+	uint32_t kind;           /* RKX_KIND_* */
+	uint32_t flags;          /* RKX_SEGMENT_* */
+};
+
+struct rkx_console {
+	uint32_t kind;           /* RKX_CONSOLE_* */
+	uint32_t reserved;
+	uint64_t base;           /* MMIO base or I/O port */
+};
+
+struct rkx_params {
+	uint32_t magic;          /* RKX_PARAMS_MAGIC */
+	uint32_t version;        /* RKX_PARAMS_VERSION */
+	uint32_t size;           /* sizeof(struct rkx_params) as the loader knew it */
+	uint32_t flags;          /* RKX_PARAM_* */
+	uint64_t kernel_entry;   /* physical address jumped to */
+	uint64_t dtb_addr;       /* aarch64: x0; riscv64: a1; x86_64: boot_params */
+	struct rkx_console console;
+	uint32_t on_failure;     /* RKX_ON_FAILURE_* */
+	uint32_t psci_conduit;   /* RKX_PSCI_* */
+	uint32_t nr_segments;    /* <= RKX_MAX_SEGMENTS */
+	uint32_t reserved0;
+	struct rkx_segment segments[RKX_MAX_SEGMENTS];
+	uint64_t reserved[8];
+};
+
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(sizeof(struct rkx_image_header) == 96, "rkx_image_header layout");
+_Static_assert(sizeof(struct rkx_segment) == 56, "rkx_segment layout");
+_Static_assert(sizeof(struct rkx_params) == 1024, "rkx_params layout");
+#endif
+
+#endif /* KEXEC_PURGATORY_H */
