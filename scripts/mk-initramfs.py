@@ -116,7 +116,9 @@ class Newc:
     def tree(self, src_dir, dest):
         if not os.path.isdir(src_dir):
             raise ValueError(f"{src_dir}: not a directory")
-        self.dir(dest, stat.S_IMODE(os.stat(src_dir).st_mode))
+        dest = dest.rstrip("/")
+        if dest:  # "" = the archive root, which needs no entry
+            self.dir(dest, stat.S_IMODE(os.stat(src_dir).st_mode))
         for root, dirs, files in os.walk(src_dir):
             dirs.sort()
             rel = os.path.relpath(root, src_dir)
