@@ -133,15 +133,12 @@ impl<'a> IdentityMap<'a> {
             if desc & DESC_VALID == 0 && whole && leaf_ok {
                 self.pool[table].0[idx] = entry_base | attrs | leaf;
             } else if desc & DESC_VALID != 0 && (level == 3 || desc & DESC_TABLE_OR_PAGE == 0) {
-                // Already a block/page: fine if same type, else split or conflict.
+                // Already a block/page covering this address: it must be
+                // the same memory type (mapping one page as both Normal
+                // and Device would be a mismatched-attribute alias).
                 let existing = desc & !OA_MASK & !(DESC_VALID | DESC_TABLE_OR_PAGE);
                 if existing != attrs {
-                    if level == 3 || whole {
-                        return Err(MapError::Conflict);
-                    }
-                    let child = self.split(desc, level)?;
-                    self.pool[table].0[idx] = self.table_desc(child);
-                    self.map_level(child, level + 1, addr, next, attrs)?;
+                    return Err(MapError::Conflict);
                 }
             } else {
                 let child = if desc & DESC_VALID == 0 {
@@ -160,20 +157,6 @@ impl<'a> IdentityMap<'a> {
 
     fn table_desc(&self, idx: usize) -> u64 {
         (self.root_addr() + idx as u64 * PAGE) | DESC_VALID | DESC_TABLE_OR_PAGE
-    }
-
-    /// Replace a block by a table of next-level entries with the same
-    /// attributes (so a finer mapping can be made inside it).
-    fn split(&mut self, block: u64, level: usize) -> Result<usize, MapError> {
-        let child = self.alloc()?;
-        let sub = 1u64 << entry_shift(level + 1);
-        let base = block & OA_MASK & !((1u64 << entry_shift(level)) - 1);
-        let attrs = block & !OA_MASK & !(DESC_VALID | DESC_TABLE_OR_PAGE);
-        let leaf = if level + 1 == 3 { DESC_VALID | DESC_TABLE_OR_PAGE } else { DESC_VALID };
-        for (i, e) in self.pool[child].0.iter_mut().enumerate() {
-            *e = (base + i as u64 * sub) | attrs | leaf;
-        }
-        Ok(child)
     }
 
     /// Walk the tables for `addr` (tests and self-checks): the leaf
@@ -246,17 +229,18 @@ mod tests {
     }
 
     #[test]
-    fn overlapping_same_type_is_merged_and_other_type_splits_or_conflicts() {
+    fn overlapping_same_type_is_merged_and_other_type_conflicts() {
         let mut p = pool(16);
         let mut m = IdentityMap::new(&mut p, XN).unwrap();
         m.map(0x4000_0000, 0x20_0000, MemType::Normal).unwrap();
         m.map(0x4000_0000, 0x1000, MemType::Normal).unwrap();
-        // A device page inside a normal 2 MiB block splits the block.
-        m.map(0x4010_0000, 0x1000, MemType::Device).unwrap();
-        assert_eq!(leaf_type(m.lookup(0x4010_0000).unwrap().0), MemType::Device);
-        assert_eq!(leaf_type(m.lookup(0x4010_1000).unwrap().0), MemType::Normal);
-        assert_eq!(m.lookup(0x4010_1000).unwrap().0 & OA_MASK, 0x4010_1000);
-        assert_eq!(m.map(0x4010_0000, 0x1000, MemType::Normal), Err(MapError::Conflict));
+        m.map(0x401f_f000, 0x2000, MemType::Normal).unwrap();
+        assert_eq!(m.lookup(0x4020_0000).unwrap().1, 3, "the overhang got a page");
+        // One page as both Normal and Device would alias attributes.
+        assert_eq!(m.map(0x4010_0000, 0x1000, MemType::Device), Err(MapError::Conflict));
+        m.map(0x4030_0000, 0x1000, MemType::Device).unwrap();
+        assert_eq!(m.map(0x4030_0000, 0x1000, MemType::Normal), Err(MapError::Conflict));
+        assert_eq!(leaf_type(m.lookup(0x4010_0000).unwrap().0), MemType::Normal);
     }
 
     #[test]

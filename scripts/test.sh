@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up a fresh machine and run every test: host unit tests, the
+# bare-metal purgatory harness in QEMU, and the full-kexec QEMU tier with
+# real Debian kernels. This is what .ci/run calls.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== purgatory builds for aarch64-unknown-none"
+(cd purgatory && cargo build --release --locked --target aarch64-unknown-none)
+
+echo "== cargo test (host units, ABI/C header, bare-metal QEMU harness)"
+cargo test --locked --workspace
+
+if [ -x scripts/test-guests.sh ]; then
+    echo "== full-kexec QEMU tier (real Debian kernels)"
+    bash scripts/test-guests.sh
+fi

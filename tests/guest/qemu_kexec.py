@@ -1,0 +1,262 @@
+#!/usr/bin/env python3
+"""Boot a kernel + initramfs under qemu-system-aarch64 and time its console.
+
+Every serial-console line is stamped with the host monotonic clock (seconds
+since QEMU was spawned) at the moment its FIRST byte arrived, so a line's
+stamp is when the guest started printing it.
+
+Library:
+    from qemu_kexec import Qemu, run, handoff_time, interval
+    with Qemu(kernel, initrd, append="console=ttyAMA0 ...") as q:
+        q.wait_for(r"KERNEL2-INIT-OK", timeout=120)
+    q.lines  # [Line(t, text), ...]
+    handoff_time(q.lines)
+
+CLI:
+    tests/guest/qemu_kexec.py --kernel Image --initrd x.cpio.gz \\
+        [--append ...] [--until REGEX] [--timeout 300] [--cpu cortex-a72]
+
+Everything that loads or executes a kernel must run inside the guest: this
+module only ever starts QEMU.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+DEFAULT_APPEND = "console=ttyAMA0 nokaslr"
+
+# A line that can only come from a freshly booting kernel. With `earlycon`
+# this is printed right at kernel entry; without it the first line only
+# appears when the PL011 console registers (a few hundred ms later in TCG).
+KERNEL_BOOT_RE = re.compile(r"Booting Linux on physical CPU|^\[\s*0\.000000\]")
+
+
+@dataclass
+class Line:
+    t: float  # host seconds since QEMU spawn, at the line's first byte
+    text: str
+
+    def __str__(self):
+        return f"[{self.t:9.3f}] {self.text}"
+
+
+class QemuError(RuntimeError):
+    pass
+
+
+class Qemu:
+    """One QEMU process whose serial console (stdio) is read line by line."""
+
+    def __init__(self, kernel, initrd=None, append=DEFAULT_APPEND, *,
+                 machine="virt", virtualization=False, cpu="cortex-a72",
+                 memory=2048, smp=1, accel="tcg", extra_args=(),
+                 qemu="qemu-system-aarch64", echo=False, log_path=None):
+        for p in (kernel, initrd):
+            if p and not os.path.isfile(p):
+                raise FileNotFoundError(f"qemu_kexec: {p} not found (run scripts/fetch-fixtures.sh?)")
+        m = machine + (",virtualization=on" if virtualization else "")
+        self.argv = [qemu, "-M", m, "-cpu", cpu, "-m", str(memory),
+                     "-smp", str(smp), "-accel", accel, "-nographic",
+                     "-no-reboot", "-kernel", kernel]
+        if initrd:
+            self.argv += ["-initrd", initrd]
+        self.argv += ["-append", append, *extra_args]
+        self.echo = echo
+        self.log = open(log_path, "w") if log_path else None
+        self.lines = []
+        self.proc = None
+        self.t0 = None
+        self._cv = threading.Condition()
+        self._eof = False
+        self._reader = None
+
+    # -- process control ------------------------------------------------------
+    def start(self):
+        self.t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except FileNotFoundError as e:
+            raise QemuError(f"cannot start {self.argv[0]}: {e}") from e
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self):
+        fd = self.proc.stdout.fileno()
+        buf, t_first = b"", None
+        while True:
+            chunk = os.read(fd, 65536)
+            now = time.monotonic() - self.t0
+            if not chunk:
+                break
+            for part in chunk.split(b"\n")[:-1] if b"\n" in chunk else []:
+                pass  # (placeholder to keep the loop below simple)
+            start = 0
+            while True:
+                if t_first is None and start < len(chunk):
+                    t_first = now
+                nl = chunk.find(b"\n", start)
+                if nl < 0:
+                    buf += chunk[start:]
+                    break
+                self._emit(t_first if t_first is not None else now, buf + chunk[start:nl])
+                buf, t_first, start = b"", None, nl + 1
+        if buf:
+            self._emit(t_first, buf)
+        with self._cv:
+            self._eof = True
+            self._cv.notify_all()
+
+    def _emit(self, t, raw):
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        # -nographic output carries terminal escapes (e.g. line-wrap toggles).
+        text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
+        line = Line(t, text)
+        if self.echo:
+            print(line, flush=True)
+        if self.log:
+            self.log.write(f"{line}\n")
+            self.log.flush()
+        with self._cv:
+            self.lines.append(line)
+            self._cv.notify_all()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+        if self._reader:
+            self._reader.join(timeout=5)
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.kill()
+
+    # -- waiting ----------------------------------------------------------------
+    def wait_for(self, regex, timeout, start_index=0):
+        """Block until a line at index >= start_index matches `regex`.
+
+        Returns the Line. Raises QemuError on timeout or if QEMU exits first.
+        """
+        pat = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        i = start_index
+        with self._cv:
+            while True:
+                while i < len(self.lines):
+                    if pat.search(self.lines[i].text):
+                        return self.lines[i]
+                    i += 1
+                if self._eof:
+                    raise QemuError(f"QEMU exited (rc={self.proc.poll()}) before /{regex}/ appeared")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise QemuError(f"timeout after {timeout}s waiting for /{regex}/")
+                self._cv.wait(left)
+
+    def wait_exit(self, timeout):
+        """Wait for QEMU to exit by itself (guest poweroff); returns its rc."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise QemuError(f"QEMU still running after {timeout}s") from None
+
+    def transcript(self):
+        return "\n".join(str(l) for l in self.lines)
+
+
+def run(kernel, initrd, append=DEFAULT_APPEND, until=None, timeout=300, **kw):
+    """Boot, wait for `until` (or for QEMU to exit), kill QEMU, return lines.
+
+    Raises QemuError (with the transcript tail attached) on timeout.
+    """
+    q = Qemu(kernel, initrd, append, **kw)
+    with q:
+        try:
+            if until:
+                q.wait_for(until, timeout)
+            else:
+                q.wait_exit(timeout)
+        except QemuError as e:
+            tail = "\n".join(str(l) for l in q.lines[-40:])
+            raise QemuError(f"{e}\n--- last console lines ---\n{tail}") from None
+    return q.lines
+
+
+# -- analysis -------------------------------------------------------------------
+def find(lines, regex, start=0):
+    """Index of the first line at or after `start` matching regex, or None."""
+    pat = re.compile(regex)
+    for i in range(start, len(lines)):
+        if pat.search(lines[i].text):
+            return i
+    return None
+
+
+def interval(lines, start_re, end_re):
+    """Host seconds from the first `start_re` line to the next `end_re` line."""
+    a = find(lines, start_re)
+    if a is None:
+        raise ValueError(f"no line matches /{start_re}/")
+    b = find(lines, end_re, a + 1)
+    if b is None:
+        raise ValueError(f"no line matches /{end_re}/ after /{start_re}/")
+    return lines[b].t - lines[a].t
+
+
+def handoff_time(lines, marker=r"KEXEC-EXEC-START", boot_re=KERNEL_BOOT_RE):
+    """Seconds from the marker line (printed by init right before `kexec -e`)
+    to the first line after it that looks like a kernel boot line."""
+    return interval(lines, marker, boot_re.pattern if hasattr(boot_re, "pattern") else boot_re)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Boot a kernel in QEMU and print a timestamped console transcript.")
+    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--initrd")
+    ap.add_argument("--append", default=DEFAULT_APPEND)
+    ap.add_argument("--machine", default="virt")
+    ap.add_argument("--virtualization", action="store_true", help="-M virt,virtualization=on (EL2)")
+    ap.add_argument("--cpu", default="cortex-a72")
+    ap.add_argument("-m", "--memory", type=int, default=2048)
+    ap.add_argument("--smp", type=int, default=1)
+    ap.add_argument("--until", help="stop (kill QEMU) when a line matches this regex")
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--handoff", action="store_true", help="also print the kexec hand-off time")
+    ap.add_argument("--log", help="also write the transcript here")
+    a = ap.parse_args(argv)
+    q = Qemu(a.kernel, a.initrd, a.append, machine=a.machine, virtualization=a.virtualization,
+             cpu=a.cpu, memory=a.memory, smp=a.smp, echo=True, log_path=a.log)
+    rc = 0
+    with q:
+        try:
+            if a.until:
+                q.wait_for(a.until, a.timeout)
+            else:
+                q.wait_exit(a.timeout)
+        except QemuError as e:
+            print(f"qemu_kexec: {e}", file=sys.stderr)
+            rc = 1
+    if a.handoff:
+        try:
+            print(f"hand-off: {handoff_time(q.lines):.3f} s")
+        except ValueError as e:
+            print(f"qemu_kexec: hand-off: {e}", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
