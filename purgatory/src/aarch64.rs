@@ -23,9 +23,18 @@ static mut PURGATORY_PARAMS: PurgatoryParams = PurgatoryParams::EMPTY;
 const TABLES: usize = 64;
 static mut PAGE_TABLES: [Table; TABLES] = [Table::ZERO; TABLES];
 
+/// The block as the loader wrote it. `black_box` hides the static's
+/// initialiser from the optimiser (the loader changed it after the build)
+/// without a field-by-field volatile copy.
+fn loaded_params() -> &'static PurgatoryParams {
+    // SAFETY: nothing in the purgatory writes the block; single CPU.
+    unsafe { &*core::hint::black_box(core::ptr::addr_of!(PURGATORY_PARAMS)) }
+}
+
 struct UartConsole(Uart);
 
 impl Console for UartConsole {
+    #[inline(never)]
     fn write_bytes(&mut self, bytes: &[u8]) {
         self.0.write(bytes);
     }
@@ -110,19 +119,18 @@ fn enable_caches(params: &PurgatoryParams, regime: cpu::Regime, image: (u64, u64
 
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64) -> ! {
-    // SAFETY: read once, by value; the loader wrote it before we ran.
-    let params: PurgatoryParams = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(PURGATORY_PARAMS)) };
+    let params = loaded_params();
     // SAFETY: `base` is the runtime base computed by _start.
     let image = (base, unsafe { entry::image_mem_size(base) });
     let regime = cpu::Regime::current();
-    let uart = uart_from(&params);
+    let uart = uart_from(params);
 
     let hw = cpu::has_sha256_instructions() && params.flags & PARAM_FLAG_DEBUG_SOFT_SHA256 == 0;
     let (compress, engine): (CompressFn, &'static str) =
         if hw { (sha2_ce::compress, "armv8-sha2") } else { (compress_portable, "portable") };
     let mut plat = Aarch64 { console: UartConsole(uart), compress, engine };
 
-    let caches = enable_caches(&params, regime, image, uart);
+    let caches = enable_caches(params, regime, image, uart);
     let con = plat.console();
     con.put("purgatory: aarch64 ").put(regime.name()).put(", image ").hex(base);
     match caches {
@@ -130,7 +138,7 @@ extern "C" fn purgatory_main(base: u64) -> ! {
         Err(why) => con.put(", mmu+caches off (").put(why).put(")\n"),
     };
 
-    match verify::run(&params, &mut plat) {
+    match verify::run(params, &mut plat) {
         Ok(h) => {
             // Leave no lines of segment memory in the caches: the kernel
             // starts with them off and later turns them on.
@@ -144,7 +152,7 @@ extern "C" fn purgatory_main(base: u64) -> ! {
             // included) were cleaned above; enter_kernel cleans the image.
             unsafe { handoff::enter_kernel(h.entry, h.dtb, image.0, image.1) }
         }
-        Err(_) => fail(&params, &mut plat),
+        Err(_) => fail(params, &mut plat),
     }
 }
 
@@ -167,8 +175,7 @@ fn fail(params: &PurgatoryParams, plat: &mut Aarch64) -> ! {
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     // A bug of ours, never a verification result: say so and stop.
-    // SAFETY: read by value, as in purgatory_main.
-    let params: PurgatoryParams = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(PURGATORY_PARAMS)) };
-    UartConsole(uart_from(&params)).put("purgatory: internal error (panic), not entering the kernel\n");
+    let params = loaded_params();
+    UartConsole(uart_from(params)).put("purgatory: internal error (panic), not entering the kernel\n");
     handoff::halt()
 }

@@ -89,23 +89,21 @@ class Qemu:
 
     def _read(self):
         fd = self.proc.stdout.fileno()
-        buf, t_first = b"", None
+        buf, t_first = b"", None  # partial line and when its first byte came
         while True:
             chunk = os.read(fd, 65536)
             now = time.monotonic() - self.t0
             if not chunk:
                 break
-            for part in chunk.split(b"\n")[:-1] if b"\n" in chunk else []:
-                pass  # (placeholder to keep the loop below simple)
             start = 0
-            while True:
-                if t_first is None and start < len(chunk):
+            while start < len(chunk):
+                if t_first is None:
                     t_first = now
                 nl = chunk.find(b"\n", start)
                 if nl < 0:
                     buf += chunk[start:]
                     break
-                self._emit(t_first if t_first is not None else now, buf + chunk[start:nl])
+                self._emit(t_first, buf + chunk[start:nl])
                 buf, t_first, start = b"", None, nl + 1
         if buf:
             self._emit(t_first, buf)

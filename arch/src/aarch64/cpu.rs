@@ -66,7 +66,9 @@ pub fn mpidr_affinity() -> u32 {
 pub fn now_us() -> u64 {
     let freq = CNTFRQ_EL0.get().max(1);
     let ticks = CNTVCT_EL0.get();
-    (ticks as u128 * 1_000_000 / freq as u128) as u64
+    // Split to stay in u64: (ticks % freq) * 1e6 < freq * 1e6 < 2^64 for
+    // any counter under 18 THz.
+    (ticks / freq) * 1_000_000 + (ticks % freq) * 1_000_000 / freq
 }
 
 /// One RNDR read: Some on success; RNDR sets PSTATE.Z on failure

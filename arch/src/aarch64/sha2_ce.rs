@@ -33,6 +33,14 @@ unsafe fn compress_ce(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
     unsafe {
         let mut abcd = vld1q_u32(state.as_ptr());
         let mut efgh = vld1q_u32(state.as_ptr().add(4));
+        // All 64 constants live in 16 vector registers for the whole loop.
+        let kp = K.as_ptr();
+        let k = [
+            vld1q_u32(kp), vld1q_u32(kp.add(4)), vld1q_u32(kp.add(8)), vld1q_u32(kp.add(12)),
+            vld1q_u32(kp.add(16)), vld1q_u32(kp.add(20)), vld1q_u32(kp.add(24)), vld1q_u32(kp.add(28)),
+            vld1q_u32(kp.add(32)), vld1q_u32(kp.add(36)), vld1q_u32(kp.add(40)), vld1q_u32(kp.add(44)),
+            vld1q_u32(kp.add(48)), vld1q_u32(kp.add(52)), vld1q_u32(kp.add(56)), vld1q_u32(kp.add(60)),
+        ];
         for block in blocks {
             let (abcd0, efgh0) = (abcd, efgh);
             // The target is built with +strict-align, so a load through a
@@ -48,23 +56,55 @@ unsafe fn compress_ce(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
             };
             let v = p.cast::<uint8x16_t>();
             // Message words are big-endian (FIPS 180-4 §3.1).
-            let mut w = [
-                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v))),
-                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(1)))),
-                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(2)))),
-                vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(3)))),
-            ];
-            for round in 0..16 {
-                let i = round % 4;
-                if round >= 4 {
-                    // Message schedule (FIPS 180-4 §6.2.2 step 1), four words.
-                    w[i] = vsha256su1q_u32(vsha256su0q_u32(w[i], w[(i + 1) % 4]), w[(i + 2) % 4], w[(i + 3) % 4]);
-                }
-                let wk = vaddq_u32(w[i], vld1q_u32(K.as_ptr().add(round * 4)));
-                let prev = abcd;
-                abcd = vsha256hq_u32(abcd, efgh, wk);
-                efgh = vsha256h2q_u32(efgh, prev, wk);
+            let mut s0 = vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v)));
+            let mut s1 = vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(1))));
+            let mut s2 = vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(2))));
+            let mut s3 = vreinterpretq_u32_u8(vrev32q_u8(core::ptr::read(v.add(3))));
+            // Four rounds with schedule words `w` and constants K[t..t+4].
+            macro_rules! rounds {
+                ($w:expr, $t:expr) => {{
+                    let wk = vaddq_u32($w, k[$t / 4]);
+                    let prev = abcd;
+                    abcd = vsha256hq_u32(abcd, efgh, wk);
+                    efgh = vsha256h2q_u32(efgh, prev, wk);
+                }};
             }
+            // Next four schedule words (FIPS 180-4 §6.2.2 step 1).
+            macro_rules! schedule {
+                ($a:ident, $b:ident, $c:ident, $d:ident) => {
+                    $a = vsha256su1q_u32(vsha256su0q_u32($a, $b), $c, $d);
+                };
+            }
+            // Written out, not looped: the image is built for size, and a
+            // rolled loop over an array of vectors spills to the stack.
+            rounds!(s0, 0);
+            rounds!(s1, 4);
+            rounds!(s2, 8);
+            rounds!(s3, 12);
+            schedule!(s0, s1, s2, s3);
+            rounds!(s0, 16);
+            schedule!(s1, s2, s3, s0);
+            rounds!(s1, 20);
+            schedule!(s2, s3, s0, s1);
+            rounds!(s2, 24);
+            schedule!(s3, s0, s1, s2);
+            rounds!(s3, 28);
+            schedule!(s0, s1, s2, s3);
+            rounds!(s0, 32);
+            schedule!(s1, s2, s3, s0);
+            rounds!(s1, 36);
+            schedule!(s2, s3, s0, s1);
+            rounds!(s2, 40);
+            schedule!(s3, s0, s1, s2);
+            rounds!(s3, 44);
+            schedule!(s0, s1, s2, s3);
+            rounds!(s0, 48);
+            schedule!(s1, s2, s3, s0);
+            rounds!(s1, 52);
+            schedule!(s2, s3, s0, s1);
+            rounds!(s2, 56);
+            schedule!(s3, s0, s1, s2);
+            rounds!(s3, 60);
             abcd = vaddq_u32(abcd, abcd0);
             efgh = vaddq_u32(efgh, efgh0);
         }
