@@ -1,4 +1,7 @@
 //! rkexec loader library: embeds the purgatory, parses kernel images, lays
 //! out segments, computes digests, and calls kexec_load / kexec_file_load.
 
+pub mod layout;
+pub mod plan;
 pub mod purgatory_image;
+pub mod syscall;
