@@ -274,5 +274,6 @@ for arch in "${ARCHES[@]}"; do
         printf '  %-28s %s\n' "$arch/$s" "$(tr '\n' ' ' <"$CACHE/$arch/$s/version")" >&2
     done
     printf '  %-28s %s\n' "$arch/busybox" "$(cat "$CACHE/$arch/busybox.version")" >&2
-    printf '  %-28s %s\n' "$arch/kexec-tools" "$(tr '\n' ' ' <"$CACHE/$arch/kexec-tools/version")" >&2
+    printf '  %-28s %s (+ %s library packages, see its version file)\n' "$arch/kexec-tools" \
+        "$(head -1 "$CACHE/$arch/kexec-tools/version")" "$(($(wc -l <"$CACHE/$arch/kexec-tools/version") - 1))" >&2
 done

@@ -179,6 +179,8 @@ def build(out, init, busybox=None, adds=(), trees=(), init_path="/init",
         init = init.encode()
     if not init.startswith(b"#!"):
         init = b"#!/bin/sh\n" + init
+    if not init.endswith(b"\n"):
+        init += b"\n"
     adds = [_split(a, "--add") if isinstance(a, str) else a for a in adds]
     trees = [_split(t, "--add-tree") if isinstance(t, str) else t for t in trees]
     for src, _ in adds:

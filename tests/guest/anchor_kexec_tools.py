@@ -22,10 +22,10 @@ import argparse
 import importlib.util
 import os
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.dont_write_bytecode = True  # keep the tree free of __pycache__
 sys.path.insert(0, HERE)
 import qemu_kexec  # noqa: E402
 
@@ -119,10 +119,10 @@ def main():
     ap.add_argument("--virtualization", action="store_true")
     ap.add_argument("--timeout", type=float, default=600, help="per run (s)")
     ap.add_argument("--only", choices=["verify", "noverify"], help="run just one variant")
-    ap.add_argument("--workdir", help="keep images and console logs here")
+    ap.add_argument("--workdir", help="images and console logs (default CACHE/anchor-kexec-tools/SUITE)")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the console")
     args = ap.parse_args()
-    args.workdir = args.workdir or tempfile.mkdtemp(prefix="anchor-kexec-")
+    args.workdir = args.workdir or os.path.join(args.cache, "anchor-kexec-tools", args.suite)
     os.makedirs(args.workdir, exist_ok=True)
     kernel, initrd1 = build_images(args.cache, args.suite, args.workdir)
     print(f"anchor: kernel {kernel} ({open(os.path.join(os.path.dirname(kernel), 'version')).read().split()[1]}), "
