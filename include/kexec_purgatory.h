@@ -50,6 +50,7 @@ struct rkx_image_header {
 /* rkx_params.flags */
 #define RKX_PARAM_REFRESH_SEEDS     (1u << 0)  /* refresh /chosen kaslr-seed, rng-seed */
 #define RKX_PARAM_SET_BOOT_CPU      (1u << 1)  /* set FDT boot_cpuid_phys */
+#define RKX_PARAM_SKIP_DIGESTS      (1u << 2)  /* kexec-tools -i: bounds/structure checks only */
 #define RKX_PARAM_DEBUG_SOFT_SHA256 (1u << 16) /* never use SHA instructions */
 #define RKX_PARAM_DEBUG_CACHES_OFF  (1u << 17) /* hash with MMU/caches off */
 

@@ -68,6 +68,9 @@ pub const MAX_SEGMENTS: usize = 16;
 pub const PARAM_FLAG_REFRESH_SEEDS: u32 = 1 << 0;
 /// Set the FDT header's `boot_cpuid_phys` to the executing CPU.
 pub const PARAM_FLAG_SET_BOOT_CPU: u32 = 1 << 1;
+/// Do not hash (kexec-tools' `-i`): segments are still bounds-checked and
+/// excluded ones structure-checked, and the summary says so.
+pub const PARAM_FLAG_SKIP_DIGESTS: u32 = 1 << 2;
 /// Debug: never use SHA-256 instructions (exercise the portable path).
 pub const PARAM_FLAG_DEBUG_SOFT_SHA256: u32 = 1 << 16;
 /// Debug: hash with MMU and caches off, as kexec-tools' purgatory does.
@@ -75,6 +78,7 @@ pub const PARAM_FLAG_DEBUG_CACHES_OFF: u32 = 1 << 17;
 /// Flags this purgatory understands; others are refused.
 pub const PARAM_FLAGS_KNOWN: u32 = PARAM_FLAG_REFRESH_SEEDS
     | PARAM_FLAG_SET_BOOT_CPU
+    | PARAM_FLAG_SKIP_DIGESTS
     | PARAM_FLAG_DEBUG_SOFT_SHA256
     | PARAM_FLAG_DEBUG_CACHES_OFF;
 

@@ -6,7 +6,7 @@
 
 use crate::abi::{
     PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, PARAMS_MAGIC, PARAMS_VERSION,
-    PARAM_FLAGS_KNOWN, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU,
+    PARAM_FLAGS_KNOWN, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PARAM_FLAG_SKIP_DIGESTS,
 };
 use crate::checks::{check_excluded, StructureError};
 use crate::fdt_patch::{refresh_seeds, set_boot_cpuid, PatchError, SeedReport};
@@ -155,6 +155,13 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
             con.put(" excluded, structure ok\n");
             continue;
         }
+        if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
+            let con = p.console();
+            con.put(TAG);
+            segment_line(con, index, seg);
+            con.put(" not hashed (verification off)\n");
+            continue;
+        }
         let actual = digest(data, compress);
         hashed += seg.len;
         if actual != seg.sha256 {
@@ -184,6 +191,9 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff
     let start = p.now_us();
     let hashed = verify_segments(params, p)?;
     let elapsed = p.now_us().saturating_sub(start);
+    if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
+        p.console().put(TAG).put("verification skipped at the loader's request (-i)\n");
+    }
     p.console()
         .put(TAG)
         .put("verified ")
@@ -469,6 +479,19 @@ mod tests {
             assert_eq!(run(&params, &mut plat), Err(Failure::Params(want)));
             assert!(plat.console.0.contains("REFUSED: bad parameter block"), "{}", plat.console.0);
         }
+    }
+
+    #[test]
+    fn skip_digests_hashes_nothing_but_still_checks_structure() {
+        let (mut params, mut plat) = setup();
+        params.flags = PARAM_FLAG_SKIP_DIGESTS;
+        plat.buffers[1][0] ^= 1;
+        assert!(run(&params, &mut plat).is_ok());
+        assert!(plat.console.0.contains("verified 4 segments, 0 bytes hashed"), "{}", plat.console.0);
+        assert!(plat.console.0.contains("verification skipped"));
+        params.segments[3].flags = SEGMENT_FLAG_EXCLUDED;
+        plat.buffers[3][0] = 0;
+        assert!(matches!(run(&params, &mut plat), Err(Failure::Structure { index: 3, .. })));
     }
 
     #[test]
