@@ -2,9 +2,15 @@
 //! out segments, computes digests, and calls kexec_load / kexec_file_load.
 
 pub mod args;
+pub mod arm64;
 pub mod console;
+pub mod dtb_edit;
 pub mod elfcore;
+pub mod handover_dtb;
+pub mod iomem;
+pub mod kernel_image;
 pub mod layout;
+pub mod memory_hotplug;
 pub mod plan;
 pub mod purgatory_image;
 pub mod report;
