@@ -2,6 +2,7 @@
 //! out segments, computes digests, and calls kexec_load / kexec_file_load.
 
 pub mod args;
+pub mod cli;
 pub mod arm64;
 pub mod console;
 pub mod dtb_edit;

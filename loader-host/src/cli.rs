@@ -1,0 +1,267 @@
+//! The `rkexec` command: parse arguments, then plan, load, unload, report
+//! status or execute. Errors are one line on stderr naming the file or
+//! field and the rule broken, with a non-zero exit; nothing is loaded
+//! half-way (every check runs before the system call).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kexec_purgatory::abi::{ON_FAILURE_HALT, ON_FAILURE_RESET};
+
+use crate::args::{Args, OnFailure, SyscallChoice};
+use crate::arm64::{self, CmdlineChoice, Input, LoadRequest};
+use crate::console;
+use crate::plan::Plan;
+use crate::purgatory_image::PurgatoryImage;
+use crate::report;
+use crate::sources::SystemSources;
+use crate::syscall::{self, KexecSegment, SyscallError};
+
+/// A failure with its exit status.
+struct Fail {
+    msg: String,
+    code: u8,
+}
+
+impl Fail {
+    fn usage(msg: impl Into<String>) -> Self {
+        Fail { msg: msg.into(), code: 2 }
+    }
+    fn run(msg: impl Into<String>) -> Self {
+        Fail { msg: msg.into(), code: 1 }
+    }
+}
+
+impl<E: std::error::Error> From<E> for Fail {
+    fn from(e: E) -> Self {
+        Fail::run(e.to_string())
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            // --help/--version print to stdout and succeed; errors exit 2.
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(args) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("rkexec: {}", f.msg);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+struct Ctx {
+    args: Args,
+    src: SystemSources,
+}
+
+impl Ctx {
+    fn progress(&self, msg: &str) {
+        if self.args.debug {
+            eprintln!("rkexec: {msg}");
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode, Fail> {
+    let src = SystemSources::new(args.proc_root.clone(), args.sys_root.clone());
+    let mut positional = args.positional.clone();
+    let plan_cmd = positional.first().is_some_and(|p| p.as_os_str() == "plan");
+    if plan_cmd {
+        positional.remove(0);
+    }
+    if positional.len() > 1 {
+        return Err(Fail::usage(format!("one kernel image expected, got {}: {:?}", positional.len(), positional)));
+    }
+    let kernel = positional.pop();
+    let syscall_choice = args.syscall_choice().map_err(Fail::usage)?;
+    let ctx = Ctx { args, src };
+    let a = &ctx.args;
+
+    if a.kernel_type.as_deref().is_some_and(|t| !matches!(t.to_ascii_lowercase().as_str(), "image" | "image-arm64" | "arm64" | "vmlinuz" | "zimg" | "image.gz")) {
+        return Err(Fail::usage(format!(
+            "--type {}: this loader handles arm64 Image, Image.gz and EFI zboot (types Image, vmlinuz, zimg)",
+            a.kernel_type.as_deref().unwrap_or_default()
+        )));
+    }
+
+    if plan_cmd || a.dry_run {
+        let kernel = kernel.ok_or_else(|| Fail::usage("plan: give a kernel image"))?;
+        let plan = make_plan(&ctx, kernel)?;
+        print_plan(&ctx, &plan);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.status {
+        // kexec-tools: -S reports the crash kernel unless -l is given.
+        let crash = !a.load;
+        let loaded = syscall::loaded_status(&ctx.src.sys_root, crash)
+            .map_err(|e| Fail::run(format!("{}: {e}", ctx.src.sys_root.join("kernel").display())))?;
+        println!("{} kernel {}", if crash { "crash" } else { "kexec" }, if loaded { "loaded" } else { "not loaded" });
+        return Ok(if loaded { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    }
+    if a.unload {
+        unload(&ctx, syscall_choice)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.load_panic {
+        return Err(Fail::usage("-p/--load-panic: crash kernels are not supported by this build yet"));
+    }
+    let exec_only = (a.exec || a.force) && kernel.is_none();
+    if exec_only {
+        return exec(&ctx);
+    }
+    let Some(kernel) = kernel else {
+        return Err(Fail::usage("nothing to do: give -l KERNEL, -e, -u, -S or `plan KERNEL` (see --help)"));
+    };
+    load(&ctx, kernel, syscall_choice)?;
+    // kexec-tools: `kexec KERNEL` without -l loads and boots; -f boots at once.
+    if a.force || a.exec || !a.load {
+        return exec(&ctx);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn request(ctx: &Ctx, kernel: PathBuf) -> Result<LoadRequest, Fail> {
+    let a = &ctx.args;
+    let mut req = LoadRequest::new(kernel);
+    for i in &a.initrd {
+        req.inputs.push(Input::Initrd(i.clone()));
+    }
+    if let Some(d) = &a.dtb {
+        req.inputs.push(Input::Dtb(d.clone()));
+    }
+    req.cmdline = match (&a.append, a.reuse_cmdline) {
+        (None, false) => CmdlineChoice::Keep,
+        (Some(s), false) => CmdlineChoice::Set(s.clone()),
+        (extra, true) => CmdlineChoice::Reuse(extra.clone().unwrap_or_default()),
+    };
+    if let CmdlineChoice::Set(s) | CmdlineChoice::Reuse(s) = &req.cmdline {
+        req.inputs.push(Input::Cmdline(s.clone()));
+    }
+    if let Some(tty) = &a.serial {
+        req.console = Some(console::from_sysfs(&ctx.src.sys_root, tty)?);
+    }
+    req.verify = !a.no_checks;
+    req.on_failure = match a.on_failure {
+        OnFailure::Halt => ON_FAILURE_HALT,
+        OnFailure::Reset => ON_FAILURE_RESET,
+    };
+    for s in &a.dtb_set {
+        let (path, value) = s
+            .split_once('=')
+            .ok_or_else(|| Fail::usage(format!("--dtb-set {s}: expected /path/to/node/property=value")))?;
+        if crate::handover_dtb::split_property_path(path).is_none() {
+            return Err(Fail::usage(format!("--dtb-set {s}: '{path}' is not an absolute /node/property path")));
+        }
+        req.dtb_set.push((path.to_string(), value.to_string()));
+    }
+    for p in &a.dtb_delete {
+        if crate::handover_dtb::split_property_path(p).is_none() {
+            return Err(Fail::usage(format!("--dtb-delete {p}: not an absolute /node/property path")));
+        }
+        req.dtb_delete.push(p.clone());
+    }
+    Ok(req)
+}
+
+fn make_plan(ctx: &Ctx, kernel: PathBuf) -> Result<Plan, Fail> {
+    let req = request(ctx, kernel)?;
+    let image = PurgatoryImage::aarch64()?;
+    ctx.progress("reading kernel, initrds and DTB; laying out segments");
+    let plan = arm64::plan(&req, &ctx.src, &image)?;
+    ctx.progress(&format!("planned {} segments, entry {:#x}", plan.segments.len(), plan.entry));
+    Ok(plan)
+}
+
+fn print_plan(ctx: &Ctx, plan: &Plan) {
+    if ctx.args.json {
+        println!("{}", serde_json::to_string_pretty(&report::json(plan)).unwrap_or_default());
+    } else {
+        print!("{}", report::table(plan, "rkexec plan (arm64, kexec_load through the rkexec purgatory):"));
+    }
+}
+
+fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
+    if choice == SyscallChoice::File {
+        return load_file(ctx, kernel);
+    }
+    if !cfg!(target_arch = "aarch64") {
+        return Err(Fail::usage("this build loads arm64 kernels with kexec_load; run it on an arm64 machine (plan works anywhere)"));
+    }
+    let plan = make_plan(ctx, kernel.clone())?;
+    if ctx.args.debug {
+        print_plan(ctx, &plan);
+    }
+    let segs: Vec<KexecSegment> = plan
+        .segments
+        .iter()
+        .map(|s| KexecSegment { buf: s.bytes.as_ptr().cast(), bufsz: s.bytes.len(), mem: s.mem, memsz: s.memsz as usize })
+        .collect();
+    ctx.progress("kexec_load");
+    match syscall::kexec_load(plan.entry, &segs, syscall::native_arch_flag()) {
+        Ok(()) => Ok(()),
+        Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && lockdown_active(ctx) => {
+            eprintln!("rkexec: kexec_load refused by kernel lockdown; falling back to kexec_file_load (the kernel verifies the image; our purgatory is not used)");
+            load_file(ctx, kernel)
+        }
+        Err(e) => Err(Fail::run(e.to_string())),
+    }
+}
+
+/// /sys/kernel/security/lockdown shows "[none] integrity confidentiality"
+/// with the active mode in brackets.
+fn lockdown_active(ctx: &Ctx) -> bool {
+    std::fs::read_to_string(ctx.src.sys_root.join("kernel/security/lockdown")).is_ok_and(|s| !s.contains("[none]"))
+}
+
+fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
+    let a = &ctx.args;
+    if a.dtb.is_some() {
+        return Err(Fail::usage("--dtb: arm64 kexec_file_load takes no DTB from userspace; drop --dtb or use -c (kexec_load)"));
+    }
+    if a.initrd.len() > 1 {
+        return Err(Fail::usage("kexec_file_load takes one initrd; concatenate them first or use -c"));
+    }
+    let cmdline = match (&a.append, a.reuse_cmdline) {
+        (Some(s), false) => s.clone(),
+        (extra, true) => {
+            let mut c = ctx.src.cmdline()?;
+            if let Some(e) = extra {
+                c.push(' ');
+                c.push_str(e);
+            }
+            c
+        }
+        (None, false) => String::new(),
+    };
+    let open = |p: &PathBuf| std::fs::File::open(p).map_err(|e| Fail::run(format!("{}: {e}", p.display())));
+    let kf = open(&kernel)?;
+    let initrd = a.initrd.first().map(open).transpose()?;
+    ctx.progress("kexec_file_load");
+    syscall::kexec_file_load(&kf, initrd.as_ref(), &cmdline, 0).map_err(|e: SyscallError| Fail::run(e.to_string()))
+}
+
+fn unload(ctx: &Ctx, choice: SyscallChoice) -> Result<(), Fail> {
+    let crash = ctx.args.load_panic;
+    let r = if choice == SyscallChoice::File { syscall::kexec_file_unload(crash) } else { syscall::kexec_unload(crash) };
+    r.map_err(|e| Fail::run(e.to_string()))
+}
+
+fn exec(ctx: &Ctx) -> Result<ExitCode, Fail> {
+    let loaded = syscall::loaded_status(&ctx.src.sys_root, false).unwrap_or(true);
+    if !loaded {
+        return Err(Fail::run("no kexec image is loaded (load one with -l first)"));
+    }
+    ctx.progress("reboot(LINUX_REBOOT_CMD_KEXEC)");
+    let e = syscall::kexec_reboot();
+    Err(Fail::run(e.to_string()))
+}
