@@ -111,22 +111,51 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Bytes from the kernel's getrandom(2).
-pub fn random_bytes(buf: &mut [u8]) -> Result<(), LoadError> {
+/// How the seed bytes were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntropyQuality {
+    /// The CRNG was initialised.
+    Full,
+    /// The CRNG was not yet initialised (early boot): GRND_INSECURE bytes
+    /// rather than blocking the load; the purgatory still mixes in RNDR.
+    Early,
+}
+
+fn getrandom_flags(buf: &mut [u8], flags: libc::c_uint) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         // SAFETY: writes at most buf.len() - done bytes into buf[done..].
-        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, 0) };
+        let n = unsafe { libc::getrandom(buf[done..].as_mut_ptr().cast(), buf.len() - done, flags) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(LoadError::Entropy(e.to_string()));
+            return Err(e);
         }
         done += n as usize;
     }
     Ok(())
+}
+
+/// Seed bytes from getrandom(2) without blocking the load on an
+/// uninitialised CRNG (kexec early in boot, as kdump setups do).
+pub fn random_bytes(buf: &mut [u8]) -> Result<EntropyQuality, LoadError> {
+    const GRND_INSECURE: libc::c_uint = 0x0004; // Linux 5.6+
+    match getrandom_flags(buf, libc::GRND_NONBLOCK) {
+        Ok(()) => return Ok(EntropyQuality::Full),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+        Err(e) => return Err(LoadError::Entropy(e.to_string())),
+    }
+    match getrandom_flags(buf, GRND_INSECURE) {
+        Ok(()) => Ok(EntropyQuality::Early),
+        // Older kernels: wait for the pool after all.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            getrandom_flags(buf, 0).map_err(|e| LoadError::Entropy(e.to_string()))?;
+            Ok(EntropyQuality::Full)
+        }
+        Err(e) => Err(LoadError::Entropy(e.to_string())),
+    }
 }
 
 /// Usable memory for a normal load: System RAM minus reserved children,
@@ -157,9 +186,8 @@ fn merge(ranges: Vec<Range>) -> Vec<Range> {
 pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) -> Result<Plan, LoadError> {
     let kernel_path = req.kernel().ok_or(LoadError::NoKernel)?;
     let kernel_bytes = read(kernel_path).map_err(LoadError::Read)?;
-    let kernel: Arm64Kernel = kernel_image::parse_arm64(&kernel_bytes, kernel_image::host_page_size())
+    let kernel: Arm64Kernel = kernel_image::parse_arm64_owned(kernel_bytes, kernel_image::host_page_size())
         .map_err(|err| LoadError::Kernel { path: kernel_path.clone(), err })?;
-    drop(kernel_bytes);
 
     // Initrds are concatenated, as the kernel's initramfs unpacker allows.
     let mut initrd = Vec::new();
@@ -186,11 +214,14 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     };
     let mut kaslr_seed = [0u8; 8];
     let mut rng_seed = [0u8; 64];
-    random_bytes(&mut kaslr_seed)?;
+    let quality = random_bytes(&mut kaslr_seed)?;
     random_bytes(&mut rng_seed)?;
 
     let facts = handover_dtb::facts(&dtb_in).map_err(|err| LoadError::Dtb { path: dtb_path.clone(), err: err.to_string() })?;
     let (mut free, mut notes) = usable_memory(src)?;
+    if quality == EntropyQuality::Early {
+        notes.push("the entropy pool was not initialised yet: DTB seeds come from GRND_INSECURE (the purgatory mixes in RNDR where the CPU has it)".into());
+    }
     // Memory the DTB itself reserves (/memreserve/, /reserved-memory) is
     // honoured even when /proc/iomem does not show it.
     for r in &facts.reserved {
@@ -230,10 +261,11 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
         e.initrd = initrd;
         handover_dtb::apply(&dtb_in, &e).map_err(|err| format!("{}: {err}", dtb_path_for_err.display()))
     };
-    let input = KernelInput { image: kernel.image.clone(), text_offset: kernel.text_offset, image_size: kernel.mem_size() };
     let source = format!("{} ({})", kernel_path.display(), kernel.format.name());
+    let image_size = kernel.mem_size();
+    let input = KernelInput { image: kernel.image, text_offset: kernel.text_offset, image_size };
     let opts = PlanOptions { params, exclude_dtb: false };
-    let mut plan = plan_arm64(&input, &source, initrd, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
+    let mut plan = plan_arm64(input, &source, initrd, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
     plan.notes.extend(notes);
     Ok(plan)
 }

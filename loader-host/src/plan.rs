@@ -148,7 +148,7 @@ fn segment(kind: Option<SegmentKind>, mem: u64, memsz: u64, bytes: Vec<u8>, sour
 /// initrd's final range and returns the DTB to hand over (it must fit the
 /// placement it is given no more than `DTB_MAX`).
 pub fn plan_arm64(
-    kernel: &KernelInput,
+    kernel: KernelInput,
     kernel_source: &str,
     initrd: Option<(Vec<u8>, String)>,
     make_dtb: &mut dyn FnMut(Option<Range>) -> Result<Vec<u8>, String>,
@@ -172,7 +172,7 @@ pub fn plan_arm64(
     free.remove(Range::new(base, base + kernel_span));
     let kernel_mem = base + kernel.text_offset;
     let kernel_memsz = page_round(kernel.image_size);
-    let mut segments = vec![segment(Some(SegmentKind::Kernel), kernel_mem, kernel_memsz, kernel.image.clone(), kernel_source.into())];
+    let mut segments = vec![segment(Some(SegmentKind::Kernel), kernel_mem, kernel_memsz, kernel.image, kernel_source.into())];
 
     // Initrd and DTB: above the kernel, inside its 32 GiB window.
     let window_min = base + kernel_span;
@@ -301,7 +301,7 @@ mod tests {
             seen_initrd = r;
             Ok(vec![0xd0; 3000])
         };
-        let plan = plan_arm64(&kernel(), "Image", initrd, &mut make_dtb, &ram(), &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(kernel(), "Image", initrd, &mut make_dtb, &ram(), &purgatory(), &opts()).unwrap();
         let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
         assert_eq!(kinds, ["kernel", "initrd", "dtb", "purgatory"]);
         let k = &plan.segments[0];
@@ -328,7 +328,7 @@ mod tests {
     fn text_offset_is_honoured() {
         let mut k = kernel();
         k.text_offset = 0x8_0000;
-        let plan = plan_arm64(&k, "Image", None, &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(k, "Image", None, &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem % KERNEL_ALIGN, 0x8_0000);
     }
 
@@ -336,13 +336,13 @@ mod tests {
     fn holes_are_respected_and_errors_say_why() {
         // 0x4000_0000..0x4010_0000 is too small for the kernel.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4010_0000), Range::new(0x4060_0000, 0x5000_0000)]);
-        let plan = plan_arm64(&kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem, 0x4060_0000);
         for s in &plan.segments {
             assert!(free.covers(&s.range()), "{} outside free memory", s.kind_name());
         }
         let tiny = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_0000)]);
-        let err = plan_arm64(&kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
         assert!(err.to_string().starts_with("no room for the kernel"), "{err}");
     }
 
@@ -350,7 +350,7 @@ mod tests {
     fn initrd_beyond_the_window_is_refused() {
         // Only memory far above the kernel's 32 GiB window is left for the initrd.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_1000), Range::new(0x10_0000_0000, 0x10_1000_0000)]);
-        let err = plan_arm64(&kernel(), "Image", Some((vec![0; 100], "i".into())), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
+        let err = plan_arm64(kernel(), "Image", Some((vec![0; 100], "i".into())), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
             .unwrap_err();
         assert!(err.to_string().contains("no room for the initrd"), "{err}");
         assert!(err.to_string().contains("32 GiB window"), "{err}");
@@ -358,14 +358,14 @@ mod tests {
 
     #[test]
     fn oversized_dtb_is_refused() {
-        let err = plan_arm64(&kernel(), "Image", None, &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
         assert_eq!(err, PlanError::DtbTooLarge(3 << 20));
     }
 
     #[test]
     fn excluded_dtb_is_flagged_in_params() {
         let o = PlanOptions { exclude_dtb: true, ..opts() };
-        let plan = plan_arm64(&kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let plan = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
         let dtb = plan.params.segments[1];
         assert_eq!(dtb.kind, SegmentKind::Dtb as u32);
         assert_eq!(dtb.flags, SEGMENT_FLAG_EXCLUDED);

@@ -174,6 +174,16 @@ pub fn detect_format(bytes: &[u8]) -> Detected {
 pub fn parse_arm64(bytes: &[u8], host_page_size: u64) -> Result<Arm64Kernel, KernelImageError> {
     match detect_format(bytes) {
         Detected::Raw => from_raw(bytes.to_vec(), KernelFormat::Raw, host_page_size),
+        _ => parse_arm64_owned(bytes.to_vec(), host_page_size),
+    }
+}
+
+/// As [`parse_arm64`], taking the file's bytes by value so that a raw
+/// Image (the common case) is not copied.
+pub fn parse_arm64_owned(file: Vec<u8>, host_page_size: u64) -> Result<Arm64Kernel, KernelImageError> {
+    let bytes = &file[..];
+    match detect_format(bytes) {
+        Detected::Raw => from_raw(file, KernelFormat::Raw, host_page_size),
         Detected::Gzip => {
             let image = decompress::decompress(Codec::Gzip, bytes, MAX_DECOMPRESSED, "Image.gz")?;
             from_raw(image, KernelFormat::Gzip, host_page_size)
