@@ -1,0 +1,137 @@
+//! The rkexec command on the host: `plan` with fixture /proc and /sys trees
+//! (QEMU virt arm64), and bad input. Nothing here loads a kernel: plan and
+//! argument errors never reach a kexec system call.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64");
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rkx-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A minimal arm64 Image: booting.rst header (text_offset 0, image_size,
+/// flags LE + 4K pages, magic "ARM\x64") and some body.
+fn fake_image(dir: &Path, body: usize, image_size: u64) -> PathBuf {
+    let mut img = vec![0u8; 64 + body];
+    img[16..24].copy_from_slice(&image_size.to_le_bytes());
+    img[24..32].copy_from_slice(&(0b0010u64).to_le_bytes()); // 4K pages
+    img[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    let p = dir.join("Image");
+    std::fs::write(&p, img).unwrap();
+    p
+}
+
+fn rkexec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rkexec"))
+        .args(args)
+        .args(["--proc-root", &format!("{FIXTURES}/proc"), "--sys-root", &format!("{FIXTURES}/sys")])
+        .output()
+        .expect("run rkexec")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn plan_prints_the_memory_map() {
+    let dir = tmp("plan");
+    let kernel = fake_image(&dir, 3 << 20, 8 << 20);
+    let initrd = dir.join("initrd");
+    std::fs::write(&initrd, vec![7u8; 100_000]).unwrap();
+    let o = rkexec(&["plan", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap(), "--append", "console=ttyAMA0 x"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<&str> = out.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert!(rows[0].contains("kernel") && rows[0].contains("8.0 MiB"), "{out}");
+    assert!(rows[1].contains("initrd"), "{out}");
+    assert!(rows[2].contains("dtb") && rows[2].contains("generated DTB"), "{out}");
+    assert!(rows[3].contains("purgatory") && rows[3].contains("self"), "{out}");
+    assert!(out.contains("entry 0x"), "{out}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn plan_json_describes_segments_and_params() {
+    let dir = tmp("json");
+    let kernel = fake_image(&dir, 1 << 20, 4 << 20);
+    let o = rkexec(&["--dry-run", "-l", kernel.to_str().unwrap(), "--json", "--reuse-cmdline", "--on-failure", "reset"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let segs = v["segments"].as_array().unwrap();
+    assert_eq!(segs.len(), 3, "kernel, dtb, purgatory without an initrd");
+    for s in segs {
+        let (start, end) = (s["start"].as_u64().unwrap(), s["end"].as_u64().unwrap());
+        assert_eq!(start % 4096, 0);
+        assert_eq!((end - start) % 4096, 0);
+        // Inside the fixture's System RAM, outside its reserved children.
+        assert!(start >= 0x4000_0000 && end <= 0xc000_0000, "{s}");
+        assert!(end <= 0x4100_0000 || start >= 0x4134_0000 || s["kind"] == "kernel", "{s}");
+    }
+    assert_eq!(segs[0]["start"].as_u64().unwrap() % (2 << 20), 0, "kernel 2 MiB aligned");
+    let p = &v["purgatory_params"];
+    assert_eq!(p["console_kind"], 1, "PL011 from /chosen/stdout-path");
+    assert_eq!(p["console_base"], 0x900_0000);
+    assert_eq!(p["psci_conduit"], 1, "QEMU virt without EL2: hvc");
+    assert_eq!(p["on_failure"], 1);
+    assert_eq!(p["nr_segments"], 2);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_fail_cleanly_and_name_the_problem() {
+    let dir = tmp("bad");
+    let not_kernel = dir.join("notes.txt");
+    std::fs::write(&not_kernel, b"hello, not a kernel").unwrap();
+    let o = rkexec(&["plan", not_kernel.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.starts_with("rkexec: ") && e.contains("notes.txt") && e.contains("not an arm64 Image"), "{e}");
+
+    let o = rkexec(&["plan", dir.join("missing").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing: No such file"), "{}", stderr(&o));
+
+    let kernel = fake_image(&dir, 4096, 1 << 20);
+    let o = rkexec(&["plan", kernel.to_str().unwrap(), "--dtb", not_kernel.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
+
+    let o = rkexec(&["plan", kernel.to_str().unwrap(), "-s", "-c"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("conflicting system call choices"), "{}", stderr(&o));
+
+    let o = rkexec(&["plan", kernel.to_str().unwrap(), "--dtb-set", "chosen/x=1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--dtb-set chosen/x=1"), "{}", stderr(&o));
+
+    // Big-endian kernel: flags bit 0.
+    let mut img = std::fs::read(&kernel).unwrap();
+    img[24] |= 1;
+    let be = dir.join("Image-be");
+    std::fs::write(&be, img).unwrap();
+    let o = rkexec(&["plan", be.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).to_lowercase().contains("big-endian"), "{}", stderr(&o));
+
+    let o = rkexec(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("nothing to do"), "{}", stderr(&o));
+    for o in [&o] {
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn status_reads_sysfs() {
+    let o = rkexec(&["-S", "-l"]);
+    // The fixture tree has no kernel/kexec_loaded: a clear error, exit 1.
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("kernel"), "{}", stderr(&o));
+}
