@@ -15,7 +15,8 @@ use crate::iomem::Iomem;
 use crate::kernel_image::{self, Arm64Kernel};
 use crate::layout::{FreeMap, Range};
 use crate::memory_hotplug;
-use crate::plan::{plan_arm64, KernelInput, Plan, PlanOptions};
+use crate::elfcore;
+use crate::plan::{plan_arm64, ExtraSegment, KernelInput, Placed, Plan, PlanOptions};
 use crate::purgatory_image::PurgatoryImage;
 use crate::sources::{read, SystemSources};
 
@@ -53,6 +54,15 @@ pub struct LoadRequest {
     /// Extra property edits (`--dtb-set`, `--dtb-delete`).
     pub dtb_set: Vec<(String, String)>,
     pub dtb_delete: Vec<String>,
+    /// `-p`: a crash (kdump) kernel.
+    pub crash: Option<CrashOptions>,
+}
+
+/// kdump specifics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CrashOptions {
+    /// `--hotplug`: the kernel may rewrite the elfcorehdr after load.
+    pub hotplug: bool,
 }
 
 impl LoadRequest {
@@ -65,6 +75,7 @@ impl LoadRequest {
             on_failure: ON_FAILURE_HALT,
             dtb_set: Vec::new(),
             dtb_delete: Vec::new(),
+            crash: None,
         }
     }
 
@@ -92,6 +103,14 @@ pub enum LoadError {
     Dtb { path: PathBuf, err: String },
     Plan(crate::plan::PlanError),
     Entropy(String),
+    /// `-p` without a crashkernel= reservation.
+    NoCrashKernel(PathBuf),
+    ElfCore(crate::elfcore::ElfCoreError),
+    /// `--hotplug` on a kernel without crash hotplug.
+    NoCrashHotplug(PathBuf),
+    /// A segment other than the elfcorehdr starts with an ELF magic: the
+    /// kernel's crash hotplug would take the last one for the elfcorehdr.
+    ElfMagic(String),
 }
 
 impl fmt::Display for LoadError {
@@ -105,6 +124,21 @@ impl fmt::Display for LoadError {
             LoadError::Dtb { path, err } => write!(f, "{}: {err}", path.display()),
             LoadError::Plan(e) => write!(f, "{e}"),
             LoadError::Entropy(e) => write!(f, "getrandom: {e}"),
+            LoadError::NoCrashKernel(p) => write!(
+                f,
+                "{}: no \"Crash kernel\" range: boot the running kernel with crashkernel=256M (or larger) to load a crash kernel",
+                p.display()
+            ),
+            LoadError::ElfCore(e) => write!(f, "{e}"),
+            LoadError::NoCrashHotplug(p) => write!(
+                f,
+                "--hotplug: {} is missing: this kernel has no crash hotplug (CONFIG_CRASH_HOTPLUG)",
+                p.display()
+            ),
+            LoadError::ElfMagic(what) => write!(
+                f,
+                "--hotplug: the {what} starts with an ELF magic; the kernel would mistake it for the elfcorehdr"
+            ),
         }
     }
 }
@@ -201,10 +235,19 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     let dtb_path = req.dtb().cloned().unwrap_or_else(|| src.fdt_path());
     let dtb_in = read(&dtb_path).map_err(LoadError::Read)?;
     let bootargs = match &req.cmdline {
+        // A capture kernel must not reserve crash memory again.
+        CmdlineChoice::Keep if req.crash.is_some() => {
+            handover_dtb::bootargs(&dtb_in).map(|b| strip_crashkernel(&b))
+        }
         CmdlineChoice::Keep => None,
         CmdlineChoice::Set(s) => Some(s.clone()),
         CmdlineChoice::Reuse(extra) => {
+            // kexec-tools drops crashkernel= from a reused command line for
+            // a capture kernel: it must not reserve again.
             let mut c = src.cmdline().map_err(LoadError::Read)?;
+            if req.crash.is_some() {
+                c = strip_crashkernel(&c);
+            }
             if !extra.is_empty() {
                 c.push(' ');
                 c.push_str(extra);
@@ -218,7 +261,16 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     random_bytes(&mut rng_seed)?;
 
     let facts = handover_dtb::facts(&dtb_in).map_err(|err| LoadError::Dtb { path: dtb_path.clone(), err: err.to_string() })?;
-    let (mut free, mut notes) = usable_memory(src)?;
+    let (mut free, mut notes, crash) = match req.crash {
+        None => {
+            let (free, notes) = usable_memory(src)?;
+            (free, notes, None)
+        }
+        Some(opts) => {
+            let (free, core) = crash_setup(src, opts)?;
+            (free, Vec::new(), Some((core, opts)))
+        }
+    };
     if quality == EntropyQuality::Early {
         notes.push("the entropy pool was not initialised yet: DTB seeds come from GRND_INSECURE (the purgatory mixes in RNDR where the CPU has it)".into());
     }
@@ -244,7 +296,7 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
         None => notes.push("no console for the purgatory (none given with --serial, none found from /chosen/stdout-path)".into()),
     }
 
-    let edits_base = DtbEdits {
+    let mut edits_base = DtbEdits {
         bootargs,
         initrd: None,
         kaslr_seed: Some(kaslr_seed),
@@ -256,16 +308,97 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
         delete: req.dtb_delete.clone(),
     };
     let dtb_path_for_err = dtb_path.clone();
-    let mut make_dtb = |initrd: Option<Range>| -> Result<Vec<u8>, String> {
+    let mut extras = Vec::new();
+    if let Some((core, opts)) = &crash {
+        extras.push(core.segment(opts.hotplug));
+        // Documentation/devicetree/bindings/chosen.txt: the capture kernel
+        // may use only the crash region(s).
+        edits_base.usable_memory = Some(core.crash_ranges.clone());
+    }
+    let mut make_dtb = |placed: &Placed| -> Result<Vec<u8>, String> {
         let mut e = edits_base.clone();
-        e.initrd = initrd;
+        e.initrd = placed.initrd;
+        e.elfcorehdr = placed.extras.first().copied();
         handover_dtb::apply(&dtb_in, &e).map_err(|err| format!("{}: {err}", dtb_path_for_err.display()))
     };
     let source = format!("{} ({})", kernel_path.display(), kernel.format.name());
     let image_size = kernel.mem_size();
     let input = KernelInput { image: kernel.image, text_offset: kernel.text_offset, image_size };
     let opts = PlanOptions { params, exclude_dtb: false };
-    let mut plan = plan_arm64(input, &source, initrd, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
+    let mut plan = plan_arm64(input, &source, initrd, extras, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
     plan.notes.extend(notes);
+    if let Some((_, opts)) = &crash {
+        if opts.hotplug {
+            for s in &plan.segments {
+                if s.kind != Some(kexec_purgatory::abi::SegmentKind::ElfCoreHdr) && s.bytes.starts_with(b"\x7fELF") {
+                    return Err(LoadError::ElfMagic(s.kind_name().to_string()));
+                }
+            }
+        }
+    }
     Ok(plan)
+}
+
+/// Remove `crashkernel=...` tokens from a command line.
+pub fn strip_crashkernel(cmdline: &str) -> String {
+    cmdline.split_whitespace().filter(|t| !t.starts_with("crashkernel=")).collect::<Vec<_>>().join(" ")
+}
+
+/// What a crash load needs from the running system.
+pub struct CrashSetup {
+    pub crash_ranges: Vec<Range>,
+    pub header: Vec<u8>,
+    pub memsz: u64,
+}
+
+impl CrashSetup {
+    fn segment(&self, hotplug: bool) -> ExtraSegment {
+        ExtraSegment {
+            kind: kexec_purgatory::abi::SegmentKind::ElfCoreHdr,
+            bytes: self.header.clone(),
+            memsz: self.memsz,
+            // Crash hotplug rewrites it in place after load: exclude it
+            // from the digest; the purgatory still checks its structure.
+            excluded: hotplug,
+            source: "generated elfcorehdr".into(),
+        }
+    }
+}
+
+/// Crash-region memory and the elfcorehdr (fs/proc/vmcore.c reads it).
+fn crash_setup(src: &SystemSources, opts: CrashOptions) -> Result<(FreeMap, CrashSetup), LoadError> {
+    let path = src.iomem_path();
+    let text = src.iomem().map_err(LoadError::Read)?;
+    let iomem = Iomem::parse(&text).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
+    let crash_ranges = iomem.crash_kernel();
+    if crash_ranges.is_empty() {
+        return Err(LoadError::NoCrashKernel(path));
+    }
+    let mut ram = FreeMap::new(iomem.system_ram());
+    for r in &crash_ranges {
+        ram.remove(*r);
+    }
+    let ram = ram.ranges().to_vec();
+    let virt_offset = ram.first().and_then(|r| crate::kcore::linear_offset(&src.proc_root.join("kcore"), r.start));
+    let layout = elfcore::CoreLayout {
+        machine: elfcore::EM_AARCH64,
+        cpu_notes: elfcore::read_cpu_notes(&src.sys_root).map_err(LoadError::ElfCore)?,
+        vmcoreinfo: elfcore::read_vmcoreinfo(&src.sys_root).map_err(LoadError::ElfCore)?,
+        ram,
+        virt_offset,
+    };
+    let header = layout.build().map_err(LoadError::ElfCore)?;
+    let mut memsz = header.len() as u64;
+    if opts.hotplug {
+        let size_file = src.sys_root.join("kernel/crash_elfcorehdr_size");
+        if !size_file.exists() {
+            return Err(LoadError::NoCrashHotplug(size_file));
+        }
+        let room = elfcore::hotplug_size(&src.sys_root).map_err(LoadError::ElfCore)?;
+        if room < memsz {
+            return Err(LoadError::ElfCore(elfcore::ElfCoreError::TooSmall { needed: memsz, available: room }));
+        }
+        memsz = room;
+    }
+    Ok((iomem.crash_usable(), CrashSetup { crash_ranges, header, memsz }))
 }

@@ -94,6 +94,9 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
         )));
     }
 
+    if a.hotplug && !a.load_panic {
+        return Err(Fail::usage("--hotplug applies to crash kernels: use it with -p"));
+    }
     if plan_cmd || a.dry_run {
         let kernel = kernel.ok_or_else(|| Fail::usage("plan: give a kernel image"))?;
         let plan = make_plan(&ctx, kernel)?;
@@ -112,9 +115,6 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
         unload(&ctx, syscall_choice)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if a.load_panic {
-        return Err(Fail::usage("-p/--load-panic: crash kernels are not supported by this build yet"));
-    }
     let exec_only = (a.exec || a.force) && kernel.is_none();
     if exec_only {
         return exec(&ctx);
@@ -123,8 +123,9 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
         return Err(Fail::usage("nothing to do: give -l KERNEL, -e, -u, -S or `plan KERNEL` (see --help)"));
     };
     load(&ctx, kernel, syscall_choice)?;
-    // kexec-tools: `kexec KERNEL` without -l loads and boots; -f boots at once.
-    if a.force || a.exec || !a.load {
+    // kexec-tools: `kexec KERNEL` without -l/-p loads and boots; -f boots
+    // at once. A crash kernel is only ever entered by a panic.
+    if !a.load_panic && (a.force || a.exec || !a.load) {
         return exec(&ctx);
     }
     Ok(ExitCode::SUCCESS)
@@ -151,6 +152,9 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<LoadRequest, Fail> {
         req.console = Some(console::from_sysfs(&ctx.src.sys_root, tty)?);
     }
     req.verify = !a.no_checks;
+    if a.load_panic {
+        req.crash = Some(crate::arm64::CrashOptions { hotplug: a.hotplug });
+    }
     req.on_failure = match a.on_failure {
         OnFailure::Halt => ON_FAILURE_HALT,
         OnFailure::Reset => ON_FAILURE_RESET,
@@ -186,7 +190,12 @@ fn print_plan(ctx: &Ctx, plan: &Plan) {
     if ctx.args.json {
         println!("{}", serde_json::to_string_pretty(&report::json(plan)).unwrap_or_default());
     } else {
-        print!("{}", report::table(plan, "rkexec plan (arm64, kexec_load through the rkexec purgatory):"));
+        let title = if ctx.args.load_panic {
+            "rkexec plan (arm64 crash kernel, kexec_load through the rkexec purgatory):"
+        } else {
+            "rkexec plan (arm64, kexec_load through the rkexec purgatory):"
+        };
+        print!("{}", report::table(plan, title));
     }
 }
 
@@ -206,9 +215,21 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
         .iter()
         .map(|s| KexecSegment { buf: s.bytes.as_ptr().cast(), bufsz: s.bytes.len(), mem: s.mem, memsz: s.memsz as usize })
         .collect();
+    let mut flags = syscall::native_arch_flag();
+    if ctx.args.load_panic {
+        flags |= syscall::KEXEC_ON_CRASH;
+        if ctx.args.hotplug {
+            // arm64 and every arch but x86 use the generic flag (6.10+).
+            flags |= syscall::KEXEC_CRASH_HOTPLUG_SUPPORT;
+        }
+    }
     ctx.progress("kexec_load");
-    match syscall::kexec_load(plan.entry, &segs, syscall::native_arch_flag()) {
+    match syscall::kexec_load(plan.entry, &segs, flags) {
         Ok(()) => Ok(()),
+        Err(mut e) if e.errno == libc::EINVAL && ctx.args.hotplug => {
+            e.context = Some("this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG".into());
+            Err(Fail::run(e.to_string()))
+        }
         Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && lockdown_active(ctx) => {
             eprintln!("rkexec: kexec_load refused by kernel lockdown; falling back to kexec_file_load (the kernel verifies the image; our purgatory is not used)");
             load_file(ctx, kernel)

@@ -95,6 +95,11 @@ pub fn facts(blob: &[u8]) -> Result<DtbFacts, DtbEditError> {
     })
 }
 
+/// The source DTB's /chosen/bootargs, if readable.
+pub fn bootargs(blob: &[u8]) -> Option<String> {
+    DtbEditor::from_blob(blob).ok()?.bootargs().ok().flatten()
+}
+
 fn encode_cells(v: u64, cells: u32, out: &mut Vec<u8>) {
     if cells == 2 {
         out.extend_from_slice(&v.to_be_bytes());

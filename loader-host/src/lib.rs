@@ -9,6 +9,7 @@ pub mod dtb_edit;
 pub mod elfcore;
 pub mod handover_dtb;
 pub mod iomem;
+pub mod kcore;
 pub mod kernel_image;
 pub mod layout;
 pub mod memory_hotplug;

@@ -117,6 +117,27 @@ impl fmt::Display for PlanError {
 
 impl std::error::Error for PlanError {}
 
+/// A generated segment placed between the initrd and the DTB (kdump's
+/// elfcorehdr).
+#[derive(Debug, Clone)]
+pub struct ExtraSegment {
+    pub kind: SegmentKind,
+    pub bytes: Vec<u8>,
+    /// At least `bytes.len()`; more when the kernel may grow it in place.
+    pub memsz: u64,
+    pub excluded: bool,
+    pub source: String,
+}
+
+/// Where the segments the DTB refers to ended up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placed {
+    /// The initrd's bytes (not page-rounded).
+    pub initrd: Option<Range>,
+    /// Each extra segment's full memsz range, in order.
+    pub extras: Vec<Range>,
+}
+
 /// Options that shape the parameter block.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -151,7 +172,8 @@ pub fn plan_arm64(
     kernel: KernelInput,
     kernel_source: &str,
     initrd: Option<(Vec<u8>, String)>,
-    make_dtb: &mut dyn FnMut(Option<Range>) -> Result<Vec<u8>, String>,
+    extras: Vec<ExtraSegment>,
+    make_dtb: &mut dyn FnMut(&Placed) -> Result<Vec<u8>, String>,
     free: &FreeMap,
     purgatory: &PurgatoryImage,
     opts: &PlanOptions,
@@ -190,7 +212,21 @@ pub fn plan_arm64(
         segments.push(segment(Some(SegmentKind::Initrd), r.start, memsz, bytes, source));
     }
 
-    let dtb = make_dtb(initrd_range).map_err(PlanError::Internal)?;
+    let mut placed = Placed { initrd: initrd_range, extras: Vec::new() };
+    for extra in extras {
+        let memsz = page_round(extra.memsz.max(extra.bytes.len() as u64));
+        let r = free.take(memsz, PAGE, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
+            what: extra.kind.name(),
+            size: memsz,
+            rule: window_rule.clone(),
+        })?;
+        placed.extras.push(r);
+        let mut seg = segment(Some(extra.kind), r.start, memsz, extra.bytes, extra.source);
+        seg.excluded = extra.excluded;
+        segments.push(seg);
+    }
+
+    let dtb = make_dtb(&placed).map_err(PlanError::Internal)?;
     if dtb.len() as u64 > DTB_MAX {
         return Err(PlanError::DtbTooLarge(dtb.len() as u64));
     }
@@ -297,11 +333,11 @@ mod tests {
     fn arm64_layout_follows_booting_rst() {
         let initrd = Some((vec![1u8; 5000], "initrd.img".to_string()));
         let mut seen_initrd = None;
-        let mut make_dtb = |r: Option<Range>| {
-            seen_initrd = r;
+        let mut make_dtb = |p: &Placed| {
+            seen_initrd = p.initrd;
             Ok(vec![0xd0; 3000])
         };
-        let plan = plan_arm64(kernel(), "Image", initrd, &mut make_dtb, &ram(), &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(kernel(), "Image", initrd, Vec::new(), &mut make_dtb, &ram(), &purgatory(), &opts()).unwrap();
         let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
         assert_eq!(kinds, ["kernel", "initrd", "dtb", "purgatory"]);
         let k = &plan.segments[0];
@@ -328,7 +364,7 @@ mod tests {
     fn text_offset_is_honoured() {
         let mut k = kernel();
         k.text_offset = 0x8_0000;
-        let plan = plan_arm64(k, "Image", None, &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(k, "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem % KERNEL_ALIGN, 0x8_0000);
     }
 
@@ -336,13 +372,13 @@ mod tests {
     fn holes_are_respected_and_errors_say_why() {
         // 0x4000_0000..0x4010_0000 is too small for the kernel.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4010_0000), Range::new(0x4060_0000, 0x5000_0000)]);
-        let plan = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem, 0x4060_0000);
         for s in &plan.segments {
             assert!(free.covers(&s.range()), "{} outside free memory", s.kind_name());
         }
         let tiny = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_0000)]);
-        let err = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
         assert!(err.to_string().starts_with("no room for the kernel"), "{err}");
     }
 
@@ -350,22 +386,44 @@ mod tests {
     fn initrd_beyond_the_window_is_refused() {
         // Only memory far above the kernel's 32 GiB window is left for the initrd.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_1000), Range::new(0x10_0000_0000, 0x10_1000_0000)]);
-        let err = plan_arm64(kernel(), "Image", Some((vec![0; 100], "i".into())), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
+        let err = plan_arm64(kernel(), "Image", Some((vec![0; 100], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
             .unwrap_err();
         assert!(err.to_string().contains("no room for the initrd"), "{err}");
         assert!(err.to_string().contains("32 GiB window"), "{err}");
     }
 
     #[test]
+    fn extra_segments_sit_between_initrd_and_dtb_and_keep_their_flags() {
+        let core = ExtraSegment {
+            kind: SegmentKind::ElfCoreHdr,
+            bytes: vec![0x7f; 300],
+            memsz: 3 * PAGE + 1,
+            excluded: true,
+            source: "generated elfcorehdr".into(),
+        };
+        let mut seen = Placed::default();
+        let plan = plan_arm64(kernel(), "Image", None, vec![core], &mut |p| {
+            seen = p.clone();
+            Ok(vec![0; 10])
+        }, &ram(), &purgatory(), &opts())
+        .unwrap();
+        let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
+        assert_eq!(kinds, ["kernel", "elfcorehdr", "dtb", "purgatory"]);
+        assert_eq!(plan.segments[1].memsz, 4 * PAGE, "room for the kernel to grow it");
+        assert_eq!(seen.extras, vec![plan.segments[1].range()], "the DTB learns where it went");
+        assert_eq!(plan.params.segments[1].flags, SEGMENT_FLAG_EXCLUDED);
+    }
+
+    #[test]
     fn oversized_dtb_is_refused() {
-        let err = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
         assert_eq!(err, PlanError::DtbTooLarge(3 << 20));
     }
 
     #[test]
     fn excluded_dtb_is_flagged_in_params() {
         let o = PlanOptions { exclude_dtb: true, ..opts() };
-        let plan = plan_arm64(kernel(), "Image", None, &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let plan = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
         let dtb = plan.params.segments[1];
         assert_eq!(dtb.kind, SegmentKind::Dtb as u32);
         assert_eq!(dtb.flags, SEGMENT_FLAG_EXCLUDED);

@@ -135,3 +135,71 @@ fn status_reads_sysfs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("kernel"), "{}", stderr(&o));
 }
+
+const CRASH_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64-crash");
+
+fn rkexec_crash(args: &[&str], sys_root: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rkexec"))
+        .args(args)
+        .args(["--proc-root", &format!("{CRASH_FIXTURES}/proc"), "--sys-root", sys_root])
+        .output()
+        .expect("run rkexec")
+}
+
+#[test]
+fn crash_plan_stays_inside_the_crash_region() {
+    let dir = tmp("crash");
+    let kernel = fake_image(&dir, 2 << 20, 6 << 20);
+    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--json", "--reuse-cmdline"], &format!("{CRASH_FIXTURES}/sys"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let segs = v["segments"].as_array().unwrap();
+    let kinds: Vec<&str> = segs.iter().map(|s| s["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["kernel", "elfcorehdr", "dtb", "purgatory"]);
+    for s in segs {
+        let (start, end) = (s["start"].as_u64().unwrap(), s["end"].as_u64().unwrap());
+        assert!(start >= 0xa000_0000 && end <= 0xb000_0000, "outside the Crash kernel range: {s}");
+    }
+    assert_eq!(segs[0]["start"], 0xa000_0000u64, "kernel at the 2 MiB aligned start of the crash region");
+    assert_eq!(segs[1]["excluded"], false, "hashed unless --hotplug");
+    // Two CPUs' notes + vmcoreinfo + RAM below and above the crash region.
+    assert_eq!(segs[1]["bufsz"], 64 + 56 * 5);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn crash_errors_name_the_missing_piece() {
+    let dir = tmp("crash-errors");
+    let kernel = fake_image(&dir, 4096, 1 << 20);
+    // No crashkernel= reservation.
+    let o = rkexec(&["-p", kernel.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("crashkernel="), "{}", stderr(&o));
+    // --hotplug on a kernel without crash hotplug.
+    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--hotplug"], &format!("{CRASH_FIXTURES}/sys"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("crash_elfcorehdr_size is missing"), "{}", stderr(&o));
+    // --hotplug without -p.
+    let o = rkexec(&["-l", kernel.to_str().unwrap(), "--dry-run", "--hotplug"]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn crash_hotplug_sizes_and_excludes_the_elfcorehdr() {
+    let dir = tmp("hotplug");
+    // A copy of the crash sysfs tree with crash_elfcorehdr_size.
+    let sys = dir.join("sys");
+    let copy = Command::new("cp").args(["-r", &format!("{CRASH_FIXTURES}/sys"), sys.to_str().unwrap()]).status().unwrap();
+    assert!(copy.success());
+    std::fs::write(sys.join("kernel/crash_elfcorehdr_size"), "49392\n").unwrap();
+    let kernel = fake_image(&dir, 4096, 1 << 20);
+    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--json", "--hotplug"], sys.to_str().unwrap());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let core = &v["segments"][1];
+    assert_eq!(core["kind"], "elfcorehdr");
+    assert_eq!(core["excluded"], true);
+    assert_eq!(core["memsz"], (64u64 + 49392).next_multiple_of(4096), "sized so the kernel can grow it");
+    std::fs::remove_dir_all(dir).unwrap();
+}
