@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Full-kexec QEMU tier: real Debian arm64 kernels kexec real Debian kernels
+# with our loader (rkexec + purgatory), in QEMU guests only.
+#
+#   scripts/test-guests.sh [kexec_matrix.py args, e.g. --cells el1,trixie -v]
+#
+# 1. fetches the fixtures (cached under cache/; no network when present),
+# 2. builds the static guest-side rkexec (aarch64-unknown-linux-musl),
+# 3. runs tests/guest/kexec_matrix.py --loader rkexec.
+# Exit code = the matrix's (0 all cells passed, 1 a cell failed, 2 setup).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+echo "== fixtures (arm64)"
+bash scripts/fetch-fixtures.sh --arch arm64
+
+echo "== rkexec (static, aarch64-unknown-linux-musl)"
+# scripts/setup.sh adds the target; do it here too so this script stands alone.
+if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl; then
+    rustup target add aarch64-unknown-linux-musl
+fi
+# .cargo/config.toml links this target with rust-lld (no cross gcc needed).
+grep -q '^\[target\.aarch64-unknown-linux-musl\]' .cargo/config.toml \
+    || { echo "test-guests: .cargo/config.toml lacks [target.aarch64-unknown-linux-musl] linker = \"rust-lld\"" >&2; exit 2; }
+cargo build --release --locked --target aarch64-unknown-linux-musl -p loader-host --bin rkexec
+RKEXEC=target/aarch64-unknown-linux-musl/release/rkexec
+[ -x "$RKEXEC" ] || { echo "test-guests: $RKEXEC was not built" >&2; exit 2; }
+# It runs in a bare busybox initramfs: it must not need a dynamic loader.
+if readelf -l "$RKEXEC" | grep -q 'Requesting program interpreter'; then
+    echo "test-guests: $RKEXEC is dynamically linked; the guest needs a static binary" >&2; exit 2
+fi
+
+echo "== full-kexec matrix (QEMU, arm64)"
+rc=0
+python3 tests/guest/kexec_matrix.py --loader rkexec --rkexec "$RKEXEC" "$@" || rc=$?
+exit $rc
