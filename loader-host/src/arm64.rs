@@ -268,7 +268,11 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
         }
         Some(opts) => {
             let (free, core) = crash_setup(src, opts)?;
-            (free, Vec::new(), Some((core, opts)))
+            let note = format!(
+                "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD (System RAM minus the Crash kernel range)",
+                core.cpu_notes, core.loads
+            );
+            (free, vec![note], Some((core, opts)))
         }
     };
     if quality == EntropyQuality::Early {
@@ -347,6 +351,8 @@ pub fn strip_crashkernel(cmdline: &str) -> String {
 /// What a crash load needs from the running system.
 pub struct CrashSetup {
     pub crash_ranges: Vec<Range>,
+    pub cpu_notes: usize,
+    pub loads: usize,
     pub header: Vec<u8>,
     pub memsz: u64,
 }
@@ -388,6 +394,7 @@ fn crash_setup(src: &SystemSources, opts: CrashOptions) -> Result<(FreeMap, Cras
         virt_offset,
     };
     let header = layout.build().map_err(LoadError::ElfCore)?;
+    let (cpu_notes, loads) = (layout.cpu_notes.len(), layout.ram.len());
     let mut memsz = header.len() as u64;
     if opts.hotplug {
         let size_file = src.sys_root.join("kernel/crash_elfcorehdr_size");
@@ -400,5 +407,5 @@ fn crash_setup(src: &SystemSources, opts: CrashOptions) -> Result<(FreeMap, Cras
         }
         memsz = room;
     }
-    Ok((iomem.crash_usable(), CrashSetup { crash_ranges, header, memsz }))
+    Ok((iomem.crash_usable(), CrashSetup { crash_ranges, cpu_notes, loads, header, memsz }))
 }
