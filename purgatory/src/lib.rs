@@ -9,5 +9,7 @@ pub mod abi;
 pub mod checks;
 pub mod fdt_patch;
 pub mod report;
+pub mod seed;
+pub mod setup_data;
 pub mod sha256;
 pub mod verify;

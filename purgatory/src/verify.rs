@@ -209,19 +209,31 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff
     let mut written = None;
     if params.dtb_addr != 0 && params.flags & (PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU) != 0 {
         let segs = params.active_segments();
-        // validate() proved the DTB lies inside a segment.
+        // validate() proved the DTB / boot_params lie inside a segment.
         let seg = segs[find_segment(segs, params.dtb_addr).unwrap_or(0)];
         let len = seg.mem + seg.len - params.dtb_addr;
         let cpu = p.boot_cpu_id();
-        let mut seeds = SeedReport::default();
-        {
-            // Borrow the entropy source separately from memory.
-            let mut pool = [None; 8];
-            for slot in pool.iter_mut() {
-                *slot = p.entropy();
-            }
-            let mut next = pool.into_iter();
-            let mut entropy = || next.next().flatten();
+        // Borrow the entropy source separately from memory.
+        let mut pool = [None; 8];
+        for slot in pool.iter_mut() {
+            *slot = p.entropy();
+        }
+        let mut next = pool.into_iter();
+        let mut entropy = || next.next().flatten();
+        if SegmentKind::from_raw(seg.kind) == Some(SegmentKind::BootParams) {
+            // x86: the seed lives in a setup_data node of boot_params.
+            let blob = p.memory(seg.mem, seg.len);
+            let r = if params.flags & PARAM_FLAG_REFRESH_SEEDS != 0 {
+                crate::setup_data::refresh_rng_seeds(blob, seg.mem, compress, &mut entropy)
+            } else {
+                Default::default()
+            };
+            written = Some((seg.mem, seg.len));
+            let con = p.console();
+            con.put(TAG).put("boot_params: rng seeds refreshed ").dec(r.refreshed as u64);
+            con.put(", kept ").dec(r.kept as u64).put("\n");
+        } else {
+            let mut seeds = SeedReport::default();
             let blob = p.memory(params.dtb_addr, len);
             if params.flags & PARAM_FLAG_REFRESH_SEEDS != 0 {
                 seeds = refresh_seeds(blob, compress, &mut entropy).map_err(Failure::DtbPatch)?;
@@ -229,11 +241,11 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff
             if params.flags & PARAM_FLAG_SET_BOOT_CPU != 0 {
                 set_boot_cpuid(blob, cpu).map_err(Failure::DtbPatch)?;
             }
+            written = Some((params.dtb_addr, len));
+            let con = p.console();
+            con.put(TAG).put("dtb: seeds refreshed ").dec(seeds.refreshed as u64);
+            con.put(", kept ").dec(seeds.kept as u64).put("; boot cpu ").hex(cpu as u64).put("\n");
         }
-        written = Some((params.dtb_addr, len));
-        let con = p.console();
-        con.put(TAG).put("dtb: seeds refreshed ").dec(seeds.refreshed as u64);
-        con.put(", kept ").dec(seeds.kept as u64).put("; boot cpu ").hex(cpu as u64).put("\n");
     }
     Ok(Handoff { entry: params.kernel_entry, dtb: params.dtb_addr, written })
 }
