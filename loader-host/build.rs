@@ -10,10 +10,12 @@ fn main() {
     let root = workspace_root(&manifest);
     rerun_if_changed(&root, &["purgatory/src", "purgatory/build.rs", "purgatory/Cargo.toml", "arch/src", "linker", "Cargo.lock", ".cargo/config.toml"]);
 
-    let what = BareMetal { package: "kexec-purgatory", bin: "purgatory", target: "aarch64-unknown-none" };
-    let elf_path = build(&root, &what).unwrap_or_else(|e| panic!("{e}"));
-    let elf = std::fs::read(&elf_path).unwrap_or_else(|e| panic!("reading {}: {e}", elf_path.display()));
-    let flat = flatten(&elf).unwrap_or_else(|e| panic!("flattening {}: {e}", elf_path.display()));
-    std::fs::write(out.join("purgatory-aarch64.elf"), &elf).expect("write OUT_DIR");
-    std::fs::write(out.join("purgatory-aarch64.bin"), &flat).expect("write OUT_DIR");
+    for (arch, target) in [("aarch64", "aarch64-unknown-none"), ("x86_64", "x86_64-unknown-none")] {
+        let what = BareMetal { package: "kexec-purgatory", bin: "purgatory", target };
+        let elf_path = build(&root, &what).unwrap_or_else(|e| panic!("{e}"));
+        let elf = std::fs::read(&elf_path).unwrap_or_else(|e| panic!("reading {}: {e}", elf_path.display()));
+        let flat = flatten(&elf).unwrap_or_else(|e| panic!("flattening {}: {e}", elf_path.display()));
+        std::fs::write(out.join(format!("purgatory-{arch}.elf")), &elf).expect("write OUT_DIR");
+        std::fs::write(out.join(format!("purgatory-{arch}.bin")), &flat).expect("write OUT_DIR");
+    }
 }

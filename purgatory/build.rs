@@ -5,9 +5,9 @@ use std::path::PathBuf;
 fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let script = root.join("../linker/aarch64-purgatory.ld");
+    let script = root.join("../linker/purgatory.ld");
     println!("cargo:rerun-if-changed={}", script.display());
-    if target == "aarch64-unknown-none" {
+    if target == "aarch64-unknown-none" || target == "x86_64-unknown-none" {
         // Static PIE: position independent, only RELATIVE relocations
         // (checked by loader-host's image tests), no dynamic loader.
         for arg in [

@@ -7,3 +7,6 @@ pub mod pagetable;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod aarch64;
+
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub mod x86_64;

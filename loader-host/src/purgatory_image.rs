@@ -2,13 +2,16 @@
 //! block (docs/abi.md).
 
 use kexec_purgatory::abi::{
-    ImageHeader, PurgatoryParams, ABI_VERSION, ARCH_AARCH64, IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
+    ImageHeader, PurgatoryParams, ABI_VERSION, ARCH_AARCH64, ARCH_X86_64, IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
 };
 
 /// The aarch64 purgatory as a flat, position-independent image.
 pub static AARCH64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-aarch64.bin"));
 /// The same image as an ELF with symbols (`PURGATORY_PARAMS`, `_start`).
 pub static AARCH64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-aarch64.elf"));
+/// The x86_64 purgatory, flat and ELF.
+pub static X86_64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.bin"));
+pub static X86_64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.elf"));
 
 /// Why a purgatory image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +87,11 @@ impl<'a> PurgatoryImage<'a> {
         PurgatoryImage::parse(AARCH64_FLAT, ARCH_AARCH64)
     }
 
+    /// The embedded x86_64 image.
+    pub fn x86_64() -> Result<PurgatoryImage<'static>, ImageError> {
+        PurgatoryImage::parse(X86_64_FLAT, ARCH_X86_64)
+    }
+
     /// A copy of the image with `params` written into its parameter block.
     pub fn with_params(&self, params: &PurgatoryParams) -> Vec<u8> {
         let mut out = self.bytes.to_vec();
@@ -102,49 +110,64 @@ impl<'a> PurgatoryImage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object::elf::{PT_INTERP, PT_LOAD, PT_TLS, R_AARCH64_RELATIVE};
+    use object::elf::{PT_INTERP, PT_LOAD, PT_TLS, R_AARCH64_RELATIVE, R_X86_64_RELATIVE};
     use object::read::elf::{ElfFile64, ProgramHeader as _};
     use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags};
 
-    fn elf() -> ElfFile64<'static> {
-        ElfFile64::parse(AARCH64_ELF).expect("embedded purgatory ELF parses")
+    /// (name, ELF, flat image, header parser) for every embedded image.
+    fn images() -> [(&'static str, &'static [u8], PurgatoryImage<'static>); 2] {
+        [
+            ("aarch64", AARCH64_ELF, PurgatoryImage::aarch64().expect("valid aarch64 header")),
+            ("x86_64", X86_64_ELF, PurgatoryImage::x86_64().expect("valid x86_64 header")),
+        ]
     }
 
-    fn symbol(name: &str) -> u64 {
-        elf().symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("no symbol {name}"))
+    fn symbol_in(elf_bytes: &'static [u8], name: &str) -> u64 {
+        let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).expect("ELF parses");
+        file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("no symbol {name}"))
     }
+
 
     #[test]
     fn header_describes_the_image() {
-        let img = PurgatoryImage::aarch64().expect("valid header");
-        let h = img.header;
-        assert_eq!(h.header_size, 96);
-        assert_eq!(h.image_size, AARCH64_FLAT.len() as u64);
-        assert_eq!(h.entry_offset, symbol("_start"));
-        assert_eq!(h.params_offset, symbol("PURGATORY_PARAMS"));
-        assert_eq!(h.params_size, std::mem::size_of::<PurgatoryParams>() as u64);
-        assert_eq!(h.mem_size % 4096, 0);
-        // code0 is `b _start` (A64 B: 0b000101 imm26, offset in words).
+        for (arch, elf_bytes, img) in images() {
+            let h = img.header;
+            assert_eq!(h.header_size, 96, "{arch}");
+            assert_eq!(h.image_size, img.bytes.len() as u64, "{arch}");
+            assert_eq!(h.entry_offset, symbol_in(elf_bytes, "_start"), "{arch}");
+            assert_eq!(h.params_offset, symbol_in(elf_bytes, "PURGATORY_PARAMS"), "{arch}");
+            assert_eq!(h.params_size, std::mem::size_of::<PurgatoryParams>() as u64, "{arch}");
+            assert_eq!(h.mem_size % 4096, 0, "{arch}");
+            assert_eq!(symbol_in(elf_bytes, "_head"), 0, "{arch}: header must be at offset 0");
+        }
+        // aarch64 code0 is `b _start` (A64 B: 0b000101 imm26, in words).
+        let h = PurgatoryImage::aarch64().unwrap().header;
         assert_eq!(h.code0, 0x1400_0000 | (h.entry_offset as u32 / 4));
-        assert_eq!(symbol("_head"), 0, "header must be at offset 0");
+        // x86_64 code0 starts `jmp rel32` (E9) to _start.
+        let h = PurgatoryImage::x86_64().unwrap().header;
+        assert_eq!(h.code0 & 0xff, 0xe9);
+        assert_eq!(u32::from_le_bytes(X86_64_FLAT[1..5].try_into().unwrap()) as u64 + 5, h.entry_offset);
     }
 
     /// A compiler or linker upgrade that adds another relocation type would
     /// break the self-relocation in entry.rs: fail here instead.
     #[test]
     fn only_relative_relocations() {
-        let file = elf();
-        let relocs: Vec<_> = file.dynamic_relocations().expect("PIE has dynamic relocations").collect();
-        assert!(!relocs.is_empty(), "a PIE with static data has RELATIVE relocations");
-        for (offset, r) in relocs {
-            match r.flags() {
-                RelocationFlags::Elf { r_type } => {
-                    assert_eq!(r_type, R_AARCH64_RELATIVE, "relocation type {r_type} at {offset:#x}")
+        for (arch, elf_bytes, img) in images() {
+            let want = if arch == "x86_64" { R_X86_64_RELATIVE } else { R_AARCH64_RELATIVE };
+            let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).unwrap();
+            let relocs: Vec<_> = file.dynamic_relocations().expect("PIE has dynamic relocations").collect();
+            assert!(!relocs.is_empty(), "{arch}: a PIE with static data has RELATIVE relocations");
+            for (offset, r) in relocs {
+                match r.flags() {
+                    RelocationFlags::Elf { r_type } => {
+                        assert_eq!(r_type, want, "{arch}: relocation type {r_type:?} at {offset:#x}")
+                    }
+                    other => panic!("{arch}: unexpected relocation flags {other:?}"),
                 }
-                other => panic!("unexpected relocation flags {other:?}"),
+                assert!(offset < img.bytes.len() as u64, "{arch}: relocation outside the flat image");
+                assert_eq!(offset % 8, 0, "{arch}: unaligned relocation target {offset:#x}");
             }
-            assert!(offset < AARCH64_FLAT.len() as u64, "relocation outside the flat image");
-            assert_eq!(offset % 8, 0, "unaligned relocation target {offset:#x}");
         }
     }
 
@@ -152,7 +175,13 @@ mod tests {
     /// allocated section (TLS, init arrays, ...) means the image model broke.
     #[test]
     fn layout_is_the_linker_scripts() {
-        let file = elf();
+        for (_, elf_bytes, img) in images() {
+            check_layout(elf_bytes, &img);
+        }
+    }
+
+    fn check_layout(elf_bytes: &'static [u8], img: &PurgatoryImage<'static>) {
+        let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).unwrap();
         let allowed = [
             ".text", ".rodata", ".params", ".data", ".got", ".dynamic", ".dynsym", ".dynstr", ".hash", ".rela.dyn",
             ".bss", ".stack",
@@ -176,7 +205,7 @@ mod tests {
             assert!(t != PT_INTERP && t != PT_TLS, "program header type {t}");
             if t == PT_LOAD {
                 let end = ph.p_vaddr(file.endian()) + ph.p_memsz(file.endian());
-                assert!(end <= PurgatoryImage::aarch64().unwrap().header.mem_size, "PT_LOAD beyond mem_size");
+                assert!(end <= img.header.mem_size, "PT_LOAD beyond mem_size");
             }
         }
     }
