@@ -8,7 +8,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # Rust targets: RUSTUP_AUTO_INSTALL=0 on CI, so add them explicitly.
 log "rustup targets and components"
 rustup target add aarch64-unknown-none x86_64-unknown-none \
-    riscv64gc-unknown-none-elf aarch64-unknown-linux-musl >/dev/null
+    riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl >/dev/null
 rustup component add rust-src llvm-tools >/dev/null
 
 # System packages. --no-install-recommends: a plain install of qemu-system-*
