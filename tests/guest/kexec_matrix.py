@@ -23,8 +23,19 @@ sit between KEXEC-EXEC-START and kernel 2's first line; the EL2 cells also
 check the exception level (and VHE) that kernel 1 and kernel 2 report.
 
     scripts/fetch-fixtures.sh --arch arm64
-    tests/guest/kexec_matrix.py [--loader rkexec|kexec-tools] [--cells el1,trixie]
+    cargo build --release --locked --target aarch64-unknown-linux-musl -p guest-tools --bin vmcore-check
+    tests/guest/kexec_matrix.py [--loader rkexec|kexec-tools] [--cells el1,trixie,kdump-el1]
                                 [--jobs 2] [--timeout 180] [-v] [--json out.json]
+
+kdump cells (kdump-el1, kdump-el2; -smp 2, kernel 1 with crashkernel=256M)
+load the same kernel as a capture kernel with `-p` and an own tiny initrd
+(/initrd-kdump: busybox + the static vmcore-check tool), then crash kernel 1
+with sysrq-c. They pass only on what the guests printed: the purgatory's
+summary between kernel 1's panic and the capture kernel's first line, the
+capture init's KDUMP-INIT-OK line with the cell's marker, and vmcore-check's
+view of /proc/vmcore (one merged PT_NOTE with vmcoreinfo and >= 1 PRSTATUS,
+as many PT_LOADs as kernel 1's plan note announced, OSRELEASE = kernel 1's
+`uname -r`, a successful read of the first PT_LOAD).
 
 Library: build_base(), build_cell_initrd(), Cell, CELLS, run_cell(), LOADERS.
 Nothing here loads or executes a kernel on the host: only QEMU is started.
@@ -59,6 +70,7 @@ _spec.loader.exec_module(mk)
 
 DEFAULT_CACHE = os.environ.get("RKEXEC_CACHE", os.path.join(ROOT, "cache"))
 DEFAULT_RKEXEC = os.path.join(ROOT, "target", "aarch64-unknown-linux-musl", "release", "rkexec")
+DEFAULT_VMCORE_CHECK = os.path.join(ROOT, "target", "aarch64-unknown-linux-musl", "release", "vmcore-check")
 FORMAT = "kexec-matrix-v1"  # bump to invalidate every cached initramfs
 
 # Kernel 1's command line (both kernels get earlycon, so the first line of
@@ -66,6 +78,10 @@ FORMAT = "kexec-matrix-v1"  # bump to invalidate every cached initramfs
 K1_APPEND = "console=ttyAMA0 earlycon nokaslr rdinit=/init"
 # Kernel 2's command line, minus the per-cell marker.
 K2_APPEND = "console=ttyAMA0 earlycon nokaslr rdinit=/init"
+# kdump cells: kernel 1 reserves the crash kernel region; the capture
+# kernel's command line (minus the marker) brings up one CPU only.
+KDUMP_CRASHKERNEL = "256M"
+KDUMP_APPEND = K2_APPEND + " maxcpus=1"
 
 # ---------------------------------------------------------------------------
 # Guest scripts
@@ -124,6 +140,27 @@ mount -t proc proc /proc
 read -r CMDLINE </proc/cmdline
 read -r UP _rest </proc/uptime
 echo "KERNEL2-""INIT-OK uptime=$UP cmdline: $CMDLINE"
+poweroff -f
+"""
+
+# The capture kernel's /init (in /initrd-kdump). Success words split as in
+# INIT2. `ls -l` (a stat) gives the vmcore size without reading it.
+INIT_KDUMP = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+read -r CMDLINE </proc/cmdline
+read -r UP _rest </proc/uptime
+echo "KDUMP-""INIT-OK uptime=$UP cmdline: $CMDLINE"
+if [ -e /proc/vmcore ]; then
+    echo "KDUMP-VMCORE-PRESENT $(ls -l /proc/vmcore)"
+    /vmcore-check /proc/vmcore
+    echo "KDUMP-VMCORE-CHECK rc=$?"
+else
+    echo "KDUMP-NO-VMCORE"
+fi
+echo "KDUMP-""DONE"
 poweroff -f
 """
 
@@ -232,6 +269,20 @@ def build_initrd2(cache, workdir):
     return _cached(workdir, "initrd2", key, lambda out: mk.build(out, INIT2, bb, init_path="/init"))
 
 
+def build_kdump_initrd(cache, workdir, vmcore_check=DEFAULT_VMCORE_CHECK):
+    """The capture kernel's initrd: busybox + /vmcore-check + INIT_KDUMP."""
+    if not os.path.isfile(vmcore_check):
+        raise FileNotFoundError(
+            f"{vmcore_check} missing: cargo build --release --locked --target aarch64-unknown-linux-musl "
+            "-p guest-tools --bin vmcore-check")
+    bb = fixture_paths(cache, "bookworm")["busybox"]
+    key = hashlib.sha256(f"{FORMAT}\n{INIT_KDUMP}\n{file_hash(bb)}\n{file_hash(_MK_PATH)}\n"
+                         f"vmcore-check {file_hash(vmcore_check)}".encode()).hexdigest()
+    return _cached(workdir, "initrd-kdump", key,
+                   lambda out: mk.build(out, INIT_KDUMP, bb, adds=[(vmcore_check, "/vmcore-check")],
+                                        init_path="/init"))
+
+
 def build_base(cache, suite, loaders, workdir=None, init1=INIT1):
     """Kernel 1's initramfs minus /cell.sh, for `suite` with all `loaders`.
 
@@ -255,11 +306,14 @@ def build_base(cache, suite, loaders, workdir=None, init1=INIT1):
     return fx["kernel"], base
 
 
-def build_cell_initrd(base, cell_script, out):
-    """out := base + a gzip'd newc archive holding /cell.sh."""
+def build_cell_initrd(base, cell_script, out, adds=()):
+    """out := base + a gzip'd newc archive holding /cell.sh (and `adds`,
+    (src, dest) files, e.g. the kdump cells' /initrd-kdump)."""
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         w = mk.Newc(mk._Counting(gz))
+        for src, dest in adds:
+            w.file(dest, src)
         w.data("cell.sh", cell_script.encode(), 0o755)
         w.close()
     tmp = out + ".tmp"
@@ -286,12 +340,17 @@ class Cell:
     k1_el: str = "EL1"           # "CPU: All CPU(s) started at <EL>" expected
     k2_el: str = "EL1"
     vhe: bool = False            # both kernels must report VHE
+    smp: int = 1
+    kdump: bool = False          # -p capture kernel, sysrq-c, check /proc/vmcore
 
     def k1_append(self, marker):
-        return K1_APPEND + (f" MARKER={marker}" if self.reuse_cmdline else "")
+        return (K1_APPEND + (f" crashkernel={KDUMP_CRASHKERNEL}" if self.kdump else "")
+                + (f" MARKER={marker}" if self.reuse_cmdline else ""))
 
     def script(self, loader, marker, load_flags=""):
         """/cell.sh: load kernel 2 with `loader`, print KEXEC-EXEC-START, exec."""
+        if self.kdump:
+            return self.kdump_script(loader, marker, load_flags)
         L = loader.cmd
         flags = f" {load_flags}" if load_flags else ""
         lines = [f"LOADER={L}", f"M={marker}"]
@@ -313,6 +372,29 @@ class Cell:
         ]
         return "\n".join(lines) + "\n"
 
+    def kdump_script(self, loader, marker, load_flags=""):
+        """/cell.sh for kdump: check the reservation, load /kernel2 as the
+        capture kernel (-p, -d: the plan, with its elfcorehdr note), report
+        the crash-load status, then crash kernel 1 (sysrq-c)."""
+        flags = f" {load_flags}" if load_flags else ""
+        return "\n".join([
+            f"LOADER={loader.cmd}",
+            f"M={marker}",
+            'echo "K1-RELEASE=$(uname -r)"',
+            "_ck=$(grep 'Crash kernel' /proc/iomem)",
+            '[ -n "$_ck" ] || { echo "K1-NO-CRASHKERNEL (crashkernel= not reserved)"; return 1; }',
+            'echo "K1-CRASHKERNEL $(echo $_ck)"',
+            f'timed $LOADER{flags} -p /kernel2 --initrd=/initrd-kdump --append="{KDUMP_APPEND} MARKER=$M" -d'
+            " || { echo KEXEC-LOAD-FAILED; return 1; }",
+            '$LOADER -S; echo "KEXEC-STATUS rc=$?"',
+            'echo "KEXEC-CRASH-LOADED $(cat /sys/kernel/kexec_crash_loaded)"',
+            "sync",
+            "echo KDUMP-PANIC-START",
+            "echo c >/proc/sysrq-trigger",
+            'echo "KDUMP-PANIC-FAILED rc=$?"',
+            "return 1",
+        ]) + "\n"
+
 
 CELLS = [
     Cell("el1", "plain virt, kernel 1 at EL1"),
@@ -326,6 +408,10 @@ CELLS = [
     Cell("dtb-override", "--dtb = kernel 1's /sys/firmware/fdt, marker via --append", dtb_override=True),
     Cell("reuse-cmdline", "marker on kernel 1's cmdline, --reuse-cmdline", reuse_cmdline=True),
     Cell("trixie", "trixie 6.12 kernel as kernel 1 and kernel 2", suite="trixie"),
+    Cell("kdump-el1", f"kdump: -smp 2, crashkernel={KDUMP_CRASHKERNEL}, -p capture kernel, sysrq-c, /proc/vmcore",
+         smp=2, kdump=True),
+    Cell("kdump-el2", "kdump as kdump-el1 with virt,virtualization=on (kernel 1 entered at EL2, nVHE)",
+         machine="virt,virtualization=on,dtb-randomness=off", k1_el="EL2", k2_el="EL2", smp=2, kdump=True),
 ]
 CELL_BY_NAME = {c.name: c for c in CELLS}
 
@@ -338,6 +424,14 @@ STOP_RE = (r"KERNEL2-INIT-OK|KEXEC-LOAD-FAILED|KEXEC-EXEC-FAILED|CELL-SCRIPT-|"
 PURG_RE = re.compile(r"purgatory: verified (\d+) segments?, (\d+) bytes hashed with (\S+) in (\d+) us")
 EL_RE = re.compile(r"CPU: All CPU\(s\) started at (EL\d)")
 VHE_RE = re.compile(r"Virtualization Host Extensions|VHE mode initialized")
+
+
+# kdump cells
+KDUMP_STOP_RE = (r"^KDUMP-DONE|^KDUMP-PANIC-FAILED|KEXEC-LOAD-FAILED|K1-NO-CRASHKERNEL|CELL-SCRIPT-|"
+                 r"purgatory: REFUSED")
+PANIC_RE = r"Kernel panic - not syncing"
+PLAN_CORE_RE = re.compile(r"elfcorehdr: (\d+) CPU notes \+ vmcoreinfo, (\d+) PT_LOAD")
+SMP_RE = re.compile(r"SMP: Total of (\d+) processors? activated")
 
 
 def _find(lines, regex, start=0, end=None):
@@ -353,6 +447,8 @@ def judge(cell, loader, marker, lines, min_hashed=1):
 
     min_hashed: the purgatory must report at least this many bytes hashed
     (run_cell passes the sizes of kernel 2 + initrd 2: verification on)."""
+    if cell.kdump:
+        return judge_kdump(cell, loader, marker, lines, min_hashed)
     info = {}
     T = [l.text for l in lines]
     i_ref = _find(lines, r"purgatory: REFUSED")
@@ -443,6 +539,152 @@ def judge(cell, loader, marker, lines, min_hashed=1):
     return True, "", info
 
 
+def _el_vhe_version(T, start, end):
+    el = next((m.group(1) for m in (EL_RE.search(t) for t in T[start:end]) if m), None)
+    vhe = any(VHE_RE.search(t) for t in T[start:end])
+    ver = next((t.split("Linux version ", 1)[1].split()[0] for t in T[start:end] if "Linux version " in t), None)
+    return el, vhe, ver
+
+
+def judge_kdump(cell, loader, marker, lines, min_hashed=1):
+    """judge() for the kdump cells: kernel 1 loads a capture kernel with -p
+    and crashes; the capture kernel's init runs vmcore-check."""
+    info = {}
+    T = [l.text for l in lines]
+    i_ref = _find(lines, r"purgatory: REFUSED")
+    if i_ref is not None:
+        return False, f"purgatory refused: {T[i_ref].strip()}", info
+    i_rel = _find(lines, r"^K1-RELEASE=")
+    if i_rel is None:
+        return False, "kernel 1's cell script never printed K1-RELEASE", info
+    info["k1_release"] = T[i_rel].split("=", 1)[1].strip()
+    i_nock = _find(lines, r"^K1-NO-CRASHKERNEL")
+    if i_nock is not None:
+        return False, f"kernel 1 reserved no crash kernel region: {T[i_nock].strip()}", info
+    i_ck = _find(lines, r"^K1-CRASHKERNEL ")
+    if i_ck is not None:
+        info["crashkernel"] = T[i_ck].split(None, 1)[1].strip()
+        m = re.match(r"([0-9a-fA-F]+)-([0-9a-fA-F]+)", info["crashkernel"])
+        if m:
+            info["crashkernel_mb"] = (int(m.group(2), 16) + 1 - int(m.group(1), 16)) / (1 << 20)
+    i_ld = _find(lines, r"^KEXEC-LOAD-DONE ")
+    if i_ld is not None:
+        m = re.search(r"rc=(\d+) ns=(-?\d+)", T[i_ld])
+        if m:
+            info["load_rc"], info["load_guest_s"] = int(m.group(1)), int(m.group(2)) / 1e9
+    if _find(lines, r"^KEXEC-LOAD-FAILED") is not None:
+        return False, f"-p load failed ({T[i_ld].strip() if i_ld is not None else 'no LOAD-DONE line'})", info
+    i_start = _find(lines, r"^KDUMP-PANIC-START$")
+    if i_start is None:
+        return False, "kernel 1 never reached KDUMP-PANIC-START", info
+    for i in range(i_rel, i_start):  # the -d plan, printed while loading
+        m = PLAN_CORE_RE.search(T[i])
+        if m:
+            info["plan_cpu_notes"], info["plan_pt_load"] = int(m.group(1)), int(m.group(2))
+            info["plan_note"] = T[i].strip()
+    if loader.purgatory and "plan_pt_load" not in info:
+        return False, "no 'elfcorehdr: N CPU notes + vmcoreinfo, M PT_LOAD' note in the -d plan", info
+    i_st = _find(lines, r"^KEXEC-STATUS rc=", 0, i_start)
+    if i_st is not None:
+        info["status_rc"] = int(T[i_st].split("rc=")[1].split()[0])
+    i_cl = _find(lines, r"^KEXEC-CRASH-LOADED ", 0, i_start)
+    info["crash_loaded"] = T[i_cl].split(None, 1)[1].strip() if i_cl is not None and \
+        len(T[i_cl].split(None, 1)) > 1 else None
+    if info["crash_loaded"] != "1":
+        return False, f"/sys/kernel/kexec_crash_loaded is {info['crash_loaded']!r} after the -p load", info
+    i_pf = _find(lines, r"^KDUMP-PANIC-FAILED", i_start)
+    if i_pf is not None:
+        return False, f"sysrq-c returned to kernel 1: {T[i_pf].strip()}", info
+    m = SMP_RE.search("\n".join(T[:i_start]))
+    info["k1_cpus"] = int(m.group(1)) if m else None
+    i_panic = _find(lines, PANIC_RE, i_start)
+    if i_panic is None:
+        return False, "kernel 1 never printed 'Kernel panic - not syncing' after sysrq-c", info
+    i_boot = _find(lines, qemu_kexec.KERNEL_BOOT_RE.pattern, i_panic + 1)
+    if i_boot is None:
+        anyp = [t for t in T[i_panic:] if "purgatory:" in t]
+        return False, ("the capture kernel never printed a boot line after kernel 1's panic"
+                       + (f" (purgatory said: {anyp[-1].strip()})" if anyp else " (no purgatory output)")), info
+    info["panic_to_capture_s"] = lines[i_boot].t - lines[i_panic].t
+    i_bye = _find(lines, r"Starting crashdump kernel", i_panic, i_boot)
+    if i_bye is not None:
+        info["machine_kexec_to_k2_s"] = lines[i_boot].t - lines[i_bye].t
+    if loader.purgatory:
+        i_pv = None
+        for i in range(i_panic + 1, i_boot):
+            m = PURG_RE.search(T[i])
+            if m:
+                i_pv = i
+                info["purgatory"] = {"segments": int(m.group(1)), "bytes": int(m.group(2)),
+                                     "engine": m.group(3), "us": int(m.group(4))}
+                info["purgatory_line"] = T[i].strip()
+                break
+        if i_pv is None:
+            anyp = [t for t in T[i_panic:i_boot] if "purgatory:" in t]
+            return False, ("no 'purgatory: verified' summary between kernel 1's panic and the capture kernel's "
+                           "first line" + (f" (purgatory said: {anyp[-1].strip()})" if anyp
+                                           else " (no purgatory output)")), info
+        if info["purgatory"]["bytes"] < min_hashed:
+            return False, (f"purgatory hashed only {info['purgatory']['bytes']} bytes, less than the capture "
+                           f"kernel + its initrd ({min_hashed}): {T[i_pv].strip()}"), info
+    i_ok = _find(lines, r"^KDUMP-INIT-OK ", i_boot + 1)
+    if i_ok is None:
+        i_p = _find(lines, r"Kernel panic", i_boot)
+        return False, ("the capture kernel panicked: " + T[i_p].strip()) if i_p is not None else \
+            "the capture kernel booted but its init never printed KDUMP-INIT-OK", info
+    info["capture_init_s"] = lines[i_ok].t - lines[i_panic].t
+    cmdline = T[i_ok].split("cmdline:", 1)[1].split() if "cmdline:" in T[i_ok] else []
+    info["k2_cmdline"] = " ".join(cmdline)
+    if f"MARKER={marker}" not in cmdline:
+        return False, f"the capture kernel's cmdline lacks MARKER={marker}: {' '.join(cmdline)!r}", info
+    if _find(lines, r"^KDUMP-NO-VMCORE", i_ok) is not None:
+        return False, "the capture kernel has no /proc/vmcore", info
+    i_done = _find(lines, r"^KDUMP-DONE$", i_ok)
+    if i_done is None:
+        return False, "the capture init never printed KDUMP-DONE", info
+    vm = [t for t in T[i_ok:i_done] if t.startswith("VMCORE ")]
+    info["vmcore"] = vm
+    err = next((t for t in vm if t.startswith("VMCORE error")), None)
+    i_rc = _find(lines, r"^KDUMP-VMCORE-CHECK rc=", i_ok, i_done)
+    rc = T[i_rc].split("rc=", 1)[1].strip() if i_rc is not None else None
+    if err or rc != "0":
+        return False, f"vmcore-check failed (rc={rc}): {err or (vm[-1] if vm else 'no output')}", info
+    facts = {}
+    for t in vm:
+        for k, v in re.findall(r"(\w+)=(\S+)", t):
+            facts.setdefault(k, v)
+    info["vmcore_facts"] = facts
+    try:
+        pt_note, pt_load = int(facts["pt_note"]), int(facts["pt_load"])
+        prstatus, vmcoreinfo = int(facts["prstatus"]), int(facts["vmcoreinfo"])
+    except (KeyError, ValueError):
+        return False, f"vmcore-check output incomplete: {vm}", info
+    info["prstatus"] = prstatus
+    if pt_note != 1:
+        return False, f"/proc/vmcore has {pt_note} PT_NOTE headers, expected 1 (merged)", info
+    if vmcoreinfo != 1:
+        return False, f"the merged PT_NOTE holds {vmcoreinfo} VMCOREINFO notes, expected 1", info
+    if prstatus < 1:
+        return False, "the merged PT_NOTE holds no NT_PRSTATUS note", info
+    if "plan_pt_load" in info and pt_load != info["plan_pt_load"]:
+        return False, f"/proc/vmcore has {pt_load} PT_LOAD, kernel 1's plan announced {info['plan_pt_load']}", info
+    if facts.get("OSRELEASE") != info["k1_release"]:
+        return False, f"vmcoreinfo OSRELEASE={facts.get('OSRELEASE')!r}, kernel 1 is {info['k1_release']!r}", info
+    if not any(re.match(r"VMCORE load0 paddr=0x[0-9a-f]+ read=\d+ ok$", t) for t in vm):
+        return False, "no 'VMCORE load0 ... ok' line", info
+    # exception levels (the capture kernel is entered like a kexec'd one)
+    k1_el, k1_vhe, v1 = _el_vhe_version(T, 0, i_start)
+    k2_el, k2_vhe, v2 = _el_vhe_version(T, i_boot, i_ok)
+    info.update(k1_el=k1_el, k2_el=k2_el, k1_vhe=k1_vhe, k2_vhe=k2_vhe, k1_version=v1, k2_version=v2)
+    if k1_el != cell.k1_el:
+        return False, f"kernel 1 started at {k1_el}, expected {cell.k1_el}", info
+    if k2_el != cell.k2_el:
+        return False, f"the capture kernel started at {k2_el}, expected {cell.k2_el}", info
+    if v1 != v2:
+        return False, f"the capture kernel is {v2}, expected {v1}", info
+    return True, "", info
+
+
 @dataclasses.dataclass
 class Result:
     cell: str
@@ -456,6 +698,27 @@ class Result:
     window: list = dataclasses.field(default_factory=list)  # hand-off lines, on a purgatory failure
 
     def line(self):
+        if self.ok and "vmcore_facts" in self.info:  # kdump cell
+            i = self.info
+            f = i["vmcore_facts"]
+            bits = [f"panic->capture {i['panic_to_capture_s']:.2f} s"]
+            if "load_guest_s" in i:
+                bits.append(f"load -p {i['load_guest_s']:.2f} s")
+            if "purgatory" in i:
+                p = i["purgatory"]
+                bits.append(f"purgatory {p['segments']} seg {p['bytes'] / 1e6:.1f} MB {p['engine']} {p['us']} us")
+            bits.append(f"crashkernel {i.get('crashkernel_mb', 0):.0f} MB")
+            bits.append(f"vmcore pt_note={f['pt_note']} pt_load={f['pt_load']}"
+                        + (f" (plan {i['plan_pt_load']})" if "plan_pt_load" in i else "")
+                        + f" prstatus={i['prstatus']}/{i.get('k1_cpus')} cpus vmcoreinfo={f['vmcoreinfo']}"
+                        + f" OSRELEASE={f['OSRELEASE']}")
+            bits.append(f"k1 {i['k1_el']}{'/VHE' if i['k1_vhe'] else ''} -> k2 {i['k2_el']}{'/VHE' if i['k2_vhe'] else ''}")
+            if i.get("status_rc") not in (None, 0):
+                bits.append(f"WARNING: -S exited {i['status_rc']}")
+            if i.get("k1_cpus") and i["prstatus"] != i["k1_cpus"]:
+                bits.append(f"WARNING: {i['prstatus']} PRSTATUS notes for {i['k1_cpus']} online CPUs")
+            bits.append(f"{self.elapsed:.0f} s")
+            return f"PASS {self.cell} ({', '.join(bits)})"
         if self.ok:
             i = self.info
             bits = [f"handoff {i['handoff_s']:.2f} s"]
@@ -476,8 +739,29 @@ class Result:
         return out
 
 
+def _wait_kdump(q, timeout, panic_grace=60):
+    """Wait for the end of a kdump cell. Kernel 1's own panic is expected
+    (sysrq-c): after it, wait (at most panic_grace s) for the capture
+    kernel's first line, then for KDUMP-DONE or a failure (a second panic)."""
+    deadline = time.monotonic() + timeout
+    hit = q.wait_for(KDUMP_STOP_RE + "|^KDUMP-PANIC-START$", timeout)
+    if hit.text != "KDUMP-PANIC-START":
+        return hit
+    i = q.lines.index(hit)
+    hit = q.wait_for(KDUMP_STOP_RE + "|" + PANIC_RE, max(1.0, deadline - time.monotonic()), i + 1)
+    if not re.search(PANIC_RE, hit.text):
+        return hit
+    i = q.lines.index(hit)
+    hit = q.wait_for(KDUMP_STOP_RE + "|" + qemu_kexec.KERNEL_BOOT_RE.pattern,
+                     max(1.0, min(panic_grace, deadline - time.monotonic())), i + 1)
+    if not qemu_kexec.KERNEL_BOOT_RE.search(hit.text):
+        return hit
+    i = q.lines.index(hit)
+    return q.wait_for(KDUMP_STOP_RE + "|" + PANIC_RE, max(1.0, deadline - time.monotonic()), i + 1)
+
+
 def run_cell(cell, loader, cache, rundir, timeout=180, echo=False, load_flags="", loaders_in_image=None,
-             memory=2048):
+             memory=2048, vmcore_check=DEFAULT_VMCORE_CHECK):
     """Build the cell's initramfs, boot it, judge the console. Returns Result."""
     marker = f"{cell.name}-{secrets.token_hex(6)}"
     cdir = os.path.join(rundir, f"{loader.name}-{cell.name}")
@@ -486,16 +770,20 @@ def run_cell(cell, loader, cache, rundir, timeout=180, echo=False, load_flags=""
     t0 = time.monotonic()
     kernel, base = build_base(cache, cell.suite, loaders_in_image or (loader,))
     script = cell.script(loader, marker, load_flags)
-    initrd = build_cell_initrd(base, script, os.path.join(cdir, "initrd1.cpio.gz"))
+    adds, second = (), build_initrd2(cache, os.path.join(cache, "kexec-matrix"))
+    if cell.kdump:
+        second = build_kdump_initrd(cache, os.path.join(cache, "kexec-matrix"), vmcore_check)
+        adds = ((second, "/initrd-kdump"),)
+    initrd = build_cell_initrd(base, script, os.path.join(cdir, "initrd1.cpio.gz"), adds)
     with open(os.path.join(cdir, "cell.sh"), "w") as f:
         f.write(script)
     q = qemu_kexec.Qemu(kernel, initrd, cell.k1_append(marker), machine=cell.machine, cpu=cell.cpu,
-                        memory=memory, echo=echo, log_path=log)
+                        memory=memory, smp=cell.smp, echo=echo, log_path=log)
     err = None
     with q:
         try:
-            hit = q.wait_for(STOP_RE, timeout)
-            if hit.text.startswith("KERNEL2-INIT-OK"):
+            hit = _wait_kdump(q, timeout) if cell.kdump else q.wait_for(STOP_RE, timeout)
+            if hit.text.startswith(("KERNEL2-INIT-OK", "KDUMP-DONE")):
                 try:
                     q.wait_exit(5)  # `poweroff -f` from kernel 2
                 except qemu_kexec.QemuError:
@@ -509,19 +797,19 @@ def run_cell(cell, loader, cache, rundir, timeout=180, echo=False, load_flags=""
     except OSError:
         pass
     lines = list(q.lines)
-    min_hashed = 0 if "-i" in load_flags.split() else \
-        os.path.getsize(kernel) + os.path.getsize(build_initrd2(cache, os.path.join(cache, "kexec-matrix")))
+    min_hashed = 0 if "-i" in load_flags.split() else os.path.getsize(kernel) + os.path.getsize(second)
     ok, reason, info = judge(cell, loader, marker, lines, min_hashed)
     if err and not ok:
         reason = f"{reason} [{err}]"
     info["marker"] = marker
     window = []
     if not ok and "purgatory" in reason:
-        i = _find(lines, r"^KEXEC-EXEC-START$")
+        i = _find(lines, PANIC_RE, _find(lines, r"^KDUMP-PANIC-START$") or 0) if cell.kdump else \
+            _find(lines, r"^KEXEC-EXEC-START$")
         if i is not None and i < len(lines) - 40:
             window = lines[i:i + 25]
     return Result(cell.name, loader.name, ok, reason, info, time.monotonic() - t0, log,
-                  lines[-40:], window)
+                  lines[-60:] if cell.kdump else lines[-40:], window)
 
 
 def prune_runs(workdir, keep=6):
@@ -537,6 +825,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--loader", default="rkexec", choices=LOADERS)
     ap.add_argument("--rkexec", default=DEFAULT_RKEXEC, help="static aarch64 rkexec binary (default: %(default)s)")
+    ap.add_argument("--vmcore-check", default=DEFAULT_VMCORE_CHECK,
+                    help="static aarch64 vmcore-check for the kdump cells (default: %(default)s)")
     ap.add_argument("--cells", help=f"comma-separated subset of: {','.join(CELL_BY_NAME)}")
     ap.add_argument("--jobs", "-j", type=int, default=2, help="cells run in parallel (default 2)")
     ap.add_argument("--timeout", type=float, default=180, help="per cell, seconds (default 180)")
@@ -547,7 +837,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.list:
         for c in CELLS:
-            print(f"{c.name:14s} {c.suite:8s} -M {c.machine} -cpu {c.cpu}: {c.doc}")
+            print(f"{c.name:14s} {c.suite:8s} -M {c.machine} -cpu {c.cpu} -smp {c.smp}: {c.doc}")
         return 0
     cells = CELLS
     if a.cells:
@@ -561,6 +851,9 @@ def main(argv=None):
         # build the shared images up front (once per suite), not in the workers
         for suite in sorted({c.suite for c in cells}):
             build_base(a.cache, suite, (loader,))
+        build_initrd2(a.cache, os.path.join(a.cache, "kexec-matrix"))
+        if any(c.kdump for c in cells):
+            build_kdump_initrd(a.cache, os.path.join(a.cache, "kexec-matrix"), a.vmcore_check)
     except (OSError, ValueError) as e:
         print(f"kexec_matrix: {e}", file=sys.stderr)
         return 2
@@ -573,7 +866,8 @@ def main(argv=None):
     t0 = time.monotonic()
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-        futs = {ex.submit(run_cell, c, loader, a.cache, rundir, a.timeout, a.verbose): c for c in cells}
+        futs = {ex.submit(run_cell, c, loader, a.cache, rundir, a.timeout, a.verbose,
+                          vmcore_check=a.vmcore_check): c for c in cells}
         for fut in concurrent.futures.as_completed(futs):
             c = futs[fut]
             try:
