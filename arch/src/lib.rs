@@ -5,6 +5,16 @@
 
 pub mod pagetable;
 
+/// Serial-console text: every `\n` goes out as `\r\n`.
+pub fn for_each_crlf(bytes: &[u8], mut put: impl FnMut(u8)) {
+    for &b in bytes {
+        if b == b'\n' {
+            put(b'\r');
+        }
+        put(b);
+    }
+}
+
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod aarch64;
 

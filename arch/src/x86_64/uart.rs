@@ -50,11 +50,6 @@ impl Uart {
 
     /// Write bytes, turning `\n` into `\r\n`.
     pub fn write(self, bytes: &[u8]) {
-        for &b in bytes {
-            if b == b'\n' {
-                self.put_byte(b'\r');
-            }
-            self.put_byte(b);
-        }
+        crate::for_each_crlf(bytes, |b| self.put_byte(b));
     }
 }
