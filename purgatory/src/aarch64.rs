@@ -7,29 +7,17 @@ use kexec_purgatory::abi::{
     PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
 };
 use kexec_purgatory::report::Console;
+
+use crate::params::loaded_params;
 use kexec_purgatory::sha256::{compress_portable, CompressFn};
 use kexec_purgatory::verify::{self, Platform};
 use purgatory_arch::aarch64::{cache, cpu, entry, handoff, mmu, sha2_ce, uart::Uart};
 use purgatory_arch::pagetable::{IdentityMap, MemType, Table};
 
-/// The parameter block the loader fills in (docs/abi.md). Zero in the
-/// built image, so an unfilled image refuses to run (bad magic).
-#[unsafe(no_mangle)]
-#[unsafe(link_section = ".params")]
-static mut PURGATORY_PARAMS: PurgatoryParams = PurgatoryParams::EMPTY;
-
 /// Translation tables: root + up to 16 segments with unaligned edges, the
 /// image and the console. 64 tables cover the worst case with room.
 const TABLES: usize = 64;
 static mut PAGE_TABLES: [Table; TABLES] = [Table::ZERO; TABLES];
-
-/// The block as the loader wrote it. `black_box` hides the static's
-/// initialiser from the optimiser (the loader changed it after the build)
-/// without a field-by-field volatile copy.
-fn loaded_params() -> &'static PurgatoryParams {
-    // SAFETY: nothing in the purgatory writes the block; single CPU.
-    unsafe { &*core::hint::black_box(core::ptr::addr_of!(PURGATORY_PARAMS)) }
-}
 
 struct UartConsole(Uart);
 

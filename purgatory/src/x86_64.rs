@@ -6,20 +6,11 @@ use kexec_purgatory::abi::{
     PurgatoryParams, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, ON_FAILURE_RESET, PARAM_FLAG_DEBUG_SOFT_SHA256,
 };
 use kexec_purgatory::report::Console;
+
+use crate::params::loaded_params;
 use kexec_purgatory::sha256::{compress_portable, CompressFn};
 use kexec_purgatory::verify::{self, Platform};
 use purgatory_arch::x86_64::{cpu, handoff, sha_ni, uart::Uart};
-
-/// The parameter block the loader fills in (docs/abi.md).
-#[unsafe(no_mangle)]
-#[unsafe(link_section = ".params")]
-static mut PURGATORY_PARAMS: PurgatoryParams = PurgatoryParams::EMPTY;
-
-/// The block as the loader wrote it (see the aarch64 twin).
-fn loaded_params() -> &'static PurgatoryParams {
-    // SAFETY: nothing in the purgatory writes the block; single CPU.
-    unsafe { &*core::hint::black_box(core::ptr::addr_of!(PURGATORY_PARAMS)) }
-}
 
 struct UartConsole(Uart);
 
