@@ -87,9 +87,9 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
     let ctx = Ctx { args, src };
     let a = &ctx.args;
 
-    if a.kernel_type.as_deref().is_some_and(|t| !matches!(t.to_ascii_lowercase().as_str(), "image" | "image-arm64" | "arm64" | "vmlinuz" | "zimg" | "image.gz")) {
+    if a.kernel_type.as_deref().is_some_and(|t| !matches!(t.to_ascii_lowercase().as_str(), "image" | "image-arm64" | "arm64" | "vmlinuz" | "zimg" | "image.gz" | "bzimage" | "bzimage64")) {
         return Err(Fail::usage(format!(
-            "--type {}: this loader handles arm64 Image, Image.gz and EFI zboot (types Image, vmlinuz, zimg)",
+            "--type {}: this loader handles arm64 Image, Image.gz, EFI zboot and x86 bzImage (types Image, vmlinuz, zimg, bzImage)",
             a.kernel_type.as_deref().unwrap_or_default()
         )));
     }
@@ -177,11 +177,42 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<LoadRequest, Fail> {
     Ok(req)
 }
 
+/// The architecture a kernel image is for, from its format: a bzImage is
+/// x86_64, anything else goes to the arm64 parser (which names what it
+/// found if that is not arm64 either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelArch {
+    Arm64,
+    X86_64,
+}
+
+fn kernel_arch(path: &std::path::Path) -> Result<KernelArch, Fail> {
+    use std::io::Read;
+    let mut head = vec![0u8; 1024];
+    let mut f = std::fs::File::open(path).map_err(|e| Fail::run(format!("{}: {e}", path.display())))?;
+    let n = f.read(&mut head).map_err(|e| Fail::run(format!("{}: {e}", path.display())))?;
+    head.truncate(n);
+    Ok(if crate::kernel_image::is_bzimage(&head) { KernelArch::X86_64 } else { KernelArch::Arm64 })
+}
+
+fn native_arch() -> Option<KernelArch> {
+    if cfg!(target_arch = "aarch64") {
+        Some(KernelArch::Arm64)
+    } else if cfg!(target_arch = "x86_64") {
+        Some(KernelArch::X86_64)
+    } else {
+        None
+    }
+}
+
 fn make_plan(ctx: &Ctx, kernel: PathBuf) -> Result<Plan, Fail> {
+    let arch = kernel_arch(&kernel)?;
     let req = request(ctx, kernel)?;
-    let image = PurgatoryImage::aarch64()?;
-    ctx.progress("reading kernel, initrds and DTB; laying out segments");
-    let plan = arm64::plan(&req, &ctx.src, &image)?;
+    ctx.progress("reading kernel, initrds and boot data; laying out segments");
+    let plan = match arch {
+        KernelArch::Arm64 => arm64::plan(&req, &ctx.src, &PurgatoryImage::aarch64()?)?,
+        KernelArch::X86_64 => crate::x86_64::plan(&req, &ctx.src, &PurgatoryImage::x86_64()?)?,
+    };
     ctx.progress(&format!("planned {} segments, entry {:#x}", plan.segments.len(), plan.entry));
     Ok(plan)
 }
@@ -190,12 +221,13 @@ fn print_plan(ctx: &Ctx, plan: &Plan) {
     if ctx.args.json {
         println!("{}", serde_json::to_string_pretty(&report::json(plan)).unwrap_or_default());
     } else {
-        let title = if ctx.args.load_panic {
-            "rkexec plan (arm64 crash kernel, kexec_load through the rkexec purgatory):"
-        } else {
-            "rkexec plan (arm64, kexec_load through the rkexec purgatory):"
+        let arch = match plan.params.segments.iter().take(plan.params.nr_segments as usize).any(|s| s.kind == kexec_purgatory::abi::SegmentKind::BootParams as u32) {
+            true => "x86_64",
+            false => "arm64",
         };
-        print!("{}", report::table(plan, title));
+        let what = if ctx.args.load_panic { " crash kernel" } else { "" };
+        let title = format!("rkexec plan ({arch}{what}, kexec_load through the rkexec purgatory):");
+        print!("{}", report::table(plan, &title));
     }
 }
 
@@ -203,8 +235,13 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
     if choice == SyscallChoice::File {
         return load_file(ctx, kernel);
     }
-    if !cfg!(target_arch = "aarch64") {
-        return Err(Fail::usage("this build loads arm64 kernels with kexec_load; run it on an arm64 machine (plan works anywhere)"));
+    let arch = kernel_arch(&kernel)?;
+    if native_arch() != Some(arch) {
+        return Err(Fail::usage(format!(
+            "{}: a {arch:?} kernel cannot be kexec'd from this {} machine (plan works anywhere)",
+            kernel.display(),
+            std::env::consts::ARCH
+        )));
     }
     let plan = make_plan(ctx, kernel.clone())?;
     if ctx.args.debug {
@@ -219,15 +256,20 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
     if ctx.args.load_panic {
         flags |= syscall::KEXEC_ON_CRASH;
         if ctx.args.hotplug {
-            // arm64 and every arch but x86 use the generic flag (6.10+).
-            flags |= syscall::KEXEC_CRASH_HOTPLUG_SUPPORT;
+            // x86 has taken KEXEC_UPDATE_ELFCOREHDR since 6.5 (and 6.5-6.9
+            // reject 0x8); every other arch uses the generic flag (6.10+).
+            flags |= if arch == KernelArch::X86_64 { syscall::KEXEC_UPDATE_ELFCOREHDR } else { syscall::KEXEC_CRASH_HOTPLUG_SUPPORT };
         }
     }
     ctx.progress("kexec_load");
     match syscall::kexec_load(plan.entry, &segs, flags) {
         Ok(()) => Ok(()),
         Err(mut e) if e.errno == libc::EINVAL && ctx.args.hotplug => {
-            e.context = Some("this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG".into());
+            e.context = Some(if arch == KernelArch::X86_64 {
+                "this kernel rejected KEXEC_UPDATE_ELFCOREHDR (0x4): it needs Linux 6.5+ with CONFIG_CRASH_HOTPLUG".into()
+            } else {
+                "this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG".into()
+            });
             Err(Fail::run(e.to_string()))
         }
         Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && lockdown_active(ctx) => {
@@ -247,7 +289,7 @@ fn lockdown_active(ctx: &Ctx) -> bool {
 fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
     let a = &ctx.args;
     if a.dtb.is_some() {
-        return Err(Fail::usage("--dtb: arm64 kexec_file_load takes no DTB from userspace; drop --dtb or use -c (kexec_load)"));
+        return Err(Fail::usage("--dtb: kexec_file_load takes no DTB from userspace; drop --dtb or use -c (kexec_load)"));
     }
     if a.initrd.len() > 1 {
         return Err(Fail::usage("kexec_file_load takes one initrd; concatenate them first or use -c"));
@@ -267,8 +309,9 @@ fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
     let open = |p: &PathBuf| std::fs::File::open(p).map_err(|e| Fail::run(format!("{}: {e}", p.display())));
     let kf = open(&kernel)?;
     let initrd = a.initrd.first().map(open).transpose()?;
+    let flags = if a.load_panic { syscall::KEXEC_FILE_ON_CRASH } else { 0 };
     ctx.progress("kexec_file_load");
-    syscall::kexec_file_load(&kf, initrd.as_ref(), &cmdline, 0).map_err(|e: SyscallError| Fail::run(e.to_string()))
+    syscall::kexec_file_load(&kf, initrd.as_ref(), &cmdline, flags).map_err(|e: SyscallError| Fail::run(e.to_string()))
 }
 
 fn unload(ctx: &Ctx, choice: SyscallChoice) -> Result<(), Fail> {

@@ -26,13 +26,13 @@ pub fn table(plan: &Plan, title: &str) -> String {
     out.push_str(title);
     out.push('\n');
     out.push_str(&format!(
-        "{:>2}  {:<10} {:<12} {:<12} {:>10}  {:<16} {:<8} {}\n",
+        "{:>2}  {:<11} {:<12} {:<12} {:>10}  {:<16} {:<8} {}\n",
         "#", "kind", "start", "end", "size", "sha256", "excluded", "source"
     ));
     for (i, s) in plan.segments.iter().enumerate() {
         let r = s.range();
         out.push_str(&format!(
-            "{:>2}  {:<10} {:<#12x} {:<#12x} {:>10}  {:<16} {:<8} {}\n",
+            "{:>2}  {:<11} {:<#12x} {:<#12x} {:>10}  {:<16} {:<8} {}\n",
             i,
             s.kind_name(),
             r.start,
