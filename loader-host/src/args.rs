@@ -116,6 +116,10 @@ pub struct Args {
     /// load; those segments are structure-checked instead of hashed.
     #[arg(long = "hotplug")]
     pub hotplug: bool,
+    /// Debug: with --hotplug, hash the elfcorehdr anyway (a negative
+    /// control: after a hotplug rewrite the purgatory must refuse it).
+    #[arg(long = "debug-hash-excluded")]
+    pub debug_hash_excluded: bool,
 
     /// Show the plan instead of loading (no privileges needed).
     #[arg(long = "dry-run")]

@@ -59,10 +59,13 @@ pub struct LoadRequest {
 }
 
 /// kdump specifics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CrashOptions {
     /// `--hotplug`: the kernel may rewrite the elfcorehdr after load.
     pub hotplug: bool,
+    /// Exclude the rewritable segments from the digest (true but for the
+    /// `--debug-hash-excluded` negative control).
+    pub exclude: bool,
 }
 
 impl LoadRequest {
@@ -106,8 +109,6 @@ pub enum LoadError {
     /// `-p` without a crashkernel= reservation.
     NoCrashKernel(PathBuf),
     ElfCore(crate::elfcore::ElfCoreError),
-    /// `--hotplug` on a kernel without crash hotplug.
-    NoCrashHotplug(PathBuf),
     /// A segment other than the elfcorehdr starts with an ELF magic: the
     /// kernel's crash hotplug would take the last one for the elfcorehdr.
     ElfMagic(String),
@@ -130,11 +131,6 @@ impl fmt::Display for LoadError {
                 p.display()
             ),
             LoadError::ElfCore(e) => write!(f, "{e}"),
-            LoadError::NoCrashHotplug(p) => write!(
-                f,
-                "--hotplug: {} is missing: this kernel has no crash hotplug (CONFIG_CRASH_HOTPLUG)",
-                p.display()
-            ),
             LoadError::ElfMagic(what) => write!(
                 f,
                 "--hotplug: the {what} starts with an ELF magic; the kernel would mistake it for the elfcorehdr"
@@ -314,7 +310,7 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     let dtb_path_for_err = dtb_path.clone();
     let mut extras = Vec::new();
     if let Some((core, opts)) = &crash {
-        extras.push(core.segment(opts.hotplug));
+        extras.push(core.segment(*opts));
         // Documentation/devicetree/bindings/chosen.txt: the capture kernel
         // may use only the crash region(s).
         edits_base.usable_memory = Some(core.crash_ranges.clone());
@@ -358,14 +354,14 @@ pub struct CrashSetup {
 }
 
 impl CrashSetup {
-    fn segment(&self, hotplug: bool) -> ExtraSegment {
+    fn segment(&self, opts: CrashOptions) -> ExtraSegment {
         ExtraSegment {
             kind: kexec_purgatory::abi::SegmentKind::ElfCoreHdr,
             bytes: self.header.clone(),
             memsz: self.memsz,
             // Crash hotplug rewrites it in place after load: exclude it
             // from the digest; the purgatory still checks its structure.
-            excluded: hotplug,
+            excluded: opts.hotplug && opts.exclude,
             source: "generated elfcorehdr".into(),
         }
     }
@@ -395,17 +391,6 @@ fn crash_setup(src: &SystemSources, opts: CrashOptions) -> Result<(FreeMap, Cras
     };
     let header = layout.build().map_err(LoadError::ElfCore)?;
     let (cpu_notes, loads) = (layout.cpu_notes.len(), layout.ram.len());
-    let mut memsz = header.len() as u64;
-    if opts.hotplug {
-        let size_file = src.sys_root.join("kernel/crash_elfcorehdr_size");
-        if !size_file.exists() {
-            return Err(LoadError::NoCrashHotplug(size_file));
-        }
-        let room = elfcore::hotplug_size(&src.sys_root).map_err(LoadError::ElfCore)?;
-        if room < memsz {
-            return Err(LoadError::ElfCore(elfcore::ElfCoreError::TooSmall { needed: memsz, available: room }));
-        }
-        memsz = room;
-    }
+    let memsz = elfcore::segment_memsz(header.len() as u64, &src.sys_root, opts.hotplug).map_err(LoadError::ElfCore)?;
     Ok((iomem.crash_usable(), CrashSetup { crash_ranges, cpu_notes, loads, header, memsz }))
 }

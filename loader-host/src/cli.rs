@@ -153,7 +153,7 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<LoadRequest, Fail> {
     }
     req.verify = !a.no_checks;
     if a.load_panic {
-        req.crash = Some(crate::arm64::CrashOptions { hotplug: a.hotplug });
+        req.crash = Some(crate::arm64::CrashOptions { hotplug: a.hotplug, exclude: !a.debug_hash_excluded });
     }
     req.on_failure = match a.on_failure {
         OnFailure::Halt => ON_FAILURE_HALT,

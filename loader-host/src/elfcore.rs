@@ -44,6 +44,8 @@ pub enum ElfCoreError {
     NoCpuNotes(String),
     TooManyHeaders(usize),
     TooSmall { needed: u64, available: u64 },
+    /// `--hotplug` on a kernel without crash hotplug.
+    NoCrashHotplug(String),
 }
 
 impl fmt::Display for ElfCoreError {
@@ -55,6 +57,10 @@ impl fmt::Display for ElfCoreError {
                 write!(f, "{dir}: no cpuN/crash_notes files (kernel without CONFIG_CRASH_DUMP?)")
             }
             ElfCoreError::TooManyHeaders(n) => write!(f, "{n} program headers do not fit ELF's 16-bit e_phnum"),
+            ElfCoreError::NoCrashHotplug(path) => write!(
+                f,
+                "--hotplug: {path} is missing: this kernel has no crash hotplug (CONFIG_CRASH_HOTPLUG)"
+            ),
             ElfCoreError::TooSmall { needed, available } => write!(
                 f,
                 "elfcorehdr needs {needed} bytes but the kernel sized it at {available} (/sys/kernel/crash_elfcorehdr_size)"
@@ -174,6 +180,23 @@ pub fn hotplug_size(sys_root: &Path) -> Result<u64, ElfCoreError> {
     let text = read_trim(&path)?;
     let phdrs: u64 = text.parse().map_err(|_| ElfCoreError::Parse { path: path.display().to_string(), value: text })?;
     Ok(EHDR_SIZE + phdrs)
+}
+
+/// memsz of the elfcorehdr segment: its own size, or with crash hotplug
+/// the room the kernel needs to rewrite it in place.
+pub fn segment_memsz(header_len: u64, sys_root: &Path, hotplug: bool) -> Result<u64, ElfCoreError> {
+    if !hotplug {
+        return Ok(header_len);
+    }
+    let size_file = sys_root.join("kernel/crash_elfcorehdr_size");
+    if !size_file.exists() {
+        return Err(ElfCoreError::NoCrashHotplug(size_file.display().to_string()));
+    }
+    let room = hotplug_size(sys_root)?;
+    if room < header_len {
+        return Err(ElfCoreError::TooSmall { needed: header_len, available: room });
+    }
+    Ok(room)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use kexec_purgatory::abi::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::arm64::{self, CmdlineChoice, EntropyQuality, Input, LoadError, LoadRequest};
+use crate::arm64::{self, CmdlineChoice, CrashOptions, EntropyQuality, Input, LoadError, LoadRequest};
 use crate::bzimage::{BzImage, BzImageError, ENTRY_64_OFFSET};
 use crate::elfcore;
 use crate::iomem::{Iomem, IomemError};
@@ -387,7 +387,7 @@ fn choose_cmdline(req: &LoadRequest, src: &SystemSources) -> Result<String, X86E
 /// (kernel/kexec_core.c sanity_check_segment_list accepts only crashk_res
 /// for KEXEC_ON_CRASH; a crashkernel=,low range is crashk_low_res), the
 /// elfcorehdr, and the ranges for the capture kernel's e820.
-fn crash_setup(src: &SystemSources, iomem: &Iomem, hotplug: bool) -> Result<(FreeMap, CrashImage, String), X86Error> {
+fn crash_setup(src: &SystemSources, iomem: &Iomem, opts: CrashOptions) -> Result<(FreeMap, CrashImage, String), X86Error> {
     let path = src.iomem_path();
     let crash_ranges = iomem.crash_kernel();
     let Some(high) = crash_ranges.iter().max_by_key(|r| r.start).copied() else {
@@ -415,24 +415,13 @@ fn crash_setup(src: &SystemSources, iomem: &Iomem, hotplug: bool) -> Result<(Fre
         virt_offset,
     };
     let header = layout.build().map_err(X86Error::ElfCore)?;
-    let mut memsz = header.len() as u64;
-    if hotplug {
-        let size_file = src.sys_root.join("kernel/crash_elfcorehdr_size");
-        if !size_file.exists() {
-            return Err(X86Error::NoCrashHotplug(size_file));
-        }
-        let room = elfcore::hotplug_size(&src.sys_root).map_err(X86Error::ElfCore)?;
-        if room < memsz {
-            return Err(X86Error::ElfCore(elfcore::ElfCoreError::TooSmall { needed: memsz, available: room }));
-        }
-        memsz = room;
-    }
+    let memsz = elfcore::segment_memsz(header.len() as u64, &src.sys_root, opts.hotplug).map_err(X86Error::ElfCore)?;
     let note = format!(
         "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD (System RAM minus the low 1 MiB and the Crash kernel ranges)",
         layout.cpu_notes.len(),
         layout.ram.len()
     );
-    Ok((free, CrashImage { elfcorehdr: header, memsz, excluded: hotplug, crash_ranges }, note))
+    Ok((free, CrashImage { elfcorehdr: header, memsz, excluded: opts.hotplug && opts.exclude, crash_ranges }, note))
 }
 
 /// Build the plan for an x86_64 kexec_load.
@@ -478,7 +467,7 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
             (free, None)
         }
         Some(opts) => {
-            let (free, crash, note) = crash_setup(src, &iomem, opts.hotplug)?;
+            let (free, crash, note) = crash_setup(src, &iomem, opts)?;
             notes.push(note);
             (free, Some(crash))
         }
@@ -520,7 +509,6 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arm64::CrashOptions;
     use crate::bzimage::tests::sample;
     use kexec_purgatory::abi::{ARCH_X86_64, IMAGE_MAGIC};
 
@@ -840,7 +828,7 @@ mod tests {
         let pb = fake_purgatory();
         let purg = PurgatoryImage::parse(&pb, ARCH_X86_64).unwrap();
         let mut req = fx.req();
-        req.crash = Some(CrashOptions { hotplug: false });
+        req.crash = Some(CrashOptions { hotplug: false, exclude: true });
         let plan = plan(&req, &fx.src(), &purg).unwrap();
         let crash_r = Range::new(0x6b00_0000, 0x7b00_0000);
         for s in &plan.segments {
@@ -857,7 +845,7 @@ mod tests {
         let want = format!("elfcorehdr={:#x} root=/dev/vda console=ttyS0\0", core.mem);
         assert_eq!(&bpseg.bytes[cmd..cmd + want.len()], want.as_bytes(), "crashkernel= dropped");
 
-        req.crash = Some(CrashOptions { hotplug: true });
+        req.crash = Some(CrashOptions { hotplug: true, exclude: true });
         assert!(plan_err(&req, &fx, &purg).contains("crash_elfcorehdr_size is missing"));
         std::fs::write(sys.join("kernel/crash_elfcorehdr_size"), "8192\n").unwrap();
         let plan = super::plan(&req, &fx.src(), &purg).unwrap();
@@ -866,7 +854,7 @@ mod tests {
 
         let none = Fixture::new("nocrash", "00001000-0009fbff : System RAM\n00100000-7ffdbfff : System RAM\n");
         let mut req = none.req();
-        req.crash = Some(CrashOptions::default());
+        req.crash = Some(CrashOptions { hotplug: false, exclude: true });
         assert!(plan_err(&req, &none, &purg).contains("no \"Crash kernel\" range"));
     }
 }
