@@ -65,8 +65,11 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Progress on stderr: always with -d, else only for a person at a
+    /// terminal (scripts get quiet success, as with kexec-tools).
     fn progress(&self, msg: &str) {
-        if self.args.debug {
+        use std::io::IsTerminal;
+        if self.args.debug || std::io::stderr().is_terminal() {
             eprintln!("rkexec: {msg}");
         }
     }
