@@ -1,41 +1,65 @@
 #!/usr/bin/env bash
-# Full-kexec QEMU tier: real Debian arm64 kernels kexec real Debian kernels
-# with our loader (rkexec + purgatory), in QEMU guests only.
+# Full-kexec QEMU tier: real Debian kernels kexec real Debian kernels with our
+# loader (rkexec + purgatory), in QEMU guests only: first the arm64 matrix
+# (tests/guest/kexec_matrix.py), then the amd64 one (kexec_matrix_x86.py).
 #
 #   scripts/test-guests.sh [kexec_matrix.py args, e.g. --cells el1,trixie -v]
 #
-# 1. fetches the fixtures (cached under cache/; no network when present),
+# Extra arguments go to the arm64 matrix only (its cell names are arm64's);
+# RKEXEC_X86_ARGS (e.g. "--cells x86-load -v") is split into the amd64 one's.
+#
+# 1. fetches the fixtures for arm64 and amd64 (cached under cache/; no
+#    network when present),
 # 2. builds the static guest-side rkexec and vmcore-check (the kdump cells'
-#    /proc/vmcore inspector) for aarch64-unknown-linux-musl,
-# 3. runs tests/guest/kexec_matrix.py --loader rkexec (incl. the kdump cells).
-# Exit code = the matrix's (0 all cells passed, 1 a cell failed, 2 setup).
+#    /proc/vmcore inspector) for aarch64- and x86_64-unknown-linux-musl,
+# 3. runs tests/guest/kexec_matrix.py --loader rkexec (incl. the kdump
+#    cells), then tests/guest/kexec_matrix_x86.py --loader rkexec; the second
+#    runs even if the first failed.
+# Exit code: 0 when both matrices passed; otherwise the first non-zero of
+# (arm64, amd64) (1 a cell failed, 2 setup).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-echo "== fixtures (arm64)"
-bash scripts/fetch-fixtures.sh --arch arm64
+echo "== fixtures (arm64, amd64)"
+bash scripts/fetch-fixtures.sh --arch all
 
-echo "== rkexec + vmcore-check (static, aarch64-unknown-linux-musl)"
-# scripts/setup.sh adds the target; do it here too so this script stands alone.
-if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-musl; then
-    rustup target add aarch64-unknown-linux-musl
-fi
-# .cargo/config.toml links this target with rust-lld (no cross gcc needed).
-grep -q '^\[target\.aarch64-unknown-linux-musl\]' .cargo/config.toml \
-    || { echo "test-guests: .cargo/config.toml lacks [target.aarch64-unknown-linux-musl] linker = \"rust-lld\"" >&2; exit 2; }
-cargo build --release --locked --target aarch64-unknown-linux-musl -p loader-host --bin rkexec
-cargo build --release --locked --target aarch64-unknown-linux-musl -p guest-tools --bin vmcore-check
-RKEXEC=target/aarch64-unknown-linux-musl/release/rkexec
-VMCORE_CHECK=target/aarch64-unknown-linux-musl/release/vmcore-check
-for bin in "$RKEXEC" "$VMCORE_CHECK"; do
-    [ -x "$bin" ] || { echo "test-guests: $bin was not built" >&2; exit 2; }
-    # They run in bare busybox initramfses: they must not need a dynamic loader.
-    if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
-        echo "test-guests: $bin is dynamically linked; the guest needs a static binary" >&2; exit 2
+# scripts/setup.sh adds the targets; do it here too so this script stands alone.
+# .cargo/config.toml links them with rust-lld (no cross gcc needed).
+static_bins() {  # static_bins TARGET: build rkexec + vmcore-check for TARGET, check they are static
+    local t=$1
+    echo "== rkexec + vmcore-check (static, $t)"
+    if ! rustup target list --installed 2>/dev/null | grep -qx "$t"; then
+        rustup target add "$t"
     fi
-done
+    grep -q "^\[target\.$t\]" .cargo/config.toml \
+        || { echo "test-guests: .cargo/config.toml lacks [target.$t] linker = \"rust-lld\"" >&2; exit 2; }
+    cargo build --release --locked --target "$t" -p loader-host --bin rkexec
+    cargo build --release --locked --target "$t" -p guest-tools --bin vmcore-check
+    local bin
+    for bin in "target/$t/release/rkexec" "target/$t/release/vmcore-check"; do
+        [ -x "$bin" ] || { echo "test-guests: $bin was not built" >&2; exit 2; }
+        # They run in bare busybox initramfses: they must not need a dynamic loader.
+        if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then
+            echo "test-guests: $bin is dynamically linked; the guest needs a static binary" >&2; exit 2
+        fi
+    done
+}
+static_bins aarch64-unknown-linux-musl
+static_bins x86_64-unknown-linux-musl
+A64=target/aarch64-unknown-linux-musl/release
+X64=target/x86_64-unknown-linux-musl/release
 
 echo "== full-kexec matrix (QEMU, arm64)"
-rc=0
-python3 tests/guest/kexec_matrix.py --loader rkexec --rkexec "$RKEXEC" --vmcore-check "$VMCORE_CHECK" "$@" || rc=$?
-exit $rc
+rc_arm64=0
+python3 tests/guest/kexec_matrix.py --loader rkexec --rkexec "$A64/rkexec" --vmcore-check "$A64/vmcore-check" "$@" \
+    || rc_arm64=$?
+
+echo "== full-kexec matrix (QEMU, amd64)"
+rc_amd64=0
+# shellcheck disable=SC2086  # RKEXEC_X86_ARGS is a word list on purpose
+python3 tests/guest/kexec_matrix_x86.py --loader rkexec --rkexec "$X64/rkexec" --vmcore-check "$X64/vmcore-check" \
+    ${RKEXEC_X86_ARGS:-} || rc_amd64=$?
+
+echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64"
+if [ "$rc_arm64" -ne 0 ]; then exit "$rc_arm64"; fi
+exit "$rc_amd64"

@@ -28,7 +28,15 @@ Measured per boot:
   purgatory  rkexec only: the T of "purgatory: verified N segments, B bytes
              hashed with ENGINE in T us" (the purgatory's own clock).
 
-    tests/guest/bench_handoff.py [-n 3] [--rkexec PATH] [--variants a,b,c] [--json out.json]
+--arch amd64 measures the same on x86_64 (kexec_matrix_x86's x86-load cell:
+qemu-system-x86_64 -M q35 -cpu max, Debian bookworm amd64 cloud bzImage as
+kernel 1 and 2, `console=ttyS0 earlyprintk=serial nokaslr` on both command
+lines; kernel 2's first line is "[    0.000000] Linux version ..." from
+earlyprintk; kernel 1's last is "kexec_core: Starting new kernel"). The
+static x86_64 rkexec is target/x86_64-unknown-linux-musl/release/rkexec.
+
+    tests/guest/bench_handoff.py [--arch arm64|amd64] [-n 3] [--rkexec PATH] [--variants a,b,c]
+                                 [--json out.json]
 
 This is a measurement command, not a test: it exits non-zero only when a boot
 fails.
@@ -85,7 +93,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", "--repeat", type=int, default=3, help="boots per variant (default 3)")
     ap.add_argument("--variants", default="a,b,c", help="subset of a,b,c (default all)")
-    ap.add_argument("--rkexec", default=km.DEFAULT_RKEXEC)
+    ap.add_argument("--arch", default="arm64", choices=("arm64", "amd64"),
+                    help="guest architecture (default arm64; amd64: q35, x86_64 kernels and loaders)")
+    ap.add_argument("--rkexec", help=f"static rkexec for the guest (default: {km.DEFAULT_RKEXEC}, "
+                    "or the x86_64-unknown-linux-musl one with --arch amd64)")
     ap.add_argument("--cache", default=km.DEFAULT_CACHE)
     ap.add_argument("--timeout", type=float, default=180, help="per boot (s)")
     ap.add_argument("--json", help="write raw per-boot figures here")
@@ -96,16 +107,26 @@ def main(argv=None):
     if bad:
         ap.error(f"unknown variant(s) {bad}: a, b, c")
 
-    loaders = {"kexec-tools": km.make_loader("kexec-tools", a.cache)}
+    if a.arch == "amd64":
+        import kexec_matrix_x86 as kx  # noqa: E402
+        tier, workdir = kx, kx.WORKDIR
+        cell = kx.X86Cell("bench", "x86-load cell: bookworm, -cpu max, q35")
+    else:
+        tier, workdir = km, "kexec-matrix"
+        cell = km.Cell("bench", "el1 cell: bookworm, cortex-a72, virt")
+    rkexec = a.rkexec or tier.DEFAULT_RKEXEC
+    try:
+        loaders = {"kexec-tools": tier.make_loader("kexec-tools", a.cache)}
+    except FileNotFoundError as e:
+        sys.exit(f"bench_handoff: {e}")
     if "c" in want:
         try:
-            loaders["rkexec"] = km.make_loader("rkexec", a.cache, a.rkexec)
+            loaders["rkexec"] = tier.make_loader("rkexec", a.cache, rkexec)
         except FileNotFoundError as e:
             sys.exit(f"bench_handoff: {e}\n(use --variants a,b to measure kexec-tools alone)")
     in_image = tuple(loaders.values())
-    cell = km.Cell("bench", "el1 cell: bookworm, cortex-a72, virt")
-    kernel, base = km.build_base(a.cache, cell.suite, in_image)
-    rundir = os.path.join(a.cache, "kexec-matrix", "runs", time.strftime("%Y%m%d-%H%M%S") + f"-bench-{os.getpid()}")
+    kernel, base = tier.build_base(a.cache, cell.suite, in_image)
+    rundir = os.path.join(a.cache, workdir, "runs", time.strftime("%Y%m%d-%H%M%S") + f"-bench-{os.getpid()}")
     os.makedirs(rundir, exist_ok=True)
     print(f"bench_handoff: kernel {kernel}, cpu {cell.cpu}, -M {cell.machine}, {a.repeat} boot(s) per variant, "
           f"initramfs {os.path.getsize(base) / 1e6:.1f} MB with {'+'.join(loaders)}, logs in {rundir}", flush=True)
@@ -116,8 +137,8 @@ def main(argv=None):
         for v in want:
             label, lname, flags = VARIANTS[v]
             sub = os.path.join(rundir, f"{v}-{rep}")
-            r = km.run_cell(cell, loaders[lname], a.cache, sub, a.timeout, a.verbose, load_flags=flags,
-                            loaders_in_image=in_image)
+            r = tier.run_cell(cell, loaders[lname], a.cache, sub, a.timeout, a.verbose, load_flags=flags,
+                              loaders_in_image=in_image)
             if not r.ok:
                 failed += 1
                 print(r.line(), flush=True)
@@ -136,6 +157,8 @@ def main(argv=None):
     print(f"{'median [min..max], seconds':{w0}s}" + "".join(f"{c:{w}s}" for c in cols)
           + ("    ours/(a)    ours/(b)" if "c" in want else ""))
     for k, label in METRICS:
+        if a.arch == "amd64" and k == "machine_kexec_to_k2_s":
+            label = "kernel-side (k1 last->k2)"  # "kexec_core: Starting new kernel"
         row = f"{label:{w0}s}" + "".join(f"{fmt(S[v][k]):{w}s}" for v in want)
         if "c" in want:
             row += f"    {ratio(S['c'][k], S.get('a', {}).get(k)):>8s}    {ratio(S['c'][k], S.get('b', {}).get(k)):>8s}"
