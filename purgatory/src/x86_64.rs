@@ -84,11 +84,14 @@ extern "C" fn purgatory_main(base: u64) -> ! {
     let hw = cpu::has_sha_ni() && params.flags & PARAM_FLAG_DEBUG_SOFT_SHA256 == 0;
     let (compress, engine): (CompressFn, &'static str) =
         if hw { (sha_ni::compress, "sha-ni") } else { (compress_portable, "portable") };
-    let mut plat = X86 { console: UartConsole(uart_from(params)), compress, engine, tsc_hz: cpu::tsc_hz() };
-    let pit = plat.tsc_hz.is_some();
+    let mut plat = X86 { console: UartConsole(uart_from(params)), compress, engine, tsc_hz: None };
     let con = plat.console();
     con.put("purgatory: x86_64, image ").hex(base).put(", cr0 ").hex(cpu::read_cr0());
-    con.put(", cr4 ").hex(cr4_at_entry).put(if pit { "" } else { ", no PIT: times read 0" }).put("\n");
+    con.put(", cr4 ").hex(cr4_at_entry).put("\n");
+    plat.tsc_hz = cpu::tsc_hz();
+    if plat.tsc_hz.is_none() {
+        plat.console().put("purgatory: no PIT to calibrate the TSC: times read 0\n");
+    }
 
     match verify::run(params, &mut plat) {
         Ok(h) => {
