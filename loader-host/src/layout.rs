@@ -121,6 +121,26 @@ impl FreeMap {
         None
     }
 
+    /// Highest `addr` with the same constraints as [`FreeMap::find`].
+    pub fn find_highest(&self, size: u64, align: u64, min: u64, max: u64) -> Option<u64> {
+        for r in self.ranges.iter().rev() {
+            let Some(top) = r.end.min(max).checked_sub(size) else { continue };
+            let addr = align_down(top, align);
+            if addr >= r.start.max(min) {
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// `find_highest`, then remove the range found.
+    pub fn take_highest(&mut self, size: u64, align: u64, min: u64, max: u64) -> Option<Range> {
+        let addr = self.find_highest(size, align, min, max)?;
+        let r = Range::new(addr, addr + size);
+        self.remove(r);
+        Some(r)
+    }
+
     /// `find`, then remove the range found.
     pub fn take(&mut self, size: u64, align: u64, min: u64, max: u64) -> Option<Range> {
         let addr = self.find(size, align, min, max)?;
@@ -158,6 +178,19 @@ mod tests {
         assert_eq!(m.find(0x2000_0000, 0x1000, 0, u64::MAX), None);
         assert_eq!(m.find(0x1000, 0x1000, 0, 0x4000_1fff), None);
         assert_eq!(m.find(u64::MAX, 0x1000, 0, u64::MAX), None);
+    }
+
+    #[test]
+    fn finds_highest_aligned_hole_that_fits() {
+        let m = FreeMap::new(vec![Range::new(0x4000_1000, 0x4030_0000), Range::new(0x5000_0000, 0x6000_1000)]);
+        assert_eq!(m.find_highest(0x10_0000, 0x20_0000, 0, u64::MAX), Some(0x5fe0_0000));
+        assert_eq!(m.find_highest(0x1000, 0x1000, 0, 0x5000_0000), Some(0x402f_f000));
+        assert_eq!(m.find_highest(0x20_0000, 0x20_0000, 0, 0x5000_0000), None, "0x4000_1000 is not 2 MiB aligned");
+        assert_eq!(m.find_highest(0x1000, 0x1000, 0x6000_0001, u64::MAX), None);
+        assert_eq!(m.find_highest(u64::MAX, 0x1000, 0, u64::MAX), None);
+        let mut m = m;
+        assert_eq!(m.take_highest(0x1000, 0x1000, 0, u64::MAX), Some(Range::new(0x6000_0000, 0x6000_1000)));
+        assert_eq!(m.take_highest(0x1000, 0x1000, 0, u64::MAX), Some(Range::new(0x5fff_f000, 0x6000_0000)));
     }
 
     #[test]

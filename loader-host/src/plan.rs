@@ -32,6 +32,9 @@ pub struct KernelInput {
     pub text_offset: u64,
     /// Bytes from the load address the kernel occupies, bss included.
     pub image_size: u64,
+    /// Header flags bit 3: the kernel may sit anywhere in RAM (else as
+    /// close to the start of DRAM as possible, booting.rst §4).
+    pub anywhere: bool,
 }
 
 /// A segment in the final image, in kexec_load order.
@@ -145,6 +148,12 @@ pub struct PlanOptions {
     pub params: PurgatoryParams,
     /// Mark the DTB segment excluded (the kernel may rewrite it).
     pub exclude_dtb: bool,
+    /// Place segments from the top of memory down. For a normal kexec_load
+    /// the kernel can then usually allocate each destination page directly
+    /// (high memory is rarely in use), so nothing is copied at reboot; low
+    /// memory holds the running kernel and would be copied page by page in
+    /// relocate_kernel. Crash loads go bottom-up into the reservation.
+    pub top_down: bool,
 }
 
 fn page_round(n: u64) -> u64 {
@@ -186,7 +195,10 @@ pub fn plan_arm64(
 
     // Kernel: 2 MiB aligned base, + text_offset, image_size bytes free.
     let kernel_span = page_round(kernel.text_offset + kernel.image_size);
-    let base = free.find(kernel_span, KERNEL_ALIGN, 0, u64::MAX).ok_or_else(|| PlanError::NoRoom {
+    let top_down = opts.top_down && kernel.anywhere;
+    let found =
+        if top_down { free.find_highest(kernel_span, KERNEL_ALIGN, 0, u64::MAX) } else { free.find(kernel_span, KERNEL_ALIGN, 0, u64::MAX) };
+    let base = found.ok_or_else(|| PlanError::NoRoom {
         what: "kernel",
         size: kernel_span,
         rule: "needs a 2 MiB aligned base with text_offset + image_size bytes free (booting.rst §4)".into(),
@@ -196,14 +208,18 @@ pub fn plan_arm64(
     let kernel_memsz = page_round(kernel.image_size);
     let mut segments = vec![segment(Some(SegmentKind::Kernel), kernel_mem, kernel_memsz, kernel.image, kernel_source.into())];
 
-    // Initrd and DTB: above the kernel, inside its 32 GiB window.
-    let window_min = base + kernel_span;
+    // Initrd and DTB: inside the kernel's 32 GiB window; bottom-up they go
+    // above the kernel, as kexec-tools does.
+    let window_min = if top_down { align_down(base, GIB) } else { base + kernel_span };
     let window_max = align_down(base, GIB).saturating_add(WINDOW);
-    let window_rule = format!("must lie between the kernel end {window_min:#x} and {window_max:#x} (the 32 GiB window of the kernel)");
+    let window_rule = format!("must lie between {window_min:#x} and {window_max:#x} (the 32 GiB window of the kernel)");
+    let take = |free: &mut FreeMap, size: u64, min: u64, max: u64| {
+        if top_down { free.take_highest(size, PAGE, min, max) } else { free.take(size, PAGE, min, max) }
+    };
     let mut initrd_range = None;
     if let Some((bytes, source)) = initrd {
         let memsz = page_round(bytes.len() as u64);
-        let r = free.take(memsz, PAGE, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
+        let r = take(&mut free, memsz, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
             what: "initrd",
             size: memsz,
             rule: window_rule.clone(),
@@ -215,7 +231,7 @@ pub fn plan_arm64(
     let mut placed = Placed { initrd: initrd_range, extras: Vec::new() };
     for extra in extras {
         let memsz = page_round(extra.memsz.max(extra.bytes.len() as u64));
-        let r = free.take(memsz, PAGE, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
+        let r = take(&mut free, memsz, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
             what: extra.kind.name(),
             size: memsz,
             rule: window_rule.clone(),
@@ -231,7 +247,7 @@ pub fn plan_arm64(
         return Err(PlanError::DtbTooLarge(dtb.len() as u64));
     }
     let dtb_memsz = page_round(dtb.len() as u64);
-    let dtb_r = free.take(dtb_memsz, PAGE, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
+    let dtb_r = take(&mut free, dtb_memsz, window_min, window_max).ok_or_else(|| PlanError::NoRoom {
         what: "DTB",
         size: dtb_memsz,
         rule: window_rule.clone(),
@@ -242,9 +258,8 @@ pub fn plan_arm64(
 
     // Purgatory: anywhere 4 KiB aligned; prefer the same window.
     let purg_memsz = purgatory.mem_size();
-    let purg_r = free
-        .take(purg_memsz, PAGE, window_min, window_max)
-        .or_else(|| free.take(purg_memsz, PAGE, 0, u64::MAX))
+    let purg_r = take(&mut free, purg_memsz, window_min, window_max)
+        .or_else(|| take(&mut free, purg_memsz, 0, u64::MAX))
         .ok_or_else(|| PlanError::NoRoom { what: "purgatory", size: purg_memsz, rule: "needs 4 KiB aligned RAM".into() })?;
 
     // Parameter block: every segment but the purgatory, in kexec order.
@@ -318,11 +333,11 @@ mod tests {
     }
 
     fn kernel() -> KernelInput {
-        KernelInput { image: vec![0x5a; 3 * 1024 * 1024 + 123], text_offset: 0, image_size: 4 * MIB + 0x800 }
+        KernelInput { image: vec![0x5a; 3 * 1024 * 1024 + 123], text_offset: 0, image_size: 4 * MIB + 0x800, anywhere: true }
     }
 
     fn opts() -> PlanOptions {
-        PlanOptions { params: PurgatoryParams::new(), exclude_dtb: false }
+        PlanOptions { params: PurgatoryParams::new(), exclude_dtb: false, top_down: false }
     }
 
     fn ram() -> FreeMap {
@@ -412,6 +427,21 @@ mod tests {
         assert_eq!(plan.segments[1].memsz, 4 * PAGE, "room for the kernel to grow it");
         assert_eq!(seen.extras, vec![plan.segments[1].range()], "the DTB learns where it went");
         assert_eq!(plan.params.segments[1].flags, SEGMENT_FLAG_EXCLUDED);
+    }
+
+    #[test]
+    fn top_down_puts_everything_high_unless_the_kernel_must_sit_low() {
+        let o = PlanOptions { top_down: true, ..opts() };
+        let plan = plan_arm64(kernel(), "Image", Some((vec![1; 5000], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let k = &plan.segments[0];
+        assert_eq!(k.mem, 0x7fa0_0000, "highest 2 MiB aligned base with 4 MiB + 4 KiB free");
+        for s in &plan.segments[1..] {
+            assert!(s.mem >= 0x7000_0000, "{} placed low at {:#x}", s.kind_name(), s.mem);
+        }
+        let mut low = kernel();
+        low.anywhere = false;
+        let plan = plan_arm64(low, "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        assert_eq!(plan.segments[0].mem, 0x4000_0000, "flags bit 3 clear: as low as possible");
     }
 
     #[test]

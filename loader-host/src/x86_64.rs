@@ -152,7 +152,7 @@ fn take_low(free: &mut FreeMap, size: u64, min: u64, anywhere: bool) -> Option<R
 }
 
 /// Where the kernel goes and the alignment it was placed at.
-fn place_kernel(bz: &BzImage, free: &FreeMap, top: u64) -> Result<(u64, u64), X86Error> {
+fn place_kernel(bz: &BzImage, free: &FreeMap, top: u64, top_down: bool) -> Result<(u64, u64), X86Error> {
     let span = page_round(bz.init_size);
     if !bz.relocatable {
         // boot.rst pref_address: "A non-relocatable kernel will
@@ -180,7 +180,8 @@ fn place_kernel(bz: &BzImage, free: &FreeMap, top: u64) -> Result<(u64, u64), X8
         aligns.push(min_align);
     }
     for align in aligns {
-        if let Some(addr) = free.find(span, align, min, top) {
+        let found = if top_down { free.find_highest(span, align, min, top) } else { free.find(span, align, min, top) };
+        if let Some(addr) = found {
             return Ok((addr, align));
         }
     }
@@ -225,7 +226,12 @@ pub fn plan_x86_64(
     // Kernel: the loaded bytes are the protected-mode payload; the whole
     // init_size span is kept free for decompression but only the payload
     // is a segment (no digest over megabytes of zeros).
-    let (kernel_mem, align) = place_kernel(&bz, &free, top)?;
+    // Top-down for a normal load: the kernel can then usually allocate the
+    // destination pages directly, so relocate_kernel copies nothing at
+    // reboot (measured: ~0.3 s of the hand-off under TCG). Crash loads go
+    // into the reservation bottom-up, as kexec-tools does.
+    let top_down = image.crash.is_none();
+    let (kernel_mem, align) = place_kernel(&bz, &free, top, top_down)?;
     free.remove(Range::new(kernel_mem, kernel_mem + page_round(bz.init_size)));
     let mut setup_header = bz.setup_header.clone();
     if align != bz.kernel_alignment {
@@ -247,7 +253,8 @@ pub fn plan_x86_64(
     if let Some((bytes, source)) = image.initrd {
         let memsz = page_round(bytes.len() as u64);
         let max = if above_4g { u64::MAX } else { u64::from(bz.initrd_addr_max) + 1 };
-        let r = free.take(memsz, PAGE, MIN_INITRD_ADDR, max).ok_or_else(|| {
+        let r = if top_down { free.take_highest(memsz, PAGE, MIN_INITRD_ADDR, max) } else { free.take(memsz, PAGE, MIN_INITRD_ADDR, max) };
+        let r = r.ok_or_else(|| {
             no_room("initrd", memsz, format!("must lie between 16 MiB and {max:#x} (initrd_addr_max / XLF_CAN_BE_LOADED_ABOVE_4G)"))
         })?;
         initrd_range = Some(Range::new(r.start, r.start + bytes.len() as u64));
@@ -569,12 +576,17 @@ mod tests {
         let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
         assert_eq!(kinds, ["kernel", "initrd", "boot-params", "purgatory"]);
         let (k, i, b, p) = (&plan.segments[0], &plan.segments[1], &plan.segments[2], &plan.segments[3]);
-        // Kernel at pref_address; entry +0x200; only the payload is loaded
-        // but the init_size span stays clear.
-        assert_eq!(k.mem, 0x100_0000);
-        assert_eq!(plan.kernel_entry, 0x100_0200);
+        // Kernel top-down (a normal load: destination pages the kernel
+        // can allocate in place) at a kernel_alignment boundary >=
+        // pref_address; entry +0x200; only the payload is loaded but the
+        // init_size span stays clear.
+        let span = page_round(0x300_0000);
+        assert_eq!(k.mem % 0x20_0000, 0);
+        assert!(k.mem + span <= 0x1_8000_0000 && k.mem + span > 0x1_8000_0000 - 0x20_0000, "highest fit: {k:?}");
+        assert_eq!(plan.kernel_entry, k.mem + 0x200);
         assert_eq!(k.memsz, page_round(300_000));
-        assert!(i.mem >= k.mem + 0x300_0000, "initrd clear of init_size");
+        assert!(i.mem + i.memsz <= k.mem || i.mem >= k.mem + span, "initrd clear of init_size");
+        assert!(i.mem >= 0x100_0000);
         // boot_params low, at >= 0x3000; purgatory low too.
         assert!(b.mem >= 0x3000 && b.mem < MIB, "{b:?}");
         assert!(p.mem >= 0x3000 && p.mem + p.memsz <= GIB4);
@@ -584,7 +596,8 @@ mod tests {
         assert_eq!(plan.entry, p.mem + 0x100);
         // The zero page names the initrd and the command line.
         let z = &b.bytes;
-        assert_eq!(le32(z, 0x218) as u64, i.mem);
+        // ramdisk_image, with ext_ramdisk_image as its high half (above 4 GiB).
+        assert_eq!(le32(z, 0x218) as u64 | (le32(z, 0x0c0) as u64) << 32, i.mem);
         assert_eq!(le32(z, 0x21c), 70_000);
         let cmd = le32(z, 0x228) as u64 - b.mem;
         assert_eq!(&z[cmd as usize..cmd as usize + 34], b"console=ttyS0,115200 root=/dev/vda");
@@ -595,13 +608,9 @@ mod tests {
     }
 
     #[test]
-    fn occupied_pref_address_moves_up_by_kernel_alignment_or_min_alignment() {
+    fn min_alignment_is_used_when_kernel_alignment_cannot_be_met() {
         let pb = fake_purgatory();
         let purg = PurgatoryImage::parse(&pb, ARCH_X86_64).unwrap();
-        let mut free = ram();
-        free.remove(Range::new(0x100_0000, 0x110_0000));
-        let plan = plan_x86_64(image(sample(1000)), &free, &purg, PurgatoryParams::new()).unwrap();
-        assert_eq!(plan.segments[0].mem, 0x120_0000, "next 2 MiB boundary");
         // Only 3 MiB + 4 KiB holes at 4 KiB offsets: the 2 MiB preference
         // cannot be met, min_alignment (2^12 here) can, and the header says so.
         let mut f = sample(1000);
@@ -611,7 +620,7 @@ mod tests {
         let mut img = image(f);
         img.initrd = None;
         let plan = plan_x86_64(img, &free, &purg, PurgatoryParams::new()).unwrap();
-        assert_eq!(plan.segments[0].mem, 0x100_1000);
+        assert_eq!(plan.segments[0].mem, 0x110_2000, "highest 4 KiB aligned fit");
         let z = &plan.segments[1].bytes;
         assert_eq!(le32(z, 0x230), 0x1000);
         assert!(plan.notes[0].contains("min_alignment"));
@@ -648,7 +657,7 @@ mod tests {
         let err = plan_x86_64(image(f.clone()), &high, &purg, PurgatoryParams::new()).unwrap_err();
         assert!(err.to_string().contains("below 4 GiB (no XLF_CAN_BE_LOADED_ABOVE_4G)"), "{err}");
         // initrd_addr_max binds the initrd.
-        let tight = FreeMap::new(vec![Range::new(0x3000, 0x9_0000), Range::new(0x100_0000, 0x400_0000), Range::new(0x3800_0000, 0x4000_0000)]);
+        let tight = FreeMap::new(vec![Range::new(0x3000, 0x9_0000), Range::new(0x3800_0000, 0x4000_0000)]);
         let err = plan_x86_64(image(f), &tight, &purg, PurgatoryParams::new()).unwrap_err();
         assert!(err.to_string().starts_with("no room for the initrd"), "{err}");
     }
@@ -711,8 +720,10 @@ mod tests {
         let pb = fake_purgatory();
         let purg = PurgatoryImage::parse(&pb, ARCH_X86_64).unwrap();
         let plan = plan_x86_64(image(bytes), &ram(), &purg, PurgatoryParams::new()).unwrap();
-        assert_eq!(plan.kernel_entry, 0x100_0200);
-        assert!(plan.segments[1].mem >= 0x100_0000 + plan.segments[0].memsz);
+        let k = &plan.segments[0];
+        assert_eq!(plan.kernel_entry, k.mem + 0x200);
+        assert_eq!(k.mem % 0x20_0000, 0, "kernel_alignment of the Debian kernel");
+        assert!(k.mem >= 0x100_0000, "not below pref_address");
     }
 
     #[test]
