@@ -60,6 +60,11 @@ rc_amd64=0
 python3 tests/guest/kexec_matrix_x86.py --loader rkexec --rkexec "$X64/rkexec" --vmcore-check "$X64/vmcore-check" \
     ${RKEXEC_X86_ARGS:-} || rc_amd64=$?
 
-echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64"
+echo "== crash hotplug end to end (QEMU, amd64)"
+rc_hotplug=0
+python3 tests/guest/crash_hotplug_x86.py --rkexec "$X64/rkexec" --vmcore-check "$X64/vmcore-check" || rc_hotplug=$?
+
+echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64, crash hotplug rc=$rc_hotplug"
 if [ "$rc_arm64" -ne 0 ]; then exit "$rc_arm64"; fi
-exit "$rc_amd64"
+if [ "$rc_amd64" -ne 0 ]; then exit "$rc_amd64"; fi
+exit "$rc_hotplug"

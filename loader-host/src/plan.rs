@@ -44,8 +44,12 @@ pub struct PlannedSegment {
     pub kind: Option<SegmentKind>,
     pub mem: u64,
     pub memsz: u64,
+    /// Bytes from `mem` the purgatory hashes (<= memsz). The rest is
+    /// scratch the kernel needs mapped but whose contents do not matter
+    /// (x86: the decompressor's init_size room).
+    pub digest_len: u64,
     pub bytes: Vec<u8>,
-    /// Digest of `bytes` zero-padded to `memsz`.
+    /// Digest of `bytes` zero-padded to `digest_len`.
     pub sha256: [u8; 32],
     pub excluded: bool,
     /// Where the bytes came from, for the plan table.
@@ -161,17 +165,38 @@ fn page_round(n: u64) -> u64 {
 }
 
 fn segment(kind: Option<SegmentKind>, mem: u64, memsz: u64, bytes: Vec<u8>, source: String) -> PlannedSegment {
-    let mut h = Sha256::new();
-    h.update(&bytes);
-    // memsz semantics: the kernel zero-fills past bufsz, the digest covers it.
-    let zeros = [0u8; 4096];
-    let mut left = memsz - bytes.len() as u64;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        h.update(&zeros[..n]);
-        left -= n as u64;
+    PlannedSegment::new(kind, mem, memsz, bytes, source)
+}
+
+impl PlannedSegment {
+    /// A segment whose digest covers all of `memsz`.
+    pub fn new(kind: Option<SegmentKind>, mem: u64, memsz: u64, bytes: Vec<u8>, source: String) -> Self {
+        Self::with_scratch(kind, mem, memsz, memsz, bytes, source)
     }
-    PlannedSegment { kind, mem, memsz, bytes, sha256: h.finalize().into(), excluded: false, source }
+
+    /// A segment hashed over its first `digest_len` bytes, with scratch up
+    /// to `memsz`.
+    pub fn with_scratch(
+        kind: Option<SegmentKind>,
+        mem: u64,
+        digest_len: u64,
+        memsz: u64,
+        bytes: Vec<u8>,
+        source: String,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(&bytes);
+        // memsz semantics: the kernel zero-fills past bufsz, the digest
+        // covers those zeros up to digest_len.
+        let zeros = [0u8; 4096];
+        let mut left = digest_len.saturating_sub(bytes.len() as u64);
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            h.update(&zeros[..n]);
+            left -= n as u64;
+        }
+        PlannedSegment { kind, mem, memsz, digest_len, bytes, sha256: h.finalize().into(), excluded: false, source }
+    }
 }
 
 /// Lay out an arm64 image in `free` memory. `make_dtb` receives the
@@ -270,7 +295,7 @@ pub fn plan_arm64(
     for (d, s) in params.segments.iter_mut().zip(&segments) {
         *d = SegmentDesc {
             mem: s.mem,
-            len: s.memsz,
+            len: s.digest_len,
             sha256: s.sha256,
             kind: s.kind.map_or(0, |k| k as u32),
             flags: if s.excluded { SEGMENT_FLAG_EXCLUDED } else { 0 },
@@ -301,8 +326,8 @@ pub fn check(plan: &Plan) -> Result<(), PlanError> {
         if s.mem % PAGE != 0 || s.memsz % PAGE != 0 {
             return Err(PlanError::Internal(format!("segment {i} ({}) is not page aligned", s.kind_name())));
         }
-        if (s.bytes.len() as u64) > s.memsz {
-            return Err(PlanError::Internal(format!("segment {i} ({}) has more bytes than memsz", s.kind_name())));
+        if (s.bytes.len() as u64) > s.digest_len || s.digest_len > s.memsz {
+            return Err(PlanError::Internal(format!("segment {i} ({}) has more bytes than it hashes or holds", s.kind_name())));
         }
         for (j, t) in plan.segments.iter().enumerate().take(i) {
             if s.range().overlaps(&t.range()) {

@@ -12,7 +12,6 @@ use kexec_purgatory::abi::{
     ConsoleDesc, PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS,
     PARAM_FLAG_SKIP_DIGESTS, SEGMENT_FLAG_EXCLUDED,
 };
-use sha2::{Digest, Sha256};
 
 use crate::arm64::{self, CmdlineChoice, CrashOptions, EntropyQuality, Input, LoadError, LoadRequest};
 use crate::bzimage::{BzImage, BzImageError, ENTRY_64_OFFSET};
@@ -129,16 +128,7 @@ fn page_round(n: u64) -> u64 {
 /// A planned segment whose digest covers `bytes` zero-padded to `memsz`
 /// (the same rule as plan.rs: the kernel zero-fills past bufsz).
 fn segment(kind: Option<SegmentKind>, mem: u64, memsz: u64, bytes: Vec<u8>, source: String) -> PlannedSegment {
-    let mut h = Sha256::new();
-    h.update(&bytes);
-    let zeros = [0u8; 4096];
-    let mut left = memsz.saturating_sub(bytes.len() as u64);
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        h.update(&zeros[..n]);
-        left -= n as u64;
-    }
-    PlannedSegment { kind, mem, memsz, bytes, sha256: h.finalize().into(), excluded: false, source }
+    PlannedSegment::new(kind, mem, memsz, bytes, source)
 }
 
 fn no_room(what: &'static str, size: u64, rule: impl Into<String>) -> X86Error {
@@ -243,8 +233,19 @@ pub fn plan_x86_64(
         notes.push(format!("kernel placed at min_alignment {align:#x}, not the preferred {:#x}", bz.kernel_alignment));
     }
     let payload_len = bz.payload.len() as u64;
-    let mut segments =
-        vec![segment(Some(SegmentKind::Kernel), kernel_mem, page_round(payload_len), bz.payload, image.kernel_source)];
+    // boot.rst 64-bit protocol: "the range with setup_header.init_size from
+    // start address of loaded kernel ... get ident mapping". kexec's
+    // identity map covers the segments, so the kernel segment spans
+    // init_size; the purgatory hashes only the payload (the rest is
+    // decompression scratch whose contents do not matter).
+    let mut segments = vec![PlannedSegment::with_scratch(
+        Some(SegmentKind::Kernel),
+        kernel_mem,
+        page_round(payload_len),
+        page_round(bz.init_size.max(payload_len)),
+        bz.payload,
+        image.kernel_source,
+    )];
 
     // Initrd: >= 16 MiB; below initrd_addr_max unless the kernel takes
     // ext_ramdisk_image (boot.rst initrd_addr_max: "The maximum address that
@@ -317,7 +318,7 @@ pub fn plan_x86_64(
     for (d, s) in params.segments.iter_mut().zip(&segments) {
         *d = SegmentDesc {
             mem: s.mem,
-            len: s.memsz,
+            len: s.digest_len,
             sha256: s.sha256,
             kind: s.kind.map_or(0, |k| k as u32),
             flags: if s.excluded { SEGMENT_FLAG_EXCLUDED } else { 0 },
@@ -584,7 +585,10 @@ mod tests {
         assert_eq!(k.mem % 0x20_0000, 0);
         assert!(k.mem + span <= 0x1_8000_0000 && k.mem + span > 0x1_8000_0000 - 0x20_0000, "highest fit: {k:?}");
         assert_eq!(plan.kernel_entry, k.mem + 0x200);
-        assert_eq!(k.memsz, page_round(300_000));
+        // The segment spans init_size (identity-mapped by kexec); the
+        // purgatory hashes the payload only.
+        assert_eq!((k.memsz, k.digest_len), (span, page_round(300_000)));
+        assert_eq!(plan.params.segments[0].len, page_round(300_000));
         assert!(i.mem + i.memsz <= k.mem || i.mem >= k.mem + span, "initrd clear of init_size");
         assert!(i.mem >= 0x100_0000);
         // boot_params low, at >= 0x3000; purgatory low too.
