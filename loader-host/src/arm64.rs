@@ -324,9 +324,9 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     let source = format!("{} ({})", kernel_path.display(), kernel.format.name());
     let image_size = kernel.mem_size();
     let anywhere = kernel.header().placement_anywhere();
-    let input = KernelInput { image: kernel.image, text_offset: kernel.text_offset, image_size, anywhere };
+    let input = KernelInput { image: kernel.image, text_offset: kernel.text_offset, image_size, anywhere, source };
     let opts = PlanOptions { params, exclude_dtb: false, top_down: req.crash.is_none() };
-    let mut plan = plan_arm64(input, &source, initrd, extras, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
+    let mut plan = plan_arm64(input, initrd, extras, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
     plan.notes.extend(notes);
     if let Some((_, opts)) = &crash {
         if opts.hotplug {

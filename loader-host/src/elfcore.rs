@@ -245,7 +245,7 @@ mod tests {
         std::fs::write(root.join("kernel/vmcoreinfo"), "4f0b1000 1000\n").unwrap();
         std::fs::write(root.join("kernel/crash_elfcorehdr_size"), "49392\n").unwrap();
         let notes = read_cpu_notes(&root).unwrap();
-        assert_eq!(notes.iter().map(|n| n.addr).collect::<Vec<_>>(), [0x7fa00_0000, 0x7fa00_1000, 0x7fa00_a000]);
+        assert_eq!(notes.iter().map(|n| n.addr).collect::<Vec<_>>(), [0x7_fa00_0000, 0x7_fa00_1000, 0x7_fa00_a000]);
         assert_eq!(notes[0].size, 432);
         assert_eq!(read_vmcoreinfo(&root).unwrap(), NoteRegion { addr: 0x4f0b_1000, size: 0x1000 });
         assert_eq!(hotplug_size(&root).unwrap(), 64 + 49392);

@@ -35,6 +35,8 @@ pub struct KernelInput {
     /// Header flags bit 3: the kernel may sit anywhere in RAM (else as
     /// close to the start of DRAM as possible, booting.rst §4).
     pub anywhere: bool,
+    /// Where the image came from, for the plan table.
+    pub source: String,
 }
 
 /// A segment in the final image, in kexec_load order.
@@ -204,7 +206,6 @@ impl PlannedSegment {
 /// placement it is given no more than `DTB_MAX`).
 pub fn plan_arm64(
     kernel: KernelInput,
-    kernel_source: &str,
     initrd: Option<(Vec<u8>, String)>,
     extras: Vec<ExtraSegment>,
     make_dtb: &mut dyn FnMut(&Placed) -> Result<Vec<u8>, String>,
@@ -231,7 +232,7 @@ pub fn plan_arm64(
     free.remove(Range::new(base, base + kernel_span));
     let kernel_mem = base + kernel.text_offset;
     let kernel_memsz = page_round(kernel.image_size);
-    let mut segments = vec![segment(Some(SegmentKind::Kernel), kernel_mem, kernel_memsz, kernel.image, kernel_source.into())];
+    let mut segments = vec![segment(Some(SegmentKind::Kernel), kernel_mem, kernel_memsz, kernel.image, kernel.source)];
 
     // Initrd and DTB: inside the kernel's 32 GiB window; bottom-up they go
     // above the kernel, as kexec-tools does.
@@ -358,7 +359,7 @@ mod tests {
     }
 
     fn kernel() -> KernelInput {
-        KernelInput { image: vec![0x5a; 3 * 1024 * 1024 + 123], text_offset: 0, image_size: 4 * MIB + 0x800, anywhere: true }
+        KernelInput { image: vec![0x5a; 3 * 1024 * 1024 + 123], text_offset: 0, image_size: 4 * MIB + 0x800, anywhere: true, source: "Image".into() }
     }
 
     fn opts() -> PlanOptions {
@@ -377,7 +378,7 @@ mod tests {
             seen_initrd = p.initrd;
             Ok(vec![0xd0; 3000])
         };
-        let plan = plan_arm64(kernel(), "Image", initrd, Vec::new(), &mut make_dtb, &ram(), &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(kernel(), initrd, Vec::new(), &mut make_dtb, &ram(), &purgatory(), &opts()).unwrap();
         let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
         assert_eq!(kinds, ["kernel", "initrd", "dtb", "purgatory"]);
         let k = &plan.segments[0];
@@ -404,7 +405,7 @@ mod tests {
     fn text_offset_is_honoured() {
         let mut k = kernel();
         k.text_offset = 0x8_0000;
-        let plan = plan_arm64(k, "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(k, None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem % KERNEL_ALIGN, 0x8_0000);
     }
 
@@ -412,13 +413,13 @@ mod tests {
     fn holes_are_respected_and_errors_say_why() {
         // 0x4000_0000..0x4010_0000 is too small for the kernel.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4010_0000), Range::new(0x4060_0000, 0x5000_0000)]);
-        let plan = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
+        let plan = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem, 0x4060_0000);
         for s in &plan.segments {
             assert!(free.covers(&s.range()), "{} outside free memory", s.kind_name());
         }
         let tiny = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_0000)]);
-        let err = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
         assert!(err.to_string().starts_with("no room for the kernel"), "{err}");
     }
 
@@ -426,7 +427,7 @@ mod tests {
     fn initrd_beyond_the_window_is_refused() {
         // Only memory far above the kernel's 32 GiB window is left for the initrd.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_1000), Range::new(0x10_0000_0000, 0x10_1000_0000)]);
-        let err = plan_arm64(kernel(), "Image", Some((vec![0; 100], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
+        let err = plan_arm64(kernel(), Some((vec![0; 100], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
             .unwrap_err();
         assert!(err.to_string().contains("no room for the initrd"), "{err}");
         assert!(err.to_string().contains("32 GiB window"), "{err}");
@@ -442,7 +443,7 @@ mod tests {
             source: "generated elfcorehdr".into(),
         };
         let mut seen = Placed::default();
-        let plan = plan_arm64(kernel(), "Image", None, vec![core], &mut |p| {
+        let plan = plan_arm64(kernel(), None, vec![core], &mut |p| {
             seen = p.clone();
             Ok(vec![0; 10])
         }, &ram(), &purgatory(), &opts())
@@ -457,7 +458,7 @@ mod tests {
     #[test]
     fn top_down_puts_everything_high_unless_the_kernel_must_sit_low() {
         let o = PlanOptions { top_down: true, ..opts() };
-        let plan = plan_arm64(kernel(), "Image", Some((vec![1; 5000], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let plan = plan_arm64(kernel(), Some((vec![1; 5000], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
         let k = &plan.segments[0];
         assert_eq!(k.mem, 0x7fa0_0000, "highest 2 MiB aligned base with 4 MiB + 4 KiB free");
         for s in &plan.segments[1..] {
@@ -465,20 +466,20 @@ mod tests {
         }
         let mut low = kernel();
         low.anywhere = false;
-        let plan = plan_arm64(low, "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let plan = plan_arm64(low, None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
         assert_eq!(plan.segments[0].mem, 0x4000_0000, "flags bit 3 clear: as low as possible");
     }
 
     #[test]
     fn oversized_dtb_is_refused() {
-        let err = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
         assert_eq!(err, PlanError::DtbTooLarge(3 << 20));
     }
 
     #[test]
     fn excluded_dtb_is_flagged_in_params() {
         let o = PlanOptions { exclude_dtb: true, ..opts() };
-        let plan = plan_arm64(kernel(), "Image", None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let plan = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
         let dtb = plan.params.segments[1];
         assert_eq!(dtb.kind, SegmentKind::Dtb as u32);
         assert_eq!(dtb.flags, SEGMENT_FLAG_EXCLUDED);

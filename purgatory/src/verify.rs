@@ -474,7 +474,8 @@ mod tests {
 
     #[test]
     fn parameter_block_rules() {
-        let cases: [(fn(&mut PurgatoryParams), ParamError); 9] = [
+        type Edit = fn(&mut PurgatoryParams);
+        let cases: [(Edit, ParamError); 9] = [
             (|p| p.magic = 0, ParamError::Magic),
             (|p| p.version = 2, ParamError::Version),
             (|p| p.size = 100, ParamError::Size),

@@ -46,7 +46,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--mib") {
         match args.get(i + 1).and_then(|v| v.parse().ok()) {
-            Some(v) if v >= 1 && v <= 400 => mib = v,
+            Some(v) if (1..=400).contains(&v) => mib = v,
             _ => {
                 eprintln!("bench-purgatory: --mib takes a number of MiB from 1 to 400");
                 std::process::exit(2);
