@@ -21,31 +21,49 @@ pub mod aarch64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;
 
-/// The x86_64 SHA-NI assembly is plain SysV code: assemble the very same
-/// file into the host test binary and check it against the `sha2` crate
-/// on this CPU (the QEMU guests' TCG CPUs lack SHA-NI).
-#[cfg(all(test, target_arch = "x86_64"))]
-mod sha_ni_on_host {
+/// The x86_64 purgatory's SHA-NI assembly is plain SysV code: on an x86_64
+/// host the very same file is assembled here, so tests can check it
+/// against the `sha2` crate and the benchmark can time it on real hardware
+/// (the QEMU guests' TCG CPUs lack SHA-NI).
+#[cfg(all(target_arch = "x86_64", not(target_os = "none")))]
+pub mod host_sha_ni {
+    extern crate std;
+
     core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"));
 
     unsafe extern "C" {
         fn rkx_sha256_ni(state: *mut u32, data: *const u8, nblocks: usize);
     }
 
+    /// The purgatory's SHA-NI compression function, or None when this CPU
+    /// lacks SHA-NI/SSE4.1.
+    pub fn compress_fn() -> Option<fn(&mut [u32; 8], &[[u8; 64]])> {
+        fn run(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+            // SAFETY: compress_fn() returned this only after the CPUID check;
+            // the pointers cover the slices.
+            unsafe { rkx_sha256_ni(state.as_mut_ptr(), blocks.as_ptr().cast(), blocks.len()) }
+        }
+        (std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1")).then_some(run as fn(&mut [u32; 8], &[[u8; 64]]))
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod sha_ni_on_host {
+    use super::host_sha_ni::compress_fn;
+
     #[test]
     fn sha_ni_assembly_matches_the_sha2_crate() {
-        if !std::arch::is_x86_feature_detected!("sha") || !std::arch::is_x86_feature_detected!("sse4.1") {
+        let Some(compress) = compress_fn() else {
             println!("SKIPPED: this CPU has no SHA-NI; the assembly was assembled but not run");
             return;
-        }
+        };
         let data: Vec<u8> = (0..64 * 37).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for nblocks in [0usize, 1, 2, 5, 37] {
             let init = [0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
             let mut ours = init;
-            // SAFETY: the CPU has SHA-NI/SSE4.1 (checked); buffers are live.
-            unsafe { rkx_sha256_ni(ours.as_mut_ptr(), data.as_ptr(), nblocks) };
-            let mut theirs = init;
             let blocks: Vec<[u8; 64]> = data[..nblocks * 64].chunks_exact(64).map(|c| c.try_into().unwrap()).collect();
+            compress(&mut ours, &blocks);
+            let mut theirs = init;
             sha2::block_api::compress256(&mut theirs, &blocks);
             assert_eq!(ours, theirs, "{nblocks} blocks");
         }

@@ -103,4 +103,41 @@ fn main() {
         );
     }
     println!("\nspeedup = wall time of the kexec-tools-style row / this row, same run.");
+    host_engines(mib);
+}
+
+/// The x86_64 purgatory's SHA-NI assembly, run natively on this host CPU
+/// (QEMU's TCG CPUs have no SHA-NI, so the guests never run it), next to
+/// the `sha2` crate as the host build gets it (its own runtime dispatch,
+/// i.e. RustCrypto's SHA-NI code on such a CPU): same driver, same data.
+fn host_engines(mib: usize) {
+    use kexec_purgatory::sha256::{compress_portable, digest};
+    let data = test_harness::fixtures::pseudo_random(mib << 20, 3);
+    let time = |f: kexec_purgatory::sha256::CompressFn| {
+        let mut best = f64::MAX;
+        let mut out = [0u8; 32];
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            out = digest(&data, f);
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        (out, best)
+    };
+    println!("\nx86_64 purgatory SHA-NI assembly, native on this host ({} MiB, best of 3):", mib);
+    let (soft_digest, soft_s) = time(compress_portable);
+    #[cfg(target_arch = "x86_64")]
+    match purgatory_arch::host_sha_ni::compress_fn() {
+        Some(ni) => {
+            let (ni_digest, ni_s) = time(ni);
+            if ni_digest != soft_digest {
+                eprintln!("bench-purgatory: SHA-NI and portable digests differ");
+                std::process::exit(1);
+            }
+            println!("  purgatory sha-ni asm          {:>6.0} MB/s", mib as f64 * 1.048_576 / ni_s);
+            println!("  sha2 crate, host dispatch     {:>6.0} MB/s   (ours / theirs = {:.2})", mib as f64 * 1.048_576 / soft_s, soft_s / ni_s);
+        }
+        None => println!("  this CPU has no SHA-NI; sha2 crate {:>6.0} MB/s", mib as f64 * 1.048_576 / soft_s),
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    println!("  sha2 crate {:>6.0} MB/s", mib as f64 * 1.048_576 / soft_s);
 }
