@@ -292,18 +292,7 @@ pub fn plan_arm64(
     let mut params = opts.params;
     params.kernel_entry = kernel_mem;
     params.dtb_addr = dtb_r.start;
-    params.nr_segments = segments.len() as u32;
-    for (d, s) in params.segments.iter_mut().zip(&segments) {
-        *d = SegmentDesc {
-            mem: s.mem,
-            len: s.digest_len,
-            sha256: s.sha256,
-            kind: s.kind.map_or(0, |k| k as u32),
-            flags: if s.excluded { SEGMENT_FLAG_EXCLUDED } else { 0 },
-        };
-    }
-    let purg_bytes = purgatory.with_params(&params);
-    segments.push(segment(None, purg_r.start, purg_memsz, purg_bytes, "embedded purgatory".into()));
+    append_purgatory(&mut segments, &mut params, purgatory, purg_r.start);
 
     let plan = Plan {
         entry: purg_r.start + purgatory.header.entry_offset,
@@ -315,6 +304,24 @@ pub fn plan_arm64(
     };
     check(&plan)?;
     Ok(plan)
+}
+
+/// Describe `segments` (in kexec order) in `params`, then append the
+/// purgatory carrying that block at `at`. The purgatory does not list
+/// itself: it cannot hash the image it is running from.
+pub fn append_purgatory(segments: &mut Vec<PlannedSegment>, params: &mut PurgatoryParams, purgatory: &PurgatoryImage, at: u64) {
+    params.nr_segments = segments.len() as u32;
+    for (d, s) in params.segments.iter_mut().zip(segments.iter()) {
+        *d = SegmentDesc {
+            mem: s.mem,
+            len: s.digest_len,
+            sha256: s.sha256,
+            kind: s.kind.map_or(0, |k| k as u32),
+            flags: if s.excluded { SEGMENT_FLAG_EXCLUDED } else { 0 },
+        };
+    }
+    let bytes = purgatory.with_params(params);
+    segments.push(segment(None, at, purgatory.mem_size(), bytes, "embedded purgatory".into()));
 }
 
 /// The rules kexec_load enforces (kernel/kexec_core.c

@@ -9,8 +9,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use kexec_purgatory::abi::{
-    ConsoleDesc, PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS,
-    PARAM_FLAG_SKIP_DIGESTS, SEGMENT_FLAG_EXCLUDED,
+    ConsoleDesc, PurgatoryParams, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS,
+    PARAM_FLAG_SKIP_DIGESTS,
 };
 
 use crate::arm64::{self, CmdlineChoice, CrashOptions, EntropyQuality, Input, LoadError, LoadRequest};
@@ -314,18 +314,7 @@ pub fn plan_x86_64(
     let mut params = base;
     params.kernel_entry = kernel_entry;
     params.dtb_addr = bp_r.start;
-    params.nr_segments = segments.len() as u32;
-    for (d, s) in params.segments.iter_mut().zip(&segments) {
-        *d = SegmentDesc {
-            mem: s.mem,
-            len: s.digest_len,
-            sha256: s.sha256,
-            kind: s.kind.map_or(0, |k| k as u32),
-            flags: if s.excluded { SEGMENT_FLAG_EXCLUDED } else { 0 },
-        };
-    }
-    let purg_bytes = purgatory.with_params(&params);
-    segments.push(segment(None, purg_r.start, purg_memsz, purg_bytes, "embedded purgatory".into()));
+    crate::plan::append_purgatory(&mut segments, &mut params, purgatory, purg_r.start);
 
     let plan = Plan {
         entry: purg_r.start + purgatory.header.entry_offset,
@@ -693,7 +682,7 @@ mod tests {
         }
         let core = &plan.segments[2];
         assert_eq!(core.memsz, 0x4000);
-        assert_eq!(plan.params.segments[2].flags, SEGMENT_FLAG_EXCLUDED);
+        assert_eq!(plan.params.segments[2].flags, kexec_purgatory::abi::SEGMENT_FLAG_EXCLUDED);
         let z = &plan.segments[3].bytes;
         let cmd = (le32(z, 0x228) as u64 - plan.segments[3].mem) as usize;
         let want = format!("elfcorehdr={:#x} root=/dev/vda -- single", core.mem);
