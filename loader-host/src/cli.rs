@@ -319,8 +319,19 @@ fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
 
 fn unload(ctx: &Ctx, choice: SyscallChoice) -> Result<(), Fail> {
     let crash = ctx.args.load_panic;
-    let r = if choice == SyscallChoice::File { syscall::kexec_file_unload(crash) } else { syscall::kexec_unload(crash) };
-    r.map_err(|e| Fail::run(e.to_string()))
+    if choice == SyscallChoice::File {
+        return syscall::kexec_file_unload(crash).map_err(|e| Fail::run(e.to_string()));
+    }
+    match syscall::kexec_unload(crash) {
+        Ok(()) => Ok(()),
+        // Lockdown refuses kexec_load even for unloading; kexec_file_load's
+        // unload is allowed (it loads nothing).
+        Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && lockdown_active(ctx) => {
+            eprintln!("rkexec: kexec_load refused by kernel lockdown; unloading with kexec_file_load");
+            syscall::kexec_file_unload(crash).map_err(|e| Fail::run(e.to_string()))
+        }
+        Err(e) => Err(Fail::run(e.to_string())),
+    }
 }
 
 fn exec(ctx: &Ctx) -> Result<ExitCode, Fail> {

@@ -103,6 +103,11 @@ impl SyscallError {
         use Call::*;
         match (self.call, self.errno) {
             (Reboot, libc::EINVAL) => "no kexec image is loaded (load one with -l first)",
+            (KexecFileLoad, libc::EPERM) => {
+                "not permitted: needs CAP_SYS_BOOT; under kernel lockdown or Secure Boot the kernel image must \
+                 carry a signature the kernel trusts (KEXEC_SIG: builtin, secondary or platform keyring), \
+                 and /proc/sys/kernel/kexec_load_disabled must be 0"
+            }
             (_, libc::EPERM) => {
                 "not permitted: needs CAP_SYS_BOOT, and is refused when /proc/sys/kernel/kexec_load_disabled is 1 \
                  or the kernel is locked down (lockdown= / Secure Boot; kexec_load is refused in lockdown, \
@@ -254,6 +259,8 @@ mod tests {
         assert!(e.to_string().ends_with("(segment 2 (initrd))"));
         let e = SyscallError { call: Call::Reboot, errno: libc::EINVAL, context: None };
         assert!(e.to_string().contains("no kexec image is loaded"));
+        let e = SyscallError { call: Call::KexecFileLoad, errno: libc::EPERM, context: None };
+        assert!(e.to_string().contains("signature the kernel trusts"), "{e}");
     }
 
     #[test]

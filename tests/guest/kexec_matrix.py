@@ -719,6 +719,8 @@ class Result:
                 bits.append(f"WARNING: {i['prstatus']} PRSTATUS notes for {i['k1_cpus']} online CPUs")
             bits.append(f"{self.elapsed:.0f} s")
             return f"PASS {self.cell} ({', '.join(bits)})"
+        if self.ok and "summary" in self.info:  # cells judged by their own rules
+            return f"PASS {self.cell} ({self.info['summary']}, {self.elapsed:.0f} s)"
         if self.ok:
             i = self.info
             bits = [f"handoff {i['handoff_s']:.2f} s"]

@@ -181,14 +181,18 @@ class X86Cell:
     k1_el: str = None
     k2_el: str = None
     vhe: bool = False
+    lockdown: bool = False  # kernel 1 with lockdown=integrity: kexec_load refused
 
     def k1_append(self, marker):
-        return K1_APPEND + (f" crashkernel={KDUMP_CRASHKERNEL}" if self.kdump else "")
+        extra = f" crashkernel={KDUMP_CRASHKERNEL}" if self.kdump else ""
+        return K1_APPEND + extra + (" lockdown=integrity" if self.lockdown else "")
 
     def script(self, loader, marker, load_flags=""):
         """/cell.sh: load kernel 2 with `loader`, print KEXEC-EXEC-START, exec."""
         if self.kdump:
             return self.kdump_script(loader, marker, load_flags)
+        if self.lockdown:
+            return self.lockdown_script(loader, marker)
         flags = " ".join(f for f in (("-s" if self.file_syscall else ""), load_flags) if f)
         flags = f" {flags}" if flags else ""
         return "\n".join([
@@ -198,6 +202,23 @@ class X86Cell:
             " || { echo KEXEC-LOAD-FAILED; return 1; }",
             "$LOADER -S -l; echo \"KEXEC-STATUS rc=$?\"" if loader.name == "rkexec" else ":",
             "do_exec $LOADER -e",
+            "return 1",
+        ]) + "\n"
+
+    def lockdown_script(self, loader, marker):
+        """Lockdown refuses kexec_load: the loader must fall back to
+        kexec_file_load (which then demands a trusted signature the unsigned
+        test setup cannot give), unload through kexec_file_load too, and
+        never leave a kernel loaded."""
+        return "\n".join([
+            f"LOADER={loader.cmd}",
+            "mount -t securityfs none /sys/kernel/security 2>/dev/null",
+            'echo "LOCKDOWN-MODE $(cat /sys/kernel/security/lockdown)"',
+            f'$LOADER -l /kernel2 --initrd=/initrd2 --append="{K2_APPEND} MARKER={marker}" 2>&1',
+            'echo "LOCKDOWN-LOAD-RC=$?"',
+            '$LOADER -u 2>&1; echo "LOCKDOWN-UNLOAD-RC=$?"',
+            '$LOADER -S -l; echo "LOCKDOWN-STATUS-RC=$?"',
+            "echo CELL-SCRIPT-LOCKDOWN-DONE",
             "return 1",
         ]) + "\n"
 
@@ -235,6 +256,8 @@ CELLS = [
     X86Cell("x86-trixie", "q35, trixie 6.12 as kernel 1 and kernel 2, kexec_load (-l)", suite="trixie"),
     X86Cell("x86-kdump", f"q35 -smp 2, crashkernel={KDUMP_CRASHKERNEL}, -p capture kernel, sysrq-c, /proc/vmcore",
             smp=2, kdump=True),
+    X86Cell("x86-lockdown", "q35, kernel 1 with lockdown=integrity: kexec_load refused, fallback to kexec_file_load "
+            "(rkexec only)", lockdown=True),
 ]
 CELL_BY_NAME = {c.name: c for c in CELLS}
 
@@ -281,6 +304,8 @@ def run_cell(cell, loader, cache, rundir, timeout=180, echo=False, load_flags=""
     except OSError:
         pass
     lines = list(q.lines)
+    if cell.lockdown:
+        return judge_lockdown(cell, loader, lines, time.monotonic() - t0, log)
     # -s: the kernel's purgatory runs, not ours: expect no summary of ours.
     judged = dataclasses.replace(loader, purgatory=False) if cell.file_syscall else loader
     min_hashed = 0 if "-i" in load_flags.split() else bzimage_payload_size(kernel) + os.path.getsize(second)
@@ -305,6 +330,31 @@ def run_cell(cell, loader, cache, rundir, timeout=180, echo=False, load_flags=""
             window = lines[i:i + 25]
     return km.Result(cell.name, loader.name, ok, reason, info, time.monotonic() - t0, log,
                      lines[-60:], window)
+
+
+def judge_lockdown(cell, loader, lines, elapsed, log):
+    """Pass only on what kernel 1 printed: lockdown active, the loader said it
+    fell back to kexec_file_load, that call was refused with the signature
+    explanation, the load failed, the unload fell back and succeeded, and no
+    kernel is left loaded."""
+    text = "\n".join(l.text for l in lines)
+    want = [
+        (r"LOCKDOWN-MODE .*\[integrity\]", "kernel 1 is not in lockdown=integrity"),
+        (r"kexec_load refused by kernel lockdown; falling back to kexec_file_load", "no fallback to kexec_file_load"),
+        (r"kexec_file_load failed: .*signature the kernel trusts", "kexec_file_load refusal not explained"),
+        (r"^LOCKDOWN-LOAD-RC=1$", "load did not fail with exit 1"),
+        (r"kexec_load refused by kernel lockdown; unloading with kexec_file_load", "unload did not fall back"),
+        (r"^LOCKDOWN-UNLOAD-RC=0$", "unload failed"),
+        (r"^kexec kernel not loaded$", "-S -l did not report 'not loaded'"),
+        (r"^LOCKDOWN-STATUS-RC=1$", "-S -l did not exit 1"),
+    ]
+    for rx, why in want:
+        if not re.search(rx, text, re.M):
+            return km.Result(cell.name, loader.name, False, why, {}, elapsed, log, lines[-60:], [])
+    if re.search(r"panicked", text):
+        return km.Result(cell.name, loader.name, False, "rkexec panicked", {}, elapsed, log, lines[-60:], [])
+    summary = "lockdown=integrity: kexec_load refused, fell back to kexec_file_load, signature refusal explained, unload via kexec_file_load, nothing loaded"
+    return km.Result(cell.name, loader.name, True, "", {"summary": summary}, elapsed, log, [], [])
 
 
 def main(argv=None):
@@ -332,6 +382,8 @@ def main(argv=None):
         if bad:
             ap.error(f"unknown cell(s) {','.join(bad)}; known: {','.join(CELL_BY_NAME)}")
         cells = [CELL_BY_NAME[n] for n in names]
+    if a.loader != "rkexec":
+        cells = [c for c in cells if not c.lockdown]  # rkexec's own fallback behaviour
     try:
         loader = make_loader(a.loader, a.cache, a.rkexec)
         for suite in sorted({c.suite for c in cells}):
