@@ -279,6 +279,15 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
             eprintln!("rkexec: kexec_load refused by kernel lockdown; falling back to kexec_file_load (the kernel verifies the image; our purgatory is not used)");
             load_file(ctx, kernel)
         }
+        Err(mut e) if matches!(e.errno, libc::EINVAL | libc::EADDRNOTAVAIL) => {
+            // The kernel does not say which segment it refused: list them
+            // (every rule it checks was checked here first, so this points
+            // at a rule of the running kernel we do not know about).
+            let list: Vec<String> =
+                plan.segments.iter().enumerate().map(|(i, s)| format!("{i} {} {}", s.kind_name(), s.range())).collect();
+            e.context = Some(format!("segments: {}", list.join(", ")));
+            Err(Fail::run(e.to_string()))
+        }
         Err(e) => Err(Fail::run(e.to_string())),
     }
 }
