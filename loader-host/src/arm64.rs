@@ -389,9 +389,10 @@ fn crash_setup(src: &SystemSources, opts: CrashOptions) -> Result<(FreeMap, Cras
         vmcoreinfo: elfcore::read_vmcoreinfo(&src.sys_root).map_err(LoadError::ElfCore)?,
         ram,
         virt_offset,
+        kernel_text: None,
     };
     let header = layout.build().map_err(LoadError::ElfCore)?;
-    let (cpu_notes, loads) = (layout.cpu_notes.len(), layout.ram.len());
+    let (cpu_notes, loads) = (layout.cpu_notes.len(), layout.loads());
     let memsz = elfcore::segment_memsz(header.len() as u64, &src.sys_root, opts.hotplug).map_err(LoadError::ElfCore)?;
     Ok((iomem.crash_usable(), CrashSetup { crash_ranges, cpu_notes, loads, header, memsz }))
 }

@@ -35,6 +35,10 @@ pub struct CoreLayout {
     /// Linear-map offset: p_vaddr = p_paddr + this (wrapping), or None to
     /// leave p_vaddr 0 (readers of /proc/vmcore use p_offset/p_paddr).
     pub virt_offset: Option<u64>,
+    /// x86_64: the kernel text mapping (vaddr, paddr, size), emitted as the
+    /// first PT_LOAD as the kernel's own crash_prepare_elf64_headers does
+    /// (dump tools use it to find the kernel image).
+    pub kernel_text: Option<(u64, u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +77,12 @@ impl std::error::Error for ElfCoreError {}
 
 impl CoreLayout {
     pub fn phnum(&self) -> usize {
-        self.cpu_notes.len() + 1 + self.ram.len()
+        self.cpu_notes.len() + 1 + self.loads()
+    }
+
+    /// PT_LOAD entries: kernel text (if any) and the RAM ranges.
+    pub fn loads(&self) -> usize {
+        self.ram.len() + usize::from(self.kernel_text.is_some())
     }
 
     /// Bytes the header needs.
@@ -115,6 +124,9 @@ impl CoreLayout {
             phdr(PT_NOTE, 0, n.addr, 0, n.size);
         }
         phdr(PT_NOTE, 0, self.vmcoreinfo.addr, 0, self.vmcoreinfo.size);
+        if let Some((vaddr, paddr, size)) = self.kernel_text {
+            phdr(PT_LOAD, 7, paddr, vaddr, size);
+        }
         for r in &self.ram {
             let vaddr = self.virt_offset.map_or(0, |o| r.start.wrapping_add(o));
             phdr(PT_LOAD, 7, r.start, vaddr, r.len()); // PF_R|PF_W|PF_X
@@ -210,7 +222,22 @@ mod tests {
             vmcoreinfo: NoteRegion { addr: 0x5000, size: 0x1000 },
             ram: vec![Range::new(0x4000_0000, 0x5000_0000), Range::new(0x6000_0000, 0x8000_0000)],
             virt_offset: Some(0xffff_0000_0000_0000u64.wrapping_sub(0x4000_0000)),
+            kernel_text: None,
         }
+    }
+
+    #[test]
+    fn kernel_text_is_the_first_load() {
+        use object::read::elf::{ElfFile64, ProgramHeader as _};
+        let mut l = layout();
+        l.kernel_text = Some((0xffff_ffff_8100_0000, 0x100_0000, 0x200_0000));
+        let bytes = l.build().unwrap();
+        assert_eq!(l.loads(), 3);
+        let elf = ElfFile64::<object::Endianness>::parse(&bytes[..]).unwrap();
+        let e = elf.endian();
+        let first_load = &elf.elf_program_headers()[3];
+        assert_eq!(first_load.p_type(e).0, PT_LOAD);
+        assert_eq!((first_load.p_vaddr(e), first_load.p_paddr(e), first_load.p_memsz(e)), (0xffff_ffff_8100_0000, 0x100_0000, 0x200_0000));
     }
 
     #[test]

@@ -9,17 +9,7 @@ use std::path::Path;
 /// `vaddr - paddr` of the largest PT_LOAD that covers `phys`, or None when
 /// /proc/kcore is unreadable or has no such entry.
 pub fn linear_offset(kcore: &Path, phys: u64) -> Option<u64> {
-    let mut f = std::fs::File::open(kcore).ok()?;
-    let mut head = vec![0u8; 64 * 1024];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    offset_from_headers(&head[..n], phys)
+    offset_from_headers(&read_head(kcore)?, phys)
 }
 
 fn le16(b: &[u8], o: usize) -> Option<u64> {
@@ -30,6 +20,49 @@ fn le32(b: &[u8], o: usize) -> Option<u32> {
 }
 fn le64(b: &[u8], o: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+/// x86_64: the kernel text PT_LOAD of /proc/kcore (KCORE_TEXT: vaddr in
+/// the __START_KERNEL_map region, p_paddr its physical address) as
+/// (vaddr, paddr, size).
+pub fn kernel_text(kcore: &Path) -> Option<(u64, u64, u64)> {
+    let head = read_head(kcore)?;
+    text_from_headers(&head)
+}
+
+fn read_head(kcore: &Path) -> Option<Vec<u8>> {
+    let mut f = std::fs::File::open(kcore).ok()?;
+    let mut head = vec![0u8; 64 * 1024];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    head.truncate(n);
+    Some(head)
+}
+
+/// x86_64 __START_KERNEL_map (Documentation/arch/x86/x86_64/mm.rst).
+const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// Module area start: text entries lie below it.
+const MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
+
+fn text_from_headers(head: &[u8]) -> Option<(u64, u64, u64)> {
+    if head.get(..4)? != b"\x7fELF" || *head.get(4)? != 2 || *head.get(5)? != 1 {
+        return None;
+    }
+    let phoff = le64(head, 32)? as usize;
+    let phentsize = le16(head, 54)? as usize;
+    let phnum = le16(head, 56)? as usize;
+    (0..phnum).find_map(|i| {
+        let p = phoff + i * phentsize;
+        let (ty, vaddr, paddr, memsz) = (le32(head, p)?, le64(head, p + 16)?, le64(head, p + 24)?, le64(head, p + 40)?);
+        (ty == 1 && (START_KERNEL_MAP..MODULES_VADDR).contains(&vaddr) && paddr != u64::MAX && memsz > 0)
+            .then_some((vaddr, paddr, memsz))
+    })
 }
 
 /// The same, from the first bytes of a kcore-like ELF64 core file.
@@ -73,8 +106,10 @@ mod tests {
             vmcoreinfo: NoteRegion { addr: 0, size: 0 },
             ram: vec![Range::new(0x4000_0000, 0xc000_0000)],
             virt_offset: Some(off),
+            kernel_text: Some((0xffff_ffff_8100_0000, 0x100_0000, 0x180_0000)),
         };
         let bytes = core.build().unwrap();
+        assert_eq!(text_from_headers(&bytes), Some((0xffff_ffff_8100_0000, 0x100_0000, 0x180_0000)));
         assert_eq!(offset_from_headers(&bytes, 0x4800_0000), Some(off));
         assert_eq!(offset_from_headers(&bytes, 0x1000), None);
         assert_eq!(offset_from_headers(b"not an elf", 0), None);

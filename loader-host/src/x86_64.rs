@@ -410,13 +410,16 @@ fn crash_setup(src: &SystemSources, iomem: &Iomem, opts: CrashOptions) -> Result
         vmcoreinfo: elfcore::read_vmcoreinfo(&src.sys_root).map_err(X86Error::ElfCore)?,
         ram,
         virt_offset,
+        // The kernel's own header starts with the kernel text mapping.
+        kernel_text: crate::kcore::kernel_text(&src.proc_root.join("kcore")),
     };
     let header = layout.build().map_err(X86Error::ElfCore)?;
     let memsz = elfcore::segment_memsz(header.len() as u64, &src.sys_root, opts.hotplug).map_err(X86Error::ElfCore)?;
     let note = format!(
-        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD (System RAM minus the low 1 MiB and the Crash kernel ranges)",
+        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus the low 1 MiB and the Crash kernel ranges)",
         layout.cpu_notes.len(),
-        layout.ram.len()
+        layout.loads(),
+        if layout.kernel_text.is_some() { "kernel text, " } else { "" }
     );
     Ok((free, CrashImage { elfcorehdr: header, memsz, excluded: opts.hotplug && opts.exclude, crash_ranges }, note))
 }
