@@ -50,8 +50,13 @@ crashes itself (sysrq-c). Scenarios (one QEMU run each):
                    on cpu1; pass as for cpu (prstatus=2). The load-time
                    header already has 2 CPU notes here, so the proof that
                    the kernel rewrote it is:
-  cpu-online-negative  cpu-online with `--debug-hash-excluded`: the purgatory
-                   must refuse the elfcorehdr (as memory-negative).
+  cpu-online-negative  cpu-online with `--debug-hash-excluded`. NOT run by
+                   default: rkexec's elfcorehdr now has exactly the kernel's
+                   own layout (every possible CPU's note, vmcoreinfo, kernel
+                   text, RAM), so the kernel's rewrite after a CPU online
+                   event is byte-identical and no digest can tell it
+                   happened; memory-negative remains the proof that
+                   exclusion is what lets a rewritten header boot.
 
     scripts/fetch-fixtures.sh --arch amd64
     cargo build --release --locked --target x86_64-unknown-linux-musl \\
@@ -703,10 +708,13 @@ def main(argv=None):
         for s in SCENARIOS:
             print(f"{s.name:16s} {s.doc}")
         return 0
-    scenarios, skipped = SCENARIOS, []
+    # Not run by default: the rewrite after a CPU online event is
+    # byte-identical to rkexec's header (see the module docstring).
+    identical = {"cpu-online-negative"}
+    scenarios, skipped = [s for s in SCENARIOS if s.name not in identical], []
     if not a.scenarios and a.accel == "tcg":
-        skipped = [s for s in SCENARIOS if s.hotplug == "cpu"]
-        scenarios = [s for s in SCENARIOS if s.hotplug != "cpu"]
+        skipped = [s for s in scenarios if s.hotplug == "cpu"]
+        scenarios = [s for s in scenarios if s.hotplug != "cpu"]
     if a.scenarios:
         names = [n.strip() for n in a.scenarios.split(",") if n.strip()]
         bad = [n for n in names if n not in BY_NAME]
@@ -728,6 +736,9 @@ def main(argv=None):
           flush=True)
     for s in skipped:
         print(f"SKIP {s.name}: {CPU_TCG_SKIP} (--scenarios {s.name} runs it anyway)", flush=True)
+    if not a.scenarios:
+        print("SKIP cpu-online-negative: the kernel's CPU-event rewrite is byte-identical to rkexec's elfcorehdr, "
+              "so a digest cannot see it (--scenarios cpu-online-negative runs it anyway)", flush=True)
     t0 = time.monotonic()
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
