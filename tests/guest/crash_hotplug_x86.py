@@ -127,24 +127,10 @@ LOW_CONTROL = 0x1000000  # kernel text (nokaslr): covered by any header
 # The capture kernel's /init: as kexec_matrix.INIT_KDUMP, with addresses for
 # vmcore-check's `load-covers` lines. Success words split so the literal
 # never exists in kernel 1's initramfs.
-INIT_KDUMP = r"""#!/bin/sh
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-read -r CMDLINE </proc/cmdline
-read -r UP _rest </proc/uptime
-echo "KDUMP-""INIT-OK uptime=$UP cmdline: $CMDLINE"
-if [ -e /proc/vmcore ]; then
-    echo "KDUMP-VMCORE-PRESENT $(ls -l /proc/vmcore)"
-    /vmcore-check /proc/vmcore @ADDRS@
-    echo "KDUMP-VMCORE-CHECK rc=$?"
-else
-    echo "KDUMP-NO-VMCORE"
-fi
-echo "KDUMP-""DONE"
-poweroff -f
-""".replace("@ADDRS@", f"{DIMM_START:#x} {DIMM_LAST:#x} {LOW_CONTROL:#x}")
+INIT_KDUMP = km.INIT_KDUMP.replace(
+    "/vmcore-check /proc/vmcore\n", f"/vmcore-check /proc/vmcore {DIMM_START:#x} {DIMM_LAST:#x} {LOW_CONTROL:#x}\n"
+)
+assert INIT_KDUMP != km.INIT_KDUMP, "kexec_matrix.INIT_KDUMP no longer runs /vmcore-check as expected"
 
 # Common head of /cell.sh (sourced by kexec_matrix.INIT1's /init): check
 # the reservation, load the capture kernel with --hotplug, report.
