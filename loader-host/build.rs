@@ -8,7 +8,18 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let root = workspace_root(&manifest);
-    rerun_if_changed(&root, &["purgatory/src", "purgatory/build.rs", "purgatory/Cargo.toml", "arch/src", "linker", "Cargo.lock", ".cargo/config.toml"]);
+    rerun_if_changed(
+        &root,
+        &[
+            "purgatory/src",
+            "purgatory/build.rs",
+            "purgatory/Cargo.toml",
+            "arch/src",
+            "linker",
+            "Cargo.lock",
+            ".cargo/config.toml",
+        ],
+    );
 
     for (arch, target) in [("aarch64", "aarch64-unknown-none"), ("x86_64", "x86_64-unknown-none")] {
         let what = BareMetal { package: "kexec-purgatory", bin: "purgatory", target };

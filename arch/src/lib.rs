@@ -43,7 +43,8 @@ pub mod host_sha_ni {
             // the pointers cover the slices.
             unsafe { rkx_sha256_ni(state.as_mut_ptr(), blocks.as_ptr().cast(), blocks.len()) }
         }
-        (std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1")).then_some(run as fn(&mut [u32; 8], &[[u8; 64]]))
+        (std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1"))
+            .then_some(run as fn(&mut [u32; 8], &[[u8; 64]]))
     }
 }
 
@@ -59,7 +60,8 @@ mod sha_ni_on_host {
         };
         let data: Vec<u8> = (0..64 * 37).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for nblocks in [0usize, 1, 2, 5, 37] {
-            let init = [0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+            let init =
+                [0x6a09e667u32, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
             let mut ours = init;
             let blocks: Vec<[u8; 64]> = data[..nblocks * 64].chunks_exact(64).map(|c| c.try_into().unwrap()).collect();
             compress(&mut ours, &blocks);

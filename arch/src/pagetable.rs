@@ -179,7 +179,11 @@ impl<'a> IdentityMap<'a> {
 
 /// Memory type a leaf descriptor maps (tests).
 pub fn leaf_type(desc: u64) -> MemType {
-    if (desc >> ATTR_INDX_SHIFT) & 7 == 1 { MemType::Device } else { MemType::Normal }
+    if (desc >> ATTR_INDX_SHIFT) & 7 == 1 {
+        MemType::Device
+    } else {
+        MemType::Normal
+    }
 }
 
 #[cfg(test)]

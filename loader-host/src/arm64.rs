@@ -10,12 +10,12 @@ use kexec_purgatory::abi::{
     PARAM_FLAG_SKIP_DIGESTS, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
 };
 
+use crate::elfcore;
 use crate::handover_dtb::{self, DtbEdits};
 use crate::iomem::Iomem;
 use crate::kernel_image::{self, Arm64Kernel};
 use crate::layout::{FreeMap, Range};
 use crate::memory_hotplug;
-use crate::elfcore;
 use crate::plan::{plan_arm64, ExtraSegment, KernelInput, Placed, Plan, PlanOptions};
 use crate::purgatory_image::PurgatoryImage;
 use crate::sources::{read, SystemSources};
@@ -100,10 +100,19 @@ impl LoadRequest {
 pub enum LoadError {
     NoKernel,
     Read(crate::sources::ReadError),
-    Kernel { path: PathBuf, err: kernel_image::KernelImageError },
-    Iomem { path: PathBuf, err: crate::iomem::IomemError },
+    Kernel {
+        path: PathBuf,
+        err: kernel_image::KernelImageError,
+    },
+    Iomem {
+        path: PathBuf,
+        err: crate::iomem::IomemError,
+    },
     Hotplug(memory_hotplug::HotplugError),
-    Dtb { path: PathBuf, err: String },
+    Dtb {
+        path: PathBuf,
+        err: String,
+    },
     Plan(crate::plan::PlanError),
     Entropy(String),
     /// `-p` without a crashkernel= reservation.
@@ -232,9 +241,7 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     let dtb_in = read(&dtb_path).map_err(LoadError::Read)?;
     let bootargs = match &req.cmdline {
         // A capture kernel must not reserve crash memory again.
-        CmdlineChoice::Keep if req.crash.is_some() => {
-            handover_dtb::bootargs(&dtb_in).map(|b| strip_crashkernel(&b))
-        }
+        CmdlineChoice::Keep if req.crash.is_some() => handover_dtb::bootargs(&dtb_in).map(|b| strip_crashkernel(&b)),
         CmdlineChoice::Keep => None,
         CmdlineChoice::Set(s) => Some(s.clone()),
         CmdlineChoice::Reuse(extra) => {
@@ -256,7 +263,8 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     let quality = random_bytes(&mut kaslr_seed)?;
     random_bytes(&mut rng_seed)?;
 
-    let facts = handover_dtb::facts(&dtb_in).map_err(|err| LoadError::Dtb { path: dtb_path.clone(), err: err.to_string() })?;
+    let facts =
+        handover_dtb::facts(&dtb_in).map_err(|err| LoadError::Dtb { path: dtb_path.clone(), err: err.to_string() })?;
     let (mut free, mut notes, crash) = match req.crash {
         None => {
             let (free, notes) = usable_memory(src)?;
@@ -293,7 +301,9 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     };
     match req.console.or(facts.console) {
         Some(c) => params.console = c,
-        None => notes.push("no console for the purgatory (none given with --serial, none found from /chosen/stdout-path)".into()),
+        None => notes.push(
+            "no console for the purgatory (none given with --serial, none found from /chosen/stdout-path)".into(),
+        ),
     }
 
     let mut edits_base = DtbEdits {
@@ -326,7 +336,8 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     let anywhere = kernel.header().placement_anywhere();
     let input = KernelInput { image: kernel.image, text_offset: kernel.text_offset, image_size, anywhere, source };
     let opts = PlanOptions { params, exclude_dtb: false, top_down: req.crash.is_none() };
-    let mut plan = plan_arm64(input, initrd, extras, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
+    let mut plan =
+        plan_arm64(input, initrd, extras, &mut make_dtb, &free, purgatory, &opts).map_err(LoadError::Plan)?;
     plan.notes.extend(notes);
     if let Some((_, opts)) = &crash {
         if opts.hotplug {

@@ -303,7 +303,8 @@ pub(crate) mod tests {
         f[KERNEL_ALIGNMENT..KERNEL_ALIGNMENT + 4].copy_from_slice(&0x20_0000u32.to_le_bytes());
         f[RELOCATABLE_KERNEL] = 1;
         f[MIN_ALIGNMENT] = 21;
-        f[XLOADFLAGS..XLOADFLAGS + 2].copy_from_slice(&(XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_5LEVEL).to_le_bytes());
+        f[XLOADFLAGS..XLOADFLAGS + 2]
+            .copy_from_slice(&(XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G | XLF_5LEVEL).to_le_bytes());
         f[CMDLINE_SIZE..CMDLINE_SIZE + 4].copy_from_slice(&2047u32.to_le_bytes());
         f[PREF_ADDRESS..PREF_ADDRESS + 8].copy_from_slice(&0x100_0000u64.to_le_bytes());
         f[INIT_SIZE..INIT_SIZE + 4].copy_from_slice(&0x300_0000u32.to_le_bytes());
@@ -362,9 +363,15 @@ pub(crate) mod tests {
         assert_eq!(with(&|f| f[XLOADFLAGS] = 2), BzImageError::Not64Bit(2));
         assert_eq!(with(&|f| f[JUMP_LEN] = 0x10), BzImageError::HeaderLength { end: 0x212 });
         assert_eq!(with(&|f| f[JUMP_LEN] = 0x90), BzImageError::HeaderLength { end: 0x292 });
-        assert_eq!(with(&|f| f.truncate(28 * 512)), BzImageError::Truncated { setup_size: 28 * 512, file_len: 28 * 512 });
+        assert_eq!(
+            with(&|f| f.truncate(28 * 512)),
+            BzImageError::Truncated { setup_size: 28 * 512, file_len: 28 * 512 }
+        );
         assert_eq!(with(&|f| f[KERNEL_ALIGNMENT] = 3), BzImageError::Alignment(0x20_0003));
-        assert_eq!(with(&|f| f[INIT_SIZE..INIT_SIZE + 4].fill(0)), BzImageError::InitSize { init_size: 0, payload: 100 });
+        assert_eq!(
+            with(&|f| f[INIT_SIZE..INIT_SIZE + 4].fill(0)),
+            BzImageError::InitSize { init_size: 0, payload: 100 }
+        );
         assert_eq!(with(&|f| f[CMDLINE_SIZE..CMDLINE_SIZE + 4].fill(0)), BzImageError::CmdlineSize);
         // Messages name the field and the rule.
         assert!(with(&|f| f[XLOADFLAGS] = 0).to_string().contains("xloadflags (0x236)"));

@@ -90,7 +90,12 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
     let ctx = Ctx { args, src };
     let a = &ctx.args;
 
-    if a.kernel_type.as_deref().is_some_and(|t| !matches!(t.to_ascii_lowercase().as_str(), "image" | "image-arm64" | "arm64" | "vmlinuz" | "zimg" | "image.gz" | "bzimage" | "bzimage64")) {
+    if a.kernel_type.as_deref().is_some_and(|t| {
+        !matches!(
+            t.to_ascii_lowercase().as_str(),
+            "image" | "image-arm64" | "arm64" | "vmlinuz" | "zimg" | "image.gz" | "bzimage" | "bzimage64"
+        )
+    }) {
         return Err(Fail::usage(format!(
             "--type {}: this loader handles arm64 Image, Image.gz, EFI zboot and x86 bzImage (types Image, vmlinuz, zimg, bzImage)",
             a.kernel_type.as_deref().unwrap_or_default()
@@ -224,7 +229,13 @@ fn print_plan(ctx: &Ctx, plan: &Plan) {
     if ctx.args.json {
         println!("{}", serde_json::to_string_pretty(&report::json(plan)).unwrap_or_default());
     } else {
-        let arch = match plan.params.segments.iter().take(plan.params.nr_segments as usize).any(|s| s.kind == kexec_purgatory::abi::SegmentKind::BootParams as u32) {
+        let arch = match plan
+            .params
+            .segments
+            .iter()
+            .take(plan.params.nr_segments as usize)
+            .any(|s| s.kind == kexec_purgatory::abi::SegmentKind::BootParams as u32)
+        {
             true => "x86_64",
             false => "arm64",
         };
@@ -253,7 +264,12 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
     let segs: Vec<KexecSegment> = plan
         .segments
         .iter()
-        .map(|s| KexecSegment { buf: s.bytes.as_ptr().cast(), bufsz: s.bytes.len(), mem: s.mem, memsz: s.memsz as usize })
+        .map(|s| KexecSegment {
+            buf: s.bytes.as_ptr().cast(),
+            bufsz: s.bytes.len(),
+            mem: s.mem,
+            memsz: s.memsz as usize,
+        })
         .collect();
     let mut flags = syscall::native_arch_flag();
     if ctx.args.load_panic {
@@ -261,7 +277,11 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
         if ctx.args.hotplug {
             // x86 has taken KEXEC_UPDATE_ELFCOREHDR since 6.5 (and 6.5-6.9
             // reject 0x8); every other arch uses the generic flag (6.10+).
-            flags |= if arch == KernelArch::X86_64 { syscall::KEXEC_UPDATE_ELFCOREHDR } else { syscall::KEXEC_CRASH_HOTPLUG_SUPPORT };
+            flags |= if arch == KernelArch::X86_64 {
+                syscall::KEXEC_UPDATE_ELFCOREHDR
+            } else {
+                syscall::KEXEC_CRASH_HOTPLUG_SUPPORT
+            };
         }
     }
     ctx.progress("kexec_load");
@@ -269,9 +289,11 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
         Ok(()) => Ok(()),
         Err(mut e) if e.errno == libc::EINVAL && ctx.args.hotplug => {
             e.context = Some(if arch == KernelArch::X86_64 {
-                "this kernel rejected KEXEC_UPDATE_ELFCOREHDR (0x4): it needs Linux 6.5+ with CONFIG_CRASH_HOTPLUG".into()
+                "this kernel rejected KEXEC_UPDATE_ELFCOREHDR (0x4): it needs Linux 6.5+ with CONFIG_CRASH_HOTPLUG"
+                    .into()
             } else {
-                "this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG".into()
+                "this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG"
+                    .into()
             });
             Err(Fail::run(e.to_string()))
         }
@@ -301,7 +323,9 @@ fn lockdown_active(ctx: &Ctx) -> bool {
 fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
     let a = &ctx.args;
     if a.dtb.is_some() {
-        return Err(Fail::usage("--dtb: kexec_file_load takes no DTB from userspace; drop --dtb or use -c (kexec_load)"));
+        return Err(Fail::usage(
+            "--dtb: kexec_file_load takes no DTB from userspace; drop --dtb or use -c (kexec_load)",
+        ));
     }
     if a.initrd.len() > 1 {
         return Err(Fail::usage("kexec_file_load takes one initrd; concatenate them first or use -c"));

@@ -96,7 +96,10 @@ mod tests {
         fake_tty(&root, "ttyS0", &[("io_type", "0"), ("port", "0x3F8"), ("iomem_base", "0x0")]);
         fake_tty(&root, "ttyS1", &[("io_type", "3"), ("iomem_reg_shift", "2"), ("iomem_base", "0x1c28000")]);
         fake_tty(&root, "ttyS2", &[("io_type", "2"), ("iomem_base", "0x1c28000")]);
-        assert_eq!(from_sysfs(&root, "ttyAMA0").unwrap(), ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x900_0000 });
+        assert_eq!(
+            from_sysfs(&root, "ttyAMA0").unwrap(),
+            ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x900_0000 }
+        );
         assert_eq!(from_sysfs(&root, "/dev/ttyS0").unwrap().kind, CONSOLE_8250_IO);
         assert_eq!(from_sysfs(&root, "ttyS0").unwrap().base, 0x3f8);
         assert_eq!(from_sysfs(&root, "ttyS1").unwrap().base, 0x1c2_8000);

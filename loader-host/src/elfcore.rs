@@ -43,11 +43,20 @@ pub struct CoreLayout {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElfCoreError {
-    Read { path: String, why: String },
-    Parse { path: String, value: String },
+    Read {
+        path: String,
+        why: String,
+    },
+    Parse {
+        path: String,
+        value: String,
+    },
     NoCpuNotes(String),
     TooManyHeaders(usize),
-    TooSmall { needed: u64, available: u64 },
+    TooSmall {
+        needed: u64,
+        available: u64,
+    },
     /// `--hotplug` on a kernel without crash hotplug.
     NoCrashHotplug(String),
 }
@@ -163,7 +172,9 @@ pub fn read_cpu_notes(sys_root: &Path) -> Result<Vec<NoteRegion>, ElfCoreError> 
         let addr = parse_hex(&notes, &read_trim(&notes)?)?;
         let size_path = e.path().join("crash_notes_size");
         let size_text = read_trim(&size_path)?;
-        let size = size_text.parse().map_err(|_| ElfCoreError::Parse { path: size_path.display().to_string(), value: size_text })?;
+        let size = size_text
+            .parse()
+            .map_err(|_| ElfCoreError::Parse { path: size_path.display().to_string(), value: size_text })?;
         cpus.push((n, NoteRegion { addr, size }));
     }
     if cpus.is_empty() {
@@ -237,7 +248,10 @@ mod tests {
         let e = elf.endian();
         let first_load = &elf.elf_program_headers()[3];
         assert_eq!(first_load.p_type(e).0, PT_LOAD);
-        assert_eq!((first_load.p_vaddr(e), first_load.p_paddr(e), first_load.p_memsz(e)), (0xffff_ffff_8100_0000, 0x100_0000, 0x200_0000));
+        assert_eq!(
+            (first_load.p_vaddr(e), first_load.p_paddr(e), first_load.p_memsz(e)),
+            (0xffff_ffff_8100_0000, 0x100_0000, 0x200_0000)
+        );
     }
 
     #[test]

@@ -161,7 +161,9 @@ mod tests {
     use super::*;
 
     fn qemu_like_dtb() -> Vec<u8> {
-        let mut w = vm_fdt::FdtWriter::new_with_mem_reserv(&[vm_fdt::FdtReserveEntry::new(0x4800_0000, 0x10_0000).unwrap()]).unwrap();
+        let mut w =
+            vm_fdt::FdtWriter::new_with_mem_reserv(&[vm_fdt::FdtReserveEntry::new(0x4800_0000, 0x10_0000).unwrap()])
+                .unwrap();
         let root = w.begin_node("").unwrap();
         w.property_u32("#address-cells", 2).unwrap();
         w.property_u32("#size-cells", 2).unwrap();

@@ -376,7 +376,8 @@ fffc0000-ffffffff : Reserved
 
     #[test]
     fn reserved_inside_crash_kernel_is_not_crash_usable() {
-        let text = "40000000-bfffffff : System RAM\n  a0000000-afffffff : Crash kernel\n    a0000000-a0000fff : reserved\n";
+        let text =
+            "40000000-bfffffff : System RAM\n  a0000000-afffffff : Crash kernel\n    a0000000-a0000fff : reserved\n";
         let m = Iomem::parse(text).unwrap();
         assert_eq!(m.crash_usable().ranges(), &[r(0xa000_1000, 0xafff_ffff)]);
         assert_eq!(m.usable_ram().ranges(), &[r(0x4000_0000, 0x9fff_ffff), r(0xb000_0000, 0xbfff_ffff)]);

@@ -161,7 +161,8 @@ mod tests {
 
     #[test]
     fn normalises_and_removes() {
-        let mut m = FreeMap::new(vec![Range::new(0x3000, 0x5000), Range::new(0x1000, 0x3000), Range::new(0x8000, 0x9000)]);
+        let mut m =
+            FreeMap::new(vec![Range::new(0x3000, 0x5000), Range::new(0x1000, 0x3000), Range::new(0x8000, 0x9000)]);
         assert_eq!(m.ranges(), &[Range::new(0x1000, 0x5000), Range::new(0x8000, 0x9000)]);
         m.remove(Range::new(0x2000, 0x3000));
         assert_eq!(m.ranges(), &[Range::new(0x1000, 0x2000), Range::new(0x3000, 0x5000), Range::new(0x8000, 0x9000)]);

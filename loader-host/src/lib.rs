@@ -2,9 +2,9 @@
 //! out segments, computes digests, and calls kexec_load / kexec_file_load.
 
 pub mod args;
+pub mod arm64;
 pub mod bzimage;
 pub mod cli;
-pub mod arm64;
 pub mod console;
 pub mod dtb_edit;
 pub mod elfcore;
@@ -19,5 +19,5 @@ pub mod purgatory_image;
 pub mod report;
 pub mod sources;
 pub mod syscall;
-pub mod x86_boot_params;
 pub mod x86_64;
+pub mod x86_boot_params;

@@ -4,9 +4,7 @@
 
 use std::fmt;
 
-use kexec_purgatory::abi::{
-    PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, SEGMENT_FLAG_EXCLUDED,
-};
+use kexec_purgatory::abi::{PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, SEGMENT_FLAG_EXCLUDED};
 use sha2::{Digest, Sha256};
 
 use crate::layout::{align_down, align_up, FreeMap, Range, PAGE};
@@ -97,10 +95,17 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     /// No hole for a segment.
-    NoRoom { what: &'static str, size: u64, rule: String },
+    NoRoom {
+        what: &'static str,
+        size: u64,
+        rule: String,
+    },
     DtbTooLarge(u64),
     TooManySegments(usize),
-    KernelSize { image_len: u64, image_size: u64 },
+    KernelSize {
+        image_len: u64,
+        image_size: u64,
+    },
     /// A placed segment overlaps another or leaves usable memory.
     Internal(String),
 }
@@ -222,8 +227,11 @@ pub fn plan_arm64(
     // Kernel: 2 MiB aligned base, + text_offset, image_size bytes free.
     let kernel_span = page_round(kernel.text_offset + kernel.image_size);
     let top_down = opts.top_down && kernel.anywhere;
-    let found =
-        if top_down { free.find_highest(kernel_span, KERNEL_ALIGN, 0, u64::MAX) } else { free.find(kernel_span, KERNEL_ALIGN, 0, u64::MAX) };
+    let found = if top_down {
+        free.find_highest(kernel_span, KERNEL_ALIGN, 0, u64::MAX)
+    } else {
+        free.find(kernel_span, KERNEL_ALIGN, 0, u64::MAX)
+    };
     let base = found.ok_or_else(|| PlanError::NoRoom {
         what: "kernel",
         size: kernel_span,
@@ -240,7 +248,11 @@ pub fn plan_arm64(
     let window_max = align_down(base, GIB).saturating_add(WINDOW);
     let window_rule = format!("must lie between {window_min:#x} and {window_max:#x} (the 32 GiB window of the kernel)");
     let take = |free: &mut FreeMap, size: u64, min: u64, max: u64| {
-        if top_down { free.take_highest(size, PAGE, min, max) } else { free.take(size, PAGE, min, max) }
+        if top_down {
+            free.take_highest(size, PAGE, min, max)
+        } else {
+            free.take(size, PAGE, min, max)
+        }
     };
     let mut initrd_range = None;
     if let Some((bytes, source)) = initrd {
@@ -286,7 +298,11 @@ pub fn plan_arm64(
     let purg_memsz = purgatory.mem_size();
     let purg_r = take(&mut free, purg_memsz, window_min, window_max)
         .or_else(|| take(&mut free, purg_memsz, 0, u64::MAX))
-        .ok_or_else(|| PlanError::NoRoom { what: "purgatory", size: purg_memsz, rule: "needs 4 KiB aligned RAM".into() })?;
+        .ok_or_else(|| PlanError::NoRoom {
+            what: "purgatory",
+            size: purg_memsz,
+            rule: "needs 4 KiB aligned RAM".into(),
+        })?;
 
     // Parameter block: every segment but the purgatory, in kexec order.
     let mut params = opts.params;
@@ -309,7 +325,12 @@ pub fn plan_arm64(
 /// Describe `segments` (in kexec order) in `params`, then append the
 /// purgatory carrying that block at `at`. The purgatory does not list
 /// itself: it cannot hash the image it is running from.
-pub fn append_purgatory(segments: &mut Vec<PlannedSegment>, params: &mut PurgatoryParams, purgatory: &PurgatoryImage, at: u64) {
+pub fn append_purgatory(
+    segments: &mut Vec<PlannedSegment>,
+    params: &mut PurgatoryParams,
+    purgatory: &PurgatoryImage,
+    at: u64,
+) {
     params.nr_segments = segments.len() as u32;
     for (d, s) in params.segments.iter_mut().zip(segments.iter()) {
         *d = SegmentDesc {
@@ -335,7 +356,10 @@ pub fn check(plan: &Plan) -> Result<(), PlanError> {
             return Err(PlanError::Internal(format!("segment {i} ({}) is not page aligned", s.kind_name())));
         }
         if (s.bytes.len() as u64) > s.digest_len || s.digest_len > s.memsz {
-            return Err(PlanError::Internal(format!("segment {i} ({}) has more bytes than it hashes or holds", s.kind_name())));
+            return Err(PlanError::Internal(format!(
+                "segment {i} ({}) has more bytes than it hashes or holds",
+                s.kind_name()
+            )));
         }
         for (j, t) in plan.segments.iter().enumerate().take(i) {
             if s.range().overlaps(&t.range()) {
@@ -366,7 +390,13 @@ mod tests {
     }
 
     fn kernel() -> KernelInput {
-        KernelInput { image: vec![0x5a; 3 * 1024 * 1024 + 123], text_offset: 0, image_size: 4 * MIB + 0x800, anywhere: true, source: "Image".into() }
+        KernelInput {
+            image: vec![0x5a; 3 * 1024 * 1024 + 123],
+            text_offset: 0,
+            image_size: 4 * MIB + 0x800,
+            anywhere: true,
+            source: "Image".into(),
+        }
     }
 
     fn opts() -> PlanOptions {
@@ -420,13 +450,15 @@ mod tests {
     fn holes_are_respected_and_errors_say_why() {
         // 0x4000_0000..0x4010_0000 is too small for the kernel.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4010_0000), Range::new(0x4060_0000, 0x5000_0000)]);
-        let plan = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
+        let plan =
+            plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &free, &purgatory(), &opts()).unwrap();
         assert_eq!(plan.segments[0].mem, 0x4060_0000);
         for s in &plan.segments {
             assert!(free.covers(&s.range()), "{} outside free memory", s.kind_name());
         }
         let tiny = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_0000)]);
-        let err = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 100]), &tiny, &purgatory(), &opts())
+            .unwrap_err();
         assert!(err.to_string().starts_with("no room for the kernel"), "{err}");
     }
 
@@ -434,8 +466,16 @@ mod tests {
     fn initrd_beyond_the_window_is_refused() {
         // Only memory far above the kernel's 32 GiB window is left for the initrd.
         let free = FreeMap::new(vec![Range::new(0x4000_0000, 0x4040_1000), Range::new(0x10_0000_0000, 0x10_1000_0000)]);
-        let err = plan_arm64(kernel(), Some((vec![0; 100], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 10]), &free, &purgatory(), &opts())
-            .unwrap_err();
+        let err = plan_arm64(
+            kernel(),
+            Some((vec![0; 100], "i".into())),
+            Vec::new(),
+            &mut |_| Ok(vec![0; 10]),
+            &free,
+            &purgatory(),
+            &opts(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no room for the initrd"), "{err}");
         assert!(err.to_string().contains("32 GiB window"), "{err}");
     }
@@ -450,10 +490,18 @@ mod tests {
             source: "generated elfcorehdr".into(),
         };
         let mut seen = Placed::default();
-        let plan = plan_arm64(kernel(), None, vec![core], &mut |p| {
-            seen = p.clone();
-            Ok(vec![0; 10])
-        }, &ram(), &purgatory(), &opts())
+        let plan = plan_arm64(
+            kernel(),
+            None,
+            vec![core],
+            &mut |p| {
+                seen = p.clone();
+                Ok(vec![0; 10])
+            },
+            &ram(),
+            &purgatory(),
+            &opts(),
+        )
         .unwrap();
         let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
         assert_eq!(kinds, ["kernel", "elfcorehdr", "dtb", "purgatory"]);
@@ -465,7 +513,16 @@ mod tests {
     #[test]
     fn top_down_puts_everything_high_unless_the_kernel_must_sit_low() {
         let o = PlanOptions { top_down: true, ..opts() };
-        let plan = plan_arm64(kernel(), Some((vec![1; 5000], "i".into())), Vec::new(), &mut |_| Ok(vec![0; 100]), &ram(), &purgatory(), &o).unwrap();
+        let plan = plan_arm64(
+            kernel(),
+            Some((vec![1; 5000], "i".into())),
+            Vec::new(),
+            &mut |_| Ok(vec![0; 100]),
+            &ram(),
+            &purgatory(),
+            &o,
+        )
+        .unwrap();
         let k = &plan.segments[0];
         assert_eq!(k.mem, 0x7fa0_0000, "highest 2 MiB aligned base with 4 MiB + 4 KiB free");
         for s in &plan.segments[1..] {
@@ -479,7 +536,8 @@ mod tests {
 
     #[test]
     fn oversized_dtb_is_refused() {
-        let err = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts()).unwrap_err();
+        let err = plan_arm64(kernel(), None, Vec::new(), &mut |_| Ok(vec![0; 3 << 20]), &ram(), &purgatory(), &opts())
+            .unwrap_err();
         assert_eq!(err, PlanError::DtbTooLarge(3 << 20));
     }
 

@@ -19,7 +19,10 @@ pub enum ImageError {
     TooSmall(usize),
     Magic,
     AbiVersion(u32),
-    Arch { expected: u32, found: u32 },
+    Arch {
+        expected: u32,
+        found: u32,
+    },
     NotPositionIndependent,
     /// A header field points outside the image.
     Field(&'static str),
@@ -127,7 +130,6 @@ mod tests {
         file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("no symbol {name}"))
     }
 
-
     #[test]
     fn header_describes_the_image() {
         for (arch, elf_bytes, img) in images() {
@@ -183,8 +185,18 @@ mod tests {
     fn check_layout(elf_bytes: &'static [u8], img: &PurgatoryImage<'static>) {
         let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).unwrap();
         let allowed = [
-            ".text", ".rodata", ".params", ".data", ".got", ".dynamic", ".dynsym", ".dynstr", ".hash", ".rela.dyn",
-            ".bss", ".stack",
+            ".text",
+            ".rodata",
+            ".params",
+            ".data",
+            ".got",
+            ".dynamic",
+            ".dynsym",
+            ".dynstr",
+            ".hash",
+            ".rela.dyn",
+            ".bss",
+            ".stack",
         ];
         let mut prev_end = 0;
         for s in file.sections() {
@@ -230,6 +242,9 @@ mod tests {
         assert!(matches!(PurgatoryImage::parse(AARCH64_FLAT, 2), Err(ImageError::Arch { expected: 2, found: 1 })));
         assert_eq!(PurgatoryImage::parse(&AARCH64_FLAT[..50], ARCH_AARCH64).unwrap_err(), ImageError::TooSmall(50));
         let short = &AARCH64_FLAT[..AARCH64_FLAT.len() - 8];
-        assert_eq!(PurgatoryImage::parse(short, ARCH_AARCH64).unwrap_err().to_string(), "purgatory image header: image_size lies outside the image");
+        assert_eq!(
+            PurgatoryImage::parse(short, ARCH_AARCH64).unwrap_err().to_string(),
+            "purgatory image header: image_size lies outside the image"
+        );
     }
 }

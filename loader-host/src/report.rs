@@ -39,7 +39,13 @@ pub fn table(plan: &Plan, title: &str) -> String {
             r.end - 1,
             human_size(s.memsz),
             &hex(&s.sha256)[..16],
-            if s.kind.is_none() { "self" } else if s.excluded { "yes" } else { "no" },
+            if s.kind.is_none() {
+                "self"
+            } else if s.excluded {
+                "yes"
+            } else {
+                "no"
+            },
             s.source
         ));
     }

@@ -154,7 +154,13 @@ pub fn kexec_load(entry: u64, segments: &[KexecSegment], flags: u64) -> Result<(
     // SAFETY: the kernel reads `segments.len()` descriptors and each
     // descriptor's buffer; all are live for the duration of the call.
     let rc = unsafe {
-        libc::syscall(nr::KEXEC_LOAD, entry as libc::c_ulong, segments.len() as libc::c_ulong, segments.as_ptr(), flags as libc::c_ulong)
+        libc::syscall(
+            nr::KEXEC_LOAD,
+            entry as libc::c_ulong,
+            segments.len() as libc::c_ulong,
+            segments.as_ptr(),
+            flags as libc::c_ulong,
+        )
     };
     if rc != 0 {
         return Err(SyscallError { call: Call::KexecLoad, errno: last_errno(), context: None });
@@ -167,7 +173,15 @@ pub fn kexec_load(entry: u64, segments: &[KexecSegment], flags: u64) -> Result<(
 pub fn kexec_unload(crash: bool) -> Result<(), SyscallError> {
     let flags = native_arch_flag() | if crash { KEXEC_ON_CRASH } else { 0 };
     // SAFETY: zero segments, null pointer: the documented unload call.
-    let rc = unsafe { libc::syscall(nr::KEXEC_LOAD, 0 as libc::c_ulong, 0 as libc::c_ulong, std::ptr::null::<KexecSegment>(), flags as libc::c_ulong) };
+    let rc = unsafe {
+        libc::syscall(
+            nr::KEXEC_LOAD,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            std::ptr::null::<KexecSegment>(),
+            flags as libc::c_ulong,
+        )
+    };
     if rc != 0 {
         return Err(SyscallError { call: Call::Unload, errno: last_errno(), context: None });
     }
@@ -214,7 +228,16 @@ pub fn kexec_file_load(
 pub fn kexec_file_unload(crash: bool) -> Result<(), SyscallError> {
     let flags = KEXEC_FILE_UNLOAD | if crash { KEXEC_FILE_ON_CRASH } else { 0 };
     // SAFETY: unload ignores the fds and command line.
-    let rc = unsafe { libc::syscall(nr::KEXEC_FILE_LOAD, -1 as libc::c_long, -1 as libc::c_long, 0 as libc::c_ulong, std::ptr::null::<u8>(), flags as libc::c_ulong) };
+    let rc = unsafe {
+        libc::syscall(
+            nr::KEXEC_FILE_LOAD,
+            -1 as libc::c_long,
+            -1 as libc::c_long,
+            0 as libc::c_ulong,
+            std::ptr::null::<u8>(),
+            flags as libc::c_ulong,
+        )
+    };
     if rc != 0 {
         return Err(SyscallError { call: Call::Unload, errno: last_errno(), context: None });
     }
@@ -228,7 +251,13 @@ pub fn kexec_reboot() -> SyscallError {
     // either does not return or fails with errno.
     unsafe {
         libc::sync();
-        libc::syscall(libc::SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_KEXEC, std::ptr::null::<u8>());
+        libc::syscall(
+            libc::SYS_reboot,
+            LINUX_REBOOT_MAGIC1,
+            LINUX_REBOOT_MAGIC2,
+            LINUX_REBOOT_CMD_KEXEC,
+            std::ptr::null::<u8>(),
+        );
     }
     SyscallError { call: Call::Reboot, errno: last_errno(), context: None }
 }

@@ -9,8 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use kexec_purgatory::abi::{
-    ConsoleDesc, PurgatoryParams, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS,
-    PARAM_FLAG_SKIP_DIGESTS,
+    ConsoleDesc, PurgatoryParams, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SKIP_DIGESTS,
 };
 
 use crate::arm64::{self, CmdlineChoice, CrashOptions, EntropyQuality, Input, LoadError, LoadRequest};
@@ -41,8 +40,14 @@ const PC_COM_PORTS: [u64; 4] = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
 pub enum X86Error {
     NoKernel,
     Read(ReadError),
-    Kernel { path: PathBuf, err: BzImageError },
-    Iomem { path: PathBuf, err: IomemError },
+    Kernel {
+        path: PathBuf,
+        err: BzImageError,
+    },
+    Iomem {
+        path: PathBuf,
+        err: IomemError,
+    },
     BootParams(BootParamsError),
     Plan(PlanError),
     /// From the helpers shared with the arm64 path (memory, entropy).
@@ -50,7 +55,10 @@ pub enum X86Error {
     /// An input or option that has no meaning on x86_64.
     NotForX86(&'static str),
     /// boot.rst cmdline_size: the longest command line the kernel takes.
-    CmdlineTooLong { len: usize, max: u32 },
+    CmdlineTooLong {
+        len: usize,
+        max: u32,
+    },
     NoCrashKernel(PathBuf),
     ElfCore(elfcore::ElfCoreError),
     NoCrashHotplug(PathBuf),
@@ -154,7 +162,10 @@ fn place_kernel(bz: &BzImage, free: &FreeMap, top: u64, top_down: bool) -> Resul
         return Err(no_room(
             "kernel",
             span,
-            format!("a non-relocatable kernel must run at pref_address {:#x} with init_size bytes free", bz.pref_address),
+            format!(
+                "a non-relocatable kernel must run at pref_address {:#x} with init_size bytes free",
+                bz.pref_address
+            ),
         ));
     }
     // arch/x86/boot/compressed/head_64.S: a load address below
@@ -254,9 +265,17 @@ pub fn plan_x86_64(
     if let Some((bytes, source)) = image.initrd {
         let memsz = page_round(bytes.len() as u64);
         let max = if above_4g { u64::MAX } else { u64::from(bz.initrd_addr_max) + 1 };
-        let r = if top_down { free.take_highest(memsz, PAGE, MIN_INITRD_ADDR, max) } else { free.take(memsz, PAGE, MIN_INITRD_ADDR, max) };
+        let r = if top_down {
+            free.take_highest(memsz, PAGE, MIN_INITRD_ADDR, max)
+        } else {
+            free.take(memsz, PAGE, MIN_INITRD_ADDR, max)
+        };
         let r = r.ok_or_else(|| {
-            no_room("initrd", memsz, format!("must lie between 16 MiB and {max:#x} (initrd_addr_max / XLF_CAN_BE_LOADED_ABOVE_4G)"))
+            no_room(
+                "initrd",
+                memsz,
+                format!("must lie between 16 MiB and {max:#x} (initrd_addr_max / XLF_CAN_BE_LOADED_ABOVE_4G)"),
+            )
         })?;
         initrd_range = Some(Range::new(r.start, r.start + bytes.len() as u64));
         segments.push(segment(Some(SegmentKind::Initrd), r.start, memsz, bytes, source));
@@ -270,7 +289,8 @@ pub fn plan_x86_64(
         let r = free
             .take(memsz, PAGE, 0, u64::MAX)
             .ok_or_else(|| no_room("elfcorehdr", memsz, "must lie in the Crash kernel range"))?;
-        let mut seg = segment(Some(SegmentKind::ElfCoreHdr), r.start, memsz, crash.elfcorehdr, "generated elfcorehdr".into());
+        let mut seg =
+            segment(Some(SegmentKind::ElfCoreHdr), r.start, memsz, crash.elfcorehdr, "generated elfcorehdr".into());
         seg.excluded = crash.excluded;
         segments.push(seg);
         cmdline = crash_cmdline(&cmdline, r.start);
@@ -287,8 +307,13 @@ pub fn plan_x86_64(
     // below 4 GiB where possible.
     let lay = bp::layout(cmdline.len(), e820.len());
     let bp_memsz = page_round(lay.len as u64);
-    let bp_r = take_low(&mut free, bp_memsz, MIN_LOW_ADDR, above_4g)
-        .ok_or_else(|| no_room("boot-params", bp_memsz, "needs RAM at or above 0x3000 (below 4 GiB without XLF_CAN_BE_LOADED_ABOVE_4G)"))?;
+    let bp_r = take_low(&mut free, bp_memsz, MIN_LOW_ADDR, above_4g).ok_or_else(|| {
+        no_room(
+            "boot-params",
+            bp_memsz,
+            "needs RAM at or above 0x3000 (below 4 GiB without XLF_CAN_BE_LOADED_ABOVE_4G)",
+        )
+    })?;
     let input = BootParamsInput {
         setup_header: &setup_header,
         can_load_above_4g: above_4g,
@@ -300,7 +325,13 @@ pub fn plan_x86_64(
         rng_seed: image.rng_seed,
     };
     let zero_page = bp::build(&input, bp_r.start).map_err(X86Error::BootParams)?;
-    segments.push(segment(Some(SegmentKind::BootParams), bp_r.start, bp_memsz, zero_page, format!("boot_params + command line ({} bytes)", cmdline.len())));
+    segments.push(segment(
+        Some(SegmentKind::BootParams),
+        bp_r.start,
+        bp_memsz,
+        zero_page,
+        format!("boot_params + command line ({} bytes)", cmdline.len()),
+    ));
 
     // Purgatory: 4 KiB aligned, >= 0x3000, below 4 GiB where possible (it
     // runs on relocate_kernel's identity map, which covers all RAM).
@@ -384,7 +415,11 @@ fn choose_cmdline(req: &LoadRequest, src: &SystemSources) -> Result<String, X86E
 /// (kernel/kexec_core.c sanity_check_segment_list accepts only crashk_res
 /// for KEXEC_ON_CRASH; a crashkernel=,low range is crashk_low_res), the
 /// elfcorehdr, and the ranges for the capture kernel's e820.
-fn crash_setup(src: &SystemSources, iomem: &Iomem, opts: CrashOptions) -> Result<(FreeMap, CrashImage, String), X86Error> {
+fn crash_setup(
+    src: &SystemSources,
+    iomem: &Iomem,
+    opts: CrashOptions,
+) -> Result<(FreeMap, CrashImage, String), X86Error> {
     let path = src.iomem_path();
     let crash_ranges = iomem.crash_kernel();
     let Some(high) = crash_ranges.iter().max_by_key(|r| r.start).copied() else {
@@ -488,11 +523,14 @@ pub fn plan(req: &LoadRequest, src: &SystemSources, purgatory: &PurgatoryImage) 
     params.on_failure = req.on_failure;
     match req.console.or_else(|| console_from_cmdline(&cmdline)) {
         Some(c) => params.console = c,
-        None => notes.push("no console for the purgatory (none given with --serial, no console=ttyS<N> on the command line)".into()),
+        None => notes.push(
+            "no console for the purgatory (none given with --serial, no console=ttyS<N> on the command line)".into(),
+        ),
     }
 
     let hotplug = req.crash.is_some_and(|c| c.hotplug);
-    let source = format!("{} (bzImage, protocol {}.{:02})", kernel_path.display(), kernel.version >> 8, kernel.version & 0xff);
+    let source =
+        format!("{} (bzImage, protocol {}.{:02})", kernel_path.display(), kernel.version >> 8, kernel.version & 0xff);
     let image = X86Image { kernel, kernel_source: source, initrd, cmdline, e820, running, rng_seed, crash };
     let mut plan = plan_x86_64(image, &free, purgatory, params)?;
     plan.notes.extend(notes);
@@ -558,7 +596,11 @@ mod tests {
     }
 
     fn ram() -> FreeMap {
-        FreeMap::new(vec![Range::new(0x1000, 0x9_f000), Range::new(0x10_0000, 0x7fff_0000), Range::new(0x1_0000_0000, 0x1_8000_0000)])
+        FreeMap::new(vec![
+            Range::new(0x1000, 0x9_f000),
+            Range::new(0x10_0000, 0x7fff_0000),
+            Range::new(0x1_0000_0000, 0x1_8000_0000),
+        ])
     }
 
     #[test]
@@ -612,7 +654,11 @@ mod tests {
         let mut f = sample(1000);
         f[0x235] = 12;
         f[0x260..0x264].copy_from_slice(&0x30_0000u32.to_le_bytes());
-        let free = FreeMap::new(vec![Range::new(0x3000, 0x9_0000), Range::new(0x100_1000, 0x140_2000), Range::new(0x200_0000, 0x210_0000)]);
+        let free = FreeMap::new(vec![
+            Range::new(0x3000, 0x9_0000),
+            Range::new(0x100_1000, 0x140_2000),
+            Range::new(0x200_0000, 0x210_0000),
+        ]);
         let mut img = image(f);
         img.initrd = None;
         let plan = plan_x86_64(img, &free, &purg, PurgatoryParams::new()).unwrap();
@@ -644,7 +690,11 @@ mod tests {
         f[0x236] = 1; // XLF_KERNEL_64 only
         f[0x22c..0x230].copy_from_slice(&0x37ff_ffffu32.to_le_bytes());
         // Low memory only up to 0x3800_0000 besides what the kernel takes.
-        let free = FreeMap::new(vec![Range::new(0x3000, 0x9_0000), Range::new(0x100_0000, 0x3800_0000), Range::new(0x1_0000_0000, 0x2_0000_0000)]);
+        let free = FreeMap::new(vec![
+            Range::new(0x3000, 0x9_0000),
+            Range::new(0x100_0000, 0x3800_0000),
+            Range::new(0x1_0000_0000, 0x2_0000_0000),
+        ]);
         let plan = plan_x86_64(image(f.clone()), &free, &purg, PurgatoryParams::new()).unwrap();
         for s in &plan.segments {
             assert!(s.mem + s.memsz <= 0x3800_0000, "{s:?}");
@@ -676,7 +726,12 @@ mod tests {
         let crash_r = Range::new(0x6000_0000, 0x7000_0000);
         let mut img = image(sample(1000));
         img.cmdline = "root=/dev/vda -- single".into();
-        img.crash = Some(CrashImage { elfcorehdr: vec![0x7f; 500], memsz: 0x3100, excluded: true, crash_ranges: vec![crash_r] });
+        img.crash = Some(CrashImage {
+            elfcorehdr: vec![0x7f; 500],
+            memsz: 0x3100,
+            excluded: true,
+            crash_ranges: vec![crash_r],
+        });
         let plan = plan_x86_64(img, &FreeMap::new(vec![crash_r]), &purg, PurgatoryParams::new()).unwrap();
         let kinds: Vec<_> = plan.segments.iter().map(|s| s.kind_name()).collect();
         assert_eq!(kinds, ["kernel", "initrd", "elfcorehdr", "boot-params", "purgatory"]);
@@ -750,7 +805,11 @@ mod tests {
             std::fs::write(mem.join("memory15/removable"), "1\n").unwrap();
             std::fs::write(mem.join("memory15/state"), "online\n").unwrap();
             std::fs::write(root.join("proc/iomem"), iomem).unwrap();
-            std::fs::write(root.join("proc/cmdline"), "BOOT_IMAGE=/vmlinuz root=/dev/vda console=ttyS0 crashkernel=256M\n").unwrap();
+            std::fs::write(
+                root.join("proc/cmdline"),
+                "BOOT_IMAGE=/vmlinuz root=/dev/vda console=ttyS0 crashkernel=256M\n",
+            )
+            .unwrap();
             std::fs::write(root.join("vmlinuz"), sample(4096)).unwrap();
             std::fs::write(root.join("initrd"), [1u8; 100]).unwrap();
             Fixture { root }

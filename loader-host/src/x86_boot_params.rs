@@ -101,18 +101,29 @@ pub fn e820_type_from_name(name: &str) -> Option<u32> {
 /// Why the zero page could not be built; each names the file or field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BootParamsError {
-    Read { path: PathBuf, why: String },
+    Read {
+        path: PathBuf,
+        why: String,
+    },
     /// A memmap file that does not hold what firmware_memmap.c prints.
-    Parse { path: PathBuf, value: String },
+    Parse {
+        path: PathBuf,
+        value: String,
+    },
     /// A memmap entry whose end is below its start.
-    Inverted { dir: PathBuf },
+    Inverted {
+        dir: PathBuf,
+    },
     /// Neither /sys/firmware/memmap nor /proc/iomem gave an e820 entry.
     NoMemoryMap,
     /// The setup header from the bzImage does not fit boot_params' hdr area.
     SetupHeader(usize),
     /// A pointer field needs more than 32 bits but the kernel lacks
     /// XLF_CAN_BE_LOADED_ABOVE_4G.
-    Above4G { field: &'static str, addr: u64 },
+    Above4G {
+        field: &'static str,
+        addr: u64,
+    },
     /// The command line holds a NUL byte.
     CmdlineNul,
 }
@@ -658,7 +669,8 @@ mod tests {
         let root = tmp("rsdp");
         assert_eq!(read_running(&root), RunningBootParams::default());
         std::fs::create_dir_all(root.join("firmware/efi")).unwrap();
-        std::fs::write(root.join("firmware/efi/systab"), "SMBIOS3=0x7f8e0000\nACPI=0xf0000\nACPI20=0x7fb7e014\n").unwrap();
+        std::fs::write(root.join("firmware/efi/systab"), "SMBIOS3=0x7f8e0000\nACPI=0xf0000\nACPI20=0x7fb7e014\n")
+            .unwrap();
         assert_eq!(read_running(&root).acpi_rsdp_addr, 0x7fb7_e014);
         assert_eq!(systab_rsdp("ACPI=0xf5a40\n"), Some(0xf_5a40));
         assert_eq!(systab_rsdp("SMBIOS=0x1\n"), None);

@@ -46,10 +46,18 @@ fn plan_prints_the_memory_map() {
     let kernel = fake_image(&dir, 3 << 20, 8 << 20);
     let initrd = dir.join("initrd");
     std::fs::write(&initrd, vec![7u8; 100_000]).unwrap();
-    let o = rkexec(&["plan", kernel.to_str().unwrap(), "--initrd", initrd.to_str().unwrap(), "--append", "console=ttyAMA0 x"]);
+    let o = rkexec(&[
+        "plan",
+        kernel.to_str().unwrap(),
+        "--initrd",
+        initrd.to_str().unwrap(),
+        "--append",
+        "console=ttyAMA0 x",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8(o.stdout).unwrap();
-    let rows: Vec<&str> = out.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
+    let rows: Vec<&str> =
+        out.lines().filter(|l| l.trim_start().chars().next().is_some_and(|c| c.is_ascii_digit())).collect();
     assert_eq!(rows.len(), 4, "{out}");
     assert!(rows[0].contains("kernel") && rows[0].contains("8.0 MiB"), "{out}");
     assert!(rows[1].contains("initrd"), "{out}");
@@ -63,7 +71,8 @@ fn plan_prints_the_memory_map() {
 fn plan_json_describes_segments_and_params() {
     let dir = tmp("json");
     let kernel = fake_image(&dir, 1 << 20, 4 << 20);
-    let o = rkexec(&["--dry-run", "-l", kernel.to_str().unwrap(), "--json", "--reuse-cmdline", "--on-failure", "reset"]);
+    let o =
+        rkexec(&["--dry-run", "-l", kernel.to_str().unwrap(), "--json", "--reuse-cmdline", "--on-failure", "reset"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     let segs = v["segments"].as_array().unwrap();
@@ -151,7 +160,10 @@ fn rkexec_crash(args: &[&str], sys_root: &str) -> Output {
 fn crash_plan_stays_inside_the_crash_region() {
     let dir = tmp("crash");
     let kernel = fake_image(&dir, 2 << 20, 6 << 20);
-    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--json", "--reuse-cmdline"], &format!("{CRASH_FIXTURES}/sys"));
+    let o = rkexec_crash(
+        &["-p", kernel.to_str().unwrap(), "--dry-run", "--json", "--reuse-cmdline"],
+        &format!("{CRASH_FIXTURES}/sys"),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let segs = v["segments"].as_array().unwrap();
@@ -191,7 +203,8 @@ fn crash_hotplug_sizes_and_excludes_the_elfcorehdr() {
     let dir = tmp("hotplug");
     // A copy of the crash sysfs tree with crash_elfcorehdr_size.
     let sys = dir.join("sys");
-    let copy = Command::new("cp").args(["-r", &format!("{CRASH_FIXTURES}/sys"), sys.to_str().unwrap()]).status().unwrap();
+    let copy =
+        Command::new("cp").args(["-r", &format!("{CRASH_FIXTURES}/sys"), sys.to_str().unwrap()]).status().unwrap();
     assert!(copy.success());
     std::fs::write(sys.join("kernel/crash_elfcorehdr_size"), "49392\n").unwrap();
     let kernel = fake_image(&dir, 4096, 1 << 20);

@@ -75,7 +75,12 @@ fn uart_from(params: &PurgatoryParams) -> Uart {
 
 /// Build the identity map (segments and image as Normal memory, the
 /// console as Device) and turn MMU and caches on. Returns why not, if not.
-fn enable_caches(params: &PurgatoryParams, regime: cpu::Regime, image: (u64, u64), uart: Uart) -> Result<(), &'static str> {
+fn enable_caches(
+    params: &PurgatoryParams,
+    regime: cpu::Regime,
+    image: (u64, u64),
+    uart: Uart,
+) -> Result<(), &'static str> {
     if params.flags & PARAM_FLAG_DEBUG_CACHES_OFF != 0 {
         return Err("debug flag");
     }

@@ -215,12 +215,7 @@ impl PurgatoryParams {
 
     /// A parameter block with magic, version and size filled in.
     pub fn new() -> Self {
-        Self {
-            magic: PARAMS_MAGIC,
-            version: PARAMS_VERSION,
-            size: core::mem::size_of::<Self>() as u32,
-            ..Self::EMPTY
-        }
+        Self { magic: PARAMS_MAGIC, version: PARAMS_VERSION, size: core::mem::size_of::<Self>() as u32, ..Self::EMPTY }
     }
 
     /// The segment descriptors in use (clamped to `MAX_SEGMENTS`).

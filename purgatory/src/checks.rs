@@ -78,8 +78,7 @@ pub fn check_fdt(data: &[u8]) -> Result<(), StructureError> {
     if total < HEADER as u64 || total > data.len() as u64 {
         return Err(StructureError::FdtTotalSize);
     }
-    let (off_struct, off_strings, off_rsvmap) =
-        (be32(data, 8) as u64, be32(data, 12) as u64, be32(data, 16) as u64);
+    let (off_struct, off_strings, off_rsvmap) = (be32(data, 8) as u64, be32(data, 12) as u64, be32(data, 16) as u64);
     let (version, last_comp) = (be32(data, 20), be32(data, 24));
     if version < 16 || last_comp > 17 {
         return Err(StructureError::FdtVersion);
@@ -87,7 +86,9 @@ pub fn check_fdt(data: &[u8]) -> Result<(), StructureError> {
     let size_strings = be32(data, 32) as u64;
     let size_struct = be32(data, 36) as u64;
     let fits = |off: u64, len: u64| off >= HEADER as u64 && off + len <= total;
-    if !fits(off_struct, size_struct) || !fits(off_strings, size_strings) || !fits(off_rsvmap, 16)
+    if !fits(off_struct, size_struct)
+        || !fits(off_strings, size_strings)
+        || !fits(off_rsvmap, 16)
         || off_rsvmap % 8 != 0
     {
         return Err(StructureError::FdtBlocks);

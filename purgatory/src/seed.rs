@@ -40,4 +40,3 @@ pub fn mix_in_place(
     }
     true
 }
-

@@ -9,9 +9,7 @@
 pub type CompressFn = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);
 
 /// FIPS 180-4 §5.3.3 initial hash value.
-const H0: [u32; 8] = [
-    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-];
+const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
 /// Blocks handed to the compression function per call: large enough to
 /// amortise the call, small enough to report progress if needed.
@@ -72,11 +70,7 @@ mod tests {
     fn known_answer_abc() {
         // FIPS 180-4 example "abc".
         let d = digest(b"abc", compress_portable);
-        assert_eq!(
-            d[..8],
-            [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea],
-            "SHA-256(\"abc\") prefix"
-        );
+        assert_eq!(d[..8], [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea], "SHA-256(\"abc\") prefix");
     }
 
     #[test]

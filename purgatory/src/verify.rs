@@ -5,8 +5,8 @@
 //! whether to enter the kernel — this module does.
 
 use crate::abi::{
-    PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, PARAMS_MAGIC, PARAMS_VERSION,
-    PARAM_FLAGS_KNOWN, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PARAM_FLAG_SKIP_DIGESTS,
+    PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, PARAMS_MAGIC, PARAMS_VERSION, PARAM_FLAGS_KNOWN,
+    PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PARAM_FLAG_SKIP_DIGESTS,
 };
 use crate::checks::{check_excluded, StructureError};
 use crate::fdt_patch::{refresh_seeds, set_boot_cpuid, PatchError, SeedReport};
@@ -294,7 +294,7 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::{SEGMENT_FLAG_EXCLUDED, PARAM_FLAG_DEBUG_SOFT_SHA256};
+    use crate::abi::{PARAM_FLAG_DEBUG_SOFT_SHA256, SEGMENT_FLAG_EXCLUDED};
     use crate::fdt_patch::{boot_cpuid, find_seed_spans};
     use crate::report::tests::TextConsole;
     use crate::sha256::compress_portable;
@@ -460,10 +460,7 @@ mod tests {
         let (mut params, mut plat) = setup();
         params.segments[2].flags = SEGMENT_FLAG_EXCLUDED;
         plat.buffers[2][3] = 0; // FDT magic
-        assert_eq!(
-            run(&params, &mut plat),
-            Err(Failure::Structure { index: 2, error: StructureError::FdtMagic })
-        );
+        assert_eq!(run(&params, &mut plat), Err(Failure::Structure { index: 2, error: StructureError::FdtMagic }));
         let (mut params, mut plat) = setup();
         params.segments[0].flags = SEGMENT_FLAG_EXCLUDED;
         assert_eq!(

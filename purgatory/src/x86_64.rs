@@ -95,7 +95,12 @@ extern "C" fn purgatory_main(base: u64) -> ! {
 
     match verify::run(params, &mut plat) {
         Ok(h) => {
-            plat.console().put("purgatory: entering kernel at ").hex(h.entry).put(", boot_params ").hex(h.dtb).put("\n");
+            plat.console()
+                .put("purgatory: entering kernel at ")
+                .hex(h.entry)
+                .put(", boot_params ")
+                .hex(h.dtb)
+                .put("\n");
             // SAFETY: entry and boot_params were verified; x86 caches are
             // coherent, nothing to clean.
             unsafe { handoff::enter_kernel(h.entry, h.dtb, cr4_at_entry) }

@@ -1,8 +1,7 @@
 //! Exception level, identification registers, counter, entropy.
 
 use aarch64_cpu::registers::{
-    Readable, CNTFRQ_EL0, CNTVCT_EL0, CurrentEL, HCR_EL2, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1,
-    MPIDR_EL1,
+    CurrentEL, Readable, CNTFRQ_EL0, CNTVCT_EL0, HCR_EL2, ID_AA64ISAR0_EL1, ID_AA64MMFR0_EL1, MPIDR_EL1,
 };
 
 /// The translation regime we run in (booting.rst "Boot protocol": the

@@ -1,6 +1,5 @@
 //! Leaving the purgatory: into the new kernel, or nowhere.
 
-
 core::arch::global_asm!(
     r#"
     .section .text.handoff, "ax"
@@ -92,7 +91,9 @@ pub fn psci_system_reset(conduit_smc: Option<bool>) -> ! {
     unsafe {
         match conduit_smc {
             Some(true) => core::arch::asm!("smc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack)),
-            Some(false) => core::arch::asm!("hvc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack)),
+            Some(false) => {
+                core::arch::asm!("hvc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack))
+            }
             None => {}
         }
     }

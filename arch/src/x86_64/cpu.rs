@@ -48,7 +48,9 @@ fn rdseed() -> Option<u64> {
     let v: u64;
     let ok: u8;
     // SAFETY: RDSEED exists (checked by the caller); CF=1 means valid.
-    unsafe { core::arch::asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("rdseed {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack))
+    };
     (ok != 0).then_some(v)
 }
 
@@ -56,7 +58,9 @@ fn rdrand() -> Option<u64> {
     let v: u64;
     let ok: u8;
     // SAFETY: RDRAND exists (checked by the caller); CF=1 means valid.
-    unsafe { core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack)) };
+    unsafe {
+        core::arch::asm!("rdrand {v}", "setc {ok}", v = out(reg) v, ok = out(reg_byte) ok, options(nomem, nostack))
+    };
     (ok != 0).then_some(v)
 }
 

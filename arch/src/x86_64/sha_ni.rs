@@ -45,4 +45,3 @@ unsafe extern "C" {
 // SHA256RNDS2 operand), xmm7 = byte-swap mask, xmm8/9 = state at block
 // start, xmm10 scratch.
 core::arch::global_asm!(include_str!("sha256_ni.s"));
-

@@ -88,7 +88,10 @@ impl Payload {
     pub fn load() -> Self {
         let file = object::File::parse(PAYLOAD_ELF).expect("payload ELF parses");
         let sym = |name: &str| {
-            file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("payload lacks {name}"))
+            file.symbols()
+                .find(|s| s.name() == Ok(name))
+                .map(|s| s.address())
+                .unwrap_or_else(|| panic!("payload lacks {name}"))
         };
         let segs: Vec<_> = file.segments().filter(|s| s.file_range().1 > 0).collect();
         let base = segs.iter().map(|s| s.address()).min().expect("payload has loadable bytes");
@@ -99,7 +102,13 @@ impl Payload {
             let off = (s.address() - base) as usize;
             bytes[off..off + data.len()].copy_from_slice(data);
         }
-        Payload { load_addr: base, bytes, entry: file.entry(), vhe_stub: sym("vhe_stub"), vhe_stub_target: sym("vhe_stub_target") }
+        Payload {
+            load_addr: base,
+            bytes,
+            entry: file.entry(),
+            vhe_stub: sym("vhe_stub"),
+            vhe_stub_target: sym("vhe_stub_target"),
+        }
     }
 
     /// Point the VHE stub at the purgatory entry.

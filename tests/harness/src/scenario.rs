@@ -44,7 +44,11 @@ impl Cell {
 
     /// Expected CurrentEL value at the kernel.
     pub fn el(&self) -> u32 {
-        if self.el2 { 2 } else { 1 }
+        if self.el2 {
+            2
+        } else {
+            1
+        }
     }
 }
 
@@ -167,9 +171,8 @@ impl Scenario {
 
     fn work_dir(&self) -> PathBuf {
         let id = RUN_ID.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir()
-            .join("rkexec-harness")
-            .join(format!("{}-{}-{id}", self.name, std::process::id()));
+        let dir =
+            std::env::temp_dir().join("rkexec-harness").join(format!("{}-{}-{id}", self.name, std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
         dir
     }

@@ -112,7 +112,8 @@ fn seeds_kept_without_rndr_and_boot_cpu_set() {
 #[test]
 fn corruption_anywhere_in_any_segment_is_refused() {
     let base = Scenario::standard("corrupt", Cell::EL2_NVHE);
-    let kinds = [SegmentKind::Kernel, SegmentKind::Initrd, SegmentKind::Dtb, SegmentKind::ElfCoreHdr, SegmentKind::Other];
+    let kinds =
+        [SegmentKind::Kernel, SegmentKind::Initrd, SegmentKind::Dtb, SegmentKind::ElfCoreHdr, SegmentKind::Other];
     let mut cases = Vec::new();
     for kind in kinds {
         let index = base.index_of(kind);
@@ -189,7 +190,11 @@ fn excluded_segments_are_not_hashed_but_boot() {
             let l = out.line_with(&line).unwrap_or_else(|| panic!("no line for {line}:\n{}", out.console));
             assert!(l.ends_with("excluded, structure ok"), "{l}");
         }
-        assert!(seeds_line(&out).contains("bootargs=\"console=ttyAMA0 Harness\""), "the rewritten DTB was not the one handed over:\n{}", out.console);
+        assert!(
+            seeds_line(&out).contains("bootargs=\"console=ttyAMA0 Harness\""),
+            "the rewritten DTB was not the one handed over:\n{}",
+            out.console
+        );
     }
 }
 

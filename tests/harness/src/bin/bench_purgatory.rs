@@ -37,7 +37,8 @@ fn run(mode: &Mode, mib: usize, icount: bool) -> Result<(String, u64, u64, Durat
     if !out.contains("payload: checks passed") {
         return Err(format!("{}: guest did not boot:\n{}", mode.name, out.console));
     }
-    let (engine, bytes, us) = hashed(&out).ok_or_else(|| format!("{}: no summary line:\n{}", mode.name, out.console))?;
+    let (engine, bytes, us) =
+        hashed(&out).ok_or_else(|| format!("{}: no summary line:\n{}", mode.name, out.console))?;
     Ok((engine, bytes, us, out.wall))
 }
 
@@ -69,11 +70,17 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!("aarch64 purgatory: flat image {} bytes (kexec-tools' arm64 purgatory: 13.6 KB), memory footprint {} KiB",
-        image.bytes.len(), image.mem_size() / 1024);
+    println!(
+        "aarch64 purgatory: flat image {} bytes (kexec-tools' arm64 purgatory: 13.6 KB), memory footprint {} KiB",
+        image.bytes.len(),
+        image.mem_size() / 1024
+    );
     println!("QEMU TCG, -M virt,virtualization=on -cpu cortex-a72 (EL2 nVHE), {mib} MiB of segments");
     println!("note: TCG does not model caches; cache effects show only on hardware. Instruction counts are exact.\n");
-    println!("{:<46} {:>10} {:>12} {:>14} {:>12} {:>10}", "mode", "engine", "insns/byte", "guest ms", "hash wall ms", "speedup");
+    println!(
+        "{:<46} {:>10} {:>12} {:>14} {:>12} {:>10}",
+        "mode", "engine", "insns/byte", "guest ms", "hash wall ms", "speedup"
+    );
     let mut rows = Vec::new();
     for mode in &modes {
         let counted = run(mode, mib, true);
@@ -134,7 +141,11 @@ fn host_engines(mib: usize) {
                 std::process::exit(1);
             }
             println!("  purgatory sha-ni asm          {:>6.0} MB/s", mib as f64 * 1.048_576 / ni_s);
-            println!("  sha2 crate, host dispatch     {:>6.0} MB/s   (ours / theirs = {:.2})", mib as f64 * 1.048_576 / soft_s, soft_s / ni_s);
+            println!(
+                "  sha2 crate, host dispatch     {:>6.0} MB/s   (ours / theirs = {:.2})",
+                mib as f64 * 1.048_576 / soft_s,
+                soft_s / ni_s
+            );
         }
         None => println!("  this CPU has no SHA-NI; sha2 crate {:>6.0} MB/s", mib as f64 * 1.048_576 / soft_s),
     }
