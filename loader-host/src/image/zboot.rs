@@ -15,8 +15,11 @@
 
 use std::fmt;
 
-use super::arm64::hex4;
-use super::decompress::Codec;
+use super::decompress::{decompress, Codec, MAX_DECOMPRESSED};
+use super::{Host, ImageError, KernelFormat, KernelImage};
+use crate::arch::Arch;
+use crate::bytes::le32;
+use crate::input::Blob;
 
 pub const IMAGE_TYPE: [u8; 4] = *b"zimg";
 const IMAGE_TYPE_AT: usize = 4;
@@ -86,7 +89,7 @@ impl fmt::Display for ZbootError {
             }
             Self::WrongMachine { machine } => write!(
                 f,
-                "{z}: PE machine type is {machine:#06x} ({}), not arm64 ({MACHINE_ARM64:#06x})",
+                "{z}: PE machine type is {machine:#06x} ({}), not one this loader boots from EFI zboot (arm64 {MACHINE_ARM64:#06x})",
                 machine_name(*machine)
             ),
             Self::UnsupportedCompression { name } => write!(
@@ -110,10 +113,9 @@ fn machine_name(m: u16) -> &'static str {
     }
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut v = [0u8; 4];
-    v.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(v)
+fn word(b: &[u8], at: usize) -> u32 {
+    // parse() checked the 0x40-byte header is there.
+    le32(b, at).unwrap_or(0)
 }
 
 /// "MZ" at 0 and "zimg" at 4.
@@ -136,8 +138,8 @@ impl ZbootHeader {
             .ok_or(ZbootError::BadCompressionField)?
             .to_string();
 
-        let payload_offset = le32(file, PAYLOAD_OFFSET_AT);
-        let payload_size = le32(file, PAYLOAD_SIZE_AT);
+        let payload_offset = word(file, PAYLOAD_OFFSET_AT);
+        let payload_size = word(file, PAYLOAD_SIZE_AT);
         let end = u64::from(payload_offset) + u64::from(payload_size);
         if end > file.len() as u64 {
             return Err(ZbootError::PayloadOutOfBounds {
@@ -148,7 +150,7 @@ impl ZbootHeader {
         }
 
         // zboot-header.S `.Lpehdr: .long PE_MAGIC; .short MACHINE_TYPE`.
-        let pe = le32(file, PE_OFFSET_AT);
+        let pe = word(file, PE_OFFSET_AT);
         let pe_at = pe as usize;
         let sig = file.get(pe_at..pe_at.saturating_add(6)).ok_or(ZbootError::BadPeHeader { offset: pe })?;
         if sig[..4] != PE_MAGIC {
@@ -164,12 +166,12 @@ impl ZbootHeader {
         file.get(start..start + self.payload_size as usize).unwrap_or(&[])
     }
 
-    /// Refuse other architectures before spending time decompressing.
-    pub fn check_arm64(&self) -> Result<(), ZbootError> {
-        if self.machine == MACHINE_ARM64 {
-            Ok(())
-        } else {
-            Err(ZbootError::WrongMachine { machine: self.machine })
+    /// The architecture of the PE machine type, for those this loader
+    /// boots from zboot (x86 kernels are bzImages, not zboot).
+    pub fn arch(&self) -> Result<Arch, ZbootError> {
+        match self.machine {
+            MACHINE_ARM64 => Ok(Arch::Arm64),
+            _ => Err(ZbootError::WrongMachine { machine: self.machine }),
         }
     }
 
@@ -185,12 +187,39 @@ impl ZbootHeader {
     }
 }
 
-/// For error messages: the first four bytes of a file.
-pub(crate) fn magic_of(bytes: &[u8]) -> String {
-    let mut m = [0u8; 4];
-    let n = bytes.len().min(4);
-    m[..n].copy_from_slice(&bytes[..n]);
-    hex4(&m)
+/// The format: EFI zboot ("MZ" at 0, "zimg" at 4), payload gzip or zstd.
+pub struct Zboot;
+
+impl KernelFormat for Zboot {
+    fn names(&self) -> &'static [&'static str] {
+        &["zimg", "zboot", "vmlinuz.efi"]
+    }
+    fn describe(&self) -> &'static str {
+        "EFI zboot (\"MZ\" + \"zimg\" at 0)"
+    }
+    fn probe(&self, file: &[u8]) -> bool {
+        is_zboot(file)
+    }
+    fn arch_hint(&self, head: &[u8]) -> Option<Arch> {
+        ZbootHeader::parse(head).ok()?.arch().ok()
+    }
+    fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
+        let header = ZbootHeader::parse(&file).map_err(ImageError::Zboot)?;
+        // Refuse other architectures before spending time decompressing.
+        let arch = header.arch().map_err(ImageError::Zboot)?;
+        let codec = header.codec().map_err(ImageError::Zboot)?;
+        let format = match codec {
+            Codec::Gzip => "EFI zboot (gzip)",
+            Codec::Zstd => "EFI zboot (zstd)",
+        };
+        let image = decompress(codec, header.payload(&file), MAX_DECOMPRESSED, "EFI zboot payload")
+            .map_err(ImageError::Decompress)?;
+        let wrap = |e| ImageError::Payload { format, inner: Box::new(e) };
+        match arch {
+            Arch::Arm64 => super::arm64_image::kernel_from_raw(Blob::new(image), format, host).map_err(wrap),
+            Arch::X86_64 => Err(ImageError::Zboot(ZbootError::WrongMachine { machine: header.machine })),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,7 +257,7 @@ pub(crate) mod tests {
         );
         assert_eq!(h.payload(&f), b"payload!");
         assert_eq!(h.codec().unwrap(), Codec::Zstd);
-        assert!(h.check_arm64().is_ok());
+        assert_eq!(h.arch(), Ok(Arch::Arm64));
     }
 
     #[test]
@@ -257,7 +286,7 @@ pub(crate) mod tests {
         assert!(matches!(ZbootHeader::parse(&f[..0x20]), Err(ZbootError::TooShort { len: 0x20 })));
 
         let h = ZbootHeader::parse(&zboot("gzip", 0x5064, b"abc")).unwrap();
-        let err = h.check_arm64().unwrap_err();
+        let err = h.arch().unwrap_err();
         assert!(err.to_string().contains("riscv64"), "{err}");
     }
 }

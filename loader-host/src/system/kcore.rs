@@ -6,20 +6,35 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::bytes::{le16, le32, le64};
+
 /// `vaddr - paddr` of the largest PT_LOAD that covers `phys`, or None when
 /// /proc/kcore is unreadable or has no such entry.
 pub fn linear_offset(kcore: &Path, phys: u64) -> Option<u64> {
     offset_from_headers(&read_head(kcore)?, phys)
 }
 
-fn le16(b: &[u8], o: usize) -> Option<u64> {
-    Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?) as u64)
-}
-fn le32(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn le64(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+/// The program headers of an ELF64 little-endian file's first bytes, as
+/// (p_type, p_vaddr, p_paddr, p_memsz); None when it is not one. Offsets
+/// come from the file: checked, never trusted.
+fn program_headers(head: &[u8]) -> Option<Vec<(u32, u64, u64, u64)>> {
+    if head.get(..4)? != b"\x7fELF" || *head.get(4)? != 2 || *head.get(5)? != 1 {
+        return None;
+    }
+    let phoff = usize::try_from(le64(head, 32)?).ok()?;
+    let phentsize = usize::from(le16(head, 54)?);
+    let phnum = usize::from(le16(head, 56)?);
+    (0..phnum)
+        .map(|i| {
+            let p = phoff.checked_add(i.checked_mul(phentsize)?)?;
+            Some((
+                le32(head, p)?,
+                le64(head, p.checked_add(16)?)?,
+                le64(head, p.checked_add(24)?)?,
+                le64(head, p.checked_add(40)?)?,
+            ))
+        })
+        .collect()
 }
 
 /// x86_64: the kernel text PT_LOAD of /proc/kcore (KCORE_TEXT: vaddr in
@@ -51,15 +66,7 @@ const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 const MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
 
 fn text_from_headers(head: &[u8]) -> Option<(u64, u64, u64)> {
-    if head.get(..4)? != b"\x7fELF" || *head.get(4)? != 2 || *head.get(5)? != 1 {
-        return None;
-    }
-    let phoff = le64(head, 32)? as usize;
-    let phentsize = le16(head, 54)? as usize;
-    let phnum = le16(head, 56)? as usize;
-    (0..phnum).find_map(|i| {
-        let p = phoff + i * phentsize;
-        let (ty, vaddr, paddr, memsz) = (le32(head, p)?, le64(head, p + 16)?, le64(head, p + 24)?, le64(head, p + 40)?);
+    program_headers(head)?.into_iter().find_map(|(ty, vaddr, paddr, memsz)| {
         (ty == 1 && (START_KERNEL_MAP..MODULES_VADDR).contains(&vaddr) && paddr != u64::MAX && memsz > 0)
             .then_some((vaddr, paddr, memsz))
     })
@@ -67,20 +74,10 @@ fn text_from_headers(head: &[u8]) -> Option<(u64, u64, u64)> {
 
 /// The same, from the first bytes of a kcore-like ELF64 core file.
 pub fn offset_from_headers(head: &[u8], phys: u64) -> Option<u64> {
-    if head.get(..4)? != b"\x7fELF" || *head.get(4)? != 2 || *head.get(5)? != 1 {
-        return None;
-    }
-    let phoff = le64(head, 32)? as usize;
-    let phentsize = le16(head, 54)? as usize;
-    let phnum = le16(head, 56)? as usize;
     let mut best: Option<(u64, u64)> = None; // (memsz, offset)
-    for i in 0..phnum {
-        let p = phoff + i * phentsize;
-        if le32(head, p)? != 1 {
-            continue; // PT_LOAD only
-        }
-        let (vaddr, paddr, memsz) = (le64(head, p + 16)?, le64(head, p + 24)?, le64(head, p + 40)?);
-        if paddr == u64::MAX || !(paddr <= phys && phys < paddr.saturating_add(memsz)) {
+    for (ty, vaddr, paddr, memsz) in program_headers(head)? {
+        // PT_LOAD only, and only those that map `phys`.
+        if ty != 1 || paddr == u64::MAX || !(paddr <= phys && phys < paddr.saturating_add(memsz)) {
             continue;
         }
         if best.is_none_or(|(m, _)| memsz > m) {
@@ -93,8 +90,9 @@ pub fn offset_from_headers(head: &[u8], phys: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elfcore::{CoreLayout, NoteRegion, EM_AARCH64};
-    use crate::layout::Range;
+    use crate::crash::elfcore::{CoreLayout, EM_AARCH64};
+    use crate::range::Range;
+    use crate::system::crash_notes::NoteRegion;
 
     #[test]
     fn picks_the_linear_map_entry() {
@@ -113,5 +111,16 @@ mod tests {
         assert_eq!(offset_from_headers(&bytes, 0x4800_0000), Some(off));
         assert_eq!(offset_from_headers(&bytes, 0x1000), None);
         assert_eq!(offset_from_headers(b"not an elf", 0), None);
+    }
+
+    #[test]
+    fn hostile_headers_do_not_overflow() {
+        let mut h = vec![0u8; 64];
+        h[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        h[32..40].copy_from_slice(&u64::MAX.to_le_bytes()); // e_phoff
+        h[54..56].copy_from_slice(&0xffffu16.to_le_bytes());
+        h[56..58].copy_from_slice(&0xffffu16.to_le_bytes());
+        assert_eq!(offset_from_headers(&h, 0), None);
+        assert_eq!(text_from_headers(&h), None);
     }
 }

@@ -18,7 +18,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::layout::{FreeMap, Range};
+use crate::range::{FreeMap, Range};
 
 /// Where the memory block devices live on a running system.
 pub const SYSFS_MEMORY: &str = "/sys/devices/system/memory";

@@ -5,8 +5,8 @@
 
 use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_PL011};
 
-use crate::dtb_edit::{DtbEditError, DtbEditor, PsciMethod, DEFAULT_PADDING};
-use crate::layout::Range;
+use super::edit::{DtbEditError, DtbEditor, PsciMethod, DEFAULT_PADDING};
+use crate::range::Range;
 
 /// What the loader learns from the source DTB.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,7 +1,14 @@
-//! The raw arm64 `Image` header (Documentation/arch/arm64/booting.rst §4
-//! "Call the kernel image"): 64 bytes, little-endian.
+//! The raw arm64 `Image` (Documentation/arch/arm64/booting.rst §4 "Call
+//! the kernel image"): its 64-byte little-endian header, and the format
+//! module that loads it.
 
 use std::fmt;
+
+use super::{Host, ImageError, ImageKernel, Kernel, KernelFormat, KernelImage};
+use crate::arch::Arch;
+use crate::bytes::le64;
+use crate::input::Blob;
+use crate::range::PAGE;
 
 /// Bytes in the header.
 pub const HEADER_LEN: usize = 64;
@@ -94,6 +101,11 @@ pub enum HeaderError {
     BigEndian,
     /// flags bits 1-2 name a page size the running kernel does not use.
     PageSizeMismatch { kernel: u64, host: u64 },
+    /// text_offset is not a page multiple: the segment could not start
+    /// page-aligned (kexec_load requires it).
+    TextOffset { text_offset: u64 },
+    /// text_offset + image_size passes the end of the address space.
+    SizeOverflow { text_offset: u64, image_size: u64 },
 }
 
 impl fmt::Display for HeaderError {
@@ -117,6 +129,14 @@ impl fmt::Display for HeaderError {
                 kib(*kernel),
                 kib(*host)
             ),
+            Self::TextOffset { text_offset } => write!(
+                f,
+                "arm64 Image header: text_offset (0x08) {text_offset:#x} is not a multiple of 4 KiB; kexec segments start on pages"
+            ),
+            Self::SizeOverflow { text_offset, image_size } => write!(
+                f,
+                "arm64 Image header: text_offset (0x08) {text_offset:#x} + image_size (0x10) {image_size:#x} overflows 64 bits"
+            ),
         }
     }
 }
@@ -127,14 +147,13 @@ fn kib(bytes: u64) -> String {
     format!("{}K", bytes >> 10)
 }
 
-pub(crate) fn hex4(b: &[u8; 4]) -> String {
-    format!("{:02x} {:02x} {:02x} {:02x}", b[0], b[1], b[2], b[3])
+fn hex4(b: &[u8; 4]) -> String {
+    crate::bytes::magic_hex(b)
 }
 
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut v = [0u8; 8];
-    v.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(v)
+fn field(b: &[u8], at: usize) -> u64 {
+    // parse_header checked the 64-byte header is there.
+    le64(b, at).unwrap_or(0)
 }
 
 /// Whether `bytes` carries the arm64 Image magic.
@@ -149,14 +168,13 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
         return Err(HeaderError::TooShort { len: image.len() });
     }
     if !has_magic(image) {
-        let mut found = [0u8; 4];
-        found.copy_from_slice(&image[MAGIC_OFFSET..MAGIC_OFFSET + 4]);
+        let found = crate::bytes::array(image, MAGIC_OFFSET).unwrap_or([0; 4]);
         return Err(HeaderError::BadMagic { found });
     }
-    let image_size = le64(image, IMAGE_SIZE_AT);
+    let image_size = field(image, IMAGE_SIZE_AT);
     // booting.rst §4: "As of v3.17, all fields are little endian"; before
     // that image_size is zero and flags did not exist.
-    let flags = if image_size == 0 { 0 } else { le64(image, FLAGS_AT) };
+    let flags = if image_size == 0 { 0 } else { field(image, FLAGS_AT) };
     let header = if image_size == 0 {
         // booting.rst §4: "Where image_size is zero, text_offset can be
         // assumed to be 0x80000", and the memory the kernel needs after its
@@ -173,7 +191,7 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
             size_estimated: true,
         }
     } else {
-        Arm64Header { text_offset: le64(image, TEXT_OFFSET_AT), image_size, flags, size_estimated: false }
+        Arm64Header { text_offset: field(image, TEXT_OFFSET_AT), image_size, flags, size_estimated: false }
     };
     if header.is_big_endian() {
         return Err(HeaderError::BigEndian);
@@ -186,7 +204,52 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
             return Err(HeaderError::PageSizeMismatch { kernel, host: host_page_size });
         }
     }
+    if !header.text_offset.is_multiple_of(PAGE) {
+        return Err(HeaderError::TextOffset { text_offset: header.text_offset });
+    }
+    if header.text_offset.checked_add(header.image_size).is_none() {
+        return Err(HeaderError::SizeOverflow { text_offset: header.text_offset, image_size: header.image_size });
+    }
     Ok(header)
+}
+
+/// The raw Image as an [`ImageKernel`], for this format and the ones that
+/// wrap it (Image.gz, EFI zboot).
+pub fn kernel_from_raw(data: Blob, format: &'static str, host: Host) -> Result<KernelImage, ImageError> {
+    let h = parse_header(&data, host.page_size).map_err(ImageError::Arm64)?;
+    // booting.rst §4: "At least image_size bytes from the start of the image
+    // must be free"; a signed Image carries data past image_size, so never
+    // less than the file.
+    let mem_size = h.image_size.max(data.len() as u64);
+    let kernel = ImageKernel {
+        data,
+        text_offset: h.text_offset,
+        mem_size,
+        anywhere: h.placement_anywhere(),
+        size_estimated: h.size_estimated,
+    };
+    Ok(KernelImage { arch: Arch::Arm64, format, kernel: Kernel::Image(kernel) })
+}
+
+/// The format: a raw arm64 Image ("ARM\x64" at 0x38).
+pub struct Arm64Image;
+
+impl KernelFormat for Arm64Image {
+    fn names(&self) -> &'static [&'static str] {
+        &["Image", "image-arm64", "arm64"]
+    }
+    fn describe(&self) -> &'static str {
+        "arm64 Image (\"ARM\\x64\" at 0x38)"
+    }
+    fn probe(&self, file: &[u8]) -> bool {
+        has_magic(file)
+    }
+    fn arch_hint(&self, _head: &[u8]) -> Option<Arch> {
+        Some(Arch::Arm64)
+    }
+    fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
+        kernel_from_raw(file, "Image", host)
+    }
 }
 
 #[cfg(test)]
@@ -263,5 +326,18 @@ pub(crate) mod tests {
         img[MAGIC_OFFSET] = b'X';
         let err = parse_header(&img, 4096).unwrap_err();
         assert!(err.to_string().contains("58 52 4d 64"), "{err}");
+    }
+
+    #[test]
+    fn hostile_offsets_are_refused_not_wrapped() {
+        // text_offset near 2^64 (issue: the addition wrapped and a kernel
+        // was placed outside RAM).
+        let err = parse_header(&image(u64::MAX - 0xfff, 1 << 24, FLAGS_4K, 0), 4096).unwrap_err();
+        assert!(matches!(err, HeaderError::SizeOverflow { .. }), "{err}");
+        assert!(err.to_string().contains("overflows 64 bits"), "{err}");
+        let err = parse_header(&image(0x800, 1 << 24, FLAGS_4K, 0), 4096).unwrap_err();
+        assert_eq!(err, HeaderError::TextOffset { text_offset: 0x800 });
+        // A huge but representable image_size parses; placement refuses it.
+        assert!(parse_header(&image(0, 1 << 62, FLAGS_4K, 0), 4096).is_ok());
     }
 }

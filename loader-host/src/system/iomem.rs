@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::layout::{FreeMap, Range};
+use crate::range::{FreeMap, Range, PAGE};
 
 /// kernel/resource.c: the name of boot memory resources.
 pub const SYSTEM_RAM: &str = "System RAM";
@@ -231,41 +231,57 @@ impl Iomem {
     /// UEFI tables, GIC ITS/LPI tables, /reserved-memory and /memreserve/
     /// regions. They must survive into the next kernel.
     pub fn usable_ram(&self) -> FreeMap {
-        let mut free = FreeMap::new(self.system_ram());
-        for e in &self.entries {
-            if !KEEP_CHILDREN.contains(&e.name.as_str()) && self.inside(e, SYSTEM_RAM) {
+        self.usable(SYSTEM_RAM, self.system_ram())
+    }
+
+    /// `regions` (RAM named `name`) minus what may not receive a segment.
+    /// Resources never overlap their siblings (kernel/resource.c,
+    /// __request_resource), so in a sound tree only descendants of RAM take
+    /// from it, and ancestors of RAM (a "PCI mem" window around it) must not:
+    /// - its descendants other than the kernel image parts;
+    /// - any other entry that overlaps it without enclosing it (a reserved
+    ///   range or an MMIO window listed at top level across RAM: the
+    ///   kernel's resource tree should not allow it, a broken firmware map
+    ///   or a hostile file may);
+    /// - the first page: the purgatory refuses a segment at address 0 (it
+    ///   is not a valid physical pointer to hand over).
+    fn usable(&self, name: &str, regions: Vec<Range>) -> FreeMap {
+        // Parents come before their children (parse() builds the tree in
+        // file order), so one pass down finds descendants of `name` and one
+        // pass up from each `name` entry finds its ancestors: linear in the
+        // number of entries, whatever the file holds.
+        let n = self.entries.len();
+        let mut below = vec![false; n];
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(p) = e.parent.filter(|&p| p < i) {
+                below[i] = below[p] || self.entries[p].name == name;
+            }
+        }
+        let mut above = vec![false; n];
+        for e in self.entries.iter().filter(|e| e.name == name) {
+            let mut p = e.parent;
+            while let Some(i) = p.filter(|&i| i < n && !above[i]) {
+                above[i] = true;
+                p = self.entries[i].parent;
+            }
+        }
+        let mut free = FreeMap::new(regions);
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.name == name || KEEP_CHILDREN.contains(&e.name.as_str()) {
+                continue;
+            }
+            if below[i] || !above[i] {
                 free.remove(e.range);
             }
         }
+        free.remove(Range::new(0, PAGE));
         free
-    }
-
-    /// Whether an ancestor of `e` is named `name`. Resources never overlap
-    /// their siblings (kernel/resource.c, __request_resource), so only
-    /// descendants of RAM can take from it; ancestors of RAM (a "PCI mem"
-    /// window around it, say) must not.
-    fn inside(&self, e: &IomemEntry, name: &str) -> bool {
-        let mut p = e.parent;
-        while let Some(i) = p {
-            match self.entries.get(i) {
-                Some(a) if a.name == name => return true,
-                Some(a) => p = a.parent,
-                None => return false,
-            }
-        }
-        false
     }
 
     /// RAM a crash kernel (KEXEC_ON_CRASH) may use: the "Crash kernel"
     /// ranges minus anything reserved inside them.
     pub fn crash_usable(&self) -> FreeMap {
-        let mut free = FreeMap::new(self.crash_kernel());
-        for e in &self.entries {
-            if !KEEP_CHILDREN.contains(&e.name.as_str()) && self.inside(e, CRASH_KERNEL) {
-                free.remove(e.range);
-            }
-        }
-        free
+        self.usable(CRASH_KERNEL, self.crash_kernel())
     }
 }
 
@@ -430,5 +446,23 @@ fffc0000-ffffffff : Reserved
         let m = Iomem::parse("00000000-ffffffffffffffff : PCI mem\n  40000000-7fffffff : System RAM\n").unwrap();
         assert_eq!(m.system_ram(), vec![r(0x4000_0000, 0x7fff_ffff)]);
         assert_eq!(m.usable_ram().ranges(), &[r(0x4000_0000, 0x7fff_ffff)], "an enclosing window takes nothing");
+    }
+
+    #[test]
+    fn top_level_ranges_over_ram_and_page_zero_are_not_usable() {
+        // A GIC and a reserved range listed at top level across System RAM,
+        // and RAM from address 0.
+        let text = "\
+00000000-3fffffff : System RAM
+08000000-0800ffff : GICD
+40000000-bfffffff : System RAM
+  40210000-4175ffff : Kernel code
+4f000000-4fffffff : reserved
+";
+        let m = Iomem::parse(text).unwrap();
+        assert_eq!(
+            m.usable_ram().ranges(),
+            &[r(0x1000, 0x7ff_ffff), r(0x801_0000, 0x4eff_ffff), r(0x5000_0000, 0xbfff_ffff)]
+        );
     }
 }

@@ -7,16 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kexec_purgatory::abi::{ON_FAILURE_HALT, ON_FAILURE_RESET};
+use loader_host::image;
+use loader_host::plan::Plan;
+use loader_host::request::{CmdlineChoice, CrashOptions, OnFailure as ReqOnFailure, Request};
+use loader_host::syscall::{self, SyscallError};
+use loader_host::{report, Arch, SystemSources};
 
 use crate::args::{Args, OnFailure, SyscallChoice};
-use crate::arm64::{self, CmdlineChoice, Input, LoadRequest};
-use crate::console;
-use crate::plan::Plan;
-use crate::purgatory_image::PurgatoryImage;
-use crate::report;
-use crate::sources::SystemSources;
-use crate::syscall::{self, KexecSegment, SyscallError};
 
 /// A failure with its exit status.
 struct Fail {
@@ -90,18 +87,6 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
     let ctx = Ctx { args, src };
     let a = &ctx.args;
 
-    if a.kernel_type.as_deref().is_some_and(|t| {
-        !matches!(
-            t.to_ascii_lowercase().as_str(),
-            "image" | "image-arm64" | "arm64" | "vmlinuz" | "zimg" | "image.gz" | "bzimage" | "bzimage64"
-        )
-    }) {
-        return Err(Fail::usage(format!(
-            "--type {}: this loader handles arm64 Image, Image.gz, EFI zboot and x86 bzImage (types Image, vmlinuz, zimg, bzImage)",
-            a.kernel_type.as_deref().unwrap_or_default()
-        )));
-    }
-
     if a.hotplug && !a.load_panic {
         return Err(Fail::usage("--hotplug applies to crash kernels: use it with -p"));
     }
@@ -114,8 +99,7 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
     if a.status {
         // kexec-tools: -S reports the crash kernel unless -l is given.
         let crash = !a.load;
-        let loaded = syscall::loaded_status(&ctx.src.sys_root, crash)
-            .map_err(|e| Fail::run(format!("{}: {e}", ctx.src.sys_root.join("kernel").display())))?;
+        let loaded = ctx.src.kexec_loaded(crash)?;
         println!("{} kernel {}", if crash { "crash" } else { "kexec" }, if loaded { "loaded" } else { "not loaded" });
         return Ok(if loaded { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
@@ -139,45 +123,38 @@ fn run(args: Args) -> Result<ExitCode, Fail> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn request(ctx: &Ctx, kernel: PathBuf) -> Result<LoadRequest, Fail> {
+/// The library request for these arguments.
+fn request(ctx: &Ctx, kernel: PathBuf) -> Result<Request, Fail> {
     let a = &ctx.args;
-    let mut req = LoadRequest::new(kernel);
-    for i in &a.initrd {
-        req.inputs.push(Input::Initrd(i.clone()));
-    }
-    if let Some(d) = &a.dtb {
-        req.inputs.push(Input::Dtb(d.clone()));
-    }
+    let mut req = Request::new(kernel);
+    req.kernel_type = a.kernel_type.clone();
+    req.initrds = a.initrd.clone();
+    req.dtb = a.dtb.clone();
     req.cmdline = match (&a.append, a.reuse_cmdline) {
         (None, false) => CmdlineChoice::Keep,
         (Some(s), false) => CmdlineChoice::Set(s.clone()),
         (extra, true) => CmdlineChoice::Reuse(extra.clone().unwrap_or_default()),
     };
-    if let CmdlineChoice::Set(s) | CmdlineChoice::Reuse(s) = &req.cmdline {
-        req.inputs.push(Input::Cmdline(s.clone()));
-    }
-    if let Some(tty) = &a.serial {
-        req.console = Some(console::from_sysfs(&ctx.src.sys_root, tty)?);
-    }
+    req.serial = a.serial.clone();
     req.verify = !a.no_checks;
-    if a.load_panic {
-        req.crash = Some(crate::arm64::CrashOptions { hotplug: a.hotplug, exclude: !a.debug_hash_excluded });
-    }
     req.on_failure = match a.on_failure {
-        OnFailure::Halt => ON_FAILURE_HALT,
-        OnFailure::Reset => ON_FAILURE_RESET,
+        OnFailure::Halt => ReqOnFailure::Halt,
+        OnFailure::Reset => ReqOnFailure::Reset,
     };
+    if a.load_panic {
+        req.crash = Some(CrashOptions { hotplug: a.hotplug, exclude: !a.debug_hash_excluded });
+    }
     for s in &a.dtb_set {
         let (path, value) = s
             .split_once('=')
             .ok_or_else(|| Fail::usage(format!("--dtb-set {s}: expected /path/to/node/property=value")))?;
-        if crate::handover_dtb::split_property_path(path).is_none() {
+        if loader_host::dtb::handover::split_property_path(path).is_none() {
             return Err(Fail::usage(format!("--dtb-set {s}: '{path}' is not an absolute /node/property path")));
         }
         req.dtb_set.push((path.to_string(), value.to_string()));
     }
     for p in &a.dtb_delete {
-        if crate::handover_dtb::split_property_path(p).is_none() {
+        if loader_host::dtb::handover::split_property_path(p).is_none() {
             return Err(Fail::usage(format!("--dtb-delete {p}: not an absolute /node/property path")));
         }
         req.dtb_delete.push(p.clone());
@@ -185,63 +162,30 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<LoadRequest, Fail> {
     Ok(req)
 }
 
-/// The architecture a kernel image is for, from its format: a bzImage is
-/// x86_64, anything else goes to the arm64 parser (which names what it
-/// found if that is not arm64 either).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum KernelArch {
-    Arm64,
-    X86_64,
-}
-
-fn kernel_arch(path: &std::path::Path) -> Result<KernelArch, Fail> {
+/// The architecture of a kernel file, from its first bytes (for refusing
+/// a foreign kernel before anything is read in full).
+fn kernel_arch(path: &std::path::Path) -> Result<Option<Arch>, Fail> {
     use std::io::Read;
-    let mut head = vec![0u8; 1024];
+    let mut head = vec![0u8; 4096];
     let mut f = std::fs::File::open(path).map_err(|e| Fail::run(format!("{}: {e}", path.display())))?;
     let n = f.read(&mut head).map_err(|e| Fail::run(format!("{}: {e}", path.display())))?;
     head.truncate(n);
-    Ok(if crate::kernel_image::is_bzimage(&head) { KernelArch::X86_64 } else { KernelArch::Arm64 })
-}
-
-fn native_arch() -> Option<KernelArch> {
-    if cfg!(target_arch = "aarch64") {
-        Some(KernelArch::Arm64)
-    } else if cfg!(target_arch = "x86_64") {
-        Some(KernelArch::X86_64)
-    } else {
-        None
-    }
+    Ok(image::probe_arch(&head))
 }
 
 fn make_plan(ctx: &Ctx, kernel: PathBuf) -> Result<Plan, Fail> {
-    let arch = kernel_arch(&kernel)?;
     let req = request(ctx, kernel)?;
     ctx.progress("reading kernel, initrds and boot data; laying out segments");
-    let plan = match arch {
-        KernelArch::Arm64 => arm64::plan(&req, &ctx.src, &PurgatoryImage::aarch64()?)?,
-        KernelArch::X86_64 => crate::x86_64::plan(&req, &ctx.src, &PurgatoryImage::x86_64()?)?,
-    };
+    let plan = loader_host::plan(&req, &ctx.src)?;
     ctx.progress(&format!("planned {} segments, entry {:#x}", plan.segments.len(), plan.entry));
     Ok(plan)
 }
 
 fn print_plan(ctx: &Ctx, plan: &Plan) {
     if ctx.args.json {
-        println!("{}", serde_json::to_string_pretty(&report::json(plan)).unwrap_or_default());
+        println!("{}", report::json(plan));
     } else {
-        let arch = match plan
-            .params
-            .segments
-            .iter()
-            .take(plan.params.nr_segments as usize)
-            .any(|s| s.kind == kexec_purgatory::abi::SegmentKind::BootParams as u32)
-        {
-            true => "x86_64",
-            false => "arm64",
-        };
-        let what = if ctx.args.load_panic { " crash kernel" } else { "" };
-        let title = format!("rkexec plan ({arch}{what}, kexec_load through the rkexec purgatory):");
-        print!("{}", report::table(plan, &title));
+        print!("{}", report::table(plan));
     }
 }
 
@@ -249,55 +193,34 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
     if choice == SyscallChoice::File {
         return load_file(ctx, kernel);
     }
-    let arch = kernel_arch(&kernel)?;
-    if native_arch() != Some(arch) {
-        return Err(Fail::usage(format!(
-            "{}: a {arch:?} kernel cannot be kexec'd from this {} machine (plan works anywhere)",
-            kernel.display(),
-            std::env::consts::ARCH
-        )));
+    if let Some(arch) = kernel_arch(&kernel)? {
+        if Arch::native() != Some(arch) {
+            return Err(Fail::usage(format!(
+                "{}: an {arch} kernel cannot be kexec'd from this {} machine (plan works anywhere)",
+                kernel.display(),
+                std::env::consts::ARCH
+            )));
+        }
     }
     let plan = make_plan(ctx, kernel.clone())?;
     if ctx.args.debug {
         print_plan(ctx, &plan);
     }
-    let segs: Vec<KexecSegment> = plan
-        .segments
-        .iter()
-        .map(|s| KexecSegment {
-            buf: s.bytes.as_ptr().cast(),
-            bufsz: s.bytes.len(),
-            mem: s.mem,
-            memsz: s.memsz as usize,
-        })
-        .collect();
-    let mut flags = syscall::native_arch_flag();
-    if ctx.args.load_panic {
-        flags |= syscall::KEXEC_ON_CRASH;
-        if ctx.args.hotplug {
-            // x86 has taken KEXEC_UPDATE_ELFCOREHDR since 6.5 (and 6.5-6.9
-            // reject 0x8); every other arch uses the generic flag (6.10+).
-            flags |= if arch == KernelArch::X86_64 {
-                syscall::KEXEC_UPDATE_ELFCOREHDR
-            } else {
-                syscall::KEXEC_CRASH_HOTPLUG_SUPPORT
-            };
-        }
-    }
     ctx.progress("kexec_load");
-    match syscall::kexec_load(plan.entry, &segs, flags) {
+    match syscall::load(&plan) {
         Ok(()) => Ok(()),
-        Err(mut e) if e.errno == libc::EINVAL && ctx.args.hotplug => {
-            e.context = Some(if arch == KernelArch::X86_64 {
-                "this kernel rejected KEXEC_UPDATE_ELFCOREHDR (0x4): it needs Linux 6.5+ with CONFIG_CRASH_HOTPLUG"
-                    .into()
-            } else {
-                "this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG"
-                    .into()
+        Err(mut e) if e.errno == libc::EINVAL && plan.hotplug => {
+            e.context = Some(match plan.arch {
+                Arch::X86_64 => {
+                    "this kernel rejected KEXEC_UPDATE_ELFCOREHDR (0x4): it needs Linux 6.5+ with CONFIG_CRASH_HOTPLUG"
+                        .into()
+                }
+                _ => "this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG"
+                    .into(),
             });
             Err(Fail::run(e.to_string()))
         }
-        Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && lockdown_active(ctx) => {
+        Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && ctx.src.lockdown_active() => {
             eprintln!("rkexec: kexec_load refused by kernel lockdown; falling back to kexec_file_load (the kernel verifies the image; our purgatory is not used)");
             load_file(ctx, kernel)
         }
@@ -314,12 +237,6 @@ fn load(ctx: &Ctx, kernel: PathBuf, choice: SyscallChoice) -> Result<(), Fail> {
     }
 }
 
-/// /sys/kernel/security/lockdown shows "[none] integrity confidentiality"
-/// with the active mode in brackets.
-fn lockdown_active(ctx: &Ctx) -> bool {
-    std::fs::read_to_string(ctx.src.sys_root.join("kernel/security/lockdown")).is_ok_and(|s| !s.contains("[none]"))
-}
-
 fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
     let a = &ctx.args;
     if a.dtb.is_some() {
@@ -330,10 +247,11 @@ fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
     if a.initrd.len() > 1 {
         return Err(Fail::usage("kexec_file_load takes one initrd; concatenate them first or use -c"));
     }
+    let crash = a.load_panic;
     let cmdline = match (&a.append, a.reuse_cmdline) {
         (Some(s), false) => s.clone(),
         (extra, true) => {
-            let mut c = ctx.src.cmdline()?;
+            let mut c = loader_host::cmdline::inherited(&ctx.src.cmdline()?, crash);
             if let Some(e) = extra {
                 c.push(' ');
                 c.push_str(e);
@@ -345,7 +263,7 @@ fn load_file(ctx: &Ctx, kernel: PathBuf) -> Result<(), Fail> {
     let open = |p: &PathBuf| std::fs::File::open(p).map_err(|e| Fail::run(format!("{}: {e}", p.display())));
     let kf = open(&kernel)?;
     let initrd = a.initrd.first().map(open).transpose()?;
-    let flags = if a.load_panic { syscall::KEXEC_FILE_ON_CRASH } else { 0 };
+    let flags = if crash { syscall::KEXEC_FILE_ON_CRASH } else { 0 };
     ctx.progress("kexec_file_load");
     syscall::kexec_file_load(&kf, initrd.as_ref(), &cmdline, flags).map_err(|e: SyscallError| Fail::run(e.to_string()))
 }
@@ -359,7 +277,7 @@ fn unload(ctx: &Ctx, choice: SyscallChoice) -> Result<(), Fail> {
         Ok(()) => Ok(()),
         // Lockdown refuses kexec_load even for unloading; kexec_file_load's
         // unload is allowed (it loads nothing).
-        Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && lockdown_active(ctx) => {
+        Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && ctx.src.lockdown_active() => {
             eprintln!("rkexec: kexec_load refused by kernel lockdown; unloading with kexec_file_load");
             syscall::kexec_file_unload(crash).map_err(|e| Fail::run(e.to_string()))
         }
@@ -368,7 +286,7 @@ fn unload(ctx: &Ctx, choice: SyscallChoice) -> Result<(), Fail> {
 }
 
 fn exec(ctx: &Ctx) -> Result<ExitCode, Fail> {
-    let loaded = syscall::loaded_status(&ctx.src.sys_root, false).unwrap_or(true);
+    let loaded = ctx.src.kexec_loaded(false).unwrap_or(true);
     if !loaded {
         return Err(Fail::run("no kexec image is loaded (load one with -l first)"));
     }

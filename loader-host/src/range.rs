@@ -1,5 +1,6 @@
-//! Physical-memory bookkeeping for segment placement: a set of free,
-//! disjoint ranges from which aligned holes are taken lowest-first.
+//! Physical-memory bookkeeping: half-open ranges and a set of free,
+//! disjoint ranges from which aligned holes are found (lowest or highest
+//! first). The placement primitive built on it is `placement`.
 
 use std::fmt;
 
@@ -11,8 +12,22 @@ pub struct Range {
 }
 
 impl Range {
+    /// Every address.
+    pub const ALL: Range = Range { start: 0, end: u64::MAX };
+
     pub fn new(start: u64, end: u64) -> Self {
         Range { start, end }
+    }
+
+    /// `[start, start + len)`, None when the end would pass 2^64 (a length
+    /// read from a header must not wrap).
+    pub fn checked(start: u64, len: u64) -> Option<Self> {
+        start.checked_add(len).map(|end| Range { start, end })
+    }
+
+    /// Does the range hold `addr`?
+    pub fn contains(&self, addr: u64) -> bool {
+        self.start <= addr && addr < self.end
     }
 
     /// From an inclusive end, as /proc/iomem prints ranges.
@@ -43,12 +58,20 @@ impl fmt::Display for Range {
     }
 }
 
+/// The page size every kexec segment is aligned to (kexec_load requires
+/// page-aligned `mem` and `memsz`: kernel/kexec_core.c
+/// sanity_check_segment_list). arm64/riscv64 kernels with larger pages
+/// still take 4 KiB-aligned segments from a 4 KiB-page loader's view: the
+/// kernel checks against its own PAGE_SIZE, which the Image header's page
+/// size must match (image::arm64_image).
 pub const PAGE: u64 = 4096;
 
+/// `v` rounded up to `align` (a power of two), None on overflow.
 pub fn align_up(v: u64, align: u64) -> Option<u64> {
     v.checked_add(align - 1).map(|x| x & !(align - 1))
 }
 
+/// `v` rounded down to `align` (a power of two).
 pub fn align_down(v: u64, align: u64) -> u64 {
     v & !(align - 1)
 }
@@ -147,6 +170,11 @@ impl FreeMap {
         let r = Range::new(addr, addr + size);
         self.remove(r);
         Some(r)
+    }
+
+    /// Bytes free in all.
+    pub fn total(&self) -> u64 {
+        self.ranges.iter().fold(0u64, |t, r| t.saturating_add(r.len()))
     }
 
     /// Is `r` entirely free?

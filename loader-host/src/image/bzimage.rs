@@ -5,6 +5,11 @@
 
 use std::fmt;
 
+use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
+use crate::arch::Arch;
+use crate::bytes::{le16, le32, le64};
+use crate::input::Blob;
+
 /// boot.rst: the setup header starts at 0x1f1 (struct boot_params.hdr).
 pub const HEADER_START: usize = 0x1f1;
 /// boot.rst "Details of Header Fields", setup_sects: "If this field is 0,
@@ -54,7 +59,7 @@ pub const XLF_CAN_BE_LOADED_ABOVE_4G: u16 = 1 << 1;
 pub const XLF_5LEVEL: u16 = 1 << 5;
 
 /// A checked bzImage.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct BzImage {
     /// Header bytes 0x1f1 .. 0x202 + file[0x201] (boot.rst "64-bit Boot
     /// Protocol": "The end of setup header can be calculated as follows:
@@ -62,8 +67,9 @@ pub struct BzImage {
     pub setup_header: Vec<u8>,
     /// Bytes of the real-mode part: (setup_sects + 1) * 512.
     pub setup_size: usize,
-    /// The protected-mode kernel: file[setup_size..].
-    pub payload: Vec<u8>,
+    /// The protected-mode kernel: file[setup_size..] (shares the file's
+    /// buffer).
+    pub payload: Blob,
     /// Protocol version, e.g. 0x020f.
     pub version: u16,
     pub loadflags: u8,
@@ -190,18 +196,18 @@ fn u8_at(b: &[u8], o: usize) -> u8 {
     b.get(o).copied().unwrap_or(0)
 }
 fn u16_at(b: &[u8], o: usize) -> u16 {
-    b.get(o..o + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    le16(b, o).unwrap_or(0)
 }
 fn u32_at(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    le32(b, o).unwrap_or(0)
 }
 fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from(u32_at(b, o)) | (u64::from(u32_at(b, o + 4)) << 32)
+    le64(b, o).unwrap_or(0)
 }
 
 impl BzImage {
     /// Check `file` against the boot protocol and split it.
-    pub fn parse(file: &[u8]) -> Result<BzImage, BzImageError> {
+    pub fn parse(file: &Blob) -> Result<BzImage, BzImageError> {
         // Both the kernel's kexec_file (bzImage64_probe) and kexec-tools
         // refuse anything shorter than two sectors.
         if file.len() < 2 * SECTOR {
@@ -213,8 +219,7 @@ impl BzImage {
             return Err(BzImageError::BootFlag(boot_flag));
         }
         // boot.rst: header "Contains the magic number 'HdrS'".
-        let mut magic = [0u8; 4];
-        magic.copy_from_slice(&file[HEADER_MAGIC..HEADER_MAGIC + 4]);
+        let magic = crate::bytes::array(file, HEADER_MAGIC).unwrap_or([0; 4]);
         if &magic != b"HdrS" {
             return Err(BzImageError::Magic(magic));
         }
@@ -267,7 +272,7 @@ impl BzImage {
         Ok(BzImage {
             setup_header: file[HEADER_START..end].to_vec(),
             setup_size,
-            payload: file[setup_size..].to_vec(),
+            payload: file.tail(setup_size),
             version,
             loadflags,
             xloadflags,
@@ -281,6 +286,35 @@ impl BzImage {
             handover_offset: u32_at(file, HANDOVER_OFFSET),
         })
     }
+}
+
+/// The format: an x86 bzImage (boot_flag 0xaa55 at 0x1fe, "HdrS" at 0x202).
+pub struct BzImageFormat;
+
+impl KernelFormat for BzImageFormat {
+    fn names(&self) -> &'static [&'static str] {
+        &["bzImage", "bzImage64", "bzimage"]
+    }
+    fn describe(&self) -> &'static str {
+        "x86 bzImage (0xaa55 at 0x1fe, \"HdrS\" at 0x202)"
+    }
+    fn probe(&self, file: &[u8]) -> bool {
+        is_bzimage(file)
+    }
+    fn arch_hint(&self, _head: &[u8]) -> Option<Arch> {
+        Some(Arch::X86_64)
+    }
+    fn parse(&self, file: Blob, _host: Host) -> Result<KernelImage, ImageError> {
+        let bz = BzImage::parse(&file).map_err(ImageError::BzImage)?;
+        Ok(KernelImage { arch: Arch::X86_64, format: "bzImage", kernel: Kernel::BzImage(bz) })
+    }
+}
+
+/// boot.rst "The real-mode kernel header": boot_flag 0xAA55 at 0x1fe and
+/// "HdrS" at 0x202.
+pub fn is_bzimage(bytes: &[u8]) -> bool {
+    bytes.get(BOOT_FLAG..BOOT_FLAG + 2) == Some(&[0x55, 0xaa][..])
+        && bytes.get(HEADER_MAGIC..HEADER_MAGIC + 4) == Some(&b"HdrS"[..])
 }
 
 #[cfg(test)]
@@ -315,12 +349,16 @@ pub(crate) mod tests {
         f
     }
 
+    fn parse(f: &[u8]) -> Result<BzImage, BzImageError> {
+        BzImage::parse(&Blob::new(f.to_vec()))
+    }
+
     #[test]
     fn parses_the_fields_64bit_boot_needs() {
         let f = sample(5000);
-        let bz = BzImage::parse(&f).unwrap();
+        let bz = parse(&f).unwrap();
         assert_eq!(bz.setup_size, 28 * 512);
-        assert_eq!(bz.payload, &f[28 * 512..]);
+        assert_eq!(&bz.payload[..], &f[28 * 512..]);
         assert_eq!(bz.setup_header.len(), 0x26c - 0x1f1);
         assert_eq!(bz.setup_header[0], 27, "starts at setup_sects");
         assert_eq!(&bz.setup_header[0x202 - 0x1f1..0x206 - 0x1f1], b"HdrS");
@@ -334,7 +372,8 @@ pub(crate) mod tests {
         assert_eq!(bz.initrd_addr_max, 0x7fff_ffff);
         assert_eq!(bz.handover_offset, 0x190);
         assert!(bz.can_load_above_4g() && bz.supports_5level());
-        assert!(crate::kernel_image::is_bzimage(&f));
+        assert!(is_bzimage(&f));
+        assert!(!is_bzimage(&f[..0x200]));
         assert!(format!("{bz:?}").contains("payload: 5000"));
     }
 
@@ -342,7 +381,7 @@ pub(crate) mod tests {
     fn setup_sects_zero_means_four() {
         let mut f = sample(100);
         f[SETUP_SECTS] = 0;
-        let bz = BzImage::parse(&f).unwrap();
+        let bz = parse(&f).unwrap();
         assert_eq!(bz.setup_size, 5 * 512);
         assert_eq!(bz.payload.len(), f.len() - 5 * 512);
     }
@@ -353,9 +392,9 @@ pub(crate) mod tests {
         let with = |edit: &dyn Fn(&mut Vec<u8>)| {
             let mut f = ok.clone();
             edit(&mut f);
-            BzImage::parse(&f).unwrap_err()
+            parse(&f).unwrap_err()
         };
-        assert_eq!(BzImage::parse(&ok[..1000]).unwrap_err(), BzImageError::TooShort(1000));
+        assert_eq!(parse(&ok[..1000]).unwrap_err(), BzImageError::TooShort(1000));
         assert_eq!(with(&|f| f[BOOT_FLAG] = 0), BzImageError::BootFlag(0xaa00));
         assert_eq!(with(&|f| f[HEADER_MAGIC] = b'X'), BzImageError::Magic(*b"XdrS"));
         assert_eq!(with(&|f| f[VERSION] = 0x0b), BzImageError::Protocol(0x020b));
@@ -382,24 +421,7 @@ pub(crate) mod tests {
     fn above_4g_is_reported_not_required() {
         let mut f = sample(100);
         f[XLOADFLAGS] = XLF_KERNEL_64 as u8;
-        let bz = BzImage::parse(&f).unwrap();
+        let bz = parse(&f).unwrap();
         assert!(!bz.can_load_above_4g());
-    }
-
-    /// The Debian bookworm kernel the test matrix boots, when it has been
-    /// fetched into cache/ (not required).
-    #[test]
-    fn real_bookworm_vmlinuz_if_present() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cache/amd64/bookworm/vmlinuz");
-        let Ok(bytes) = std::fs::read(&path) else {
-            eprintln!("skipped: {} is absent", path.display());
-            return;
-        };
-        let bz = BzImage::parse(&bytes).unwrap();
-        assert!(bz.version >= 0x020f, "{bz:?}");
-        assert!(bz.relocatable && bz.can_load_above_4g());
-        assert_eq!(bz.pref_address, 0x100_0000);
-        assert!(bz.init_size > bz.payload.len() as u64);
-        assert_eq!(bz.setup_header.len(), 0x202 + bytes[0x201] as usize - 0x1f1);
     }
 }

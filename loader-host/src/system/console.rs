@@ -31,10 +31,10 @@ impl std::error::Error for ConsoleError {}
 
 fn read_attr(sys_root: &Path, tty: &str, attr: &str) -> Result<u64, ConsoleError> {
     let file = sys_root.join("class/tty").join(tty).join(attr);
-    let text = std::fs::read_to_string(&file).map_err(|e| ConsoleError::Missing {
+    let text = super::read_text(&file).map_err(|e| ConsoleError::Missing {
         tty: tty.into(),
         file: file.display().to_string(),
-        err: e.to_string(),
+        err: e.why,
     })?;
     let t = text.trim();
     let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {

@@ -6,7 +6,7 @@
 //! kexec_file_load does to a DTB (drivers/of/kexec.c,
 //! of_kexec_alloc_and_setup_fdt).
 
-mod lenient;
+use super::lenient;
 
 use std::fmt;
 
@@ -15,7 +15,7 @@ use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use dtoolkit::{Node, Property};
 
-use crate::layout::{align_up, Range};
+use crate::range::{align_up, Range};
 
 /// devicetree spec §5.2: header field offsets (big-endian u32s).
 const HEADER_LEN: usize = 40;
