@@ -741,7 +741,7 @@ static void print_plan(const struct plan *p)
 			hex(h, s->sha256);
 			printf(" sha256=%s\n", h);
 		} else {
-			printf(" (the purgatory: not in its own parameter block)\n");
+			printf(" (not in the parameter block: the purgatory does not hash itself)\n");
 		}
 	}
 	const struct rkx_params *q = &p->params;
