@@ -132,7 +132,9 @@ def judge_boot(cell, loader, marker, lines, min_hashed):
             seen[int(m.group(1))] = (m.group(2), int(m.group(3), 16), int(m.group(4), 16))
     want = {i: p[:3] for i, p in listed.items()}
     if seen != want:
-        return False, f"the purgatory verified {seen}, the C loader planned {want}", info
+        def show(segs):
+            return ", ".join(f"{i} {k} {m:#x}+{n:#x}" for i, (k, m, n) in sorted(segs.items()))
+        return False, f"the purgatory verified [{show(seen)}], the C loader planned [{show(want)}]", info
     if info["purgatory"]["segments"] != len(listed):
         return False, f"purgatory verified {info['purgatory']['segments']} segments, C loader listed {len(listed)}", info
     if km._find(lines, r"c-loader: kexec_load: \d+ segments loaded", i_exec, i_boot) is None:
@@ -166,7 +168,8 @@ def judge_refuse(cell, marker, lines):
         return False, f"no C loader plan line for segment {cell.corrupt}", info
     kind, mem, memsz, sha = plan[cell.corrupt]
     if refused != (cell.corrupt, kind, mem, memsz):
-        return False, f"the purgatory refused {refused}, the corrupted segment is {(cell.corrupt, kind, mem, memsz)}", info
+        return False, (f"the purgatory refused segment {refused[0]} ({refused[1]}) {refused[2]:#x}+{refused[3]:#x}, "
+                       f"the C loader corrupted {cell.corrupt} ({kind}) {mem:#x}+{memsz:#x}"), info
     digests = dict(PURG_DIGEST_RE.search(t).groups() for t in T[i_ref + 1:i_ref + 4] if PURG_DIGEST_RE.search(t))
     if digests.get("expected") != sha:
         return False, f"purgatory expected {digests.get('expected')}, the C loader's digest is {sha}", info
