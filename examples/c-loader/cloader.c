@@ -403,10 +403,12 @@ static void fm_add(struct freemap *m, uint64_t start, uint64_t end)
 	if (end <= start)
 		return;
 	if (m->n == m->cap) {
-		m->cap = m->cap ? m->cap * 2 : 16;
-		m->r = realloc(m->r, m->cap * sizeof(*m->r));
-		if (!m->r)
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		struct range *r = realloc(m->r, cap * sizeof(*r));
+		if (!r)
 			die("out of memory");
+		m->r = r;
+		m->cap = cap;
 	}
 	/* Keep sorted by start; callers add disjoint System RAM ranges. */
 	size_t i = m->n;
