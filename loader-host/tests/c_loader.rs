@@ -228,6 +228,7 @@ fn plan_is_what_the_purgatory_accepts() {
     let before = fdt::Fdt::new(&original).unwrap();
     assert_eq!(fdt.all_nodes().count(), before.all_nodes().count(), "no node lost or added");
     assert_eq!(fdt.memory().regions().count(), before.memory().regions().count());
+    std::fs::remove_dir_all(&i.dir).unwrap();
 }
 
 #[test]
@@ -246,6 +247,7 @@ fn corrupt_after_digest_breaks_exactly_that_segment() {
             let ok = d.sha256 == digest_memsz(&bytes[n], segs[n].memsz);
             assert_eq!(ok, n != seg, "segment {n} digest with segment {seg} corrupted");
         }
+        std::fs::remove_dir_all(&i.dir).unwrap();
     }
 }
 
@@ -316,6 +318,7 @@ fn bad_inputs_are_refused_with_one_clear_line() {
     refused(&with(&["--corrupt-after-digest", "x"]), 2, &["--corrupt-after-digest x"]);
     refused(&with(&["--console", "uart@1"]), 2, &["--console uart@1"]);
     refused(&with(&["--bogus"]), 2, &["unknown argument --bogus"]);
+    std::fs::remove_dir_all(&i.dir).unwrap();
 }
 
 #[test]
@@ -332,4 +335,5 @@ fn host_build_only_plans_and_cannot_load() {
     for forbidden in ["syscall", "reboot", "kexec"] {
         assert!(!imports.contains(forbidden), "the host build imports {forbidden}: {imports}");
     }
+    std::fs::remove_dir_all(&i.dir).unwrap();
 }
