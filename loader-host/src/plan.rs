@@ -307,7 +307,7 @@ pub fn plan_arm64(
     // Parameter block: every segment but the purgatory, in kexec order.
     let mut params = opts.params;
     params.kernel_entry = kernel_mem;
-    params.dtb_addr = dtb_r.start;
+    params.boot_data = dtb_r.start;
     append_purgatory(&mut segments, &mut params, purgatory, purg_r.start);
 
     let plan = Plan {

@@ -2,7 +2,7 @@
 //! bzImage and initrds, find usable memory and the e820 map, place the
 //! segments by the 64-bit boot protocol (Documentation/arch/x86/boot.rst),
 //! build the zero page, and fill the purgatory's parameter block
-//! (`kernel_entry` = load address + 0x200, `dtb_addr` = boot_params).
+//! (`kernel_entry` = load address + 0x200, `boot_data` = boot_params).
 //! Nothing is loaded.
 
 use std::fmt;
@@ -344,7 +344,7 @@ pub fn plan_x86_64(
     let kernel_entry = kernel_mem + ENTRY_64_OFFSET;
     let mut params = base;
     params.kernel_entry = kernel_entry;
-    params.dtb_addr = bp_r.start;
+    params.boot_data = bp_r.start;
     crate::plan::append_purgatory(&mut segments, &mut params, purgatory, purg_r.start);
 
     let plan = Plan {
@@ -628,7 +628,7 @@ mod tests {
         // boot_params low, at >= 0x3000; purgatory low too.
         assert!(b.mem >= 0x3000 && b.mem < MIB, "{b:?}");
         assert!(p.mem >= 0x3000 && p.mem + p.memsz <= GIB4);
-        assert_eq!((plan.dtb_addr, plan.params.dtb_addr), (b.mem, b.mem));
+        assert_eq!((plan.dtb_addr, plan.params.boot_data), (b.mem, b.mem));
         assert_eq!(plan.params.nr_segments, 3);
         assert_eq!(plan.params.segments[2].kind, SegmentKind::BootParams as u32);
         assert_eq!(plan.entry, p.mem + 0x100);
