@@ -747,9 +747,9 @@ static void print_plan(const struct plan *p)
 		}
 	}
 	const struct rkx_params *q = &p->params;
-	printf("c-loader: params kernel_entry=%#llx dtb_addr=%#llx console=%s@%#llx psci_conduit=%u on_failure=%u "
+	printf("c-loader: params kernel_entry=%#llx boot_data=%#llx console=%s@%#llx psci_conduit=%u on_failure=%u "
 	       "flags=%#x nr_segments=%u\n",
-	       (unsigned long long)q->kernel_entry, (unsigned long long)q->dtb_addr, console_name(q->console.kind),
+	       (unsigned long long)q->kernel_entry, (unsigned long long)q->boot_data, console_name(q->console.kind),
 	       (unsigned long long)q->console.base, q->psci_conduit, q->on_failure, q->flags, q->nr_segments);
 	printf("c-loader: kexec entry %#llx (purgatory at %#llx + entry_offset %#llx)\n", (unsigned long long)p->entry,
 	       (unsigned long long)p->seg[p->nr - 1].mem, (unsigned long long)p->entry_offset);
@@ -891,7 +891,7 @@ int main(int argc, char **argv)
 	q->size = sizeof(*q);
 	q->flags = 0; /* no seed placeholders in this DTB, boot CPU left as is */
 	q->kernel_entry = p.kernel_entry;
-	q->dtb_addr = p.dtb_addr;
+	q->boot_data = p.dtb_addr;
 	q->on_failure = o.on_failure;
 	const char *method = fdt_psci_method(&fdt);
 	q->psci_conduit = method && strcmp(method, "hvc") == 0 ? RKX_PSCI_HVC :

@@ -187,7 +187,7 @@ fn finish(
     digest::fill(&mut segments);
     let described = &segments[..segments.len() - 1];
     params.kernel_entry = kernel_entry;
-    params.dtb_addr = boot_data.addr;
+    params.boot_data = boot_data.addr;
     params.nr_segments = described.len() as u32;
     for (d, s) in params.segments.iter_mut().zip(described) {
         *d = kexec_purgatory::abi::SegmentDesc {

@@ -204,7 +204,7 @@ fn plan_is_what_the_purgatory_accepts() {
     assert_eq!(params.kernel_entry, segs[0].mem);
     assert_eq!(segs[0].mem % (2 * MIB), 0);
     assert!(segs[0].memsz >= 5 * MIB + 0x800);
-    assert_eq!(params.dtb_addr, segs[2].mem);
+    assert_eq!(params.boot_data, segs[2].mem);
     // Inside the fixture's System RAM, clear of its reserved children.
     let reserved = [(0x4021_0000u64, 0x4163_0000u64), (0x4800_0000, 0x48e1_f000), (0xbd80_0000, 0xc000_0000)];
     for s in &segs {
