@@ -21,6 +21,7 @@ fn main() {
         ],
     );
 
+    println!("cargo:rerun-if-env-changed={}", build_support::PREBUILT_ENV);
     for (arch, target) in [("aarch64", "aarch64-unknown-none"), ("x86_64", "x86_64-unknown-none")] {
         let what = BareMetal { package: "kexec-purgatory", bin: "purgatory", target };
         let elf_path = build(&root, &what).unwrap_or_else(|e| panic!("{e}"));

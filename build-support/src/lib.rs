@@ -7,6 +7,13 @@ use std::process::Command;
 
 use object::{Object, ObjectSegment};
 
+/// Environment variable: `1` makes [`build`] reuse the images a previous
+/// build made instead of building them. For a toolchain that has no
+/// bare-metal standard library (the nightly the fuzz targets are built
+/// with: scripts/fuzz.sh builds the images with the default toolchain
+/// first).
+pub const PREBUILT_ENV: &str = "RKEXEC_PREBUILT_BARE_METAL";
+
 /// A bare-metal binary to build.
 pub struct BareMetal<'a> {
     pub package: &'a str,
@@ -32,9 +39,25 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
 /// Under `cargo clippy` the wrapper and its arguments would turn the nested
 /// build into a lint run of the bare-metal crates (linted on their own
 /// targets by the test command instead): they are cleared too.
+///
+/// With [`PREBUILT_ENV`] set to `1`, nothing is built: the ELF a previous
+/// build left in `<root>/target/bare-metal` is returned (an error names
+/// the command that makes it when it is missing).
 pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = root.join("target").join("bare-metal");
+    let elf = target_dir.join(what.target).join("release").join(what.bin);
+    if std::env::var(PREBUILT_ENV).as_deref() == Ok("1") {
+        println!("cargo:rerun-if-changed={}", elf.display());
+        return if elf.is_file() {
+            Ok(elf)
+        } else {
+            Err(format!(
+                "{PREBUILT_ENV}=1 but {} is missing: build it first with the default toolchain (cargo build -p loader-host)",
+                elf.display()
+            ))
+        };
+    }
     let status = Command::new(cargo)
         .current_dir(root)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -59,7 +82,7 @@ pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
             what.package, what.target
         ));
     }
-    Ok(target_dir.join(what.target).join("release").join(what.bin))
+    Ok(elf)
 }
 
 /// Flatten an ELF's PT_LOAD file bytes into one image starting at the
