@@ -120,18 +120,23 @@ pub fn read_firmware_memmap(sys_root: &Path) -> Result<Vec<E820Entry>, FirmwareE
         if e.file_name().to_string_lossy().parse::<u32>().is_err() {
             continue;
         }
-        let start_path = d.join("start");
-        let end_path = d.join("end");
-        let start = parse_hex(&start_path, &read_trim(&start_path)?)?;
-        let last = parse_hex(&end_path, &read_trim(&end_path)?)?;
-        if last < start {
-            return Err(FirmwareError::Inverted { dir: d });
-        }
-        let kind = e820_type_from_name(&read_trim(&d.join("type"))?).unwrap_or(E820_RESERVED);
-        out.push(E820Entry::from_range(Range::inclusive(start, last), kind));
+        let [start, end, kind] = ["start", "end", "type"].map(|f| read_trim(&d.join(f)));
+        out.push(memmap_entry(&d, &start?, &end?, &kind?)?);
     }
     out.sort();
     Ok(out)
+}
+
+/// One /sys/firmware/memmap/N entry from its trimmed `start`, `end` and
+/// `type` files (`dir` names it in errors).
+pub fn memmap_entry(dir: &Path, start: &str, end: &str, kind: &str) -> Result<E820Entry, FirmwareError> {
+    let start = parse_hex(&dir.join("start"), start)?;
+    let last = parse_hex(&dir.join("end"), end)?;
+    if last < start {
+        return Err(FirmwareError::Inverted { dir: dir.to_path_buf() });
+    }
+    let kind = e820_type_from_name(kind).unwrap_or(E820_RESERVED);
+    Ok(E820Entry::from_range(Range::inclusive(start, last), kind))
 }
 
 /// The e820 map as /proc/iomem shows it: top-level entries whose name is an
@@ -178,22 +183,26 @@ pub struct RunningBootParams {
 /// efi.acpi). Missing files are not errors: the RSDP stays 0 and the new
 /// kernel scans the BIOS areas for it, as on a legacy-BIOS boot.
 pub fn read_running(sys_root: &Path) -> RunningBootParams {
-    let mut out = RunningBootParams::default();
-    if let Ok(bp) = super::read_bounded(&sys_root.join("kernel/boot_params/data"), 1 << 16) {
-        if let Some(r) = bp.get(ACPI_RSDP_ADDR..ACPI_RSDP_ADDR + 8) {
-            out.acpi_rsdp_addr = u64::from_le_bytes(r.try_into().unwrap_or([0; 8]));
-        }
-        if let Some(si) = bp.get(SCREEN_INFO..SCREEN_INFO + SCREEN_INFO_LEN) {
-            let mut s = [0u8; SCREEN_INFO_LEN];
-            s.copy_from_slice(si);
-            out.screen_info = Some(s);
-        }
-    }
+    let mut out = match super::read_bounded(&sys_root.join("kernel/boot_params/data"), 1 << 16) {
+        Ok(bp) => running_from_boot_params(&bp),
+        Err(_) => RunningBootParams::default(),
+    };
     if out.acpi_rsdp_addr == 0 {
         if let Ok(systab) = super::read_text(&sys_root.join("firmware/efi/systab")) {
             out.acpi_rsdp_addr = systab_rsdp(&systab).unwrap_or(0);
         }
     }
+    out
+}
+
+/// The RSDP and screen_info of a zero page as /sys/kernel/boot_params/data
+/// holds it (fields a shorter blob does not reach stay unset).
+pub fn running_from_boot_params(bp: &[u8]) -> RunningBootParams {
+    let mut out = RunningBootParams::default();
+    if let Some(r) = crate::bytes::le64(bp, ACPI_RSDP_ADDR) {
+        out.acpi_rsdp_addr = r;
+    }
+    out.screen_info = crate::bytes::array(bp, SCREEN_INFO);
     out
 }
 

@@ -65,7 +65,8 @@ const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 /// Module area start: text entries lie below it.
 const MODULES_VADDR: u64 = 0xffff_ffff_a000_0000;
 
-fn text_from_headers(head: &[u8]) -> Option<(u64, u64, u64)> {
+/// [`kernel_text`] from the first bytes of a kcore-like ELF64 core file.
+pub fn text_from_headers(head: &[u8]) -> Option<(u64, u64, u64)> {
     program_headers(head)?.into_iter().find_map(|(ty, vaddr, paddr, memsz)| {
         (ty == 1 && (START_KERNEL_MAP..MODULES_VADDR).contains(&vaddr) && paddr != u64::MAX && memsz > 0)
             .then_some((vaddr, paddr, memsz))
