@@ -1,0 +1,53 @@
+//! `image::load` over every kernel format (arm64 Image, Image.gz, EFI zboot
+//! gzip/zstd, bzImage): detected from the bytes, and forced with `-t NAME`.
+//! A parsed kernel must satisfy what the planners rely on.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use loader_host::arch::Arch;
+use loader_host::image::{self, Host, Kernel, KernelImage, FORMATS};
+use loader_host::input::Blob;
+
+const HOST: Host = Host { page_size: 4096 };
+
+fn check(k: &KernelImage, file: &[u8]) {
+    match &k.kernel {
+        Kernel::Image(i) => {
+            assert_eq!(k.arch, Arch::Arm64);
+            // booting.rst §4: the image and its bss fit from the load address.
+            assert!(i.mem_size >= i.data.len() as u64, "mem_size below the file");
+            assert!(i.text_offset.is_multiple_of(4096), "text_offset {:#x} not page aligned", i.text_offset);
+            assert!(i.text_offset.checked_add(i.mem_size).is_some(), "text_offset + mem_size wraps");
+        }
+        Kernel::BzImage(b) => {
+            assert_eq!(k.arch, Arch::X86_64);
+            assert_eq!(b.setup_size + b.payload.len(), file.len(), "payload is not the rest of the file");
+            assert!(!b.payload.is_empty());
+            assert!(b.payload.len() as u64 <= b.init_size, "payload larger than init_size");
+            assert!(b.kernel_alignment.is_power_of_two());
+            assert!(b.cmdline_size > 0);
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let blob = Blob::new(data.to_vec());
+    let _ = image::probe_arch(data);
+    match image::load(blob.clone(), None, HOST) {
+        Ok(k) => check(&k, data),
+        Err(e) => drop(e.to_string()),
+    }
+    // `-t NAME` for every other format that recognises the file (zboot and
+    // Image both start with "MZ"), and one that does not.
+    for f in FORMATS.iter().filter(|f| f.probe(data)).skip(1) {
+        match image::load(blob.clone(), Some(f.names()[0]), HOST) {
+            Ok(k) => check(&k, data),
+            Err(e) => drop(e.to_string()),
+        }
+    }
+    if let Some(other) = FORMATS.iter().find(|f| !f.probe(data)) {
+        let e =
+            image::load(blob.clone(), Some(other.names()[0]), HOST).expect_err("-t with a format that does not probe");
+        drop(e.to_string());
+    }
+});
