@@ -29,4 +29,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+# scripts/fuzz.sh: cargo-fuzz (libFuzzer) drives the fuzz targets with the
+# nightly toolchain; the tool itself builds with the default one.
+if ! command -v cargo-fuzz >/dev/null; then
+    log "cargo install cargo-fuzz"
+    cargo install -q cargo-fuzz --locked --version 0.13.2
+fi
 log "done"

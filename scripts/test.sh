@@ -16,6 +16,9 @@ done)
 echo "== cargo test (host units, ABI/C header, bare-metal QEMU harness)"
 cargo test --locked --workspace
 
+echo "== fuzz smoke: every loader parser and purgatory entry point, briefly (scripts/fuzz.sh)"
+bash scripts/fuzz.sh --smoke
+
 if [ -x scripts/test-guests.sh ]; then
     echo "== full-kexec QEMU tier (real Debian kernels)"
     bash scripts/test-guests.sh
