@@ -9,7 +9,7 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 log "rustup targets and components"
 rustup target add aarch64-unknown-none x86_64-unknown-none \
     riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl >/dev/null
-rustup component add rust-src llvm-tools >/dev/null
+rustup component add rust-src llvm-tools rustfmt clippy >/dev/null
 
 # System packages. --no-install-recommends: a plain install of qemu-system-*
 # conflicts with the preinstalled qemu-utils.
