@@ -23,6 +23,10 @@ done)
 echo "== cargo test (host units, ABI/C header, bare-metal QEMU harness)"
 cargo test --locked --workspace
 
+echo "== rkexec plan on the real Debian kernels (fixtures fetched into cache/ first)"
+bash scripts/fetch-fixtures.sh --arch all
+cargo test --locked -p loader-host --test real_kernels -- --ignored
+
 echo "== the README's demo (scripts/demo.sh: a Debian kernel kexecs another through our purgatory)"
 bash scripts/demo.sh
 
