@@ -21,6 +21,9 @@ pub mod aarch64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;
 
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub mod riscv64;
+
 /// The x86_64 purgatory's SHA-NI assembly is plain SysV code: on an x86_64
 /// host the very same file is assembled here, so tests can check it
 /// against the `sha2` crate and the benchmark can time it on real hardware
