@@ -69,29 +69,50 @@ pub fn compress(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
             w[2 * i + 1] = ((d >> 32) as u32).swap_bytes();
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
-        for t in 0..64 {
-            let wt = if t < 16 {
-                w[t]
-            } else {
-                // Rolling 16-word schedule (§6.2.2 step 1).
-                let x = sig1(w[(t - 2) % 16])
-                    .wrapping_add(w[(t - 7) % 16])
-                    .wrapping_add(sig0(w[(t - 15) % 16]))
+        // Written out, not looped: the image is built for size
+        // (opt-level z), which keeps a loop rolled and the schedule in
+        // memory; unrolled, every index is a constant and `w` lives in
+        // registers. Each round renames the variables instead of moving
+        // them (FIPS 180-4 §6.2.2 step 3, with a..h rotated).
+        macro_rules! round {
+            ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $t:expr) => {{
+                let t = $t;
+                if t >= 16 {
+                    // Rolling 16-word schedule (§6.2.2 step 1).
+                    w[t % 16] = sig1(w[(t + 14) % 16])
+                        .wrapping_add(w[(t + 9) % 16])
+                        .wrapping_add(sig0(w[(t + 1) % 16]))
+                        .wrapping_add(w[t % 16]);
+                }
+                let t1 = $h
+                    .wrapping_add(sum1($e))
+                    .wrapping_add(($e & $f) ^ (!$e & $g))
+                    .wrapping_add(K[t])
                     .wrapping_add(w[t % 16]);
-                w[t % 16] = x;
-                x
-            };
-            let t1 = h.wrapping_add(sum1(e)).wrapping_add((e & f) ^ (!e & g)).wrapping_add(K[t]).wrapping_add(wt);
-            let t2 = sum0(a).wrapping_add((a & b) ^ (a & c) ^ (b & c));
-            h = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
+                $d = $d.wrapping_add(t1);
+                $h = t1.wrapping_add(sum0($a)).wrapping_add(($a & $b) ^ ($a & $c) ^ ($b & $c));
+            }};
         }
+        macro_rules! eight_rounds {
+            ($t:expr) => {
+                round!(a, b, c, d, e, f, g, h, $t);
+                round!(h, a, b, c, d, e, f, g, $t + 1);
+                round!(g, h, a, b, c, d, e, f, $t + 2);
+                round!(f, g, h, a, b, c, d, e, $t + 3);
+                round!(e, f, g, h, a, b, c, d, $t + 4);
+                round!(d, e, f, g, h, a, b, c, $t + 5);
+                round!(c, d, e, f, g, h, a, b, $t + 6);
+                round!(b, c, d, e, f, g, h, a, $t + 7);
+            };
+        }
+        eight_rounds!(0);
+        eight_rounds!(8);
+        eight_rounds!(16);
+        eight_rounds!(24);
+        eight_rounds!(32);
+        eight_rounds!(40);
+        eight_rounds!(48);
+        eight_rounds!(56);
         for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
             *s = s.wrapping_add(v);
         }
