@@ -102,7 +102,10 @@ struct rkx_params {
 	uint32_t size;           /* sizeof(struct rkx_params) as the loader knew it */
 	uint32_t flags;          /* RKX_PARAM_* */
 	uint64_t kernel_entry;   /* physical address jumped to */
-	uint64_t dtb_addr;       /* aarch64: x0; riscv64: a1; x86_64: boot_params */
+	uint64_t boot_data;      /* boot data the kernel receives: DTB on aarch64 (x0)
+	                          * and riscv64 (a1), boot_params on x86_64 (rsi);
+	                          * its kind is the kind of the segment holding it
+	                          * (RKX_KIND_DTB / RKX_KIND_BOOT_PARAMS); 0: none */
 	struct rkx_console console;
 	uint32_t on_failure;     /* RKX_ON_FAILURE_* */
 	uint32_t psci_conduit;   /* RKX_PSCI_* */

@@ -24,6 +24,9 @@ command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
 command -v dtc >/dev/null || need_pkgs+=(device-tree-compiler)
 [ -e /usr/share/qemu/efi-virtio.rom ] || need_pkgs+=(ipxe-qemu)
+# examples/c-loader: the C loader, static for the arm64 guests.
+command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-arm64-cross)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -7,8 +7,11 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
-echo "== purgatory builds for aarch64-unknown-none, x86_64-unknown-none and riscv64gc-unknown-none-elf"
-(cd purgatory && cargo build --release --locked --target aarch64-unknown-none && cargo build --release --locked --target x86_64-unknown-none && cargo build --release --locked --target riscv64gc-unknown-none-elf)
+echo "== purgatory builds for aarch64-unknown-none, x86_64-unknown-none and riscv64gc-unknown-none-elf (release, then the plain dev build)"
+(cd purgatory && for target in aarch64-unknown-none x86_64-unknown-none riscv64gc-unknown-none-elf; do
+    cargo build --release --locked --target "$target"
+    cargo build --locked --target "$target"
+done)
 
 echo "== cargo test (host units, ABI/C header, bare-metal QEMU harness)"
 cargo test --locked --workspace

@@ -1,6 +1,7 @@
 //! The purgatory images this loader embeds, and filling in their parameter
 //! block (docs/abi.md).
 
+use crate::arch::Arch;
 use kexec_purgatory::abi::{
     ImageHeader, PurgatoryParams, ABI_VERSION, ARCH_AARCH64, ARCH_RISCV64, ARCH_X86_64,
     IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
@@ -102,6 +103,14 @@ impl<'a> PurgatoryImage<'a> {
     /// The embedded riscv64 image.
     pub fn riscv64() -> Result<PurgatoryImage<'static>, ImageError> {
         PurgatoryImage::parse(RISCV64_FLAT, ARCH_RISCV64)
+    }
+
+    /// The embedded image for `arch`.
+    pub fn for_arch(arch: Arch) -> Result<PurgatoryImage<'static>, ImageError> {
+        match arch {
+            Arch::Arm64 => Self::aarch64(),
+            Arch::X86_64 => Self::x86_64(),
+        }
     }
 
     /// A copy of the image with `params` written into its parameter block.

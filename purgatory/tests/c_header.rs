@@ -18,7 +18,7 @@ int main(void) {
     P(offsetof(struct rkx_image_header, entry_offset)); P(offsetof(struct rkx_image_header, params_offset));
     P(offsetof(struct rkx_image_header, params_size));
     P(sizeof(struct rkx_params)); P(offsetof(struct rkx_params, kernel_entry));
-    P(offsetof(struct rkx_params, dtb_addr)); P(offsetof(struct rkx_params, console));
+    P(offsetof(struct rkx_params, boot_data)); P(offsetof(struct rkx_params, console));
     P(offsetof(struct rkx_params, on_failure)); P(offsetof(struct rkx_params, nr_segments));
     P(offsetof(struct rkx_params, segments)); P(offsetof(struct rkx_params, reserved));
     P(sizeof(struct rkx_segment)); P(offsetof(struct rkx_segment, sha256)); P(offsetof(struct rkx_segment, kind));
@@ -59,7 +59,7 @@ fn c_header_matches_rust_abi() {
         ("offsetof(struct rkx_image_header, params_size)", offset_of!(ImageHeader, params_size) as u64),
         ("sizeof(struct rkx_params)", size_of::<PurgatoryParams>() as u64),
         ("offsetof(struct rkx_params, kernel_entry)", offset_of!(PurgatoryParams, kernel_entry) as u64),
-        ("offsetof(struct rkx_params, dtb_addr)", offset_of!(PurgatoryParams, dtb_addr) as u64),
+        ("offsetof(struct rkx_params, boot_data)", offset_of!(PurgatoryParams, boot_data) as u64),
         ("offsetof(struct rkx_params, console)", offset_of!(PurgatoryParams, console) as u64),
         ("offsetof(struct rkx_params, on_failure)", offset_of!(PurgatoryParams, on_failure) as u64),
         ("offsetof(struct rkx_params, nr_segments)", offset_of!(PurgatoryParams, nr_segments) as u64),

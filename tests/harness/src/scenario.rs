@@ -254,7 +254,7 @@ impl Scenario {
         let mut p = PurgatoryParams::new();
         p.flags = self.flags;
         p.kernel_entry = self.payload.entry;
-        p.dtb_addr = self.dtb_index.map_or(0, |i| self.segments[i].addr);
+        p.boot_data = self.dtb_index.map_or(0, |i| self.segments[i].addr);
         p.on_failure = self.on_failure;
         match self.cell.arch {
             Arch::Aarch64 => {
