@@ -28,6 +28,8 @@ struct Sample {
 fn child(args: &[String]) -> Sample {
     let exe = std::env::current_exe().expect("current_exe");
     let start = Instant::now();
+    // Reaped below by wait4, which also reports its rusage.
+    #[allow(clippy::zombie_processes)]
     let c = Command::new(exe).args(args).spawn().expect("spawn child");
     let pid = c.id() as libc::pid_t;
     let mut status = 0;
