@@ -178,6 +178,17 @@ def fdt_minimal():
     return hdr + bytes(16) + s
 
 
+def fdt_nested(depth):
+    """Nodes nested `depth` deep under the root: the loader's and the
+    purgatory's walkers refuse more than 64 levels (Linux FDT_MAX_DEPTH)."""
+    st = struct.pack(">I", 1) + b"\0\0\0\0"
+    st += (struct.pack(">I", 1) + b"n\0\0\0") * depth + struct.pack(">I", 2) * (depth + 1) + struct.pack(">I", 9)
+    off_rsv, off_struct = 40, 56
+    off_strings = off_struct + len(st)
+    hdr = struct.pack(">10I", 0xd00dfeed, off_strings, off_struct, off_strings, off_rsv, 17, 16, 0, 0, len(st))
+    return hdr + bytes(16) + st
+
+
 def fdt_chosen_seeds():
     """A /chosen with kaslr-seed and rng-seed placeholders, padded."""
     strings = b"kaslr-seed\0rng-seed\0bootargs\0"
@@ -208,6 +219,9 @@ def dtbs():
     put("fdt_patch", "qemu-virt", bytes([8]) + virt)
     put("fdt_patch", "chosen-seeds", bytes([8]) + seeds)
     put("fdt_patch", "no-entropy", bytes([0]) + seeds)
+    for depth in (63, 65):
+        put("dtb", f"nested-{depth}", fdt_nested(depth))
+        put("excluded_checks", f"fdt-nested-{depth}", fdt_nested(depth))
     put("excluded_checks", "fdt-minimal", fdt_minimal())
     put("excluded_checks", "fdt-qemu-virt", virt)
     put("excluded_checks", "elf-core", elf_core(3))
