@@ -27,6 +27,7 @@ pub mod crash;
 pub mod digest;
 pub mod dtb;
 pub mod error;
+pub mod file_load;
 pub mod image;
 pub mod input;
 pub mod placement;
