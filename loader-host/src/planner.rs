@@ -167,9 +167,15 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     params.on_failure = req.on_failure.abi();
     let console_given = match &req.serial {
         Some(tty) => {
-            params.console = match io_port(tty) {
-                Some(port) => ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port },
-                None => console::from_sysfs(&sys.sys_root, tty)?,
+            params.console = match (io_port(tty), console::from_sysfs(&sys.sys_root, tty)) {
+                (Some(port), _) => ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port },
+                (None, Ok(c)) => c,
+                // kexec-tools' x86 --serial names (kexec/arch/x86_64/
+                // kexec-x86_64.c): ttyS0 0x3f8, ttyS1 0x2f8.
+                (None, Err(_)) if arch == Arch::X86_64 && matches!(tty.as_str(), "ttyS0" | "ttyS1") => {
+                    ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: if tty == "ttyS0" { 0x3f8 } else { 0x2f8 } }
+                }
+                (None, Err(e)) => return Err(e.into()),
             };
             true
         }

@@ -128,7 +128,7 @@ pub enum ImageError {
     },
     /// `-t NAME` names a format that does not recognise the file.
     NotOfType {
-        name: &'static str,
+        name: String,
     },
     Arm64(HeaderError),
     BzImage(BzImageError),
@@ -228,7 +228,7 @@ pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelI
         }
         return match named.iter().find(|f| f.probe(&file)) {
             Some(format) => format.parse(file, host),
-            None => Err(ImageError::NotOfType { name: named[0].names()[0] }),
+            None => Err(ImageError::NotOfType { name: name.to_string() }),
         };
     }
     match FORMATS.iter().find(|f| f.probe(&file)) {

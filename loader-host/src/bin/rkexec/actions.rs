@@ -172,7 +172,7 @@ mod tests {
 
     fn act(words: &[&str]) -> Result<Actions, Early> {
         let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        fold(&scan(&Table::from_clap(), &argv, false).unwrap())
+        fold(&scan(&Table::from_clap(), &argv, false).unwrap_or_else(|(_, e)| panic!("{e}")))
     }
 
     /// (load, exec, shutdown, sync, ifdown, unload, status, crash)

@@ -91,7 +91,14 @@ pub fn main() -> ExitCode {
     let table = Table::from_clap();
     let scanned = match getopt::scan(&table, &argv, std::env::var_os("POSIXLY_CORRECT").is_some()) {
         Ok(s) => s,
-        Err(e) => {
+        Err((before, e)) => {
+            // The options before the bad one act first (-h, -v ...).
+            if let Err(
+                early @ (Early::Help | Early::Version | Early::PrintCkrSize | Early::BadValue(_) | Early::Die(_)),
+            ) = actions::fold(&before)
+            {
+                return early_exit(early, None);
+            }
             // glibc's getopt prints the message with argv[0]; kexec-tools
             // then prints its usage and returns 1.
             if e != GetoptError::QuestionMark {

@@ -213,9 +213,18 @@ impl fmt::Display for GetoptError {
     }
 }
 
-/// Scan `argv` (without argv[0]).
-pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Scanned, GetoptError> {
+/// Scan `argv` (without argv[0]). On an error, the options before it come
+/// back too: kexec-tools acts on each option as getopt returns it, so a
+/// `--help` before the bad option still wins.
+pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Scanned, (Scanned, GetoptError)> {
     let mut out = Scanned::default();
+    match scan_into(table, argv, posixly_correct, &mut out) {
+        Ok(()) => Ok(out),
+        Err(e) => Err((out, e)),
+    }
+}
+
+fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Scanned) -> Result<(), GetoptError> {
     let mut i = 0;
     while i < argv.len() {
         let word = &argv[i];
@@ -277,7 +286,7 @@ pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Sca
             break;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The canonical argv clap parses: `--long[=value]` per option in order,
@@ -302,7 +311,7 @@ mod tests {
 
     fn s(words: &[&str]) -> Result<Scanned, GetoptError> {
         let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        scan(&Table::from_clap(), &argv, false)
+        scan(&Table::from_clap(), &argv, false).map_err(|(_, e)| e)
     }
 
     fn ids(sc: &Scanned) -> Vec<(String, Option<String>)> {
