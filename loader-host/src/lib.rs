@@ -26,6 +26,7 @@ pub mod cmdline;
 pub mod crash;
 pub mod digest;
 pub mod dtb;
+pub mod dtb_boot;
 pub mod error;
 pub mod file_load;
 pub mod image;

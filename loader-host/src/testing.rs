@@ -80,7 +80,14 @@ pub const ARM64_FLAGS_LOW: u64 = 1 << 1;
 /// A DTB shaped like QEMU virt's: PSCI over hvc, a PL011 console at
 /// 0x9000000, bootargs, 2 address / 2 size cells.
 pub fn qemu_virt_dtb(bootargs: &str) -> Vec<u8> {
-    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    qemu_virt_dtb_with(bootargs, &[], &[])
+}
+
+/// The same with /memreserve/ entries (address, size) and extra u64
+/// properties in /chosen.
+pub fn qemu_virt_dtb_with(bootargs: &str, memreserve: &[(u64, u64)], chosen_u64: &[(&str, u64)]) -> Vec<u8> {
+    let reserve: Vec<_> = memreserve.iter().map(|&(a, s)| vm_fdt::FdtReserveEntry::new(a, s).unwrap()).collect();
+    let mut w = vm_fdt::FdtWriter::new_with_mem_reserv(&reserve).unwrap();
     let root = w.begin_node("").unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
@@ -94,6 +101,9 @@ pub fn qemu_virt_dtb(bootargs: &str) -> Vec<u8> {
     let chosen = w.begin_node("chosen").unwrap();
     w.property_string("stdout-path", "/pl011@9000000").unwrap();
     w.property_string("bootargs", bootargs).unwrap();
+    for (name, v) in chosen_u64 {
+        w.property_u64(name, *v).unwrap();
+    }
     w.end_node(chosen).unwrap();
     w.end_node(root).unwrap();
     w.finish().unwrap()

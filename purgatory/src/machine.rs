@@ -5,8 +5,8 @@
 //! the steps here in order.
 
 use kexec_purgatory::abi::{
-    PurgatoryParams, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_PL011, ON_FAILURE_RESET,
-    PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
+    PurgatoryParams, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011, CONSOLE_SBI,
+    ON_FAILURE_RESET, PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
 };
 use kexec_purgatory::report::Console;
 use kexec_purgatory::sha256::{compress_portable, CompressFn};
@@ -24,7 +24,7 @@ static mut PURGATORY_PARAMS: PurgatoryParams = PurgatoryParams::EMPTY;
 /// The block as the loader wrote it. `black_box` hides the static's
 /// initialiser from the optimiser (the loader changed it after the build)
 /// without a field-by-field volatile copy.
-fn loaded_params() -> &'static PurgatoryParams {
+pub fn loaded_params() -> &'static PurgatoryParams {
     // SAFETY: nothing in the purgatory writes the block; single CPU.
     unsafe { &*core::hint::black_box(core::ptr::addr_of!(PURGATORY_PARAMS)) }
 }
@@ -35,6 +35,9 @@ fn uart_from(params: &PurgatoryParams) -> Uart {
         CONSOLE_PL011 => UartKind::Pl011,
         CONSOLE_8250_MMIO32 => UartKind::Ns16550Mmio32,
         CONSOLE_8250_IO => UartKind::Ns16550Io,
+        CONSOLE_8250_MMIO8 => UartKind::Ns16550Mmio8,
+        // riscv64's SBI console has no base address.
+        CONSOLE_SBI => return arch::uart(UartKind::Sbi, 0).unwrap_or(Uart::None),
         _ => return Uart::None,
     };
     match params.console.base {
@@ -130,6 +133,17 @@ impl Machine {
     pub fn fail(&mut self) -> ! {
         fail(self.params, &mut self.console)
     }
+}
+
+/// A failure found outside the portable flow (riscv64: a trap that was no
+/// guarded probe): `report` says what happened on the block's console,
+/// then reset or halt as for any failure.
+#[cfg_attr(not(target_arch = "riscv64"), allow(dead_code))]
+pub fn fail_with(report: impl FnOnce(&mut UartConsole)) -> ! {
+    let params = loaded_params();
+    let mut con = UartConsole(uart_from(params));
+    report(&mut con);
+    fail(params, &mut con)
 }
 
 fn fail(params: &PurgatoryParams, con: &mut UartConsole) -> ! {

@@ -1,25 +1,14 @@
-//! arm64 (Documentation/arch/arm64/booting.rst): the Image at a 2 MiB
-//! aligned base plus text_offset, initrd, elfcorehdr and DTB inside the
-//! kernel's 32 GiB window, the DTB (x0) built from the running one with the
-//! new command line, initrd, seeds and kdump properties.
+//! arm64 (Documentation/arch/arm64/booting.rst): an Image + DTB boot
+//! (`dtb_boot`) with the Image at a 2 MiB aligned base plus text_offset,
+//! initrd, elfcorehdr and DTB inside the kernel's 32 GiB window, the DTB
+//! in x0.
 
-use kexec_purgatory::abi::{
-    SegmentKind, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
-    PSCI_CONDUIT_SMC,
-};
-
-use crate::cmdline;
+use crate::arch::Arch;
 use crate::crash::elfcore::EM_AARCH64;
 use crate::crash::{CrashPlacement, CrashPolicy};
-use crate::dtb::handover::{self, DtbEdits};
+use crate::dtb_boot::{self, DtbBoot};
 use crate::error::LoadError;
-use crate::image::Kernel;
-use crate::input::{self, Blob};
-use crate::placement::{KexecBuf, Layout, Order};
-use crate::plan::{BootData, PlanError};
-use crate::planner::{ArchInput, ArchLayout, PurgatoryWindow};
-use crate::range::{align_down, Range};
-use crate::system::entropy::{random_bytes, EntropyQuality};
+use crate::planner::{ArchInput, ArchLayout};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -47,168 +36,33 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     placement: CrashPlacement::AllRanges,
 };
 
+/// booting.rst's rules as the shared Image + DTB flow takes them.
+pub const BOOT: DtbBoot = DtbBoot {
+    arch: Arch::Arm64,
+    kernel_align: KERNEL_ALIGN,
+    kernel_rule: "needs a 2 MiB aligned base with text_offset + image_size bytes free (booting.rst §4)",
+    window: Some((WINDOW, GIB)),
+    window_rule: "the kernel's 32 GiB window, kexec-tools' arm64 rule",
+    dtb_max: DTB_MAX,
+    dtb_rule: "booting.rst §2",
+    command_line_size: COMMAND_LINE_SIZE,
+    command_line_rule: "arm64's COMMAND_LINE_SIZE (2048 with the NUL, arch/arm64/include/uapi/asm/setup.h)",
+};
+
 /// Place an arm64 kernel and build its DTB.
 pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
-    let ArchInput {
-        req, sys, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes, ..
-    } = input;
-    let Kernel::Image(k) = &kernel.kernel else {
-        return Err(PlanError::Internal(format!("{} is not an arm64 Image", kernel.format)).into());
-    };
-    if k.size_estimated {
-        notes.push(format!(
-            "pre-3.17 kernel header (image_size 0): assuming text_offset {:#x} and {} MiB of memory",
-            k.text_offset,
-            k.mem_size >> 20
-        ));
-    }
-
-    // The DTB to hand over, and what it tells us.
-    // --dtb, else a UKI's .dtb (systemd-stub installs it in place of the
-    // firmware's), else the running one.
-    let own_dtb = kernel.embedded.as_ref().and_then(|e| e.dtb.clone());
-    let (dtb_path, dtb_in) = match (&req.dtb, own_dtb) {
-        (Some(p), _) => (p.clone(), input::read_file(p, DTB_MAX, "booting.rst allows for a DTB")?),
-        (None, Some(d)) => {
-            notes.push(format!("DTB from the {} .dtb section", kernel.format));
-            (req.kernel.clone(), d)
-        }
-        (None, None) => {
-            let p = sys.fdt_path();
-            let d = input::read_file(&p, DTB_MAX, "booting.rst allows for a DTB")?;
-            (p, d)
-        }
-    };
-    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err };
-    let facts = handover::facts(&dtb_in).map_err(dtb_err)?;
-
-    // Without --append the DTB keeps its bootargs (kexec-tools' arm64
-    // behaviour), minus crashkernel= for a capture kernel.
-    let crashing = crash.is_some();
-    let bootargs = cmdline::resolve(
-        &req.cmdline,
-        || sys.cmdline().map_err(LoadError::System),
-        || Ok(handover::bootargs(&dtb_in)),
-        crashing,
-    )?;
-    let final_cmdline = bootargs.clone().or_else(|| handover::bootargs(&dtb_in)).unwrap_or_default();
-    if final_cmdline.len() >= COMMAND_LINE_SIZE {
-        return Err(LoadError::CmdlineTooLong {
-            len: final_cmdline.len(),
-            max: COMMAND_LINE_SIZE - 1,
-            rule: "arm64's COMMAND_LINE_SIZE (2048 with the NUL, arch/arm64/include/uapi/asm/setup.h)",
-        });
-    }
-
-    let mut kaslr_seed = [0u8; 8];
-    let mut rng_seed = [0u8; 64];
-    if random_bytes(&mut kaslr_seed)? == EntropyQuality::Early {
-        notes.push("the entropy pool was not initialised yet: DTB seeds come from GRND_INSECURE (the purgatory mixes in RNDR where the CPU has it)".into());
-    }
-    random_bytes(&mut rng_seed)?;
-
-    // Memory the DTB reserves (/memreserve/) stays untouched even when
-    // /proc/iomem does not show it.
-    let mut free = free;
-    for r in &facts.reserved {
-        free.remove(*r);
-    }
-    let mut layout = Layout::new(free);
-
-    // Top-down for a normal load (destination pages are then usually free,
-    // so relocate_kernel copies nothing at reboot); bottom-up into the crash
-    // reservation, and as low as possible when header flags bit 3 says so.
-    let order = if !crashing && k.anywhere { Order::TopDown } else { Order::BottomUp };
-    let kr = layout.add(
-        KexecBuf::new(SegmentKind::Kernel, k.data.clone(), kernel_source)
-            .memsz(k.mem_size)
-            .lead(k.text_offset)
-            .align(KERNEL_ALIGN)
-            .order(order)
-            .window(Range::ALL, "needs a 2 MiB aligned base with text_offset + image_size bytes free (booting.rst §4)"),
-    )?;
-    let base = kr.start - k.text_offset;
-    let window_start = align_down(base, GIB);
-    let window =
-        Range::new(if order == Order::TopDown { window_start } else { kr.end }, window_start.saturating_add(WINDOW));
-    let rule = format!(
-        "must lie between {:#x} and {:#x} (the kernel's 32 GiB window, kexec-tools' arm64 rule)",
-        window.start, window.end
-    );
-
-    let mut initrd_range = None;
-    if let Some(i) = initrd {
-        let len = i.data.len() as u64;
-        let r = layout.add(KexecBuf::new(SegmentKind::Initrd, i.data, i.source).order(order).window(window, &rule))?;
-        initrd_range = Some(Range::new(r.start, r.start + len));
-    }
-
-    let mut edits = DtbEdits {
-        bootargs,
-        initrd: initrd_range,
-        kaslr_seed: Some(kaslr_seed),
-        rng_seed: Some(rng_seed),
-        remove_crash_properties: true,
-        set_strings: req.dtb_set.clone(),
-        delete: req.dtb_delete.clone(),
-        ..Default::default()
-    };
-    if let Some(c) = &crash {
-        let r = layout.add(
-            KexecBuf::new(SegmentKind::ElfCoreHdr, Blob::new(c.header.clone()), "generated elfcorehdr")
-                .memsz(c.memsz)
-                .excluded(c.excluded)
-                .order(order)
-                .window(window, &rule),
-        )?;
-        // Documentation/devicetree/bindings/chosen.txt: the capture kernel
-        // finds its elfcorehdr and may use only the crash ranges.
-        edits.elfcorehdr = Some(r);
-        edits.usable_memory = Some(c.ranges.clone());
-    }
-    let dtb = handover::apply(&dtb_in, &edits).map_err(dtb_err)?;
-    if dtb.len() as u64 > DTB_MAX {
-        return Err(PlanError::NoRoom {
-            what: "dtb",
-            size: dtb.len() as u64,
-            rule: "booting.rst §2: the DTB must not exceed 2 MiB".into(),
-        }
-        .into());
-    }
-    let dtb_r = layout
-        .add(KexecBuf::new(SegmentKind::Dtb, Blob::new(dtb), "generated DTB").order(order).window(window, &rule))?;
-
-    params.flags |= PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
-    params.psci_conduit = match facts.psci_method.as_deref() {
-        Some("hvc") => PSCI_CONDUIT_HVC,
-        Some("smc") => PSCI_CONDUIT_SMC,
-        _ => PSCI_CONDUIT_NONE,
-    };
-    // The console /chosen/stdout-path names, unless --serial chose one.
-    if let (false, Some(c)) = (console_given, facts.console) {
-        params.console = c;
-    }
-
-    Ok(ArchLayout {
-        layout,
-        kernel_entry: kr.start,
-        boot_data: BootData { kind: SegmentKind::Dtb, addr: dtb_r.start },
-        cmdline: final_cmdline,
-        params,
-        purgatory: vec![
-            PurgatoryWindow { window, order, rule: "near the kernel (its 32 GiB window)" },
-            PurgatoryWindow { window: Range::ALL, order, rule: "needs 4 KiB aligned RAM" },
-        ],
-        notes,
-    })
+    dtb_boot::plan(input, &BOOT)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::BootData;
     use crate::plan::Plan;
+    use crate::range::Range;
     use crate::request::{CmdlineChoice, CrashOptions, Request};
     use crate::testing::{arm64_image, arm64_tree, Tree, ARM64_FLAGS_ANYWHERE, ARM64_FLAGS_LOW, VIRT_1G};
+    use kexec_purgatory::abi::{SegmentKind, PSCI_CONDUIT_HVC};
 
     fn plan_with(t: &Tree, image: Vec<u8>, edit: impl FnOnce(&mut Request)) -> Result<Plan, LoadError> {
         let mut req = Request::new(t.write("Image", image));
@@ -327,9 +181,7 @@ mod tests {
             assert!(crash.contains_range(&s.range()), "{s:?}");
         }
         assert_eq!(p.segments[0].mem, 0xa000_0000, "bottom-up into the reservation");
-        // kexec-tools' remove_parameter keeps the space before a removed
-        // last token, and concat_cmdline adds one: byte for byte the same.
-        assert_eq!(p.cmdline, "console=ttyAMA0 root=/dev/vda  maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
+        assert_eq!(p.cmdline, "console=ttyAMA0 root=/dev/vda maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
         let core = p.elfcorehdr.unwrap();
         assert_eq!((core.addr, core.cpu_notes, core.pt_load), (p.segments[1].mem, 2, 2));
         let dtb = crate::dtb::edit::DtbEditor::from_blob(&p.segments[2].data).unwrap();

@@ -163,6 +163,8 @@ impl DtbEditor {
         let blob = blob
             .get(..total)
             .ok_or_else(|| parse(format!("header totalsize {total} is larger than the {} bytes given", blob.len())))?;
+        // The tree builders below recurse per level: bound the nesting first.
+        super::structure::check(blob).map_err(parse)?;
         let tree = match Fdt::new(blob) {
             Ok(fdt) => DeviceTree::from_fdt(&fdt),
             // Shipping DTBs break the spec's name rules; read those leniently.

@@ -161,28 +161,11 @@ mod tests {
     use super::*;
 
     fn qemu_like_dtb() -> Vec<u8> {
-        let mut w =
-            vm_fdt::FdtWriter::new_with_mem_reserv(&[vm_fdt::FdtReserveEntry::new(0x4800_0000, 0x10_0000).unwrap()])
-                .unwrap();
-        let root = w.begin_node("").unwrap();
-        w.property_u32("#address-cells", 2).unwrap();
-        w.property_u32("#size-cells", 2).unwrap();
-        let psci = w.begin_node("psci").unwrap();
-        w.property_string("method", "hvc").unwrap();
-        w.end_node(psci).unwrap();
-        let uart = w.begin_node("pl011@9000000").unwrap();
-        w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
-        w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
-        w.end_node(uart).unwrap();
-        let chosen = w.begin_node("chosen").unwrap();
-        w.property_string("stdout-path", "/pl011@9000000").unwrap();
-        w.property_string("bootargs", "console=ttyAMA0 old").unwrap();
-        w.property_u64("linux,initrd-start", 0x4800_0000).unwrap();
-        w.property_u64("linux,initrd-end", 0x4810_0000).unwrap();
-        w.property_u64("linux,elfcorehdr", 0x1234).unwrap();
-        w.end_node(chosen).unwrap();
-        w.end_node(root).unwrap();
-        w.finish().unwrap()
+        crate::testing::qemu_virt_dtb_with(
+            "console=ttyAMA0 old",
+            &[(0x4800_0000, 0x10_0000)],
+            &[("linux,initrd-start", 0x4800_0000), ("linux,initrd-end", 0x4810_0000), ("linux,elfcorehdr", 0x1234)],
+        )
     }
 
     #[test]

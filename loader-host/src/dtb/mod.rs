@@ -6,3 +6,4 @@
 pub mod edit;
 pub mod handover;
 mod lenient;
+pub mod structure;

@@ -106,6 +106,12 @@ pub enum HeaderError {
     TextOffset { text_offset: u64 },
     /// text_offset + image_size passes the end of the address space.
     SizeOverflow { text_offset: u64, image_size: u64 },
+    /// The EFI stub's PE header ("MZ" at 0, its offset at 0x3c) is missing
+    /// or runs past the file.
+    BadPeHeader { offset: u64 },
+    /// The PE section table places data past the end of the file: the file
+    /// was cut short.
+    Truncated { file: u64, needed: u64 },
 }
 
 impl fmt::Display for HeaderError {
@@ -132,6 +138,14 @@ impl fmt::Display for HeaderError {
             Self::TextOffset { text_offset } => write!(
                 f,
                 "arm64 Image header: text_offset (0x08) {text_offset:#x} is not a multiple of 4 KiB; kexec segments start on pages"
+            ),
+            Self::BadPeHeader { offset } => write!(
+                f,
+                "arm64 Image EFI stub: the PE header offset at 0x3c ({offset:#x}) does not lead to a \"PE\\0\\0\" header and section table inside the file (truncated, or not an Image)"
+            ),
+            Self::Truncated { file, needed } => write!(
+                f,
+                "arm64 Image is {file} bytes but its EFI stub's PE section table places data up to {needed}: the file is truncated"
             ),
             Self::SizeOverflow { text_offset, image_size } => write!(
                 f,
@@ -213,10 +227,45 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
     Ok(header)
 }
 
+/// The bytes an Image with an EFI stub must have: the end of its furthest
+/// PE section (PE format: the COFF header after "PE\\0\\0", then the
+/// section table after the optional header; each section's
+/// PointerToRawData + SizeOfRawData). None for an Image without the stub
+/// ("MZ" at 0 is how booting.rst §4's code0 marks it).
+pub fn pe_extent(image: &[u8]) -> Result<Option<u64>, HeaderError> {
+    if !image.starts_with(b"MZ") {
+        return Ok(None);
+    }
+    let at = u64::from(crate::bytes::le32(image, 0x3c).unwrap_or(u32::MAX));
+    let bad = || HeaderError::BadPeHeader { offset: at };
+    let pe = usize::try_from(at).map_err(|_| bad())?;
+    if image.get(pe..pe.saturating_add(4)) != Some(&b"PE\0\0"[..]) {
+        return Err(bad());
+    }
+    let coff = pe.checked_add(4).ok_or_else(bad)?;
+    let sections = crate::bytes::le16(image, coff + 2).ok_or_else(bad)?;
+    let optional = crate::bytes::le16(image, coff + 16).ok_or_else(bad)?;
+    let table = coff.checked_add(20 + usize::from(optional)).ok_or_else(bad)?;
+    let mut end = 0u64;
+    for i in 0..usize::from(sections) {
+        let entry = table + i * 40;
+        let size = crate::bytes::le32(image, entry + 16).ok_or_else(bad)?;
+        let ptr = crate::bytes::le32(image, entry + 20).ok_or_else(bad)?;
+        end = end.max(u64::from(ptr) + u64::from(size));
+    }
+    Ok(Some(end))
+}
+
 /// The raw Image as an [`ImageKernel`], for this format and the ones that
 /// wrap it (Image.gz, EFI zboot).
 pub fn kernel_from_raw(data: Blob, format: &'static str, host: Host) -> Result<KernelImage, ImageError> {
     let h = parse_header(&data, host.page_size).map_err(ImageError::Arm64)?;
+    if let Some(needed) = pe_extent(&data).map_err(ImageError::Arm64)? {
+        let file = data.len() as u64;
+        if file < needed {
+            return Err(ImageError::Arm64(HeaderError::Truncated { file, needed }));
+        }
+    }
     // booting.rst §4: "At least image_size bytes from the start of the image
     // must be free"; a signed Image carries data past image_size, so never
     // less than the file.
@@ -259,14 +308,27 @@ pub(crate) mod tests {
     /// A synthetic Image: header plus `body` bytes of filler.
     pub(crate) fn image(text_offset: u64, image_size: u64, flags: u64, body: usize) -> Vec<u8> {
         let mut v = vec![0u8; HEADER_LEN + body];
-        v[0..4].copy_from_slice(b"MZ@\xfa"); // EFI-stub code0, as real kernels have
+        for (i, b) in v[HEADER_LEN..].iter_mut().enumerate() {
+            *b = (i * 7 + 3) as u8;
+        }
         v[8..16].copy_from_slice(&text_offset.to_le_bytes());
         v[16..24].copy_from_slice(&image_size.to_le_bytes());
         v[24..32].copy_from_slice(&flags.to_le_bytes());
         v[MAGIC_OFFSET..MAGIC_OFFSET + 4].copy_from_slice(&MAGIC);
-        v[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-        for (i, b) in v[HEADER_LEN..].iter_mut().enumerate() {
-            *b = (i * 7 + 3) as u8;
+        if body >= 0x80 {
+            // An EFI stub as real kernels have: code0 "MZ", the PE header at
+            // 0x40, one section spanning the whole file.
+            v[0..4].copy_from_slice(b"MZ@\xfa");
+            v[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+            v[0x40..0x44].copy_from_slice(b"PE\0\0");
+            v[0x44..0x46].copy_from_slice(&0xaa64u16.to_le_bytes());
+            v[0x46..0x48].copy_from_slice(&1u16.to_le_bytes()); // NumberOfSections
+            v[0x54..0x56].copy_from_slice(&0u16.to_le_bytes()); // SizeOfOptionalHeader
+            let sect = 0x58;
+            v[sect..sect + 8].copy_from_slice(b".text\0\0\0");
+            let len = v.len() as u32;
+            v[sect + 16..sect + 20].copy_from_slice(&len.to_le_bytes()); // SizeOfRawData
+            v[sect + 20..sect + 24].copy_from_slice(&0u32.to_le_bytes()); // PointerToRawData
         }
         v
     }
@@ -339,5 +401,21 @@ pub(crate) mod tests {
         assert_eq!(err, HeaderError::TextOffset { text_offset: 0x800 });
         // A huge but representable image_size parses; placement refuses it.
         assert!(parse_header(&image(0, 1 << 62, FLAGS_4K, 0), 4096).is_ok());
+    }
+
+    #[test]
+    fn truncated_efi_stub_images_are_refused() {
+        let img = image(0, 8 << 20, FLAGS_4K, 0x1000);
+        assert_eq!(pe_extent(&img), Ok(Some(img.len() as u64)));
+        let host = Host { page_size: 4096 };
+        let cut = Blob::new(img[..0x800].to_vec());
+        let err = kernel_from_raw(cut, "Image", host).unwrap_err();
+        assert_eq!(err.to_string(), "arm64 Image is 2048 bytes but its EFI stub's PE section table places data up to 4160: the file is truncated");
+        // A 100-byte file whose header says 8 MiB: the PE header is not even there.
+        let tiny = Blob::new(img[..100].to_vec());
+        let err = kernel_from_raw(tiny, "Image", host).unwrap_err();
+        assert!(err.to_string().contains("PE header offset at 0x3c (0x40) does not lead"), "{err}");
+        // An Image without the stub has no extent to check.
+        assert_eq!(pe_extent(&image(0, 8 << 20, FLAGS_4K, 16)), Ok(None));
     }
 }

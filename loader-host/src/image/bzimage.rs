@@ -61,7 +61,7 @@ pub const XLF_5LEVEL: u16 = 1 << 5;
 /// A checked bzImage.
 #[derive(Clone)]
 pub struct BzImage {
-    /// Header bytes 0x1f1 .. 0x202 + file[0x201] (boot.rst "64-bit Boot
+    /// Header bytes 0x1f1 .. `0x202 + file[0x201]` (boot.rst "64-bit Boot
     /// Protocol": "The end of setup header can be calculated as follows:
     /// 0x0202 + byte value at offset 0x0201").
     pub setup_header: Vec<u8>,

@@ -1,5 +1,5 @@
 //! What the running kernel publishes for a crash dump: the per-CPU crash
-//! note buffers (/sys/devices/system/cpu/cpuN/crash_notes[_size]), the
+//! note buffers (`/sys/devices/system/cpu/cpuN/crash_notes[_size]`), the
 //! vmcoreinfo note (/sys/kernel/vmcoreinfo) and, with crash hotplug, the
 //! room the kernel needs to rewrite the elfcorehdr
 //! (/sys/kernel/crash_elfcorehdr_size).
@@ -87,7 +87,7 @@ pub fn read_cpu_notes(sys_root: &Path) -> Result<Vec<NoteRegion>, CrashNotesErro
     Ok(cpus.into_iter().map(|c| c.1).collect())
 }
 
-/// /sys/kernel/vmcoreinfo: "<hex address> <hex size>" (kernel/ksysfs.c).
+/// /sys/kernel/vmcoreinfo: `"<hex address> <hex size>"` (kernel/ksysfs.c).
 pub fn read_vmcoreinfo(sys_root: &Path) -> Result<NoteRegion, CrashNotesError> {
     let path = sys_root.join("kernel/vmcoreinfo");
     let text = required(&path)?;

@@ -114,8 +114,8 @@ impl SystemSources {
         Ok(read_text(&self.sys_root.join(file))?.trim() == "1")
     }
 
-    /// /sys/kernel/security/lockdown shows "[none] integrity
-    /// confidentiality" with the active mode in brackets.
+    /// /sys/kernel/security/lockdown shows `[none] integrity
+    /// confidentiality` with the active mode in brackets.
     pub fn lockdown_active(&self) -> bool {
         read_text(&self.sys_root.join("kernel/security/lockdown")).is_ok_and(|s| !s.contains("[none]"))
     }
