@@ -230,3 +230,33 @@ fn crash_hotplug_sizes_and_excludes_the_elfcorehdr() {
     assert_eq!(core["memsz"], (64u64 + 49392).next_multiple_of(4096), "sized so the kernel can grow it");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn man_page_and_completions_come_from_the_option_table() {
+    let o = rkexec(&["--man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let man = String::from_utf8(o.stdout).unwrap();
+    assert!(man.starts_with(".ie") || man.contains(".TH rkexec"), "roff: {}", &man[..200.min(man.len())]);
+    // Every alias a caller uses, and the deliberate difference, are there.
+    for word in [
+        "reuse\\-cmdline",
+        "command\\-line",
+        "ramdisk",
+        "kexec\\-file\\-syscall",
+        "load\\-panic",
+        "kexec_file_load first",
+    ] {
+        assert!(man.contains(word), "{word} missing from the man page");
+    }
+    assert!(!man.contains("proc\\-root"), "hidden test options stay out of the man page");
+    let o = rkexec(&["--completions=bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bash = String::from_utf8(o.stdout).unwrap();
+    assert!(bash.contains("--reuse-cmdline") && bash.contains("--kexec-syscall-auto") && bash.contains("complete -F"));
+    for shell in ["zsh", "fish"] {
+        let o = rkexec(&["--completions", shell]);
+        assert!(o.status.success() && o.stdout.len() > 1000, "{shell}: {}", stderr(&o));
+    }
+    let o = rkexec(&["--completions=tcsh"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}

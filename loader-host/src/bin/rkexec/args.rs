@@ -158,13 +158,13 @@ pub struct Args {
     #[arg(long = "syscall", value_enum, value_name = "CALL", help_heading = "System call")]
     pub syscall: Option<SyscallChoice>,
 
-    /// Kernel command line (replaces the default; added after --reuse-cmdline's).
+    /// Kernel command line, also --command-line (replaces the default; added after --reuse-cmdline's).
     #[arg(long = "append", visible_alias = "command-line", value_name = "STRING", help_heading = "Kernel")]
     pub append: Option<String>,
     /// Start from the running kernel's command line, without BOOT_IMAGE= (and crashkernel= for -p).
     #[arg(long = "reuse-cmdline", help_heading = "Kernel")]
     pub reuse_cmdline: bool,
-    /// Initrd (repeat to concatenate several, an rkexec extension).
+    /// Initrd, also --ramdisk (repeat to concatenate several, an rkexec extension).
     #[arg(long = "initrd", visible_alias = "ramdisk", value_name = "FILE", action = ArgAction::Append, help_heading = "Kernel")]
     pub initrd: Vec<PathBuf>,
     /// DTB to hand over instead of the running one (arm64; ignored with -s).

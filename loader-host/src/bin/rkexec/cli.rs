@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
         .next()
         .and_then(|a| PathBuf::from(a).file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "rkexec".into());
-    let mut argv = Vec::new();
+    let mut argv: Vec<String> = Vec::new();
     for a in raw {
         match a.into_string() {
             Ok(s) => argv.push(s),
@@ -83,13 +83,8 @@ pub fn main() -> ExitCode {
             }
         }
     }
-    // `rkexec plan KERNEL ...`: rkexec's own word, only as the first.
-    let plan_cmd = argv.first().is_some_and(|a| a == "plan");
-    if plan_cmd {
-        argv.remove(0);
-    }
     let table = Table::from_clap();
-    let scanned = match getopt::scan(&table, &argv, std::env::var_os("POSIXLY_CORRECT").is_some()) {
+    let mut scanned = match getopt::scan(&table, &argv, std::env::var_os("POSIXLY_CORRECT").is_some()) {
         Ok(s) => s,
         Err((before, e)) => {
             // The options before the bad one act first (-h, -v ...).
@@ -108,6 +103,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // `rkexec plan KERNEL ...`: rkexec's own word, as the first non-option
+    // word (a kernel file called "plan" is ./plan).
+    let plan_cmd = scanned.operands.first().is_some_and(|a| a == "plan");
+    if plan_cmd {
+        scanned.operands.remove(0);
+    }
     let parsed = Args::command()
         .try_get_matches_from(getopt::canonical(&table, &scanned))
         .and_then(|m| Args::from_arg_matches(&m));
