@@ -99,6 +99,7 @@ pub enum Call {
     KexecLoad,
     KexecFileLoad,
     Unload,
+    FileUnload,
     Reboot,
 }
 
@@ -108,6 +109,7 @@ impl Call {
             Call::KexecLoad => "kexec_load",
             Call::KexecFileLoad => "kexec_file_load",
             Call::Unload => "kexec_load (unload)",
+            Call::FileUnload => "kexec_file_load (unload)",
             Call::Reboot => "reboot(LINUX_REBOOT_CMD_KEXEC)",
         }
     }
@@ -286,7 +288,7 @@ pub fn kexec_file_unload(crash: bool) -> Result<(), SyscallError> {
         )
     };
     if rc != 0 {
-        return Err(SyscallError { call: Call::Unload, errno: last_errno(), context: None });
+        return Err(SyscallError { call: Call::FileUnload, errno: last_errno(), context: None });
     }
     Ok(())
 }

@@ -544,7 +544,15 @@ fn unload(ctx: &Ctx, ops: &mut dyn Ops) -> Result<(), Fail> {
     let crash = ctx.act.crash;
     let choice = ctx.act.syscall;
     if choice == SyscallChoice::File {
-        return ops.unload(crash, true).map_err(|e| Fail::failed(e.to_string()));
+        // kexec/kexec.c kexec_file_unload: ENOSYS is EFALLBACK, and -s
+        // allows no fallback: "syscall kexec_file_load not available.", 253.
+        return ops.unload(crash, true).map_err(|e| {
+            if e.errno == libc::ENOSYS {
+                Fail { msg: format!("{e}\nsyscall kexec_file_load not available."), code: EXIT_FALLBACK, usage: false }
+            } else {
+                Fail::failed(e.to_string())
+            }
+        });
     }
     match ops.unload(crash, false) {
         Ok(()) => Ok(()),
