@@ -69,8 +69,13 @@ echo "== C loader (examples/c-loader) through our purgatory (QEMU, arm64)"
 rc_cloader=0
 python3 tests/guest/c_loader_cells.py || rc_cloader=$?
 
-echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64, crash hotplug rc=$rc_hotplug, c-loader rc=$rc_cloader"
+echo "== rkexec as /sbin/kexec with the callers' argv; UKI and vmlinux ELF kernels (QEMU, amd64 + arm64)"
+rc_dropin=0
+python3 tests/guest/dropin_cells.py || rc_dropin=$?
+
+echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64, crash hotplug rc=$rc_hotplug, c-loader rc=$rc_cloader, drop-in rc=$rc_dropin"
 if [ "$rc_arm64" -ne 0 ]; then exit "$rc_arm64"; fi
 if [ "$rc_amd64" -ne 0 ]; then exit "$rc_amd64"; fi
 if [ "$rc_hotplug" -ne 0 ]; then exit "$rc_hotplug"; fi
-exit "$rc_cloader"
+if [ "$rc_cloader" -ne 0 ]; then exit "$rc_cloader"; fi
+exit "$rc_dropin"
