@@ -16,6 +16,7 @@
 
 use std::fmt;
 
+use super::decompress::MAX_DECOMPRESSED;
 use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
 use crate::arch::Arch;
 use crate::bytes::{le16, le32, le64};
@@ -66,6 +67,7 @@ pub enum ElfError {
     Overflow { index: usize },
     Overlap { index: usize },
     Gap { index: usize, gap: u64 },
+    Span { index: usize, span: u64 },
     EntryOutside { entry: u64 },
     X86Dyn,
     NoArm64Header { entry: u64 },
@@ -93,6 +95,11 @@ impl fmt::Display for ElfError {
             Self::Gap { index, gap } => write!(
                 f,
                 "{e}: program header {index}: PT_LOAD starts {gap:#x} bytes after the previous one ends; rkexec loads a vmlinux as one span with gaps under {MAX_GAP:#x}"
+            ),
+            Self::Span { index, span } => write!(
+                f,
+                "{e}: program header {index}: the PT_LOADs span {span:#x} bytes, more than the loader's {} MiB cap on a kernel image",
+                MAX_DECOMPRESSED >> 20
             ),
             Self::EntryOutside { entry } => write!(
                 f,
@@ -188,7 +195,9 @@ fn parse_headers(file: &[u8]) -> Result<Parsed, ElfError> {
 fn flatten(file: &[u8], loads: &[Load], addr: impl Fn(&Load) -> u64, start: u64) -> Result<(Vec<u8>, u64), ElfError> {
     let mut sorted: Vec<Load> = loads.iter().copied().filter(|l| addr(l) + l.memsz > start).collect();
     sorted.sort_by_key(|l| addr(l));
-    let mut data = Vec::new();
+    // Check every load before zero-filling any: gaps under MAX_GAP still add
+    // up, so the span is bounded too (parse_headers checked that addr +
+    // memsz does not wrap).
     let mut end = start;
     for (i, l) in sorted.iter().enumerate() {
         let at = addr(l);
@@ -198,6 +207,14 @@ fn flatten(file: &[u8], loads: &[Load], addr: impl Fn(&Load) -> u64, start: u64)
         if i > 0 && at - end > MAX_GAP {
             return Err(ElfError::Gap { index: l.index, gap: at - end });
         }
+        end = at + l.memsz;
+        if end - start > MAX_DECOMPRESSED {
+            return Err(ElfError::Span { index: l.index, span: end - start });
+        }
+    }
+    let mut data = Vec::new();
+    for l in &sorted {
+        let at = addr(l);
         // Bytes of this load before `start` (only the first may have any).
         let skip = start.saturating_sub(at);
         let from = (at.max(start) - start) as usize;
@@ -206,7 +223,6 @@ fn flatten(file: &[u8], loads: &[Load], addr: impl Fn(&Load) -> u64, start: u64)
             data.resize(from, 0);
             data.extend_from_slice(bytes);
         }
-        end = at + l.memsz;
     }
     Ok((data, end - start))
 }
@@ -347,6 +363,24 @@ pub(crate) mod tests {
             &[(KVA, 0x100_0000, &[1u8; 64], 0x1000), (KVA, 0x4000_0000, &[1u8; 64], 0x1000)],
         );
         assert!(load(Blob::new(far), None, HOST).unwrap_err().to_string().contains("one span"));
+    }
+
+    /// Found by fuzz/fuzz_targets/image_elf.rs: 300 one-byte PT_LOADs, each
+    /// just under MAX_GAP after the last, made a 17 KB file allocate a
+    /// 4.8 GiB span (out of memory); a 1 MB file could ask for 290 GiB.
+    #[test]
+    fn many_gapped_loads_cannot_build_a_span_above_the_kernel_cap() {
+        let step = MAX_GAP + 0x1000;
+        let loads: Vec<(u64, u64, &[u8], u64)> =
+            (0..40u64).map(|i| (KVA + i * step, 0x100_0000 + i * step, &[7u8][..], 0x1000)).collect();
+        let err = load(Blob::new(elf(EM_X86_64, ET_EXEC, 0x100_0000, &loads)), None, HOST).unwrap_err();
+        assert!(err.to_string().contains("more than the loader's 512 MiB cap on a kernel image"), "{err}");
+        // The same for an arm64 vmlinux, spanned from e_entry by virtual address.
+        let img = image(0, 0x40_0000, 1 << 1 | 8, 100);
+        let mut arm: Vec<(u64, u64, &[u8], u64)> = vec![(KVA, 0x4000_0000, &img[..], 0x1000)];
+        arm.extend((1..40u64).map(|i| (KVA + i * step, 0x4000_0000 + i * step, &[7u8][..], 0x1000)));
+        let err = load(Blob::new(elf(EM_AARCH64, ET_EXEC, KVA, &arm)), None, HOST).unwrap_err();
+        assert!(err.to_string().contains("more than the loader's 512 MiB cap on a kernel image"), "{err}");
     }
 
     #[test]
