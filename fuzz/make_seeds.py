@@ -94,6 +94,42 @@ def bzimage(setup_sects=3, payload=1024, version=0x020f):
     return bytes(f)
 
 
+def pe_file(machine, sections):
+    """PE/COFF: MZ, e_lfanew at 0x3c, "PE\\0\\0", COFF header, an empty
+    optional header, the section table, raw data on 0x200 boundaries."""
+    pe_at, opt_len = 0x80, 0
+    table = pe_at + 4 + 20 + opt_len
+    data_at = -(-(table + 40 * len(sections)) // 0x200) * 0x200
+    f = bytearray(data_at)
+    f[0:2] = b"MZ"
+    struct.pack_into("<I", f, 0x3c, pe_at)
+    f[pe_at:pe_at + 4] = b"PE\0\0"
+    struct.pack_into("<HH", f, pe_at + 4, machine, len(sections))
+    for i, (name, data) in enumerate(sections):
+        h = table + 40 * i
+        raw = -(-len(data) // 0x200) * 0x200
+        f[h:h + 8] = name.encode().ljust(8, b"\0")
+        struct.pack_into("<IIII", f, h + 8, len(data), 0x1000 * (i + 1), raw, data_at)
+        f += bytes(raw)
+        f[data_at:data_at + len(data)] = data
+        data_at += raw
+    return bytes(f)
+
+
+def elf_exec(machine, entry, loads):
+    """ELF64 LE ET_EXEC, loads = [(vaddr, paddr, bytes, memsz)]."""
+    phoff = 64
+    data_at = -(-(phoff + 56 * len(loads)) // 0x100) * 0x100
+    f = bytearray(data_at)
+    f[0:7] = b"\x7fELF\x02\x01\x01"
+    struct.pack_into("<HHIQQQIHHHHHH", f, 16, 2, machine, 1, entry, phoff, 0, 0, 64, 56, len(loads), 0, 0, 0)
+    for i, (vaddr, paddr, data, memsz) in enumerate(loads):
+        struct.pack_into("<IIQQQQQQ", f, phoff + 56 * i, 1, 7, data_at, vaddr, paddr, len(data), memsz, 0x1000)
+        f += data
+        data_at += len(data)
+    return bytes(f)
+
+
 def images():
     img = arm64_image()
     put("image_load", "arm64-image", img)
@@ -105,6 +141,26 @@ def images():
     put("image_load", "zboot-x86-machine", zboot("gzip", gz(img), machine=0x8664))
     put("image_load", "bzimage", bzimage())
     put("image_load", "bzimage-legacy-sects", bzimage(setup_sects=0, payload=600))
+    # UKIs (UAPI.5): the kernel in .linux, initrd, ucode, cmdline, dtb;
+    # multi-profile: the base, then profile @0 overriding .cmdline.
+    put("image_uki", "x86-bzimage", pe_file(0x8664, [(".osrel", b"ID=debian\n"), (".cmdline", b" quiet \n\0"),
+                                                      (".ucode", b"uc"), (".initrd", b"0123456"),
+                                                      (".linux", bzimage())]))
+    put("image_uki", "arm64-image-gz-dtb", pe_file(0xaa64, [(".linux", gz(img)), (".dtb", fdt_minimal()),
+                                                              (".uname", b"6.1.0-test\n")]))
+    put("image_uki", "multi-profile", pe_file(0xaa64, [(".linux", img), (".cmdline", b"base"),
+                                                         (".profile", b"ID=a"), (".cmdline", b"profile0"),
+                                                         (".profile", b"ID=b"), (".cmdline", b"profile1")]))
+    put("image_load", "uki-x86", pe_file(0x8664, [(".linux", bzimage()), (".cmdline", b"quiet")]))
+    # vmlinux ELF: x86_64 PT_LOADs at physical addresses with a gap; arm64
+    # with the Image header at e_entry.
+    text = bytes((i * 5) & 0xff for i in range(1024))
+    x86 = elf_exec(62, 0x100_0000, [(0xffff_ffff_8100_0000, 0x100_0000, text, 0x2000),
+                                    (0xffff_ffff_8120_0000, 0x120_0000, text[:256], 0x1000)])
+    put("image_elf", "x86-two-loads", x86)
+    put("image_elf", "arm64-image-at-entry", elf_exec(183, 0xffff_8000_1000_0000,
+                                                      [(0xffff_8000_1000_0000, 0x4020_0000, img, 0x40_0000)]))
+    put("image_load", "vmlinux-x86", x86)
     data = bytes((i % 251) for i in range(4096))
     put("decompress", "gzip", gz(data))
     put("decompress", "gzip-zero-padded", gz(data) + bytes(64))

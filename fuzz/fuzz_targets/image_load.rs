@@ -1,5 +1,6 @@
-//! `image::load` over every kernel format (arm64 Image, Image.gz, EFI zboot
-//! gzip/zstd, bzImage): detected from the bytes, and forced with `-t NAME`.
+//! `image::load` over every kernel format (UKI, EFI zboot gzip/zstd,
+//! bzImage, arm64 Image, Image.gz, vmlinux ELF): detected from the bytes,
+//! and forced with `-t NAME`.
 //! A parsed kernel must satisfy what the planners rely on.
 #![no_main]
 
@@ -11,6 +12,8 @@ use loader_host::input::Blob;
 const HOST: Host = Host { page_size: 4096 };
 
 fn check(k: &KernelImage, file: &[u8]) {
+    // A container's kernel is its .linux section, not the whole file.
+    let raw: &[u8] = k.embedded.as_ref().map_or(file, |e| &e.linux);
     match &k.kernel {
         Kernel::Image(i) => {
             assert_eq!(k.arch, Arch::Arm64);
@@ -21,11 +24,18 @@ fn check(k: &KernelImage, file: &[u8]) {
         }
         Kernel::BzImage(b) => {
             assert_eq!(k.arch, Arch::X86_64);
-            assert_eq!(b.setup_size + b.payload.len(), file.len(), "payload is not the rest of the file");
+            assert_eq!(b.setup_size + b.payload.len(), raw.len(), "payload is not the rest of the file");
             assert!(!b.payload.is_empty());
             assert!(b.payload.len() as u64 <= b.init_size, "payload larger than init_size");
             assert!(b.kernel_alignment.is_power_of_two());
             assert!(b.cmdline_size > 0);
+        }
+        Kernel::Elf(e) => {
+            assert_eq!(k.arch, Arch::X86_64);
+            assert!(e.data.len() as u64 <= e.mem_size, "span shorter than its data");
+            let end = e.paddr.checked_add(e.mem_size).expect("span wraps");
+            assert!((e.paddr..end).contains(&e.entry), "entry outside the span");
+            assert!(e.loads > 0);
         }
     }
 }
