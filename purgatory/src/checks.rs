@@ -3,6 +3,7 @@
 //! to be before the new kernel trusts them.
 
 use crate::abi::SegmentKind;
+use crate::console_lines::structure;
 
 /// Why an excluded segment was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,15 +31,15 @@ pub enum StructureError {
 impl StructureError {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::FdtMagic => "FDT magic is not 0xd00dfeed",
-            Self::FdtTotalSize => "FDT totalsize does not fit the segment",
-            Self::FdtVersion => "FDT version is not compatible with 17",
-            Self::FdtBlocks => "FDT blocks do not fit in totalsize",
-            Self::ElfIdent => "not a little-endian ELF64 header",
-            Self::ElfType => "ELF e_type is not ET_CORE",
-            Self::ElfHeaderSize => "ELF e_ehsize/e_phentsize are not ELF64 sizes",
-            Self::ElfPhdrs => "ELF program headers do not fit in the segment",
-            Self::KindNotExcludable => "only dtb and elfcorehdr segments may be excluded",
+            Self::FdtMagic => structure::FDT_MAGIC,
+            Self::FdtTotalSize => structure::FDT_TOTAL_SIZE,
+            Self::FdtVersion => structure::FDT_VERSION,
+            Self::FdtBlocks => structure::FDT_BLOCKS,
+            Self::ElfIdent => structure::ELF_IDENT,
+            Self::ElfType => structure::ELF_TYPE,
+            Self::ElfHeaderSize => structure::ELF_HEADER_SIZE,
+            Self::ElfPhdrs => structure::ELF_PHDRS,
+            Self::KindNotExcludable => structure::NOT_EXCLUDABLE,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! CPU. The blob never changes size: the loader reserved the properties
 //! (placeholders) and the purgatory only overwrites their values.
 
+use crate::console_lines::patch;
 use crate::sha256::CompressFn;
 
 /// `/chosen` properties refreshed when `PARAM_FLAG_REFRESH_SEEDS` is set.
@@ -23,8 +24,8 @@ pub enum PatchError {
 impl PatchError {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Parse => "DTB does not parse",
-            Self::NoChosen => "DTB has no /chosen node",
+            Self::Parse => patch::PARSE,
+            Self::NoChosen => patch::NO_CHOSEN,
         }
     }
 }

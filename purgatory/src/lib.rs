@@ -7,9 +7,11 @@
 
 pub mod abi;
 pub mod checks;
+pub mod console_lines;
 pub mod fdt_patch;
 pub mod report;
 pub mod seed;
 pub mod setup_data;
 pub mod sha256;
+pub mod validate;
 pub mod verify;

@@ -5,7 +5,7 @@
 
 use kexec_purgatory::abi::{SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256};
 use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
-use test_harness::scenario::{DTB_ADDR, PURGATORY_ADDR};
+use test_harness::scenario::{DTB_ADDR, INITRD_ADDR, OTHER_ADDR, PURGATORY_ADDR};
 use test_harness::{Cell, Outcome, Scenario};
 
 fn hex(bytes: &[u8]) -> String {
@@ -229,20 +229,88 @@ fn relocates_itself_at_any_4k_aligned_address() {
     }
 }
 
+/// The block was refused with `reason`, the purgatory said so and reset
+/// the system (QEMU exits on PSCI SYSTEM_RESET under -no-reboot).
+fn assert_params_refused(out: &Outcome, reason: &str) {
+    let line = format!("purgatory: REFUSED: bad parameter block: {reason}");
+    assert!(out.contains(&line), "expected '{line}':\n{}", out.console);
+    assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
+    assert!(out.contains("purgatory: resetting the system (PSCI SYSTEM_RESET via HVC)"), "{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
+    assert_eq!(out.exit, Some(0), "QEMU should have exited on the reset:\n{}", out.console);
+}
+
+/// Nothing at all came from the purgatory (its console was not validated).
+fn assert_silent(out: &Outcome) {
+    assert!(!out.contains("purgatory:"), "printed on an unvalidated console:\n{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
+}
+
 #[test]
-fn unfilled_parameter_block_is_refused() {
+fn unfilled_parameter_block_halts_without_a_word() {
+    // Without the magic nothing in the block is trusted: not the console,
+    // not the failure policy (RESET here): the CPU halts, silently.
     let mut sc = Scenario::standard("no-params", Cell::EL1);
     sc.edit_params = Some(|p| p.magic = 0);
+    sc.deadline = std::time::Duration::from_secs(4);
     let out = sc.run();
-    assert!(out.contains("REFUSED: bad parameter block: magic is not RKXP"), "{}", out.console);
-    assert!(!out.payload_ran(), "{}", out.console);
+    assert_silent(&out);
+    assert!(out.killed, "QEMU exited ({:?}): the CPU did not halt", out.exit);
+}
+
+#[test]
+fn newer_parameter_block_is_refused() {
+    let mut sc = Scenario::standard("params-v2", Cell::EL1);
+    sc.edit_params = Some(|p| p.version = 2);
+    assert_params_refused(&sc.run(), "unsupported version 2");
 }
 
 #[test]
 fn kernel_entry_outside_segments_is_refused() {
     let mut sc = Scenario::standard("bad-entry", Cell::EL1);
     sc.edit_params = Some(|p| p.kernel_entry = 0x5000_0000);
+    assert_params_refused(&sc.run(), "kernel entry 0x50000000 is not inside a kernel segment");
+}
+
+#[test]
+fn kernel_entry_in_the_initrd_is_refused() {
+    let mut sc = Scenario::standard("entry-in-initrd", Cell::EL1);
+    sc.edit_params = Some(|p| p.kernel_entry = INITRD_ADDR + 0x40);
+    assert_params_refused(&sc.run(), "kernel entry 0x44000040 is not inside a kernel segment");
+}
+
+#[test]
+fn dtb_in_a_segment_of_another_kind_is_refused() {
+    let mut sc = Scenario::standard("dtb-in-other", Cell::EL1);
+    sc.edit_params = Some(|p| p.boot_data = OTHER_ADDR);
+    assert_params_refused(&sc.run(), "boot data 0x4a200000 is not inside a dtb segment");
+}
+
+#[test]
+fn segment_over_the_purgatory_is_refused_before_anything_else() {
+    // The "other" segment's descriptor reaches into the purgatory: refused
+    // before any page table is built over it or any digest taken.
+    let mut sc = Scenario::standard("overlaps-image", Cell::EL1);
+    sc.edit_params = Some(|p| p.segments[4].len = PURGATORY_ADDR + 0x1000 - OTHER_ADDR);
     let out = sc.run();
-    assert!(out.contains("REFUSED: bad parameter block: kernel entry is not inside a segment"), "{}", out.console);
-    assert!(!out.payload_ran(), "{}", out.console);
+    assert!(out.contains("bad parameter block: segment 4 overlaps the purgatory image 0x4b000000+"), "{}", out.console);
+    assert!(!out.contains("mmu+caches"), "set-up ran before validation:\n{}", out.console);
+    assert_params_refused(&out, "segment 4 overlaps");
+}
+
+#[test]
+fn console_inside_a_segment_is_never_written() {
+    // Writing that "UART" would change verified memory: the purgatory
+    // refuses without printing a byte, and resets as asked.
+    for (name, base) in [("console-in-initrd", INITRD_ADDR + 0x100), ("console-in-image", PURGATORY_ADDR + 0x1000)] {
+        let mut sc = Scenario::standard(name, Cell::EL1);
+        sc.edit_params = Some(if base == INITRD_ADDR + 0x100 {
+            |p| p.console.base = INITRD_ADDR + 0x100
+        } else {
+            |p| p.console.base = PURGATORY_ADDR + 0x1000
+        });
+        let out = sc.run();
+        assert_silent(&out);
+        assert_eq!(out.exit, Some(0), "{name}: no reset:\n{}", out.console);
+    }
 }
