@@ -77,10 +77,6 @@ pub mod param {
 
 /// Why an excluded segment is malformed (`{reason}` of [`MALFORMED`]).
 pub mod structure {
-    pub const FDT_MAGIC: &str = "FDT magic is not 0xd00dfeed";
-    pub const FDT_TOTAL_SIZE: &str = "FDT totalsize does not fit the segment";
-    pub const FDT_VERSION: &str = "FDT version is not compatible with 17";
-    pub const FDT_BLOCKS: &str = "FDT blocks do not fit in totalsize";
     pub const ELF_IDENT: &str = "not a little-endian ELF64 header";
     pub const ELF_TYPE: &str = "ELF e_type is not ET_CORE";
     pub const ELF_HEADER_SIZE: &str = "ELF e_ehsize/e_phentsize are not ELF64 sizes";
@@ -88,9 +84,26 @@ pub mod structure {
     pub const NOT_EXCLUDABLE: &str = "only dtb and elfcorehdr segments may be excluded";
 }
 
-/// Why the boot data could not be patched (`{reason}` of [`PATCH_FAILED`]).
+/// What is wrong with a DTB (`{reason}` of [`MALFORMED`] for an excluded
+/// one, of [`PATCH_FAILED`] for the one being patched).
+pub mod fdt {
+    pub const MAGIC: &str = "FDT magic is not 0xd00dfeed";
+    pub const TOTAL_SIZE: &str = "FDT totalsize does not fit the segment";
+    pub const VERSION: &str = "FDT version is not compatible with 17";
+    pub const BLOCKS: &str = "FDT blocks do not fit in totalsize or are misaligned";
+    pub const RESERVATION_MAP: &str = "FDT memory reservation block is unterminated or an entry wraps";
+    pub const TOKEN: &str = "FDT structure block has an unknown token";
+    pub const TRUNCATED: &str = "FDT structure block ends before FDT_END";
+    pub const NODE_NAME: &str = "FDT node name is not NUL-terminated inside the structure block";
+    pub const PROP_VALUE: &str = "FDT property value runs past the structure block";
+    pub const PROP_NAME: &str = "FDT property name is not inside the strings block";
+    pub const DEPTH: &str = "FDT nodes nest deeper than 64 levels";
+    pub const NESTING: &str = "FDT nodes do not form one tree under a root node";
+}
+
+/// Why the boot data could not be patched (`{reason}` of [`PATCH_FAILED`],
+/// besides the [`fdt`] ones).
 pub mod patch {
-    pub const PARSE: &str = "DTB does not parse";
     pub const NO_CHOSEN: &str = "DTB has no /chosen node";
 }
 
@@ -161,12 +174,21 @@ pub const PARAM_REASONS: &[(&str, &str)] = &[
     ("console_port", param::CONSOLE_PORT),
 ];
 
-/// `{reason}` texts of [`MALFORMED`] and [`PATCH_FAILED`].
+/// `{reason}` texts of [`MALFORMED`] (the `fdt_*` ones also of
+/// [`PATCH_FAILED`]).
 pub const STRUCTURE_REASONS: &[(&str, &str)] = &[
-    ("fdt_magic", structure::FDT_MAGIC),
-    ("fdt_total_size", structure::FDT_TOTAL_SIZE),
-    ("fdt_version", structure::FDT_VERSION),
-    ("fdt_blocks", structure::FDT_BLOCKS),
+    ("fdt_magic", fdt::MAGIC),
+    ("fdt_total_size", fdt::TOTAL_SIZE),
+    ("fdt_version", fdt::VERSION),
+    ("fdt_blocks", fdt::BLOCKS),
+    ("fdt_reservation_map", fdt::RESERVATION_MAP),
+    ("fdt_token", fdt::TOKEN),
+    ("fdt_truncated", fdt::TRUNCATED),
+    ("fdt_node_name", fdt::NODE_NAME),
+    ("fdt_prop_value", fdt::PROP_VALUE),
+    ("fdt_prop_name", fdt::PROP_NAME),
+    ("fdt_depth", fdt::DEPTH),
+    ("fdt_nesting", fdt::NESTING),
     ("elf_ident", structure::ELF_IDENT),
     ("elf_type", structure::ELF_TYPE),
     ("elf_header_size", structure::ELF_HEADER_SIZE),
@@ -174,8 +196,9 @@ pub const STRUCTURE_REASONS: &[(&str, &str)] = &[
     ("not_excludable", structure::NOT_EXCLUDABLE),
 ];
 
-/// `{reason}` texts of [`PATCH_FAILED`].
-pub const PATCH_REASONS: &[(&str, &str)] = &[("parse", patch::PARSE), ("no_chosen", patch::NO_CHOSEN)];
+/// `{reason}` texts of [`PATCH_FAILED`] besides the `fdt_*` ones of
+/// [`STRUCTURE_REASONS`].
+pub const PATCH_REASONS: &[(&str, &str)] = &[("no_chosen", patch::NO_CHOSEN)];
 
 #[cfg(test)]
 mod tests {

@@ -6,8 +6,10 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod bytes;
 pub mod checks;
 pub mod console_lines;
+pub mod fdt;
 pub mod fdt_patch;
 pub mod report;
 pub mod seed;

@@ -393,7 +393,7 @@ pub(crate) mod tests {
         plat.buffers[2][3] = 0; // FDT magic
         assert_eq!(
             run(&params, &RULES, &mut plat),
-            Err(Failure::Structure { index: 2, error: StructureError::FdtMagic })
+            Err(Failure::Structure { index: 2, error: StructureError::Fdt(crate::fdt::FdtError::Magic) })
         );
         let (mut params, mut plat) = setup();
         params.segments[0].flags = SEGMENT_FLAG_EXCLUDED;

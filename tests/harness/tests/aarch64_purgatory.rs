@@ -3,7 +3,9 @@
 //! malformed input. Every assertion is on what the guest printed or how
 //! QEMU exited.
 
-use kexec_purgatory::abi::{SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256};
+use kexec_purgatory::abi::{
+    SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256, PARAM_FLAG_SKIP_DIGESTS,
+};
 use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
 use test_harness::scenario::{DTB_ADDR, INITRD_ADDR, OTHER_ADDR, PURGATORY_ADDR};
 use test_harness::{Cell, Outcome, Scenario};
@@ -206,6 +208,39 @@ fn malformed_excluded_dtb_is_refused() {
     sc.corrupt.push((dtb, 0, 0xff)); // FDT magic
     let out = sc.run();
     assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT magic is not 0xd00dfeed");
+}
+
+#[test]
+fn excluded_dtb_is_walked_token_by_token() {
+    // A valid header, a broken structure block: the whole tree is checked,
+    // not just the header.
+    let mut sc = Scenario::standard("bad-excluded-dtb-token", Cell::EL1);
+    let dtb = sc.index_of(SegmentKind::Dtb);
+    sc.segments[dtb].excluded = true;
+    let data = &sc.segments[dtb].data;
+    let off_struct = u32::from_be_bytes(data[8..12].try_into().unwrap()) as usize;
+    sc.corrupt.push((dtb, off_struct + 3, 0x06)); // FDT_BEGIN_NODE (1) -> 7
+    let out = sc.run();
+    assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT structure block has an unknown token");
+}
+
+#[test]
+fn malformed_dtb_is_not_patched_even_unhashed() {
+    // kexec-tools' -i (no digests): the DTB patcher still walks the whole
+    // blob first and refuses a property name outside the strings block.
+    let mut sc = Scenario::standard("unhashed-bad-dtb", Cell::EL1);
+    sc.flags |= PARAM_FLAG_SKIP_DIGESTS;
+    let dtb = sc.index_of(SegmentKind::Dtb);
+    let data = &sc.segments[dtb].data;
+    let off_struct = u32::from_be_bytes(data[8..12].try_into().unwrap()) as usize;
+    // The root's first property: BEGIN_NODE, "\0\0\0\0", PROP, len, nameoff.
+    sc.corrupt.push((dtb, off_struct + 16, 0x7f)); // nameoff high byte
+    let out = sc.run();
+    assert!(out.contains("purgatory: verification skipped at the loader's request (-i)"), "{}", out.console);
+    let line = "purgatory: REFUSED: cannot patch the dtb: FDT property name is not inside the strings block";
+    assert!(out.contains(line), "expected '{line}':\n{}", out.console);
+    assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
 }
 
 #[test]
