@@ -8,11 +8,12 @@ use kexec_purgatory::abi::{
     PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_PL011, ON_FAILURE_HALT, ON_FAILURE_RESET,
     PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
 };
-use loader_host::purgatory_image::PurgatoryImage;
+use loader_host::purgatory_image::{PurgatoryImage, AARCH64_ELF};
+use object::{Object, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
 use crate::fixtures::{self, Payload};
-use crate::qemu::{self, Outcome};
+use crate::qemu::{self, HaltLoop, Outcome};
 
 /// QEMU virt's PL011 and RAM.
 pub const UART_BASE: u64 = 0x0900_0000;
@@ -83,6 +84,8 @@ pub struct Scenario {
     pub corrupt: Vec<(usize, usize, u8)>,
     /// Last-minute edits of the parameter block.
     pub edit_params: Option<fn(&mut PurgatoryParams)>,
+    /// (byte offset, xor mask) applied to the purgatory image as loaded.
+    pub corrupt_purgatory: Vec<(usize, u8)>,
     /// `-icount shift=0`: one instruction per virtual nanosecond.
     pub icount: bool,
     pub deadline: Duration,
@@ -126,6 +129,7 @@ impl Scenario {
             on_failure: ON_FAILURE_RESET,
             corrupt: Vec::new(),
             edit_params: None,
+            corrupt_purgatory: Vec::new(),
             icount: false,
             deadline: Duration::from_secs(60),
             kernel_index: 0,
@@ -181,7 +185,10 @@ impl Scenario {
     pub fn qemu_args(&self, dir: &std::path::Path) -> Vec<String> {
         let image = PurgatoryImage::aarch64().expect("embedded purgatory is valid");
         let params = self.params();
-        let purgatory = image.with_params(&params);
+        let mut purgatory = image.with_params(&params);
+        for &(off, mask) in &self.corrupt_purgatory {
+            purgatory[off] ^= mask;
+        }
         let entry = self.purgatory_addr + image.header.entry_offset;
 
         let mut args: Vec<String> = [
@@ -230,8 +237,24 @@ impl Scenario {
         args
     }
 
+    /// The purgatory's halt loop where this scenario loads it (symbols of
+    /// the embedded ELF, linked at 0).
+    pub fn halt_loop(&self) -> HaltLoop {
+        let file = object::File::parse(AARCH64_ELF).expect("embedded purgatory ELF parses");
+        let sym = |name: &str| {
+            file.symbols()
+                .find(|s| s.name() == Ok(name))
+                .map(|s| s.address())
+                .unwrap_or_else(|| panic!("purgatory ELF lacks {name}"))
+        };
+        HaltLoop {
+            start: self.purgatory_addr + sym("purgatory_halt"),
+            end: self.purgatory_addr + sym("purgatory_halt_end"),
+        }
+    }
+
     /// Run the guest. Stops when QEMU exits (payload's semihosting exit,
-    /// PSCI reset) or one second after the purgatory says it halted.
+    /// PSCI reset) or as soon as the vCPU sits in the purgatory's halt loop.
     pub fn run(&self) -> Outcome {
         let mut sc = self.clone();
         if sc.cell.vhe {
@@ -242,7 +265,7 @@ impl Scenario {
         }
         let dir = sc.work_dir();
         let args = sc.qemu_args(&dir);
-        let out = qemu::run(&args, "purgatory: halted", Duration::from_secs(1), sc.deadline);
+        let out = qemu::run(&args, &dir, sc.halt_loop(), sc.deadline);
         let _ = std::fs::remove_dir_all(&dir);
         out
     }

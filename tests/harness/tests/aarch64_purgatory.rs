@@ -6,6 +6,7 @@
 use kexec_purgatory::abi::{
     SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256, PARAM_FLAG_SKIP_DIGESTS,
 };
+use object::{Object, ObjectSection};
 use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
 use test_harness::scenario::{DTB_ADDR, INITRD_ADDR, OTHER_ADDR, PURGATORY_ADDR};
 use test_harness::{Cell, Outcome, Scenario};
@@ -24,6 +25,41 @@ fn assert_booted(out: &Outcome, cell: Cell) {
     assert!(entered.contains(&format!("x0={DTB_ADDR:#x} x1=0x0 x2=0x0 x3=0x0")), "registers: {entered}");
     assert!(entered.contains("mmu=0 dcache=0"), "MMU/D-cache left on: {entered}");
     assert!(out.contains("purgatory: verified 5 segments"), "no summary:\n{}", out.console);
+    // The payload's semihosting exit: no reset, no halt.
+    assert_eq!((out.shutdown.as_deref(), out.halted_at), (None, None), "{}", out.console);
+}
+
+/// The purgatory reset the system (QEMU's SHUTDOWN event says guest-reset
+/// under -no-reboot) and nothing ran after: its resetting line, if it had
+/// a console, is the last thing printed.
+fn assert_reset(out: &Outcome) {
+    assert!(
+        out.reset(),
+        "no PSCI reset (shutdown {:?}, exit {:?}, halted at {:?}):\n{}",
+        out.shutdown,
+        out.exit,
+        out.halted_at,
+        out.console
+    );
+    assert_eq!(out.exit, Some(0), "{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
+    if let Some(last) = out.console.lines().rfind(|l| !l.trim().is_empty()) {
+        assert!(last.starts_with("purgatory: resetting the system (PSCI SYSTEM_RESET via"), "after the reset: {last}");
+    }
+}
+
+/// The vCPU sat in the purgatory's halt loop (its PC, read over QMP), and
+/// the harness ended the run.
+fn assert_halted(out: &Outcome) {
+    assert!(
+        out.halted_at.is_some(),
+        "not in the halt loop (killed {}, exit {:?}):\n{}",
+        out.killed,
+        out.exit,
+        out.console
+    );
+    assert_eq!(out.shutdown.as_deref(), Some("host-qmp-quit"), "{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
 }
 
 /// The purgatory refused, named the segment, and never entered the kernel.
@@ -138,7 +174,7 @@ fn corruption_anywhere_in_any_segment_is_refused() {
                         assert_refused(&out, index, kind, "sha256 mismatch");
                         assert!(out.contains("  expected "), "{}", out.console);
                         assert!(out.contains("  actual   "), "{}", out.console);
-                        assert!(out.contains("resetting the system"), "{}", out.console);
+                        assert_reset(&out);
                     }
                 })
             })
@@ -155,8 +191,23 @@ fn refusal_with_halt_stops_the_cpu() {
     sc.corrupt.push((1, 100, 0x80));
     let out = sc.run();
     assert_refused(&out, 1, SegmentKind::Initrd, "sha256 mismatch");
-    assert!(out.contains("purgatory: halted"), "{}", out.console);
-    assert!(out.killed, "QEMU should still be sitting in WFE: {:?}", out.exit);
+    assert!(out.console.ends_with("purgatory: halted\n"), "{}", out.console);
+    assert_halted(&out);
+}
+
+#[test]
+fn a_cpu_stuck_elsewhere_is_not_taken_for_halted() {
+    // Negative control for the halt check: a relocation of the wrong type
+    // stops _start in its own WFE loop before anything is printed. Silent
+    // and stopped too, but not in purgatory_halt: the harness must say so.
+    let mut sc = Scenario::standard("stuck-in-entry", Cell::EL1);
+    let file = object::File::parse(loader_host::purgatory_image::AARCH64_ELF).unwrap();
+    let rela = file.section_by_name(".rela.dyn").expect(".rela.dyn").address() as usize;
+    sc.corrupt_purgatory.push((rela + 8, 0x01)); // r_info: R_AARCH64_RELATIVE (1027) -> 1026
+    sc.deadline = std::time::Duration::from_secs(3);
+    let out = sc.run();
+    assert_silent(&out);
+    assert!(out.killed && out.halted_at.is_none() && out.shutdown.is_none(), "{out:?}");
 }
 
 #[test]
@@ -208,6 +259,7 @@ fn malformed_excluded_dtb_is_refused() {
     sc.corrupt.push((dtb, 0, 0xff)); // FDT magic
     let out = sc.run();
     assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT magic is not 0xd00dfeed");
+    assert_reset(&out);
 }
 
 #[test]
@@ -222,6 +274,7 @@ fn excluded_dtb_is_walked_token_by_token() {
     sc.corrupt.push((dtb, off_struct + 3, 0x06)); // FDT_BEGIN_NODE (1) -> 7
     let out = sc.run();
     assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT structure block has an unknown token");
+    assert_reset(&out);
 }
 
 #[test]
@@ -240,7 +293,7 @@ fn malformed_dtb_is_not_patched_even_unhashed() {
     let line = "purgatory: REFUSED: cannot patch the dtb: FDT property name is not inside the strings block";
     assert!(out.contains(line), "expected '{line}':\n{}", out.console);
     assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
-    assert!(!out.payload_ran(), "{}", out.console);
+    assert_reset(&out);
 }
 
 #[test]
@@ -251,6 +304,7 @@ fn malformed_excluded_elfcorehdr_is_refused() {
     sc.corrupt.push((core, 57, 0x7f)); // e_phnum high byte: headers overrun the segment
     let out = sc.run();
     assert_refused(&out, core, SegmentKind::ElfCoreHdr, "ELF program headers do not fit in the segment");
+    assert_reset(&out);
 }
 
 #[test]
@@ -271,8 +325,7 @@ fn assert_params_refused(out: &Outcome, reason: &str) {
     assert!(out.contains(&line), "expected '{line}':\n{}", out.console);
     assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
     assert!(out.contains("purgatory: resetting the system (PSCI SYSTEM_RESET via HVC)"), "{}", out.console);
-    assert!(!out.payload_ran(), "{}", out.console);
-    assert_eq!(out.exit, Some(0), "QEMU should have exited on the reset:\n{}", out.console);
+    assert_reset(out);
 }
 
 /// Nothing at all came from the purgatory (its console was not validated).
@@ -287,10 +340,9 @@ fn unfilled_parameter_block_halts_without_a_word() {
     // not the failure policy (RESET here): the CPU halts, silently.
     let mut sc = Scenario::standard("no-params", Cell::EL1);
     sc.edit_params = Some(|p| p.magic = 0);
-    sc.deadline = std::time::Duration::from_secs(4);
     let out = sc.run();
     assert_silent(&out);
-    assert!(out.killed, "QEMU exited ({:?}): the CPU did not halt", out.exit);
+    assert_halted(&out);
 }
 
 #[test]
@@ -346,6 +398,6 @@ fn console_inside_a_segment_is_never_written() {
         });
         let out = sc.run();
         assert_silent(&out);
-        assert_eq!(out.exit, Some(0), "{name}: no reset:\n{}", out.console);
+        assert_reset(&out);
     }
 }
