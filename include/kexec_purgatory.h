@@ -70,6 +70,8 @@ struct rkx_image_header {
 #define RKX_CONSOLE_PL011        1u
 #define RKX_CONSOLE_8250_MMIO32  2u
 #define RKX_CONSOLE_8250_IO      3u
+#define RKX_CONSOLE_8250_MMIO8   4u  /* 8-bit registers, reg-shift 0 */
+#define RKX_CONSOLE_SBI          5u  /* riscv64: SBI DBCN / legacy putchar */
 
 /* rkx_params.on_failure */
 #define RKX_ON_FAILURE_HALT      0u

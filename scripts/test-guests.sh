@@ -13,10 +13,11 @@
 # 2. builds the static guest-side rkexec and vmcore-check (the kdump cells'
 #    /proc/vmcore inspector) for aarch64- and x86_64-unknown-linux-musl,
 # 3. runs tests/guest/kexec_matrix.py --loader rkexec (incl. the kdump
-#    cells), then tests/guest/kexec_matrix_x86.py --loader rkexec; the second
-#    runs even if the first failed.
-# Exit code: 0 when both matrices passed; otherwise the first non-zero of
-# (arm64, amd64) (1 a cell failed, 2 setup).
+#    cells), then tests/guest/kexec_matrix_x86.py --loader rkexec, the crash
+#    hotplug scenarios and tests/guest/c_loader_cells.py (the C loader of
+#    examples/c-loader); each runs even if an earlier one failed.
+# Exit code: 0 when everything passed; otherwise the first non-zero of
+# (arm64, amd64, crash hotplug, c-loader) (1 a cell failed, 2 setup).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -64,7 +65,12 @@ echo "== crash hotplug end to end (QEMU, amd64)"
 rc_hotplug=0
 python3 tests/guest/crash_hotplug_x86.py --rkexec "$X64/rkexec" --vmcore-check "$X64/vmcore-check" || rc_hotplug=$?
 
-echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64, crash hotplug rc=$rc_hotplug"
+echo "== C loader (examples/c-loader) through our purgatory (QEMU, arm64)"
+rc_cloader=0
+python3 tests/guest/c_loader_cells.py || rc_cloader=$?
+
+echo "== guest tier: arm64 matrix rc=$rc_arm64, amd64 matrix rc=$rc_amd64, crash hotplug rc=$rc_hotplug, c-loader rc=$rc_cloader"
 if [ "$rc_arm64" -ne 0 ]; then exit "$rc_arm64"; fi
 if [ "$rc_amd64" -ne 0 ]; then exit "$rc_amd64"; fi
-exit "$rc_hotplug"
+if [ "$rc_hotplug" -ne 0 ]; then exit "$rc_hotplug"; fi
+exit "$rc_cloader"

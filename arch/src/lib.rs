@@ -27,6 +27,10 @@ pub enum UartKind {
     Ns16550Mmio32,
     /// x86 I/O port: exists only on x86.
     Ns16550Io,
+    /// 16550 with byte registers (reg-shift 0, reg-io-width 1).
+    Ns16550Mmio8,
+    /// riscv64: the SBI console (DBCN or the legacy putchar).
+    Sbi,
 }
 
 /// The PSCI conduit the loader found in the DTB's `/psci/method`. Only
@@ -57,6 +61,11 @@ pub use aarch64::machine;
 pub mod x86_64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub use x86_64::machine;
+
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub mod riscv64;
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub use riscv64::machine;
 
 /// The x86_64 purgatory's SHA-NI assembly is plain SysV code: on an x86_64
 /// host the very same file is assembled here, so tests can check it

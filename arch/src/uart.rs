@@ -18,6 +18,13 @@ pub enum Uart {
     /// LSR at +5.
     #[cfg(target_arch = "x86_64")]
     Ns16550Io(u16),
+    /// 16550 with byte registers at consecutive addresses (reg-shift 0,
+    /// reg-io-width 1, the 8250 binding's defaults; QEMU riscv virt's
+    /// uart0): THR at +0, LSR at +5.
+    Ns16550Mmio8(u64),
+    /// riscv64: the SBI debug console or legacy putchar.
+    #[cfg(target_arch = "riscv64")]
+    Sbi(crate::riscv64::sbi::SbiConsole),
 }
 
 /// Status polls per byte before writing anyway.
@@ -32,6 +39,16 @@ fn read32(addr: u64) -> u32 {
     // and outside its own image, and maps it as Device memory (or runs with
     // the MMU off / on the kexec identity map). Aligned 32-bit access.
     unsafe { core::ptr::read_volatile(addr as *const u32) }
+}
+
+fn read8(addr: u64) -> u8 {
+    // SAFETY: as in `read32`; a byte register.
+    unsafe { core::ptr::read_volatile(addr as *const u8) }
+}
+
+fn write8(addr: u64, v: u8) {
+    // SAFETY: as in `read32`; a byte register.
+    unsafe { core::ptr::write_volatile(addr as *mut u8, v) }
 }
 
 fn write32(addr: u64, v: u32) {
@@ -59,6 +76,12 @@ impl Uart {
                 wait_while(|| read32(base.wrapping_add(0x14)) & BIT5 == 0);
                 write32(base, b as u32);
             }
+            Self::Ns16550Mmio8(base) => {
+                wait_while(|| read8(base.wrapping_add(5)) as u32 & BIT5 == 0);
+                write8(base, b);
+            }
+            #[cfg(target_arch = "riscv64")]
+            Self::Sbi(con) => con.put_byte(b),
             #[cfg(target_arch = "x86_64")]
             Self::Ns16550Io(base) => {
                 use crate::x86_64::port::{inb, outb};
@@ -76,7 +99,7 @@ impl Uart {
     /// The MMIO page to map as Device memory, if any.
     pub fn mmio_base(self) -> Option<u64> {
         match self {
-            Self::Pl011(b) | Self::Ns16550Mmio32(b) => Some(b),
+            Self::Pl011(b) | Self::Ns16550Mmio32(b) | Self::Ns16550Mmio8(b) => Some(b),
             _ => None,
         }
     }

@@ -153,6 +153,13 @@ pub const CONSOLE_PL011: u32 = 1;
 pub const CONSOLE_8250_MMIO32: u32 = 2;
 /// 16550/8250 UART at an x86 I/O port.
 pub const CONSOLE_8250_IO: u32 = 3;
+/// 16550/8250 UART, MMIO with 8-bit registers at consecutive addresses
+/// (reg-shift 0, reg-io-width 1: the 8250 binding's defaults; QEMU riscv
+/// virt's uart0).
+pub const CONSOLE_8250_MMIO8: u32 = 4;
+/// riscv64: the SBI console (DBCN when the SBI has it, else the legacy
+/// putchar). `base` is ignored.
+pub const CONSOLE_SBI: u32 = 5;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,8 @@
 //! when it is stale) is what the guest-tier judges match against.
 //!
 //! Placeholders: `{entry}`, `{image}`, `{mem}`, `{len}`, `{boot_data}`,
-//! `{cpu}`, `{cr0}`, `{cr4}`, `{addr}`, `{flags}`, `{base}` are 0x-prefixed
+//! `{cpu}`, `{cr0}`, `{cr4}`, `{addr}`, `{flags}`, `{base}`, `{hart}`, `{a1}`,
+//! `{scause}`, `{sepc}`, `{stval}` are 0x-prefixed
 //! lowercase hex without leading zeros; `{index}`, `{other}`, `{segments}`,
 //! `{bytes}`, `{us}`, `{refreshed}`, `{kept}`, `{count}`, `{version}`,
 //! `{size}`, `{value}` decimal; `{sha256}` 64 lowercase hex digits; the others text.
@@ -22,6 +23,16 @@ pub const STARTED: &str = "purgatory: {arch} {mode}, image {image}, {setup}";
 pub const SETUP_CACHES_ON: &str = "mmu+caches on";
 pub const SETUP_CACHES_OFF: &str = "mmu+caches off ({why})";
 pub const SETUP_X86: &str = "cr0 {cr0}, cr4 {cr4}";
+pub const SETUP_RISCV: &str = "hart {hart}, a1 {a1}, caches on (PMA, satp 0)";
+/// riscv64: where the boot hart's extensions came from; `{zknh}` is
+/// "zknh" or "no-zknh", `{zkr}` "zkr" or "no-zkr".
+pub const RISCV_ISA: &str = "purgatory: boot hart isa from {source}: {zknh} {zkr}";
+/// riscv64: a1 at entry is not the DTB the block names (kexec_load passes
+/// the first FDT-looking segment); the verified one is handed over.
+pub const RISCV_A1_NOTE: &str = "purgatory: note: the kernel found the FDT at a1 {a1}, the loader named {boot_data}";
+/// riscv64: a trap that was no guarded probe.
+pub const UNEXPECTED_TRAP: &str =
+    "purgatory: unexpected trap scause {scause} sepc {sepc} stval {stval}, not entering the kernel";
 pub const NO_CLOCK: &str = "purgatory: no clock to time the verification: times read 0";
 
 pub const SEGMENT_OK: &str = "purgatory: segment {index} ({kind}) {mem}+{len} sha256 ok";
@@ -109,13 +120,29 @@ pub mod patch {
 
 /// Placeholders printed as 0x-prefixed hex; as decimal; as 64 hex digits.
 /// All others are text.
-pub const HEX_PLACEHOLDERS: &[&str] =
-    &["entry", "image", "mem", "len", "boot_data", "cpu", "cr0", "cr4", "addr", "flags", "base"];
+pub const HEX_PLACEHOLDERS: &[&str] = &[
+    "entry",
+    "image",
+    "mem",
+    "len",
+    "boot_data",
+    "cpu",
+    "cr0",
+    "cr4",
+    "addr",
+    "flags",
+    "base",
+    "hart",
+    "a1",
+    "scause",
+    "sepc",
+    "stval",
+];
 pub const DEC_PLACEHOLDERS: &[&str] =
     &["index", "other", "segments", "bytes", "us", "refreshed", "kept", "count", "version", "size", "value"];
 pub const DIGEST_PLACEHOLDERS: &[&str] = &["sha256"];
 pub const TEXT_PLACEHOLDERS: &[&str] =
-    &["arch", "mode", "setup", "why", "kind", "engine", "boot_data_name", "reason", "method"];
+    &["arch", "mode", "setup", "why", "kind", "engine", "boot_data_name", "reason", "method", "source", "zknh", "zkr"];
 
 /// Every line template, by the key `purgatory_lines.json` gives it.
 pub const LINES: &[(&str, &str)] = &[
@@ -125,6 +152,10 @@ pub const LINES: &[(&str, &str)] = &[
     ("setup_caches_on", SETUP_CACHES_ON),
     ("setup_caches_off", SETUP_CACHES_OFF),
     ("setup_x86", SETUP_X86),
+    ("setup_riscv", SETUP_RISCV),
+    ("riscv_isa", RISCV_ISA),
+    ("riscv_a1_note", RISCV_A1_NOTE),
+    ("unexpected_trap", UNEXPECTED_TRAP),
     ("no_clock", NO_CLOCK),
     ("segment_ok", SEGMENT_OK),
     ("excluded_ok", EXCLUDED_OK),
@@ -220,7 +251,7 @@ mod tests {
 
     #[test]
     fn lines_start_with_the_tag_and_keys_are_unique() {
-        let setups = [SETUP_CACHES_ON, SETUP_CACHES_OFF, SETUP_X86];
+        let setups = [SETUP_CACHES_ON, SETUP_CACHES_OFF, SETUP_X86, SETUP_RISCV];
         let mut keys = std::collections::HashSet::new();
         for (key, template) in LINES {
             assert!(keys.insert(*key), "duplicate key {key}");

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod console_lines;
 pub mod fdt;
 pub mod fdt_patch;
+pub mod hart_isa;
 pub mod report;
 pub mod seed;
 pub mod setup_data;

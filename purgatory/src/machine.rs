@@ -3,12 +3,13 @@
 //! provides under the same names; the per-architecture glue files
 //! (`aarch64.rs`, `x86_64.rs`) keep just what is specific to them and call
 //! the steps here in order: [`Machine::start`] (validate, nothing else
-//! before it), their own set-up, [`Machine::hello`], [`Machine::verify`],
-//! [`Machine::entering`], their hand-off.
+//! before it; or [`Validated::check`] then [`Machine::new`] for riscv64,
+//! which reads its DTB in between), their own set-up, [`Machine::hello`],
+//! [`Machine::verify`], [`Machine::entering`], their hand-off.
 
 use kexec_purgatory::abi::{
-    PurgatoryParams, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_PL011, ON_FAILURE_RESET, PARAMS_MAGIC,
-    PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
+    PurgatoryParams, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011, CONSOLE_SBI,
+    ON_FAILURE_RESET, PARAMS_MAGIC, PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
 };
 use kexec_purgatory::console_lines as lines;
 use kexec_purgatory::report::{Arg, Console};
@@ -24,14 +25,14 @@ use purgatory_arch::{Conduit, UartKind};
 #[unsafe(link_section = ".params")]
 static mut PURGATORY_PARAMS: PurgatoryParams = PurgatoryParams::EMPTY;
 
-/// The console once `Machine::start` found it usable, for the panic
-/// handler. Uart::None until then.
+/// The console once `Validated::check` found it usable, for the panic
+/// handler and `fail_with`. Uart::None until then.
 static mut CONSOLE: Uart = Uart::None;
 
 /// The block as the loader wrote it. `black_box` hides the static's
 /// initialiser from the optimiser (the loader changed it after the build)
 /// without a field-by-field volatile copy.
-fn loaded_params() -> &'static PurgatoryParams {
+pub fn loaded_params() -> &'static PurgatoryParams {
     // SAFETY: nothing in the purgatory writes the block; single CPU.
     unsafe { &*core::hint::black_box(core::ptr::addr_of!(PURGATORY_PARAMS)) }
 }
@@ -43,6 +44,9 @@ fn uart_from(params: &PurgatoryParams) -> Uart {
         CONSOLE_PL011 => UartKind::Pl011,
         CONSOLE_8250_MMIO32 => UartKind::Ns16550Mmio32,
         CONSOLE_8250_IO => UartKind::Ns16550Io,
+        CONSOLE_8250_MMIO8 => UartKind::Ns16550Mmio8,
+        // riscv64's SBI console has no base address.
+        CONSOLE_SBI => return arch::uart(UartKind::Sbi, 0).unwrap_or(Uart::None),
         _ => return Uart::None,
     };
     arch::uart(kind, params.console.base).unwrap_or(Uart::None)
@@ -55,6 +59,50 @@ impl Console for UartConsole {
     #[inline(never)]
     fn write_bytes(&mut self, bytes: &[u8]) {
         self.0.write(bytes);
+    }
+}
+
+/// A parameter block `verify::validate` accepted for this image, and the
+/// console it names when that passed its rules too.
+pub struct Validated {
+    params: &'static PurgatoryParams,
+    rules: Rules,
+    uart: Uart,
+}
+
+impl Validated {
+    /// Validate the parameter block against this image (loaded at `base`,
+    /// the runtime base `_start` computed) and the architecture's `rules`,
+    /// before anything else: no page table, cache operation, console byte
+    /// or read of a segment comes first. A block that fails never gets past
+    /// here: the refusal is printed if the console passed its own rules
+    /// (else nothing is printed), then the failure policy runs.
+    pub fn check(base: u64, rules: fn(MemSpan) -> Rules) -> Self {
+        let params = loaded_params();
+        // SAFETY: `base` is the runtime base `_start` passed on.
+        let image = MemSpan::new(base, unsafe { arch::image_mem_size(base) });
+        let rules = rules(image);
+        let verdict = verify::validate(params, &rules);
+        let uart = if verify::console_usable(params, &rules) { uart_from(params) } else { Uart::None };
+        // SAFETY: single CPU; written before anything can read it.
+        unsafe { core::ptr::addr_of_mut!(CONSOLE).write(uart) };
+        if let Err(e) = verdict {
+            let mut console = UartConsole(uart);
+            verify::report_failure(params, &mut console, &Failure::Params(e));
+            fail(params, &mut console);
+        }
+        Validated { params, rules, uart }
+    }
+
+    /// The validated parameter block.
+    #[cfg_attr(not(target_arch = "riscv64"), allow(dead_code))] // riscv reads its DTB before Machine::new
+    pub fn params(&self) -> &'static PurgatoryParams {
+        self.params
+    }
+
+    #[cfg_attr(not(target_arch = "riscv64"), allow(dead_code))]
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 }
 
@@ -71,34 +119,25 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Validate the parameter block against this image (loaded at `base`,
-    /// the runtime base `_start` computed) and the architecture's `rules`,
-    /// before anything else: no page table, cache operation or console
-    /// byte comes first. A block that fails never gets past here: the
-    /// refusal is printed if the console passed its own rules (else
-    /// nothing is printed), then the failure policy runs.
+    /// [`Validated::check`], then [`Machine::new`]: for architectures with
+    /// nothing to learn between the two.
+    #[cfg_attr(target_arch = "riscv64", allow(dead_code))]
     pub fn start(base: u64, rules: fn(MemSpan) -> Rules) -> Self {
-        let params = loaded_params();
-        // SAFETY: `base` is the runtime base `_start` passed on.
-        let image = MemSpan::new(base, unsafe { arch::image_mem_size(base) });
-        let rules = rules(image);
-        let verdict = verify::validate(params, &rules);
-        let uart = if verify::console_usable(params, &rules) { uart_from(params) } else { Uart::None };
-        // SAFETY: single CPU; written before anything can panic-read it.
-        unsafe { core::ptr::addr_of_mut!(CONSOLE).write(uart) };
-        let mut console = UartConsole(uart);
-        if let Err(e) = verdict {
-            verify::report_failure(params, &mut console, &Failure::Params(e));
-            fail(params, &mut console);
-        }
+        Self::new(Validated::check(base, rules))
+    }
+
+    /// The machine for a validated block: picks the digest engine (the
+    /// architecture's, unless the block asks for the portable one).
+    pub fn new(v: Validated) -> Self {
+        let Validated { params, rules, uart } = v;
         let soft = params.flags & PARAM_FLAG_DEBUG_SOFT_SHA256 != 0;
         let hw = if soft { None } else { arch::sha256_engine() };
         let (compress, engine) = hw.unwrap_or((compress_portable, "portable"));
-        Machine { params, rules, uart, console, compress, engine, clock: None }
+        Machine { params, rules, uart, console: UartConsole(uart), compress, engine, clock: None }
     }
 
     /// The validated parameter block.
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // x86 maps nothing it names
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))] // x86 maps nothing it names
     pub fn params(&self) -> &'static PurgatoryParams {
         self.params
     }
@@ -145,6 +184,23 @@ impl Machine {
         let name = boot_data_name(self.rules.boot_data_kind);
         self.console.line(lines::ENTERING, &[Arg::Hex(h.entry), Arg::Text(name), Arg::Hex(h.boot_data)]);
     }
+}
+
+/// The console `Validated::check` found usable (Uart::None before, or
+/// when it was not).
+fn validated_console() -> UartConsole {
+    // SAFETY: single CPU; written once by `Validated::check` before any
+    // reader (the panic handler, `fail_with`) can run.
+    UartConsole(unsafe { core::ptr::addr_of!(CONSOLE).read() })
+}
+
+/// A failure found outside the portable flow (a panic; riscv64: a trap
+/// that was no guarded probe): `report` says what happened on the
+/// validated console, then reset or halt as for any failure.
+pub fn fail_with(report: impl FnOnce(&mut UartConsole)) -> ! {
+    let mut con = validated_console();
+    report(&mut con);
+    fail(loaded_params(), &mut con)
 }
 
 /// Not entering the kernel: reset if the block asks for it and the
@@ -208,9 +264,7 @@ impl Platform for Machine {
 /// was validated, then the failure policy the block asked for.
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // SAFETY: single CPU; `Machine::start` wrote it before anything else.
-    let uart = unsafe { core::ptr::addr_of!(CONSOLE).read() };
-    let mut con = UartConsole(uart);
-    con.line(lines::INTERNAL_ERROR, &[]);
-    fail(loaded_params(), &mut con)
+    fail_with(|con| {
+        con.line(lines::INTERNAL_ERROR, &[]);
+    })
 }

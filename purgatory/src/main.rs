@@ -14,6 +14,9 @@ mod aarch64;
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 mod x86_64;
 
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+mod riscv64;
+
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!("the purgatory is a bare-metal image: build it with --target aarch64-unknown-none");

@@ -7,8 +7,9 @@
 
 use crate::abi::{
     PurgatoryParams, SegmentDesc, SegmentKind, ARCH_AARCH64, ARCH_RISCV64, ARCH_X86_64, CONSOLE_8250_IO,
-    CONSOLE_8250_MMIO32, CONSOLE_NONE, CONSOLE_PL011, MAX_SEGMENTS, ON_FAILURE_HALT, ON_FAILURE_RESET, PARAMS_MAGIC,
-    PARAMS_VERSION, PARAM_FLAGS_KNOWN, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
+    CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_NONE, CONSOLE_PL011, CONSOLE_SBI, MAX_SEGMENTS, ON_FAILURE_HALT,
+    ON_FAILURE_RESET, PARAMS_MAGIC, PARAMS_VERSION, PARAM_FLAGS_KNOWN, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
+    PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
 };
 use crate::console_lines::param;
 use crate::report::Arg;
@@ -61,19 +62,21 @@ pub struct Rules {
     pub boot_data_kind: SegmentKind,
     /// The x86 I/O-port console kind exists on this architecture.
     pub io_port_console: bool,
+    /// The SBI console kind exists on this architecture (riscv64).
+    pub sbi_console: bool,
 }
 
 impl Rules {
     pub const fn aarch64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false }
+        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: false }
     }
 
     pub const fn x86_64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::BootParams, io_port_console: true }
+        Self { own_image, boot_data_kind: SegmentKind::BootParams, io_port_console: true, sbi_console: false }
     }
 
     pub const fn riscv64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false }
+        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: true }
     }
 
     /// The rules of the purgatory image whose header says `arch`
@@ -303,11 +306,15 @@ pub fn boot_data_segment(params: &PurgatoryParams, rules: &Rules) -> Result<Opti
 
 /// The console: a kind this architecture has, and a base whose writes can
 /// never change verified memory (outside every segment and the image).
+/// MMIO kinds: PL011, 16550 with 32-bit or 8-bit registers; the I/O-port
+/// kind on x86_64 only; the SBI console on riscv64 only.
 pub fn check_console(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
     let (kind, base) = (params.console.kind, params.console.base);
     match kind {
         CONSOLE_NONE => return Ok(()),
-        CONSOLE_PL011 | CONSOLE_8250_MMIO32 => {}
+        CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8 => {}
+        // The SBI console: firmware calls, no address (`base` ignored).
+        CONSOLE_SBI if rules.sbi_console => return Ok(()),
         CONSOLE_8250_IO if rules.io_port_console => {
             // An I/O port: not memory, so no segment can hold it.
             return match base {
@@ -474,6 +481,19 @@ mod tests {
         assert_eq!(check_console(&params, &RULES), Err(ParamError::ConsoleKind(CONSOLE_8250_IO)));
         params.console.base = 0x1_0000;
         assert_eq!(validate(&params, &x86), Err(ParamError::ConsolePort(0x1_0000)));
+        // 16550 with byte registers: MMIO everywhere; the SBI console:
+        // riscv64 only, whatever the base.
+        let (mut params, _plat) = setup();
+        params.console.kind = crate::abi::CONSOLE_8250_MMIO8;
+        params.console.base = params.segments[1].mem;
+        assert!(matches!(validate(&params, &RULES), Err(ParamError::ConsoleInSegment(..))));
+        params.console.base = 0x1000_0000;
+        assert_eq!(validate(&params, &RULES), Ok(()));
+        params.console.kind = crate::abi::CONSOLE_SBI;
+        params.console.base = 0;
+        assert_eq!(validate(&params, &Rules::riscv64(RULES.own_image)), Ok(()));
+        assert!(console_usable(&params, &Rules::riscv64(RULES.own_image)));
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_SBI)));
     }
 
     #[test]

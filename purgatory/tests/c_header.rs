@@ -24,7 +24,7 @@ int main(void) {
     P(sizeof(struct rkx_segment)); P(offsetof(struct rkx_segment, sha256)); P(offsetof(struct rkx_segment, kind));
     P(RKX_PARAMS_MAGIC); P(RKX_PARAMS_VERSION); P(RKX_ABI_VERSION); P(RKX_SEGMENT_EXCLUDED);
     P(RKX_PARAM_REFRESH_SEEDS); P(RKX_PARAM_SET_BOOT_CPU); P(RKX_PARAM_SKIP_DIGESTS); P(RKX_PARAM_DEBUG_SOFT_SHA256); P(RKX_PARAM_DEBUG_CACHES_OFF);
-    P(RKX_KIND_ELFCOREHDR); P(RKX_KIND_BOOT_PARAMS); P(RKX_CONSOLE_8250_IO); P(RKX_PSCI_SMC);
+    P(RKX_KIND_ELFCOREHDR); P(RKX_KIND_BOOT_PARAMS); P(RKX_CONSOLE_8250_IO); P(RKX_CONSOLE_8250_MMIO8); P(RKX_CONSOLE_SBI); P(RKX_PSCI_SMC);
     return 0;
 }
 "#;
@@ -49,7 +49,7 @@ fn c_header_matches_rust_abi() {
     let text = String::from_utf8(out.stdout).unwrap();
     let got: std::collections::HashMap<&str, u64> =
         text.lines().filter_map(|l| l.rsplit_once(' ')).map(|(k, v)| (k, v.parse().unwrap())).collect();
-    let want: [(&str, u64); 31] = [
+    let want: [(&str, u64); 33] = [
         ("sizeof(struct rkx_image_header)", size_of::<ImageHeader>() as u64),
         ("offsetof(struct rkx_image_header, magic)", offset_of!(ImageHeader, magic) as u64),
         ("offsetof(struct rkx_image_header, image_size)", offset_of!(ImageHeader, image_size) as u64),
@@ -80,6 +80,8 @@ fn c_header_matches_rust_abi() {
         ("RKX_KIND_ELFCOREHDR", SegmentKind::ElfCoreHdr as u64),
         ("RKX_KIND_BOOT_PARAMS", SegmentKind::BootParams as u64),
         ("RKX_CONSOLE_8250_IO", CONSOLE_8250_IO as u64),
+        ("RKX_CONSOLE_8250_MMIO8", CONSOLE_8250_MMIO8 as u64),
+        ("RKX_CONSOLE_SBI", CONSOLE_SBI as u64),
         ("RKX_PSCI_SMC", PSCI_CONDUIT_SMC as u64),
     ];
     for (name, value) in want {

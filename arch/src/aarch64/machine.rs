@@ -16,7 +16,8 @@ pub fn uart(kind: UartKind, base: u64) -> Option<Uart> {
     match kind {
         UartKind::Pl011 => Some(Uart::Pl011(base)),
         UartKind::Ns16550Mmio32 => Some(Uart::Ns16550Mmio32(base)),
-        UartKind::Ns16550Io => None,
+        UartKind::Ns16550Mmio8 => Some(Uart::Ns16550Mmio8(base)),
+        UartKind::Ns16550Io | UartKind::Sbi => None,
     }
 }
 

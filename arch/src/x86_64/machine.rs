@@ -17,6 +17,8 @@ pub fn uart(kind: UartKind, base: u64) -> Option<Uart> {
         UartKind::Pl011 => Some(Uart::Pl011(base)),
         UartKind::Ns16550Mmio32 => Some(Uart::Ns16550Mmio32(base)),
         UartKind::Ns16550Io => u16::try_from(base).ok().map(Uart::Ns16550Io),
+        UartKind::Ns16550Mmio8 => Some(Uart::Ns16550Mmio8(base)),
+        UartKind::Sbi => None,
     }
 }
 

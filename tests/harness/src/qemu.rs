@@ -1,8 +1,9 @@
-//! Running qemu-system-aarch64 and collecting what the guest printed and
-//! how the run really ended, through QMP: a PSCI reset is the SHUTDOWN
-//! event QEMU sends under -no-reboot (reason "guest-reset"), and a halt is
-//! the vCPU's PC inside the purgatory's `purgatory_halt` loop, read with
-//! `info registers`. Neither is inferred from silence or a timeout.
+//! Running qemu-system-aarch64 / qemu-system-riscv64 and collecting what
+//! the guest printed and how the run really ended, through QMP: a PSCI or
+//! SBI reset is the SHUTDOWN event QEMU sends under -no-reboot (reason
+//! "guest-reset"), and a halt is the vCPU's PC inside the purgatory's
+//! `purgatory_halt` loop, read with `info registers`. Neither is inferred
+//! from silence or a timeout.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -17,13 +18,14 @@ use serde_json::Value;
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub console: String,
-    /// QEMU's exit status: the payload's semihosting exit code, or 0 after
-    /// a shutdown (reset under -no-reboot, or our `quit` after a halt);
-    /// None when the harness had to kill it.
+    /// QEMU's exit status: the payload's semihosting or sifive_test exit
+    /// code, or 0 after a shutdown (reset under -no-reboot, or our `quit`
+    /// after a halt); None when the harness had to kill it.
     pub exit: Option<i32>,
     /// The `reason` of QEMU's SHUTDOWN event: "guest-reset" for a PSCI
-    /// SYSTEM_RESET, "host-qmp-quit" when the harness ended a halted run.
-    /// None when QEMU exited without one (semihosting exit).
+    /// SYSTEM_RESET or SBI SRST, "host-qmp-quit" when the harness ended a
+    /// halted run. None when QEMU exited without one (the payload's
+    /// semihosting or sifive_test exit).
     pub shutdown: Option<String>,
     /// The vCPU's PC, read while it sat in the purgatory's halt loop.
     pub halted_at: Option<u64>,
@@ -48,7 +50,7 @@ impl Outcome {
         self.console.lines().find(|l| l.contains(needle))
     }
 
-    /// The guest reset the system (PSCI SYSTEM_RESET).
+    /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST).
     pub fn reset(&self) -> bool {
         self.shutdown.as_deref() == Some("guest-reset")
     }
@@ -160,34 +162,42 @@ impl Qmp {
         }
     }
 
-    /// The vCPU's program counter (`info registers`: " PC=%016x ").
+    /// The vCPU's program counter, from `info registers`: aarch64 prints
+    /// " PC=%016x ", riscv64 a line " pc       %016x".
     fn pc(&mut self) -> Result<u64, String> {
         let text =
             self.execute("human-monitor-command", Some(serde_json::json!({ "command-line": "info registers" })))?;
         let text = text.as_str().unwrap_or_default();
-        let at = text.find("PC=").ok_or_else(|| format!("no PC in: {text}"))?;
-        let hex: String = text[at + 3..].chars().take_while(char::is_ascii_hexdigit).collect();
+        let value = match text.find("PC=") {
+            Some(at) => &text[at + 3..],
+            None => text
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix("pc ").map(str::trim_start))
+                .ok_or_else(|| format!("no PC in: {text}"))?,
+        };
+        let hex: String = value.chars().take_while(char::is_ascii_hexdigit).collect();
         u64::from_str_radix(&hex, 16).map_err(|e| format!("PC {hex:?}: {e}"))
     }
 }
 
-/// Run QEMU with `args` (plus a QMP socket in `dir`) until it exits, its
-/// vCPU sits in `halt` (then quit it), or `deadline` passes (then kill it).
-pub fn run(args: &[String], dir: &Path, halt: HaltLoop, deadline: Duration) -> Outcome {
+/// Run `qemu` (e.g. qemu-system-aarch64) with `args` (plus a QMP socket in
+/// `dir`) until it exits, its vCPU sits in `halt` (then quit it), or
+/// `deadline` passes (then kill it).
+pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Duration) -> Outcome {
     let socket = dir.join("qmp.sock");
     let mut args = args.to_vec();
     // Start paused (-S): the guest runs only once QMP is in command mode,
     // so no event (a reset in the first microseconds) can be missed.
     args.extend(["-S".into(), "-qmp".into(), format!("unix:{},server=on,wait=on", socket.display())]);
-    let command = format!("qemu-system-aarch64 {}", args.join(" "));
+    let command = format!("{qemu} {}", args.join(" "));
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-aarch64")
+    let mut child = Command::new(qemu)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start qemu-system-aarch64 ({e}); run scripts/setup.sh"));
+        .unwrap_or_else(|e| panic!("cannot start {qemu} ({e}); run scripts/setup.sh"));
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let reader = std::thread::spawn(move || {
