@@ -279,6 +279,11 @@ def dtbs():
         put("dtb", f"nested-{depth}", fdt_nested(depth))
         put("excluded_checks", f"fdt-nested-{depth}", fdt_nested(depth))
     put("excluded_checks", "fdt-minimal", fdt_minimal())
+    put("fdt_walk", "qemu-virt", virt)
+    put("fdt_walk", "chosen-seeds", seeds)
+    put("fdt_walk", "minimal", fdt_minimal())
+    for depth in (63, 65):
+        put("fdt_walk", f"nested-{depth}", fdt_nested(depth))
     put("excluded_checks", "fdt-qemu-virt", virt)
     put("excluded_checks", "elf-core", elf_core(3))
 
@@ -320,12 +325,13 @@ def boot_params_with_seed():
     return bytes(bp)
 
 
-def run_input(flags, segs, entry, boot_data, ram, nseg=None, entropy=8, cpu=0x101):
+def run_input(flags, segs, entry, boot_data, ram, nseg=None, entropy=8, cpu=0x101, rules=0):
     """The purgatory_run layout (see fuzz_targets/purgatory_run.rs)."""
     h = bytearray(24 + 16 * 8)
     h[0] = flags
     h[1] = len(segs) if nseg is None else nseg
     h[2] = entropy
+    h[3] = rules
     struct.pack_into("<IQQ", h, 4, cpu, entry, boot_data)
     for i, (at, length, kind, sflags) in enumerate(segs):
         struct.pack_into("<HHBB", h, 24 + i * 8, at, length, kind, sflags)
@@ -339,10 +345,15 @@ def purgatory():
     base = 0x4000_0000
     segs = [(base + 0x1000, kernel, 1, 0), (base + 0x3000, initrd, 2, 0), (base + 0x8000, dtb, 3, 0),
             (base + 0x9000, elf_core(2), 4, 1)]
-    put("purgatory_validate", "arm64-four-segments", params(segs, base + 0x1000, base + 0x8000, flags=3))
+    # After the block: the architecture (0 aarch64, 1 x86_64, 2 riscv64) and
+    # the purgatory's load address and mem_size.
+    def rules(arch, start=0x3000_0000, size=0x2_0000):
+        return struct.pack("<BQQ", arch, start, size)
+    put("purgatory_validate", "arm64-four-segments",
+        params(segs, base + 0x1000, base + 0x8000, flags=3) + rules(0))
     put("purgatory_validate", "x86-boot-params",
-        params([(0x100000, bytes(4096), 5, 0), (0x1000000, kernel, 1, 0)], 0x1000200, 0x100000, flags=1))
-    put("purgatory_validate", "skip-digests", params(segs[:1], base + 0x1000, 0, flags=4))
+        params([(0x100000, bytes(4096), 5, 0), (0x1000000, kernel, 1, 0)], 0x1000200, 0x100000, flags=1) + rules(1))
+    put("purgatory_validate", "skip-digests", params(segs[:1], base + 0x1000, 0, flags=4) + rules(2))
 
     # RAM: kernel at 0x0, initrd at 0x1000, dtb at 0x2000, core at 0x3000.
     ram = bytearray(0x3000 + 64 + 56 * 2)
@@ -362,7 +373,7 @@ def purgatory():
     struct.pack_into("<Q", bpr, 0x250, base + 0x1000)
     x86 = bytes(bpr) + bytes(0x2000 - len(bpr)) + kernel
     put("purgatory_run", "x86-setup-data-seed",
-        run_input(0b01, [(0, len(bpr), 5, 0), (0x2000, 0x1000, 1, 0)], 0x2200, 0, x86))
+        run_input(0b01, [(0, len(bpr), 5, 0), (0x2000, 0x1000, 1, 0)], 0x2200, 0, x86, rules=1))
     put("setup_data", "one-seed-node", struct.pack("<Q", 0x10_0000) + bytes([8]) + bp)
     put("setup_data", "no-entropy", struct.pack("<Q", 0x10_0000) + bytes([0]) + bp)
 

@@ -1,12 +1,12 @@
 //! `checks::check_excluded` on any bytes, for every segment kind. What the
 //! structure checks accept is what the purgatory then reads: an accepted
 //! ELF core has its program headers inside the segment, and an accepted DTB
-//! goes through the patcher's parser without panicking.
+//! is one the patcher's parser accepts too.
 #![no_main]
 
 use kexec_purgatory::abi::SegmentKind;
 use kexec_purgatory::checks::check_excluded;
-use kexec_purgatory::fdt_patch::find_seed_spans;
+use kexec_purgatory::fdt_patch::{find_seed_spans, PatchError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,7 +24,8 @@ fuzz_target!(|data: &[u8]| {
                 assert!(phoff + phnum * 56 <= data.len() as u64);
             }
             SegmentKind::Dtb => {
-                let _ = find_seed_spans(data);
+                // The patcher reads the same blob: it must agree it is well formed.
+                assert!(!matches!(find_seed_spans(data), Err(PatchError::Fdt(_))), "checked DTB the patcher refuses");
             }
             other => panic!("{other:?} accepted as excludable"),
         }

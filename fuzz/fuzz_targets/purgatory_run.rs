@@ -14,7 +14,9 @@
 //!             3 soft SHA, 4 caches off, 5 no boot data, 7 an unknown flag
 //! 1      u8   nr_segments (as is: above 16 is refused)
 //! 2      u8   entropy words available
-//! 3      u8   -
+//! 3      u8   bits 0-1 architecture's rules (aarch64, x86_64, riscv64),
+//!             bit 2 the purgatory image inside RAM (refused), bits 4-5
+//!             console (none, PL011 outside RAM, PL011 inside RAM, I/O port)
 //! 4      u32  boot cpu id
 //! 8      u64  kernel entry, from the start of RAM (wrapping)
 //! 16     u64  boot data, from the start of RAM (wrapping)
@@ -26,10 +28,11 @@
 #![no_main]
 
 use kexec_purgatory::abi::{
-    PurgatoryParams, SegmentDesc, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256, PARAM_FLAG_REFRESH_SEEDS,
-    PARAM_FLAG_SET_BOOT_CPU, PARAM_FLAG_SKIP_DIGESTS, SEGMENT_FLAG_EXCLUDED,
+    ConsoleDesc, PurgatoryParams, SegmentDesc, CONSOLE_8250_IO, CONSOLE_NONE, CONSOLE_PL011,
+    PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU,
+    PARAM_FLAG_SKIP_DIGESTS, SEGMENT_FLAG_EXCLUDED,
 };
-use kexec_purgatory::verify::run;
+use kexec_purgatory::verify::{run, MemSpan, Rules};
 use libfuzzer_sys::fuzz_target;
 use rkexec_fuzz::{changed_bytes, MockPlatform, ARENA_BASE};
 use sha2::{Digest, Sha256};
@@ -83,9 +86,22 @@ fuzz_target!(|data: &[u8]| {
     let cpu = u32::from_le_bytes(head[4..8].try_into().unwrap());
     let entropy = WORDS[..usize::from(head[2]) % (WORDS.len() + 1)].to_vec();
 
+    let own =
+        if head[3] & 4 != 0 { MemSpan::new(ARENA_BASE + 0x3000, 0x1000) } else { MemSpan::new(0x3000_0000, 0x2_0000) };
+    let rules = match head[3] & 3 {
+        1 => Rules::x86_64(own),
+        2 => Rules::riscv64(own),
+        _ => Rules::aarch64(own),
+    };
+    p.console = match (head[3] >> 4) & 3 {
+        0 => ConsoleDesc { kind: CONSOLE_NONE, reserved: 0, base: 0 },
+        1 => ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x0900_0000 },
+        2 => ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: ARENA_BASE + 0x100 },
+        _ => ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: 0x3f8 },
+    };
     let before = arena.clone();
     let mut plat = MockPlatform::new(arena, &p, entropy, cpu);
-    match run(&p, &mut plat) {
+    match run(&p, &rules, &mut plat) {
         Ok(h) => {
             assert_eq!((h.entry, h.boot_data), (p.kernel_entry, p.boot_data));
             if p.flags & PARAM_FLAG_SKIP_DIGESTS == 0 {
