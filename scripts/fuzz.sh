@@ -4,7 +4,7 @@
 # time, and print per target: executions, execs/s, coverage (libFuzzer's cov
 # and ft), corpus size, peak RSS and findings.
 #
-#   scripts/fuzz.sh --smoke            each target briefly (what scripts/test.sh runs)
+#   scripts/fuzz.sh --smoke            each target 15 s (what scripts/test.sh runs)
 #   scripts/fuzz.sh [--long]           the campaign: each target until --runs or --seconds
 #   options: --targets a,b   --seconds N   --runs N   --timeout S   --rss-mb N
 #
@@ -44,7 +44,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 if [ "$mode" = smoke ]; then
-    seconds=${seconds:-18}
+    seconds=${seconds:-15}
 else
     # The campaign bar: 10 M executions or one hour, whichever comes first.
     seconds=${seconds:-3600}
