@@ -347,10 +347,13 @@ pub fn check(blob: &[u8]) -> Result<(), FdtError> {
     Ok(())
 }
 
-/// Is `name` the node /chosen? (Linux's early_init_dt_scan_chosen looks
-/// for "/chosen", then "/chosen@0".)
+/// Is `name` the node /chosen? Linux's early_init_dt_scan_chosen looks up
+/// "/chosen" (then "/chosen@0") with libfdt, whose fdt_nodename_eq_ also
+/// matches a unit address when the path has none: the first node named
+/// "chosen" or "chosen@..." is the one the kernel reads, and the one the
+/// loader edits.
 fn is_chosen(name: &[u8]) -> bool {
-    name == b"chosen" || name == b"chosen@0"
+    name == b"chosen" || name.starts_with(b"chosen@")
 }
 
 /// Check the whole blob (as [`check`]) and find, in the first /chosen
@@ -480,6 +483,35 @@ pub(crate) mod tests {
             assert_eq!(hdr.boot_cpuid_phys, 3);
             assert_eq!(hdr.totalsize, theirs.total_size());
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/dtb.rs: the loader (dtoolkit, as libfdt)
+    /// wrote the seeds into "chosen@9020000", the first node named like
+    /// /chosen, while this lookup took the later exact "chosen": the seeds
+    /// the kernel reads were never refreshed, and a tree with only
+    /// "chosen@1" had no /chosen at all.
+    #[test]
+    fn chosen_is_the_first_node_libfdt_matches() {
+        let tree = |first: &str, second: Option<&str>| {
+            let mut w = vm_fdt::FdtWriter::new().unwrap();
+            let root = w.begin_node("").unwrap();
+            for (name, seed) in [(Some(first), 1u8), (second, 2u8)] {
+                let Some(name) = name else { continue };
+                let n = w.begin_node(name).unwrap();
+                w.property("kaslr-seed", &[seed; 8]).unwrap();
+                w.end_node(n).unwrap();
+            }
+            w.end_node(root).unwrap();
+            w.finish().unwrap()
+        };
+        for (first, second) in [("chosen@9020000", Some("chosen")), ("chosen@1", None), ("chosen", Some("chosen@0"))] {
+            let blob = tree(first, second);
+            let (chosen, [k]) = chosen_props(&blob, ["kaslr-seed"]).unwrap();
+            assert!(chosen, "{first}");
+            assert_eq!(k.and_then(|b| b.bytes(&blob)), Some(&[1u8; 8][..]), "{first} then {second:?}");
+        }
+        let (chosen, _) = chosen_props(&tree("chosenx", Some("chose")), ["kaslr-seed"]).unwrap();
+        assert!(!chosen, "only \"chosen\" and \"chosen@...\" name /chosen");
     }
 
     #[test]
