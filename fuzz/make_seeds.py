@@ -245,6 +245,26 @@ def fdt_nested(depth):
     return hdr + bytes(16) + st
 
 
+def fdt_nodes(nodes):
+    """A root holding `nodes` = [(name, [(property, value)])]."""
+    strings, st = b"", struct.pack(">I", 1) + b"\0\0\0\0"
+    for name, props in nodes:
+        n = name.encode() + b"\0"
+        st += struct.pack(">I", 1) + n + bytes(-len(n) % 4)
+        for prop, value in props:
+            key = prop.encode() + b"\0"
+            if key not in strings:
+                strings += key
+            st += struct.pack(">III", 3, len(value), strings.index(key)) + value + bytes(-len(value) % 4)
+        st += struct.pack(">I", 2)
+    st += struct.pack(">II", 2, 9)
+    off_struct = 56
+    off_strings = off_struct + len(st)
+    total = off_strings + len(strings)
+    hdr = struct.pack(">10I", 0xd00dfeed, total, off_struct, off_strings, 40, 17, 16, 0, len(strings), len(st))
+    return hdr + bytes(16) + st + strings
+
+
 def fdt_chosen_seeds():
     """A /chosen with kaslr-seed and rng-seed placeholders, padded."""
     strings = b"kaslr-seed\0rng-seed\0bootargs\0"
@@ -279,6 +299,12 @@ def dtbs():
         put("dtb", f"nested-{depth}", fdt_nested(depth))
         put("excluded_checks", f"fdt-nested-{depth}", fdt_nested(depth))
     put("excluded_checks", "fdt-minimal", fdt_minimal())
+    # libfdt's /chosen is the first "chosen" or "chosen@..." node (the
+    # loader edits it, the kernel reads it, the purgatory must patch it).
+    unit_first = fdt_nodes([("chosen@9020000", [("kaslr-seed", bytes(8))]), ("chosen", [("rng-seed", bytes(64))])])
+    put("dtb", "chosen-unit-address-first", unit_first + bytes([0x03]))
+    put("fdt_patch", "chosen-unit-address-first", bytes([8]) + unit_first)
+    put("fdt_walk", "chosen-unit-address-first", unit_first)
     put("fdt_walk", "qemu-virt", virt)
     put("fdt_walk", "chosen-seeds", seeds)
     put("fdt_walk", "minimal", fdt_minimal())
