@@ -128,7 +128,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     params.on_failure = req.on_failure.abi();
     let console_given = match &req.serial {
         Some(tty) => {
-            params.console = console::from_sysfs(&sys.sys_root, tty)?;
+            params.console = console::for_tty(&sys.sys_root, tty, arch)?;
             true
         }
         None => false,
@@ -143,6 +143,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     let arch_layout = match arch {
         Arch::Arm64 => arch::arm64::plan(input)?,
         Arch::X86_64 => arch::x86_64::plan(input)?,
+        Arch::Riscv64 => arch::riscv64::plan(input)?,
     };
 
     // 5. The purgatory, digests, the parameter block.

@@ -43,6 +43,10 @@ pub struct CrashPolicy {
     /// x86: the kernel text mapping is the first PT_LOAD.
     pub kernel_text: bool,
     pub placement: CrashPlacement,
+    /// Why the kernel cannot rewrite the elfcorehdr after load, when it
+    /// cannot (`--hotplug` is then refused); None where crash hotplug
+    /// exists (kernel/crash_core.c, ARCH_SUPPORTS_CRASH_HOTPLUG).
+    pub no_hotplug: Option<&'static str>,
 }
 
 /// What a crash load needs from the running system.
@@ -72,6 +76,8 @@ pub enum CrashError {
     NoCrashKernel(PathBuf),
     Notes(CrashNotesError),
     ElfCore(ElfCoreError),
+    /// `--hotplug` on an architecture without crash hotplug.
+    NoHotplug(&'static str),
     /// The kernel's hotplug size is smaller than the header we built.
     TooSmall {
         needed: u64,
@@ -87,6 +93,7 @@ impl fmt::Display for CrashError {
                 "{}: no \"Crash kernel\" range: boot the running kernel with crashkernel=256M (or larger) to load a crash kernel",
                 p.display()
             ),
+            Self::NoHotplug(why) => write!(f, "--hotplug: {why}; load the crash kernel without --hotplug"),
             Self::Notes(e) => write!(f, "{e}"),
             Self::ElfCore(e) => write!(f, "{e}"),
             Self::TooSmall { needed, available } => write!(
@@ -106,6 +113,9 @@ pub fn prepare(
     policy: &CrashPolicy,
     opts: CrashOptions,
 ) -> Result<CrashSetup, CrashError> {
+    if let (true, Some(why)) = (opts.hotplug, policy.no_hotplug) {
+        return Err(CrashError::NoHotplug(why));
+    }
     let ranges = iomem.crash_kernel();
     let Some(highest) = ranges.iter().max_by_key(|r| r.start).copied() else {
         return Err(CrashError::NoCrashKernel(sys.iomem_path()));

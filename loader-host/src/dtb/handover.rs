@@ -3,7 +3,7 @@
 //! to it (command line, initrd, seeds, crash properties, user edits).
 //! Built on `dtb_edit::DtbEditor`.
 
-use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_PL011};
+use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
 
 use super::edit::{DtbEditError, DtbEditor, PsciMethod, DEFAULT_PADDING};
 use crate::range::Range;
@@ -73,10 +73,18 @@ fn console_for(ed: &DtbEditor) -> Result<Option<ConsoleDesc>, DtbEditError> {
         return Ok(Some(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base }));
     }
     let is_8250 = compat.iter().any(|c| matches!(*c, "ns16550a" | "ns16550" | "snps,dw-apb-uart" | "ns8250"));
-    if is_8250 && cell("reg-shift")? == Some(2) && cell("reg-io-width")? == Some(4) {
-        return Ok(Some(ConsoleDesc { kind: CONSOLE_8250_MMIO32, reserved: 0, base }));
+    if !is_8250 {
+        return Ok(None);
     }
-    Ok(None)
+    // Documentation/devicetree/bindings/serial/8250.yaml: reg-shift
+    // defaults to 0, reg-io-width to 1 (byte registers at consecutive
+    // addresses: QEMU virt riscv's uart0).
+    let kind = match (cell("reg-shift")?.unwrap_or(0), cell("reg-io-width")?.unwrap_or(1)) {
+        (2, 4) => CONSOLE_8250_MMIO32,
+        (0, 1) => CONSOLE_8250_MMIO8,
+        _ => return Ok(None),
+    };
+    Ok(Some(ConsoleDesc { kind, reserved: 0, base }))
 }
 
 /// Read the facts the loader needs from the source DTB.

@@ -45,6 +45,7 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     dump_driver_managed: true,
     kernel_text: true,
     placement: CrashPlacement::Highest,
+    no_hotplug: None,
 };
 
 fn page_round(n: u64) -> u64 {
