@@ -35,6 +35,7 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     kernel_text: false,
     placement: CrashPlacement::AllRanges,
     no_hotplug: None,
+    skip_firmware_protected: false,
 };
 
 /// booting.rst's rules as the shared Image + DTB flow takes them.

@@ -37,7 +37,11 @@ ARCH_SUPPORTS_CRASH_HOTPLUG, so the kernel never rewrites the elfcorehdr after l
 KEXEC_CRASH_HOTPLUG_SUPPORT)";
 
 /// riscv's own elfcorehdr (arch/riscv/kernel/machine_kexec_file.c
-/// prepare_elf_headers): all System RAM minus the crash kernel range. The
+/// prepare_elf_headers): all System RAM minus the crash kernel range, and
+/// minus what M-mode firmware protects with PMP (OpenSBI's
+/// /reserved-memory/mmode_resv* nodes): measured under QEMU, reading that
+/// through /proc/vmcore fails with EFAULT, so a dump tool copying the
+/// whole core would stop there (kexec-tools and the kernel keep it). The
 /// segments go into the highest "Crash kernel" range only: kexec_load's
 /// sanity_check_segment_list() (kernel/kexec_core.c) accepts crashk_res
 /// alone, and kexec-tools' riscv loader (crashdump-riscv.c
@@ -49,6 +53,7 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     kernel_text: false,
     placement: CrashPlacement::Highest,
     no_hotplug: Some(NO_HOTPLUG),
+    skip_firmware_protected: true,
 };
 
 /// boot.rst's rules and the placement both riscv loaders use: kexec-tools
@@ -222,7 +227,15 @@ mod tests {
         let hdr = dtb.property("/chosen", "linux,elfcorehdr").unwrap().unwrap().to_vec();
         assert_eq!(hdr[..8], core.addr.to_be_bytes());
         assert_eq!(dtb.property("/chosen", "linux,usable-memory-range").unwrap().map(<[u8]>::len), Some(32));
-        assert_eq!(&p.segments[1].data[18..20], &243u16.to_le_bytes(), "EM_RISCV");
+        let core = &p.segments[1].data;
+        assert_eq!(&core[18..20], &243u16.to_le_bytes(), "EM_RISCV");
+        // The first PT_LOAD: RAM from the end of OpenSBI's PMP region
+        // (/reserved-memory/mmode_resv0).
+        let field = |i: usize, at: usize| u64::from_le_bytes(core[64 + 56 * i + at..][..8].try_into().unwrap());
+        let first =
+            (0..usize::from(u16::from_le_bytes([core[56], core[57]]))).find(|&i| field(i, 0) as u32 == 1).unwrap();
+        assert_eq!((field(first, 24), field(first, 40)), (0x8008_0000, 0x4000_0000 - 0x8_0000), "not the firmware's");
+        assert!(p.notes.iter().any(|n| n.contains("and 1 firmware-protected range(s)")), "{:?}", p.notes);
 
         let err = plan_with(&t, riscv_image(TEXT_OFFSET, 8 * MIB, 4096), |r| {
             r.crash = Some(CrashOptions { hotplug: true, exclude: true });

@@ -47,6 +47,11 @@ pub struct CrashPolicy {
     /// cannot (`--hotplug` is then refused); None where crash hotplug
     /// exists (kernel/crash_core.c, ARCH_SUPPORTS_CRASH_HOTPLUG).
     pub no_hotplug: Option<&'static str>,
+    /// riscv: leave out of the dump the memory M-mode firmware protects
+    /// from S-mode (the running DTB's OpenSBI /reserved-memory/mmode_resv*
+    /// nodes, `dtb::handover::firmware_protected`): the capture kernel
+    /// cannot read it.
+    pub skip_firmware_protected: bool,
 }
 
 /// What a crash load needs from the running system.
@@ -78,6 +83,11 @@ pub enum CrashError {
     ElfCore(ElfCoreError),
     /// `--hotplug` on an architecture without crash hotplug.
     NoHotplug(&'static str),
+    /// The running DTB could not be read for the firmware's protected memory.
+    FirmwareFdt {
+        path: PathBuf,
+        why: String,
+    },
     /// The kernel's hotplug size is smaller than the header we built.
     TooSmall {
         needed: u64,
@@ -94,6 +104,9 @@ impl fmt::Display for CrashError {
                 p.display()
             ),
             Self::NoHotplug(why) => write!(f, "--hotplug: {why}; load the crash kernel without --hotplug"),
+            Self::FirmwareFdt { path, why } => {
+                write!(f, "{}: {why} (read for the memory M-mode firmware protects, left out of the dump)", path.display())
+            }
             Self::Notes(e) => write!(f, "{e}"),
             Self::ElfCore(e) => write!(f, "{e}"),
             Self::TooSmall { needed, available } => write!(
@@ -105,6 +118,19 @@ impl fmt::Display for CrashError {
 }
 
 impl std::error::Error for CrashError {}
+
+/// The memory the running machine's M-mode firmware protects, from
+/// /sys/firmware/fdt (none without one: no DT, no such firmware map).
+fn firmware_protected(sys: &SystemSources) -> Result<Vec<Range>, CrashError> {
+    let path = sys.fdt_path();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |why: String| CrashError::FirmwareFdt { path: path.clone(), why };
+    // arch/riscv/include/asm/pgtable.h MAX_FDT_SIZE: 2 MiB.
+    let blob = crate::system::read_bounded(&path, 2 << 20).map_err(|e| err(e.why))?;
+    crate::dtb::handover::firmware_protected(&blob).map_err(|e| err(e.to_string()))
+}
 
 /// The crash ranges, the placement memory and the elfcorehdr.
 pub fn prepare(
@@ -136,6 +162,13 @@ pub fn prepare(
     for r in &ranges {
         ram.remove(*r);
     }
+    let mut firmware = Vec::new();
+    if policy.skip_firmware_protected {
+        firmware = firmware_protected(sys)?;
+        for r in &firmware {
+            ram.remove(*r);
+        }
+    }
     let ram = ram.ranges().to_vec();
     let kcore_path = sys.kcore_path();
     let layout = CoreLayout {
@@ -157,11 +190,16 @@ pub fn prepare(
         header.len() as u64
     };
     let note = format!(
-        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus {}the Crash kernel ranges)",
+        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus {}the Crash kernel ranges{})",
         layout.cpu_notes.len(),
         layout.loads(),
         if layout.kernel_text.is_some() { "kernel text, " } else { "" },
         if policy.skip_low_1m { "the low 1 MiB and " } else { "" },
+        if firmware.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} firmware-protected range(s)", firmware.len())
+        },
     );
     Ok(CrashSetup {
         free,

@@ -103,6 +103,22 @@ pub fn facts(blob: &[u8]) -> Result<DtbFacts, DtbEditError> {
     })
 }
 
+/// Memory that M-mode firmware keeps from S-mode with PMP: the
+/// `/reserved-memory/mmode_resv<N>@<addr>` nodes OpenSBI adds for it
+/// (lib/utils/fdt/fdt_fixup.c, fdt_reserved_memory_fixup; QEMU virt:
+/// 0x80000000, 512 KiB). S-mode reads of it fault (a capture kernel
+/// reading it through /proc/vmcore gets EFAULT).
+pub fn firmware_protected(blob: &[u8]) -> Result<Vec<Range>, DtbEditError> {
+    let ed = DtbEditor::from_blob(blob)?;
+    let mut out = Vec::new();
+    for name in ed.child_names("/reserved-memory")? {
+        if name.starts_with("mmode_resv") {
+            out.extend(ed.reg_ranges(&format!("/reserved-memory/{name}"))?);
+        }
+    }
+    Ok(out)
+}
+
 /// The source DTB's /chosen/bootargs, if readable.
 pub fn bootargs(blob: &[u8]) -> Option<String> {
     DtbEditor::from_blob(blob).ok()?.bootargs().ok().flatten()
@@ -226,6 +242,16 @@ mod tests {
         assert_eq!(v, [0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert_eq!(chosen.property("linux,usable-memory-range").unwrap().value.len(), 16);
         assert!(chosen.property("linux,initrd-start").is_none(), "no initrd: properties deleted");
+    }
+
+    #[test]
+    fn opensbi_protected_memory_is_found() {
+        let blob = crate::testing::riscv_virt_dtb("console=ttyS0");
+        assert_eq!(firmware_protected(&blob).unwrap(), [Range::new(0x8000_0000, 0x8008_0000)]);
+        assert!(firmware_protected(&qemu_like_dtb()).unwrap().is_empty(), "no /reserved-memory");
+        let f = facts(&blob).unwrap();
+        assert_eq!(f.console, Some(ConsoleDesc { kind: CONSOLE_8250_MMIO8, reserved: 0, base: 0x1000_0000 }));
+        assert_eq!(f.psci_method, None);
     }
 
     #[test]

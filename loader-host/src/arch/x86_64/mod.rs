@@ -46,6 +46,7 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     kernel_text: true,
     placement: CrashPlacement::Highest,
     no_hotplug: None,
+    skip_firmware_protected: false,
 };
 
 fn page_round(n: u64) -> u64 {
