@@ -252,6 +252,14 @@ mod tests {
         let f = facts(&blob).unwrap();
         assert_eq!(f.console, Some(ConsoleDesc { kind: CONSOLE_8250_MMIO8, reserved: 0, base: 0x1000_0000 }));
         assert_eq!(f.psci_method, None);
+        // A 16550 with reg-shift 1 is none of the kinds: no console rather than a wrong one.
+        let mut ed = DtbEditor::from_blob(&blob).unwrap();
+        ed.set_property("/soc/serial@10000000", "reg-shift", &1u32.to_be_bytes()).unwrap();
+        assert_eq!(facts(&ed.to_blob(0).unwrap()).unwrap().console, None);
+        ed.set_property("/soc/serial@10000000", "reg-shift", &2u32.to_be_bytes()).unwrap();
+        ed.set_property("/soc/serial@10000000", "reg-io-width", &4u32.to_be_bytes()).unwrap();
+        let c = facts(&ed.to_blob(0).unwrap()).unwrap().console.unwrap();
+        assert_eq!(c.kind, CONSOLE_8250_MMIO32);
     }
 
     #[test]

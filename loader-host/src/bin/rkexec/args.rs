@@ -23,7 +23,7 @@ pub enum SyscallChoice {
 pub enum OnFailure {
     /// Print which segment failed and stop the CPU (kexec-tools' behaviour).
     Halt,
-    /// Print, then PSCI SYSTEM_RESET.
+    /// Print, then reset (PSCI SYSTEM_RESET on arm64, SBI SRST on riscv64).
     Reset,
 }
 
@@ -97,7 +97,7 @@ pub struct Args {
     /// DTB to hand over instead of /sys/firmware/fdt.
     #[arg(long = "dtb", value_name = "FILE")]
     pub dtb: Option<PathBuf>,
-    /// Console for the purgatory's messages (e.g. ttyAMA0, ttyS0).
+    /// Console for the purgatory's messages (e.g. ttyAMA0, ttyS0; hvc0 = the SBI console on riscv64).
     #[arg(long = "serial", value_name = "TTY")]
     pub serial: Option<String>,
     /// Kernel image type (Image, vmlinuz, zimg; autodetected when omitted).
