@@ -35,7 +35,10 @@ pub fn plan(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<()
     if written != Some(&plan.params.to_bytes()[..]) {
         return Err(PlanError::Internal("the purgatory segment does not carry the plan's parameter block".into()));
     }
-    kexec_purgatory::verify::validate(&plan.params)
+    let own_image = kexec_purgatory::verify::MemSpan::new(purg.mem, purgatory.header.mem_size);
+    let rules = kexec_purgatory::verify::Rules::for_arch(purgatory.header.arch, own_image)
+        .ok_or_else(|| PlanError::Internal(format!("purgatory image arch {}", purgatory.header.arch)))?;
+    kexec_purgatory::verify::validate(&plan.params, &rules)
         .map_err(|e| refuse(format!("the purgatory would refuse this parameter block: {e:?}")))?;
     for (i, (d, s)) in plan.params.active_segments().iter().zip(&plan.segments).enumerate() {
         if d.mem != s.mem || d.len != s.digest_len || d.sha256 != s.sha256 {

@@ -182,7 +182,7 @@ pub fn kernel_from_raw(data: Blob, format: &'static str, _host: Host) -> Result<
     // occupies (bss included); never less than the file.
     let mem_size = h.image_size.max(data.len() as u64);
     let kernel = ImageKernel { data, text_offset: h.text_offset, mem_size, anywhere: false, size_estimated: false };
-    Ok(KernelImage { arch: Arch::Riscv64, format, kernel: Kernel::Image(kernel) })
+    Ok(KernelImage::plain(Arch::Riscv64, format, Kernel::Image(kernel)))
 }
 
 /// The format: a raw riscv64 Image ("RSC\x05" at 0x38).
