@@ -221,7 +221,7 @@ mod tests {
         }
         assert_eq!(p.segments[0].mem, 0xe000_0000, "bottom-up into the reservation");
         assert!(p.segments[1].mem > p.segments[2].mem, "elfcorehdr top-down first, the DTB below it");
-        assert_eq!(p.cmdline, "console=ttyS0 root=/dev/vda maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
+        assert_eq!(p.cmdline, "console=ttyS0 root=/dev/vda  maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
         let dtb = DtbEditor::from_blob(&p.segments[2].data).unwrap();
         let core = p.elfcorehdr.unwrap();
         let hdr = dtb.property("/chosen", "linux,elfcorehdr").unwrap().unwrap().to_vec();
