@@ -190,6 +190,12 @@ def judge(cell, loader, marker, lines, min_hashed):
     ok, reason, info = km.judge(cell, loader, marker, lines, min_hashed)
     if not ok:
         return ok, reason, info
+    # -S (crash) / -S -l after the load: kexec-tools' contract, which rkexec
+    # follows (kexec/kexec.c: exit status 1 when that kernel is loaded).
+    rc = info.pop("status_rc", None)
+    info["status_loaded_rc"] = rc
+    if rc != 1:
+        return False, f"-S{'' if cell.kdump else ' -l'} after the load exited {rc}, kexec-tools' 'loaded' is 1", info
     p = info.get("purgatory", {})
     if cell.engine and p.get("engine") != cell.engine:
         return False, f"purgatory hashed with {p.get('engine')!r}, expected {cell.engine!r}", info
@@ -276,7 +282,8 @@ def describe(r):
     out = r.line()
     if r.ok:
         i = r.info
-        out += (f"\n  purgatory: hart {i['purgatory_hart']} a1 {i['purgatory_a1']}, isa {i['purgatory_isa']}"
+        out += (f"\n  -S after the load: {i['status_loaded_rc']} (loaded); "
+                f"purgatory: hart {i['purgatory_hart']} a1 {i['purgatory_a1']}, isa {i['purgatory_isa']}"
                 f"\n  {i.get('purgatory_line') or ''}").rstrip()
     return out
 
