@@ -5,7 +5,7 @@
 
 use crate::arch::Arch;
 use crate::crash::elfcore::EM_AARCH64;
-use crate::crash::{CrashPlacement, CrashPolicy};
+use crate::crash::CrashPolicy;
 use crate::dtb_boot::{self, DtbBoot, Placement, TextOffset};
 use crate::error::LoadError;
 use crate::planner::{ArchInput, ArchLayout};
@@ -33,7 +33,6 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     skip_low_1m: false,
     dump_driver_managed: false,
     kernel_text: false,
-    placement: CrashPlacement::AllRanges,
     no_hotplug: None,
     skip_firmware_protected: false,
 };

@@ -7,7 +7,7 @@
 
 use crate::arch::Arch;
 use crate::crash::elfcore::EM_RISCV;
-use crate::crash::{CrashPlacement, CrashPolicy};
+use crate::crash::CrashPolicy;
 use crate::dtb_boot::{self, DtbBoot, Placement, TextOffset};
 use crate::error::LoadError;
 use crate::planner::{ArchInput, ArchLayout};
@@ -51,7 +51,6 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     skip_low_1m: false,
     dump_driver_managed: false,
     kernel_text: false,
-    placement: CrashPlacement::Highest,
     no_hotplug: Some(NO_HOTPLUG),
     skip_firmware_protected: true,
 };

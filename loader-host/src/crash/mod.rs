@@ -17,17 +17,6 @@ use crate::system::{kcore, SystemSources};
 
 use self::elfcore::{CoreLayout, ElfCoreError};
 
-/// Which crash ranges receive the capture kernel's segments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrashPlacement {
-    /// Any "Crash kernel" range.
-    AllRanges,
-    /// Only the highest one (x86: kernel/kexec_core.c
-    /// sanity_check_segment_list accepts only crashk_res for KEXEC_ON_CRASH;
-    /// a crashkernel=,low range is crashk_low_res).
-    Highest,
-}
-
 /// How an architecture's kernel builds its own elfcorehdr, which ours
 /// follows (kernel/crash_core.c crash_prepare_elf64_headers and the arch's
 /// crash.c).
@@ -42,7 +31,6 @@ pub struct CrashPolicy {
     pub dump_driver_managed: bool,
     /// x86: the kernel text mapping is the first PT_LOAD.
     pub kernel_text: bool,
-    pub placement: CrashPlacement,
     /// Why the kernel cannot rewrite the elfcorehdr after load, when it
     /// cannot (`--hotplug` is then refused); None where crash hotplug
     /// exists (kernel/crash_core.c, ARCH_SUPPORTS_CRASH_HOTPLUG).
@@ -143,13 +131,12 @@ pub fn prepare(
         return Err(CrashError::NoHotplug(why));
     }
     let ranges = iomem.crash_kernel();
-    let Some(highest) = ranges.iter().max_by_key(|r| r.start).copied() else {
+    if ranges.is_empty() {
         return Err(CrashError::NoCrashKernel(sys.iomem_path()));
-    };
-    let mut free = iomem.crash_usable();
-    if policy.placement == CrashPlacement::Highest {
-        free.clip(highest);
     }
+    // Segments only in crashk_res (Iomem::crash_usable); the capture
+    // kernel may still use every range.
+    let free = iomem.crash_usable();
     // What to dump: RAM minus the crash ranges (and per policy).
     let mut ram = iomem.system_ram();
     if policy.dump_driver_managed {
