@@ -21,8 +21,10 @@ pub const CRASH_KERNEL: &str = "Crash kernel";
 /// kimage_alloc_page) and only moves it into place after this kernel has
 /// stopped (arch/arm64/kernel/relocate_kernel.S). kexec-tools' arm64
 /// `to_be_excluded()` (kexec/arch/arm64/kexec-arm64.c) keeps the same
-/// names; x86 adds "Kernel rodata" and "Kernel bss".
-const KEEP_CHILDREN: [&str; 5] = [SYSTEM_RAM, "Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"];
+/// names; x86 adds "Kernel rodata" and "Kernel bss"; riscv64 names the
+/// whole of it "Kernel image" (arch/riscv/kernel/setup.c kimage_res).
+const KEEP_CHILDREN: [&str; 6] =
+    [SYSTEM_RAM, "Kernel code", "Kernel rodata", "Kernel data", "Kernel bss", "Kernel image"];
 
 /// One line of /proc/iomem.
 #[derive(Clone, Debug, PartialEq, Eq)]
