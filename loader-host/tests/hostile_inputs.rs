@@ -209,9 +209,10 @@ fn twenty_initrds_are_concatenated() {
 fn deeply_nested_dtb_is_refused_not_a_stack_overflow() {
     // 20 000 nested nodes, 240 KB: the tree builders recurse per level.
     let mut s = Vec::new();
-    for _ in 0..20_000 {
+    for level in 0..20_000 {
         s.extend_from_slice(&1u32.to_be_bytes());
-        s.extend_from_slice(b"n\0\0\0");
+        // The root is named "", every node under it "n".
+        s.extend_from_slice(if level == 0 { b"\0\0\0\0" } else { b"n\0\0\0" });
     }
     for _ in 0..20_000 {
         s.extend_from_slice(&2u32.to_be_bytes());
@@ -229,5 +230,5 @@ fn deeply_nested_dtb_is_refused_not_a_stack_overflow() {
     std::fs::write(&k, image(0, 4 << 20, ANYWHERE, 4032)).unwrap();
     std::fs::write(&dtb, blob).unwrap();
     let r = rkexec(&["plan", k.to_str().unwrap(), "--dtb", dtb.to_str().unwrap()]);
-    refused(&r, "deep.dtb: DTB does not parse: nodes nested more than 64 deep");
+    refused(&r, "deep.dtb: DTB does not parse: FDT nodes nest deeper than 64 levels");
 }
