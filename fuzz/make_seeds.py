@@ -197,6 +197,7 @@ def system():
     put("iomem", "virt-arm64", fixture("virt-arm64", "proc", "iomem"))
     put("iomem", "virt-arm64-crash", fixture("virt-arm64-crash", "proc", "iomem"))
     put("iomem", "x86-q35", X86_IOMEM)
+    put("iomem", "virt-riscv64", fixture("virt-riscv64", "proc", "iomem"))
     bp = bytearray(0x1000)
     bp[0] = 9  # screen_info.orig_x
     struct.pack_into("<Q", bp, 0x70, 0x7fb7e014)  # acpi_rsdp_addr
@@ -289,6 +290,7 @@ def dtbs():
     seeds = fdt_chosen_seeds()
     # The dtb target's last byte picks the edits; bytes past totalsize are ignored.
     put("dtb", "qemu-virt", virt)
+    put("dtb", "qemu-virt-riscv64", fixture("virt-riscv64", "sys", "firmware", "fdt"))
     put("dtb", "qemu-virt-crash-edits", virt + bytes([0x1f]))
     put("dtb", "chosen-seeds", seeds)
     put("dtb", "minimal", fdt_minimal() + bytes([0x03]))
