@@ -53,6 +53,17 @@ def arm64_image(text_offset=0, image_size=0x40_0000, flags=0b1010, body=2048):
     return bytes(h) + bytes((i * 7 + 3) & 0xff for i in range(body))
 
 
+def riscv_image(text_offset=0x200000, image_size=0x40_0000, body=2048):
+    """riscv boot-image-header.rst: text_offset, image_size, flags, version
+    0.2, "RISCV\\0\\0\\0" at 0x30, "RSC\\x05" at 0x38, PE offset at 0x3c."""
+    h = bytearray(64)
+    h[0:4] = b"MZo\x10"
+    struct.pack_into("<QQQI", h, 8, text_offset, image_size, 0, 2)
+    h[0x30:0x38] = b"RISCV\0\0\0"
+    h[0x38:0x3c] = b"RSC\x05"
+    return bytes(h) + bytes((i * 3 + 1) & 0xff for i in range(body))
+
+
 def zboot(comp, payload, machine=0xaa64):
     """zboot-header.S: MZ, "zimg", payload offset/size, comp type at 0x18,
     PE magic at 0x38 and the PE header offset at 0x3c."""
@@ -140,6 +151,9 @@ def images():
     put("image_load", "zboot-zstd22", zboot("zstd22", zstd(img)))
     put("image_load", "zboot-x86-machine", zboot("gzip", gz(img), machine=0x8664))
     put("image_load", "bzimage", bzimage())
+    rv = riscv_image()
+    put("image_load", "riscv64-image", rv)
+    put("image_load", "riscv64-zboot-gzip", zboot("gzip", gz(rv), machine=0x5064))
     put("image_load", "bzimage-legacy-sects", bzimage(setup_sects=0, payload=600))
     # UKIs (UAPI.5): the kernel in .linux, initrd, ucode, cmdline, dtb;
     # multi-profile: the base, then profile @0 overriding .cmdline.

@@ -16,11 +16,18 @@ fn check(k: &KernelImage, file: &[u8]) {
     let raw: &[u8] = k.embedded.as_ref().map_or(file, |e| &e.linux);
     match &k.kernel {
         Kernel::Image(i) => {
-            assert_eq!(k.arch, Arch::Arm64);
-            // booting.rst §4: the image and its bss fit from the load address.
+            // The image and its bss fit from the load address.
             assert!(i.mem_size >= i.data.len() as u64, "mem_size below the file");
             assert!(i.text_offset.is_multiple_of(4096), "text_offset {:#x} not page aligned", i.text_offset);
-            assert!(i.text_offset.checked_add(i.mem_size).is_some(), "text_offset + mem_size wraps");
+            match k.arch {
+                // booting.rst §4: placed text_offset bytes above a 2 MiB base.
+                Arch::Arm64 => assert!(i.text_offset.checked_add(i.mem_size).is_some(), "text_offset + mem_size wraps"),
+                // riscv boot.rst: text_offset is the base's alignment, 0 or 4 KiB..1 GiB.
+                Arch::Riscv64 => {
+                    assert!(i.text_offset == 0 || i.text_offset.is_power_of_two() && i.text_offset <= 1 << 30)
+                }
+                Arch::X86_64 => panic!("an x86_64 Image"),
+            }
         }
         Kernel::BzImage(b) => {
             assert_eq!(k.arch, Arch::X86_64);
