@@ -15,7 +15,7 @@ fn main() {
             "purgatory/build.rs",
             "purgatory/Cargo.toml",
             "arch/src",
-            "linker",
+            "purgatory/purgatory.ld",
             "Cargo.lock",
             ".cargo/config.toml",
         ],
