@@ -7,6 +7,10 @@ use std::path::PathBuf;
 fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
+    // `links` metadata: dependents' build scripts read it as
+    // DEP_KEXEC_PURGATORY_ROOT (cargo's build-scripts reference, "the links
+    // manifest key").
+    println!("cargo::metadata=root={}", root.display());
     let script = root.join("purgatory.ld");
     println!("cargo:rerun-if-changed={}", script.display());
     if ["aarch64-unknown-none", "x86_64-unknown-none", "riscv64gc-unknown-none-elf"].contains(&target.as_str()) {

@@ -1,11 +1,19 @@
 //! Helpers for build scripts that embed bare-metal images: run a nested
-//! `cargo build` for a `*-unknown-none` target, and turn the resulting ELF
-//! into the flat image loaders copy into memory.
+//! `cargo build` for a `*-unknown-none` target — in the repository's
+//! workspace, or for packaged crates in a scratch workspace laid out like
+//! it ([`Sources`]) — with every compiler setting passed explicitly
+//! ([`settings`]), and turn the resulting ELF into the flat image loaders
+//! copy into memory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use object::{Object, ObjectSegment};
+
+pub mod settings;
+mod sources;
+
+pub use sources::{Crate, Sources};
 
 /// A bare-metal binary to build.
 pub struct BareMetal<'a> {
@@ -25,19 +33,28 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
     dir
 }
 
-/// Build `what` in release mode in `<root>/target/bare-metal` and return
-/// the ELF path. Cargo hands build scripts an empty CARGO_ENCODED_RUSTFLAGS
-/// (and maybe RUSTFLAGS, CARGO_TARGET_DIR, CARGO_BUILD_TARGET): they would
-/// override `.cargo/config.toml`, so the nested build runs without them.
-/// Under `cargo clippy` the wrapper and its arguments would turn the nested
-/// build into a lint run of the bare-metal crates (linted on their own
-/// targets by the test command instead): they are cleared too.
-pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
+/// Build `what` in release mode in `sources` and return the ELF path.
+///
+/// The compiler settings are explicit: `CARGO_ENCODED_RUSTFLAGS` holds the
+/// target's rustflags and `--config` arguments the release profile
+/// ([`settings`]). Cargo hands build scripts an empty
+/// CARGO_ENCODED_RUSTFLAGS (and maybe RUSTFLAGS, CARGO_TARGET_DIR,
+/// CARGO_BUILD_TARGET): they are replaced or removed. Under `cargo clippy`
+/// the wrapper and its arguments would turn the nested build into a lint
+/// run of the bare-metal crates (linted on their own targets by the test
+/// command instead): they are cleared too.
+///
+/// In the workspace the build is `--locked` to the repository's
+/// `Cargo.lock`; a scratch workspace starts from the packaged crate's
+/// lock, which cargo completes (our crates become path packages there).
+pub fn build(sources: &Sources, what: &BareMetal) -> Result<PathBuf, String> {
+    let rustflags = settings::encoded_rustflags(what.target)
+        .ok_or_else(|| format!("no bare-metal settings for target {} (build-support/src/settings.rs)", what.target))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = root.join("target").join("bare-metal");
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    let target_dir = sources.target_dir();
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(sources.root())
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
@@ -47,16 +64,21 @@ pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CLIPPY_ARGS")
-        .env_remove("CLIPPY_CONF_DIR")
-        .args(["build", "--release", "--locked", "-p", what.package, "--bin", what.bin, "--target", what.target])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .map_err(|e| format!("cannot run cargo for {}: {e}", what.package))?;
+        .env_remove("CLIPPY_CONF_DIR");
+    for arg in settings::profile_config_args() {
+        cmd.arg("--config").arg(arg);
+    }
+    cmd.args(["build", "--release", "-p", what.package, "--bin", what.bin, "--target", what.target]);
+    if matches!(sources, Sources::Workspace { .. }) {
+        cmd.arg("--locked");
+    }
+    cmd.arg("--target-dir").arg(&target_dir);
+    let status = cmd.status().map_err(|e| format!("cannot run cargo for {}: {e}", what.package))?;
     if !status.success() {
         return Err(format!(
-            "building {} for {} failed ({status}); is the target installed? run scripts/setup.sh",
-            what.package, what.target
+            "building {} for {} failed ({status}); is the target installed? \
+             `rustup target add {}` (scripts/setup.sh in the repository adds every one)",
+            what.package, what.target, what.target
         ));
     }
     Ok(target_dir.join(what.target).join("release").join(what.bin))
