@@ -27,6 +27,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join("Cargo.lock").display());
     }
 
+    println!("cargo:rerun-if-env-changed={}", build_support::PREBUILT_ENV);
     for (arch, target) in [
         ("aarch64", "aarch64-unknown-none"),
         ("x86_64", "x86_64-unknown-none"),

@@ -15,6 +15,13 @@ mod sources;
 
 pub use sources::{Crate, Sources};
 
+/// Environment variable: `1` makes [`build`] reuse the images a previous
+/// build made in the repository's workspace instead of building them. For
+/// a toolchain that has no bare-metal standard library (the nightly the
+/// fuzz targets are built with: scripts/fuzz.sh builds the images with the
+/// default toolchain first).
+pub const PREBUILT_ENV: &str = "RKEXEC_PREBUILT_BARE_METAL";
+
 /// A bare-metal binary to build.
 pub struct BareMetal<'a> {
     pub package: &'a str,
@@ -47,11 +54,20 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
 /// In the workspace the build is `--locked` to the repository's
 /// `Cargo.lock`; a scratch workspace starts from the packaged crate's
 /// lock, which cargo completes (our crates become path packages there).
+///
+/// With [`PREBUILT_ENV`] set to `1`, nothing is built: the ELF a previous
+/// build left in the workspace's `target/bare-metal` is returned (an error
+/// names the command that makes it when it is missing, or says that
+/// packaged crates have no such build).
 pub fn build(sources: &Sources, what: &BareMetal) -> Result<PathBuf, String> {
+    let target_dir = sources.target_dir();
+    let elf = target_dir.join(what.target).join("release").join(what.bin);
+    if std::env::var(PREBUILT_ENV).as_deref() == Ok("1") {
+        return prebuilt(sources, elf);
+    }
     let rustflags = settings::encoded_rustflags(what.target)
         .ok_or_else(|| format!("no bare-metal settings for target {} (build-support/src/settings.rs)", what.target))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = sources.target_dir();
     let mut cmd = Command::new(cargo);
     cmd.current_dir(sources.root())
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
@@ -81,7 +97,25 @@ pub fn build(sources: &Sources, what: &BareMetal) -> Result<PathBuf, String> {
             what.package, what.target, what.target
         ));
     }
-    Ok(target_dir.join(what.target).join("release").join(what.bin))
+    Ok(elf)
+}
+
+/// [`PREBUILT_ENV`]: the workspace's image at `elf`, which must exist.
+fn prebuilt(sources: &Sources, elf: PathBuf) -> Result<PathBuf, String> {
+    if let Sources::Packaged { .. } = sources {
+        return Err(format!(
+            "{PREBUILT_ENV}=1 reuses the images of a build in the repository's workspace; these crates are packaged"
+        ));
+    }
+    println!("cargo:rerun-if-changed={}", elf.display());
+    if elf.is_file() {
+        Ok(elf)
+    } else {
+        Err(format!(
+            "{PREBUILT_ENV}=1 but {} is missing: build it first with the default toolchain (cargo build -p loader-host)",
+            elf.display()
+        ))
+    }
 }
 
 /// Flatten an ELF's PT_LOAD file bytes into one image starting at the
@@ -106,5 +140,26 @@ pub fn flatten(elf: &[u8]) -> Result<Vec<u8>, String> {
 pub fn rerun_if_changed(root: &Path, paths: &[&str]) {
     for p in paths {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_images_come_only_from_a_workspace_build() {
+        let dir = std::env::temp_dir().join(format!("build-support-prebuilt-{}", std::process::id()));
+        let ws = Sources::Workspace { root: dir.clone() };
+        let elf = ws.target_dir().join("aarch64-unknown-none/release/purgatory");
+        let err = prebuilt(&ws, elf.clone()).unwrap_err();
+        assert!(err.contains("is missing") && err.contains("cargo build -p loader-host"), "{err}");
+        std::fs::create_dir_all(elf.parent().unwrap()).unwrap();
+        std::fs::write(&elf, b"\x7fELF").unwrap();
+        assert_eq!(prebuilt(&ws, elf.clone()).unwrap(), elf);
+        let packaged = Sources::Packaged { scratch: dir.join("scratch") };
+        let err = prebuilt(&packaged, elf).unwrap_err();
+        assert!(err.contains("packaged"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
