@@ -134,7 +134,7 @@ fn sbi_console_in(cmdline: &str) -> bool {
 }
 
 /// Place a kernel Image and build its DTB by `rules`.
-pub fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
+pub(crate) fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
     let ArchInput {
         req,
         sys,

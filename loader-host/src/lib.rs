@@ -31,7 +31,7 @@ pub mod error;
 pub mod file_load;
 pub mod image;
 pub mod input;
-pub mod placement;
+pub(crate) mod placement;
 pub mod plan;
 pub mod planner;
 pub mod purgatory_image;

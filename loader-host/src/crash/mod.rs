@@ -44,7 +44,7 @@ pub struct CrashPolicy {
 
 /// What a crash load needs from the running system.
 #[derive(Clone, Debug)]
-pub struct CrashSetup {
+pub(crate) struct CrashSetup {
     /// Where segments may go.
     pub free: FreeMap,
     /// Every "Crash kernel" range: the capture kernel's RAM.
@@ -121,7 +121,7 @@ fn firmware_protected(sys: &SystemSources) -> Result<Vec<Range>, CrashError> {
 }
 
 /// The crash ranges, the placement memory and the elfcorehdr.
-pub fn prepare(
+pub(crate) fn prepare(
     sys: &SystemSources,
     iomem: &Iomem,
     policy: &CrashPolicy,
