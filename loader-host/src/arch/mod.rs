@@ -14,8 +14,13 @@ use crate::crash::CrashPolicy;
 /// An architecture rkexec loads kernels for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Arch {
+    /// AArch64 (little-endian): an Image booted per
+    /// Documentation/arch/arm64/booting.rst.
     Arm64,
+    /// x86-64: a bzImage (Documentation/arch/x86/boot.rst 64-bit boot
+    /// protocol) or a vmlinux.
     X86_64,
+    /// RV64: an Image booted per Documentation/arch/riscv/boot.rst.
     Riscv64,
 }
 

@@ -67,18 +67,26 @@ pub(crate) struct CrashSetup {
 pub enum CrashError {
     /// No crashkernel= reservation.
     NoCrashKernel(PathBuf),
+    /// The per-CPU crash notes, vmcoreinfo or the kernel's hotplug
+    /// elfcorehdr size could not be read from sysfs.
     Notes(CrashNotesError),
+    /// The elfcorehdr cannot be built.
     ElfCore(ElfCoreError),
     /// `--hotplug` on an architecture without crash hotplug.
     NoHotplug(&'static str),
     /// The running DTB could not be read for the firmware's protected memory.
     FirmwareFdt {
+        /// /sys/firmware/fdt.
         path: PathBuf,
+        /// Why it could not be read or parsed.
         why: String,
     },
     /// The kernel's hotplug size is smaller than the header we built.
     TooSmall {
+        /// Bytes of the header we built.
         needed: u64,
+        /// Bytes the kernel sized it at (/sys/kernel/crash_elfcorehdr_size
+        /// plus the 64-byte ELF header).
         available: u64,
     },
 }
