@@ -21,7 +21,7 @@ use crate::arch::Arch;
 use crate::bytes::{le16, le32, le64};
 use crate::input::Blob;
 
-/// e_ident[EI_MAG0..EI_MAG3] (ELF gABI "ELF Identification").
+/// `e_ident[EI_MAG0..=EI_MAG3]` (ELF gABI "ELF Identification").
 pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
@@ -70,9 +70,9 @@ pub enum ElfError {
     },
     /// Not ELFCLASS64 little-endian (ELFDATA2LSB).
     Class {
-        /// e_ident[EI_CLASS].
+        /// `e_ident[EI_CLASS]`.
         class: u8,
-        /// e_ident[EI_DATA].
+        /// `e_ident[EI_DATA]`.
         data: u8,
     },
     /// e_type is neither ET_EXEC nor ET_DYN.
