@@ -96,7 +96,8 @@ pub struct CoreSummary {
     pub addr: u64,
     /// PT_NOTE entries for per-CPU crash notes, one per possible CPU.
     pub cpu_notes: usize,
-    /// PT_LOAD entries: the memory ranges the capture kernel can dump.
+    /// PT_LOAD entries: memory the capture kernel can dump (and, on x86,
+    /// the kernel text mapping).
     pub pt_load: usize,
 }
 

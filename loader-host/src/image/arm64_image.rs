@@ -150,7 +150,7 @@ pub enum HeaderError {
     Truncated {
         /// The file's length in bytes.
         file: u64,
-        /// The end of the last section's raw data.
+        /// The furthest section end (PointerToRawData + SizeOfRawData).
         needed: u64,
     },
 }

@@ -84,8 +84,8 @@ pub struct BzImage {
     /// relocatable_kernel (0x234) is non-zero: any `kernel_alignment`
     /// aligned address will do.
     pub relocatable: bool,
-    /// pref_address (0x258): where a non-relocatable kernel must be
-    /// loaded.
+    /// pref_address (0x258): the preferred load address (a non-relocatable
+    /// kernel runs only there).
     pub pref_address: u64,
     /// Bytes the kernel needs from its load address before it reads the
     /// memory map (decompression buffer included).

@@ -38,7 +38,7 @@ impl Codec {
 }
 
 /// Why a compressed payload was refused. `what` names the input
-/// ("Image.gz", "zboot payload", ...).
+/// ("Image.gz", "EFI zboot payload").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecompressError {
     /// The stream is corrupt or truncated.

@@ -128,7 +128,7 @@ impl KernelImage {
 pub enum ImageError {
     /// No format recognised the file.
     Unknown {
-        /// The file's first bytes, in hex.
+        /// The file's first 4 bytes, in hex.
         magic: String,
     },
     /// `-t NAME` names no format.
@@ -141,9 +141,11 @@ pub enum ImageError {
         /// The name given.
         name: String,
     },
-    /// An arm64 Image header breaks booting.rst §4.
+    /// An arm64 Image header (or its EFI stub's PE header) breaks
+    /// booting.rst §4.
     Arm64(HeaderError),
-    /// A riscv64 Image header breaks boot-image-header.rst.
+    /// A riscv64 Image header (or its EFI stub's PE header) breaks
+    /// boot-image-header.rst.
     Riscv(RiscvHeaderError),
     /// A bzImage setup header breaks boot.rst.
     BzImage(BzImageError),
