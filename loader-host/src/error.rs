@@ -85,7 +85,7 @@ pub enum LoadError {
     },
     /// With crash hotplug, a segment other than the elfcorehdr starts with
     /// an ELF magic: the kernel would take it for the elfcorehdr.
-    ElfMagic(&'static str),
+
     /// No room for a segment, or the finished plan breaks a rule of
     /// kexec_load or the purgatory (`validate`).
     Plan(PlanError),
@@ -112,10 +112,6 @@ impl fmt::Display for LoadError {
                 write!(f, "the command line is {len} bytes; {rule} allows {max}")
             }
             Self::NotForArch { option, arch, why } => write!(f, "{option} has no meaning on {arch}: {why}"),
-            Self::ElfMagic(what) => write!(
-                f,
-                "--hotplug: the {what} starts with an ELF magic; the kernel would mistake it for the elfcorehdr"
-            ),
             Self::Plan(e) => write!(f, "{e}"),
             Self::Purgatory(e) => write!(f, "{e}"),
         }

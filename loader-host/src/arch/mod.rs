@@ -65,8 +65,8 @@ impl Arch {
     /// its plans never carry the flag.
     pub fn hotplug_flag(self) -> u64 {
         match self {
-            Arch::Arm64 | Arch::Riscv64 => 0x8,
-            Arch::X86_64 => 0x4,
+            Arch::Arm64 | Arch::Riscv64 => crate::syscall::KEXEC_CRASH_HOTPLUG_SUPPORT,
+            Arch::X86_64 => crate::syscall::KEXEC_UPDATE_ELFCOREHDR,
         }
     }
 
