@@ -83,9 +83,6 @@ pub enum LoadError {
         /// Why the option does not apply.
         why: &'static str,
     },
-    /// With crash hotplug, a segment other than the elfcorehdr starts with
-    /// an ELF magic: the kernel would take it for the elfcorehdr.
-
     /// No room for a segment, or the finished plan breaks a rule of
     /// kexec_load or the purgatory (`validate`).
     Plan(PlanError),
