@@ -2,7 +2,7 @@
 //! load ([`loader_host::Request`]), plan it against a machine
 //! ([`loader_host::plan`] with [`loader_host::SystemSources`]), look at the
 //! [`loader_host::Plan`], and stop where a real loader would call
-//! `loader_host::syscall::load(&plan)`.
+//! `loader_host::syscall::load(&plan)` and `loader_host::syscall::kexec_reboot()`.
 //!
 //! The machine is the fixture /proc and /sys trees of a QEMU virt arm64
 //! guest in `tests/fixtures/virt-arm64` (its /proc/iomem, /proc/cmdline,
@@ -79,9 +79,11 @@ fn run(
     );
 
     // 5. A loader would now hand the plan to kexec_load(2) (CAP_SYS_BOOT,
-    //    and the running kernel must be the one the plan was made for).
-    //    Never on a machine you are not about to reboot, so left out here:
+    //    and the running kernel must be the one the plan was made for), then
+    //    boot it. Never on a machine you are not about to reboot, and this
+    //    plan is for the fixture guest, so both are left out here:
     // loader_host::syscall::load(&plan)?;
+    // return Err(loader_host::syscall::kexec_reboot().into());
     Ok(())
 }
 
