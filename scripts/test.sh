@@ -27,6 +27,9 @@ cargo test --locked --workspace
 echo "== fuzz smoke: every loader parser and purgatory entry point, briefly (scripts/fuzz.sh)"
 bash scripts/fuzz.sh --smoke
 
+echo "== packaging (docs/packaging.md): the library example, cargo install --path loader-host into a temporary root, cargo package of the purgatory and loader crates"
+bash scripts/check-packaging.sh
+
 echo "== rkexec plan on the real Debian kernels (fixtures fetched into cache/ first)"
 bash scripts/fetch-fixtures.sh --arch all
 cargo test --locked -p loader-host --test real_kernels -- --ignored
