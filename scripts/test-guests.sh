@@ -10,7 +10,8 @@
 #    default cache/; no network when present),
 # 2. builds the static guest-side rkexec and vmcore-check (the crash cells'
 #    /proc/vmcore inspector) for each architecture's musl target,
-# 3. runs tests/guest/kexec_matrix.py --loader rkexec --jobs 2 over the whole
+# 3. runs the judges' host tests (tests/guest/test_judges.py, no QEMU),
+# 4. runs tests/guest/kexec_matrix.py --loader rkexec --jobs 2 over the whole
 #    grid (extra arguments go to it).
 # Prints the time of each step. Exit code: the matrix's (0 every cell passed,
 # 1 a cell failed, 2 setup).
@@ -60,6 +61,10 @@ for p in "${PROFILES[@]}"; do
     static_bins "${p#* }"
 done
 took "static guest tools"
+
+echo "== judges and contracts (host, no QEMU)"
+python3 tests/guest/test_judges.py || { echo "test-guests: the judges' own tests failed" >&2; exit 1; }
+took "judge tests"
 
 echo "== full-kexec matrix (QEMU: $(printf '%s ' "${PROFILES[@]%% *}"))"
 rc=0
