@@ -70,6 +70,8 @@ struct rkx_image_header {
 #define RKX_CONSOLE_PL011        1u
 #define RKX_CONSOLE_8250_MMIO32  2u
 #define RKX_CONSOLE_8250_IO      3u
+#define RKX_CONSOLE_8250_MMIO8   4u  /* 8-bit registers, reg-shift 0 */
+#define RKX_CONSOLE_SBI          5u  /* riscv64: SBI DBCN / legacy putchar */
 
 /* rkx_params.on_failure */
 #define RKX_ON_FAILURE_HALT      0u
@@ -100,7 +102,10 @@ struct rkx_params {
 	uint32_t size;           /* sizeof(struct rkx_params) as the loader knew it */
 	uint32_t flags;          /* RKX_PARAM_* */
 	uint64_t kernel_entry;   /* physical address jumped to */
-	uint64_t dtb_addr;       /* aarch64: x0; riscv64: a1; x86_64: boot_params */
+	uint64_t boot_data;      /* boot data the kernel receives: DTB on aarch64 (x0)
+	                          * and riscv64 (a1), boot_params on x86_64 (rsi);
+	                          * its kind is the kind of the segment holding it
+	                          * (RKX_KIND_DTB / RKX_KIND_BOOT_PARAMS); 0: none */
 	struct rkx_console console;
 	uint32_t on_failure;     /* RKX_ON_FAILURE_* */
 	uint32_t psci_conduit;   /* RKX_PSCI_* */

@@ -21,7 +21,11 @@ fn main() {
         ],
     );
 
-    for (arch, target) in [("aarch64", "aarch64-unknown-none"), ("x86_64", "x86_64-unknown-none")] {
+    for (arch, target) in [
+        ("aarch64", "aarch64-unknown-none"),
+        ("x86_64", "x86_64-unknown-none"),
+        ("riscv64", "riscv64gc-unknown-none-elf"),
+    ] {
         let what = BareMetal { package: "kexec-purgatory", bin: "purgatory", target };
         let elf_path = build(&root, &what).unwrap_or_else(|e| panic!("{e}"));
         let elf = std::fs::read(&elf_path).unwrap_or_else(|e| panic!("reading {}: {e}", elf_path.display()));

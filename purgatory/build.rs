@@ -7,7 +7,7 @@ fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let script = root.join("../linker/purgatory.ld");
     println!("cargo:rerun-if-changed={}", script.display());
-    if target == "aarch64-unknown-none" || target == "x86_64-unknown-none" {
+    if ["aarch64-unknown-none", "x86_64-unknown-none", "riscv64gc-unknown-none-elf"].contains(&target.as_str()) {
         // Static PIE: position independent, only RELATIVE relocations
         // (checked by loader-host's image tests), no dynamic loader.
         for arg in [

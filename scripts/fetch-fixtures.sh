@@ -2,18 +2,25 @@
 # Fetches the Debian test fixtures (kernels, busybox, kexec-tools + its shared
 # libraries) into $RKEXEC_CACHE (default: <repo>/cache, git-ignored).
 #
-#   scripts/fetch-fixtures.sh [--arch arm64|amd64|all] [--refresh]
+#   scripts/fetch-fixtures.sh [--arch arm64|amd64|riscv64|all] [--refresh]
 #
-# Layout produced (ARCH = arm64 | amd64, SUITE = bookworm | trixie):
+# Layout produced (ARCH = arm64 | amd64 | riscv64, SUITE = bookworm | trixie):
 #   cache/ARCH/SUITE/vmlinuz   the kernel as Debian ships it (arm64: an
-#                              uncompressed Image today, amd64: bzImage)
-#   cache/ARCH/SUITE/Image     arm64 only: the (decompressed if needed) Image
+#                              uncompressed Image today, amd64: bzImage,
+#                              riscv64: /boot/vmlinux-*, an Image with an EFI
+#                              stub, see docs/riscv64.md)
+#   cache/ARCH/SUITE/Image     arm64, riscv64: the (decompressed if needed) Image
 #   cache/ARCH/SUITE/config    the kernel's /boot/config-*
 #   cache/ARCH/SUITE/version   "<package> <version>" and the uname release
 #   cache/ARCH/busybox         static busybox (from busybox-static)
 #   cache/ARCH/kexec-tools/    sbin/kexec, lib/<triplet>/*.so*, the dynamic
 #                              loader at its PT_INTERP path; copy the tree as
 #                              is into an initramfs root.
+#
+# riscv64 has only trixie (it is not a release architecture of bookworm):
+# the trixie kernel (linux-image-riscv64; there is no cloud flavour), and
+# busybox-static from trixie. Debian ships no kexec-tools for riscv64, so
+# there is none here either (rkexec is the riscv64 loader).
 #
 # All apt operations go through a PRIVATE apt root per (suite, arch) under
 # cache/apt/ (own sources.list, lists, dpkg status and archive cache), so the
@@ -24,7 +31,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${RKEXEC_CACHE:-$ROOT/cache}
-ARCHES=(arm64 amd64)
+ARCHES=(arm64 amd64 riscv64)
 REFRESH=0
 
 log() { printf 'fetch-fixtures: %s\n' "$*" >&2; }
@@ -34,13 +41,13 @@ while [ $# -gt 0 ]; do
     case $1 in
         --arch)
             case ${2:-} in
-                arm64|amd64) ARCHES=("$2") ;;
-                all) ARCHES=(arm64 amd64) ;;
-                *) die "--arch wants arm64, amd64 or all (got '${2:-}')" ;;
+                arm64|amd64|riscv64) ARCHES=("$2") ;;
+                all) ARCHES=(arm64 amd64 riscv64) ;;
+                *) die "--arch wants arm64, amd64, riscv64 or all (got '${2:-}')" ;;
             esac
             shift 2 ;;
         --refresh) REFRESH=1; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
 done
@@ -149,19 +156,35 @@ fetch_kernel() {  # fetch_kernel SUITE ARCH
         log "cached: $out ($(head -1 "$out/version"))"; return 0
     fi
     apt_setup "$suite" "$arch"
-    local pkg tmp pv
-    pkg=$(resolve_meta "$suite" "$arch" "linux-image-cloud-$arch")
-    log "$suite/$arch: linux-image-cloud-$arch -> $pkg"
+    local pkg tmp pv meta=linux-image-cloud-$arch
+    # riscv64 has no cloud flavour: the generic image is what a riscv64
+    # machine runs.
+    [ "$arch" = riscv64 ] && meta=linux-image-riscv64
+    pkg=$(resolve_meta "$suite" "$arch" "$meta")
+    log "$suite/$arch: $meta -> $pkg"
     tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
     pv=$(download "$suite" "$arch" "$pkg" "$tmp")
     local vmlinuz config
-    vmlinuz=$(first "$tmp"/boot/vmlinuz-*)
+    # riscv64 ships /boot/vmlinux-* (no z: not compressed), which is an
+    # Image with an EFI stub.
+    vmlinuz=$(first "$tmp"/boot/vmlinuz-* "$tmp"/boot/vmlinux-*)
     config=$(first "$tmp"/boot/config-*)
-    [ -n "$vmlinuz" ] || die "$pkg has no /boot/vmlinuz-*"
+    [ -n "$vmlinuz" ] || die "$pkg has no /boot/vmlinuz-* or /boot/vmlinux-*"
     rm -rf "$out"; mkdir -p "$out"
     cp "$vmlinuz" "$out/vmlinuz"
     [ -n "$config" ] && cp "$config" "$out/config"
-    if [ "$arch" = arm64 ]; then
+    if [ "$arch" = riscv64 ]; then
+        # Documentation/arch/riscv/boot-image-header.rst: magic2 "RSC\x05"
+        # at 0x38. A gzip'd Image is handled in case Debian compresses it.
+        python3 - "$out/vmlinuz" "$out/Image" <<'EOF' || die "could not extract the riscv64 Image from $out/vmlinuz"
+import gzip, sys
+src = open(sys.argv[1], "rb").read()
+img = gzip.decompress(src) if src[:2] == b"\x1f\x8b" else src
+if img[0x38:0x3c] != b"RSC\x05":
+    sys.exit("kernel lacks the riscv64 Image magic2 RSC\\x05 at 0x38")
+open(sys.argv[2], "wb").write(img)
+EOF
+    elif [ "$arch" = arm64 ]; then
         # Debian's arm64 vmlinuz is in fact an uncompressed Image on both
         # bookworm and trixie; still handle a gzip'd one and an EFI zboot
         # image ("MZ" .. "zimg", payload offset/size at 8/12) in case that
@@ -184,20 +207,27 @@ if img[56:60] != b"ARM\x64":
 open(sys.argv[2], "wb").write(img)
 EOF
     fi
-    { echo "$pv"; basename "$vmlinuz" | sed 's/^vmlinuz-//'; } >"$out/version"
+    { echo "$pv"; basename "$vmlinuz" | sed 's/^vmlinu[zx]-//'; } >"$out/version"
     rm -rf "$tmp"
     log "fetched: $out ($pv)"
 }
 
+# suites_of ARCH: the Debian suites that carry ARCH (riscv64: trixie only).
+suites_of() { if [ "$1" = riscv64 ]; then echo trixie; else echo bookworm trixie; fi; }
+
 fetch_busybox() {  # fetch_busybox ARCH
-    local arch=$1 out=$CACHE/$1/busybox
+    local arch=$1 out=$CACHE/$1/busybox suite=bookworm
+    [ "$arch" = riscv64 ] && suite=trixie
     if [ $REFRESH = 0 ] && [ -s "$out" ]; then log "cached: $out"; return 0; fi
-    apt_setup bookworm "$arch"
+    apt_setup "$suite" "$arch"
     local tmp pv
     tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
-    pv=$(download bookworm "$arch" busybox-static "$tmp")
-    [ -x "$tmp/bin/busybox" ] || die "busybox-static:$arch has no /bin/busybox"
-    install -m 0755 "$tmp/bin/busybox" "$out"
+    pv=$(download "$suite" "$arch" busybox-static "$tmp")
+    # bookworm ships /bin/busybox, trixie (merged /usr) /usr/bin/busybox.
+    local bin
+    bin=$(first "$tmp/bin/busybox" "$tmp/usr/bin/busybox")
+    [ -n "$bin" ] || die "busybox-static:$arch ($suite) has no /bin/busybox nor /usr/bin/busybox"
+    install -m 0755 "$bin" "$out"
     echo "$pv" >"$out.version"
     rm -rf "$tmp"
     log "fetched: $out ($pv)"
@@ -262,18 +292,20 @@ fetch_kexec_tools() {  # fetch_kexec_tools ARCH
 mkdir -p "$CACHE"
 trap 'rm -rf "$CACHE"/tmp.??????' EXIT
 for arch in "${ARCHES[@]}"; do
-    fetch_kernel bookworm "$arch"
-    fetch_kernel trixie "$arch"
+    for s in $(suites_of "$arch"); do fetch_kernel "$s" "$arch"; done
     fetch_busybox "$arch"
-    fetch_kexec_tools "$arch"
+    # Debian has no kexec-tools for riscv64 (nor has upstream a riscv
+    # purgatory): nothing to fetch.
+    [ "$arch" = riscv64 ] || fetch_kexec_tools "$arch"
 done
 
 log "summary:"
 for arch in "${ARCHES[@]}"; do
-    for s in bookworm trixie; do
+    for s in $(suites_of "$arch"); do
         printf '  %-28s %s\n' "$arch/$s" "$(tr '\n' ' ' <"$CACHE/$arch/$s/version")" >&2
     done
     printf '  %-28s %s\n' "$arch/busybox" "$(cat "$CACHE/$arch/busybox.version")" >&2
+    [ "$arch" = riscv64 ] && continue
     printf '  %-28s %s (+ %s library packages, see its version file)\n' "$arch/kexec-tools" \
         "$(head -1 "$CACHE/$arch/kexec-tools/version")" "$(($(wc -l <"$CACHE/$arch/kexec-tools/version") - 1))" >&2
 done

@@ -9,21 +9,30 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 log "rustup targets and components"
 rustup target add aarch64-unknown-none x86_64-unknown-none \
     riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl >/dev/null
-rustup component add rust-src llvm-tools >/dev/null
+rustup component add rust-src llvm-tools rustfmt clippy >/dev/null
 
 # System packages. --no-install-recommends: a plain install of qemu-system-*
 # conflicts with the preinstalled qemu-utils.
 need_pkgs=()
 command -v qemu-system-aarch64 >/dev/null || need_pkgs+=(qemu-system-arm)
 command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
+# qemu-system-riscv64 is in qemu-system-misc. `-M virt -bios default` loads
+# OpenSBI's fw_dynamic, which qemu-system-data ships (docs/riscv64.md).
+command -v qemu-system-riscv64 >/dev/null || need_pkgs+=(qemu-system-misc)
+[ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] || need_pkgs+=(qemu-system-data)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
 command -v dtc >/dev/null || need_pkgs+=(device-tree-compiler)
 [ -e /usr/share/qemu/efi-virtio.rom ] || need_pkgs+=(ipxe-qemu)
+# examples/c-loader: the C loader, static for the arm64 guests.
+command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-arm64-cross)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+[ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] \
+    || { log "ERROR: OpenSBI fw_dynamic missing (qemu-system-data): -M virt -bios default cannot boot"; exit 1; }
 log "done"

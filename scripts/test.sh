@@ -7,11 +7,29 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
-echo "== purgatory builds for aarch64-unknown-none and x86_64-unknown-none"
-(cd purgatory && cargo build --release --locked --target aarch64-unknown-none && cargo build --release --locked --target x86_64-unknown-none)
+echo "== hygiene: cargo fmt --check, clippy (host and bare-metal targets), rustdoc"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked --target aarch64-unknown-none -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
+cargo clippy --locked --target x86_64-unknown-none -p kexec-purgatory -p purgatory-arch -- -D warnings
+cargo clippy --locked --target riscv64gc-unknown-none-elf -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p loader-host -p kexec-purgatory
+
+echo "== purgatory builds for aarch64-unknown-none, x86_64-unknown-none and riscv64gc-unknown-none-elf (release, then the plain dev build)"
+(cd purgatory && for target in aarch64-unknown-none x86_64-unknown-none riscv64gc-unknown-none-elf; do
+    cargo build --release --locked --target "$target"
+    cargo build --locked --target "$target"
+done)
 
 echo "== cargo test (host units, ABI/C header, bare-metal QEMU harness)"
 cargo test --locked --workspace
+
+echo "== rkexec plan on the real Debian kernels (fixtures fetched into cache/ first)"
+bash scripts/fetch-fixtures.sh --arch all
+cargo test --locked -p loader-host --test real_kernels -- --ignored
+
+echo "== the README's demo (scripts/demo.sh: a Debian kernel kexecs another through our purgatory)"
+bash scripts/demo.sh
 
 if [ -x scripts/test-guests.sh ]; then
     echo "== full-kexec QEMU tier (real Debian kernels)"

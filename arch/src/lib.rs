@@ -1,9 +1,46 @@
 //! Architecture code for the purgatory. Everything unsafe or written in
 //! assembly lives here, in small functions commented with the rule they
 //! implement. The page-table builder is portable and unit-tested on the host.
+//!
+//! Every architecture module has a `machine` module offering the same
+//! names (`NAME`, `uart`, `sha256_engine`, `entropy`, `boot_cpu_id`,
+//! `Clock`, `reset_method`, `reset`, `halt`, `image_mem_size`), re-exported
+//! here as [`machine`]: the purgatory's shared `Platform` implementation
+//! calls only those. Porting to a new architecture is a module here
+//! (entry, hand-off, `machine`) plus a short glue file in the purgatory.
 #![cfg_attr(not(test), no_std)]
 
 pub mod pagetable;
+
+#[cfg(target_os = "none")]
+pub mod uart;
+
+/// A SHA-256 block-compression function (FIPS 180-4 §6.2.2): the same
+/// shape as `kexec_purgatory::sha256::CompressFn`.
+pub type Compress = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);
+
+/// The kinds of console UART a parameter block can name (docs/abi.md
+/// `console.kind`), independent of the ABI's numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UartKind {
+    Pl011,
+    Ns16550Mmio32,
+    /// x86 I/O port: exists only on x86.
+    Ns16550Io,
+    /// 16550 with byte registers (reg-shift 0, reg-io-width 1).
+    Ns16550Mmio8,
+    /// riscv64: the SBI console (DBCN or the legacy putchar).
+    Sbi,
+}
+
+/// The PSCI conduit the loader found in the DTB's `/psci/method`. Only
+/// aarch64 uses it; other architectures reset without it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conduit {
+    None,
+    Hvc,
+    Smc,
+}
 
 /// Serial-console text: every `\n` goes out as `\r\n`.
 pub fn for_each_crlf(bytes: &[u8], mut put: impl FnMut(u8)) {
@@ -17,9 +54,18 @@ pub fn for_each_crlf(bytes: &[u8], mut put: impl FnMut(u8)) {
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 pub mod aarch64;
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+pub use aarch64::machine;
 
 #[cfg(all(target_arch = "x86_64", target_os = "none"))]
 pub mod x86_64;
+#[cfg(all(target_arch = "x86_64", target_os = "none"))]
+pub use x86_64::machine;
+
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub mod riscv64;
+#[cfg(all(target_arch = "riscv64", target_os = "none"))]
+pub use riscv64::machine;
 
 /// The x86_64 purgatory's SHA-NI assembly is plain SysV code: on an x86_64
 /// host the very same file is assembled here, so tests can check it
@@ -37,14 +83,14 @@ pub mod host_sha_ni {
 
     /// The purgatory's SHA-NI compression function, or None when this CPU
     /// lacks SHA-NI/SSE4.1.
-    pub fn compress_fn() -> Option<fn(&mut [u32; 8], &[[u8; 64]])> {
+    pub fn compress_fn() -> Option<crate::Compress> {
         fn run(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
             // SAFETY: compress_fn() returned this only after the CPUID check;
             // the pointers cover the slices.
             unsafe { rkx_sha256_ni(state.as_mut_ptr(), blocks.as_ptr().cast(), blocks.len()) }
         }
         (std::arch::is_x86_feature_detected!("sha") && std::arch::is_x86_feature_detected!("sse4.1"))
-            .then_some(run as fn(&mut [u32; 8], &[[u8; 64]]))
+            .then_some(run as crate::Compress)
     }
 }
 

@@ -29,6 +29,9 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
 /// the ELF path. Cargo hands build scripts an empty CARGO_ENCODED_RUSTFLAGS
 /// (and maybe RUSTFLAGS, CARGO_TARGET_DIR, CARGO_BUILD_TARGET): they would
 /// override `.cargo/config.toml`, so the nested build runs without them.
+/// Under `cargo clippy` the wrapper and its arguments would turn the nested
+/// build into a lint run of the bare-metal crates (linted on their own
+/// targets by the test command instead): they are cleared too.
 pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = root.join("target").join("bare-metal");
@@ -41,6 +44,10 @@ pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("CLIPPY_ARGS")
+        .env_remove("CLIPPY_CONF_DIR")
         .args(["build", "--release", "--locked", "-p", what.package, "--bin", what.bin, "--target", what.target])
         .arg("--target-dir")
         .arg(&target_dir)

@@ -1,8 +1,10 @@
 //! The purgatory images this loader embeds, and filling in their parameter
 //! block (docs/abi.md).
 
+use crate::arch::Arch;
 use kexec_purgatory::abi::{
-    ImageHeader, PurgatoryParams, ABI_VERSION, ARCH_AARCH64, ARCH_X86_64, IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
+    ImageHeader, PurgatoryParams, ABI_VERSION, ARCH_AARCH64, ARCH_RISCV64, ARCH_X86_64,
+    IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
 };
 
 /// The aarch64 purgatory as a flat, position-independent image.
@@ -12,6 +14,9 @@ pub static AARCH64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgat
 /// The x86_64 purgatory, flat and ELF.
 pub static X86_64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.bin"));
 pub static X86_64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.elf"));
+/// The riscv64 purgatory, flat and ELF.
+pub static RISCV64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.bin"));
+pub static RISCV64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.elf"));
 
 /// Why a purgatory image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +100,19 @@ impl<'a> PurgatoryImage<'a> {
         PurgatoryImage::parse(X86_64_FLAT, ARCH_X86_64)
     }
 
+    /// The embedded riscv64 image.
+    pub fn riscv64() -> Result<PurgatoryImage<'static>, ImageError> {
+        PurgatoryImage::parse(RISCV64_FLAT, ARCH_RISCV64)
+    }
+
+    /// The embedded image for `arch`.
+    pub fn for_arch(arch: Arch) -> Result<PurgatoryImage<'static>, ImageError> {
+        match arch {
+            Arch::Arm64 => Self::aarch64(),
+            Arch::X86_64 => Self::x86_64(),
+        }
+    }
+
     /// A copy of the image with `params` written into its parameter block.
     pub fn with_params(&self, params: &PurgatoryParams) -> Vec<u8> {
         let mut out = self.bytes.to_vec();
@@ -113,15 +131,16 @@ impl<'a> PurgatoryImage<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use object::elf::{PT_INTERP, PT_LOAD, PT_TLS, R_AARCH64_RELATIVE, R_X86_64_RELATIVE};
+    use object::elf::{PT_INTERP, PT_LOAD, PT_TLS, R_AARCH64_RELATIVE, R_RISCV_RELATIVE, R_X86_64_RELATIVE};
     use object::read::elf::{ElfFile64, ProgramHeader as _};
     use object::{Object, ObjectSection, ObjectSymbol, RelocationFlags};
 
     /// (name, ELF, flat image, header parser) for every embedded image.
-    fn images() -> [(&'static str, &'static [u8], PurgatoryImage<'static>); 2] {
+    fn images() -> [(&'static str, &'static [u8], PurgatoryImage<'static>); 3] {
         [
             ("aarch64", AARCH64_ELF, PurgatoryImage::aarch64().expect("valid aarch64 header")),
             ("x86_64", X86_64_ELF, PurgatoryImage::x86_64().expect("valid x86_64 header")),
+            ("riscv64", RISCV64_ELF, PurgatoryImage::riscv64().expect("valid riscv64 header")),
         ]
     }
 
@@ -149,6 +168,16 @@ mod tests {
         let h = PurgatoryImage::x86_64().unwrap().header;
         assert_eq!(h.code0 & 0xff, 0xe9);
         assert_eq!(u32::from_le_bytes(X86_64_FLAT[1..5].try_into().unwrap()) as u64 + 5, h.entry_offset);
+        // riscv64 code0 is `jal x0, _start` (J-type, opcode 0x6f, rd 0;
+        // RISC-V unprivileged spec "Unconditional Jumps"), code1 `nop`
+        // (addi x0, x0, 0): 4-byte instructions, never compressed.
+        let h = PurgatoryImage::riscv64().unwrap().header;
+        assert_eq!(h.code0 & 0xfff, 0x06f, "jal x0");
+        let off = h.entry_offset as u32;
+        let imm =
+            ((off >> 20) & 1) << 31 | ((off >> 1) & 0x3ff) << 21 | ((off >> 11) & 1) << 20 | ((off >> 12) & 0xff) << 12;
+        assert_eq!(h.code0, imm | 0x06f, "code0 jumps to _start");
+        assert_eq!(h.code1, 0x0000_0013, "code1 is nop");
     }
 
     /// A compiler or linker upgrade that adds another relocation type would
@@ -156,7 +185,11 @@ mod tests {
     #[test]
     fn only_relative_relocations() {
         for (arch, elf_bytes, img) in images() {
-            let want = if arch == "x86_64" { R_X86_64_RELATIVE } else { R_AARCH64_RELATIVE };
+            let want = match arch {
+                "x86_64" => R_X86_64_RELATIVE,
+                "riscv64" => R_RISCV_RELATIVE,
+                _ => R_AARCH64_RELATIVE,
+            };
             let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).unwrap();
             let relocs: Vec<_> = file.dynamic_relocations().expect("PIE has dynamic relocations").collect();
             assert!(!relocs.is_empty(), "{arch}: a PIE with static data has RELATIVE relocations");

@@ -1,6 +1,13 @@
-//! Human and JSON renderings of a [`Plan`].
+//! Human and JSON renderings of a [`Plan`]. The JSON is a versioned
+//! contract (docs/plan-json.md, `"schema": "rkexec-plan/1"`): tests and
+//! tools read facts from it, never from the human table.
 
-use crate::plan::Plan;
+use kexec_purgatory::abi::{ON_FAILURE_RESET, PARAM_FLAG_SKIP_DIGESTS};
+
+use crate::plan::{LoadKind, Plan};
+
+/// The JSON schema this module writes.
+pub const PLAN_SCHEMA: &str = "rkexec-plan/1";
 
 fn human_size(n: u64) -> String {
     const K: f64 = 1024.0;
@@ -21,10 +28,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The memory-map table `rkexec plan` prints.
-pub fn table(plan: &Plan, title: &str) -> String {
-    let mut out = String::new();
-    out.push_str(title);
-    out.push('\n');
+pub fn table(plan: &Plan) -> String {
+    let what = if plan.kind == LoadKind::Crash { " crash kernel" } else { "" };
+    let mut out = format!("rkexec plan ({}{what}, kexec_load through the rkexec purgatory):\n", plan.arch);
     out.push_str(&format!(
         "{:>2}  {:<11} {:<12} {:<12} {:>10}  {:<16} {:<8} {}\n",
         "#", "kind", "start", "end", "size", "sha256", "excluded", "source"
@@ -36,9 +42,9 @@ pub fn table(plan: &Plan, title: &str) -> String {
             i,
             s.kind_name(),
             r.start,
-            r.end - 1,
+            r.end.saturating_sub(1),
             human_size(s.memsz),
-            &hex(&s.sha256)[..16],
+            if s.kind.is_none() { "-".to_string() } else { hex(&s.sha256)[..16].to_string() },
             if s.kind.is_none() {
                 "self"
             } else if s.excluded {
@@ -50,50 +56,65 @@ pub fn table(plan: &Plan, title: &str) -> String {
         ));
     }
     out.push_str(&format!(
-        "entry {:#x} (purgatory), kernel {:#x}, dtb {:#x}; {} segments, {} to verify\n",
+        "entry {:#x} (purgatory), kernel {:#x}, {} {:#x}; {} segments, {} to verify\n",
         plan.entry,
         plan.kernel_entry,
-        plan.dtb_addr,
+        plan.boot_data.kind.name(),
+        plan.boot_data.addr,
         plan.segments.len(),
-        human_size(plan.segments.iter().filter(|s| s.kind.is_some() && !s.excluded).map(|s| s.memsz).sum())
+        human_size(plan.hashed_bytes())
     ));
+    out.push_str(&format!("command line: {}\n", plan.cmdline));
     for n in &plan.notes {
         out.push_str(&format!("note: {n}\n"));
     }
     out
 }
 
-/// `rkexec plan --json`.
+/// `rkexec plan --json` (schema rkexec-plan/1).
 pub fn json(plan: &Plan) -> serde_json::Value {
     let segments: Vec<_> = plan
         .segments
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(index, s)| {
             serde_json::json!({
+                "index": index,
                 "kind": s.kind_name(),
                 "start": s.mem,
-                "end": s.mem + s.memsz,
+                "end": s.mem.saturating_add(s.memsz),
                 "memsz": s.memsz,
-                "bufsz": s.bytes.len(),
-                "sha256": hex(&s.sha256),
+                "bufsz": s.data.len(),
+                "digest_len": if s.kind.is_some() { s.digest_len } else { 0 },
+                "sha256": if s.kind.is_some() { hex(&s.sha256) } else { String::new() },
                 "excluded": s.excluded,
                 "source": s.source,
             })
         })
         .collect();
+    let p = &plan.params;
     serde_json::json!({
+        "schema": PLAN_SCHEMA,
+        "arch": plan.arch.name(),
+        "kind": match plan.kind { LoadKind::Kexec => "kexec", LoadKind::Crash => "crash" },
+        "kernel": { "path": plan.kernel.path, "format": plan.kernel.format },
         "entry": plan.entry,
         "kernel_entry": plan.kernel_entry,
-        "dtb": plan.dtb_addr,
+        "boot_data": { "kind": plan.boot_data.kind.name(), "addr": plan.boot_data.addr },
+        "cmdline": plan.cmdline,
         "segments": segments,
+        "hashed_bytes": plan.hashed_bytes(),
+        "elfcorehdr": plan.elfcorehdr.map(|c| serde_json::json!({
+            "addr": c.addr, "cpu_notes": c.cpu_notes, "pt_load": c.pt_load, "hotplug": plan.hotplug,
+        })),
+        "purgatory": {
+            "verify": p.flags & PARAM_FLAG_SKIP_DIGESTS == 0,
+            "on_failure": if p.on_failure == ON_FAILURE_RESET { "reset" } else { "halt" },
+            "console": { "kind": p.console.kind, "base": p.console.base },
+            "psci_conduit": p.psci_conduit,
+            "flags": p.flags,
+            "nr_segments": p.nr_segments,
+        },
         "notes": plan.notes,
-        "purgatory_params": {
-            "flags": plan.params.flags,
-            "console_kind": plan.params.console.kind,
-            "console_base": plan.params.console.base,
-            "on_failure": plan.params.on_failure,
-            "psci_conduit": plan.params.psci_conduit,
-            "nr_segments": plan.params.nr_segments,
-        }
     })
 }

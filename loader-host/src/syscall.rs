@@ -9,6 +9,9 @@ use std::ffi::CString;
 use std::fmt;
 use std::os::fd::AsRawFd;
 
+use crate::arch::Arch;
+use crate::plan::{LoadKind, Plan};
+
 /// `struct kexec_segment` (include/uapi/linux/kexec.h).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -22,14 +25,11 @@ pub struct KexecSegment {
 /// kexec_load flags (include/uapi/linux/kexec.h).
 pub const KEXEC_ON_CRASH: u64 = 0x0000_0001;
 pub const KEXEC_PRESERVE_CONTEXT: u64 = 0x0000_0002;
-/// x86 only, kernels 6.5+: the kernel may rewrite the elfcorehdr.
+/// x86 only, kernels 6.5+: the kernel may rewrite the elfcorehdr
+/// (`Arch::hotplug_flag`).
 pub const KEXEC_UPDATE_ELFCOREHDR: u64 = 0x0000_0004;
 /// Generic (6.10+): the kernel may update the crash image on hotplug.
 pub const KEXEC_CRASH_HOTPLUG_SUPPORT: u64 = 0x0000_0008;
-/// The architecture goes in the top 16 bits: the ELF machine number.
-pub const KEXEC_ARCH_AARCH64: u64 = 183 << 16;
-pub const KEXEC_ARCH_X86_64: u64 = 62 << 16;
-
 /// kexec_file_load flags.
 pub const KEXEC_FILE_UNLOAD: u64 = 0x0000_0001;
 pub const KEXEC_FILE_ON_CRASH: u64 = 0x0000_0002;
@@ -56,15 +56,37 @@ mod nr {
     pub const KEXEC_FILE_LOAD: libc::c_long = 294;
 }
 
-/// `KEXEC_ARCH_*` for the machine we run on.
-pub fn native_arch_flag() -> u64 {
-    if cfg!(target_arch = "aarch64") {
-        KEXEC_ARCH_AARCH64
-    } else if cfg!(target_arch = "x86_64") {
-        KEXEC_ARCH_X86_64
-    } else {
-        0
+/// `KEXEC_ARCH_*` for the machine we run on (0: KEXEC_ARCH_DEFAULT).
+fn native_arch_flag() -> u64 {
+    Arch::native().map_or(0, Arch::kexec_arch_flag)
+}
+
+/// kexec_load's flags for `plan`: its architecture, KEXEC_ON_CRASH for a
+/// crash kernel and the arch's crash-hotplug flag with --hotplug.
+pub fn flags(plan: &Plan) -> u64 {
+    let mut flags = plan.arch.kexec_arch_flag();
+    if plan.kind == LoadKind::Crash {
+        flags |= KEXEC_ON_CRASH;
+        if plan.hotplug {
+            flags |= plan.arch.hotplug_flag();
+        }
     }
+    flags
+}
+
+/// kexec_load(2) of `plan`: the segment buffers are the plan's own bytes.
+pub fn load(plan: &Plan) -> Result<(), SyscallError> {
+    let segs: Vec<KexecSegment> = plan
+        .segments
+        .iter()
+        .map(|s| KexecSegment {
+            buf: s.data.as_ptr().cast(),
+            bufsz: s.data.len(),
+            mem: s.mem,
+            memsz: s.memsz as libc::size_t,
+        })
+        .collect();
+    kexec_load(plan.entry, &segs, flags(plan))
 }
 
 /// Which call failed.
@@ -262,12 +284,6 @@ pub fn kexec_reboot() -> SyscallError {
     SyscallError { call: Call::Reboot, errno: last_errno(), context: None }
 }
 
-/// /sys/kernel/kexec_loaded or kexec_crash_loaded: "1" when loaded.
-pub fn loaded_status(sysfs: &std::path::Path, crash: bool) -> std::io::Result<bool> {
-    let file = if crash { "kernel/kexec_crash_loaded" } else { "kernel/kexec_loaded" };
-    Ok(std::fs::read_to_string(sysfs.join(file))?.trim() == "1")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,16 +306,5 @@ mod tests {
         assert!(e.to_string().contains("no kexec image is loaded"));
         let e = SyscallError { call: Call::KexecFileLoad, errno: libc::EPERM, context: None };
         assert!(e.to_string().contains("signature the kernel trusts"), "{e}");
-    }
-
-    #[test]
-    fn status_reads_sysfs() {
-        let dir = std::env::temp_dir().join(format!("rkx-status-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("kernel")).unwrap();
-        std::fs::write(dir.join("kernel/kexec_loaded"), "1\n").unwrap();
-        std::fs::write(dir.join("kernel/kexec_crash_loaded"), "0\n").unwrap();
-        assert!(loaded_status(&dir, false).unwrap());
-        assert!(!loaded_status(&dir, true).unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

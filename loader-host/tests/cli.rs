@@ -86,12 +86,18 @@ fn plan_json_describes_segments_and_params() {
         assert!(end <= 0x4100_0000 || start >= 0x4134_0000 || s["kind"] == "kernel", "{s}");
     }
     assert_eq!(segs[0]["start"].as_u64().unwrap() % (2 << 20), 0, "kernel 2 MiB aligned");
-    let p = &v["purgatory_params"];
-    assert_eq!(p["console_kind"], 1, "PL011 from /chosen/stdout-path");
-    assert_eq!(p["console_base"], 0x900_0000);
+    assert_eq!(v["schema"], "rkexec-plan/1");
+    assert_eq!((v["arch"].as_str(), v["kind"].as_str()), (Some("arm64"), Some("kexec")));
+    assert_eq!(v["boot_data"]["kind"], "dtb");
+    assert_eq!(v["boot_data"]["addr"], segs[1]["start"]);
+    let p = &v["purgatory"];
+    assert_eq!(p["console"]["kind"], 1, "PL011 from /chosen/stdout-path");
+    assert_eq!(p["console"]["base"], 0x900_0000);
     assert_eq!(p["psci_conduit"], 1, "QEMU virt without EL2: hvc");
-    assert_eq!(p["on_failure"], 1);
+    assert_eq!(p["on_failure"], "reset");
+    assert_eq!(p["verify"], true);
     assert_eq!(p["nr_segments"], 2);
+    assert!(!v["cmdline"].as_str().unwrap().contains("BOOT_IMAGE="), "{}", v["cmdline"]);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -103,7 +109,10 @@ fn bad_inputs_fail_cleanly_and_name_the_problem() {
     let o = rkexec(&["plan", not_kernel.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.starts_with("rkexec: ") && e.contains("notes.txt") && e.contains("not an arm64 Image"), "{e}");
+    assert!(
+        e.starts_with("rkexec: ") && e.contains("notes.txt") && e.contains("not a kernel this loader knows"),
+        "{e}"
+    );
 
     let o = rkexec(&["plan", dir.join("missing").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

@@ -153,6 +153,13 @@ pub const CONSOLE_PL011: u32 = 1;
 pub const CONSOLE_8250_MMIO32: u32 = 2;
 /// 16550/8250 UART at an x86 I/O port.
 pub const CONSOLE_8250_IO: u32 = 3;
+/// 16550/8250 UART, MMIO with 8-bit registers at consecutive addresses
+/// (reg-shift 0, reg-io-width 1: the 8250 binding's defaults; QEMU riscv
+/// virt's uart0).
+pub const CONSOLE_8250_MMIO8: u32 = 4;
+/// riscv64: the SBI console (DBCN when the SBI has it, else the legacy
+/// putchar). `base` is ignored.
+pub const CONSOLE_SBI: u32 = 5;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,9 +191,11 @@ pub struct PurgatoryParams {
     pub flags: u32,
     /// Physical address the purgatory jumps to after verification.
     pub kernel_entry: u64,
-    /// Physical address of the DTB handed to the kernel (aarch64: x0,
-    /// riscv64: a1), or 0. On x86_64: the boot_params (zero page) address.
-    pub dtb_addr: u64,
+    /// Physical address of the boot data the kernel receives: the DTB on
+    /// aarch64 (x0) and riscv64 (a1), the boot_params (zero page) on x86_64
+    /// (%rsi); or 0 for none. Its kind is the kind of the segment that
+    /// holds it (`SegmentKind::Dtb` / `SegmentKind::BootParams`).
+    pub boot_data: u64,
     pub console: ConsoleDesc,
     pub on_failure: u32,
     pub psci_conduit: u32,
@@ -203,7 +212,7 @@ impl PurgatoryParams {
         size: 0,
         flags: 0,
         kernel_entry: 0,
-        dtb_addr: 0,
+        boot_data: 0,
         console: ConsoleDesc { kind: CONSOLE_NONE, reserved: 0, base: 0 },
         on_failure: ON_FAILURE_HALT,
         psci_conduit: PSCI_CONDUIT_NONE,

@@ -8,6 +8,7 @@
 pub mod abi;
 pub mod checks;
 pub mod fdt_patch;
+pub mod hart_isa;
 pub mod report;
 pub mod seed;
 pub mod setup_data;

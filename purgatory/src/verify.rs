@@ -35,7 +35,7 @@ pub trait Platform {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Handoff {
     pub entry: u64,
-    pub dtb: u64,
+    pub boot_data: u64,
     /// The range the purgatory modified (the DTB), which the architecture
     /// code must clean to the point of coherency before the jump.
     pub written: Option<(u64, u64)>,
@@ -54,7 +54,7 @@ pub enum ParamError {
     /// Two segments overlap.
     Overlap(usize, usize),
     /// The DTB address is not inside a segment.
-    DtbOutsideSegments,
+    BootDataOutsideSegments,
     /// The kernel entry is not inside a segment.
     EntryOutsideSegments,
 }
@@ -112,8 +112,8 @@ pub fn validate(params: &PurgatoryParams) -> Result<(), ParamError> {
             }
         }
     }
-    if params.dtb_addr != 0 && find_segment(segs, params.dtb_addr).is_none() {
-        return Err(ParamError::DtbOutsideSegments);
+    if params.boot_data != 0 && find_segment(segs, params.boot_data).is_none() {
+        return Err(ParamError::BootDataOutsideSegments);
     }
     if find_segment(segs, params.kernel_entry).is_none() {
         return Err(ParamError::EntryOutsideSegments);
@@ -207,11 +207,11 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff
         .put(" us\n");
 
     let mut written = None;
-    if params.dtb_addr != 0 && params.flags & (PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU) != 0 {
+    if params.boot_data != 0 && params.flags & (PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU) != 0 {
         let segs = params.active_segments();
         // validate() proved the DTB / boot_params lie inside a segment.
-        let seg = segs[find_segment(segs, params.dtb_addr).unwrap_or(0)];
-        let len = seg.mem + seg.len - params.dtb_addr;
+        let seg = segs[find_segment(segs, params.boot_data).unwrap_or(0)];
+        let len = seg.mem + seg.len - params.boot_data;
         let cpu = p.boot_cpu_id();
         // Borrow the entropy source separately from memory.
         let mut pool = [None; 8];
@@ -234,20 +234,20 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff
             con.put(", kept ").dec(r.kept as u64).put("\n");
         } else {
             let mut seeds = SeedReport::default();
-            let blob = p.memory(params.dtb_addr, len);
+            let blob = p.memory(params.boot_data, len);
             if params.flags & PARAM_FLAG_REFRESH_SEEDS != 0 {
                 seeds = refresh_seeds(blob, compress, &mut entropy).map_err(Failure::DtbPatch)?;
             }
             if params.flags & PARAM_FLAG_SET_BOOT_CPU != 0 {
                 set_boot_cpuid(blob, cpu).map_err(Failure::DtbPatch)?;
             }
-            written = Some((params.dtb_addr, len));
+            written = Some((params.boot_data, len));
             let con = p.console();
             con.put(TAG).put("dtb: seeds refreshed ").dec(seeds.refreshed as u64);
             con.put(", kept ").dec(seeds.kept as u64).put("; boot cpu ").hex(cpu as u64).put("\n");
         }
     }
-    Ok(Handoff { entry: params.kernel_entry, dtb: params.dtb_addr, written })
+    Ok(Handoff { entry: params.kernel_entry, boot_data: params.boot_data, written })
 }
 
 /// Print which segment failed and why. Nothing else is printed after this
@@ -267,7 +267,7 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
                 ParamError::Overlap(i, j) => {
                     con.put("segments ").dec(i as u64).put(" and ").dec(j as u64).put(" overlap")
                 }
-                ParamError::DtbOutsideSegments => con.put("dtb address is not inside a segment"),
+                ParamError::BootDataOutsideSegments => con.put("boot data address is not inside a segment"),
                 ParamError::EntryOutsideSegments => con.put("kernel entry is not inside a segment"),
             };
             con.put("\n");
@@ -374,7 +374,7 @@ mod tests {
             };
         }
         p.kernel_entry = p.segments[0].mem;
-        p.dtb_addr = p.segments[2].mem;
+        p.boot_data = p.segments[2].mem;
         let plat = HostPlatform { console: TextConsole::default(), buffers, entropy: vec![1, 2, 3, 4, 5, 6, 7, 8] };
         (p, plat)
     }
@@ -384,8 +384,8 @@ mod tests {
         let (mut params, mut plat) = setup();
         params.flags = PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
         let h = run(&params, &mut plat).unwrap();
-        assert_eq!((h.entry, h.dtb), (params.segments[0].mem, params.segments[2].mem));
-        assert_eq!(h.written, Some((params.dtb_addr, 4096)));
+        assert_eq!((h.entry, h.boot_data), (params.segments[0].mem, params.segments[2].mem));
+        assert_eq!(h.written, Some((params.boot_data, 4096)));
         assert!(plat.console.0.contains("verified 4 segments, 32464 bytes hashed with portable"), "{}", plat.console.0);
         let dtb = &plat.buffers[2];
         assert_eq!(boot_cpuid(dtb), Some(0x101));

@@ -18,13 +18,13 @@ int main(void) {
     P(offsetof(struct rkx_image_header, entry_offset)); P(offsetof(struct rkx_image_header, params_offset));
     P(offsetof(struct rkx_image_header, params_size));
     P(sizeof(struct rkx_params)); P(offsetof(struct rkx_params, kernel_entry));
-    P(offsetof(struct rkx_params, dtb_addr)); P(offsetof(struct rkx_params, console));
+    P(offsetof(struct rkx_params, boot_data)); P(offsetof(struct rkx_params, console));
     P(offsetof(struct rkx_params, on_failure)); P(offsetof(struct rkx_params, nr_segments));
     P(offsetof(struct rkx_params, segments)); P(offsetof(struct rkx_params, reserved));
     P(sizeof(struct rkx_segment)); P(offsetof(struct rkx_segment, sha256)); P(offsetof(struct rkx_segment, kind));
     P(RKX_PARAMS_MAGIC); P(RKX_PARAMS_VERSION); P(RKX_ABI_VERSION); P(RKX_SEGMENT_EXCLUDED);
     P(RKX_PARAM_REFRESH_SEEDS); P(RKX_PARAM_SET_BOOT_CPU); P(RKX_PARAM_SKIP_DIGESTS); P(RKX_PARAM_DEBUG_SOFT_SHA256); P(RKX_PARAM_DEBUG_CACHES_OFF);
-    P(RKX_KIND_ELFCOREHDR); P(RKX_KIND_BOOT_PARAMS); P(RKX_CONSOLE_8250_IO); P(RKX_PSCI_SMC);
+    P(RKX_KIND_ELFCOREHDR); P(RKX_KIND_BOOT_PARAMS); P(RKX_CONSOLE_8250_IO); P(RKX_CONSOLE_8250_MMIO8); P(RKX_CONSOLE_SBI); P(RKX_PSCI_SMC);
     return 0;
 }
 "#;
@@ -49,7 +49,7 @@ fn c_header_matches_rust_abi() {
     let text = String::from_utf8(out.stdout).unwrap();
     let got: std::collections::HashMap<&str, u64> =
         text.lines().filter_map(|l| l.rsplit_once(' ')).map(|(k, v)| (k, v.parse().unwrap())).collect();
-    let want: [(&str, u64); 31] = [
+    let want: [(&str, u64); 33] = [
         ("sizeof(struct rkx_image_header)", size_of::<ImageHeader>() as u64),
         ("offsetof(struct rkx_image_header, magic)", offset_of!(ImageHeader, magic) as u64),
         ("offsetof(struct rkx_image_header, image_size)", offset_of!(ImageHeader, image_size) as u64),
@@ -59,7 +59,7 @@ fn c_header_matches_rust_abi() {
         ("offsetof(struct rkx_image_header, params_size)", offset_of!(ImageHeader, params_size) as u64),
         ("sizeof(struct rkx_params)", size_of::<PurgatoryParams>() as u64),
         ("offsetof(struct rkx_params, kernel_entry)", offset_of!(PurgatoryParams, kernel_entry) as u64),
-        ("offsetof(struct rkx_params, dtb_addr)", offset_of!(PurgatoryParams, dtb_addr) as u64),
+        ("offsetof(struct rkx_params, boot_data)", offset_of!(PurgatoryParams, boot_data) as u64),
         ("offsetof(struct rkx_params, console)", offset_of!(PurgatoryParams, console) as u64),
         ("offsetof(struct rkx_params, on_failure)", offset_of!(PurgatoryParams, on_failure) as u64),
         ("offsetof(struct rkx_params, nr_segments)", offset_of!(PurgatoryParams, nr_segments) as u64),
@@ -80,6 +80,8 @@ fn c_header_matches_rust_abi() {
         ("RKX_KIND_ELFCOREHDR", SegmentKind::ElfCoreHdr as u64),
         ("RKX_KIND_BOOT_PARAMS", SegmentKind::BootParams as u64),
         ("RKX_CONSOLE_8250_IO", CONSOLE_8250_IO as u64),
+        ("RKX_CONSOLE_8250_MMIO8", CONSOLE_8250_MMIO8 as u64),
+        ("RKX_CONSOLE_SBI", CONSOLE_SBI as u64),
         ("RKX_PSCI_SMC", PSCI_CONDUIT_SMC as u64),
     ];
     for (name, value) in want {

@@ -1,4 +1,5 @@
-//! Build the bare-metal test payload (the stand-in kernel) and stage its ELF.
+//! Build the bare-metal test payload (the stand-in kernel) for each
+//! architecture the harness runs and stage the ELFs.
 use std::path::PathBuf;
 
 use build_support::{build, rerun_if_changed, workspace_root, BareMetal};
@@ -8,7 +9,10 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let root = workspace_root(&manifest);
     rerun_if_changed(&root, &["tests/payload", "Cargo.lock", ".cargo/config.toml"]);
-    let what = BareMetal { package: "test-payload", bin: "test-payload", target: "aarch64-unknown-none" };
-    let elf = build(&root, &what).unwrap_or_else(|e| panic!("{e}"));
-    std::fs::copy(&elf, out.join("test-payload.elf")).unwrap_or_else(|e| panic!("copy {}: {e}", elf.display()));
+    for (arch, target) in [("aarch64", "aarch64-unknown-none"), ("riscv64", "riscv64gc-unknown-none-elf")] {
+        let what = BareMetal { package: "test-payload", bin: "test-payload", target };
+        let elf = build(&root, &what).unwrap_or_else(|e| panic!("{e}"));
+        let dest = out.join(format!("test-payload-{arch}.elf"));
+        std::fs::copy(&elf, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", elf.display()));
+    }
 }

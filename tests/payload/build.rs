@@ -2,8 +2,12 @@
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
     println!("cargo:rerun-if-changed={dir}/payload.ld");
-    if std::env::var("TARGET").as_deref() == Ok("aarch64-unknown-none") {
-        println!("cargo:rustc-link-arg-bins=-T{dir}/payload.ld");
-        println!("cargo:rustc-link-arg-bins=--no-pie");
-    }
+    println!("cargo:rerun-if-changed={dir}/payload-riscv64.ld");
+    let script = match std::env::var("TARGET").as_deref() {
+        Ok("aarch64-unknown-none") => "payload.ld",
+        Ok("riscv64gc-unknown-none-elf") => "payload-riscv64.ld",
+        _ => return,
+    };
+    println!("cargo:rustc-link-arg-bins=-T{dir}/{script}");
+    println!("cargo:rustc-link-arg-bins=--no-pie");
 }

@@ -83,19 +83,17 @@ pub fn halt() -> ! {
 }
 
 /// PSCI SYSTEM_RESET (PSCI 1.1 §5.1.10, function id 0x8400_0009) through
-/// the given conduit; halts if the call returns or there is no conduit.
-pub fn psci_system_reset(conduit_smc: Option<bool>) -> ! {
+/// SMC (`smc` true) or HVC. Returns only if the call does, i.e. the reset
+/// did not happen.
+pub fn psci_system_reset(smc: bool) {
     const SYSTEM_RESET: u64 = 0x8400_0009;
     // SAFETY: a PSCI call does not return on success; on failure it returns
-    // an error code in x0, which we ignore before halting.
+    // an error code in x0, which the caller treats as "no reset".
     unsafe {
-        match conduit_smc {
-            Some(true) => core::arch::asm!("smc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack)),
-            Some(false) => {
-                core::arch::asm!("hvc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack))
-            }
-            None => {}
+        if smc {
+            core::arch::asm!("smc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack));
+        } else {
+            core::arch::asm!("hvc #0", inout("x0") SYSTEM_RESET => _, clobber_abi("C"), options(nostack));
         }
     }
-    halt()
 }

@@ -1,12 +1,12 @@
 //! AArch64 purgatory support. Entry and relocation (`entry`), exception
-//! level and CPU features (`cpu`), caches (`cache`), the MMU (`mmu`), the
-//! console UART (`uart`), SHA-256 instructions (`sha2_ce`) and the final
-//! hand-off (`handoff`).
+//! level and CPU features (`cpu`), caches (`cache`), the MMU (`mmu`),
+//! SHA-256 instructions (`sha2_ce`), the final hand-off (`handoff`) and the
+//! interface the shared purgatory code calls (`machine`).
 
 pub mod cache;
 pub mod cpu;
 pub mod entry;
 pub mod handoff;
+pub mod machine;
 pub mod mmu;
 pub mod sha2_ce;
-pub mod uart;

@@ -60,7 +60,7 @@ unsafe fn compress_ce(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
             // page aligned: load whole vectors from it, and copy only the
             // rare unaligned block (the padding tail) to an aligned buffer.
             let mut copy = AlignedBlock([0; 64]);
-            let p = if block.as_ptr() as usize % 16 == 0 {
+            let p = if (block.as_ptr() as usize).is_multiple_of(16) {
                 block.as_ptr()
             } else {
                 copy.0 = *block;

@@ -2,6 +2,8 @@
 
 use core::arch::x86_64::{__cpuid, __cpuid_count, _rdtsc};
 
+use super::port::{inb, outb};
+
 /// CPUID.(EAX=7,ECX=0):EBX.SHA[bit 29]: SHA-NI (SHA256RNDS2 & co).
 /// SSE4.1 (CPUID.1:ECX[19]) and SSSE3 (CPUID.1:ECX[9]) are used too.
 pub fn has_sha_ni() -> bool {
@@ -69,18 +71,6 @@ pub fn rdtsc() -> u64 {
     unsafe { _rdtsc() }
 }
 
-fn outb(port: u16, v: u8) {
-    // SAFETY: port I/O on the PIT/port 0x61, which we own at this point.
-    unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack)) };
-}
-
-fn inb(port: u16) -> u8 {
-    let v: u8;
-    // SAFETY: as above.
-    unsafe { core::arch::asm!("in al, dx", in("dx") port, out("al") v, options(nomem, nostack)) };
-    v
-}
-
 /// TSC ticks per second, measured against PIT channel 2 over 10 ms (the
 /// classic calibration; the 8254 counts at 1.193182 MHz). None when the
 /// gate never closes (no PIT).
@@ -103,7 +93,7 @@ pub fn tsc_hz() -> Option<u64> {
     }
     let t1 = rdtsc();
     outb(0x61, gate);
-    Some((t1 - t0) * 100)
+    Some(t1.wrapping_sub(t0).saturating_mul(100)).filter(|&hz| hz > 0)
 }
 
 /// Control registers, to restore the state relocate_kernel left.

@@ -53,15 +53,12 @@ pub fn halt() -> ! {
     }
 }
 
-/// Reset the machine: PCI reset control (port 0xcf9: 0x02 then 0x06, a hard
-/// reset), then the keyboard controller pulse (0xfe to port 0x64); halt if
-/// both are ignored.
-pub fn reset() -> ! {
-    // SAFETY: port writes whose only effect is a platform reset.
-    unsafe {
-        core::arch::asm!("out dx, al", in("dx") 0xcf9u16, in("al") 0x02u8, options(nomem, nostack));
-        core::arch::asm!("out dx, al", in("dx") 0xcf9u16, in("al") 0x06u8, options(nomem, nostack));
-        core::arch::asm!("out dx, al", in("dx") 0x64u16, in("al") 0xfeu8, options(nomem, nostack));
-    }
-    halt()
+/// Reset the machine: PCI reset control (port 0xcf9: 0x02 then 0x06, a
+/// hard reset), then the keyboard controller's reset pulse (0xfe to port
+/// 0x64). Returns only if both were ignored.
+pub fn reset() {
+    use super::port::outb;
+    outb(0xcf9, 0x02);
+    outb(0xcf9, 0x06);
+    outb(0x64, 0xfe);
 }

@@ -27,6 +27,13 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 /// A DTB like a loader would hand over: /chosen with bootargs and seed
 /// placeholders, a memory node, a stale boot_cpuid_phys.
 pub fn dtb(mem_base: u64, mem_size: u64) -> Vec<u8> {
+    dtb_with_cpu(mem_base, mem_size, None)
+}
+
+/// As [`dtb`], plus (riscv64) a `/cpus` node with `timebase-frequency` and
+/// hart 0's `riscv,isa` string, as the loader copies them from
+/// /sys/firmware/fdt: the purgatory picks its engines from them.
+pub fn dtb_with_cpu(mem_base: u64, mem_size: u64, riscv_isa: Option<&str>) -> Vec<u8> {
     let build = || -> Result<Vec<u8>, vm_fdt::Error> {
         let mut w = vm_fdt::FdtWriter::new()?;
         w.set_boot_cpuid_phys(STALE_BOOT_CPUID);
@@ -43,6 +50,20 @@ pub fn dtb(mem_base: u64, mem_size: u64) -> Vec<u8> {
         w.property_string("device_type", "memory")?;
         w.property_array_u64("reg", &[mem_base, mem_size])?;
         w.end_node(mem)?;
+        if let Some(isa) = riscv_isa {
+            // QEMU virt: 10 MHz timebase, hart 0 (cpus.yaml: reg = hart id).
+            let cpus = w.begin_node("cpus")?;
+            w.property_u32("#address-cells", 1)?;
+            w.property_u32("#size-cells", 0)?;
+            w.property_u32("timebase-frequency", 10_000_000)?;
+            let cpu = w.begin_node("cpu@0")?;
+            w.property_string("device_type", "cpu")?;
+            w.property_u32("reg", 0)?;
+            w.property_string("compatible", "riscv")?;
+            w.property_string("riscv,isa", isa)?;
+            w.end_node(cpu)?;
+            w.end_node(cpus)?;
+        }
         w.end_node(root)?;
         w.finish()
     };
@@ -73,20 +94,33 @@ pub fn elfcorehdr(loads: u16) -> Vec<u8> {
 }
 
 /// The stand-in kernel: flat bytes at its link address and the addresses
-/// of its VHE stub and the stub's jump target slot.
+/// of its firmware stub (aarch64: the VHE stub; riscv64: the M-mode stub)
+/// and the stub's jump target slot.
 pub struct Payload {
     pub load_addr: u64,
     pub bytes: Vec<u8>,
     pub entry: u64,
     pub vhe_stub: u64,
     pub vhe_stub_target: u64,
+    /// riscv64 only: the slot the M-mode stub loads a1 (the DTB) from.
+    pub stub_dtb: Option<u64>,
 }
 
-pub static PAYLOAD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload.elf"));
+pub static PAYLOAD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-aarch64.elf"));
+pub static PAYLOAD_ELF_RISCV64: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-riscv64.elf"));
 
 impl Payload {
     pub fn load() -> Self {
-        let file = object::File::parse(PAYLOAD_ELF).expect("payload ELF parses");
+        Self::from_elf(PAYLOAD_ELF, "vhe_stub", "vhe_stub_target", None)
+    }
+
+    /// The riscv64 payload; its `mstub` plays M-mode firmware.
+    pub fn load_riscv64() -> Self {
+        Self::from_elf(PAYLOAD_ELF_RISCV64, "mstub", "mstub_target", Some("mstub_dtb"))
+    }
+
+    fn from_elf(elf: &[u8], stub: &str, target: &str, dtb_slot: Option<&str>) -> Self {
+        let file = object::File::parse(elf).expect("payload ELF parses");
         let sym = |name: &str| {
             file.symbols()
                 .find(|s| s.name() == Ok(name))
@@ -106,8 +140,9 @@ impl Payload {
             load_addr: base,
             bytes,
             entry: file.entry(),
-            vhe_stub: sym("vhe_stub"),
-            vhe_stub_target: sym("vhe_stub_target"),
+            vhe_stub: sym(stub),
+            vhe_stub_target: sym(target),
+            stub_dtb: dtb_slot.map(sym),
         }
     }
 

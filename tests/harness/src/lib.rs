@@ -12,4 +12,4 @@ pub mod qemu;
 pub mod scenario;
 
 pub use qemu::Outcome;
-pub use scenario::{Cell, Scenario, SegmentSpec};
+pub use scenario::{Arch, Cell, Scenario, SegmentSpec};

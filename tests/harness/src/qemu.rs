@@ -1,4 +1,5 @@
-//! Running qemu-system-aarch64 and collecting what the guest printed.
+//! Running qemu-system-aarch64 / qemu-system-riscv64 and collecting what
+//! the guest printed.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -8,8 +9,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub console: String,
-    /// QEMU's exit status (semihosting exit code, or 0 after a PSCI reset
-    /// with -no-reboot); None when the harness had to kill it.
+    /// QEMU's exit status (semihosting or sifive_test exit code, or 0 after
+    /// a PSCI/SBI reset with -no-reboot); None when the harness had to kill
+    /// it.
     pub exit: Option<i32>,
     /// The guest stopped printing after saying it halted, or the deadline
     /// passed; QEMU was killed.
@@ -33,18 +35,19 @@ impl Outcome {
     }
 }
 
-/// Run QEMU with `args` until it exits, the console shows `stop_after`
-/// (then wait `grace` more and kill it), or `deadline` passes.
-pub fn run(args: &[String], stop_after: &str, grace: Duration, deadline: Duration) -> Outcome {
-    let command = format!("qemu-system-aarch64 {}", args.join(" "));
+/// Run `qemu` (e.g. qemu-system-aarch64) with `args` until it exits, the
+/// console shows `stop_after` (then wait `grace` more and kill it), or
+/// `deadline` passes.
+pub fn run(qemu: &str, args: &[String], stop_after: &str, grace: Duration, deadline: Duration) -> Outcome {
+    let command = format!("{qemu} {}", args.join(" "));
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-aarch64")
+    let mut child = Command::new(qemu)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start qemu-system-aarch64 ({e}); run scripts/setup.sh"));
+        .unwrap_or_else(|e| panic!("cannot start {qemu} ({e}); run scripts/setup.sh"));
     let mut stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
     let reader = std::thread::spawn(move || {

@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use kexec_purgatory::abi::{
-    PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_PL011, ON_FAILURE_HALT, ON_FAILURE_RESET,
-    PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
+    PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_MMIO8, CONSOLE_PL011, ON_FAILURE_HALT, ON_FAILURE_RESET,
+    PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
+    SEGMENT_FLAG_EXCLUDED,
 };
 use loader_host::purgatory_image::PurgatoryImage;
 use sha2::{Digest, Sha256};
@@ -26,21 +27,71 @@ pub const ELFCOREHDR_ADDR: u64 = 0x4a10_0000;
 pub const OTHER_ADDR: u64 = 0x4a20_0000;
 pub const PURGATORY_ADDR: u64 = 0x4b00_0000;
 
-/// CPU model and exception level of a run.
+/// QEMU riscv virt: RAM from 0x8000_0000 (OpenSBI's 512 KiB at its start,
+/// PMP-protected), uart0 (16550, byte registers), and where the riscv64
+/// scenario puts things: the payload ("kernel") links at 0x8040_0000, 2 MiB
+/// aligned as boot.rst requires; `-kernel` (the launcher) lands at
+/// 0x8020_0000; QEMU's own DTB sits in the top 2 MiB of RAM.
+pub const RV_UART_BASE: u64 = 0x1000_0000;
+pub const RV_RAM_BASE: u64 = 0x8000_0000;
+pub const RV_INITRD_ADDR: u64 = 0x8400_0000;
+pub const RV_DTB_ADDR: u64 = 0x8a00_0000;
+pub const RV_ELFCOREHDR_ADDR: u64 = 0x8a10_0000;
+pub const RV_OTHER_ADDR: u64 = 0x8a20_0000;
+pub const RV_PURGATORY_ADDR: u64 = 0x8b00_0000;
+
+/// The QEMU system a cell runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Aarch64,
+    Riscv64,
+}
+
+/// The riscv,isa strings QEMU 7.2 writes for hart 0 (docs/riscv64.md).
+const RV_ISA: &str = "rv64imafdch_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbs_sstc";
+const RV_ISA_ZKNH: &str = "rv64imafdch_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbs_zknh_sstc";
+const RV_ISA_ZKNH_ZKR: &str = "rv64imafdch_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbs_zknh_zkr_sstc";
+
+/// CPU model and privilege level of a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cell {
+    pub arch: Arch,
     pub cpu: &'static str,
     /// `virtualization=on`: the CPU starts at EL2 (else EL1).
     pub el2: bool,
     /// Start at the payload's VHE stub, which sets HCR_EL2.E2H first.
     pub vhe: bool,
+    /// riscv64: `-bios none`, start at the payload's M-mode stub (firmware
+    /// that grants S-mode the `seed` CSR) instead of OpenSBI.
+    pub mstub: bool,
+    /// riscv64: the `riscv,isa` string of hart 0 in the handed-over DTB.
+    pub isa: &'static str,
 }
 
 impl Cell {
-    pub const EL1: Cell = Cell { cpu: "cortex-a72", el2: false, vhe: false };
-    pub const EL2_NVHE: Cell = Cell { cpu: "cortex-a72", el2: true, vhe: false };
-    pub const EL2_VHE: Cell = Cell { cpu: "max", el2: true, vhe: true };
-    pub const EL1_MAX: Cell = Cell { cpu: "max", el2: false, vhe: false };
+    pub const EL1: Cell = Cell::arm("cortex-a72", false, false);
+    pub const EL2_NVHE: Cell = Cell::arm("cortex-a72", true, false);
+    pub const EL2_VHE: Cell = Cell::arm("max", true, true);
+    pub const EL1_MAX: Cell = Cell::arm("max", false, false);
+
+    /// riscv64 under OpenSBI (-bios default), QEMU's default CPU.
+    pub const RV: Cell = Cell::rv("rv64", false, RV_ISA);
+    /// riscv64 under OpenSBI with Zknh.
+    pub const RV_ZKNH: Cell = Cell::rv("rv64,zknh=true", false, RV_ISA_ZKNH);
+    /// riscv64 under OpenSBI v1.1 with Zknh and Zkr: the ISA string claims
+    /// Zkr but OpenSBI never sets mseccfg.SSEED, so S-mode `seed` traps.
+    pub const RV_ZKR_OPENSBI: Cell = Cell::rv("rv64,zknh=true,zkr=true", false, RV_ISA_ZKNH_ZKR);
+    /// riscv64 with Zknh and Zkr behind the payload's M-mode stub, which
+    /// sets mseccfg.SSEED (an ePMP CSR in QEMU 7.2, hence x-epmp).
+    pub const RV_MSTUB: Cell = Cell::rv("rv64,zknh=true,zkr=true,x-epmp=true", true, RV_ISA_ZKNH_ZKR);
+
+    const fn arm(cpu: &'static str, el2: bool, vhe: bool) -> Cell {
+        Cell { arch: Arch::Aarch64, cpu, el2, vhe, mstub: false, isa: "" }
+    }
+
+    const fn rv(cpu: &'static str, mstub: bool, isa: &'static str) -> Cell {
+        Cell { arch: Arch::Riscv64, cpu, el2: false, vhe: false, mstub, isa }
+    }
 
     /// Expected CurrentEL value at the kernel.
     pub fn el(&self) -> u32 {
@@ -97,6 +148,57 @@ struct PayloadInfo {
     entry: u64,
     vhe_stub: u64,
     vhe_target_offset: usize,
+    stub_dtb_offset: Option<usize>,
+}
+
+/// Where a scenario puts its segments.
+struct Layout {
+    ram_base: u64,
+    initrd: u64,
+    dtb: u64,
+    elfcorehdr: u64,
+    other: u64,
+    purgatory: u64,
+}
+
+fn layout(arch: Arch) -> Layout {
+    match arch {
+        Arch::Aarch64 => Layout {
+            ram_base: RAM_BASE,
+            initrd: INITRD_ADDR,
+            dtb: DTB_ADDR,
+            elfcorehdr: ELFCOREHDR_ADDR,
+            other: OTHER_ADDR,
+            purgatory: PURGATORY_ADDR,
+        },
+        Arch::Riscv64 => Layout {
+            ram_base: RV_RAM_BASE,
+            initrd: RV_INITRD_ADDR,
+            dtb: RV_DTB_ADDR,
+            elfcorehdr: RV_ELFCOREHDR_ADDR,
+            other: RV_OTHER_ADDR,
+            purgatory: RV_PURGATORY_ADDR,
+        },
+    }
+}
+
+/// riscv64 `-kernel` image under OpenSBI (loaded at RAM + 2 MiB, entered
+/// in S-mode with a0 = hart id): load a1 (the DTB, as kexec's relocation
+/// code passes it) and the purgatory entry from the two slots after the
+/// code, and jump. RISC-V base ISA encodings:
+fn riscv_launcher(entry: u64, dtb: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    for insn in [
+        0x0000_0297u32, // auipc t0, 0
+        0x0182_b583,    // ld    a1, 24(t0)
+        0x0102_b283,    // ld    t0, 16(t0)
+        0x0002_8067,    // jalr  x0, 0(t0)
+    ] {
+        v.extend_from_slice(&insn.to_le_bytes());
+    }
+    v.extend_from_slice(&entry.to_le_bytes()); // offset 16
+    v.extend_from_slice(&dtb.to_le_bytes()); // offset 24
+    v
 }
 
 static RUN_ID: AtomicU32 = AtomicU32::new(0);
@@ -109,19 +211,23 @@ impl Scenario {
 
     /// As `standard`, with an initrd of `initrd_len` bytes.
     pub fn with_initrd(name: &str, cell: Cell, initrd_len: usize) -> Self {
-        let payload = Payload::load();
+        let l = layout(cell.arch);
+        let (payload, dtb) = match cell.arch {
+            Arch::Aarch64 => (Payload::load(), fixtures::dtb(l.ram_base, RAM_SIZE)),
+            Arch::Riscv64 => (Payload::load_riscv64(), fixtures::dtb_with_cpu(l.ram_base, RAM_SIZE, Some(cell.isa))),
+        };
         let segments = vec![
             SegmentSpec::new(SegmentKind::Kernel, payload.load_addr, payload.bytes.clone()),
-            SegmentSpec::new(SegmentKind::Initrd, INITRD_ADDR, fixtures::pseudo_random(initrd_len, 7)),
-            SegmentSpec::new(SegmentKind::Dtb, DTB_ADDR, fixtures::dtb(RAM_BASE, RAM_SIZE)),
-            SegmentSpec::new(SegmentKind::ElfCoreHdr, ELFCOREHDR_ADDR, fixtures::elfcorehdr(2)),
-            SegmentSpec::new(SegmentKind::Other, OTHER_ADDR, fixtures::pseudo_random(12345, 99)),
+            SegmentSpec::new(SegmentKind::Initrd, l.initrd, fixtures::pseudo_random(initrd_len, 7)),
+            SegmentSpec::new(SegmentKind::Dtb, l.dtb, dtb),
+            SegmentSpec::new(SegmentKind::ElfCoreHdr, l.elfcorehdr, fixtures::elfcorehdr(2)),
+            SegmentSpec::new(SegmentKind::Other, l.other, fixtures::pseudo_random(12345, 99)),
         ];
         Scenario {
             name: name.into(),
             cell,
             segments,
-            purgatory_addr: PURGATORY_ADDR,
+            purgatory_addr: l.purgatory,
             flags: PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU,
             on_failure: ON_FAILURE_RESET,
             corrupt: Vec::new(),
@@ -134,6 +240,7 @@ impl Scenario {
                 entry: payload.entry,
                 vhe_stub: payload.vhe_stub,
                 vhe_target_offset: (payload.vhe_stub_target - payload.load_addr) as usize,
+                stub_dtb_offset: payload.stub_dtb.map(|a| (a - payload.load_addr) as usize),
             },
         }
     }
@@ -147,12 +254,21 @@ impl Scenario {
         let mut p = PurgatoryParams::new();
         p.flags = self.flags;
         p.kernel_entry = self.payload.entry;
-        p.dtb_addr = self.dtb_index.map_or(0, |i| self.segments[i].addr);
-        p.console.kind = CONSOLE_PL011;
-        p.console.base = UART_BASE;
+        p.boot_data = self.dtb_index.map_or(0, |i| self.segments[i].addr);
         p.on_failure = self.on_failure;
-        // QEMU virt's PSCI conduit: SMC when EL2 exists without EL3, else HVC.
-        p.psci_conduit = if self.cell.el2 { PSCI_CONDUIT_SMC } else { PSCI_CONDUIT_HVC };
+        match self.cell.arch {
+            Arch::Aarch64 => {
+                p.console.kind = CONSOLE_PL011;
+                p.console.base = UART_BASE;
+                // QEMU virt's PSCI conduit: SMC when EL2 exists without EL3, else HVC.
+                p.psci_conduit = if self.cell.el2 { PSCI_CONDUIT_SMC } else { PSCI_CONDUIT_HVC };
+            }
+            Arch::Riscv64 => {
+                p.console.kind = CONSOLE_8250_MMIO8;
+                p.console.base = RV_UART_BASE;
+                p.psci_conduit = PSCI_CONDUIT_NONE;
+            }
+        }
         p.nr_segments = self.segments.len() as u32;
         for (d, s) in p.segments.iter_mut().zip(&self.segments) {
             *d = SegmentDesc {
@@ -179,6 +295,9 @@ impl Scenario {
 
     /// QEMU arguments for this scenario, writing segment files to `dir`.
     pub fn qemu_args(&self, dir: &std::path::Path) -> Vec<String> {
+        if self.cell.arch == Arch::Riscv64 {
+            return self.qemu_args_riscv64(dir);
+        }
         let image = PurgatoryImage::aarch64().expect("embedded purgatory is valid");
         let params = self.params();
         let purgatory = image.with_params(&params);
@@ -230,21 +349,103 @@ impl Scenario {
         args
     }
 
-    /// Run the guest. Stops when QEMU exits (payload's semihosting exit,
-    /// PSCI reset) or one second after the purgatory says it halted.
+    /// The riscv64 guest: OpenSBI (`-bios default`) enters the launcher
+    /// (`-kernel`) in S-mode, which jumps to the purgatory with a0 = hart
+    /// id and a1 = the DTB; or (`mstub`) no firmware and the CPU starts at
+    /// the payload's M-mode stub, which does the same after granting `seed`.
+    fn qemu_args_riscv64(&self, dir: &std::path::Path) -> Vec<String> {
+        let image = PurgatoryImage::riscv64().expect("embedded riscv64 purgatory is valid");
+        let purgatory = image.with_params(&self.params());
+        let entry = self.purgatory_addr + image.header.entry_offset;
+        let bios = if self.cell.mstub { "none" } else { "default" };
+        let mut args: Vec<String> = [
+            "-M",
+            "virt",
+            "-cpu",
+            self.cell.cpu,
+            "-m",
+            "512M",
+            "-smp",
+            "1",
+            "-bios",
+            bios,
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if self.icount {
+            args.extend(["-icount".into(), "shift=0".into()]);
+        }
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            path
+        };
+        for (i, s) in self.segments.iter().enumerate() {
+            let mut data = s.data.clone();
+            for &(idx, off, mask) in &self.corrupt {
+                if idx == i {
+                    data[off] ^= mask;
+                }
+            }
+            let path = write(&format!("seg{i}-{:?}.bin", s.kind), &data);
+            args.push("-device".into());
+            args.push(format!("loader,file={},addr={:#x},force-raw=on", path.display(), s.addr));
+        }
+        let path = write("purgatory.bin", &purgatory);
+        args.push("-device".into());
+        args.push(format!("loader,file={},addr={:#x},force-raw=on", path.display(), self.purgatory_addr));
+        if self.cell.mstub {
+            args.push("-device".into());
+            args.push(format!("loader,addr={:#x},cpu-num=0", self.payload.vhe_stub));
+        } else {
+            let dtb = self.dtb_index.map_or(0, |i| self.segments[i].addr);
+            let path = write("launcher.bin", &riscv_launcher(entry, dtb));
+            args.push("-kernel".into());
+            args.push(path.display().to_string());
+        }
+        args
+    }
+
+    /// Run the guest. Stops when QEMU exits (payload's semihosting or
+    /// sifive_test exit, PSCI/SBI reset) or one second after the purgatory
+    /// says it halted.
     pub fn run(&self) -> Outcome {
         let mut sc = self.clone();
-        if sc.cell.vhe {
-            let image = PurgatoryImage::aarch64().expect("embedded purgatory is valid");
-            let entry = sc.purgatory_addr + image.header.entry_offset;
+        if sc.cell.vhe || sc.cell.mstub {
+            let entry = sc.purgatory_addr + sc.image().header.entry_offset;
             let off = sc.payload.vhe_target_offset;
             sc.segments[sc.kernel_index].data[off..off + 8].copy_from_slice(&entry.to_le_bytes());
+            if let (Some(off), Some(i)) = (sc.payload.stub_dtb_offset, sc.dtb_index) {
+                let dtb = sc.segments[i].addr;
+                sc.segments[sc.kernel_index].data[off..off + 8].copy_from_slice(&dtb.to_le_bytes());
+            }
         }
         let dir = sc.work_dir();
         let args = sc.qemu_args(&dir);
-        let out = qemu::run(&args, "purgatory: halted", Duration::from_secs(1), sc.deadline);
+        let qemu = match sc.cell.arch {
+            Arch::Aarch64 => "qemu-system-aarch64",
+            Arch::Riscv64 => "qemu-system-riscv64",
+        };
+        let out = qemu::run(qemu, &args, "purgatory: halted", Duration::from_secs(1), sc.deadline);
         let _ = std::fs::remove_dir_all(&dir);
         out
+    }
+
+    /// The embedded purgatory image this cell's architecture runs.
+    pub fn image(&self) -> PurgatoryImage<'static> {
+        match self.cell.arch {
+            Arch::Aarch64 => PurgatoryImage::aarch64(),
+            Arch::Riscv64 => PurgatoryImage::riscv64(),
+        }
+        .expect("embedded purgatory is valid")
     }
 
     /// Halt instead of resetting on failure.

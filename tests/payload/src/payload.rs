@@ -111,7 +111,10 @@ fn exit(status: u64) -> ! {
     let block = [0x20026u64, status];
     // SAFETY: semihosting trap; QEMU runs with -semihosting.
     unsafe { core::arch::asm!("hlt #0xf000", in("w0") 0x18u32, in("x1") block.as_ptr(), options(nostack)) };
-    loop {}
+    loop {
+        // SAFETY: waits for an event; no memory effect.
+        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+    }
 }
 
 fn hex(out: &mut Pl011, bytes: &[u8]) {

@@ -1,8 +1,9 @@
-//! Benchmark of the aarch64 purgatory's verification in the bare-metal
-//! harness: 64 MiB of segments, each digest mode, instructions per byte
-//! under `-icount shift=0` (deterministic) and wall time without it.
+//! Benchmark of the purgatory's verification in the bare-metal harness:
+//! 64 MiB of segments, each digest mode, instructions per byte under
+//! `-icount shift=0` (deterministic) and wall time without it; aarch64
+//! (armv8-sha2 / portable / caches off), then riscv64 (Zknh / portable).
 //!
-//! Usage: cargo run --release -p test-harness --bin bench-purgatory [-- --mib N]
+//! Usage: cargo run --release -p test-harness --bin bench-purgatory [-- --mib N] [--arch aarch64|riscv64]
 
 use std::time::Duration;
 
@@ -52,6 +53,15 @@ fn main() {
                 eprintln!("bench-purgatory: --mib takes a number of MiB from 1 to 400");
                 std::process::exit(2);
             }
+        }
+    }
+    let only = args.iter().position(|a| a == "--arch").map(|i| args.get(i + 1).map(String::as_str).unwrap_or(""));
+    match only {
+        None | Some("aarch64") => {}
+        Some("riscv64") => return riscv64(mib),
+        Some(other) => {
+            eprintln!("bench-purgatory: --arch takes aarch64 or riscv64 (got '{other}')");
+            std::process::exit(2);
         }
     }
     let modes = [
@@ -110,6 +120,9 @@ fn main() {
         );
     }
     println!("\nspeedup = wall time of the kexec-tools-style row / this row, same run.");
+    if only.is_none() {
+        riscv64(mib);
+    }
     host_engines(mib);
 }
 
@@ -151,4 +164,55 @@ fn host_engines(mib: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     println!("  sha2 crate {:>6.0} MB/s", mib as f64 * 1.048_576 / soft_s);
+}
+
+/// The riscv64 rows: Zknh against the portable code on the same hart
+/// (`-cpu rv64,zknh=true`, OpenSBI), the portable row as the anchor.
+fn riscv64(mib: usize) {
+    let modes = [
+        Mode { name: "zknh", cell: Cell::RV_ZKNH, flags: 0 },
+        Mode { name: "portable", cell: Cell::RV_ZKNH, flags: PARAM_FLAG_DEBUG_SOFT_SHA256 },
+    ];
+    let image = match PurgatoryImage::riscv64() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("bench-purgatory: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "\nriscv64 purgatory: flat image {} bytes, memory footprint {} KiB",
+        image.bytes.len(),
+        image.mem_size() / 1024
+    );
+    println!("QEMU TCG, -M virt -bios default -cpu rv64,zknh=true (S-mode under OpenSBI), {mib} MiB of segments\n");
+    println!(
+        "{:<46} {:>10} {:>12} {:>14} {:>12} {:>10}",
+        "mode", "engine", "insns/byte", "guest ms", "hash wall ms", "speedup"
+    );
+    let mut rows = Vec::new();
+    for mode in &modes {
+        match (run(mode, mib, true), run(mode, mib, false)) {
+            (Ok((engine, bytes, icount_us, _)), Ok((_, _, wall_us, _))) => {
+                rows.push((mode.name, engine, icount_us as f64 * 1000.0 / bytes as f64, icount_us, wall_us))
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("bench-purgatory: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let anchor = rows.last().map(|r| r.4).unwrap_or(1).max(1) as f64;
+    for (name, engine, ipb, icount_us, wall_us) in &rows {
+        println!(
+            "{:<46} {:>10} {:>12.2} {:>14.1} {:>12.1} {:>9.1}x",
+            name,
+            engine,
+            ipb,
+            *icount_us as f64 / 1000.0,
+            *wall_us as f64 / 1000.0,
+            anchor / (*wall_us).max(1) as f64
+        );
+    }
+    println!("\nspeedup = wall time of the portable row / this row, same run.");
 }

@@ -1,0 +1,106 @@
+//! The architectures a kernel can be loaded for. Each planner module
+//! (`arm64`, `x86_64`) turns a kernel image plus the machine's memory into
+//! placed segments and its boot data; they share only what lives outside
+//! `arch/` (placement, crash, dtb, system), never each other.
+
+pub mod arm64;
+pub mod x86_64;
+
+use kexec_purgatory::abi::{SegmentKind, ARCH_AARCH64, ARCH_X86_64};
+
+use crate::crash::CrashPolicy;
+
+/// An architecture rkexec loads kernels for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    Arm64,
+    X86_64,
+}
+
+impl Arch {
+    /// The name in plans and messages (Debian's architecture names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Arm64 => "arm64",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+
+    /// The purgatory image header's `arch` (kexec_purgatory::abi).
+    pub fn purgatory_arch(self) -> u32 {
+        match self {
+            Arch::Arm64 => ARCH_AARCH64,
+            Arch::X86_64 => ARCH_X86_64,
+        }
+    }
+
+    /// The kind of segment that carries the kernel's boot data.
+    pub fn boot_data_kind(self) -> SegmentKind {
+        match self {
+            Arch::Arm64 => SegmentKind::Dtb,
+            Arch::X86_64 => SegmentKind::BootParams,
+        }
+    }
+
+    /// `KEXEC_ARCH_*` for kexec_load's flags: the ELF machine number in the
+    /// top 16 bits (include/uapi/linux/kexec.h).
+    pub fn kexec_arch_flag(self) -> u64 {
+        match self {
+            Arch::Arm64 => 183 << 16,
+            Arch::X86_64 => 62 << 16,
+        }
+    }
+
+    /// kexec_load's flag that lets the kernel rewrite the elfcorehdr after
+    /// a hotplug event: x86 has taken KEXEC_UPDATE_ELFCOREHDR (0x4) since
+    /// 6.5 (6.5-6.9 reject 0x8); every other arch the generic
+    /// KEXEC_CRASH_HOTPLUG_SUPPORT (0x8, 6.10+). include/uapi/linux/kexec.h.
+    pub fn hotplug_flag(self) -> u64 {
+        match self {
+            Arch::Arm64 => 0x8,
+            Arch::X86_64 => 0x4,
+        }
+    }
+
+    /// ELF e_machine (elfcorehdr).
+    pub fn elf_machine(self) -> u16 {
+        match self {
+            Arch::Arm64 => 183,
+            Arch::X86_64 => 62,
+        }
+    }
+
+    /// The architecture this program runs on, if it loads kernels for it.
+    pub fn native() -> Option<Arch> {
+        if cfg!(target_arch = "aarch64") {
+            Some(Arch::Arm64)
+        } else if cfg!(target_arch = "x86_64") {
+            Some(Arch::X86_64)
+        } else {
+            None
+        }
+    }
+
+    /// From a name: `arm64`/`aarch64`, `x86_64`/`amd64`.
+    pub fn from_name(name: &str) -> Option<Arch> {
+        match name {
+            "arm64" | "aarch64" => Some(Arch::Arm64),
+            "x86_64" | "amd64" => Some(Arch::X86_64),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How `arch`'s kernel builds its elfcorehdr, which ours follows.
+pub fn crash_policy(arch: Arch) -> CrashPolicy {
+    match arch {
+        Arch::Arm64 => arm64::CRASH,
+        Arch::X86_64 => x86_64::CRASH,
+    }
+}

@@ -1,0 +1,506 @@
+//! x86_64 (Documentation/arch/x86/boot.rst, "64-bit Boot Protocol"): the
+//! bzImage's protected-mode kernel at a kernel_alignment boundary with its
+//! init_size span free, the initrd between 16 MiB and initrd_addr_max, and
+//! the zero page (boot_params: setup header, command line, e820, RSDP,
+//! setup_data) the kernel receives in %rsi.
+
+pub mod boot_params;
+
+use kexec_purgatory::abi::{ConsoleDesc, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS};
+
+use self::boot_params::{self as bp, BootParamsInput};
+use crate::cmdline;
+use crate::crash::elfcore::EM_X86_64;
+use crate::crash::{CrashPlacement, CrashPolicy};
+use crate::error::LoadError;
+use crate::image::bzimage::{BzImage, ENTRY_64_OFFSET, HEADER_START};
+use crate::image::Kernel;
+use crate::input::Blob;
+use crate::placement::{KexecBuf, Layout, Order};
+use crate::plan::{BootData, PlanError};
+use crate::planner::{ArchInput, ArchLayout, PurgatoryWindow};
+use crate::range::{align_up, Range, PAGE};
+use crate::system::entropy::{random_bytes, EntropyQuality};
+use crate::system::firmware;
+
+const MIB: u64 = 1 << 20;
+const GIB4: u64 = 1 << 32;
+/// arch/x86/kernel/kexec-bzimage64.c MIN_BOOTPARAM_ADDR / MIN_PURGATORY_ADDR
+/// (the values kexec-tools uses): nothing below 0x3000.
+pub const MIN_LOW_ADDR: u64 = 0x3000;
+/// kexec-bzimage64.c MIN_INITRD_LOAD_ADDR.
+pub const MIN_INITRD_ADDR: u64 = 16 * MIB;
+/// kexec-bzimage64.c MIN_KERNEL_LOAD_ADDR.
+pub const MIN_KERNEL_ADDR: u64 = MIB;
+/// Standard PC COM port bases, ttyS0..ttyS3 (SERIAL_PORT_DFNS in
+/// arch/x86/include/asm/serial.h).
+const PC_COM_PORTS: [u64; 4] = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
+
+/// x86's own elfcorehdr (arch/x86/kernel/crash.c prepare_elf_headers): all
+/// RAM incl. driver-managed, minus the low 1 MiB and the crash ranges, the
+/// kernel text mapping first; segments only in crashk_res.
+pub const CRASH: CrashPolicy = CrashPolicy {
+    machine: EM_X86_64,
+    skip_low_1m: true,
+    dump_driver_managed: true,
+    kernel_text: true,
+    placement: CrashPlacement::Highest,
+};
+
+fn page_round(n: u64) -> u64 {
+    align_up(n.max(1), PAGE).unwrap_or(u64::MAX)
+}
+
+/// The purgatory's console from the kernel command line: the last
+/// `console=ttyS<N>` (N < 4, the PC COM ports) or `earlycon=uart[8250],io,<port>`.
+pub fn console_from_cmdline(cmdline: &str) -> Option<ConsoleDesc> {
+    let io = |base| ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base };
+    let mut found = None;
+    for tok in cmdline.split_whitespace() {
+        if let Some(tty) = tok.strip_prefix("console=ttyS") {
+            let n: String = tty.chars().take_while(char::is_ascii_digit).collect();
+            if let Some(port) = n.parse::<usize>().ok().and_then(|n| PC_COM_PORTS.get(n)) {
+                found = Some(io(*port));
+            }
+        } else if let Some(spec) = tok.strip_prefix("earlycon=") {
+            let mut f = spec.split(',');
+            if let (Some("uart" | "uart8250"), Some("io"), Some(port)) = (f.next(), f.next(), f.next()) {
+                let port = port.trim_start_matches("0x");
+                // An I/O port is 16 bits.
+                if let Some(p) = u64::from_str_radix(port, 16).ok().filter(|p| *p <= 0xffff) {
+                    found = Some(io(p));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// boot.rst cmdline: the kernel's own kexec_file path prepends
+/// "elfcorehdr=0x<addr> " (kexec-bzimage64.c setup_cmdline): prepending
+/// keeps it ahead of a " -- " that hands the rest to init. The kernel
+/// parses it with memparse (kernel/crash_dump.c setup_elfcorehdr), so the
+/// hex form is fine.
+fn crash_cmdline(cmdline: &str, elfcorehdr: u64) -> String {
+    let c = cmdline.trim();
+    if c.is_empty() {
+        format!("elfcorehdr={elfcorehdr:#x}")
+    } else {
+        format!("elfcorehdr={elfcorehdr:#x} {c}")
+    }
+}
+
+/// The kernel segment's placement request, at `align`.
+fn kernel_buf(bz: &BzImage, source: &str, top: u64, order: Order, align: u64) -> KexecBuf {
+    // boot.rst 64-bit protocol: "the range with setup_header.init_size from
+    // start address of loaded kernel ... get ident mapping": the segment
+    // spans init_size (kexec's identity map covers the segments); the
+    // purgatory hashes only the payload.
+    let memsz = page_round(bz.init_size.max(bz.payload.len() as u64));
+    let buf = KexecBuf::new(SegmentKind::Kernel, bz.payload.clone(), source).memsz(memsz).order(order);
+    if !bz.relocatable {
+        // boot.rst pref_address: "A non-relocatable kernel will
+        // unconditionally move itself and to run at this address."
+        let end = bz.pref_address.saturating_add(memsz).min(top);
+        return buf.window(
+            Range::new(bz.pref_address, end),
+            format!(
+                "a non-relocatable kernel must run at pref_address {:#x} with init_size bytes free",
+                bz.pref_address
+            ),
+        );
+    }
+    // arch/x86/boot/compressed/head_64.S: a load address below
+    // LOAD_PHYSICAL_ADDR (= pref_address) is replaced by it, so nothing
+    // lower is safe; kexec-bzimage64.c uses the same floor.
+    let min = bz.pref_address.max(MIN_KERNEL_ADDR);
+    let below = if top == u64::MAX { "" } else { " below 4 GiB (no XLF_CAN_BE_LOADED_ABOVE_4G)" };
+    buf.align(align).window(
+        Range::new(min, top),
+        format!(
+            "needs init_size bytes at a kernel_alignment ({:#x}) aligned address >= pref_address {min:#x}{below} (boot.rst)",
+            bz.kernel_alignment
+        ),
+    )
+}
+
+/// Place an x86_64 kernel and build its zero page.
+pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
+    let ArchInput { req, sys, iomem, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes } =
+        input;
+    let Kernel::BzImage(bz) = &kernel.kernel else {
+        return Err(PlanError::Internal(format!("{} is not a bzImage", kernel.format)).into());
+    };
+    for (given, option) in [
+        (req.dtb.is_some(), "--dtb"),
+        (!req.dtb_set.is_empty(), "--dtb-set"),
+        (!req.dtb_delete.is_empty(), "--dtb-delete"),
+    ] {
+        if given {
+            return Err(LoadError::NotForArch {
+                option,
+                arch: kernel.arch,
+                why: "the kernel gets boot_params, not a DTB",
+            });
+        }
+    }
+    let source = format!("{kernel_source}, protocol {}.{:02}", bz.version >> 8, bz.version & 0xff);
+
+    // Without --append, the running kernel's command line (minus
+    // BOOT_IMAGE=, and crashkernel= for a capture kernel).
+    let crashing = crash.is_some();
+    let running = || sys.cmdline().map_err(LoadError::System);
+    let mut cmdline =
+        cmdline::resolve(&req.cmdline, running, || Ok(Some(cmdline::inherited(&running()?, crashing))), crashing)?
+            .unwrap_or_default();
+
+    let (e820, e820_source) = firmware::read_e820(&sys.sys_root, iomem)?;
+    notes.push(format!("e820: {} entries from {e820_source}", e820.len()));
+    let running_bp = firmware::read_running(&sys.sys_root);
+    if running_bp.acpi_rsdp_addr == 0 {
+        notes.push("ACPI RSDP unknown (no /sys/kernel/boot_params/data or /sys/firmware/efi/systab): acpi_rsdp_addr left 0, the kernel scans the BIOS areas".into());
+    }
+    let mut rng_seed = [0u8; bp::RNG_SEED_LEN];
+    if random_bytes(&mut rng_seed)? == EntropyQuality::Early {
+        notes.push("the entropy pool was not initialised yet: the SETUP_RNG_SEED comes from GRND_INSECURE (the purgatory mixes in RDRAND where the CPU has it)".into());
+    }
+
+    // boot.rst xloadflags XLF_CAN_BE_LOADED_ABOVE_4G: "kernel/boot_params/
+    // cmdline/ramdisk can be above 4G".
+    let above_4g = bz.can_load_above_4g();
+    let top = if above_4g { u64::MAX } else { GIB4 };
+    // Top-down for a normal load: the kernel can then usually allocate the
+    // destination pages directly, so relocate_kernel copies nothing at
+    // reboot (measured: ~0.3 s of the hand-off under TCG). Crash loads go
+    // into the reservation bottom-up, as kexec-tools does.
+    let order = if crashing { Order::BottomUp } else { Order::TopDown };
+    let mut layout = Layout::new(free);
+
+    // Kernel: kernel_alignment, else min_alignment (boot.rst 0x235: "the
+    // minimum alignment required, as opposed to preferred"), which the
+    // loader may then write into kernel_alignment.
+    let preferred = kernel_buf(bz, &source, top, order, bz.kernel_alignment.max(PAGE));
+    let min_align = 1u64.checked_shl(u32::from(bz.min_alignment)).unwrap_or(0);
+    let buf = if layout.find(&preferred).is_none()
+        && bz.relocatable
+        && bz.min_alignment > 0
+        && min_align >= PAGE
+        && min_align < bz.kernel_alignment
+    {
+        kernel_buf(bz, &source, top, order, min_align)
+    } else {
+        preferred
+    };
+    let align = buf.align;
+    let kr = layout.add(buf)?;
+    let mut setup_header = bz.setup_header.clone();
+    if bz.relocatable && align != bz.kernel_alignment {
+        // boot.rst kernel_alignment: "it is possible for the loader to
+        // modify this field to permit a lesser alignment" (head_64.S reads
+        // it from boot_params).
+        let at = 0x230 - HEADER_START;
+        if let Some(field) = setup_header.get_mut(at..at + 4) {
+            field.copy_from_slice(&(align as u32).to_le_bytes());
+        }
+        notes.push(format!("kernel placed at min_alignment {align:#x}, not the preferred {:#x}", bz.kernel_alignment));
+    }
+
+    // Initrd: >= 16 MiB, below initrd_addr_max unless the kernel takes
+    // ext_ramdisk_image (boot.rst initrd_addr_max: "The maximum address that
+    // may be occupied by the initial ramdisk/ramfs contents").
+    let mut initrd_range = None;
+    if let Some(i) = initrd {
+        let max = if above_4g { u64::MAX } else { u64::from(bz.initrd_addr_max).saturating_add(1) };
+        let len = i.data.len() as u64;
+        let r = layout.add(KexecBuf::new(SegmentKind::Initrd, i.data, i.source).order(order).window(
+            Range::new(MIN_INITRD_ADDR, max),
+            format!("must lie between 16 MiB and {max:#x} (initrd_addr_max / XLF_CAN_BE_LOADED_ABOVE_4G)"),
+        ))?;
+        initrd_range = Some(Range::new(r.start, r.start + len));
+    }
+
+    // Crash: the elfcorehdr, then the command line and e820 that name it.
+    let mut e820 = e820;
+    if let Some(c) = &crash {
+        let r = layout.add(
+            KexecBuf::new(SegmentKind::ElfCoreHdr, Blob::new(c.header.clone()), "generated elfcorehdr")
+                .memsz(c.memsz)
+                .excluded(c.excluded)
+                .window(Range::ALL, "must lie in the Crash kernel range"),
+        )?;
+        cmdline = crash_cmdline(&cmdline, r.start);
+        // arch/x86/kernel/crash.c crash_setup_memmap_entries.
+        e820 = bp::crash_e820(&e820, &c.ranges, &[r]);
+    }
+    // boot.rst cmdline_size: "The maximum size of the command line without
+    // the terminating zero."
+    if cmdline.len() > bz.cmdline_size as usize {
+        return Err(LoadError::CmdlineTooLong {
+            len: cmdline.len(),
+            max: bz.cmdline_size as usize,
+            rule: "the kernel's cmdline_size (bzImage 0x238)",
+        });
+    }
+
+    // Boot params + command line + setup_data: one segment, >= 0x3000,
+    // below 4 GiB where possible. Placed first, built for its address.
+    let bp_len = bp::layout(cmdline.len(), e820.len()).len;
+    let bp_buf = |window: Range| {
+        KexecBuf::new(
+            SegmentKind::BootParams,
+            Blob::new(vec![0; bp_len]),
+            format!("boot_params + command line ({} bytes)", cmdline.len()),
+        )
+        .window(window, "needs RAM at or above 0x3000 (below 4 GiB without XLF_CAN_BE_LOADED_ABOVE_4G)")
+    };
+    let low = bp_buf(Range::new(MIN_LOW_ADDR, GIB4));
+    let bp_r = match layout.find(&low) {
+        Some(_) => layout.add(low)?,
+        None => layout.add(bp_buf(Range::new(MIN_LOW_ADDR, top)))?,
+    };
+    let zero_page = bp::build(
+        &BootParamsInput {
+            setup_header: &setup_header,
+            can_load_above_4g: above_4g,
+            cmdline: &cmdline,
+            initrd: initrd_range,
+            e820: &e820,
+            acpi_rsdp_addr: running_bp.acpi_rsdp_addr,
+            screen_info: running_bp.screen_info,
+            rng_seed,
+        },
+        bp_r.start,
+    )?;
+    let bp_index = layout.segments().len() - 1;
+    layout.set_data(bp_index, Blob::new(zero_page))?;
+
+    params.flags |= PARAM_FLAG_REFRESH_SEEDS;
+    if let (false, Some(c)) = (console_given, console_from_cmdline(&cmdline)) {
+        params.console = c;
+    }
+    // boot.rst "64-bit Boot Protocol": entry = load address + 0x200.
+    Ok(ArchLayout {
+        layout,
+        kernel_entry: kr.start + ENTRY_64_OFFSET,
+        boot_data: BootData { kind: SegmentKind::BootParams, addr: bp_r.start },
+        cmdline,
+        params,
+        // It runs on relocate_kernel's identity map, which covers all RAM;
+        // kexec-tools keeps it low.
+        purgatory: vec![
+            PurgatoryWindow { window: Range::new(MIN_LOW_ADDR, GIB4), order: Order::BottomUp, rule: "below 4 GiB" },
+            PurgatoryWindow {
+                window: Range::new(MIN_LOW_ADDR, u64::MAX),
+                order: Order::BottomUp,
+                rule: "needs 4 KiB aligned RAM at or above 0x3000",
+            },
+        ],
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bytes::{le32, le64};
+    use crate::image::bzimage::tests::sample;
+    use crate::plan::Plan;
+    use crate::request::{CmdlineChoice, CrashOptions, Request};
+    use crate::testing::Tree;
+
+    const IOMEM: &str = "\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+000f0000-000fffff : Reserved
+00100000-7ffeffff : System RAM
+  01000000-01ffffff : Kernel code
+7fff0000-7fffffff : ACPI Tables
+100000000-17fffffff : System RAM
+";
+
+    fn tree(name: &str, iomem: &str) -> Tree {
+        let t = Tree::new(name);
+        t.iomem(iomem).cmdline("BOOT_IMAGE=/vmlinuz console=ttyS0,115200 root=/dev/vda crashkernel=256M");
+        t
+    }
+
+    fn plan_with(t: &Tree, kernel: Vec<u8>, edit: impl FnOnce(&mut Request)) -> Result<Plan, LoadError> {
+        let mut req = Request::new(t.write("vmlinuz", kernel));
+        edit(&mut req);
+        crate::planner::plan(&req, &t.sys())
+    }
+
+    fn kinds(p: &Plan) -> Vec<&'static str> {
+        p.segments.iter().map(|s| s.kind_name()).collect()
+    }
+
+    /// (cmdline, e820 entries) of a zero page loaded at `base`.
+    fn zero_page(z: &[u8], base: u64) -> (String, Vec<(u64, u64, u32)>) {
+        let cmd = (u64::from(le32(z, 0x228).unwrap()) - base) as usize;
+        let end = cmd + z[cmd..].iter().position(|&b| b == 0).unwrap();
+        let n = z[0x1e8] as usize;
+        let e820 = (0..n)
+            .map(|i| {
+                (le64(z, 0x2d0 + i * 20).unwrap(), le64(z, 0x2d8 + i * 20).unwrap(), le32(z, 0x2e0 + i * 20).unwrap())
+            })
+            .collect();
+        (String::from_utf8(z[cmd..end].to_vec()).unwrap(), e820)
+    }
+
+    #[test]
+    fn layout_follows_the_64bit_boot_protocol() {
+        let t = tree("x86-layout", IOMEM);
+        let initrd = t.write("initrd", vec![0x11u8; 70_000]);
+        let p = plan_with(&t, sample(300_000), |r| r.initrds.push(initrd.clone())).unwrap();
+        assert_eq!(kinds(&p), ["kernel", "initrd", "boot-params", "purgatory"]);
+        let (k, i, b, pg) = (&p.segments[0], &p.segments[1], &p.segments[2], &p.segments[3]);
+        // Top-down at a kernel_alignment boundary >= pref_address; the
+        // segment spans init_size, the digest only the payload.
+        assert_eq!(k.mem % 0x20_0000, 0);
+        assert!(k.mem + k.memsz <= 0x1_8000_0000 && k.mem + k.memsz > 0x1_8000_0000 - 0x20_0000, "highest fit: {k:?}");
+        assert_eq!((k.memsz, k.digest_len), (0x300_0000, 300_000u64.next_multiple_of(4096)));
+        assert_eq!(p.kernel_entry, k.mem + 0x200);
+        assert!(i.mem >= 0x100_0000);
+        // boot_params and the purgatory low, at >= 0x3000.
+        assert!(b.mem >= 0x3000 && b.mem < 0x1_0000_0000, "{b:?}");
+        assert!(pg.mem >= 0x3000 && pg.mem + pg.memsz <= 0x1_0000_0000);
+        assert_eq!(p.boot_data, BootData { kind: SegmentKind::BootParams, addr: b.mem });
+        let z = &b.data;
+        // ramdisk_image with ext_ramdisk_image as its high half.
+        assert_eq!(u64::from(le32(z, 0x218).unwrap()) | u64::from(le32(z, 0x0c0).unwrap()) << 32, i.mem);
+        assert_eq!(le32(z, 0x21c), Some(70_000));
+        let (cmd, e820) = zero_page(z, b.mem);
+        assert_eq!(cmd, "console=ttyS0,115200 root=/dev/vda crashkernel=256M", "BOOT_IMAGE dropped");
+        assert_eq!(p.cmdline, cmd);
+        assert_eq!(e820.len(), 6, "every e820 entry of /proc/iomem");
+        assert_eq!(p.params.console.base, 0x3f8, "console=ttyS0");
+        assert_eq!(p.params.flags, PARAM_FLAG_REFRESH_SEEDS);
+    }
+
+    #[test]
+    fn min_alignment_is_used_when_kernel_alignment_cannot_be_met() {
+        // Only 3 MiB + 4 KiB holes at 4 KiB offsets above pref_address: the
+        // 2 MiB preference cannot be met, min_alignment (2^12) can, and the
+        // header says so.
+        let t = tree(
+            "x86-minalign",
+            "00003000-0008ffff : System RAM\n00100000-00ffffff : System RAM\n01001000-01401fff : System RAM\n",
+        );
+        let mut f = sample(1000);
+        f[0x235] = 12;
+        f[0x260..0x264].copy_from_slice(&0x30_0000u32.to_le_bytes());
+        let p = plan_with(&t, f, |_| {}).unwrap();
+        assert_eq!(p.segments[0].mem, 0x110_2000, "highest 4 KiB aligned fit");
+        assert_eq!(le32(&p.segments[1].data, 0x230), Some(0x1000));
+        assert!(p.notes.iter().any(|n| n.contains("min_alignment")), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn non_relocatable_kernels_run_at_pref_address_or_not_at_all() {
+        let mut f = sample(1000);
+        f[0x234] = 0;
+        let p = plan_with(&tree("x86-nonreloc", IOMEM), f.clone(), |_| {}).unwrap();
+        assert_eq!(p.segments[0].mem, 0x100_0000);
+        let holed = IOMEM.replace(
+            "00100000-7ffeffff : System RAM\n",
+            "00100000-7ffeffff : System RAM\n  02000000-02000fff : reserved\n",
+        );
+        let err = plan_with(&tree("x86-nonreloc2", &holed), f, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("non-relocatable kernel must run at pref_address 0x1000000"), "{err}");
+    }
+
+    #[test]
+    fn without_the_above_4g_flag_everything_stays_low() {
+        let mut f = sample(1000);
+        f[0x236] = 1; // XLF_KERNEL_64 only
+        f[0x22c..0x230].copy_from_slice(&0x37ff_ffffu32.to_le_bytes());
+        let t = tree("x86-low", IOMEM);
+        let initrd = t.write("initrd", [1u8; 100]);
+        let p = plan_with(&t, f.clone(), |r| r.initrds.push(initrd.clone())).unwrap();
+        for s in &p.segments {
+            assert!(s.mem + s.memsz <= 0x8000_0000, "{s:?}");
+        }
+        assert!(p.segments[1].mem + p.segments[1].memsz <= 0x3800_0000, "initrd below initrd_addr_max");
+        let t = tree("x86-high", "00001000-0009fbff : System RAM\n100000000-1ffffffff : System RAM\n");
+        let err = plan_with(&t, f, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("below 4 GiB (no XLF_CAN_BE_LOADED_ABOVE_4G)"), "{err}");
+    }
+
+    #[test]
+    fn command_line_longer_than_cmdline_size_is_refused() {
+        let t = tree("x86-cmdline", IOMEM);
+        let err = plan_with(&t, sample(1000), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the command line is 2048 bytes; the kernel's cmdline_size (bzImage 0x238) allows 2047"
+        );
+    }
+
+    #[test]
+    fn dtb_options_mean_nothing_here() {
+        let t = tree("x86-dtb", IOMEM);
+        let dtb = t.write("x.dtb", [0u8; 64]);
+        let err = plan_with(&t, sample(1000), |r| r.dtb = Some(dtb.clone())).unwrap_err();
+        assert_eq!(err.to_string(), "--dtb has no meaning on x86_64: the kernel gets boot_params, not a DTB");
+        let err = plan_with(&t, sample(1000), |r| r.dtb_delete.push("/a/b".into())).unwrap_err();
+        assert!(err.to_string().starts_with("--dtb-delete has no meaning"), "{err}");
+    }
+
+    #[test]
+    fn crash_layout_names_the_elfcorehdr_and_restricts_e820() {
+        let t = tree(
+            "x86-crash",
+            "00001000-0009fbff : System RAM\n00100000-7ffeffff : System RAM\n  6b000000-7affffff : Crash kernel\n7fff0000-7fffffff : ACPI Tables\n",
+        );
+        t.crash_notes(2);
+        let initrd = t.write("initrd", [1u8; 100]);
+        let p = plan_with(&t, sample(4096), |r| {
+            r.initrds.push(initrd.clone());
+            r.crash = Some(CrashOptions { hotplug: false, exclude: true });
+            r.cmdline = CmdlineChoice::Reuse("-- single".into());
+        })
+        .unwrap();
+        assert_eq!(kinds(&p), ["kernel", "initrd", "elfcorehdr", "boot-params", "purgatory"]);
+        let crash = Range::new(0x6b00_0000, 0x7b00_0000);
+        for s in &p.segments {
+            assert!(crash.contains_range(&s.range()), "{s:?} outside the crash range");
+        }
+        let core = &p.segments[2];
+        // 2 CPU notes + vmcoreinfo + RAM: 0x100000-0x6affffff, 0x7b000000-0x7ffeffff.
+        assert_eq!(core.data.len(), 64 + 56 * 5);
+        assert_eq!(core.data[18], 62, "EM_X86_64");
+        assert_eq!(le64(&core.data, 64 + 56 * 3 + 24), Some(0x10_0000), "the low 1 MiB is not dumped");
+        let b = &p.segments[3];
+        let (cmd, e820) = zero_page(&b.data, b.mem);
+        assert_eq!(cmd, format!("elfcorehdr={:#x} console=ttyS0,115200 root=/dev/vda -- single", core.mem));
+        assert_eq!(
+            e820,
+            [
+                (0x1000, 0x9_ec00, 1),
+                (0x6b00_0000, core.mem - 0x6b00_0000, 1),
+                (core.mem + 0x1000, 0x7b00_0000 - core.mem - 0x1000, 1),
+                (0x7fff_0000, 0x1_0000, 3)
+            ]
+        );
+        assert_eq!(p.elfcorehdr.map(|c| c.pt_load), Some(2));
+        // --hotplug needs the kernel's crash_elfcorehdr_size.
+        let err =
+            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap_err();
+        assert!(err.to_string().contains("crash_elfcorehdr_size is missing"), "{err}");
+        t.write("sys/kernel/crash_elfcorehdr_size", "8192\n");
+        let p = plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap();
+        let core = p.segments.iter().find(|s| s.kind == Some(SegmentKind::ElfCoreHdr)).unwrap();
+        assert_eq!((core.memsz, core.excluded, p.hotplug), (page_round(64 + 8192), true, true));
+    }
+
+    #[test]
+    fn console_comes_from_the_command_line() {
+        let io = |base| Some(ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base });
+        assert_eq!(console_from_cmdline("quiet console=ttyS0,115200n8"), io(0x3f8));
+        assert_eq!(console_from_cmdline("console=ttyS0 console=ttyS1"), io(0x2f8), "the last wins");
+        assert_eq!(console_from_cmdline("earlycon=uart8250,io,0x2e8,115200"), io(0x2e8));
+        assert_eq!(console_from_cmdline("earlycon=uart8250,io,0x12345"), None, "ports are 16 bits");
+        assert_eq!(console_from_cmdline("console=tty0 console=ttyS7"), None);
+        assert_eq!(console_from_cmdline("console=hvc0"), None);
+    }
+}

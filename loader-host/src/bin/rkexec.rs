@@ -1,4 +1,0 @@
-//! `rkexec`: see `loader_host::cli`.
-fn main() -> std::process::ExitCode {
-    loader_host::cli::main()
-}

@@ -1,0 +1,167 @@
+//! kdump (`-p`): where a capture kernel may go (the "Crash kernel" ranges
+//! the running kernel reserved with crashkernel=) and the elfcorehdr that
+//! tells it what to dump (fs/proc/vmcore.c reads it). One procedure for
+//! every architecture; what differs is a [`CrashPolicy`] each arch module
+//! declares.
+
+pub mod elfcore;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::range::{FreeMap, Range};
+use crate::request::CrashOptions;
+use crate::system::crash_notes::{self, CrashNotesError};
+use crate::system::iomem::Iomem;
+use crate::system::{kcore, SystemSources};
+
+use self::elfcore::{CoreLayout, ElfCoreError};
+
+/// Which crash ranges receive the capture kernel's segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPlacement {
+    /// Any "Crash kernel" range.
+    AllRanges,
+    /// Only the highest one (x86: kernel/kexec_core.c
+    /// sanity_check_segment_list accepts only crashk_res for KEXEC_ON_CRASH;
+    /// a crashkernel=,low range is crashk_low_res).
+    Highest,
+}
+
+/// How an architecture's kernel builds its own elfcorehdr, which ours
+/// follows (kernel/crash_core.c crash_prepare_elf64_headers and the arch's
+/// crash.c).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrashPolicy {
+    /// ELF e_machine.
+    pub machine: u16,
+    /// x86: the low 1 MiB is not dumped ("always reserved",
+    /// arch/x86/kernel/crash.c elf_header_exclude_ranges).
+    pub skip_low_1m: bool,
+    /// x86: driver-managed RAM is dumped too (walk_system_ram_res).
+    pub dump_driver_managed: bool,
+    /// x86: the kernel text mapping is the first PT_LOAD.
+    pub kernel_text: bool,
+    pub placement: CrashPlacement,
+}
+
+/// What a crash load needs from the running system.
+#[derive(Clone, Debug)]
+pub struct CrashSetup {
+    /// Where segments may go.
+    pub free: FreeMap,
+    /// Every "Crash kernel" range: the capture kernel's RAM.
+    pub ranges: Vec<Range>,
+    pub header: Vec<u8>,
+    /// Segment memsz: the header's size, or with crash hotplug the room the
+    /// kernel needs to rewrite it in place.
+    pub memsz: u64,
+    /// Crash hotplug rewrites it after load: structure-checked, not hashed.
+    pub excluded: bool,
+    pub hotplug: bool,
+    pub cpu_notes: usize,
+    pub pt_load: usize,
+    /// What the header describes, for the plan.
+    pub note: String,
+}
+
+/// Why a crash load cannot be prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrashError {
+    /// No crashkernel= reservation.
+    NoCrashKernel(PathBuf),
+    Notes(CrashNotesError),
+    ElfCore(ElfCoreError),
+    /// The kernel's hotplug size is smaller than the header we built.
+    TooSmall {
+        needed: u64,
+        available: u64,
+    },
+}
+
+impl fmt::Display for CrashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCrashKernel(p) => write!(
+                f,
+                "{}: no \"Crash kernel\" range: boot the running kernel with crashkernel=256M (or larger) to load a crash kernel",
+                p.display()
+            ),
+            Self::Notes(e) => write!(f, "{e}"),
+            Self::ElfCore(e) => write!(f, "{e}"),
+            Self::TooSmall { needed, available } => write!(
+                f,
+                "elfcorehdr needs {needed} bytes but the kernel sized it at {available} (/sys/kernel/crash_elfcorehdr_size)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CrashError {}
+
+/// The crash ranges, the placement memory and the elfcorehdr.
+pub fn prepare(
+    sys: &SystemSources,
+    iomem: &Iomem,
+    policy: &CrashPolicy,
+    opts: CrashOptions,
+) -> Result<CrashSetup, CrashError> {
+    let ranges = iomem.crash_kernel();
+    let Some(highest) = ranges.iter().max_by_key(|r| r.start).copied() else {
+        return Err(CrashError::NoCrashKernel(sys.iomem_path()));
+    };
+    let mut free = iomem.crash_usable();
+    if policy.placement == CrashPlacement::Highest {
+        free.clip(highest);
+    }
+    // What to dump: RAM minus the crash ranges (and per policy).
+    let mut ram = iomem.system_ram();
+    if policy.dump_driver_managed {
+        ram.extend(iomem.driver_managed_ram());
+    }
+    let mut ram = FreeMap::new(ram);
+    if policy.skip_low_1m {
+        ram.remove(Range::new(0, 1 << 20));
+    }
+    for r in &ranges {
+        ram.remove(*r);
+    }
+    let ram = ram.ranges().to_vec();
+    let kcore_path = sys.kcore_path();
+    let layout = CoreLayout {
+        machine: policy.machine,
+        cpu_notes: crash_notes::read_cpu_notes(&sys.sys_root).map_err(CrashError::Notes)?,
+        vmcoreinfo: crash_notes::read_vmcoreinfo(&sys.sys_root).map_err(CrashError::Notes)?,
+        virt_offset: ram.first().and_then(|r| kcore::linear_offset(&kcore_path, r.start)),
+        ram,
+        kernel_text: if policy.kernel_text { kcore::kernel_text(&kcore_path) } else { None },
+    };
+    let header = layout.build().map_err(CrashError::ElfCore)?;
+    let memsz = if opts.hotplug {
+        let room = crash_notes::hotplug_elfcorehdr_size(&sys.sys_root).map_err(CrashError::Notes)?;
+        if room < header.len() as u64 {
+            return Err(CrashError::TooSmall { needed: header.len() as u64, available: room });
+        }
+        room
+    } else {
+        header.len() as u64
+    };
+    let note = format!(
+        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus {}the Crash kernel ranges)",
+        layout.cpu_notes.len(),
+        layout.loads(),
+        if layout.kernel_text.is_some() { "kernel text, " } else { "" },
+        if policy.skip_low_1m { "the low 1 MiB and " } else { "" },
+    );
+    Ok(CrashSetup {
+        free,
+        ranges,
+        header,
+        memsz,
+        excluded: opts.hotplug && opts.exclude,
+        hotplug: opts.hotplug,
+        cpu_notes: layout.cpu_notes.len(),
+        pt_load: layout.loads(),
+        note,
+    })
+}

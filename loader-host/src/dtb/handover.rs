@@ -1,0 +1,230 @@
+//! The DTB handed to the new kernel: facts read from the source DTB
+//! (PSCI conduit, console, reservations, old initrd) and the edits applied
+//! to it (command line, initrd, seeds, crash properties, user edits).
+//! Built on `dtb_edit::DtbEditor`.
+
+use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_PL011};
+
+use super::edit::{DtbEditError, DtbEditor, PsciMethod, DEFAULT_PADDING};
+use crate::range::Range;
+
+/// What the loader learns from the source DTB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DtbFacts {
+    /// "hvc" or "smc" from /psci.
+    pub psci_method: Option<String>,
+    /// The UART /chosen/stdout-path names, if the purgatory can drive it.
+    pub console: Option<ConsoleDesc>,
+    /// /memreserve/ entries other than the old initrd's.
+    pub reserved: Vec<Range>,
+    pub old_initrd: Option<Range>,
+}
+
+/// Edits to make.
+#[derive(Debug, Clone, Default)]
+pub struct DtbEdits {
+    /// New bootargs; None keeps the source DTB's.
+    pub bootargs: Option<String>,
+    /// The new initrd; None deletes linux,initrd-start/end.
+    pub initrd: Option<Range>,
+    pub kaslr_seed: Option<[u8; 8]>,
+    pub rng_seed: Option<[u8; 64]>,
+    /// Drop linux,elfcorehdr / linux,usable-memory-range / IMA buffer.
+    pub remove_crash_properties: bool,
+    /// kdump: `linux,usable-memory-range` (root cells encoding).
+    pub usable_memory: Option<Vec<Range>>,
+    /// kdump: `linux,elfcorehdr`.
+    pub elfcorehdr: Option<Range>,
+    /// `--dtb-set /path/prop=value` (string values).
+    pub set_strings: Vec<(String, String)>,
+    /// `--dtb-delete /path/prop`.
+    pub delete: Vec<String>,
+}
+
+/// Split "/a/b/prop" into ("/a/b", "prop").
+pub fn split_property_path(full: &str) -> Option<(String, String)> {
+    let (node, prop) = full.rsplit_once('/')?;
+    if prop.is_empty() || !full.starts_with('/') {
+        return None;
+    }
+    Some((if node.is_empty() { "/".to_string() } else { node.to_string() }, prop.to_string()))
+}
+
+fn console_for(ed: &DtbEditor) -> Result<Option<ConsoleDesc>, DtbEditError> {
+    // Documentation/devicetree/bindings/chosen.txt: stdout-path is a node
+    // path or an alias, optionally followed by ":options".
+    let Some(sp) = ed.string_property("/chosen", "stdout-path")? else { return Ok(None) };
+    let target = sp.split(':').next().unwrap_or_default().to_string();
+    let path = if target.starts_with('/') {
+        target
+    } else {
+        match ed.string_property("/aliases", &target)? {
+            Some(p) => p,
+            None => return Ok(None),
+        }
+    };
+    let Some(compat) = ed.property(&path, "compatible")? else { return Ok(None) };
+    let compat: Vec<&str> = compat.split(|b| *b == 0).filter_map(|s| std::str::from_utf8(s).ok()).collect();
+    let Some(base) = ed.reg_base(&path)? else { return Ok(None) };
+    let cell = |name: &str| -> Result<Option<u32>, DtbEditError> {
+        Ok(ed.property(&path, name)?.and_then(|v| <[u8; 4]>::try_from(v).ok()).map(u32::from_be_bytes))
+    };
+    if compat.contains(&"arm,pl011") {
+        return Ok(Some(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base }));
+    }
+    let is_8250 = compat.iter().any(|c| matches!(*c, "ns16550a" | "ns16550" | "snps,dw-apb-uart" | "ns8250"));
+    if is_8250 && cell("reg-shift")? == Some(2) && cell("reg-io-width")? == Some(4) {
+        return Ok(Some(ConsoleDesc { kind: CONSOLE_8250_MMIO32, reserved: 0, base }));
+    }
+    Ok(None)
+}
+
+/// Read the facts the loader needs from the source DTB.
+pub fn facts(blob: &[u8]) -> Result<DtbFacts, DtbEditError> {
+    let ed = DtbEditor::from_blob(blob)?;
+    let old_initrd = ed.initrd()?;
+    let reserved = ed.memreserve().into_iter().filter(|r| Some(*r) != old_initrd).collect();
+    Ok(DtbFacts {
+        psci_method: ed.psci_method()?.map(|m| match m {
+            PsciMethod::Hvc => "hvc".to_string(),
+            PsciMethod::Smc => "smc".to_string(),
+        }),
+        console: console_for(&ed)?,
+        reserved,
+        old_initrd,
+    })
+}
+
+/// The source DTB's /chosen/bootargs, if readable.
+pub fn bootargs(blob: &[u8]) -> Option<String> {
+    DtbEditor::from_blob(blob).ok()?.bootargs().ok().flatten()
+}
+
+fn encode_cells(v: u64, cells: u32, out: &mut Vec<u8>) {
+    if cells == 2 {
+        out.extend_from_slice(&v.to_be_bytes());
+    } else {
+        out.extend_from_slice(&(v as u32).to_be_bytes());
+    }
+}
+
+/// Apply `edits` and serialise (with padding, so the blob can still be
+/// patched in place).
+pub fn apply(blob: &[u8], edits: &DtbEdits) -> Result<Vec<u8>, DtbEditError> {
+    let mut ed = DtbEditor::from_blob(blob)?;
+    if let Some(args) = &edits.bootargs {
+        ed.set_bootargs(args)?;
+    }
+    if let Some(old) = ed.initrd()? {
+        // The old initrd's reservation would pin memory the new kernel owns.
+        ed.drop_initrd_memreserve(old, 4096);
+    }
+    ed.set_initrd(edits.initrd)?;
+    if edits.remove_crash_properties {
+        ed.remove_stale_kexec_properties()?;
+    }
+    if let (Some(k), Some(r)) = (&edits.kaslr_seed, &edits.rng_seed) {
+        ed.set_seeds(k, r)?;
+    }
+    let cells = ed.root_cells()?;
+    // Documentation/devicetree/bindings/chosen.txt: linux,elfcorehdr and
+    // linux,usable-memory-range are <address size> pairs in root cells.
+    if let Some(r) = edits.elfcorehdr {
+        let mut v = Vec::new();
+        encode_cells(r.start, cells.address, &mut v);
+        encode_cells(r.len(), cells.size, &mut v);
+        ed.set_property("/chosen", "linux,elfcorehdr", &v)?;
+    }
+    if let Some(ranges) = &edits.usable_memory {
+        let mut v = Vec::new();
+        for r in ranges {
+            encode_cells(r.start, cells.address, &mut v);
+            encode_cells(r.len(), cells.size, &mut v);
+        }
+        ed.set_property("/chosen", "linux,usable-memory-range", &v)?;
+    }
+    for (path, value) in &edits.set_strings {
+        let (node, prop) = split_property_path(path).ok_or_else(|| DtbEditError::BadPath { path: path.clone() })?;
+        let mut v = value.as_bytes().to_vec();
+        v.push(0);
+        ed.set_property(&node, &prop, &v)?;
+    }
+    for path in &edits.delete {
+        let (node, prop) = split_property_path(path).ok_or_else(|| DtbEditError::BadPath { path: path.clone() })?;
+        ed.delete_property(&node, &prop)?;
+    }
+    ed.to_blob(DEFAULT_PADDING)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qemu_like_dtb() -> Vec<u8> {
+        crate::testing::qemu_virt_dtb_with(
+            "console=ttyAMA0 old",
+            &[(0x4800_0000, 0x10_0000)],
+            &[("linux,initrd-start", 0x4800_0000), ("linux,initrd-end", 0x4810_0000), ("linux,elfcorehdr", 0x1234)],
+        )
+    }
+
+    #[test]
+    fn facts_from_a_qemu_virt_like_tree() {
+        let f = facts(&qemu_like_dtb()).unwrap();
+        assert_eq!(f.psci_method.as_deref(), Some("hvc"));
+        assert_eq!(f.console, Some(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x900_0000 }));
+        assert_eq!(f.old_initrd, Some(Range::new(0x4800_0000, 0x4810_0000)));
+        assert!(f.reserved.is_empty(), "the old initrd's memreserve is not a reservation to honour");
+    }
+
+    #[test]
+    fn edits_land_and_the_purgatory_finds_its_placeholders() {
+        let edits = DtbEdits {
+            bootargs: Some("console=ttyAMA0 new".into()),
+            initrd: Some(Range::new(0x4400_0000, 0x4400_1234)),
+            kaslr_seed: Some([7; 8]),
+            rng_seed: Some([9; 64]),
+            remove_crash_properties: true,
+            set_strings: vec![("/chosen/stdout-path".into(), "serial0".into())],
+            delete: vec!["/psci/method".into()],
+            ..Default::default()
+        };
+        let out = apply(&qemu_like_dtb(), &edits).unwrap();
+        let fdt = fdt::Fdt::new(&out).unwrap();
+        let chosen = fdt.find_node("/chosen").unwrap();
+        assert_eq!(chosen.property("bootargs").unwrap().as_str(), Some("console=ttyAMA0 new"));
+        assert_eq!(chosen.property("linux,initrd-start").unwrap().as_usize(), Some(0x4400_0000));
+        assert_eq!(chosen.property("linux,initrd-end").unwrap().as_usize(), Some(0x4400_1234));
+        assert!(chosen.property("linux,elfcorehdr").is_none());
+        assert_eq!(chosen.property("stdout-path").unwrap().as_str(), Some("serial0"));
+        assert!(fdt.find_node("/psci").unwrap().property("method").is_none());
+        assert_eq!(fdt.memory_reservations().count(), 0, "old initrd reservation dropped");
+        let spans = kexec_purgatory::fdt_patch::find_seed_spans(&out).unwrap();
+        assert_eq!(spans[0].unwrap().len, 8);
+        assert_eq!(spans[1].unwrap().len, 64);
+    }
+
+    #[test]
+    fn kdump_properties_use_root_cells() {
+        let edits = DtbEdits {
+            elfcorehdr: Some(Range::new(0x7f00_0000, 0x7f01_0000)),
+            usable_memory: Some(vec![Range::new(0x6000_0000, 0x7000_0000)]),
+            ..Default::default()
+        };
+        let out = apply(&qemu_like_dtb(), &edits).unwrap();
+        let fdt = fdt::Fdt::new(&out).unwrap();
+        let chosen = fdt.find_node("/chosen").unwrap();
+        let v = chosen.property("linux,elfcorehdr").unwrap().value;
+        assert_eq!(v, [0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(chosen.property("linux,usable-memory-range").unwrap().value.len(), 16);
+        assert!(chosen.property("linux,initrd-start").is_none(), "no initrd: properties deleted");
+    }
+
+    #[test]
+    fn property_paths() {
+        assert_eq!(split_property_path("/chosen/stdout-path"), Some(("/chosen".into(), "stdout-path".into())));
+        assert_eq!(split_property_path("/model"), Some(("/".into(), "model".into())));
+        assert_eq!(split_property_path("chosen/x"), None);
+        assert_eq!(split_property_path("/chosen/"), None);
+    }
+}

@@ -1,0 +1,9 @@
+//! Device tree blobs handed to the next kernel (arm64 today, riscv64 next):
+//! `edit` parses, edits and serialises a blob (dtoolkit, with `lenient` for
+//! blobs whose names break the spec), `handover` knows which facts the
+//! loader reads and which edits a kexec'd kernel needs.
+
+pub mod edit;
+pub mod handover;
+mod lenient;
+pub mod structure;

@@ -1,0 +1,255 @@
+//! Kernel image formats. Each format is one module implementing
+//! [`KernelFormat`] (probe the file, parse it into a [`KernelImage`] for its
+//! architecture), registered in [`FORMATS`] — the way kexec-tools'
+//! `file_type[]`, the kernel's `kexec_file_loaders[]` and rust-vmm
+//! linux-loader's `KernelLoader` do it. Adding a format is one module plus
+//! one line in the table.
+
+pub mod arm64_image;
+pub mod bzimage;
+pub mod decompress;
+pub mod zboot;
+
+use std::fmt;
+
+use crate::arch::Arch;
+use crate::input::Blob;
+
+use self::arm64_image::HeaderError;
+use self::bzimage::{BzImage, BzImageError};
+use self::decompress::DecompressError;
+use self::zboot::ZbootError;
+
+/// What the running system tells a parser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// The running kernel's page size (an arm64 Image built for another
+    /// page size is refused).
+    pub page_size: u64,
+}
+
+impl Host {
+    /// This machine: sysconf(_SC_PAGESIZE), 4 KiB if that fails.
+    pub fn current() -> Host {
+        // SAFETY: sysconf has no preconditions.
+        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Host { page_size: u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096) }
+    }
+}
+
+/// A kernel loaded at an aligned base plus `text_offset` (arm64 booting.rst
+/// §4 "Call the kernel image").
+#[derive(Clone, Debug)]
+pub struct ImageKernel {
+    /// The raw (decompressed) Image.
+    pub data: Blob,
+    pub text_offset: u64,
+    /// Bytes from the load address the kernel occupies, bss included (never
+    /// less than the file).
+    pub mem_size: u64,
+    /// Header flags bit 3: anywhere in RAM, else as low as possible.
+    pub anywhere: bool,
+    /// The header had no image_size (pre-3.17): `mem_size` is an estimate.
+    pub size_estimated: bool,
+}
+
+/// The loadable kernel inside the file, by boot protocol.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// arm64 Image (booting.rst).
+    Image(ImageKernel),
+    /// x86 bzImage (boot.rst 64-bit boot protocol).
+    BzImage(BzImage),
+}
+
+/// A parsed kernel file.
+#[derive(Clone, Debug)]
+pub struct KernelImage {
+    pub arch: Arch,
+    /// The format that recognised the file, e.g. "Image.gz".
+    pub format: &'static str,
+    pub kernel: Kernel,
+}
+
+/// Why a file is not a kernel this loader can boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageError {
+    /// No format recognised the file.
+    Unknown {
+        magic: String,
+    },
+    /// `-t NAME` names no format.
+    UnknownType {
+        name: String,
+    },
+    /// `-t NAME` names a format that does not recognise the file.
+    NotOfType {
+        name: &'static str,
+    },
+    Arm64(HeaderError),
+    BzImage(BzImageError),
+    Zboot(ZbootError),
+    Decompress(DecompressError),
+    /// A compressed or wrapped kernel whose payload is not one.
+    Payload {
+        format: &'static str,
+        inner: Box<ImageError>,
+    },
+}
+
+impl fmt::Display for ImageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unknown { magic } => write!(
+                f,
+                "not a kernel this loader knows (starts with {magic}; formats: {})",
+                FORMATS.iter().map(|x| x.describe()).collect::<Vec<_>>().join(", ")
+            ),
+            Self::UnknownType { name } => write!(
+                f,
+                "--type {name}: no such kernel type (known: {})",
+                FORMATS.iter().flat_map(|x| x.names().iter().copied()).collect::<Vec<_>>().join(", ")
+            ),
+            Self::NotOfType { name } => write!(f, "--type {name}: the file is not of that type"),
+            Self::Arm64(e) => write!(f, "{e}"),
+            Self::BzImage(e) => write!(f, "{e}"),
+            Self::Zboot(e) => write!(f, "{e}"),
+            Self::Decompress(e) => write!(f, "{e}"),
+            Self::Payload { format, inner } => write!(f, "{format} payload: {inner}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+/// One kernel file format.
+pub trait KernelFormat: Sync {
+    /// Names accepted by `-t/--type`, the first being the one shown.
+    fn names(&self) -> &'static [&'static str];
+    /// What it looks for, for messages: `Image ("ARM\x64" at 0x38)`.
+    fn describe(&self) -> &'static str;
+    /// A cheap look at the file's magic numbers.
+    fn probe(&self, file: &[u8]) -> bool;
+    /// The architecture a file of this format is for, from its first
+    /// bytes when they say (None: only parsing tells).
+    fn arch_hint(&self, head: &[u8]) -> Option<Arch>;
+    /// Check and unpack the file.
+    fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError>;
+}
+
+/// Every format, in probe order: zboot before Image (both start with "MZ";
+/// only zboot has "zimg" at 4).
+pub static FORMATS: &[&dyn KernelFormat] =
+    &[&zboot::Zboot, &bzimage::BzImageFormat, &arm64_image::Arm64Image, &decompress::ImageGz];
+
+/// Find the format of `file` (or use the one `-t` names) and parse it.
+pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelImage, ImageError> {
+    if let Some(name) = kernel_type {
+        let wanted = name.to_ascii_lowercase();
+        let format = FORMATS
+            .iter()
+            .find(|f| f.names().iter().any(|n| n.eq_ignore_ascii_case(&wanted)))
+            .ok_or_else(|| ImageError::UnknownType { name: name.to_string() })?;
+        if !format.probe(&file) {
+            return Err(ImageError::NotOfType { name: format.names()[0] });
+        }
+        return format.parse(file, host);
+    }
+    match FORMATS.iter().find(|f| f.probe(&file)) {
+        Some(format) => format.parse(file, host),
+        None => Err(ImageError::Unknown { magic: crate::bytes::magic_hex(&file) }),
+    }
+}
+
+/// The architecture a kernel file is for, from its first bytes alone
+/// (None when no format recognises it or the format cannot tell yet).
+pub fn probe_arch(head: &[u8]) -> Option<Arch> {
+    FORMATS.iter().find(|f| f.probe(head)).and_then(|f| f.arch_hint(head))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::arm64_image::tests::image;
+    use crate::image::decompress::tests::{gzip, zstd};
+    use crate::image::zboot::tests::zboot;
+    use crate::image::zboot::MACHINE_ARM64;
+
+    const FLAGS_4K: u64 = 1 << 1;
+    const HOST: Host = Host { page_size: 4096 };
+
+    fn sample() -> Vec<u8> {
+        image(0, 0x40_0000, FLAGS_4K | 8, 300_000)
+    }
+
+    fn parse(bytes: Vec<u8>) -> Result<KernelImage, ImageError> {
+        load(Blob::new(bytes), None, HOST)
+    }
+
+    fn image_of(k: &KernelImage) -> &ImageKernel {
+        match &k.kernel {
+            Kernel::Image(i) => i,
+            other => panic!("not an Image: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_arm64_packaging_ends_as_the_raw_image() {
+        for (bytes, format) in [
+            (sample(), "Image"),
+            (gzip(&sample()), "Image.gz"),
+            (zboot("gzip", MACHINE_ARM64, &gzip(&sample())), "EFI zboot (gzip)"),
+            (zboot("zstd22", MACHINE_ARM64, &zstd(&sample())), "EFI zboot (zstd)"),
+        ] {
+            let k = parse(bytes).unwrap();
+            assert_eq!((k.arch, k.format), (Arch::Arm64, format));
+            let i = image_of(&k);
+            assert_eq!(&i.data[..], &sample()[..], "{format}");
+            assert_eq!((i.text_offset, i.mem_size, i.anywhere), (0, 0x40_0000, true));
+        }
+    }
+
+    #[test]
+    fn bzimage_is_x86() {
+        let k = parse(crate::image::bzimage::tests::sample(5000)).unwrap();
+        assert_eq!((k.arch, k.format), (Arch::X86_64, "bzImage"));
+    }
+
+    #[test]
+    fn unknown_files_name_their_magic_and_the_formats() {
+        let err = parse(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("not a kernel this loader knows (starts with 7f 45 4c 46"), "{msg}");
+        assert!(msg.contains("bzImage") && msg.contains("ARM\\x64"), "{msg}");
+        assert!(parse(Vec::new()).unwrap_err().to_string().contains("00 00 00 00"));
+    }
+
+    #[test]
+    fn type_option_selects_and_checks() {
+        let k = load(Blob::new(sample()), Some("image"), HOST).unwrap();
+        assert_eq!(k.format, "Image");
+        let err = load(Blob::new(sample()), Some("bzImage"), HOST).unwrap_err();
+        assert_eq!(err.to_string(), "--type bzImage: the file is not of that type");
+        let err = load(Blob::new(sample()), Some("uImage"), HOST).unwrap_err();
+        assert!(err.to_string().starts_with("--type uImage: no such kernel type (known: "), "{err}");
+    }
+
+    #[test]
+    fn payload_that_is_not_an_image_is_refused_with_context() {
+        let err = parse(gzip(b"just some text, long enough to exceed sixty-four bytes of header .....")).unwrap_err();
+        assert!(err.to_string().starts_with("Image.gz payload: arm64 Image header: magic at 0x38"), "{err}");
+        let err = parse(zboot("lzma", MACHINE_ARM64, b"\x5d\0\0")).unwrap_err();
+        assert!(err.to_string().contains("\"lzma\""), "{err}");
+    }
+
+    #[test]
+    fn page_size_is_checked_after_decompression() {
+        let err = load(Blob::new(gzip(&sample())), None, Host { page_size: 65536 }).unwrap_err();
+        assert!(err.to_string().contains("4K pages but the running kernel uses 64K"), "{err}");
+    }
+
+    #[test]
+    fn host_page_size_is_a_power_of_two() {
+        assert!(Host::current().page_size.is_power_of_two());
+    }
+}

@@ -1,0 +1,240 @@
+//! The files a user names (kernel, initrds, DTB): checked with `stat` before
+//! a byte is read (regular file, size within what can be placed), then read
+//! once into memory that the segments share ([`Blob`]), so that neither a
+//! bzImage's payload nor concatenated initrds are copied a second time.
+
+use std::fmt;
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes of a segment: a whole buffer or a slice of one, cheap to clone.
+#[derive(Clone)]
+pub struct Blob {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+    end: usize,
+}
+
+impl Blob {
+    /// The whole of `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        Blob { buf: Arc::new(bytes), start: 0, end }
+    }
+
+    /// `self[range]` without copying; None when it is not inside.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Blob> {
+        if range.start > range.end || range.end > self.len() {
+            return None;
+        }
+        Some(Blob { buf: Arc::clone(&self.buf), start: self.start + range.start, end: self.start + range.end })
+    }
+
+    /// `self[from..]` without copying (empty when `from` is past the end).
+    pub fn tail(&self, from: usize) -> Blob {
+        self.slice(from.min(self.len())..self.len()).unwrap_or_else(|| Blob::new(Vec::new()))
+    }
+}
+
+impl Deref for Blob {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+}
+
+impl fmt::Debug for Blob {
+    // Segments are megabytes: show the length only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Blob({} bytes)", self.len())
+    }
+}
+
+impl From<Vec<u8>> for Blob {
+    fn from(v: Vec<u8>) -> Self {
+        Blob::new(v)
+    }
+}
+
+/// An input file that cannot be used; every variant names the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputError {
+    /// open/stat/read failed.
+    Io { path: PathBuf, why: String },
+    /// A device, FIFO, directory...: only regular files are read (a
+    /// /dev/zero "kernel" would be read until memory runs out).
+    NotRegular { path: PathBuf, what: &'static str },
+    /// Larger than anything that could be placed.
+    TooLarge { path: PathBuf, size: u64, limit: u64, why: &'static str },
+    /// Together, the files are larger than the limit.
+    TooLargeTogether { what: &'static str, size: u64, limit: u64, why: &'static str },
+    /// The file changed size while it was read.
+    Changed { path: PathBuf },
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io { path, why } => write!(f, "{}: {why}", path.display()),
+            Self::NotRegular { path, what } => {
+                write!(f, "{}: is a {what}, not a regular file (only files are loaded)", path.display())
+            }
+            Self::TooLarge { path, size, limit, why } => {
+                write!(f, "{}: {size} bytes is more than the {limit} bytes {why}", path.display())
+            }
+            Self::TooLargeTogether { what, size, limit, why } => {
+                write!(f, "the {what} are {size} bytes together, more than the {limit} bytes {why}")
+            }
+            Self::Changed { path } => write!(f, "{}: the file changed size while it was read", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// A file's size after checking it is a regular file.
+pub fn regular_size(path: &Path) -> Result<u64, InputError> {
+    let io = |e: std::io::Error| InputError::Io { path: path.to_path_buf(), why: e.to_string() };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if ft.is_dir() {
+            "directory"
+        } else if ft.is_char_device() {
+            "character device"
+        } else if ft.is_block_device() {
+            "block device"
+        } else if ft.is_fifo() {
+            "FIFO"
+        } else if ft.is_socket() {
+            "socket"
+        } else {
+            "special file"
+        };
+        return Err(InputError::NotRegular { path: path.to_path_buf(), what });
+    }
+    Ok(meta.len())
+}
+
+/// Read `path` (a regular file of at most `limit` bytes, checked before
+/// reading; `why` says where the limit comes from) into `out`.
+fn read_into(path: &Path, size: u64, out: &mut Vec<u8>) -> Result<(), InputError> {
+    let io = |e: std::io::Error| InputError::Io { path: path.to_path_buf(), why: e.to_string() };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let before = out.len();
+    // One more byte than stat said: a file that grew is noticed, not
+    // read without bound.
+    f.take(size.saturating_add(1)).read_to_end(out).map_err(io)?;
+    if (out.len() - before) as u64 != size {
+        return Err(InputError::Changed { path: path.to_path_buf() });
+    }
+    Ok(())
+}
+
+/// Read one input file of at most `limit` bytes.
+pub fn read_file(path: &Path, limit: u64, why: &'static str) -> Result<Blob, InputError> {
+    let size = regular_size(path)?;
+    if size > limit {
+        return Err(InputError::TooLarge { path: path.to_path_buf(), size, limit, why });
+    }
+    let cap = usize::try_from(size).map_err(|_| InputError::TooLarge { path: path.to_path_buf(), size, limit, why })?;
+    let mut out = Vec::with_capacity(cap);
+    read_into(path, size, &mut out)?;
+    Ok(Blob::new(out))
+}
+
+/// Read several files back to back into one buffer (initrds: the kernel's
+/// initramfs unpacker takes concatenated archives), each byte copied once.
+/// `what` names them in errors ("initrds").
+pub fn read_concatenated(
+    paths: &[PathBuf],
+    limit: u64,
+    what: &'static str,
+    why: &'static str,
+) -> Result<Blob, InputError> {
+    let mut sizes = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for p in paths {
+        let size = regular_size(p)?;
+        if size > limit {
+            return Err(InputError::TooLarge { path: p.clone(), size, limit, why });
+        }
+        total = total.checked_add(size).filter(|t| *t <= limit).ok_or(InputError::TooLargeTogether {
+            what,
+            size: total.saturating_add(size),
+            limit,
+            why,
+        })?;
+        sizes.push(size);
+    }
+    let cap = usize::try_from(total).map_err(|_| InputError::TooLargeTogether { what, size: total, limit, why })?;
+    let mut out = Vec::with_capacity(cap);
+    for (p, size) in paths.iter().zip(sizes) {
+        read_into(p, size, &mut out)?;
+    }
+    Ok(Blob::new(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rkx-input-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn blob_slices_share_the_buffer() {
+        let b = Blob::new((0u8..100).collect());
+        let s = b.slice(10..20).unwrap();
+        assert_eq!(&s[..], &(10u8..20).collect::<Vec<_>>()[..]);
+        assert_eq!(s.slice(5..10).unwrap()[0], 15);
+        assert!(s.slice(5..11).is_none());
+        #[allow(clippy::reversed_empty_ranges)] // a reversed range on purpose
+        let reversed = 50..40;
+        assert!(b.slice(reversed).is_none());
+        assert_eq!(b.tail(95).len(), 5);
+        assert_eq!(b.tail(500).len(), 0);
+    }
+
+    #[test]
+    fn special_files_and_oversized_files_are_refused_before_reading() {
+        let e = read_file(Path::new("/dev/zero"), 1 << 30, "test").unwrap_err();
+        assert!(e.to_string().contains("character device, not a regular file"), "{e}");
+        let d = dir("big");
+        let e = read_file(&d, 1 << 30, "test").unwrap_err();
+        assert!(matches!(e, InputError::NotRegular { what: "directory", .. }));
+        // A sparse file: huge by stat, nothing read.
+        let sparse = d.join("sparse");
+        let f = std::fs::File::create(&sparse).unwrap();
+        f.set_len(40 << 30).unwrap();
+        let e = read_file(&sparse, 1 << 30, "fit in RAM").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: 42949672960 bytes is more than the 1073741824 bytes fit in RAM", sparse.display())
+        );
+        let e = read_file(&d.join("missing"), 10, "x").unwrap_err();
+        assert!(e.to_string().contains("No such file"), "{e}");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn concatenation_reads_each_file_once_in_order() {
+        let d = dir("cat");
+        let a = d.join("a");
+        let b = d.join("b");
+        std::fs::write(&a, b"first").unwrap();
+        std::fs::write(&b, b"second").unwrap();
+        let blob = read_concatenated(&[a.clone(), b.clone(), a.clone()], 100, "initrds", "t").unwrap();
+        assert_eq!(&blob[..], b"firstsecondfirst");
+        let e = read_concatenated(&[a.clone(), b], 8, "initrds", "fit").unwrap_err();
+        assert_eq!(e.to_string(), "the initrds are 11 bytes together, more than the 8 bytes fit");
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -1,0 +1,99 @@
+//! What the caller asks for, independent of the architecture: the input
+//! files, the command line, kdump, the purgatory's behaviour. The CLI fills
+//! one from kexec-tools' options; library users build one directly.
+
+use std::path::PathBuf;
+
+use kexec_purgatory::abi::{ON_FAILURE_HALT, ON_FAILURE_RESET};
+
+/// How the new kernel's command line is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdlineChoice {
+    /// No --append: what the architecture keeps by default (arm64: the
+    /// DTB's bootargs; x86_64: the running kernel's command line).
+    Keep,
+    /// Exactly this (--append / --command-line).
+    Set(String),
+    /// The running kernel's /proc/cmdline, then this appended (may be
+    /// empty): --reuse-cmdline.
+    Reuse(String),
+}
+
+/// kdump specifics (`-p`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashOptions {
+    /// `--hotplug`: the kernel may rewrite the elfcorehdr after load.
+    pub hotplug: bool,
+    /// Exclude the rewritable segments from the digest (true but for the
+    /// `--debug-hash-excluded` negative control).
+    pub exclude: bool,
+}
+
+/// What the purgatory does when a check fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Print which segment failed and stop the CPU (kexec-tools' behaviour).
+    Halt,
+    /// Print, then reset the machine.
+    Reset,
+}
+
+impl OnFailure {
+    /// The parameter block's `on_failure` value.
+    pub fn abi(self) -> u32 {
+        match self {
+            OnFailure::Halt => ON_FAILURE_HALT,
+            OnFailure::Reset => ON_FAILURE_RESET,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFailure::Halt => "halt",
+            OnFailure::Reset => "reset",
+        }
+    }
+}
+
+/// One load.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub kernel: PathBuf,
+    /// `-t TYPE`: the kernel format to use instead of probing.
+    pub kernel_type: Option<String>,
+    /// Initrds, concatenated in this order.
+    pub initrds: Vec<PathBuf>,
+    /// A DTB to hand over instead of the running one (arm64).
+    pub dtb: Option<PathBuf>,
+    pub cmdline: CmdlineChoice,
+    /// `--serial TTY`: the purgatory's console (else the boot data's).
+    pub serial: Option<String>,
+    /// Hash every segment in the purgatory (false: kexec-tools' -i).
+    pub verify: bool,
+    pub on_failure: OnFailure,
+    /// Extra DTB edits: `--dtb-set /node/prop=value`, `--dtb-delete /node/prop`.
+    pub dtb_set: Vec<(String, String)>,
+    pub dtb_delete: Vec<String>,
+    /// `-p`: a crash (kdump) kernel.
+    pub crash: Option<CrashOptions>,
+}
+
+impl Request {
+    /// Load `kernel` with defaults: no initrd, the architecture's default
+    /// command line, verification on, halt on failure.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Request {
+            kernel: kernel.into(),
+            kernel_type: None,
+            initrds: Vec::new(),
+            dtb: None,
+            cmdline: CmdlineChoice::Keep,
+            serial: None,
+            verify: true,
+            on_failure: OnFailure::Halt,
+            dtb_set: Vec::new(),
+            dtb_delete: Vec::new(),
+            crash: None,
+        }
+    }
+}

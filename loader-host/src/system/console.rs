@@ -1,0 +1,112 @@
+//! Which UART the purgatory prints on: `--serial ttyXXX` through sysfs
+//! (serial_core's iomem_base/io_type/port attributes), as kexec-tools does.
+
+use std::fmt;
+use std::path::Path;
+
+use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_PL011};
+
+/// serial_core `io_type` values (include/uapi/linux/serial.h UPIO_*).
+const UPIO_PORT: u32 = 0;
+const UPIO_MEM32: u32 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleError {
+    Missing { tty: String, file: String, err: String },
+    Parse { file: String, value: String },
+    Unsupported { tty: String, why: String },
+}
+
+impl fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleError::Missing { tty, file, err } => write!(f, "--serial {tty}: cannot read {file}: {err}"),
+            ConsoleError::Parse { file, value } => write!(f, "{file}: '{value}' is not a number"),
+            ConsoleError::Unsupported { tty, why } => write!(f, "--serial {tty}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConsoleError {}
+
+fn read_attr(sys_root: &Path, tty: &str, attr: &str) -> Result<u64, ConsoleError> {
+    let file = sys_root.join("class/tty").join(tty).join(attr);
+    let text = super::read_text(&file).map_err(|e| ConsoleError::Missing {
+        tty: tty.into(),
+        file: file.display().to_string(),
+        err: e.why,
+    })?;
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    parsed.map_err(|_| ConsoleError::Parse { file: file.display().to_string(), value: t.into() })
+}
+
+/// The console descriptor for `tty` (e.g. "ttyAMA0", "/dev/ttyS0").
+pub fn from_sysfs(sys_root: &Path, tty: &str) -> Result<ConsoleDesc, ConsoleError> {
+    let tty = tty.trim_start_matches("/dev/");
+    let unsupported = |why: &str| ConsoleError::Unsupported { tty: tty.into(), why: why.into() };
+    if tty.starts_with("ttyAMA") {
+        // amba-pl011: always MMIO.
+        let base = read_attr(sys_root, tty, "iomem_base")?;
+        if base == 0 {
+            return Err(unsupported("has no MMIO base (iomem_base is 0)"));
+        }
+        return Ok(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base });
+    }
+    if tty.starts_with("ttyS") {
+        let io_type = read_attr(sys_root, tty, "io_type")? as u32;
+        return match io_type {
+            UPIO_MEM32 => {
+                let shift = read_attr(sys_root, tty, "iomem_reg_shift")?;
+                if shift != 2 {
+                    return Err(unsupported("32-bit MMIO UART with reg-shift other than 2 is not supported"));
+                }
+                let base = read_attr(sys_root, tty, "iomem_base")?;
+                Ok(ConsoleDesc { kind: CONSOLE_8250_MMIO32, reserved: 0, base })
+            }
+            UPIO_PORT => {
+                let port = read_attr(sys_root, tty, "port")?;
+                Ok(ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port })
+            }
+            other => Err(unsupported(&format!("8250 io_type {other} is not supported (need MMIO32 or I/O port)"))),
+        };
+    }
+    Err(unsupported("only ttyAMA* (PL011) and ttyS* (8250) consoles are supported"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_tty(root: &Path, tty: &str, attrs: &[(&str, &str)]) {
+        let d = root.join("class/tty").join(tty);
+        std::fs::create_dir_all(&d).unwrap();
+        for (k, v) in attrs {
+            std::fs::write(d.join(k), format!("{v}\n")).unwrap();
+        }
+    }
+
+    #[test]
+    fn pl011_and_8250_from_sysfs() {
+        let root = std::env::temp_dir().join(format!("rkx-console-{}", std::process::id()));
+        fake_tty(&root, "ttyAMA0", &[("iomem_base", "0x9000000"), ("io_type", "2")]);
+        fake_tty(&root, "ttyS0", &[("io_type", "0"), ("port", "0x3F8"), ("iomem_base", "0x0")]);
+        fake_tty(&root, "ttyS1", &[("io_type", "3"), ("iomem_reg_shift", "2"), ("iomem_base", "0x1c28000")]);
+        fake_tty(&root, "ttyS2", &[("io_type", "2"), ("iomem_base", "0x1c28000")]);
+        assert_eq!(
+            from_sysfs(&root, "ttyAMA0").unwrap(),
+            ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x900_0000 }
+        );
+        assert_eq!(from_sysfs(&root, "/dev/ttyS0").unwrap().kind, CONSOLE_8250_IO);
+        assert_eq!(from_sysfs(&root, "ttyS0").unwrap().base, 0x3f8);
+        assert_eq!(from_sysfs(&root, "ttyS1").unwrap().base, 0x1c2_8000);
+        assert!(from_sysfs(&root, "ttyS2").unwrap_err().to_string().contains("io_type 2 is not supported"));
+        let missing = from_sysfs(&root, "ttyAMA9").unwrap_err().to_string();
+        assert!(missing.starts_with("--serial ttyAMA9: cannot read") && missing.contains("iomem_base"), "{missing}");
+        assert!(from_sysfs(&root, "ttyUSB0").is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

@@ -1,0 +1,144 @@
+//! Everything read from the running machine: /proc/iomem, the firmware
+//! memory map, memory-hotplug blocks, /proc/kcore, crash notes, the serial
+//! console in sysfs, entropy. Roots are configurable, so plans can be made
+//! from another machine's files and tests use fixture trees. Nothing here
+//! trusts what it reads: sizes are bounded, numbers checked, and every
+//! error names the file.
+
+pub mod console;
+pub mod crash_notes;
+pub mod entropy;
+pub mod firmware;
+pub mod iomem;
+pub mod kcore;
+pub mod memory;
+pub mod memory_hotplug;
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where /proc and /sys are.
+#[derive(Debug, Clone)]
+pub struct SystemSources {
+    pub proc_root: PathBuf,
+    pub sys_root: PathBuf,
+}
+
+/// A file we could not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.why)
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+/// The most any /proc or /sys text file is read for (a real /proc/iomem is
+/// a few KiB; a hostile or broken one must not exhaust memory).
+pub const TEXT_LIMIT: u64 = 16 << 20;
+
+/// Read at most `limit` bytes of `path` (proc and sysfs files report size
+/// 0, so the bound is on the read), naming the file in errors.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let err = |why: String| ReadError { path: path.to_path_buf(), why };
+    let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut out = Vec::new();
+    f.take(limit.saturating_add(1)).read_to_end(&mut out).map_err(|e| err(e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(err(format!("larger than {limit} bytes, more than this file can hold")));
+    }
+    Ok(out)
+}
+
+/// A bounded text file.
+pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    let bytes = read_bounded(path, TEXT_LIMIT)?;
+    String::from_utf8(bytes).map_err(|_| ReadError { path: path.to_path_buf(), why: "not UTF-8 text".into() })
+}
+
+/// A small sysfs attribute, trimmed; None when the file does not exist.
+pub fn read_attr(path: &Path) -> Result<Option<String>, ReadError> {
+    match read_text(path) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(_) if !path.exists() => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl SystemSources {
+    pub fn new(proc_root: PathBuf, sys_root: PathBuf) -> Self {
+        SystemSources { proc_root, sys_root }
+    }
+
+    /// The running machine's own /proc and /sys.
+    pub fn running() -> Self {
+        SystemSources::new("/proc".into(), "/sys".into())
+    }
+
+    pub fn iomem_path(&self) -> PathBuf {
+        self.proc_root.join("iomem")
+    }
+
+    pub fn iomem(&self) -> Result<String, ReadError> {
+        read_text(&self.iomem_path())
+    }
+
+    /// The running kernel's command line, without the trailing newline.
+    pub fn cmdline(&self) -> Result<String, ReadError> {
+        Ok(read_text(&self.proc_root.join("cmdline"))?.trim_end_matches(['\n', '\0']).to_string())
+    }
+
+    /// The DTB the running kernel booted with.
+    pub fn fdt_path(&self) -> PathBuf {
+        self.sys_root.join("firmware/fdt")
+    }
+
+    pub fn kcore_path(&self) -> PathBuf {
+        self.proc_root.join("kcore")
+    }
+
+    pub fn memory_blocks_dir(&self) -> PathBuf {
+        self.sys_root.join("devices/system/memory")
+    }
+
+    /// /sys/kernel/kexec_loaded (or kexec_crash_loaded): "1" when loaded.
+    pub fn kexec_loaded(&self, crash: bool) -> Result<bool, ReadError> {
+        let file = if crash { "kernel/kexec_crash_loaded" } else { "kernel/kexec_loaded" };
+        Ok(read_text(&self.sys_root.join(file))?.trim() == "1")
+    }
+
+    /// /sys/kernel/security/lockdown shows `[none] integrity
+    /// confidentiality` with the active mode in brackets.
+    pub fn lockdown_active(&self) -> bool {
+        read_text(&self.sys_root.join("kernel/security/lockdown")).is_ok_and(|s| !s.contains("[none]"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_reads_refuse_what_is_too_large() {
+        let d = std::env::temp_dir().join(format!("rkx-sys-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("kernel")).unwrap();
+        let p = d.join("f");
+        std::fs::write(&p, vec![b'a'; 100]).unwrap();
+        assert_eq!(read_bounded(&p, 100).unwrap().len(), 100);
+        assert!(read_bounded(&p, 99).unwrap_err().to_string().contains("larger than 99 bytes"));
+        assert_eq!(read_attr(&d.join("missing")).unwrap(), None);
+        std::fs::write(d.join("kernel/kexec_loaded"), "1\n").unwrap();
+        std::fs::write(d.join("kernel/kexec_crash_loaded"), "0\n").unwrap();
+        let s = SystemSources::new(d.clone(), d.clone());
+        assert!(s.kexec_loaded(false).unwrap());
+        assert!(!s.kexec_loaded(true).unwrap());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,127 @@
+//! Test fixtures shared by the unit tests: a temporary /proc + /sys tree,
+//! synthetic kernels and a QEMU-virt-like DTB. Compiled for tests only.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::system::SystemSources;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A temporary directory with `proc/` and `sys/`, removed on drop.
+pub struct Tree {
+    pub root: PathBuf,
+}
+
+impl Tree {
+    pub fn new(name: &str) -> Tree {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("rkx-tree-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("proc")).unwrap();
+        std::fs::create_dir_all(root.join("sys/kernel")).unwrap();
+        Tree { root }
+    }
+
+    /// Write `rel` (under the tree) with `bytes`, creating directories.
+    pub fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    pub fn iomem(&self, text: &str) -> &Self {
+        self.write("proc/iomem", text);
+        self
+    }
+
+    pub fn cmdline(&self, text: &str) -> &Self {
+        self.write("proc/cmdline", format!("{text}\n"));
+        self
+    }
+
+    pub fn fdt(&self, blob: &[u8]) -> &Self {
+        self.write("sys/firmware/fdt", blob);
+        self
+    }
+
+    /// Crash notes for `cpus` CPUs and a vmcoreinfo note.
+    pub fn crash_notes(&self, cpus: u32) -> &Self {
+        for cpu in 0..cpus {
+            self.write(&format!("sys/devices/system/cpu/cpu{cpu}/crash_notes"), format!("7fa00{cpu}000\n"));
+            self.write(&format!("sys/devices/system/cpu/cpu{cpu}/crash_notes_size"), "432\n");
+        }
+        self.write("sys/kernel/vmcoreinfo", "4f0b1000 1000\n");
+        self
+    }
+
+    pub fn sys(&self) -> SystemSources {
+        SystemSources::new(self.root.join("proc"), self.root.join("sys"))
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A synthetic arm64 Image (booting.rst §4 header + filler body).
+pub fn arm64_image(text_offset: u64, image_size: u64, flags: u64, body: usize) -> Vec<u8> {
+    crate::image::arm64_image::tests::image(text_offset, image_size, flags, body)
+}
+
+/// booting.rst §4 flags: little-endian, 4 KiB pages, anywhere in RAM.
+pub const ARM64_FLAGS_ANYWHERE: u64 = (1 << 1) | (1 << 3);
+/// ... as low as possible in RAM (bit 3 clear).
+pub const ARM64_FLAGS_LOW: u64 = 1 << 1;
+
+/// A DTB shaped like QEMU virt's: PSCI over hvc, a PL011 console at
+/// 0x9000000, bootargs, 2 address / 2 size cells.
+pub fn qemu_virt_dtb(bootargs: &str) -> Vec<u8> {
+    qemu_virt_dtb_with(bootargs, &[], &[])
+}
+
+/// The same with /memreserve/ entries (address, size) and extra u64
+/// properties in /chosen.
+pub fn qemu_virt_dtb_with(bootargs: &str, memreserve: &[(u64, u64)], chosen_u64: &[(&str, u64)]) -> Vec<u8> {
+    let reserve: Vec<_> = memreserve.iter().map(|&(a, s)| vm_fdt::FdtReserveEntry::new(a, s).unwrap()).collect();
+    let mut w = vm_fdt::FdtWriter::new_with_mem_reserv(&reserve).unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    let psci = w.begin_node("psci").unwrap();
+    w.property_string("method", "hvc").unwrap();
+    w.end_node(psci).unwrap();
+    let uart = w.begin_node("pl011@9000000").unwrap();
+    w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+    w.property_array_u64("reg", &[0x900_0000, 0x1000]).unwrap();
+    w.end_node(uart).unwrap();
+    let chosen = w.begin_node("chosen").unwrap();
+    w.property_string("stdout-path", "/pl011@9000000").unwrap();
+    w.property_string("bootargs", bootargs).unwrap();
+    for (name, v) in chosen_u64 {
+        w.property_u64(name, *v).unwrap();
+    }
+    w.end_node(chosen).unwrap();
+    w.end_node(root).unwrap();
+    w.finish().unwrap()
+}
+
+/// A tree for arm64 tests: `iomem`, a QEMU virt DTB, a command line.
+pub fn arm64_tree(name: &str, iomem: &str) -> Tree {
+    let t = Tree::new(name);
+    t.iomem(iomem).cmdline("BOOT_IMAGE=/vmlinuz console=ttyAMA0 root=/dev/vda crashkernel=256M");
+    t.fdt(&qemu_virt_dtb("console=ttyAMA0 root=/dev/vda"));
+    t
+}
+
+/// QEMU virt arm64 with 1 GiB at 0x40000000.
+pub const VIRT_1G: &str = "\
+09000000-09000fff : pl011@9000000
+40000000-7fffffff : System RAM
+  40210000-4175ffff : Kernel code
+  41760000-41c2ffff : reserved
+  41c30000-4200ffff : Kernel data
+";

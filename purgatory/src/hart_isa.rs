@@ -1,0 +1,182 @@
+//! What the riscv64 purgatory learns from the DTB about the hart it runs
+//! on: RISC-V has no CPUID, so the extensions come from the boot hart's cpu
+//! node (Documentation/devicetree/bindings/riscv/cpus.yaml and
+//! extensions.yaml): `riscv,isa-extensions` (a string list, preferred) or
+//! else the `riscv,isa` string, and the timer frequency from
+//! `/cpus/timebase-frequency`. Portable, so the host tests it.
+
+/// Extensions the purgatory can use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HartIsa {
+    /// Zknh: sha256sum0/1, sha256sig0/1 (implied by Zkn and Zk).
+    pub zknh: bool,
+    /// Zkr: the `seed` CSR (implied by Zk). S-mode access still depends on
+    /// mseccfg.SSEED, so the reader must be trap-guarded.
+    pub zkr: bool,
+    /// Which property it came from.
+    pub source: IsaSource,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IsaSource {
+    /// No cpu node with this hart id, or neither property.
+    #[default]
+    None,
+    IsaExtensions,
+    IsaString,
+}
+
+impl IsaSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "no cpu node",
+            Self::IsaExtensions => "riscv,isa-extensions",
+            Self::IsaString => "riscv,isa",
+        }
+    }
+}
+
+impl HartIsa {
+    fn add(&mut self, ext: &str) {
+        // Scalar crypto spec v1.0 §2.x: Zk = Zkn + Zkr + Zkt; Zkn includes
+        // Zknh. Extension names are case-insensitive.
+        let eq = |n: &str| ext.eq_ignore_ascii_case(n);
+        if eq("zknh") || eq("zkn") || eq("zk") {
+            self.zknh = true;
+        }
+        if eq("zkr") || eq("zk") {
+            self.zkr = true;
+        }
+    }
+}
+
+/// Parse a `riscv,isa` string: `rv64` + single-letter extensions, then
+/// multi-letter ones separated by `_` (e.g. `rv64imafdc_zicsr_zknh`).
+pub fn parse_isa_string(isa: &str) -> HartIsa {
+    let mut out = HartIsa { source: IsaSource::IsaString, ..HartIsa::default() };
+    for (i, token) in isa.split('_').enumerate() {
+        if i == 0 {
+            continue; // "rv64imafdch...": single letters, none of ours
+        }
+        out.add(token.trim());
+    }
+    out
+}
+
+/// The boot hart's extensions: the `/cpus` child whose first `reg` cell is
+/// `hart_id`. A missing node or property gives `HartIsa::default()`
+/// (nothing optional used).
+pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
+    let Ok(fdt) = fdt::Fdt::new(dtb) else { return HartIsa::default() };
+    let Some(cpus) = fdt.find_node("/cpus") else { return HartIsa::default() };
+    for cpu in cpus.children() {
+        let reg = cpu.property("reg").and_then(|p| p.as_usize());
+        if reg != Some(hart_id as usize) || !cpu.name.starts_with("cpu") {
+            continue;
+        }
+        if let Some(p) = cpu.property("riscv,isa-extensions") {
+            let mut out = HartIsa { source: IsaSource::IsaExtensions, ..HartIsa::default() };
+            for name in p.value.split(|&b| b == 0) {
+                if let Ok(s) = core::str::from_utf8(name) {
+                    out.add(s);
+                }
+            }
+            return out;
+        }
+        if let Some(s) = cpu.property("riscv,isa").and_then(|p| p.as_str()) {
+            return parse_isa_string(s);
+        }
+        return HartIsa::default();
+    }
+    HartIsa::default()
+}
+
+/// `/cpus/timebase-frequency` (one or two cells), in Hz.
+pub fn timebase_frequency(dtb: &[u8]) -> Option<u64> {
+    let fdt = fdt::Fdt::new(dtb).ok()?;
+    let v = fdt.find_node("/cpus")?.property("timebase-frequency")?.value;
+    match v.len() {
+        4 => Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64),
+        8 => Some(u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dtb(isa: Option<&str>, exts: Option<&[&str]>, hart: u32) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        let cpus = w.begin_node("cpus").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 0).unwrap();
+        w.property_u32("timebase-frequency", 10_000_000).unwrap();
+        for id in [0u32, hart] {
+            if id == hart && id == 0 && isa.is_none() && exts.is_none() {
+                continue;
+            }
+            let cpu = w.begin_node(&format!("cpu@{id}")).unwrap();
+            w.property_string("device_type", "cpu").unwrap();
+            w.property_u32("reg", id).unwrap();
+            if id == hart {
+                if let Some(s) = isa {
+                    w.property_string("riscv,isa", s).unwrap();
+                }
+                if let Some(list) = exts {
+                    w.property_string_list("riscv,isa-extensions", list.iter().map(|s| s.to_string()).collect())
+                        .unwrap();
+                }
+            } else {
+                w.property_string("riscv,isa", "rv64imafdc_zk").unwrap();
+            }
+            w.end_node(cpu).unwrap();
+            if hart == 0 {
+                break;
+            }
+        }
+        w.end_node(cpus).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn qemu_72_isa_strings() {
+        let plain = "rv64imafdch_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbs_sstc";
+        assert_eq!(parse_isa_string(plain), HartIsa { zknh: false, zkr: false, source: IsaSource::IsaString });
+        let zknh = "rv64imafdch_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbs_zknh_sstc";
+        assert!(parse_isa_string(zknh).zknh);
+        assert!(parse_isa_string("rv64imac_zkr").zkr);
+        let zk = parse_isa_string("rv64gc_Zk");
+        assert!(zk.zknh && zk.zkr, "Zk implies Zknh and Zkr");
+        assert!(parse_isa_string("rv64gc_zkn").zknh);
+        // Single letters never enable anything; a prefix is not a match.
+        assert!(!parse_isa_string("rv64gczknh").zknh);
+        assert!(!parse_isa_string("rv64gc_zknhx").zknh);
+    }
+
+    #[test]
+    fn boot_hart_node_is_found_by_reg() {
+        let blob = dtb(Some("rv64imafdc_zknh"), None, 3);
+        let isa = boot_hart_isa(&blob, 3);
+        assert_eq!(isa, HartIsa { zknh: true, zkr: false, source: IsaSource::IsaString });
+        // Hart 0's node says rv64imafdc_zk: a different hart id reads that.
+        let other = boot_hart_isa(&blob, 0);
+        assert!(other.zknh && other.zkr);
+        assert_eq!(boot_hart_isa(&blob, 7), HartIsa::default(), "no node for hart 7");
+        assert_eq!(timebase_frequency(&blob), Some(10_000_000));
+    }
+
+    #[test]
+    fn isa_extensions_list_wins_over_the_string() {
+        let blob = dtb(Some("rv64imafdc"), Some(&["i", "m", "zicsr", "zknh", "zkr"]), 0);
+        assert_eq!(boot_hart_isa(&blob, 0), HartIsa { zknh: true, zkr: true, source: IsaSource::IsaExtensions });
+    }
+
+    #[test]
+    fn garbage_gives_nothing() {
+        assert_eq!(boot_hart_isa(b"not a dtb", 0), HartIsa::default());
+        assert_eq!(timebase_frequency(b"nope"), None);
+    }
+}
