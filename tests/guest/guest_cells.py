@@ -117,6 +117,10 @@ class KexecKind:
     name = "kexec"
     qmp = False
 
+    def own_loader(self, images, arch):
+        """The loader this kind always runs with (None: the run's --loader)."""
+        return None
+
     def k1_append(self, run):
         return run.arch.append() + (f" MARKER={run.marker}" if run.cell.reuse_cmdline else "")
 
@@ -216,8 +220,7 @@ class KdumpKind(KexecKind):
 
     def load_line(self, run, extra=""):
         """The -p load (and the plan line before it)."""
-        flags = run.load_flags.split() + (["-d"] if run.loader.name == "rkexec" and gc.PLAN_CONTRACT == "notes"
-                                          else [])
+        flags = run.load_flags.split()
         words = [run.kernel2_in_guest(), "--initrd=/initrd-kdump", f'--append="{self.capture_append(run)}"']
         return [
             gs.status_line(run.loader, crash=True, when="before"),

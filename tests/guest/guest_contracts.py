@@ -7,14 +7,12 @@
    0x-hex numbers come back as int).
 
 2. The loader's plan: `rkexec plan ... --json` prints ONE line of JSON
-   (schema "rkexec-plan/1": arch, kind, kernel, entry, boot_data, cmdline,
-   segments[{index, kind, start, end, memsz, bufsz, digest_len, sha256,
-   excluded, source}], elfcorehdr{addr, cpu_notes, pt_load}, purgatory,
-   notes). A cell prints it in kernel 1 right before the load, with the
-   load's own arguments, as `PLAN-JSON {...}`; plan_facts() turns it into
-   PlanFacts. Until that schema is on main, PLAN_CONTRACT = "notes" keeps
-   the older path (the `-d` elfcorehdr note, host-side file sizes) behind
-   the same function: switching is the one edit PLAN_CONTRACT = "json".
+   (docs/plan-json.md, schema "rkexec-plan/1": arch, kind, kernel, entry,
+   boot_data, cmdline, segments[{index, kind, start, end, memsz, bufsz,
+   digest_len, sha256, excluded, source}], hashed_bytes, elfcorehdr{addr,
+   cpu_notes, pt_load, hotplug}, purgatory, notes). A cell prints it in
+   kernel 1 right before the load, with the load's own arguments, as
+   `PLAN-JSON {...}`; plan_facts() turns it into PlanFacts.
 
 3. `-S` / `--status` (kexec-tools, kexec/kexec.c): exit status 1 when the
    kernel is loaded, 0 when not, nothing printed; `-S` asks about the crash
@@ -31,7 +29,6 @@ import re
 HERE = os.path.dirname(os.path.abspath(__file__))
 PURGATORY_LINES = os.path.join(HERE, "purgatory_lines.json")
 
-PLAN_CONTRACT = "notes"  # "json": cells print and judges read `rkexec plan --json` (rkexec-plan/1)
 PLAN_SCHEMA = "rkexec-plan/1"
 
 RKEXEC_STATUS = "rkexec-legacy"  # "kexec-tools" once rkexec -S follows kexec-tools (issue 10)
@@ -55,10 +52,8 @@ def _template_regex(template):
 
 
 def _value(v):
-    try:
-        return int(v, 0)
-    except ValueError:
-        return v
+    """Decimal and 0x-hex numbers as int; anything else (names, digests) as is."""
+    return int(v, 0) if re.fullmatch(r"0x[0-9a-fA-F]+|[1-9][0-9]{0,19}|0", v) else v
 
 
 class ContractError(RuntimeError):
@@ -113,54 +108,38 @@ def purgatory_lines():
 
 @dataclasses.dataclass
 class PlanFacts:
-    source: str                 # "json" | "notes"
+    source: str                 # "rkexec-plan/1", or what else gave the facts
     segments: list = None       # the purgatory's segments (no purgatory itself), in order, as dicts
-    hashed: int = None          # exact bytes the purgatory must hash (json)
-    min_hashed: int = 0         # a lower bound of it (notes: kernel payload + initrd)
+    hashed: int = None          # exact bytes the purgatory must hash
+    min_hashed: int = 0         # a floor from the host files: kernel payload + initrd
     cpu_notes: int = None       # elfcorehdr facts (crash plans)
     pt_load: int = None
-    cmdline: str = None         # the final command line kernel 2 must see (json)
+    cmdline: str = None         # the final command line the new kernel must see
     boot_data_kind: str = None
-    note: str = ""              # what the facts came from, for the PASS line
 
     @property
     def n_segments(self):
         return None if self.segments is None else len(self.segments)
 
 
-ELFCOREHDR_NOTE_RE = re.compile(r"elfcorehdr: (\d+) CPU notes \+ vmcoreinfo, (\d+) PT_LOAD")
-
-
 def plan_line(loader, plan_args):
     """/cell.sh line that prints the plan for `plan_args` (the load's own
-    arguments) as PLAN-JSON, or ':' when the contract is not in use."""
-    if PLAN_CONTRACT != "json" or loader.name != "rkexec":
+    arguments) as one PLAN-JSON line; ':' for loaders without a plan."""
+    if loader.name != "rkexec":
         return ":"
     return f'echo "PLAN-JSON $($LOADER plan {plan_args} --json 2>&1 | tr -d \'\\n\')"'
 
 
 def plan_facts(texts, ctx, crash):
     """PlanFacts for the load in `texts` (kernel 1's console before the exec
-    or crash), or raise ContractError. ctx.kernel_path / ctx.initrd_path are
-    the host files behind /kernel2 and the initrd given to the load."""
-    if PLAN_CONTRACT == "json" and ctx.loader.name == "rkexec":
-        return _plan_from_json(texts, ctx, crash)
-    return _plan_from_notes(texts, ctx, crash)
-
-
-def _plan_from_notes(texts, ctx, crash):
-    """Before rkexec-plan/1: the -d elfcorehdr note, and what the files
-    guarantee (a verifying purgatory hashes at least the kernel payload and
-    the initrd)."""
-    f = PlanFacts("notes", note="plan from -d notes")
+    or crash), or raise ContractError. Loaders without a plan (kexec-tools)
+    give empty facts. ctx.kernel_path / ctx.initrd_path are the host files
+    behind /kernel2 and the initrd the load names: a verifying purgatory
+    hashes at least the kernel payload and the initrd, whatever the plan says."""
+    if ctx.loader.name != "rkexec":
+        return PlanFacts("none")
+    f = _plan_from_json(texts, ctx, crash)
     f.min_hashed = ctx.arch.kernel_payload_size(ctx.kernel_path) + os.path.getsize(ctx.initrd_path)
-    if crash:
-        for t in texts:
-            m = ELFCOREHDR_NOTE_RE.search(t)
-            if m:
-                f.cpu_notes, f.pt_load = int(m.group(1)), int(m.group(2))
-        if f.pt_load is None and ctx.loader.purgatory:
-            raise ContractError("no 'elfcorehdr: N CPU notes + vmcoreinfo, M PT_LOAD' note in the -d plan")
     return f
 
 
@@ -181,8 +160,11 @@ def _plan_from_json(texts, ctx, crash):
                             f"{ctx.arch.plan_arch} {want_kind}")
     try:
         segs = [s for s in p["segments"] if s["kind"] != "purgatory"]
-        f = PlanFacts("json", segments=segs, note="plan from PLAN-JSON")
+        f = PlanFacts(PLAN_SCHEMA, segments=segs)
         f.hashed = sum(int(s["digest_len"]) for s in segs if not s["excluded"])
+        if "hashed_bytes" in p and int(p["hashed_bytes"]) != f.hashed:
+            raise ContractError(f"PLAN-JSON hashed_bytes {p['hashed_bytes']} is not the sum of the non-excluded "
+                                f"segments' digest_len ({f.hashed})")
         f.cmdline = p["cmdline"]
         f.boot_data_kind = p["boot_data"]["kind"]
         if crash:

@@ -42,6 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # keep the tree free of __pycache__
 sys.path.insert(0, HERE)
+import c_loader_cells as c_loader  # noqa: E402
 import crash_hotplug_x86 as hotplug  # noqa: E402
 import guest_cells as gcl  # noqa: E402
 import guest_contracts as gc  # noqa: E402
@@ -50,13 +51,13 @@ import qemu_kexec  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript, Verdict  # noqa: E402
 
-KINDS = {**gcl.KINDS, **hotplug.KINDS}
+KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
-COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "lockdown": 15}
+COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "c-loader": 20, "lockdown": 15}
 
 
 def all_cells():
-    return gcl.grid() + hotplug.cells()
+    return gcl.grid() + hotplug.cells() + c_loader.cells()
 
 
 @dataclasses.dataclass
@@ -184,15 +185,16 @@ def main(argv=None, prog=None):
     images = gi.ImageSet(a.cache, tools)
     try:
         gc.purgatory_lines()
-        loaders = {}
-        for c in cells:  # build the shared images up front, not in the workers
+        run_loader, loader_of = {}, {}
+        for c in cells:  # build the loaders and shared images up front, not in the workers
             arch = ARCHES[c.arch]
-            if arch.name not in loaders:
-                loaders[arch.name] = images.loader(arch, a.loader)
-            images.base(arch, c.suite, (loaders[arch.name],))
+            if arch.name not in run_loader:
+                run_loader[arch.name] = images.loader(arch, a.loader)
+            loader_of[c.name] = KINDS[c.kind].own_loader(images, arch) or run_loader[arch.name]
+            images.base(arch, c.suite, (loader_of[c.name],))
             if c.kind in ("kdump", "hotplug"):
                 images.capture_initrd(arch)
-    except (OSError, ValueError, gc.ContractError) as e:
+    except (OSError, RuntimeError, ValueError, gc.ContractError) as e:
         print(f"kexec_matrix: {e}", file=sys.stderr)
         return 2
     rundir = gi.new_rundir(a.cache, "matrix")
@@ -202,7 +204,7 @@ def main(argv=None, prog=None):
     t0 = time.monotonic()
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-        futs = {ex.submit(run_cell, c, loaders[c.arch], images, rundir, a.timeout, a.verbose): c for c in order}
+        futs = {ex.submit(run_cell, c, loader_of[c.name], images, rundir, a.timeout, a.verbose): c for c in order}
         for fut in concurrent.futures.as_completed(futs):
             c = futs[fut]
             try:

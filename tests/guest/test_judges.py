@@ -59,11 +59,12 @@ def plan_json(segs=SEGS, cmdline=K2_CMDLINE, **over):
 
 
 def kexec_transcript(contract="rkexec-legacy", segs=SEGS, verified=None, k2_el="EL1", cmdline=K2_CMDLINE,
-                     plan=None, status_after=True):
+                     plan="same", status_after=True):
+    """An el1 kexec cell's console; plan="same" prints the plan of `segs`."""
     total = sum(n for _, _, n in segs) if verified is None else verified
     texts = [*kernel_lines(), "INIT1-START 3.0 1.0", status("before", False, contract)]
     if plan is not None:
-        texts.append(plan)
+        texts.append(plan_json(segs=segs) if plan == "same" else plan)
     texts += ["KEXEC-LOAD-START rkexec -l /kernel2", "KEXEC-LOAD-DONE rc=0 ns=2736778160",
               status("after", status_after, contract), "KEXEC-EXEC-START",
               "[   11.176437] kexec_core: Starting new kernel", "[   11.176900] Bye!",
@@ -163,17 +164,12 @@ class KexecJudge(unittest.TestCase):
 
 
 class PlanJson(unittest.TestCase):
-    """The rkexec-plan/1 path, before the loader prints it."""
+    """The rkexec-plan/1 facts the judges take."""
 
     def setUp(self):
-        self.saved = gc.PLAN_CONTRACT
-        gc.PLAN_CONTRACT = "json"
         self.files = Files(self, 1, 1)
         self.run_ = run_for("el1", self.files)
         self.kind = gcl.KINDS["kexec"]
-
-    def tearDown(self):
-        gc.PLAN_CONTRACT = self.saved
 
     def judge(self, plan):
         return self.kind.judge(self.run_, kexec_transcript(contract=gc.RKEXEC_STATUS, plan=plan))
@@ -189,6 +185,8 @@ class PlanJson(unittest.TestCase):
                           (plan_json(schema="rkexec-plan/0"), "schema"),
                           (plan_json(boot_data={"kind": "boot-params", "addr": 1}), "boot_data kind"),
                           (plan_json(segs=SEGS[:2]), "the plan has 2 segments"),
+                          (plan_json(hashed_bytes=1), "hashed_bytes"),
+                          (plan_json(kind="crash"), "expected arm64 kexec"),
                           (None, "no PLAN-JSON")):
             v = self.judge(plan)
             self.assertFalse(v.ok, why)
@@ -206,8 +204,7 @@ class HotplugJudge(unittest.TestCase):
         cpu = "6.12.118+deb13-cloud-amd64"
         k = ["[    0.000000] Linux version " + cpu + " (x)", "[    0.3] smpboot: Total of 2 processors activated"]
         texts = [*k, "K1-RELEASE=" + cpu, "K1-CRASHKERNEL 2f000000-3effffff : Crash kernel",
-                 status("before", False, gc.RKEXEC_STATUS),
-                 "note: elfcorehdr: 2 CPU notes + vmcoreinfo, 3 PT_LOAD (kernel text, System RAM)",
+                 status("before", False, gc.RKEXEC_STATUS), self.plan(),
                  "KEXEC-LOAD-DONE rc=0 ns=1000", status("after", True, gc.RKEXEC_STATUS),
                  "K1-CRASH-HOTPLUG memory=1 cpu=1", "K1-READY-CPU", "K1-CPU1-ONLINE online=0-1 crash_notes=1",
                  "K1-KLOG [ 18.2] " + hp.KLOG_MARK, *klog, "KEXEC-CRASH-LOADED 1", "KDUMP-PANIC-START",
@@ -218,11 +215,24 @@ class HotplugJudge(unittest.TestCase):
                  "purgatory: segment 3 (boot-params) 0x32a05000+0x2000 sha256 ok",
                  f"purgatory: verified 4 segments, {0xb2f000 + 0x146000 + 0x2000} bytes hashed with portable in 5 us",
                  "[    0.000000] Linux version " + cpu + " (x)",
-                 f"KDUMP-INIT-OK uptime=4.7 cmdline: elfcorehdr=0x32924000 console=ttyS0 MARKER={MARKER}",
+                 f"KDUMP-INIT-OK uptime=4.7 cmdline: {self.CMDLINE}",
                  "VMCORE phnum=4 pt_note=1 pt_load=3", "VMCORE OSRELEASE=" + cpu, "VMCORE notes prstatus=2 vmcoreinfo=1",
                  "VMCORE load0 paddr=0x1000000 read=4096 ok", "VMCORE load-covers 0x1000000 yes",
                  "KDUMP-VMCORE-CHECK rc=0", "KDUMP-DONE"]
         return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+
+    CMDLINE = f"elfcorehdr=0x32924000 console=ttyS0 MARKER={MARKER}"
+    SEGS = [("kernel", 0x2f000000, 0xb2f000, False), ("initrd", 0x327de000, 0x146000, False),
+            ("elfcorehdr", 0x32924000, 0xe1000, True), ("boot-params", 0x32a05000, 0x2000, False)]
+
+    def plan(self):
+        segs = [{"index": i, "kind": k, "start": s, "end": s + n, "memsz": n, "bufsz": n, "digest_len": n,
+                 "sha256": "00" * 32, "excluded": x, "source": "x"} for i, (k, s, n, x) in enumerate(self.SEGS)]
+        return "PLAN-JSON " + json.dumps({
+            "schema": "rkexec-plan/1", "arch": "x86_64", "kind": "crash", "cmdline": self.CMDLINE,
+            "boot_data": {"kind": "boot-params", "addr": 0x32a05000}, "segments": segs,
+            "hashed_bytes": sum(n for _, _, n, x in self.SEGS if not x),
+            "elfcorehdr": {"addr": 0x32924000, "cpu_notes": 2, "pt_load": 3, "hotplug": True}})
 
     def test_rewrite_must_be_logged(self):
         files = Files(self, 0xb2f000 + 0x200 * 5, 0x146000)
