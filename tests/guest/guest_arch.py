@@ -17,7 +17,11 @@ Adding an architecture is one more Arch in ARCHES, e.g. riscv64:
          qemu_extra=("-bios", "default"), console="ttyS0", early="earlycon=sbi",
          kernel_file="Image", musl_target="riscv64gc-unknown-linux-musl",
          suites=("trixie",), modes=(Mode("virt", "...", "virt", "rv64"),),
-         boot_re=..., exit_re=..., smp_re=..., boot_data="dtb", ...)
+         boot_re=..., exit_re=..., smp_re=..., boot_data="dtb", loaders=("rkexec",), ...)
+
+and its static tools' target in .cargo/config.toml; scripts/test-guests.sh
+fetches its fixtures and builds its tools from this table, and the grid
+(guest_cells.grid) gives it its kexec and kdump cells.
 """
 import dataclasses
 import os
@@ -68,6 +72,7 @@ class Arch:
     crash_drain_s: int = 0  # pause before sysrq-c so the serial driver drains its buffer
     has_dtb: bool = False   # /sys/firmware/fdt exists: --dtb cells make sense
     memory: int = 2048
+    loaders: tuple = ("rkexec", "kexec-tools")  # loaders with fixtures for this arch (Debian has no riscv64 kexec-tools)
 
     # -- fixtures ---------------------------------------------------------------
     def arch_dir(self, cache):

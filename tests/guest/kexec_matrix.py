@@ -139,7 +139,7 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
 
 def select(cells, arches, loader, names):
     """The cells to run: by name, alias or glob (--cells), else the default set."""
-    pool = [c for c in cells if c.arch in arches and loader in c.loaders]
+    pool = [c for c in cells if c.arch in arches and loader in c.loaders and loader in ARCHES[c.arch].loaders]
     if not names:
         return [c for c in pool if c.default], []
     picked, unknown = [], []
