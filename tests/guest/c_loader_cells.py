@@ -74,7 +74,7 @@ class CLoaderKind(gcl.KexecKind):
         self._lock = threading.Lock()
         self._loader = None
 
-    def own_loader(self, images, arch):
+    def own_loader(self, images, arch, cell):
         """Loader("c-loader"): the C loader and the flat purgatory it loads,
         built once per process by examples/c-loader/build.sh."""
         with self._lock:

@@ -25,7 +25,7 @@ the run and judges the transcript (guest_judges). Kinds:
 
 Room for later cells (a few lines each): `load` / `exec` templates run the
 loader with a caller's exact argv (placeholders {loader} {kernel} {initrd}
-{append}, e.g. rkexec installed as /sbin/kexec: loader "rkexec-as-kexec"),
+{append}; with loader="rkexec-as-kexec", rkexec installed as /sbin/kexec),
 `kernel2` boots another kernel file (a UKI, a vmlinux ELF) from the arch's
 cache directory, `files` adds more (src, dest) files to kernel 1's
 initramfs (e.g. a C loader whose own command is the `load` template).
@@ -58,7 +58,8 @@ class Cell:
     dtb_override: bool = False   # --dtb=<dump of /sys/firmware/fdt>
     smp: object = 1            # QEMU -smp
     memory: object = None      # QEMU -m (None: the arch's)
-    loaders: tuple = LOADERS   # the loaders this cell can judge
+    loaders: tuple = LOADERS   # the runs (--loader) this cell is part of
+    loader: str = None         # always run with this loader (e.g. "rkexec-as-kexec"), whatever --loader says
     default: bool = True       # in the default set
     aliases: tuple = ()        # former names
     load: str = None           # load command template (None: the kind's)
@@ -117,9 +118,9 @@ class KexecKind:
     name = "kexec"
     qmp = False
 
-    def own_loader(self, images, arch):
-        """The loader this kind always runs with (None: the run's --loader)."""
-        return None
+    def own_loader(self, images, arch, cell):
+        """The loader this cell always runs with (None: the run's --loader)."""
+        return images.loader(arch, cell.loader) if cell.loader else None
 
     def k1_append(self, run):
         return run.arch.append() + (f" MARKER={run.marker}" if run.cell.reuse_cmdline else "")

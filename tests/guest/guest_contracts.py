@@ -125,7 +125,7 @@ class PlanFacts:
 def plan_line(loader, plan_args):
     """/cell.sh line that prints the plan for `plan_args` (the load's own
     arguments) as one PLAN-JSON line; ':' for loaders without a plan."""
-    if loader.name != "rkexec":
+    if not loader.plans:
         return ":"
     return f'echo "PLAN-JSON $($LOADER plan {plan_args} --json 2>&1 | tr -d \'\\n\')"'
 
@@ -136,7 +136,7 @@ def plan_facts(texts, ctx, crash):
     give empty facts. ctx.kernel_path / ctx.initrd_path are the host files
     behind /kernel2 and the initrd the load names: a verifying purgatory
     hashes at least the kernel payload and the initrd, whatever the plan says."""
-    if ctx.loader.name != "rkexec":
+    if not ctx.loader.plans:
         return PlanFacts("none")
     f = _plan_from_json(texts, ctx, crash)
     f.min_hashed = ctx.arch.kernel_payload_size(ctx.kernel_path) + os.path.getsize(ctx.initrd_path)

@@ -47,6 +47,7 @@ class Loader:
     trees: tuple = ()  # (src_dir, dest) trees for the initramfs
     purgatory: bool = False  # kexec_load goes through OUR purgatory: judge its console lines
     has_status: bool = True  # -S / --status
+    plans: bool = False      # `plan ... --json` prints rkexec-plan/1
 
 
 LOADERS = ("rkexec", "kexec-tools")
@@ -69,7 +70,10 @@ def make_loader(arch, name, cache=DEFAULT_CACHE, rkexec=None):
             raise FileNotFoundError(
                 f"{rkexec} missing: cargo build --release --locked --target {arch.musl_target} "
                 "-p loader-host --bin rkexec")
-        return Loader("rkexec", "rkexec", adds=((rkexec, "/sbin/rkexec"),), purgatory=True)
+        return Loader("rkexec", "rkexec", adds=((rkexec, "/sbin/rkexec"),), purgatory=True, plans=True)
+    if name == "rkexec-as-kexec":  # installed where callers (systemd, kdump tools...) run /sbin/kexec
+        return dataclasses.replace(make_loader(arch, "rkexec", cache, rkexec), name=name, cmd="/sbin/kexec",
+                                   adds=((rkexec or static_tool(arch, "rkexec"), "/sbin/kexec"),))
     raise ValueError(f"unknown loader {name!r} ({' | '.join(LOADERS)})")
 
 # ---------------------------------------------------------------------------

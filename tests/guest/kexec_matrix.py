@@ -190,7 +190,7 @@ def main(argv=None, prog=None):
             arch = ARCHES[c.arch]
             if arch.name not in run_loader:
                 run_loader[arch.name] = images.loader(arch, a.loader)
-            loader_of[c.name] = KINDS[c.kind].own_loader(images, arch) or run_loader[arch.name]
+            loader_of[c.name] = KINDS[c.kind].own_loader(images, arch, c) or run_loader[arch.name]
             images.base(arch, c.suite, (loader_of[c.name],))
             if c.kind in ("kdump", "hotplug"):
                 images.capture_initrd(arch)

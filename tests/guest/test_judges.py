@@ -29,7 +29,7 @@ from qemu_kexec import Line  # noqa: E402
 MARKER = "el1-0123456789ab"
 K2_CMDLINE = f"console=ttyAMA0 earlycon nokaslr rdinit=/init MARKER={MARKER}"
 SEGS = [("kernel", 0xb7c00000, 0x1ab0000), ("initrd", 0xb9702000, 0xfe000), ("dtb", 0xbfab5000, 0x3000)]
-RKEXEC = gi.Loader("rkexec", "rkexec", purgatory=True)
+RKEXEC = gi.Loader("rkexec", "rkexec", purgatory=True, plans=True)
 
 
 def kernel_lines(version="6.1.0-57-cloud-arm64", el="EL1", extra=()):
@@ -246,6 +246,22 @@ class HotplugJudge(unittest.TestCase):
             v = kind.judge(run, self.transcript(klog))
             self.assertFalse(v.ok, klog)
             self.assertIn("not proven", v.reason)
+
+
+class CallerArgv(unittest.TestCase):
+    """Room for caller cells: a load template with rkexec installed as /sbin/kexec."""
+
+    def test_template_script(self):
+        files = Files(self, 1, 1)
+        loader = gi.make_loader(ARCHES["arm64"], "rkexec-as-kexec", rkexec=files.kernel)
+        self.assertEqual((loader.cmd, loader.adds), ("/sbin/kexec", ((files.kernel, "/sbin/kexec"),)))
+        run = run_for("el1", files, loader=loader)
+        run.cell = dataclasses.replace(run.cell, load="{loader} --load {kernel} --append {append} --initrd {initrd}")
+        script = gcl.KINDS["kexec"].script(run)
+        self.assertIn(f"timed $LOADER --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 ||", script)
+        self.assertIn("LOADER=/sbin/kexec", script)
+        self.assertIn("do_exec $LOADER -e", script)
+        self.assertIn("status before $LOADER -S -l", script)
 
 
 class Grid(unittest.TestCase):
