@@ -308,10 +308,11 @@ class KdumpKind(KexecKind):
         return i_ok, facts, covers
 
 
-def wait_kdump(q, arch, timeout, panic_grace=60):
+def wait_kdump(q, arch, timeout, panic_grace=150):
     """Wait for the end of a crash cell. Kernel 1's own panic is expected
     (sysrq-c): after it, wait (at most panic_grace s) for the capture
-    kernel's first line or the purgatory's refusal, then for KDUMP-DONE or a
+    kernel's first line or the purgatory's refusal (kexec-tools' purgatory
+    hashes silently for up to a minute under TCG), then for KDUMP-DONE or a
     failure (a second panic). Returns the last line waited for."""
     refused = re.escape(gc.purgatory_lines().templates["refused"])
     stop = (r"^KDUMP-DONE|^KDUMP-PANIC-FAILED|KEXEC-LOAD-FAILED|K1-NO-CRASHKERNEL|K1-HOTPLUG-TIMEOUT|CELL-SCRIPT-|"
