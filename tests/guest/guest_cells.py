@@ -21,7 +21,8 @@ the run and judges the transcript (guest_judges). Kinds:
   lockdown  kernel 1 under lockdown=integrity: kexec_load is refused, the
             loader must say it falls back to kexec_file_load, explain its
             refusal, unload the same way, and leave nothing loaded.
-  (hotplug: crash_hotplug_x86.py; the crash-hotplug scenarios.)
+  (hotplug: crash_hotplug_x86.py, the crash-hotplug scenarios; c-loader:
+  c_loader_cells.py, examples/c-loader as the loader.)
 
 Room for later cells (a few lines each): `load` / `exec` templates run the
 loader with a caller's exact argv (placeholders {loader} {kernel} {initrd}

@@ -16,7 +16,8 @@ ignores --append cannot pass.
 A cell passes only on what the new kernel and our purgatory printed, judged
 against contracts (guest_contracts: the purgatory's line templates, the
 loader's plan, the -S status rule). Cells, kinds and judges: guest_cells,
-crash_hotplug_x86 (crash hotplug scenarios), guest_judges.
+crash_hotplug_x86 (crash hotplug scenarios), c_loader_cells (the C loader),
+guest_judges; host tests of the judges: test_judges.py.
 
     scripts/fetch-fixtures.sh --arch all
     cargo build --release --locked --target <musl> -p loader-host --bin rkexec -p guest-tools --bin vmcore-check
