@@ -41,11 +41,12 @@ REQUIRED_LINES = ("tag", "verified", "segment_ok", "excluded_ok", "refused", "di
 
 
 def _template_regex(template):
-    """'a {x} b' -> r'a (?P<x>\\S+) b' (literal text escaped)."""
+    """'a {x} b' -> r'a (?P<x>.+?) b' (literal text escaped; a value may hold
+    spaces, e.g. a reset method, and ends where the next literal text begins)."""
     out, pos = [], 0
     for m in re.finditer(r"\{(\w+)\}", template):
         out.append(re.escape(template[pos:m.start()]))
-        out.append(f"(?P<{m.group(1)}>\\S+?)" if m.end() < len(template) else f"(?P<{m.group(1)}>\\S+)")
+        out.append(f"(?P<{m.group(1)}>.+?)" if m.end() < len(template) else f"(?P<{m.group(1)}>.+)")
         pos = m.end()
     out.append(re.escape(template[pos:]))
     return "".join(out)
@@ -77,7 +78,8 @@ class PurgatoryLines:
             raise ContractError(f"{path}: no string for {', '.join(missing)}")
         self.path = path
         self.tag = self.templates["tag"]
-        self.regex = {k: re.compile(_template_regex(v)) for k, v in self.templates.items() if isinstance(v, str)}
+        self.regex = {k: re.compile(_template_regex(v)) for k, v in self.templates.items()
+                      if isinstance(v, str) and not k.startswith("_")}
 
     def match(self, key, text):
         """{placeholder: value} if `text` holds the `key` line, else None."""

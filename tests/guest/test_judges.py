@@ -105,6 +105,8 @@ class Contracts(unittest.TestCase):
         self.assertIsNone(P.match("segment_ok", "purgatory: segment 2 (dtb) 0x1+0x2 sha256 mismatch"))
         v = P.match("verified", "purgatory: verified 4 segments, 13070336 bytes hashed with portable in 545122 us")
         self.assertEqual(v, {"segments": 4, "bytes": 13070336, "engine": "portable", "us": 545122})
+        self.assertEqual(P.match("resetting", "purgatory: resetting the system (PSCI SYSTEM_RESET)"),
+                         {"method": "PSCI SYSTEM_RESET"})  # a value may hold spaces
 
     def test_status_rules(self):
         kt = gi.Loader("kexec-tools", "kexec")
