@@ -16,6 +16,11 @@
 #   cache/ARCH/kexec-tools/    sbin/kexec, lib/<triplet>/*.so*, the dynamic
 #                              loader at its PT_INTERP path; copy the tree as
 #                              is into an initramfs root.
+#   cache/ARCH/systemd-stub/   linux{x64,aa64}.efi.stub from bookworm's
+#                              systemd-boot-efi (252): scripts/mk-uki.py turns
+#                              it into a unified kernel image
+#   cache/amd64/SUITE/vmlinux  the ELF vmlinux inside vmlinuz
+#                              (scripts/extract-vmlinux.py)
 #
 # riscv64 has only trixie (it is not a release architecture of bookworm):
 # the trixie kernel (linux-image-riscv64; there is no cloud flavour), and
@@ -289,6 +294,34 @@ fetch_kexec_tools() {  # fetch_kexec_tools ARCH
     log "fetched: $final ($(tr '\n' ' ' <"$final/version"))"
 }
 
+fetch_systemd_stub() {  # fetch_systemd_stub ARCH
+    local arch=$1 out=$CACHE/$1/systemd-stub stub
+    case $arch in arm64) stub=linuxaa64.efi.stub ;; amd64) stub=linuxx64.efi.stub ;; esac
+    if [ $REFRESH = 0 ] && [ -s "$out/$stub" ] && [ -s "$out/version" ]; then
+        log "cached: $out/$stub ($(cat "$out/version"))"; return 0
+    fi
+    apt_setup bookworm "$arch"
+    local tmp pv
+    tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
+    pv=$(download bookworm "$arch" systemd-boot-efi "$tmp")
+    [ -s "$tmp/usr/lib/systemd/boot/efi/$stub" ] || die "systemd-boot-efi:$arch has no $stub"
+    mkdir -p "$out"
+    cp "$tmp/usr/lib/systemd/boot/efi/$stub" "$out/$stub"
+    echo "$pv" >"$out/version"
+    rm -rf "$tmp"
+    log "fetched: $out/$stub ($pv)"
+}
+
+extract_vmlinux() {  # extract_vmlinux SUITE: amd64 only
+    local d=$CACHE/amd64/$1
+    if [ $REFRESH = 0 ] && [ -s "$d/vmlinux" ] && [ "$d/vmlinux" -nt "$d/vmlinuz" ]; then
+        log "cached: $d/vmlinux"; return 0
+    fi
+    python3 "$ROOT/scripts/extract-vmlinux.py" "$d/vmlinuz" "$d/vmlinux.tmp" \
+        || die "could not extract the vmlinux ELF from $d/vmlinuz"
+    mv "$d/vmlinux.tmp" "$d/vmlinux"
+}
+
 mkdir -p "$CACHE"
 trap 'rm -rf "$CACHE"/tmp.??????' EXIT
 for arch in "${ARCHES[@]}"; do
@@ -297,6 +330,12 @@ for arch in "${ARCHES[@]}"; do
     # Debian has no kexec-tools for riscv64 (nor has upstream a riscv
     # purgatory): nothing to fetch.
     [ "$arch" = riscv64 ] || fetch_kexec_tools "$arch"
+    # UKI stubs (systemd-boot-efi 252) and the amd64 vmlinux ELF.
+    [ "$arch" = riscv64 ] || fetch_systemd_stub "$arch"
+    if [ "$arch" = amd64 ]; then
+        extract_vmlinux bookworm
+        extract_vmlinux trixie
+    fi
 done
 
 log "summary:"

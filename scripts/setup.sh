@@ -22,6 +22,9 @@ command -v qemu-system-riscv64 >/dev/null || need_pkgs+=(qemu-system-misc)
 [ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] || need_pkgs+=(qemu-system-data)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
+# extract-vmlinux.py: bookworm's amd64 kernel is lz4-compressed; mk-uki.py: objcopy.
+command -v lz4 >/dev/null || need_pkgs+=(lz4)
+command -v objcopy >/dev/null || need_pkgs+=(binutils)
 command -v dtc >/dev/null || need_pkgs+=(device-tree-compiler)
 [ -e /usr/share/qemu/efi-virtio.rom ] || need_pkgs+=(ipxe-qemu)
 # examples/c-loader: the C loader, static for the arm64 guests.

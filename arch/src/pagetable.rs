@@ -51,6 +51,9 @@ pub enum MapError {
     BadRange,
     /// The range overlaps an existing mapping of another memory type.
     Conflict,
+    /// A table descriptor points outside the pool (the tables were
+    /// changed behind the builder's back).
+    BadTable,
 }
 
 /// Builds an identity map inside a pool of tables. Table 0 is the root
@@ -113,8 +116,26 @@ impl<'a> IdentityMap<'a> {
         Ok(idx)
     }
 
-    fn table_index(&self, desc: u64) -> usize {
-        ((desc & OA_MASK) - self.root_addr()) as usize / PAGE as usize
+    /// The pool index a table descriptor points at.
+    fn table_index(&self, desc: u64) -> Result<usize, MapError> {
+        let off = (desc & OA_MASK).checked_sub(self.root_addr()).ok_or(MapError::BadTable)?;
+        let idx = usize::try_from(off / PAGE).map_err(|_| MapError::BadTable)?;
+        if idx < self.used {
+            Ok(idx)
+        } else {
+            Err(MapError::BadTable)
+        }
+    }
+
+    /// Descriptor `idx` of table `table` (indexes are checked: no panic).
+    fn entry(&self, table: usize, idx: usize) -> Result<u64, MapError> {
+        self.pool.get(table).and_then(|t| t.0.get(idx)).copied().ok_or(MapError::BadTable)
+    }
+
+    fn set_entry(&mut self, table: usize, idx: usize, desc: u64) -> Result<(), MapError> {
+        let slot = self.pool.get_mut(table).and_then(|t| t.0.get_mut(idx)).ok_or(MapError::BadTable)?;
+        *slot = desc;
+        Ok(())
     }
 
     fn map_level(&mut self, table: usize, level: usize, begin: u64, end: u64, attrs: u64) -> Result<(), MapError> {
@@ -123,15 +144,15 @@ impl<'a> IdentityMap<'a> {
         let mut addr = begin;
         while addr < end {
             let entry_base = addr & !(size - 1);
-            let next = (entry_base + size).min(end);
+            let next = entry_base.saturating_add(size).min(end);
             let idx = ((addr >> shift) & 511) as usize;
-            let desc = self.pool[table].0[idx];
-            let whole = addr == entry_base && next == entry_base + size;
+            let desc = self.entry(table, idx)?;
+            let whole = addr == entry_base && next == entry_base.saturating_add(size);
             // Blocks exist at levels 1 and 2, pages at level 3 (D8.2.1).
             let leaf_ok = level >= 1;
             let leaf = if level == 3 { DESC_VALID | DESC_TABLE_OR_PAGE } else { DESC_VALID };
             if desc & DESC_VALID == 0 && whole && leaf_ok {
-                self.pool[table].0[idx] = entry_base | attrs | leaf;
+                self.set_entry(table, idx, entry_base | attrs | leaf)?;
             } else if desc & DESC_VALID != 0 && (level == 3 || desc & DESC_TABLE_OR_PAGE == 0) {
                 // Already a block/page covering this address: it must be
                 // the same memory type (mapping one page as both Normal
@@ -140,15 +161,18 @@ impl<'a> IdentityMap<'a> {
                 if existing != attrs {
                     return Err(MapError::Conflict);
                 }
-            } else {
+            } else if level < 3 {
                 let child = if desc & DESC_VALID == 0 {
                     let child = self.alloc()?;
-                    self.pool[table].0[idx] = self.table_desc(child);
+                    self.set_entry(table, idx, self.table_desc(child))?;
                     child
                 } else {
-                    self.table_index(desc)
+                    self.table_index(desc)?
                 };
                 self.map_level(child, level + 1, addr, next, attrs)?;
+            } else {
+                // A level 3 entry is always a page: the cases above cover it.
+                return Err(MapError::BadTable);
             }
             addr = next;
         }
@@ -164,14 +188,14 @@ impl<'a> IdentityMap<'a> {
     pub fn lookup(&self, addr: u64) -> Option<(u64, usize)> {
         let mut table = 0usize;
         for level in 0..4 {
-            let desc = self.pool[table].0[((addr >> entry_shift(level)) & 511) as usize];
+            let desc = self.entry(table, ((addr >> entry_shift(level)) & 511) as usize).ok()?;
             if desc & DESC_VALID == 0 {
                 return None;
             }
             if level == 3 || desc & DESC_TABLE_OR_PAGE == 0 {
                 return Some((desc, level));
             }
-            table = self.table_index(desc);
+            table = self.table_index(desc).ok()?;
         }
         None
     }

@@ -75,9 +75,22 @@ pub fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> 
         ));
     }
 
-    // The DTB to hand over, and what it tells us.
-    let dtb_path = req.dtb.clone().unwrap_or_else(|| sys.fdt_path());
-    let dtb_in = input::read_file(&dtb_path, rules.dtb_max, "a DTB may have")?;
+    // The DTB to hand over, and what it tells us: --dtb, else a UKI's .dtb
+    // (systemd-stub installs it in place of the firmware's), else the
+    // running one.
+    let own_dtb = kernel.embedded.as_ref().and_then(|e| e.dtb.clone());
+    let (dtb_path, dtb_in) = match (&req.dtb, own_dtb) {
+        (Some(p), _) => (p.clone(), input::read_file(p, rules.dtb_max, "a DTB may have")?),
+        (None, Some(d)) => {
+            notes.push(format!("DTB from the {} .dtb section", kernel.format));
+            (req.kernel.clone(), d)
+        }
+        (None, None) => {
+            let p = sys.fdt_path();
+            let d = input::read_file(&p, rules.dtb_max, "a DTB may have")?;
+            (p, d)
+        }
+    };
     let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err };
     let facts = handover::facts(&dtb_in).map_err(dtb_err)?;
 

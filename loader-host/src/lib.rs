@@ -28,6 +28,7 @@ pub mod digest;
 pub mod dtb;
 pub mod dtb_boot;
 pub mod error;
+pub mod file_load;
 pub mod image;
 pub mod input;
 pub mod placement;

@@ -12,19 +12,19 @@
 //! 6. the finished plan is checked against every rule the kernel and the
 //!    purgatory would apply after the system call (`validate`).
 
-use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_SKIP_DIGESTS};
+use kexec_purgatory::abi::{ConsoleDesc, PurgatoryParams, CONSOLE_8250_IO, PARAM_FLAG_SKIP_DIGESTS};
 
 use crate::arch::{self, Arch};
 use crate::crash::{self, CrashSetup};
 use crate::digest;
 use crate::error::LoadError;
-use crate::image::{self, Host, KernelImage};
+use crate::image::{self, Embedded, Host, KernelImage};
 use crate::input::{self, Blob};
 use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, CoreSummary, KernelSummary, LoadKind, Plan};
 use crate::purgatory_image::PurgatoryImage;
 use crate::range::{FreeMap, Range};
-use crate::request::Request;
+use crate::request::{CmdlineChoice, Request};
 use crate::system::iomem::Iomem;
 use crate::system::{self, console, SystemSources};
 use crate::validate;
@@ -95,19 +95,50 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     let kernel = image::load(file, req.kernel_type.as_deref(), Host::current())
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let arch = kernel.arch;
-    let kernel_source = format!("{} ({})", req.kernel.display(), kernel.format);
+    let format = match &kernel.embedded {
+        Some(e) => format!("{} ({})", kernel.format, e.inner_format),
+        None => kernel.format.to_string(),
+    };
+    let kernel_source = format!("{} ({format})", req.kernel.display());
+    let mut notes = Vec::new();
 
-    // 3. Initrds, concatenated as the kernel's initramfs unpacker allows.
-    let initrd = match req.initrds.as_slice() {
-        [] => None,
-        paths => Some(Initrd {
+    // A unified kernel image brings its command line (unless the caller
+    // gives one), its initrd and its DTB (image::uki).
+    let with_embedded;
+    let req = match &kernel.embedded {
+        Some(e) => {
+            notes.extend(e.notes.iter().cloned());
+            with_embedded = embedded_request(req, e, &mut notes);
+            &with_embedded
+        }
+        None => req,
+    };
+
+    // 3. Initrds, concatenated as the kernel's initramfs unpacker allows:
+    // the image's own first (systemd-stub order), then --initrd's.
+    let own = kernel
+        .embedded
+        .as_ref()
+        .and_then(|e| e.initrd.clone().map(|d| (d, format!("{} {}", req.kernel.display(), e.initrd_source))));
+    let initrd = match (own, req.initrds.as_slice()) {
+        (None, []) => None,
+        (None, paths) => Some(Initrd {
             data: input::read_concatenated(paths, placeable, "initrds", PLACEABLE)?,
-            source: paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "),
+            source: join_paths(paths),
         }),
+        (Some((data, source)), []) => Some(Initrd { data, source }),
+        (Some((own, source)), paths) => {
+            let rest = input::read_concatenated(paths, placeable, "initrds", PLACEABLE)?;
+            // The kernel's initramfs unpacker skips zero padding between
+            // cpio archives only in 4-byte steps (init/initramfs.c).
+            let mut data = own.to_vec();
+            data.resize(data.len().next_multiple_of(4), 0);
+            data.extend_from_slice(&rest);
+            Some(Initrd { data: Blob::new(data), source: format!("{source} + {}", join_paths(paths)) })
+        }
     };
 
     // Memory for this kind of load.
-    let mut notes = Vec::new();
     let (free, crash) = match req.crash {
         None => {
             let usable = system::memory::for_kexec(sys, &iomem)?;
@@ -121,6 +152,14 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         }
     };
 
+    // --mem-min / --mem-max (kexec/kexec.c: mem_min, mem_max bound every
+    // locate_hole): clip the memory every placement takes from.
+    let mut free = free;
+    if let Some(window) = mem_window(req)? {
+        free.clip(window);
+        notes.push(format!("segments restricted to {window} (--mem-min/--mem-max)"));
+    }
+
     let mut params = PurgatoryParams::new();
     if !req.verify {
         params.flags |= PARAM_FLAG_SKIP_DIGESTS;
@@ -128,14 +167,22 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     params.on_failure = req.on_failure.abi();
     let console_given = match &req.serial {
         Some(tty) => {
-            params.console = console::from_sysfs(&sys.sys_root, tty)?;
+            params.console = match (io_port(tty), console::from_sysfs(&sys.sys_root, tty)) {
+                (Some(port), _) => ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port },
+                (None, Ok(c)) => c,
+                // kexec-tools' x86 --serial names (kexec/arch/x86_64/
+                // kexec-x86_64.c): ttyS0 0x3f8, ttyS1 0x2f8.
+                (None, Err(_)) if arch == Arch::X86_64 && matches!(tty.as_str(), "ttyS0" | "ttyS1") => {
+                    ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: if tty == "ttyS0" { 0x3f8 } else { 0x2f8 } }
+                }
+                (None, Err(e)) => return Err(e.into()),
+            };
             true
         }
         None => false,
     };
     let core = crash.as_ref().map(|c| (c.cpu_notes, c.pt_load, c.hotplug));
     let kind = if crash.is_some() { LoadKind::Crash } else { LoadKind::Kexec };
-    let format = kernel.format;
 
     // 4. The architecture places its segments.
     let input =
@@ -147,11 +194,49 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
 
     // 5. The purgatory, digests, the parameter block.
     let purgatory = PurgatoryImage::for_arch(arch)?;
-    let plan = finish(arch, kind, arch_layout, &purgatory, core, req, format)?;
+    let plan = finish(arch, kind, arch_layout, &purgatory, core, req, &format)?;
 
     // 6. Everything the kernel and the purgatory will check, checked now.
     validate::plan(&plan, &purgatory, &iomem).map_err(LoadError::Plan)?;
     Ok(plan)
+}
+
+fn join_paths(paths: &[std::path::PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ")
+}
+
+/// The request with a UKI's `.cmdline` as the command line when the caller
+/// gave none (systemd-stub: the embedded command line is the default).
+pub fn embedded_request(req: &Request, e: &Embedded, notes: &mut Vec<String>) -> Request {
+    let mut r = req.clone();
+    if let (CmdlineChoice::Keep, Some(c)) = (&req.cmdline, &e.cmdline) {
+        r.cmdline = CmdlineChoice::Set(c.clone());
+        notes.push(format!("command line from the {} .cmdline section", e.container));
+    }
+    r
+}
+
+/// `[mem_min, mem_max]` as a range, when either is given.
+fn mem_window(req: &Request) -> Result<Option<Range>, LoadError> {
+    if req.mem_min.is_none() && req.mem_max.is_none() {
+        return Ok(None);
+    }
+    let min = req.mem_min.unwrap_or(0);
+    let end = req.mem_max.map_or(u64::MAX, |m| m.saturating_add(1));
+    if min >= end {
+        return Err(crate::plan::PlanError::Refused {
+            rule: format!("--mem-min {min:#x} is above --mem-max {:#x}: no memory is left", end.wrapping_sub(1)),
+        }
+        .into());
+    }
+    Ok(Some(Range::new(min, end)))
+}
+
+/// kexec-tools' x86 `--serial=0x<hex>` form (kexec/arch/x86_64/
+/// kexec-x86_64.c arch_process_options): an 8250 at that I/O port.
+fn io_port(spec: &str) -> Option<u64> {
+    let hex = spec.strip_prefix("0x")?;
+    u64::from_str_radix(hex, 16).ok().filter(|p| *p < 65536)
 }
 
 /// Place the purgatory, hash every segment, fill the parameter block.

@@ -4,10 +4,13 @@
 
 use kexec_purgatory::abi::{ON_FAILURE_RESET, PARAM_FLAG_SKIP_DIGESTS};
 
+use crate::file_load::{FileInput, FilePlan};
 use crate::plan::{LoadKind, Plan};
 
 /// The JSON schema this module writes.
 pub const PLAN_SCHEMA: &str = "rkexec-plan/1";
+/// The schema of a kexec_file_load plan (`-s` with plan/--dry-run).
+pub const FILE_PLAN_SCHEMA: &str = "rkexec-file-plan/1";
 
 fn human_size(n: u64) -> String {
     const K: f64 = 1024.0;
@@ -116,5 +119,46 @@ pub fn json(plan: &Plan) -> serde_json::Value {
             "nr_segments": p.nr_segments,
         },
         "notes": plan.notes,
+    })
+}
+
+/// What `plan -s` prints: the kexec_file_load call.
+pub fn file_table(p: &FilePlan) -> String {
+    let what = if p.kind == LoadKind::Crash { " crash kernel" } else { "" };
+    let mut out =
+        format!("rkexec plan ({}{what}, kexec_file_load: the kernel loads, places and verifies the image):\n", p.arch);
+    out.push_str(&format!("kernel: {} ({}) -> {}\n", p.kernel_path.display(), p.format, p.kernel.describe()));
+    out.push_str(&format!("initrd: {}\n", p.initrd.as_ref().map_or("none".to_string(), FileInput::describe)));
+    out.push_str(&format!("flags: {:#x}\n", p.flags));
+    out.push_str(&format!("command line: {}\n", p.cmdline));
+    for n in &p.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
+    out
+}
+
+fn file_input_json(f: &FileInput) -> serde_json::Value {
+    match f {
+        FileInput::File(path) => {
+            serde_json::json!({ "fd": "file", "path": path.display().to_string(), "bytes": f.byte_len() })
+        }
+        FileInput::Memory { data, source } => serde_json::json!({
+            "fd": "memfd", "source": source, "bytes": data.len(), "sha256": hex(&crate::digest::padded(data, data.len() as u64)),
+        }),
+    }
+}
+
+/// `plan -s --json` (schema rkexec-file-plan/1).
+pub fn file_json(p: &FilePlan) -> serde_json::Value {
+    serde_json::json!({
+        "schema": FILE_PLAN_SCHEMA,
+        "arch": p.arch.name(),
+        "kind": match p.kind { LoadKind::Kexec => "kexec", LoadKind::Crash => "crash" },
+        "syscall": "kexec_file_load",
+        "kernel": { "path": p.kernel_path.display().to_string(), "format": p.format, "fd": file_input_json(&p.kernel) },
+        "initrd": p.initrd.as_ref().map(file_input_json),
+        "cmdline": p.cmdline,
+        "flags": p.flags,
+        "notes": p.notes,
     })
 }

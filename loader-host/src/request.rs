@@ -76,6 +76,14 @@ pub struct Request {
     pub dtb_delete: Vec<String>,
     /// `-p`: a crash (kdump) kernel.
     pub crash: Option<CrashOptions>,
+    /// `--mem-min` / `--mem-max` (kexec-tools' names): every segment lies
+    /// inside `[mem_min, mem_max]` (mem_max inclusive).
+    pub mem_min: Option<u64>,
+    pub mem_max: Option<u64>,
+    /// x86 `--console-serial`: the purgatory prints on the serial port
+    /// (`--serial`, else ttyS0 at 0x3f8, kexec-tools' default serial_base)
+    /// even when the command line names no serial console.
+    pub console_serial: bool,
 }
 
 impl Request {
@@ -94,6 +102,9 @@ impl Request {
             dtb_set: Vec::new(),
             dtb_delete: Vec::new(),
             crash: None,
+            mem_min: None,
+            mem_max: None,
+            console_serial: false,
         }
     }
 }

@@ -34,6 +34,10 @@ pub const KEXEC_CRASH_HOTPLUG_SUPPORT: u64 = 0x0000_0008;
 pub const KEXEC_FILE_UNLOAD: u64 = 0x0000_0001;
 pub const KEXEC_FILE_ON_CRASH: u64 = 0x0000_0002;
 pub const KEXEC_FILE_NO_INITRAMFS: u64 = 0x0000_0004;
+/// Linux 6.17+: do not place the segments in CMA (kexec-tools --no-cma).
+pub const KEXEC_FILE_NO_CMA: u64 = 0x0000_0010;
+/// x86, Linux 6.17+: carry the running DTB over (kexec-tools --force-dtb).
+pub const KEXEC_FILE_FORCE_DTB: u64 = 0x0000_0020;
 
 /// reboot(2) magic numbers and LINUX_REBOOT_CMD_KEXEC.
 const LINUX_REBOOT_MAGIC1: libc::c_int = 0xfee1_deadu32 as libc::c_int;
@@ -95,6 +99,7 @@ pub enum Call {
     KexecLoad,
     KexecFileLoad,
     Unload,
+    FileUnload,
     Reboot,
 }
 
@@ -104,6 +109,7 @@ impl Call {
             Call::KexecLoad => "kexec_load",
             Call::KexecFileLoad => "kexec_file_load",
             Call::Unload => "kexec_load (unload)",
+            Call::FileUnload => "kexec_file_load (unload)",
             Call::Reboot => "reboot(LINUX_REBOOT_CMD_KEXEC)",
         }
     }
@@ -246,6 +252,27 @@ pub fn kexec_file_load(
     Ok(())
 }
 
+/// A memfd holding `data`, positioned at its start: what kexec_file_load
+/// gets for a kernel or initrd that is not a file as it is (a UKI's
+/// sections, a decompressed Image, concatenated initrds), as kexec-tools'
+/// copybuf_memfd does.
+pub fn memfd(name: &str, data: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::fd::FromRawFd;
+    let cname = CString::new(name).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns
+    // a new descriptor we own, or -1.
+    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.write_all(data)?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(f)
+}
+
 /// kexec_file_load unload.
 pub fn kexec_file_unload(crash: bool) -> Result<(), SyscallError> {
     let flags = KEXEC_FILE_UNLOAD | if crash { KEXEC_FILE_ON_CRASH } else { 0 };
@@ -261,7 +288,7 @@ pub fn kexec_file_unload(crash: bool) -> Result<(), SyscallError> {
         )
     };
     if rc != 0 {
-        return Err(SyscallError { call: Call::Unload, errno: last_errno(), context: None });
+        return Err(SyscallError { call: Call::FileUnload, errno: last_errno(), context: None });
     }
     Ok(())
 }

@@ -3,13 +3,17 @@
 //! machine reboots, a refusal leaves no kernel at all. So the finished plan
 //! is checked here against
 //! - the purgatory's own rules, by the purgatory crate's `validate()` run
-//!   on the very parameter block written into the purgatory segment,
+//!   on the very parameter block written into the purgatory segment, and
+//!   its whole flow rehearsed on copies of what it reads or writes
+//!   (excluded-segment structure checks, the boot-data patch) with only the
+//!   hashing left out (the digests come from the same SHA-256),
 //! - kexec_load's rules (kernel/kexec_core.c sanity_check_segment_list),
 //! - the machine's memory map, independently of the placement that made it:
 //!   every segment in System RAM (the crash ranges for -p), outside every
 //!   other /proc/iomem range, none at address 0,
-//! - the hand-off: entries inside the right segments, boot data in a
-//!   segment of its kind, nothing over the purgatory's footprint.
+//! - the hand-off: the entry is the purgatory's, its segment holds its
+//!   whole footprint (entries, boot data and the footprint's overlaps are
+//!   the purgatory's own rules, checked by its code above).
 
 use kexec_purgatory::abi::{SegmentKind, MAX_SEGMENTS};
 
@@ -33,8 +37,12 @@ pub fn plan(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<()
     if written != Some(&plan.params.to_bytes()[..]) {
         return Err(PlanError::Internal("the purgatory segment does not carry the plan's parameter block".into()));
     }
-    kexec_purgatory::verify::validate(&plan.params)
-        .map_err(|e| refuse(format!("the purgatory would refuse this parameter block: {e:?}")))?;
+    let own_image = kexec_purgatory::verify::MemSpan::new(purg.mem, purgatory.header.mem_size);
+    let rules = kexec_purgatory::verify::Rules::for_arch(purgatory.header.arch, own_image)
+        .ok_or_else(|| PlanError::Internal(format!("purgatory image arch {}", purgatory.header.arch)))?;
+    kexec_purgatory::verify::validate(&plan.params, &rules)
+        .map_err(|e| refuse(format!("the purgatory would refuse this parameter block: {e}")))?;
+    rehearse(plan, &rules)?;
     for (i, (d, s)) in plan.params.active_segments().iter().zip(&plan.segments).enumerate() {
         if d.mem != s.mem || d.len != s.digest_len || d.sha256 != s.sha256 {
             return Err(PlanError::Internal(format!("parameter block entry {i} does not describe segment {i}")));
@@ -108,7 +116,7 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// Entries and boot data.
+/// The entry and the purgatory's segment.
 fn handoff(plan: &Plan, purgatory: &PurgatoryImage) -> Result<(), PlanError> {
     let purg = plan.purgatory().ok_or_else(|| refuse("the purgatory is not the last segment"))?;
     if !purg.range().contains(plan.entry) || plan.entry != purg.mem + purgatory.header.entry_offset {
@@ -117,23 +125,88 @@ fn handoff(plan: &Plan, purgatory: &PurgatoryImage) -> Result<(), PlanError> {
     if purg.memsz < purgatory.header.mem_size {
         return Err(refuse("the purgatory segment is smaller than the image's mem_size"));
     }
-    let holding = |addr: u64| plan.segments.iter().find(|s| s.range().contains(addr));
-    match holding(plan.kernel_entry) {
-        Some(s) if s.kind == Some(SegmentKind::Kernel) => {}
-        _ => return Err(refuse(format!("the kernel entry {:#x} is not inside the kernel segment", plan.kernel_entry))),
+    Ok(())
+}
+
+/// What the purgatory reads or writes, as it will find it: segment copies
+/// zero-padded to their digest length, made on first use.
+struct Rehearsal<'a> {
+    plan: &'a Plan,
+    copies: Vec<Option<Vec<u8>>>,
+    console: Transcript,
+}
+
+/// The purgatory's console lines, collected.
+#[derive(Default)]
+struct Transcript(String);
+
+impl kexec_purgatory::report::Console for Transcript {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.0.push_str(&String::from_utf8_lossy(bytes));
     }
-    let want = plan.arch.boot_data_kind();
-    match holding(plan.boot_data.addr) {
-        Some(s) if s.kind == Some(want) && plan.boot_data.kind == want => {}
-        _ => {
-            return Err(refuse(format!(
-                "the boot data {:#x} is not inside a {} segment",
-                plan.boot_data.addr,
-                want.name()
-            )))
+}
+
+impl kexec_purgatory::verify::Platform for Rehearsal<'_> {
+    type Con = Transcript;
+
+    fn console(&mut self) -> &mut Transcript {
+        &mut self.console
+    }
+
+    fn memory(&mut self, mem: u64, len: u64) -> &mut [u8] {
+        // validate() proved [mem, mem + len) lies inside one described
+        // segment; anything else gets an empty slice, which every check
+        // the purgatory makes refuses.
+        let plan = self.plan;
+        let Some(i) = plan.segments.iter().position(|s| s.kind.is_some() && s.range().contains(mem)) else {
+            return &mut [];
+        };
+        let seg = &plan.segments[i];
+        let (Ok(off), Ok(len)) = (usize::try_from(mem - seg.mem), usize::try_from(len)) else {
+            return &mut [];
+        };
+        let copy = self.copies[i].get_or_insert_with(|| {
+            let mut v = seg.data.to_vec();
+            v.resize(seg.digest_len as usize, 0);
+            v
+        });
+        match off.checked_add(len) {
+            Some(end) if end <= copy.len() => &mut copy[off..end],
+            _ => &mut [],
         }
     }
-    Ok(())
+
+    fn digest_engine(&self) -> (kexec_purgatory::sha256::CompressFn, &'static str) {
+        (kexec_purgatory::sha256::compress_portable, "none (rehearsal)")
+    }
+
+    fn entropy(&mut self) -> Option<u64> {
+        None
+    }
+
+    fn boot_cpu_id(&self) -> u32 {
+        0
+    }
+
+    fn now_us(&self) -> u64 {
+        0
+    }
+}
+
+/// Run the purgatory's flow on the host with hashing off: a refusal there
+/// (a malformed excluded segment, boot data the patcher cannot walk) is a
+/// refusal here, in the purgatory's own words.
+fn rehearse(plan: &Plan, rules: &kexec_purgatory::verify::Rules) -> Result<(), PlanError> {
+    let mut params = plan.params;
+    params.flags |= kexec_purgatory::abi::PARAM_FLAG_SKIP_DIGESTS;
+    let mut r = Rehearsal { plan, copies: vec![None; plan.segments.len()], console: Transcript::default() };
+    match kexec_purgatory::verify::run(&params, rules, &mut r) {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            let said = r.console.0.lines().find(|l| l.contains("REFUSED")).unwrap_or("refused").to_string();
+            Err(refuse(format!("the purgatory would refuse this load: {said}")))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -186,14 +259,70 @@ mod tests {
         assert!(e.contains("more than half of System RAM") || e.contains("not inside"), "{e}");
     }
 
+    /// Edit the parameter block and write it into the purgatory segment,
+    /// as a loader bug would; the plan's own fields stay as planned.
+    fn refused_params(edit: impl FnOnce(&mut kexec_purgatory::abi::PurgatoryParams, &Plan)) -> String {
+        let (mut p, purg, iomem) = fixture();
+        let mut params = p.params;
+        edit(&mut params, &p);
+        p.params = params;
+        let last = p.segments.len() - 1;
+        p.segments[last].data = Blob::new(purg.with_params(&params));
+        plan(&p, &purg, &iomem).unwrap_err().to_string()
+    }
+
     #[test]
-    fn each_handoff_rule_refuses_before_the_syscall() {
+    fn each_purgatory_rule_refuses_before_the_syscall() {
+        use kexec_purgatory::abi::{CONSOLE_PL011, PARAMS_MAGIC};
+        // (edit, the purgatory's own words for it)
+        type Edit = fn(&mut kexec_purgatory::abi::PurgatoryParams, &Plan);
+        let cases: [(Edit, &str); 14] = [
+            (|q, _| q.magic = PARAMS_MAGIC ^ 1, "magic is not RKXP"),
+            (|q, _| q.version = 9, "unsupported version 9"),
+            (|q, _| q.size = 64, "size 64 is smaller than the version 1 block"),
+            (|q, _| q.flags |= 1 << 30, "unknown flags 0x40000000"),
+            (|q, _| q.nr_segments = 17, "too many segments: 17"),
+            (|q, _| q.on_failure = 7, "unknown on_failure 7"),
+            (|q, _| q.psci_conduit = 9, "unknown psci_conduit 9"),
+            (|q, _| q.segments[1].kind = 99, "segment 1: unknown kind 99"),
+            (|q, _| q.kernel_entry = q.segments[1].mem, "is not inside a kernel segment"),
+            (|q, p| q.boot_data = p.segments[0].mem, "is not inside a dtb segment"),
+            (|q, p| q.segments[1].mem = p.segments[2].mem, "overlaps the purgatory image"),
+            (|q, _| q.console.kind = 42, "console kind 42 is not supported here"),
+            (
+                |q, p| {
+                    q.console.kind = CONSOLE_PL011;
+                    q.console.base = p.segments[0].mem + 0x1000;
+                },
+                "console page 0x",
+            ),
+            (|q, _| q.console.base = 0, "console base is 0"),
+        ];
+        for (edit, words) in cases {
+            let e = refused_params(edit);
+            assert!(e.starts_with("refused before loading: the purgatory would refuse"), "{e}");
+            assert!(e.contains(words), "expected {words:?} in: {e}");
+        }
+    }
+
+    #[test]
+    fn the_rehearsal_catches_what_only_the_purgatory_flow_would() {
+        // A DTB the purgatory's walker refuses (a property value running past
+        // its block), though its header is fine: refused now, in the
+        // purgatory's words, not after the reboot.
+        let (mut p, purg, iomem) = fixture();
+        let mut dtb = p.segments[1].data.to_vec();
+        let size_struct = u32::from_be_bytes(dtb[36..40].try_into().unwrap());
+        dtb[36..40].copy_from_slice(&(size_struct - 8).to_be_bytes());
+        p.segments[1].data = Blob::new(dtb);
+        let e = plan(&p, &purg, &iomem).unwrap_err().to_string();
+        assert!(e.contains("the purgatory would refuse this load: purgatory: REFUSED: cannot patch the dtb"), "{e}");
+    }
+
+    #[test]
+    fn the_loaders_own_handoff_rules() {
         let e = refused(|p| p.entry += 4);
         assert!(e.contains("is not the purgatory's entry point"), "{e}");
-        let e = refused(|p| p.kernel_entry = p.segments[1].mem);
-        assert!(e.contains("kernel entry") && e.contains("not inside the kernel segment"), "{e}");
-        let e = refused(|p| p.boot_data.addr = p.segments[0].mem);
-        assert!(e.contains("is not inside a dtb segment"), "{e}");
         let e = refused(|p| {
             let s = p.segments.last_mut().unwrap();
             s.memsz = (s.data.len() as u64).next_multiple_of(4096);
@@ -207,17 +336,6 @@ mod tests {
             p.segments[1].data = Blob::new(d);
         });
         assert!(e.contains("starts with an ELF magic"), "{e}");
-    }
-
-    #[test]
-    fn the_purgatory_rules_run_on_the_loaded_block() {
-        // A block the purgatory would refuse, written into the segment.
-        let (mut p, purg, iomem) = fixture();
-        p.params.flags |= 1 << 30;
-        let last = p.segments.len() - 1;
-        p.segments[last].data = Blob::new(purg.with_params(&p.params));
-        let e = plan(&p, &purg, &iomem).unwrap_err().to_string();
-        assert!(e.contains("the purgatory would refuse this parameter block: UnknownFlags"), "{e}");
         // A segment whose digest the block does not carry.
         let e = refused(|p| p.segments[0].sha256[0] ^= 1);
         assert!(e.contains("does not describe segment 0"), "{e}");

@@ -180,7 +180,9 @@ fn plan_is_what_the_purgatory_accepts() {
     // Rust definition, passes the purgatory's own validation.
     let (hdr, params) = params_of(&bytes[3]);
     assert_eq!(params.magic, PARAMS_MAGIC);
-    assert_eq!(kexec_purgatory::verify::validate(&params), Ok(()));
+    let own_image = kexec_purgatory::verify::MemSpan::new(segs[3].mem, hdr.mem_size);
+    let rules = kexec_purgatory::verify::Rules::for_arch(hdr.arch, own_image).unwrap();
+    assert_eq!(kexec_purgatory::verify::validate(&params, &rules), Ok(()));
     assert_eq!(params.nr_segments, 3);
     assert_eq!(params.console.kind, CONSOLE_PL011);
     assert_eq!(params.console.base, 0x900_0000, "stdout-path /pl011@9000000");

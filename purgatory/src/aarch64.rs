@@ -4,7 +4,9 @@
 //! and caches around the verification, and cleaning to PoC before the jump.
 
 use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_DEBUG_CACHES_OFF};
-use kexec_purgatory::report::Console;
+use kexec_purgatory::console_lines::{SETUP_CACHES_OFF, SETUP_CACHES_ON};
+use kexec_purgatory::report::Arg;
+use kexec_purgatory::verify::{console_span, MemSpan, Rules};
 use purgatory_arch::aarch64::{cache, cpu, handoff, mmu};
 use purgatory_arch::pagetable::{IdentityMap, MemType, Table};
 use purgatory_arch::uart::Uart;
@@ -17,11 +19,13 @@ const TABLES: usize = 64;
 static mut PAGE_TABLES: [Table; TABLES] = [Table::ZERO; TABLES];
 
 /// Build the identity map (segments and image as Normal memory, the
-/// console as Device) and turn MMU and caches on. Returns why not, if not.
+/// console page as Device) and turn MMU and caches on. Returns why not, if
+/// not. Only ever called on a validated block: every range mapped and
+/// maintained here is one `verify::validate` accepted.
 fn enable_caches(
     params: &PurgatoryParams,
     regime: cpu::Regime,
-    image: (u64, u64),
+    image: MemSpan,
     uart: Uart,
 ) -> Result<(), &'static str> {
     if params.flags & PARAM_FLAG_DEBUG_CACHES_OFF != 0 {
@@ -33,17 +37,18 @@ fn enable_caches(
     // SAFETY: single CPU, MMU off, nothing else references the tables.
     let pool = unsafe { &mut *core::ptr::addr_of_mut!(PAGE_TABLES) };
     let mut map = IdentityMap::new(pool, mmu::device_xn_bits(regime)).map_err(|_| "page tables")?;
-    map.map(image.0, image.1, MemType::Normal).map_err(|_| "cannot map image")?;
+    map.map(image.start, image.len, MemType::Normal).map_err(|_| "cannot map image")?;
     for seg in params.active_segments() {
         map.map(seg.mem, seg.len, MemType::Normal).map_err(|_| "cannot map segment")?;
     }
     if let Some(base) = uart.mmio_base() {
-        map.map(base, 0x1000, MemType::Device).map_err(|_| "cannot map console")?;
+        let page = console_span(base);
+        map.map(page.start, page.len, MemType::Device).map_err(|_| "cannot map console")?;
     }
     // Tables and everything else were written with caches off: drop any
     // stale lines for the image and the segments before turning caches on
     // (booting.rst guarantees the segments were cleaned to PoC).
-    cache::invalidate_to_poc(image.0, image.1);
+    cache::invalidate_to_poc(image.start, image.len);
     for seg in params.active_segments() {
         cache::invalidate_to_poc(seg.mem, seg.len);
     }
@@ -55,28 +60,30 @@ fn enable_caches(
 
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64) -> ! {
-    let mut m = Machine::start(base);
+    // 1. Validate the block; nothing happens before (nor without) that.
+    let mut m = Machine::start(base, Rules::aarch64);
 
+    // 2. MMU and caches over what was validated.
     let regime = cpu::Regime::current();
     let caches = enable_caches(m.params(), regime, m.image(), m.uart());
-    let con = m.hello(regime.name());
     match caches {
-        Ok(()) => con.put("mmu+caches on\n"),
-        Err(why) => con.put("mmu+caches off (").put(why).put(")\n"),
-    };
+        Ok(()) => m.hello(regime.name(), SETUP_CACHES_ON, &[]),
+        Err(why) => m.hello(regime.name(), SETUP_CACHES_OFF, &[Arg::Text(why)]),
+    }
 
+    // 3. Verify and patch (never returns on failure).
     let h = m.verify();
 
-    // Leave no lines of segment memory in the caches: the kernel starts
+    // 4. Leave no lines of segment memory in the caches: the kernel starts
     // with them off and later turns them on.
     if caches.is_ok() {
         for seg in m.params().active_segments() {
             cache::clean_invalidate_to_poc(seg.mem, seg.len);
         }
     }
-    m.entering(&h, "dtb");
-    let (image, image_len) = m.image();
+    m.entering(&h);
+    let image = m.image();
     // SAFETY: entry and dtb were verified; the segments (DTB patches
     // included) were cleaned above; enter_kernel cleans the image.
-    unsafe { handoff::enter_kernel(h.entry, h.boot_data, image, image_len) }
+    unsafe { handoff::enter_kernel(h.entry, h.boot_data, image.start, image.len) }
 }

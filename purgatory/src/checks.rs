@@ -3,18 +3,14 @@
 //! to be before the new kernel trusts them.
 
 use crate::abi::SegmentKind;
+use crate::console_lines::structure;
+use crate::fdt::FdtError;
 
 /// Why an excluded segment was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StructureError {
-    /// FDT magic is not 0xd00dfeed (devicetree spec v0.4 §5.2).
-    FdtMagic,
-    /// FDT `totalsize` is smaller than the header or larger than the segment.
-    FdtTotalSize,
-    /// FDT `version`/`last_comp_version` are not compatible with 17.
-    FdtVersion,
-    /// FDT structure/strings/reserve-map blocks do not fit in `totalsize`.
-    FdtBlocks,
+    /// The DTB is not a well-formed FDT (devicetree spec v0.4 §5).
+    Fdt(FdtError),
     /// ELF `e_ident` is not a little-endian ELF64 (ELF gABI §4 "ELF Header").
     ElfIdent,
     /// ELF `e_type` is not ET_CORE.
@@ -30,15 +26,12 @@ pub enum StructureError {
 impl StructureError {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::FdtMagic => "FDT magic is not 0xd00dfeed",
-            Self::FdtTotalSize => "FDT totalsize does not fit the segment",
-            Self::FdtVersion => "FDT version is not compatible with 17",
-            Self::FdtBlocks => "FDT blocks do not fit in totalsize",
-            Self::ElfIdent => "not a little-endian ELF64 header",
-            Self::ElfType => "ELF e_type is not ET_CORE",
-            Self::ElfHeaderSize => "ELF e_ehsize/e_phentsize are not ELF64 sizes",
-            Self::ElfPhdrs => "ELF program headers do not fit in the segment",
-            Self::KindNotExcludable => "only dtb and elfcorehdr segments may be excluded",
+            Self::Fdt(e) => e.describe(),
+            Self::ElfIdent => structure::ELF_IDENT,
+            Self::ElfType => structure::ELF_TYPE,
+            Self::ElfHeaderSize => structure::ELF_HEADER_SIZE,
+            Self::ElfPhdrs => structure::ELF_PHDRS,
+            Self::KindNotExcludable => structure::NOT_EXCLUDABLE,
         }
     }
 }
@@ -52,48 +45,18 @@ pub fn check_excluded(kind: SegmentKind, data: &[u8]) -> Result<(), StructureErr
     }
 }
 
-fn be32(data: &[u8], off: usize) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&data[off..off + 4]);
-    u32::from_be_bytes(b)
+fn le16(data: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(data.get(off..off.checked_add(2)?)?.try_into().ok()?))
 }
 
-fn le16(data: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([data[off], data[off + 1]])
+fn le64(data: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(data.get(off..off.checked_add(8)?)?.try_into().ok()?))
 }
 
-fn le64(data: &[u8], off: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&data[off..off + 8]);
-    u64::from_le_bytes(b)
-}
-
-/// Devicetree spec v0.4 §5.2 header checks.
+/// The whole FDT: header, memory reservation block and every token of the
+/// structure block (`crate::fdt::check`), inside the segment.
 pub fn check_fdt(data: &[u8]) -> Result<(), StructureError> {
-    const HEADER: usize = 40;
-    if data.len() < HEADER || be32(data, 0) != 0xd00d_feed {
-        return Err(StructureError::FdtMagic);
-    }
-    let total = be32(data, 4) as u64;
-    if total < HEADER as u64 || total > data.len() as u64 {
-        return Err(StructureError::FdtTotalSize);
-    }
-    let (off_struct, off_strings, off_rsvmap) = (be32(data, 8) as u64, be32(data, 12) as u64, be32(data, 16) as u64);
-    let (version, last_comp) = (be32(data, 20), be32(data, 24));
-    if version < 16 || last_comp > 17 {
-        return Err(StructureError::FdtVersion);
-    }
-    let size_strings = be32(data, 32) as u64;
-    let size_struct = be32(data, 36) as u64;
-    let fits = |off: u64, len: u64| off >= HEADER as u64 && off + len <= total;
-    if !fits(off_struct, size_struct)
-        || !fits(off_strings, size_strings)
-        || !fits(off_rsvmap, 16)
-        || off_rsvmap % 8 != 0
-    {
-        return Err(StructureError::FdtBlocks);
-    }
-    Ok(())
+    crate::fdt::check(data).map_err(StructureError::Fdt)
 }
 
 /// ELF64 core header checks: the shape of what the capture kernel parses.
@@ -102,17 +65,19 @@ pub fn check_elf64_core(data: &[u8]) -> Result<(), StructureError> {
     const PHDR: u64 = 56;
     const ET_CORE: u16 = 4;
     // e_ident: magic, ELFCLASS64 (2), ELFDATA2LSB (1), EV_CURRENT (1).
-    if data.len() < EHDR || data[..4] != *b"\x7fELF" || data[4] != 2 || data[5] != 1 || data[6] != 1 {
+    let ident = data.get(..7).filter(|_| data.len() >= EHDR);
+    if ident != Some(b"\x7fELF\x02\x01\x01".as_slice()) {
         return Err(StructureError::ElfIdent);
     }
-    if le16(data, 16) != ET_CORE {
+    let half = |off| le16(data, off).ok_or(StructureError::ElfIdent);
+    if half(16)? != ET_CORE {
         return Err(StructureError::ElfType);
     }
-    let (ehsize, phentsize, phnum) = (le16(data, 52), le16(data, 54) as u64, le16(data, 56) as u64);
+    let (ehsize, phentsize, phnum) = (half(52)?, half(54)? as u64, half(56)? as u64);
     if ehsize as usize != EHDR || phentsize != PHDR {
         return Err(StructureError::ElfHeaderSize);
     }
-    let phoff = le64(data, 32);
+    let phoff = le64(data, 32).ok_or(StructureError::ElfIdent)?;
     let end = phnum.checked_mul(PHDR).and_then(|n| n.checked_add(phoff));
     match end {
         Some(end) if phnum > 0 && phoff >= EHDR as u64 && end <= data.len() as u64 => Ok(()),
@@ -159,23 +124,23 @@ pub(crate) mod tests {
     fn valid_fdt_passes_and_fits_checks_fire() {
         let mut d = minimal_fdt();
         assert_eq!(check_fdt(&d), Ok(()));
-        assert_eq!(check_fdt(&d[..d.len() - 1]), Err(StructureError::FdtTotalSize));
+        assert_eq!(check_fdt(&d[..d.len() - 1]), Err(StructureError::Fdt(FdtError::TotalSize)));
         d[0] ^= 1;
-        assert_eq!(check_fdt(&d), Err(StructureError::FdtMagic));
+        assert_eq!(check_fdt(&d), Err(StructureError::Fdt(FdtError::Magic)));
     }
 
     #[test]
     fn fdt_block_outside_totalsize_is_refused() {
         let mut d = minimal_fdt();
         d[36..40].copy_from_slice(&0x1000u32.to_be_bytes()); // size_dt_struct
-        assert_eq!(check_fdt(&d), Err(StructureError::FdtBlocks));
+        assert_eq!(check_fdt(&d), Err(StructureError::Fdt(FdtError::Blocks)));
     }
 
     #[test]
     fn fdt_version_is_checked() {
         let mut d = minimal_fdt();
         d[20..24].copy_from_slice(&2u32.to_be_bytes());
-        assert_eq!(check_fdt(&d), Err(StructureError::FdtVersion));
+        assert_eq!(check_fdt(&d), Err(StructureError::Fdt(FdtError::Version)));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! In-place DTB patches made after verification: fresh seeds and the boot
 //! CPU. The blob never changes size: the loader reserved the properties
-//! (placeholders) and the purgatory only overwrites their values.
+//! (placeholders) and the purgatory only overwrites their values. The blob
+//! is walked with the bounds-checked reader in `crate::fdt`, which checks
+//! the whole structure before anything is written.
 
+use crate::console_lines::patch;
+use crate::fdt::{self, FdtError, BOOT_CPUID_PHYS_OFFSET};
 use crate::sha256::CompressFn;
 
 /// `/chosen` properties refreshed when `PARAM_FLAG_REFRESH_SEEDS` is set.
@@ -9,13 +13,10 @@ use crate::sha256::CompressFn;
 /// `kaslr-seed` is a 64-bit value, `rng-seed` a byte string.
 pub const SEED_PROPERTIES: [&str; 2] = ["kaslr-seed", "rng-seed"];
 
-/// Offset of `boot_cpuid_phys` in the FDT header (devicetree spec §5.2).
-const BOOT_CPUID_PHYS_OFFSET: usize = 0x1c;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchError {
-    /// The blob does not parse as an FDT.
-    Parse,
+    /// The blob is not a well-formed FDT.
+    Fdt(FdtError),
     /// The blob has no /chosen node.
     NoChosen,
 }
@@ -23,8 +24,8 @@ pub enum PatchError {
 impl PatchError {
     pub fn describe(self) -> &'static str {
         match self {
-            Self::Parse => "DTB does not parse",
-            Self::NoChosen => "DTB has no /chosen node",
+            Self::Fdt(e) => e.describe(),
+            Self::NoChosen => patch::NO_CHOSEN,
         }
     }
 }
@@ -36,21 +37,14 @@ pub struct ValueSpan {
     pub len: usize,
 }
 
-/// Find the seed placeholders in `/chosen`, in `SEED_PROPERTIES` order.
+/// Find the seed placeholders in `/chosen`, in `SEED_PROPERTIES` order,
+/// after checking the whole blob.
 pub fn find_seed_spans(blob: &[u8]) -> Result<[Option<ValueSpan>; 2], PatchError> {
-    let fdt = fdt::Fdt::new(blob).map_err(|_| PatchError::Parse)?;
-    let chosen = fdt.find_node("/chosen").ok_or(PatchError::NoChosen)?;
-    let base = blob.as_ptr() as usize;
-    let mut spans = [None; 2];
-    for (span, name) in spans.iter_mut().zip(SEED_PROPERTIES) {
-        if let Some(prop) = chosen.property(name) {
-            // The fdt crate hands out slices of `blob`: their address gives
-            // the value's offset, which is what lets us patch in place.
-            let offset = prop.value.as_ptr() as usize - base;
-            *span = Some(ValueSpan { offset, len: prop.value.len() });
-        }
+    let (chosen, found) = fdt::chosen_props(blob, SEED_PROPERTIES).map_err(PatchError::Fdt)?;
+    if !chosen {
+        return Err(PatchError::NoChosen);
     }
-    Ok(spans)
+    Ok(found.map(|b| b.map(|b| ValueSpan { offset: b.off, len: b.len })))
 }
 
 /// Outcome of [`refresh_seeds`].
@@ -75,7 +69,10 @@ pub fn refresh_seeds(
     let mut report = SeedReport::default();
     for (span, name) in spans.into_iter().zip(SEED_PROPERTIES) {
         let Some(span) = span else { continue };
-        let value = &mut blob[span.offset..span.offset + span.len];
+        // The walker proved the value lies inside the structure block.
+        let Some(value) = span.offset.checked_add(span.len).and_then(|end| blob.get_mut(span.offset..end)) else {
+            continue;
+        };
         if crate::seed::mix_in_place(value, name, compress, entropy) {
             report.refreshed += 1;
         } else {
@@ -86,17 +83,16 @@ pub fn refresh_seeds(
 }
 
 /// Set the FDT header's `boot_cpuid_phys` (devicetree spec §5.2: "physical
-/// ID of the system's boot CPU", the `reg` of its cpu node).
+/// ID of the system's boot CPU", the `reg` of its cpu node), in a blob
+/// whose header is valid.
 pub fn set_boot_cpuid(blob: &mut [u8], cpu_id: u32) -> Result<(), PatchError> {
-    if blob.len() < 40 || blob[..4] != 0xd00d_feedu32.to_be_bytes() {
-        return Err(PatchError::Parse);
-    }
-    blob[BOOT_CPUID_PHYS_OFFSET..BOOT_CPUID_PHYS_OFFSET + 4].copy_from_slice(&cpu_id.to_be_bytes());
+    fdt::header(blob).map_err(PatchError::Fdt)?;
+    let field = blob.get_mut(BOOT_CPUID_PHYS_OFFSET..BOOT_CPUID_PHYS_OFFSET + 4);
+    field.ok_or(PatchError::Fdt(FdtError::Magic))?.copy_from_slice(&cpu_id.to_be_bytes());
     Ok(())
 }
 
 /// Read `boot_cpuid_phys` (used by tests and the harness).
 pub fn boot_cpuid(blob: &[u8]) -> Option<u32> {
-    let b = blob.get(BOOT_CPUID_PHYS_OFFSET..BOOT_CPUID_PHYS_OFFSET + 4)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    fdt::boot_cpuid(blob)
 }

@@ -3,7 +3,11 @@
 //! node (Documentation/devicetree/bindings/riscv/cpus.yaml and
 //! extensions.yaml): `riscv,isa-extensions` (a string list, preferred) or
 //! else the `riscv,isa` string, and the timer frequency from
-//! `/cpus/timebase-frequency`. Portable, so the host tests it.
+//! `/cpus/timebase-frequency`. Portable, so the host tests it; the blob is
+//! read with the bounds-checked walker of `crate::fdt` (whole blob checked,
+//! no panic on any input).
+
+use crate::fdt::{Block, Token, Walker};
 
 /// Extensions the purgatory can use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -63,43 +67,111 @@ pub fn parse_isa_string(isa: &str) -> HartIsa {
     out
 }
 
-/// The boot hart's extensions: the `/cpus` child whose first `reg` cell is
-/// `hart_id`. A missing node or property gives `HartIsa::default()`
-/// (nothing optional used).
-pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
-    let Ok(fdt) = fdt::Fdt::new(dtb) else { return HartIsa::default() };
-    let Some(cpus) = fdt.find_node("/cpus") else { return HartIsa::default() };
-    for cpu in cpus.children() {
-        let reg = cpu.property("reg").and_then(|p| p.as_usize());
-        if reg != Some(hart_id as usize) || !cpu.name.starts_with("cpu") {
-            continue;
-        }
-        if let Some(p) = cpu.property("riscv,isa-extensions") {
+/// A cell-sized integer property value (one or two 32-bit cells, as the
+/// fdt crate's `as_usize` read them), big-endian.
+fn cells(v: &[u8]) -> Option<u64> {
+    match *v {
+        [a, b, c, d] => Some(u32::from_be_bytes([a, b, c, d]) as u64),
+        [a, b, c, d, e, f, g, h] => Some(u64::from_be_bytes([a, b, c, d, e, f, g, h])),
+        _ => None,
+    }
+}
+
+/// What one `/cpus/cpu*` node says (value locations in the blob).
+#[derive(Default)]
+struct CpuNode {
+    reg: Option<u64>,
+    isa_extensions: Option<Block>,
+    isa: Option<Block>,
+}
+
+impl CpuNode {
+    fn isa(&self, dtb: &[u8]) -> HartIsa {
+        if let Some(list) = self.isa_extensions.and_then(|b| b.bytes(dtb)) {
             let mut out = HartIsa { source: IsaSource::IsaExtensions, ..HartIsa::default() };
-            for name in p.value.split(|&b| b == 0) {
+            for name in list.split(|&b| b == 0) {
                 if let Ok(s) = core::str::from_utf8(name) {
                     out.add(s);
                 }
             }
             return out;
         }
-        if let Some(s) = cpu.property("riscv,isa").and_then(|p| p.as_str()) {
-            return parse_isa_string(s);
+        match self.isa.and_then(|b| b.bytes(dtb)).and_then(|v| core::str::from_utf8(v).ok()) {
+            Some(s) => parse_isa_string(s.trim_end_matches('\0')),
+            None => HartIsa::default(),
         }
-        return HartIsa::default();
     }
-    HartIsa::default()
+}
+
+/// Walk the whole blob (`crate::fdt`, bounds-checked) and hand every node
+/// of `/cpus` (depth 3) and every `/cpus` property to `visit`; None if the
+/// blob is malformed anywhere.
+fn walk_cpus(dtb: &[u8], mut visit: impl FnMut(CpusItem)) -> Option<()> {
+    let walker = Walker::new(dtb).ok()?;
+    let mut in_cpus = false;
+    let mut cpu: Option<CpuNode> = None;
+    for token in walker {
+        match token.ok()? {
+            Token::BeginNode { name, depth: 2 } => in_cpus = name == b"cpus",
+            Token::BeginNode { name, depth: 3 } if in_cpus && name.starts_with(b"cpu") => {
+                cpu = Some(CpuNode::default())
+            }
+            Token::BeginNode { .. } => {}
+            Token::EndNode { depth: 2 } => in_cpus = false,
+            Token::EndNode { depth: 3 } => {
+                if let Some(node) = cpu.take() {
+                    visit(CpusItem::Cpu(node));
+                }
+            }
+            Token::EndNode { .. } => {}
+            Token::Prop { name, value, depth: 2 } if in_cpus => visit(CpusItem::Prop(name, value)),
+            Token::Prop { name, value, depth: 3 } => {
+                if let Some(node) = cpu.as_mut() {
+                    match name {
+                        b"reg" => node.reg = value.bytes(dtb).and_then(cells),
+                        b"riscv,isa-extensions" => node.isa_extensions = Some(value),
+                        b"riscv,isa" => node.isa = Some(value),
+                        _ => {}
+                    }
+                }
+            }
+            Token::Prop { .. } => {}
+        }
+    }
+    Some(())
+}
+
+enum CpusItem<'a> {
+    /// A `/cpus/cpu*` node, once closed.
+    Cpu(CpuNode),
+    /// A property of `/cpus` itself.
+    Prop(&'a [u8], Block),
+}
+
+/// The boot hart's extensions: the first `/cpus/cpu*` node whose `reg` is
+/// `hart_id`. A malformed blob, or a missing node or property, gives
+/// `HartIsa::default()` (nothing optional used).
+pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
+    let mut found = None;
+    let walked = walk_cpus(dtb, |item| {
+        if let CpusItem::Cpu(node) = item {
+            if found.is_none() && node.reg == Some(hart_id) {
+                found = Some(node.isa(dtb));
+            }
+        }
+    });
+    walked.and(found).unwrap_or_default()
 }
 
 /// `/cpus/timebase-frequency` (one or two cells), in Hz.
 pub fn timebase_frequency(dtb: &[u8]) -> Option<u64> {
-    let fdt = fdt::Fdt::new(dtb).ok()?;
-    let v = fdt.find_node("/cpus")?.property("timebase-frequency")?.value;
-    match v.len() {
-        4 => Some(u32::from_be_bytes([v[0], v[1], v[2], v[3]]) as u64),
-        8 => Some(u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])),
-        _ => None,
-    }
+    let mut found = None;
+    walk_cpus(dtb, |item| {
+        if let CpusItem::Prop(b"timebase-frequency", value) = item {
+            found = found.or(value.bytes(dtb).and_then(cells));
+        }
+    })?;
+    found
 }
 
 #[cfg(test)]
@@ -178,5 +250,15 @@ mod tests {
     fn garbage_gives_nothing() {
         assert_eq!(boot_hart_isa(b"not a dtb", 0), HartIsa::default());
         assert_eq!(timebase_frequency(b"nope"), None);
+        // A well-formed start and a broken tail: nothing is trusted.
+        let blob = dtb(Some("rv64imafdc_zknh"), None, 0);
+        let cut = blob.len() - 8;
+        let mut bad = blob.clone();
+        bad[cut..].fill(0xff);
+        assert_eq!(boot_hart_isa(&bad, 0), HartIsa::default());
+        assert_eq!(timebase_frequency(&bad), None);
+        for len in 0..blob.len() {
+            let _ = (boot_hart_isa(&blob[..len], 0), timebase_frequency(&blob[..len]));
+        }
     }
 }

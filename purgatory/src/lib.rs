@@ -6,11 +6,15 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod abi;
+pub mod bytes;
 pub mod checks;
+pub mod console_lines;
+pub mod fdt;
 pub mod fdt_patch;
 pub mod hart_isa;
 pub mod report;
 pub mod seed;
 pub mod setup_data;
 pub mod sha256;
+pub mod validate;
 pub mod verify;

@@ -2,15 +2,19 @@
 //! calls only `purgatory_arch::machine`, which each architecture module
 //! provides under the same names; the per-architecture glue files
 //! (`aarch64.rs`, `x86_64.rs`) keep just what is specific to them and call
-//! the steps here in order.
+//! the steps here in order: [`Machine::start`] (validate, nothing else
+//! before it; or [`Validated::check`] then [`Machine::new`] for riscv64,
+//! which reads its DTB in between), their own set-up, [`Machine::hello`],
+//! [`Machine::verify`], [`Machine::entering`], their hand-off.
 
 use kexec_purgatory::abi::{
     PurgatoryParams, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011, CONSOLE_SBI,
-    ON_FAILURE_RESET, PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
+    ON_FAILURE_RESET, PARAMS_MAGIC, PARAM_FLAG_DEBUG_SOFT_SHA256, PSCI_CONDUIT_HVC, PSCI_CONDUIT_SMC,
 };
-use kexec_purgatory::report::Console;
+use kexec_purgatory::console_lines as lines;
+use kexec_purgatory::report::{Arg, Console};
 use kexec_purgatory::sha256::{compress_portable, CompressFn};
-use kexec_purgatory::verify::{self, Handoff, Platform};
+use kexec_purgatory::verify::{self, boot_data_name, Failure, Handoff, MemSpan, Platform, Rules};
 use purgatory_arch::machine as arch;
 use purgatory_arch::uart::Uart;
 use purgatory_arch::{Conduit, UartKind};
@@ -21,6 +25,10 @@ use purgatory_arch::{Conduit, UartKind};
 #[unsafe(link_section = ".params")]
 static mut PURGATORY_PARAMS: PurgatoryParams = PurgatoryParams::EMPTY;
 
+/// The console once `Validated::check` found it usable, for the panic
+/// handler and `fail_with`. Uart::None until then.
+static mut CONSOLE: Uart = Uart::None;
+
 /// The block as the loader wrote it. `black_box` hides the static's
 /// initialiser from the optimiser (the loader changed it after the build)
 /// without a field-by-field volatile copy.
@@ -29,7 +37,8 @@ pub fn loaded_params() -> &'static PurgatoryParams {
     unsafe { &*core::hint::black_box(core::ptr::addr_of!(PURGATORY_PARAMS)) }
 }
 
-/// The console the block names, as this architecture can drive it.
+/// The console the block names, as this architecture drives it. Call only
+/// once `verify::console_usable` said yes.
 fn uart_from(params: &PurgatoryParams) -> Uart {
     let kind = match params.console.kind {
         CONSOLE_PL011 => UartKind::Pl011,
@@ -40,10 +49,7 @@ fn uart_from(params: &PurgatoryParams) -> Uart {
         CONSOLE_SBI => return arch::uart(UartKind::Sbi, 0).unwrap_or(Uart::None),
         _ => return Uart::None,
     };
-    match params.console.base {
-        0 => Uart::None,
-        base => arch::uart(kind, base).unwrap_or(Uart::None),
-    }
+    arch::uart(kind, params.console.base).unwrap_or(Uart::None)
 }
 
 /// Console output through the UART.
@@ -56,11 +62,55 @@ impl Console for UartConsole {
     }
 }
 
-/// The machine the purgatory runs on, as the portable flow sees it.
+/// A parameter block `verify::validate` accepted for this image, and the
+/// console it names when that passed its rules too.
+pub struct Validated {
+    params: &'static PurgatoryParams,
+    rules: Rules,
+    uart: Uart,
+}
+
+impl Validated {
+    /// Validate the parameter block against this image (loaded at `base`,
+    /// the runtime base `_start` computed) and the architecture's `rules`,
+    /// before anything else: no page table, cache operation, console byte
+    /// or read of a segment comes first. A block that fails never gets past
+    /// here: the refusal is printed if the console passed its own rules
+    /// (else nothing is printed), then the failure policy runs.
+    pub fn check(base: u64, rules: fn(MemSpan) -> Rules) -> Self {
+        let params = loaded_params();
+        // SAFETY: `base` is the runtime base `_start` passed on.
+        let image = MemSpan::new(base, unsafe { arch::image_mem_size(base) });
+        let rules = rules(image);
+        let verdict = verify::validate(params, &rules);
+        let uart = if verify::console_usable(params, &rules) { uart_from(params) } else { Uart::None };
+        // SAFETY: single CPU; written before anything can read it.
+        unsafe { core::ptr::addr_of_mut!(CONSOLE).write(uart) };
+        if let Err(e) = verdict {
+            let mut console = UartConsole(uart);
+            verify::report_failure(params, &mut console, &Failure::Params(e));
+            fail(params, &mut console);
+        }
+        Validated { params, rules, uart }
+    }
+
+    /// The validated parameter block.
+    #[cfg_attr(not(target_arch = "riscv64"), allow(dead_code))] // riscv reads its DTB before Machine::new
+    pub fn params(&self) -> &'static PurgatoryParams {
+        self.params
+    }
+
+    #[cfg_attr(not(target_arch = "riscv64"), allow(dead_code))]
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+}
+
+/// The machine the purgatory runs on, as the portable flow sees it. Exists
+/// only for a parameter block `verify::validate` accepted.
 pub struct Machine {
     params: &'static PurgatoryParams,
-    /// Runtime base and `mem_size` of the purgatory image.
-    image: (u64, u64),
+    rules: Rules,
     uart: Uart,
     console: UartConsole,
     compress: CompressFn,
@@ -69,41 +119,48 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Read the parameter block, pick the console and the digest engine.
-    /// `base` is the runtime base `_start` computed.
-    pub fn start(base: u64) -> Self {
-        let params = loaded_params();
-        // SAFETY: `base` is the runtime base `_start` passed on.
-        let image = (base, unsafe { arch::image_mem_size(base) });
-        let uart = uart_from(params);
+    /// [`Validated::check`], then [`Machine::new`]: for architectures with
+    /// nothing to learn between the two.
+    #[cfg_attr(target_arch = "riscv64", allow(dead_code))]
+    pub fn start(base: u64, rules: fn(MemSpan) -> Rules) -> Self {
+        Self::new(Validated::check(base, rules))
+    }
+
+    /// The machine for a validated block: picks the digest engine (the
+    /// architecture's, unless the block asks for the portable one).
+    pub fn new(v: Validated) -> Self {
+        let Validated { params, rules, uart } = v;
         let soft = params.flags & PARAM_FLAG_DEBUG_SOFT_SHA256 != 0;
         let hw = if soft { None } else { arch::sha256_engine() };
         let (compress, engine) = hw.unwrap_or((compress_portable, "portable"));
-        Machine { params, image, uart, console: UartConsole(uart), compress, engine, clock: None }
+        Machine { params, rules, uart, console: UartConsole(uart), compress, engine, clock: None }
     }
 
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // x86 maps nothing it names
+    /// The validated parameter block.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))] // x86 maps nothing it names
     pub fn params(&self) -> &'static PurgatoryParams {
         self.params
     }
 
     /// Runtime base and size in memory of the purgatory image.
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // x86 maps and cleans nothing
-    pub fn image(&self) -> (u64, u64) {
-        self.image
+    pub fn image(&self) -> MemSpan {
+        self.rules.own_image
     }
 
-    /// The console UART (its MMIO page needs mapping as Device memory).
+    /// The validated console UART (its MMIO page needs mapping as Device
+    /// memory on architectures that turn the MMU on).
     #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))] // only aarch64 builds page tables
     pub fn uart(&self) -> Uart {
         self.uart
     }
 
-    /// Start the first console line, "purgatory: ARCH MODE, image BASE, ";
-    /// the caller finishes it with what it set up.
-    pub fn hello(&mut self, mode: &str) -> &mut UartConsole {
-        self.console.put("purgatory: ").put(arch::NAME).put(" ").put(mode);
-        self.console.put(", image ").hex(self.image.0).put(", ")
+    /// The first line: `console_lines::STARTED` with this architecture's
+    /// mode and what its set-up did (a `console_lines::SETUP_*` template).
+    pub fn hello(&mut self, mode: &str, setup: &str, setup_args: &[Arg]) {
+        let image = self.rules.own_image.start;
+        let args = [Arg::Text(arch::NAME), Arg::Text(mode), Arg::Hex(image), Arg::Sub(setup, setup_args)];
+        self.console.line(lines::STARTED, &args);
     }
 
     /// The portable flow: verify, patch, and say where to go. Never returns
@@ -113,53 +170,61 @@ impl Machine {
         // first console line.
         self.clock = arch::Clock::start();
         if self.clock.is_none() {
-            self.console.put("purgatory: no clock to time the verification: times read 0\n");
+            self.console.line(lines::NO_CLOCK, &[]);
         }
-        let params = self.params;
-        match verify::run(params, self) {
+        let (params, rules) = (self.params, self.rules);
+        match verify::run(params, &rules, self) {
             Ok(h) => h,
-            Err(_) => self.fail(),
+            Err(_) => fail(params, &mut self.console),
         }
     }
 
     /// The last line before the jump.
-    pub fn entering(&mut self, h: &Handoff, boot_data_name: &str) {
-        self.console.put("purgatory: entering kernel at ").hex(h.entry);
-        self.console.put(", ").put(boot_data_name).put(" ").hex(h.boot_data).put("\n");
-    }
-
-    /// Not entering the kernel: reset if the block asks for it and the
-    /// architecture can, else halt.
-    pub fn fail(&mut self) -> ! {
-        fail(self.params, &mut self.console)
+    pub fn entering(&mut self, h: &Handoff) {
+        let name = boot_data_name(self.rules.boot_data_kind);
+        self.console.line(lines::ENTERING, &[Arg::Hex(h.entry), Arg::Text(name), Arg::Hex(h.boot_data)]);
     }
 }
 
-/// A failure found outside the portable flow (riscv64: a trap that was no
-/// guarded probe): `report` says what happened on the block's console,
-/// then reset or halt as for any failure.
-#[cfg_attr(not(target_arch = "riscv64"), allow(dead_code))]
+/// The console `Validated::check` found usable (Uart::None before, or
+/// when it was not).
+fn validated_console() -> UartConsole {
+    // SAFETY: single CPU; written once by `Validated::check` before any
+    // reader (the panic handler, `fail_with`) can run.
+    UartConsole(unsafe { core::ptr::addr_of!(CONSOLE).read() })
+}
+
+/// A failure found outside the portable flow (a panic; riscv64: a trap
+/// that was no guarded probe): `report` says what happened on the
+/// validated console, then reset or halt as for any failure.
 pub fn fail_with(report: impl FnOnce(&mut UartConsole)) -> ! {
-    let params = loaded_params();
-    let mut con = UartConsole(uart_from(params));
+    let mut con = validated_console();
     report(&mut con);
-    fail(params, &mut con)
+    fail(loaded_params(), &mut con)
 }
 
+/// Not entering the kernel: reset if the block asks for it and the
+/// architecture can, else (or if the reset does not happen) halt. A block
+/// without the magic is not trusted to ask for anything: halt.
 fn fail(params: &PurgatoryParams, con: &mut UartConsole) -> ! {
-    if params.on_failure == ON_FAILURE_RESET {
+    if params.magic == PARAMS_MAGIC && params.on_failure == ON_FAILURE_RESET {
         let conduit = match params.psci_conduit {
             PSCI_CONDUIT_HVC => Conduit::Hvc,
             PSCI_CONDUIT_SMC => Conduit::Smc,
             _ => Conduit::None,
         };
-        if let Some(method) = arch::reset_method(conduit) {
-            con.put("purgatory: resetting the system (").put(method).put(")\n");
-            arch::reset(conduit);
-            con.put("purgatory: the reset did not happen\n");
+        match arch::reset_method(conduit) {
+            Some(method) => {
+                con.line(lines::RESETTING, &[Arg::Text(method)]);
+                arch::reset(conduit);
+                con.line(lines::RESET_FAILED, &[]);
+            }
+            None => {
+                con.line(lines::NO_RESET, &[]);
+            }
         }
     }
-    con.put("purgatory: halted\n");
+    con.line(lines::HALTED, &[]);
     arch::halt()
 }
 
@@ -172,8 +237,9 @@ impl Platform for Machine {
 
     fn memory(&mut self, mem: u64, len: u64) -> &mut [u8] {
         // SAFETY: verify::validate() checked the range is non-empty, does
-        // not wrap and does not start at 0; the loader placed a segment
-        // there, so it is RAM, identity-mapped (or the MMU is off).
+        // not wrap, does not start at 0 and does not overlap this image;
+        // the loader placed a segment there, so it is RAM, identity-mapped
+        // (or the MMU is off).
         unsafe { core::slice::from_raw_parts_mut(mem as *mut u8, len as usize) }
     }
 
@@ -194,11 +260,11 @@ impl Platform for Machine {
     }
 }
 
+/// A bug of ours, never a verification result: say so on the console if it
+/// was validated, then the failure policy the block asked for.
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // A bug of ours, never a verification result: say so and stop.
-    let params = loaded_params();
-    let mut con = UartConsole(uart_from(params));
-    con.put("purgatory: internal error (panic), not entering the kernel\n");
-    arch::halt()
+    fail_with(|con| {
+        con.line(lines::INTERNAL_ERROR, &[]);
+    })
 }

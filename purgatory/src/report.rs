@@ -1,10 +1,69 @@
-//! Console text without `core::fmt` (keeps the image small): strings,
-//! hexadecimal and decimal numbers, digests.
+//! Console text without `core::fmt` (keeps the image small and free of
+//! panic paths): strings, hexadecimal and decimal numbers, digests, and
+//! line templates with `{name}` placeholders (`crate::console_lines`).
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// A value for one `{name}` placeholder of a line template.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg<'a> {
+    Text(&'a str),
+    /// Decimal.
+    Dec(u64),
+    /// `0x` and lowercase hex digits, no leading zeros.
+    Hex(u64),
+    /// Bytes as lowercase hex, two digits each (digests).
+    HexBytes(&'a [u8]),
+    /// A nested template with its own arguments.
+    Sub(&'a str, &'a [Arg<'a>]),
+}
+
+/// Write `template` with each `{...}` replaced by the next argument, in
+/// order. A placeholder without an argument prints nothing; an unclosed
+/// `{` prints as text.
+pub fn fill<C: Console>(con: &mut C, template: &str, args: &[Arg]) {
+    let mut rest = template;
+    let mut args = args.iter();
+    while let Some((text, after)) = rest.split_once('{') {
+        con.write_bytes(text.as_bytes());
+        let Some((_name, after)) = after.split_once('}') else {
+            con.write_bytes(b"{");
+            rest = after;
+            break;
+        };
+        match args.next() {
+            Some(Arg::Text(s)) => con.write_bytes(s.as_bytes()),
+            Some(&Arg::Dec(v)) => {
+                con.dec(v);
+            }
+            Some(&Arg::Hex(v)) => {
+                con.hex(v);
+            }
+            Some(Arg::HexBytes(b)) => {
+                con.bytes_hex(b);
+            }
+            Some(Arg::Sub(t, a)) => fill(con, t, a),
+            None => {}
+        }
+        rest = after;
+    }
+    con.write_bytes(rest.as_bytes());
+}
 
 /// Where console bytes go. Implementations write to a UART, or collect text
 /// in tests.
 pub trait Console {
     fn write_bytes(&mut self, bytes: &[u8]);
+
+    /// One whole line: `template` filled with `args`, then a newline.
+    fn line(&mut self, template: &str, args: &[Arg]) -> &mut Self
+    where
+        Self: Sized,
+    {
+        fill(self, template, args);
+        self.write_bytes(b"\n");
+        self
+    }
 
     fn put(&mut self, s: &str) -> &mut Self
     where
@@ -22,12 +81,18 @@ pub trait Console {
         let mut buf = [0u8; 18];
         buf[0] = b'0';
         buf[1] = b'x';
-        let digits = if v == 0 { 1 } else { (67 - v.leading_zeros() as usize) / 4 };
-        for i in 0..digits {
-            let nib = ((v >> (4 * (digits - 1 - i))) & 0xf) as usize;
-            buf[2 + i] = b"0123456789abcdef"[nib];
+        let mut n = 2;
+        for shift in (0..16).rev() {
+            let nibble = ((v >> (4 * shift)) & 0xf) as usize;
+            // Skip leading zeros, but print at least the last digit.
+            if nibble != 0 || n > 2 || shift == 0 {
+                if let Some(slot) = buf.get_mut(n) {
+                    *slot = HEX_DIGITS[nibble];
+                }
+                n += 1;
+            }
         }
-        self.write_bytes(&buf[..2 + digits]);
+        self.write_bytes(buf.get(..n).unwrap_or_default());
         self
     }
 
@@ -35,17 +100,18 @@ pub trait Console {
     where
         Self: Sized,
     {
+        // u64::MAX has 20 digits; fill from the right.
         let mut buf = [0u8; 20];
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (v % 10) as u8;
+        let mut start = buf.len();
+        for slot in buf.iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            start -= 1;
             v /= 10;
             if v == 0 {
                 break;
             }
         }
-        self.write_bytes(&buf[i..]);
+        self.write_bytes(buf.get(start..).unwrap_or_default());
         self
     }
 
@@ -55,7 +121,7 @@ pub trait Console {
         Self: Sized,
     {
         for b in bytes {
-            let pair = [b"0123456789abcdef"[(b >> 4) as usize], b"0123456789abcdef"[(b & 0xf) as usize]];
+            let pair = [HEX_DIGITS[(b >> 4) as usize], HEX_DIGITS[(b & 0xf) as usize]];
             self.write_bytes(&pair);
         }
         self
@@ -86,7 +152,21 @@ pub(crate) mod tests {
     fn numbers() {
         let mut c = TextConsole::default();
         c.hex(0).put(" ").hex(0x4000_0000).put(" ").hex(u64::MAX).put(" ").dec(0).put(" ").dec(1234567);
-        c.put(" ").bytes_hex(&[0x00, 0xab, 0x7f]);
-        assert_eq!(c.0, "0x0 0x40000000 0xffffffffffffffff 0 1234567 00ab7f");
+        c.put(" ").bytes_hex(&[0x00, 0xab, 0x7f]).put(" ").dec(u64::MAX);
+        assert_eq!(c.0, "0x0 0x40000000 0xffffffffffffffff 0 1234567 00ab7f 18446744073709551615");
+    }
+
+    #[test]
+    fn templates_fill_in_order() {
+        let mut c = TextConsole::default();
+        let sub = [Arg::Text("debug flag")];
+        c.line(
+            "a {x} b {y}, {z}: {w} {v}",
+            &[Arg::Dec(7), Arg::Hex(0x40), Arg::HexBytes(&[1, 0xfe]), Arg::Sub("off ({why})", &sub), Arg::Text("end")],
+        );
+        assert_eq!(c.0, "a 7 b 0x40, 01fe: off (debug flag) end\n");
+        let mut c = TextConsole::default();
+        c.line("missing {one} and {two", &[]);
+        assert_eq!(c.0, "missing  and {two\n");
     }
 }

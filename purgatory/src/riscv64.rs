@@ -2,56 +2,60 @@
 //! crate) in S-mode with satp = 0 (Bare), interrupts off, relocations
 //! applied, our trap vector installed and a stack in .bss. What is
 //! riscv-only: the hart id arrives in a0 and must leave in a0; the boot
-//! hart's extensions and timer come from the DTB (no CPUID), read before
-//! the shared code starts; caches need no code (PMAs); a trap that is no
-//! guarded probe is a failure like any other.
+//! hart's extensions and timer come from the DTB (no CPUID), read once the
+//! block is validated and before the shared code picks an engine; caches
+//! need no code (PMAs); a trap that is no guarded probe is a failure like
+//! any other.
 
 use kexec_purgatory::abi::PurgatoryParams;
+use kexec_purgatory::console_lines::{RISCV_A1_NOTE, RISCV_ISA, SETUP_RISCV, UNEXPECTED_TRAP};
 use kexec_purgatory::hart_isa::{boot_hart_isa, timebase_frequency};
-use kexec_purgatory::report::Console;
-use kexec_purgatory::verify;
+use kexec_purgatory::report::{Arg, Console};
+use kexec_purgatory::verify::{self, Platform, Rules};
 use purgatory_arch::riscv64::{handoff, machine};
 
-use crate::machine::{fail_with, loaded_params, Machine};
+use crate::machine::{fail_with, Machine, Validated};
 
-/// The DTB bytes from `boot_data` to the end of its segment, once the block
-/// passed validation (so the range is a loaded segment); None otherwise.
-fn dtb_bytes(params: &PurgatoryParams) -> Option<&'static [u8]> {
-    verify::validate(params).ok()?;
-    let dtb = params.boot_data;
-    let seg = params.active_segments().iter().find(|s| dtb >= s.mem && dtb - s.mem < s.len)?;
-    let len = seg.mem + seg.len - dtb;
+/// The DTB bytes from `boot_data` to the end of its segment, in a validated
+/// block (so the range is a loaded segment of kind Dtb); None without one.
+fn dtb_bytes(params: &PurgatoryParams, rules: &Rules) -> Option<&'static [u8]> {
+    let seg = params.active_segments().get(verify::boot_data_segment(params, rules).ok()??)?;
+    let len = seg.len.checked_sub(params.boot_data.checked_sub(seg.mem)?)?;
     // SAFETY: inside a validated segment: RAM, physically addressed (satp
-    // = 0), nothing else references it yet.
-    Some(unsafe { core::slice::from_raw_parts(dtb as *const u8, len as usize) })
+    // = 0), outside the purgatory image, nothing else references it yet.
+    Some(unsafe { core::slice::from_raw_parts(params.boot_data as *const u8, len as usize) })
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
-    // Read before verification only to choose the engine, the entropy
-    // source and the timer: a DTB that lies about Zknh makes the first
-    // sha256 instruction trap, which is reported and never enters the
-    // kernel; the rest of the DTB is verified before it is used.
-    let params = loaded_params();
-    let dtb = dtb_bytes(params);
+    // 1. Validate the block; nothing happens before (nor without) that.
+    let v = Validated::check(base, Rules::riscv64);
+
+    // 2. The boot hart from the (validated, not yet verified) DTB, only to
+    // choose the engine, the entropy source and the timer: a DTB that lies
+    // about Zknh makes the first sha256 instruction trap, which is reported
+    // and never enters the kernel; the rest of the DTB is verified before
+    // it is used.
+    let dtb = dtb_bytes(v.params(), v.rules());
     let isa = dtb.map(|d| boot_hart_isa(d, hart_id)).unwrap_or_default();
     machine::init(hart_id, isa.zknh, isa.zkr, dtb.and_then(timebase_frequency).unwrap_or(0));
-    let mut m = Machine::start(base);
+    let mut m = Machine::new(v);
+    let boot_data = m.params().boot_data;
 
-    let con = m.hello("S-mode");
-    con.put("hart ").hex(hart_id).put(", a1 ").hex(a1).put(", caches on (PMA, satp 0)\n");
-    con.put("purgatory: boot hart isa from ").put(isa.source.name()).put(":");
-    con.put(if isa.zknh { " zknh" } else { " no-zknh" }).put(if isa.zkr { " zkr" } else { " no-zkr" }).put("\n");
-    if a1 != params.boot_data {
+    m.hello("S-mode", SETUP_RISCV, &[Arg::Hex(hart_id), Arg::Hex(a1)]);
+    let zknh = if isa.zknh { "zknh" } else { "no-zknh" };
+    let zkr = if isa.zkr { "zkr" } else { "no-zkr" };
+    m.console().line(RISCV_ISA, &[Arg::Text(isa.source.name()), Arg::Text(zknh), Arg::Text(zkr)]);
+    if a1 != boot_data {
         // kexec_load hands over the first FDT-looking segment (riscv
         // machine_kexec_prepare); we hand over the verified one.
-        con.put("purgatory: note: the kernel found the FDT at a1 ").hex(a1);
-        con.put(", the loader named ").hex(params.boot_data).put("\n");
+        m.console().line(RISCV_A1_NOTE, &[Arg::Hex(a1), Arg::Hex(boot_data)]);
     }
 
+    // 3. Verify and patch (never returns on failure).
     let h = m.verify();
 
-    m.entering(&h, "dtb");
+    m.entering(&h);
     // SAFETY: entry and the DTB were verified; nothing to clean (caches are
     // coherent; the hand-off fences stores against instruction fetch).
     unsafe { handoff::enter_kernel(h.entry, hart_id, h.boot_data) }
@@ -62,7 +66,6 @@ extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn rkx_unexpected_trap(scause: u64, sepc: u64, stval: u64) -> ! {
     fail_with(|con| {
-        con.put("purgatory: unexpected trap scause ").hex(scause).put(" sepc ").hex(sepc).put(" stval ").hex(stval);
-        con.put(", not entering the kernel\n");
+        con.line(UNEXPECTED_TRAP, &[Arg::Hex(scause), Arg::Hex(sepc), Arg::Hex(stval)]);
     })
 }

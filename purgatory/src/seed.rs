@@ -1,6 +1,7 @@
 //! Refreshing a seed the loader wrote: mix fresh hardware entropy into it,
 //! so the new kernel's seed is at least as unpredictable as either source.
 
+use crate::bytes::put;
 use crate::sha256::{digest, CompressFn};
 
 /// Mix entropy into `value` in place, 32 bytes at a time. Returns false
@@ -20,23 +21,23 @@ pub fn mix_in_place(
             None => return false,
         }
     }
-    let loaded_len = value.len().min(64);
+    // The value as loaded, mixed into every chunk (the first 64 bytes).
     let mut loaded = [0u8; 64];
-    loaded[..loaded_len].copy_from_slice(&value[..loaded_len]);
+    put(&mut loaded, 0, value);
+    let name = name.as_bytes().get(..16).unwrap_or(name.as_bytes());
 
     for (counter, chunk) in value.chunks_mut(32).enumerate() {
         // domain(16) | name(16) | counter(8) | loaded(64) | fresh(32)
         let mut input = [0u8; 136];
-        input[..16].copy_from_slice(b"rkexec-seed-v1\0\0");
-        let n = name.len().min(16);
-        input[16..16 + n].copy_from_slice(&name.as_bytes()[..n]);
-        input[32..40].copy_from_slice(&(counter as u64).to_le_bytes());
-        input[40..104].copy_from_slice(&loaded);
-        for (dst, w) in input[104..].chunks_exact_mut(8).zip(fresh) {
-            dst.copy_from_slice(&w.to_le_bytes());
+        put(&mut input, 0, b"rkexec-seed-v1\0\0");
+        put(&mut input, 16, name);
+        put(&mut input, 32, &(counter as u64).to_le_bytes());
+        put(&mut input, 40, &loaded);
+        for (i, w) in fresh.iter().enumerate() {
+            put(&mut input, 104 + 8 * i, &w.to_le_bytes());
         }
         let out = digest(&input, compress);
-        chunk.copy_from_slice(&out[..chunk.len()]);
+        put(chunk, 0, &out);
     }
     true
 }

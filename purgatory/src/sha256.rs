@@ -5,6 +5,8 @@
 //! Only padding lives here (FIPS 180-4 §5.1.1): full 64-byte blocks are fed
 //! to the compression function straight from memory, without copying.
 
+use crate::bytes::put;
+
 /// Compresses whole 64-byte blocks into the state (FIPS 180-4 §6.2.2).
 pub type CompressFn = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);
 
@@ -29,14 +31,15 @@ pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {
     }
 
     // Padding: 0x80, zeros, then the message length in bits, big-endian.
+    // The tail is shorter than a block, so all of it fits in two.
     let mut last = [[0u8; 64]; 2];
     let flat = last.as_flattened_mut();
-    flat[..tail.len()].copy_from_slice(tail);
-    flat[tail.len()] = 0x80;
+    let n = put(flat, 0, tail);
+    put(flat, n, &[0x80]);
     let nblocks = if tail.len() + 1 + 8 <= 64 { 1 } else { 2 };
     let bit_len = (data.len() as u64).wrapping_mul(8);
-    flat[nblocks * 64 - 8..nblocks * 64].copy_from_slice(&bit_len.to_be_bytes());
-    compress(&mut state, &last[..nblocks]);
+    put(flat, nblocks * 64 - 8, &bit_len.to_be_bytes());
+    compress(&mut state, last.get(..nblocks).unwrap_or(&last));
 
     let mut out = [0u8; 32];
     for (dst, word) in out.chunks_exact_mut(4).zip(state) {

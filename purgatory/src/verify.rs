@@ -1,25 +1,32 @@
 //! The purgatory's portable flow: validate the parameter block, verify every
-//! segment (hash, or structure-check when excluded), patch the DTB, and say
-//! where to jump. The architecture code supplies memory access, the digest
-//! engine, entropy and the console through [`Platform`]; it never decides
-//! whether to enter the kernel — this module does.
+//! segment (hash, or structure-check when excluded), patch the boot data,
+//! and say where to jump. The architecture code supplies memory access, the
+//! digest engine, entropy and the console through [`Platform`]; it never
+//! decides whether to enter the kernel: this module does.
 
 use crate::abi::{
-    PurgatoryParams, SegmentDesc, SegmentKind, MAX_SEGMENTS, PARAMS_MAGIC, PARAMS_VERSION, PARAM_FLAGS_KNOWN,
-    PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PARAM_FLAG_SKIP_DIGESTS,
+    PurgatoryParams, SegmentDesc, SegmentKind, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU,
+    PARAM_FLAG_SKIP_DIGESTS,
 };
 use crate::checks::{check_excluded, StructureError};
+use crate::console_lines as lines;
 use crate::fdt_patch::{refresh_seeds, set_boot_cpuid, PatchError, SeedReport};
-use crate::report::Console;
+use crate::report::{Arg, Console};
 use crate::sha256::{digest, CompressFn};
+
+pub use crate::validate::{
+    boot_data_segment, check_console, console_span, console_usable, kernel_segment, validate, MemSpan, ParamError,
+    Rules, SegmentRule,
+};
 
 /// What the purgatory needs from the machine it runs on.
 pub trait Platform {
     type Con: Console;
     fn console(&mut self) -> &mut Self::Con;
     /// The bytes at physical `[mem, mem + len)`. `validate` has checked the
-    /// range is non-empty, does not wrap and does not start at 0; the
-    /// implementation vouches that it is RAM it may read and write.
+    /// range is non-empty, does not wrap, does not start at 0 and does not
+    /// overlap the purgatory; the implementation vouches that it is RAM it
+    /// may read and write.
     fn memory(&mut self, mem: u64, len: u64) -> &mut [u8];
     /// The SHA-256 block function to use, and its name for the report.
     fn digest_engine(&self) -> (CompressFn, &'static str);
@@ -36,27 +43,10 @@ pub trait Platform {
 pub struct Handoff {
     pub entry: u64,
     pub boot_data: u64,
-    /// The range the purgatory modified (the DTB), which the architecture
-    /// code must clean to the point of coherency before the jump.
+    /// The range the purgatory modified (inside the boot-data segment),
+    /// which the architecture code must clean to the point of coherency
+    /// before the jump.
     pub written: Option<(u64, u64)>,
-}
-
-/// A parameter block the purgatory cannot act on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ParamError {
-    Magic,
-    Version,
-    Size,
-    UnknownFlags(u32),
-    TooManySegments(u32),
-    /// Segment index and what is wrong with it.
-    Segment(usize, &'static str),
-    /// Two segments overlap.
-    Overlap(usize, usize),
-    /// The DTB address is not inside a segment.
-    BootDataOutsideSegments,
-    /// The kernel entry is not inside a segment.
-    EntryOutsideSegments,
 }
 
 /// Why the purgatory refused to enter the kernel.
@@ -65,234 +55,171 @@ pub enum Failure {
     Params(ParamError),
     DigestMismatch { index: usize, expected: [u8; 32], actual: [u8; 32] },
     Structure { index: usize, error: StructureError },
-    DtbPatch(PatchError),
+    Patch { kind: SegmentKind, error: PatchError },
 }
 
-/// Check the block before touching any memory it names.
-pub fn validate(params: &PurgatoryParams) -> Result<(), ParamError> {
-    if params.magic != PARAMS_MAGIC {
-        return Err(ParamError::Magic);
+/// How console lines name the boot data of a kind.
+pub fn boot_data_name(kind: SegmentKind) -> &'static str {
+    match kind {
+        SegmentKind::BootParams => "boot_params",
+        _ => "dtb",
     }
-    if params.version == 0 || params.version > PARAMS_VERSION {
-        return Err(ParamError::Version);
-    }
-    // `size` is what the loader filled: it must cover every v1 field.
-    if (params.size as usize) < core::mem::size_of::<PurgatoryParams>() {
-        return Err(ParamError::Size);
-    }
-    if params.flags & !PARAM_FLAGS_KNOWN != 0 {
-        return Err(ParamError::UnknownFlags(params.flags & !PARAM_FLAGS_KNOWN));
-    }
-    if params.nr_segments as usize > MAX_SEGMENTS {
-        return Err(ParamError::TooManySegments(params.nr_segments));
-    }
-    let segs = params.active_segments();
-    for (i, s) in segs.iter().enumerate() {
-        if s.len == 0 {
-            return Err(ParamError::Segment(i, "length is zero"));
-        }
-        if s.mem == 0 {
-            return Err(ParamError::Segment(i, "starts at physical address 0"));
-        }
-        if s.mem.checked_add(s.len).is_none() {
-            return Err(ParamError::Segment(i, "end wraps the address space"));
-        }
-        if usize::try_from(s.len).is_err() {
-            return Err(ParamError::Segment(i, "longer than the address space"));
-        }
-        if SegmentKind::from_raw(s.kind).is_none() {
-            return Err(ParamError::Segment(i, "unknown kind"));
-        }
-        if s.flags & !crate::abi::SEGMENT_FLAG_EXCLUDED != 0 {
-            return Err(ParamError::Segment(i, "unknown segment flags"));
-        }
-        for (j, t) in segs.iter().enumerate().take(i) {
-            if s.mem < t.mem + t.len && t.mem < s.mem + s.len {
-                return Err(ParamError::Overlap(j, i));
-            }
-        }
-    }
-    if params.boot_data != 0 && find_segment(segs, params.boot_data).is_none() {
-        return Err(ParamError::BootDataOutsideSegments);
-    }
-    if find_segment(segs, params.kernel_entry).is_none() {
-        return Err(ParamError::EntryOutsideSegments);
-    }
-    Ok(())
 }
-
-fn find_segment(segs: &[SegmentDesc], addr: u64) -> Option<usize> {
-    segs.iter().position(|s| addr >= s.mem && addr - s.mem < s.len)
-}
-
-const TAG: &str = "purgatory: ";
 
 fn kind_name(seg: &SegmentDesc) -> &'static str {
     SegmentKind::from_raw(seg.kind).map_or("?", SegmentKind::name)
 }
 
-fn segment_line<C: Console>(con: &mut C, index: usize, seg: &SegmentDesc) {
-    con.put("segment ").dec(index as u64).put(" (").put(kind_name(seg)).put(") ");
-    con.hex(seg.mem).put("+").hex(seg.len);
+/// A per-segment line: `template` with index, kind, mem and len.
+fn segment_line<C: Console>(con: &mut C, template: &str, index: usize, seg: &SegmentDesc, extra: &[Arg]) {
+    let head = [Arg::Dec(index as u64), Arg::Text(kind_name(seg)), Arg::Hex(seg.mem), Arg::Hex(seg.len)];
+    match extra {
+        [] => con.line(template, &head),
+        [a] => con.line(template, &[head[0], head[1], head[2], head[3], *a]),
+        _ => con.line(template, &head),
+    };
 }
 
-/// Verify every segment, in input order. Returns the first failure.
+/// Verify every segment, in input order. Returns the bytes hashed, or the
+/// first failure.
 pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<u64, Failure> {
     let (compress, _) = p.digest_engine();
     let mut hashed = 0u64;
     for (index, seg) in params.active_segments().iter().enumerate() {
-        let data = p.memory(seg.mem, seg.len);
         if seg.is_excluded() {
             // Exclusion is per input segment: the kernel may rewrite this
             // one after load (crash hotplug), so check its shape instead.
             let kind = SegmentKind::from_raw(seg.kind).unwrap_or(SegmentKind::Other);
-            if let Err(error) = check_excluded(kind, data) {
+            if let Err(error) = check_excluded(kind, p.memory(seg.mem, seg.len)) {
                 return Err(Failure::Structure { index, error });
             }
-            let con = p.console();
-            con.put(TAG);
-            segment_line(con, index, seg);
-            con.put(" excluded, structure ok\n");
+            segment_line(p.console(), lines::EXCLUDED_OK, index, seg, &[]);
             continue;
         }
         if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-            let con = p.console();
-            con.put(TAG);
-            segment_line(con, index, seg);
-            con.put(" not hashed (verification off)\n");
+            segment_line(p.console(), lines::NOT_HASHED, index, seg, &[]);
             continue;
         }
-        let actual = digest(data, compress);
-        hashed += seg.len;
+        let actual = digest(p.memory(seg.mem, seg.len), compress);
+        hashed = hashed.saturating_add(seg.len);
         if actual != seg.sha256 {
             return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
         }
-        let con = p.console();
-        con.put(TAG);
-        segment_line(con, index, seg);
-        con.put(" sha256 ok\n");
+        segment_line(p.console(), lines::SEGMENT_OK, index, seg, &[]);
     }
     Ok(hashed)
 }
 
 /// The whole flow. On `Ok`, the caller enters the kernel; on `Err`, the
 /// failure has already been reported and the caller must not.
-pub fn run<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff, Failure> {
-    let result = run_inner(params, p);
+pub fn run<P: Platform>(params: &PurgatoryParams, rules: &Rules, p: &mut P) -> Result<Handoff, Failure> {
+    let result = run_inner(params, rules, p);
     if let Err(failure) = &result {
         report_failure(params, p.console(), failure);
     }
     result
 }
 
-fn run_inner<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Result<Handoff, Failure> {
-    validate(params).map_err(Failure::Params)?;
-    let (compress, engine) = p.digest_engine();
+fn run_inner<P: Platform>(params: &PurgatoryParams, rules: &Rules, p: &mut P) -> Result<Handoff, Failure> {
+    validate(params, rules).map_err(Failure::Params)?;
+    let (_, engine) = p.digest_engine();
     let start = p.now_us();
     let hashed = verify_segments(params, p)?;
     let elapsed = p.now_us().saturating_sub(start);
     if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-        p.console().put(TAG).put("verification skipped at the loader's request (-i)\n");
+        p.console().line(lines::SKIPPED, &[]);
     }
-    p.console()
-        .put(TAG)
-        .put("verified ")
-        .dec(params.nr_segments as u64)
-        .put(" segments, ")
-        .dec(hashed)
-        .put(" bytes hashed with ")
-        .put(engine)
-        .put(" in ")
-        .dec(elapsed)
-        .put(" us\n");
-
-    let mut written = None;
-    if params.boot_data != 0 && params.flags & (PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU) != 0 {
-        let segs = params.active_segments();
-        // validate() proved the DTB / boot_params lie inside a segment.
-        let seg = segs[find_segment(segs, params.boot_data).unwrap_or(0)];
-        let len = seg.mem + seg.len - params.boot_data;
-        let cpu = p.boot_cpu_id();
-        // Borrow the entropy source separately from memory.
-        let mut pool = [None; 8];
-        for slot in pool.iter_mut() {
-            *slot = p.entropy();
-        }
-        let mut next = pool.into_iter();
-        let mut entropy = || next.next().flatten();
-        if SegmentKind::from_raw(seg.kind) == Some(SegmentKind::BootParams) {
-            // x86: the seed lives in a setup_data node of boot_params.
-            let blob = p.memory(seg.mem, seg.len);
-            let r = if params.flags & PARAM_FLAG_REFRESH_SEEDS != 0 {
-                crate::setup_data::refresh_rng_seeds(blob, seg.mem, compress, &mut entropy)
-            } else {
-                Default::default()
-            };
-            written = Some((seg.mem, seg.len));
-            let con = p.console();
-            con.put(TAG).put("boot_params: rng seeds refreshed ").dec(r.refreshed as u64);
-            con.put(", kept ").dec(r.kept as u64).put("\n");
-        } else {
-            let mut seeds = SeedReport::default();
-            let blob = p.memory(params.boot_data, len);
-            if params.flags & PARAM_FLAG_REFRESH_SEEDS != 0 {
-                seeds = refresh_seeds(blob, compress, &mut entropy).map_err(Failure::DtbPatch)?;
-            }
-            if params.flags & PARAM_FLAG_SET_BOOT_CPU != 0 {
-                set_boot_cpuid(blob, cpu).map_err(Failure::DtbPatch)?;
-            }
-            written = Some((params.boot_data, len));
-            let con = p.console();
-            con.put(TAG).put("dtb: seeds refreshed ").dec(seeds.refreshed as u64);
-            con.put(", kept ").dec(seeds.kept as u64).put("; boot cpu ").hex(cpu as u64).put("\n");
-        }
-    }
+    let summary = [Arg::Dec(params.nr_segments as u64), Arg::Dec(hashed), Arg::Text(engine), Arg::Dec(elapsed)];
+    p.console().line(lines::VERIFIED, &summary);
+    let written = patch_boot_data(params, rules, p)?;
     Ok(Handoff { entry: params.kernel_entry, boot_data: params.boot_data, written })
 }
 
-/// Print which segment failed and why. Nothing else is printed after this
-/// except the architecture's "halting"/"resetting" line.
-pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure: &Failure) {
-    let seg = |i: usize| params.segments.get(i).copied().unwrap_or(SegmentDesc::EMPTY);
-    match *failure {
-        Failure::Params(e) => {
-            con.put(TAG).put("REFUSED: bad parameter block: ");
-            match e {
-                ParamError::Magic => con.put("magic is not RKXP"),
-                ParamError::Version => con.put("unsupported version ").dec(params.version as u64),
-                ParamError::Size => con.put("size field smaller than version 1 block"),
-                ParamError::UnknownFlags(f) => con.put("unknown flags ").hex(f as u64),
-                ParamError::TooManySegments(n) => con.put("too many segments: ").dec(n as u64),
-                ParamError::Segment(i, why) => con.put("segment ").dec(i as u64).put(": ").put(why),
-                ParamError::Overlap(i, j) => {
-                    con.put("segments ").dec(i as u64).put(" and ").dec(j as u64).put(" overlap")
-                }
-                ParamError::BootDataOutsideSegments => con.put("boot data address is not inside a segment"),
-                ParamError::EntryOutsideSegments => con.put("kernel entry is not inside a segment"),
+/// Refresh seeds / set the boot CPU in the boot data, in place, if asked.
+/// Writes only inside the boot-data segment `validate` accepted, from
+/// `boot_data` to its end. Returns the range written.
+fn patch_boot_data<P: Platform>(
+    params: &PurgatoryParams,
+    rules: &Rules,
+    p: &mut P,
+) -> Result<Option<(u64, u64)>, Failure> {
+    if params.flags & (PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU) == 0 {
+        return Ok(None);
+    }
+    let Some(index) = boot_data_segment(params, rules).map_err(Failure::Params)? else {
+        return Ok(None);
+    };
+    let Some(seg) = params.active_segments().get(index) else {
+        return Ok(None);
+    };
+    let at = params.boot_data;
+    // validate() proved seg.mem <= at < seg.mem + seg.len without wrapping.
+    let len = seg.len.saturating_sub(at.saturating_sub(seg.mem));
+    let (compress, _) = p.digest_engine();
+    let cpu = p.boot_cpu_id();
+    // Borrow the entropy source separately from memory.
+    let mut pool = [None; 8];
+    for slot in pool.iter_mut() {
+        *slot = p.entropy();
+    }
+    let mut next = pool.into_iter();
+    let mut entropy = || next.next().flatten();
+    let refresh = params.flags & PARAM_FLAG_REFRESH_SEEDS != 0;
+    let kind = rules.boot_data_kind;
+    let blob = p.memory(at, len);
+    match kind {
+        SegmentKind::BootParams => {
+            // x86: the seed lives in a setup_data node of boot_params.
+            let r = if refresh {
+                crate::setup_data::refresh_rng_seeds(blob, at, compress, &mut entropy)
+            } else {
+                Default::default()
             };
-            con.put("\n");
+            let counts = [Arg::Dec(r.refreshed as u64), Arg::Dec(r.kept as u64)];
+            p.console().line(lines::BOOT_PARAMS_PATCHED, &counts);
         }
-        Failure::DigestMismatch { index, expected, actual } => {
-            con.put(TAG).put("REFUSED: ");
-            segment_line(con, index, &seg(index));
-            con.put(" sha256 mismatch\n");
-            con.put(TAG).put("  expected ").bytes_hex(&expected).put("\n");
-            con.put(TAG).put("  actual   ").bytes_hex(&actual).put("\n");
-        }
-        Failure::Structure { index, error } => {
-            con.put(TAG).put("REFUSED: ");
-            segment_line(con, index, &seg(index));
-            con.put(" excluded but malformed: ").put(error.describe()).put("\n");
-        }
-        Failure::DtbPatch(e) => {
-            con.put(TAG).put("REFUSED: cannot patch dtb: ").put(e.describe()).put("\n");
+        _ => {
+            let mut seeds = SeedReport::default();
+            if refresh {
+                seeds = refresh_seeds(blob, compress, &mut entropy).map_err(|error| Failure::Patch { kind, error })?;
+            }
+            if params.flags & PARAM_FLAG_SET_BOOT_CPU != 0 {
+                set_boot_cpuid(blob, cpu).map_err(|error| Failure::Patch { kind, error })?;
+            }
+            let report = [Arg::Dec(seeds.refreshed as u64), Arg::Dec(seeds.kept as u64), Arg::Hex(cpu as u64)];
+            p.console().line(lines::DTB_PATCHED, &report);
         }
     }
-    con.put(TAG).put("not entering the kernel\n");
+    Ok(Some((at, len)))
+}
+
+/// Print which segment failed and why, then that the kernel is not
+/// entered. Nothing else is printed after this but the failure policy's
+/// "resetting"/"halted" lines.
+pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure: &Failure) {
+    let seg = |i: usize| params.active_segments().get(i).copied().unwrap_or(SegmentDesc::EMPTY);
+    match *failure {
+        Failure::Params(e) => {
+            let (template, args) = e.reason();
+            con.line(lines::BAD_PARAMS, &[Arg::Sub(template, &args)]);
+        }
+        Failure::DigestMismatch { index, expected, actual } => {
+            segment_line(con, lines::DIGEST_MISMATCH, index, &seg(index), &[]);
+            con.line(lines::DIGEST_EXPECTED, &[Arg::HexBytes(&expected)]);
+            con.line(lines::DIGEST_ACTUAL, &[Arg::HexBytes(&actual)]);
+        }
+        Failure::Structure { index, error } => {
+            segment_line(con, lines::MALFORMED, index, &seg(index), &[Arg::Text(error.describe())]);
+        }
+        Failure::Patch { kind, error } => {
+            con.line(lines::PATCH_FAILED, &[Arg::Text(boot_data_name(kind)), Arg::Text(error.describe())]);
+        }
+    }
+    con.line(lines::NOT_ENTERING, &[]);
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::abi::{PARAM_FLAG_DEBUG_SOFT_SHA256, SEGMENT_FLAG_EXCLUDED};
     use crate::fdt_patch::{boot_cpuid, find_seed_spans};
@@ -300,12 +227,15 @@ mod tests {
     use crate::sha256::compress_portable;
     use sha2::{Digest, Sha256};
 
+    /// The purgatory "runs" at low addresses no host heap buffer uses.
+    pub(crate) const RULES: Rules = Rules::aarch64(MemSpan::new(0x10_0000, 0x2_0000));
+
     /// Host memory standing in for physical memory: each segment is a
     /// buffer, its "physical address" is the buffer's address.
-    struct HostPlatform {
-        console: TextConsole,
-        buffers: Vec<Vec<u8>>,
-        entropy: Vec<u64>,
+    pub(crate) struct HostPlatform {
+        pub(crate) console: TextConsole,
+        pub(crate) buffers: Vec<Vec<u8>>,
+        pub(crate) entropy: Vec<u64>,
     }
 
     impl Platform for HostPlatform {
@@ -354,7 +284,7 @@ mod tests {
     }
 
     /// kernel, initrd, dtb, elfcorehdr with correct digests.
-    fn setup() -> (PurgatoryParams, HostPlatform) {
+    pub(crate) fn setup() -> (PurgatoryParams, HostPlatform) {
         let buffers = vec![
             vec![0xaa; 8192],
             (0..20000u32).map(|i| i as u8).collect(),
@@ -383,7 +313,7 @@ mod tests {
     fn all_good_hands_off_to_kernel_with_dtb() {
         let (mut params, mut plat) = setup();
         params.flags = PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
-        let h = run(&params, &mut plat).unwrap();
+        let h = run(&params, &RULES, &mut plat).unwrap();
         assert_eq!((h.entry, h.boot_data), (params.segments[0].mem, params.segments[2].mem));
         assert_eq!(h.written, Some((params.boot_data, 4096)));
         assert!(plat.console.0.contains("verified 4 segments, 32464 bytes hashed with portable"), "{}", plat.console.0);
@@ -401,7 +331,7 @@ mod tests {
         let (mut params, mut plat) = setup();
         params.flags = PARAM_FLAG_REFRESH_SEEDS;
         plat.entropy.clear();
-        run(&params, &mut plat).unwrap();
+        run(&params, &RULES, &mut plat).unwrap();
         let dtb = &plat.buffers[2];
         let [k, _] = find_seed_spans(dtb).unwrap();
         let k = k.unwrap();
@@ -417,7 +347,7 @@ mod tests {
                 let len = plat.buffers[seg].len();
                 let at = pos.min(len - 1);
                 plat.buffers[seg][at] ^= 0x40;
-                let err = run(&params, &mut plat).unwrap_err();
+                let err = run(&params, &RULES, &mut plat).unwrap_err();
                 match err {
                     Failure::DigestMismatch { index, expected, actual } => {
                         assert_eq!(index, seg);
@@ -443,7 +373,7 @@ mod tests {
             if move_first {
                 params.segments[..4].rotate_right(1);
             }
-            run(&params, &mut plat).unwrap();
+            run(&params, &RULES, &mut plat).unwrap();
             let idx = if move_first { 0 } else { 3 };
             assert!(plat.console.0.contains(&format!("segment {idx} (elfcorehdr)")), "{}", plat.console.0);
             assert!(plat.console.0.contains("excluded, structure ok"));
@@ -451,7 +381,7 @@ mod tests {
             let (mut params, mut plat) = setup();
             params.segments[3].flags = SEGMENT_FLAG_EXCLUDED;
             plat.buffers[1][5] ^= 1;
-            assert!(matches!(run(&params, &mut plat), Err(Failure::DigestMismatch { index: 1, .. })));
+            assert!(matches!(run(&params, &RULES, &mut plat), Err(Failure::DigestMismatch { index: 1, .. })));
         }
     }
 
@@ -460,35 +390,88 @@ mod tests {
         let (mut params, mut plat) = setup();
         params.segments[2].flags = SEGMENT_FLAG_EXCLUDED;
         plat.buffers[2][3] = 0; // FDT magic
-        assert_eq!(run(&params, &mut plat), Err(Failure::Structure { index: 2, error: StructureError::FdtMagic }));
+        assert_eq!(
+            run(&params, &RULES, &mut plat),
+            Err(Failure::Structure { index: 2, error: StructureError::Fdt(crate::fdt::FdtError::Magic) })
+        );
         let (mut params, mut plat) = setup();
         params.segments[0].flags = SEGMENT_FLAG_EXCLUDED;
         assert_eq!(
-            run(&params, &mut plat),
+            run(&params, &RULES, &mut plat),
             Err(Failure::Structure { index: 0, error: StructureError::KindNotExcludable })
         );
     }
 
     #[test]
-    fn parameter_block_rules() {
-        type Edit = fn(&mut PurgatoryParams);
-        let cases: [(Edit, ParamError); 9] = [
-            (|p| p.magic = 0, ParamError::Magic),
-            (|p| p.version = 2, ParamError::Version),
-            (|p| p.size = 100, ParamError::Size),
-            (|p| p.flags = 1 << 30, ParamError::UnknownFlags(1 << 30)),
-            (|p| p.nr_segments = 17, ParamError::TooManySegments(17)),
-            (|p| p.segments[1].len = 0, ParamError::Segment(1, "length is zero")),
-            (|p| p.segments[1].kind = 99, ParamError::Segment(1, "unknown kind")),
-            (|p| p.segments[1].mem = p.segments[0].mem + 1, ParamError::Overlap(0, 1)),
-            (|p| p.kernel_entry = 16, ParamError::EntryOutsideSegments),
+    fn a_refused_block_is_reported_with_its_reason() {
+        let (mut params, mut plat) = setup();
+        params.segments[1].len = 0;
+        assert_eq!(
+            run(&params, &RULES, &mut plat),
+            Err(Failure::Params(ParamError::Segment(1, SegmentRule::ZeroLength)))
+        );
+        assert_eq!(
+            plat.console.0,
+            "purgatory: REFUSED: bad parameter block: segment 1: length is zero\n\
+             purgatory: not entering the kernel\n"
+        );
+    }
+
+    #[test]
+    fn console_lines_are_the_templates_filled_in() {
+        let (mut params, mut plat) = setup();
+        params.flags = PARAM_FLAG_SET_BOOT_CPU;
+        run(&params, &RULES, &mut plat).unwrap();
+        let s = &params.segments;
+        let want = [
+            format!("purgatory: segment 0 (kernel) {:#x}+0x2000 sha256 ok", s[0].mem),
+            format!("purgatory: segment 1 (initrd) {:#x}+0x4e20 sha256 ok", s[1].mem),
+            format!("purgatory: segment 2 (dtb) {:#x}+0x1000 sha256 ok", s[2].mem),
+            format!("purgatory: segment 3 (elfcorehdr) {:#x}+0xb0 sha256 ok", s[3].mem),
+            "purgatory: verified 4 segments, 32464 bytes hashed with portable in 0 us".into(),
+            "purgatory: dtb: seeds refreshed 0, kept 0; boot cpu 0x101".into(),
         ];
-        for (edit, want) in cases {
-            let (mut params, mut plat) = setup();
-            edit(&mut params);
-            assert_eq!(run(&params, &mut plat), Err(Failure::Params(want)));
-            assert!(plat.console.0.contains("REFUSED: bad parameter block"), "{}", plat.console.0);
+        assert_eq!(plat.console.0.lines().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn the_patcher_writes_only_the_boot_data_segment_from_boot_data_on() {
+        // The DTB starts 0x100 into its segment: the bytes before it and
+        // every other segment stay as loaded.
+        let (mut params, mut plat) = setup();
+        let mut dtb = vec![0x5a; 0x100];
+        dtb.extend_from_slice(&test_dtb());
+        plat.buffers[2] = dtb;
+        let b = &plat.buffers[2];
+        params.segments[2].mem = b.as_ptr() as u64;
+        params.segments[2].len = b.len() as u64;
+        params.segments[2].sha256 = Sha256::digest(b).into();
+        params.boot_data = params.segments[2].mem + 0x100;
+        params.flags = PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
+        let before = plat.buffers.clone();
+        let h = run(&params, &RULES, &mut plat).unwrap();
+        assert_eq!(h.written, Some((params.boot_data, 4096)));
+        assert_eq!(&plat.buffers[2][..0x100], &before[2][..0x100]);
+        assert_eq!(boot_cpuid(&plat.buffers[2][0x100..]), Some(0x101));
+        for i in [0, 1, 3] {
+            assert_eq!(plat.buffers[i], before[i], "segment {i} was written");
         }
+    }
+
+    #[test]
+    fn x86_rules_patch_the_boot_params_segment() {
+        let (mut params, mut plat) = setup();
+        params.segments[2].kind = SegmentKind::BootParams as u32;
+        params.flags = PARAM_FLAG_REFRESH_SEEDS;
+        let x86 = Rules::x86_64(RULES.own_image);
+        let h = run(&params, &x86, &mut plat).unwrap();
+        assert_eq!(h.written, Some((params.boot_data, 4096)));
+        assert!(plat.console.0.contains("boot_params: rng seeds refreshed 0, kept 0"), "{}", plat.console.0);
+        // The same block under aarch64's rules: boot data must be a DTB.
+        let (mut params, mut plat) = setup();
+        params.segments[2].kind = SegmentKind::BootParams as u32;
+        let err = ParamError::BootDataNotInSegment(params.boot_data, SegmentKind::Dtb);
+        assert_eq!(run(&params, &RULES, &mut plat), Err(Failure::Params(err)));
     }
 
     #[test]
@@ -496,18 +479,18 @@ mod tests {
         let (mut params, mut plat) = setup();
         params.flags = PARAM_FLAG_SKIP_DIGESTS;
         plat.buffers[1][0] ^= 1;
-        assert!(run(&params, &mut plat).is_ok());
+        assert!(run(&params, &RULES, &mut plat).is_ok());
         assert!(plat.console.0.contains("verified 4 segments, 0 bytes hashed"), "{}", plat.console.0);
         assert!(plat.console.0.contains("verification skipped"));
         params.segments[3].flags = SEGMENT_FLAG_EXCLUDED;
         plat.buffers[3][0] = 0;
-        assert!(matches!(run(&params, &mut plat), Err(Failure::Structure { index: 3, .. })));
+        assert!(matches!(run(&params, &RULES, &mut plat), Err(Failure::Structure { index: 3, .. })));
     }
 
     #[test]
     fn debug_flags_are_known() {
         let (mut params, mut plat) = setup();
         params.flags = PARAM_FLAG_DEBUG_SOFT_SHA256;
-        assert!(run(&params, &mut plat).is_ok());
+        assert!(run(&params, &RULES, &mut plat).is_ok());
     }
 }

@@ -4,22 +4,25 @@
 //! x86-only: CR4 as relocate_kernel left it, restored at the hand-off
 //! (choosing SHA-NI turns SSE on); caches are coherent, nothing to clean.
 
-use kexec_purgatory::report::Console;
+use kexec_purgatory::console_lines::SETUP_X86;
+use kexec_purgatory::report::Arg;
+use kexec_purgatory::verify::Rules;
 use purgatory_arch::x86_64::{cpu, handoff};
 
 use crate::machine::Machine;
 
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64) -> ! {
-    let cr4_at_entry = cpu::read_cr4();
-    let cr0_at_entry = cpu::read_cr0();
-    let mut m = Machine::start(base);
+    let (cr0_at_entry, cr4_at_entry) = (cpu::read_cr0(), cpu::read_cr4());
 
-    m.hello("long mode").put("cr0 ").hex(cr0_at_entry).put(", cr4 ").hex(cr4_at_entry).put("\n");
+    // 1. Validate the block; nothing happens before (nor without) that.
+    let mut m = Machine::start(base, Rules::x86_64);
+    m.hello("long mode", SETUP_X86, &[Arg::Hex(cr0_at_entry), Arg::Hex(cr4_at_entry)]);
 
+    // 2. Verify and patch (never returns on failure).
     let h = m.verify();
 
-    m.entering(&h, "boot_params");
+    m.entering(&h);
     // SAFETY: entry and boot_params were verified; CR4 goes back to its
     // value at entry.
     unsafe { handoff::enter_kernel(h.entry, h.boot_data, cr4_at_entry) }

@@ -54,11 +54,24 @@ purgatory_enter:
     mov     x2, xzr
     mov     x3, xzr
     br      x19
+
+    // The one place the purgatory stops: DAIF stays masked (entry masked
+    // it), so WFE only ever returns into this loop. Global symbols, so that
+    // a debugger or the test harness can tell "halted here" from any other
+    // silent state by the PC (purgatory_halt <= PC < purgatory_halt_end).
+    .section .text.halt, "ax"
+    .global purgatory_halt
+    .global purgatory_halt_end
+purgatory_halt:
+    wfe
+    b       purgatory_halt
+purgatory_halt_end:
 "#
 );
 
 unsafe extern "C" {
     fn purgatory_enter(entry: u64, dtb: u64, clean_start: u64, clean_len: u64) -> !;
+    fn purgatory_halt() -> !;
 }
 
 /// Clean our own memory, turn MMU and caches off and jump to the kernel at
@@ -73,13 +86,11 @@ pub unsafe fn enter_kernel(entry: u64, dtb: u64, image: u64, image_len: u64) -> 
     unsafe { purgatory_enter(entry, dtb, image, image_len) }
 }
 
-/// Stop this CPU for good: interrupts stay masked, so WFE never returns to
-/// anything but this loop.
+/// Stop this CPU for good in the `purgatory_halt` loop: interrupts stay
+/// masked, so WFE never returns to anything but the loop.
 pub fn halt() -> ! {
-    loop {
-        // SAFETY: waits for an event; no memory effect.
-        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
-    }
+    // SAFETY: a WFE loop that touches no memory and never returns.
+    unsafe { purgatory_halt() }
 }
 
 /// PSCI SYSTEM_RESET (PSCI 1.1 §5.1.10, function id 0x8400_0009) through

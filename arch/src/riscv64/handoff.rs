@@ -63,11 +63,28 @@ purgatory_enter:
     fence   rw, rw
     fence.i
     jr      t0
+
+    // The one place the purgatory stops: S-mode interrupts off, so WFI
+    // only ever returns into this loop (the privileged spec allows
+    // spurious wake-ups). Global symbols, so that a debugger or the test
+    // harness can tell "halted here" from any other silent state by the PC
+    // (purgatory_halt <= pc < purgatory_halt_end).
+    .section .text.halt, "ax"
+    .balign 4
+    .global purgatory_halt
+    .global purgatory_halt_end
+purgatory_halt:
+    csrci   sstatus, 2
+    csrw    sie, zero
+1:  wfi
+    j       1b
+purgatory_halt_end:
 "#
 );
 
 unsafe extern "C" {
     fn purgatory_enter(entry: u64, hart_id: u64, dtb: u64) -> !;
+    fn purgatory_halt() -> !;
 }
 
 /// Jump to the kernel per Documentation/arch/riscv/boot.rst: a0 = hart id,
@@ -80,13 +97,9 @@ pub unsafe fn enter_kernel(entry: u64, hart_id: u64, dtb: u64) -> ! {
     unsafe { purgatory_enter(entry, hart_id, dtb) }
 }
 
-/// Stop this hart for good: interrupts are off, so WFI only ever returns
-/// into this loop (the privileged spec allows spurious wake-ups).
+/// Stop this hart for good in the `purgatory_halt` loop.
 pub fn halt() -> ! {
-    // SAFETY: masks S-mode interrupts; no memory effect.
-    unsafe { core::arch::asm!("csrci sstatus, 2", "csrw sie, zero", options(nomem, nostack)) };
-    loop {
-        // SAFETY: waits for an interrupt that cannot be taken.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-    }
+    // SAFETY: masks S-mode interrupts and waits in WFI; no memory effect,
+    // never returns.
+    unsafe { purgatory_halt() }
 }

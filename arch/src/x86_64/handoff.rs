@@ -29,11 +29,24 @@ purgatory_enter_x86:
     xor     r14d, r14d
     xor     r15d, r15d
     jmp     rax
+
+    // The one place the purgatory stops: interrupts off, HLT; an NMI or
+    // SMI returns into the loop. Global symbols, so that a debugger can
+    // tell "halted here" by the PC (purgatory_halt <= RIP < purgatory_halt_end).
+    .section .text.halt, "ax"
+    .global purgatory_halt
+    .global purgatory_halt_end
+purgatory_halt:
+    cli
+    hlt
+    jmp     purgatory_halt
+purgatory_halt_end:
 "#
 );
 
 unsafe extern "C" {
     fn purgatory_enter_x86(entry: u64, boot_params: u64, cr4: u64) -> !;
+    fn purgatory_halt() -> !;
 }
 
 /// Jump to the kernel's 64-bit entry with `boot_params` in %rsi.
@@ -45,12 +58,11 @@ pub unsafe fn enter_kernel(entry: u64, boot_params: u64, cr4: u64) -> ! {
     unsafe { purgatory_enter_x86(entry, boot_params, cr4) }
 }
 
-/// Stop: interrupts off, HLT forever (NMIs return to the loop).
+/// Stop for good in the `purgatory_halt` loop: interrupts off, HLT (NMIs
+/// return into the loop).
 pub fn halt() -> ! {
-    loop {
-        // SAFETY: no memory effect.
-        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
-    }
+    // SAFETY: a CLI/HLT loop that touches no memory and never returns.
+    unsafe { purgatory_halt() }
 }
 
 /// Reset the machine: PCI reset control (port 0xcf9: 0x02 then 0x06, a

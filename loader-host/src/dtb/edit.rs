@@ -163,8 +163,10 @@ impl DtbEditor {
         let blob = blob
             .get(..total)
             .ok_or_else(|| parse(format!("header totalsize {total} is larger than the {} bytes given", blob.len())))?;
-        // The tree builders below recurse per level: bound the nesting first.
-        super::structure::check(blob).map_err(parse)?;
+        // The tree builders below recurse per level: walk the blob first with
+        // the purgatory's own bounds-checked, iterative walker (the same
+        // structure rules the purgatory applies; nesting at most 64 deep).
+        kexec_purgatory::fdt::check(blob).map_err(|e| parse(e.describe().to_string()))?;
         let tree = match Fdt::new(blob) {
             Ok(fdt) => DeviceTree::from_fdt(&fdt),
             // Shipping DTBs break the spec's name rules; read those leniently.

@@ -6,4 +6,3 @@
 pub mod edit;
 pub mod handover;
 mod lenient;
-pub mod structure;

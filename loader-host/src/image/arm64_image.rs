@@ -277,7 +277,7 @@ pub fn kernel_from_raw(data: Blob, format: &'static str, host: Host) -> Result<K
         anywhere: h.placement_anywhere(),
         size_estimated: h.size_estimated,
     };
-    Ok(KernelImage { arch: Arch::Arm64, format, kernel: Kernel::Image(kernel) })
+    Ok(KernelImage::plain(Arch::Arm64, format, Kernel::Image(kernel)))
 }
 
 /// The format: a raw arm64 Image ("ARM\x64" at 0x38).

@@ -306,7 +306,7 @@ impl KernelFormat for BzImageFormat {
     }
     fn parse(&self, file: Blob, _host: Host) -> Result<KernelImage, ImageError> {
         let bz = BzImage::parse(&file).map_err(ImageError::BzImage)?;
-        Ok(KernelImage { arch: Arch::X86_64, format: "bzImage", kernel: Kernel::BzImage(bz) })
+        Ok(KernelImage::plain(Arch::X86_64, "bzImage", Kernel::BzImage(bz)))
     }
 }
 

@@ -113,7 +113,8 @@ pub struct ImageGz;
 
 impl KernelFormat for ImageGz {
     fn names(&self) -> &'static [&'static str] {
-        &["Image.gz", "image-gz", "vmlinuz"]
+        // "zImage": kexec-tools 2.0.25's arm64 name for a gzip'd Image.
+        &["Image.gz", "image-gz", "vmlinuz", "zImage"]
     }
     fn describe(&self) -> &'static str {
         "gzip'd Image (1f 8b at 0)"

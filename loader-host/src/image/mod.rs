@@ -8,6 +8,9 @@
 pub mod arm64_image;
 pub mod bzimage;
 pub mod decompress;
+pub mod elf;
+pub mod pe;
+pub mod uki;
 pub mod zboot;
 
 use std::fmt;
@@ -18,6 +21,9 @@ use crate::input::Blob;
 use self::arm64_image::HeaderError;
 use self::bzimage::{BzImage, BzImageError};
 use self::decompress::DecompressError;
+use self::elf::{ElfError, ElfKernel};
+use self::pe::PeError;
+use self::uki::UkiError;
 use self::zboot::ZbootError;
 
 /// What the running system tells a parser.
@@ -60,6 +66,35 @@ pub enum Kernel {
     Image(ImageKernel),
     /// x86 bzImage (boot.rst 64-bit boot protocol).
     BzImage(BzImage),
+    /// An x86_64 vmlinux ELF: its PT_LOAD segments at their physical
+    /// addresses, entered at e_entry with boot_params (kexec-tools'
+    /// elf-x86_64 --args-linux).
+    Elf(ElfKernel),
+}
+
+/// What a container file (a unified kernel image) carries besides the
+/// kernel: the pieces systemd-stub would hand over.
+#[derive(Clone, Debug)]
+pub struct Embedded {
+    /// The container's name, e.g. "UKI".
+    pub container: &'static str,
+    /// The format of the kernel inside (`.linux`), e.g. "bzImage".
+    pub inner_format: &'static str,
+    /// The kernel's bytes as the container holds them (`.linux`).
+    pub linux: Blob,
+    /// The initrd the stub would pass: `.ucode` then `.initrd`, each padded
+    /// to 4 bytes when there is a `.ucode` (systemd-stub combine_initrds).
+    pub initrd: Option<Blob>,
+    /// Which sections `initrd` is made of, for the plan.
+    pub initrd_source: String,
+    /// `.cmdline`, leading and trailing whitespace and NULs removed.
+    pub cmdline: Option<String>,
+    /// `.dtb`: replaces the firmware's (the running) DTB.
+    pub dtb: Option<Blob>,
+    /// `.uname`: the kernel's release.
+    pub uname: Option<String>,
+    /// Sections that were seen but not used, and why.
+    pub notes: Vec<String>,
 }
 
 /// A parsed kernel file.
@@ -69,6 +104,15 @@ pub struct KernelImage {
     /// The format that recognised the file, e.g. "Image.gz".
     pub format: &'static str,
     pub kernel: Kernel,
+    /// Set by container formats (UKI).
+    pub embedded: Option<Embedded>,
+}
+
+impl KernelImage {
+    /// A kernel file that is only a kernel.
+    pub fn plain(arch: Arch, format: &'static str, kernel: Kernel) -> Self {
+        KernelImage { arch, format, kernel, embedded: None }
+    }
 }
 
 /// Why a file is not a kernel this loader can boot.
@@ -84,12 +128,20 @@ pub enum ImageError {
     },
     /// `-t NAME` names a format that does not recognise the file.
     NotOfType {
-        name: &'static str,
+        name: String,
     },
     Arm64(HeaderError),
     BzImage(BzImageError),
     Zboot(ZbootError),
     Decompress(DecompressError),
+    Pe(PeError),
+    Elf(ElfError),
+    Uki(UkiError),
+    /// `-t NAME` names a kexec-tools file type rkexec does not load.
+    UnsupportedType {
+        name: String,
+        why: &'static str,
+    },
     /// A compressed or wrapped kernel whose payload is not one.
     Payload {
         format: &'static str,
@@ -115,6 +167,10 @@ impl fmt::Display for ImageError {
             Self::BzImage(e) => write!(f, "{e}"),
             Self::Zboot(e) => write!(f, "{e}"),
             Self::Decompress(e) => write!(f, "{e}"),
+            Self::Pe(e) => write!(f, "{e}"),
+            Self::Elf(e) => write!(f, "{e}"),
+            Self::Uki(e) => write!(f, "{e}"),
+            Self::UnsupportedType { name, why } => write!(f, "--type {name}: {why}"),
             Self::Payload { format, inner } => write!(f, "{format} payload: {inner}"),
         }
     }
@@ -137,23 +193,43 @@ pub trait KernelFormat: Sync {
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError>;
 }
 
-/// Every format, in probe order: zboot before Image (both start with "MZ";
-/// only zboot has "zimg" at 4).
+/// Every format, in probe order: a UKI first (a PE file with a `.linux`
+/// section, which no kernel's own EFI stub has), zboot before Image (both
+/// start with "MZ"; only zboot has "zimg" at 4).
 pub static FORMATS: &[&dyn KernelFormat] =
-    &[&zboot::Zboot, &bzimage::BzImageFormat, &arm64_image::Arm64Image, &decompress::ImageGz];
+    &[&uki::Uki, &zboot::Zboot, &bzimage::BzImageFormat, &arm64_image::Arm64Image, &decompress::ImageGz, &elf::Vmlinux];
+
+/// kexec-tools' file types (kexec/arch/x86_64/kexec-x86_64.c and
+/// kexec/arch/arm64/kexec-arm64.c `file_type[]`) that rkexec does not load,
+/// so that `-t` names them with a reason instead of "no such type".
+const KEXEC_TOOLS_UNSUPPORTED: &[(&str, &str)] = &[
+    ("multiboot2-x86", "multiboot kernels are not supported by rkexec"),
+    ("multiboot-x86", "multiboot kernels are not supported by rkexec"),
+    ("elf-x86", "32-bit x86 kernels are not supported by rkexec"),
+    ("beoboot-x86", "beoboot images are not supported by rkexec"),
+    ("nbi-x86", "network boot images are not supported by rkexec"),
+    ("uImage", "U-Boot images are not supported by rkexec"),
+];
 
 /// Find the format of `file` (or use the one `-t` names) and parse it.
+/// `-t` takes rkexec's and kexec-tools' names, case-insensitively; when a
+/// name belongs to several formats (kexec-tools' arm64 "vmlinuz" is the EFI
+/// zboot, rkexec's older alias a gzip'd Image) the one that recognises the
+/// file is used.
 pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelImage, ImageError> {
     if let Some(name) = kernel_type {
-        let wanted = name.to_ascii_lowercase();
-        let format = FORMATS
-            .iter()
-            .find(|f| f.names().iter().any(|n| n.eq_ignore_ascii_case(&wanted)))
-            .ok_or_else(|| ImageError::UnknownType { name: name.to_string() })?;
-        if !format.probe(&file) {
-            return Err(ImageError::NotOfType { name: format.names()[0] });
+        let named: Vec<&&dyn KernelFormat> =
+            FORMATS.iter().filter(|f| f.names().iter().any(|n| n.eq_ignore_ascii_case(name))).collect();
+        if named.is_empty() {
+            if let Some((_, why)) = KEXEC_TOOLS_UNSUPPORTED.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return Err(ImageError::UnsupportedType { name: name.to_string(), why });
+            }
+            return Err(ImageError::UnknownType { name: name.to_string() });
         }
-        return format.parse(file, host);
+        return match named.iter().find(|f| f.probe(&file)) {
+            Some(format) => format.parse(file, host),
+            None => Err(ImageError::NotOfType { name: name.to_string() }),
+        };
     }
     match FORMATS.iter().find(|f| f.probe(&file)) {
         Some(format) => format.parse(file, host),
@@ -217,9 +293,9 @@ mod tests {
 
     #[test]
     fn unknown_files_name_their_magic_and_the_formats() {
-        let err = parse(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec()).unwrap_err();
+        let err = parse(b"\xca\xfe\xba\xbe\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("not a kernel this loader knows (starts with 7f 45 4c 46"), "{msg}");
+        assert!(msg.starts_with("not a kernel this loader knows (starts with ca fe ba be"), "{msg}");
         assert!(msg.contains("bzImage") && msg.contains("ARM\\x64"), "{msg}");
         assert!(parse(Vec::new()).unwrap_err().to_string().contains("00 00 00 00"));
     }
@@ -230,8 +306,14 @@ mod tests {
         assert_eq!(k.format, "Image");
         let err = load(Blob::new(sample()), Some("bzImage"), HOST).unwrap_err();
         assert_eq!(err.to_string(), "--type bzImage: the file is not of that type");
+        let err = load(Blob::new(sample()), Some("nosuchtype"), HOST).unwrap_err();
+        assert!(err.to_string().starts_with("--type nosuchtype: no such kernel type (known: "), "{err}");
         let err = load(Blob::new(sample()), Some("uImage"), HOST).unwrap_err();
-        assert!(err.to_string().starts_with("--type uImage: no such kernel type (known: "), "{err}");
+        assert_eq!(err.to_string(), "--type uImage: U-Boot images are not supported by rkexec");
+        // kexec-tools' names: arm64 "vmlinuz" is the EFI zboot, "zImage" a gzip'd Image.
+        let gz = crate::image::decompress::tests::gzip(&sample());
+        assert_eq!(load(Blob::new(gz.clone()), Some("zImage"), HOST).unwrap().format, "Image.gz");
+        assert_eq!(load(Blob::new(gz), Some("vmlinuz"), HOST).unwrap().format, "Image.gz", "the one that probes");
     }
 
     #[test]

@@ -192,7 +192,8 @@ pub struct Zboot;
 
 impl KernelFormat for Zboot {
     fn names(&self) -> &'static [&'static str] {
-        &["zimg", "zboot", "vmlinuz.efi"]
+        // "vmlinuz": kexec-tools' arm64 name (v2.0.27+, kexec-arm64.c file_type[]).
+        &["zimg", "zboot", "vmlinuz.efi", "vmlinuz"]
     }
     fn describe(&self) -> &'static str {
         "EFI zboot (\"MZ\" + \"zimg\" at 0)"

@@ -5,7 +5,10 @@
 //! -M virt` guest with `-device loader`, fills the parameter block the way
 //! a loader would, optionally corrupts memory after the digests were taken,
 //! starts the CPU at the purgatory (or at a VHE stub) and reports what the
-//! guest printed and how QEMU exited.
+//! guest printed and how the run really ended, asked of QEMU over QMP: the
+//! payload's semihosting exit, a PSCI reset (SHUTDOWN event, reason
+//! guest-reset, under -no-reboot), or the vCPU's PC inside the purgatory's
+//! `purgatory_halt` loop; anything else runs into the deadline.
 
 pub mod fixtures;
 pub mod qemu;

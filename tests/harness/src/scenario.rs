@@ -9,11 +9,12 @@ use kexec_purgatory::abi::{
     PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
     SEGMENT_FLAG_EXCLUDED,
 };
-use loader_host::purgatory_image::PurgatoryImage;
+use loader_host::purgatory_image::{PurgatoryImage, AARCH64_ELF, RISCV64_ELF};
+use object::{Object, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
 use crate::fixtures::{self, Payload};
-use crate::qemu::{self, Outcome};
+use crate::qemu::{self, HaltLoop, Outcome};
 
 /// QEMU virt's PL011 and RAM.
 pub const UART_BASE: u64 = 0x0900_0000;
@@ -134,6 +135,8 @@ pub struct Scenario {
     pub corrupt: Vec<(usize, usize, u8)>,
     /// Last-minute edits of the parameter block.
     pub edit_params: Option<fn(&mut PurgatoryParams)>,
+    /// (byte offset, xor mask) applied to the purgatory image as loaded.
+    pub corrupt_purgatory: Vec<(usize, u8)>,
     /// `-icount shift=0`: one instruction per virtual nanosecond.
     pub icount: bool,
     pub deadline: Duration,
@@ -232,6 +235,7 @@ impl Scenario {
             on_failure: ON_FAILURE_RESET,
             corrupt: Vec::new(),
             edit_params: None,
+            corrupt_purgatory: Vec::new(),
             icount: false,
             deadline: Duration::from_secs(60),
             kernel_index: 0,
@@ -300,7 +304,10 @@ impl Scenario {
         }
         let image = PurgatoryImage::aarch64().expect("embedded purgatory is valid");
         let params = self.params();
-        let purgatory = image.with_params(&params);
+        let mut purgatory = image.with_params(&params);
+        for &(off, mask) in &self.corrupt_purgatory {
+            purgatory[off] ^= mask;
+        }
         let entry = self.purgatory_addr + image.header.entry_offset;
 
         let mut args: Vec<String> = [
@@ -355,7 +362,10 @@ impl Scenario {
     /// the payload's M-mode stub, which does the same after granting `seed`.
     fn qemu_args_riscv64(&self, dir: &std::path::Path) -> Vec<String> {
         let image = PurgatoryImage::riscv64().expect("embedded riscv64 purgatory is valid");
-        let purgatory = image.with_params(&self.params());
+        let mut purgatory = image.with_params(&self.params());
+        for &(off, mask) in &self.corrupt_purgatory {
+            purgatory[off] ^= mask;
+        }
         let entry = self.purgatory_addr + image.header.entry_offset;
         let bios = if self.cell.mstub { "none" } else { "default" };
         let mut args: Vec<String> = [
@@ -414,9 +424,29 @@ impl Scenario {
         args
     }
 
+    /// The purgatory's halt loop where this scenario loads it (symbols of
+    /// the embedded ELF, linked at 0).
+    pub fn halt_loop(&self) -> HaltLoop {
+        let elf = match self.cell.arch {
+            Arch::Aarch64 => AARCH64_ELF,
+            Arch::Riscv64 => RISCV64_ELF,
+        };
+        let file = object::File::parse(elf).expect("embedded purgatory ELF parses");
+        let sym = |name: &str| {
+            file.symbols()
+                .find(|s| s.name() == Ok(name))
+                .map(|s| s.address())
+                .unwrap_or_else(|| panic!("purgatory ELF lacks {name}"))
+        };
+        HaltLoop {
+            start: self.purgatory_addr + sym("purgatory_halt"),
+            end: self.purgatory_addr + sym("purgatory_halt_end"),
+        }
+    }
+
     /// Run the guest. Stops when QEMU exits (payload's semihosting or
-    /// sifive_test exit, PSCI/SBI reset) or one second after the purgatory
-    /// says it halted.
+    /// sifive_test exit, PSCI/SBI reset) or as soon as the vCPU sits in the
+    /// purgatory's halt loop.
     pub fn run(&self) -> Outcome {
         let mut sc = self.clone();
         if sc.cell.vhe || sc.cell.mstub {
@@ -434,7 +464,7 @@ impl Scenario {
             Arch::Aarch64 => "qemu-system-aarch64",
             Arch::Riscv64 => "qemu-system-riscv64",
         };
-        let out = qemu::run(qemu, &args, "purgatory: halted", Duration::from_secs(1), sc.deadline);
+        let out = qemu::run(qemu, &args, &dir, sc.halt_loop(), sc.deadline);
         let _ = std::fs::remove_dir_all(&dir);
         out
     }

@@ -3,9 +3,12 @@
 //! malformed input. Every assertion is on what the guest printed or how
 //! QEMU exited.
 
-use kexec_purgatory::abi::{SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256};
+use kexec_purgatory::abi::{
+    SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256, PARAM_FLAG_SKIP_DIGESTS,
+};
+use object::{Object, ObjectSection};
 use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
-use test_harness::scenario::{DTB_ADDR, PURGATORY_ADDR};
+use test_harness::scenario::{DTB_ADDR, INITRD_ADDR, OTHER_ADDR, PURGATORY_ADDR};
 use test_harness::{Cell, Outcome, Scenario};
 
 fn hex(bytes: &[u8]) -> String {
@@ -22,6 +25,41 @@ fn assert_booted(out: &Outcome, cell: Cell) {
     assert!(entered.contains(&format!("x0={DTB_ADDR:#x} x1=0x0 x2=0x0 x3=0x0")), "registers: {entered}");
     assert!(entered.contains("mmu=0 dcache=0"), "MMU/D-cache left on: {entered}");
     assert!(out.contains("purgatory: verified 5 segments"), "no summary:\n{}", out.console);
+    // The payload's semihosting exit: no reset, no halt.
+    assert_eq!((out.shutdown.as_deref(), out.halted_at), (None, None), "{}", out.console);
+}
+
+/// The purgatory reset the system (QEMU's SHUTDOWN event says guest-reset
+/// under -no-reboot) and nothing ran after: its resetting line, if it had
+/// a console, is the last thing printed.
+fn assert_reset(out: &Outcome) {
+    assert!(
+        out.reset(),
+        "no PSCI reset (shutdown {:?}, exit {:?}, halted at {:?}):\n{}",
+        out.shutdown,
+        out.exit,
+        out.halted_at,
+        out.console
+    );
+    assert_eq!(out.exit, Some(0), "{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
+    if let Some(last) = out.console.lines().rfind(|l| !l.trim().is_empty()) {
+        assert!(last.starts_with("purgatory: resetting the system (PSCI SYSTEM_RESET via"), "after the reset: {last}");
+    }
+}
+
+/// The vCPU sat in the purgatory's halt loop (its PC, read over QMP), and
+/// the harness ended the run.
+fn assert_halted(out: &Outcome) {
+    assert!(
+        out.halted_at.is_some(),
+        "not in the halt loop (killed {}, exit {:?}):\n{}",
+        out.killed,
+        out.exit,
+        out.console
+    );
+    assert_eq!(out.shutdown.as_deref(), Some("host-qmp-quit"), "{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
 }
 
 /// The purgatory refused, named the segment, and never entered the kernel.
@@ -136,7 +174,7 @@ fn corruption_anywhere_in_any_segment_is_refused() {
                         assert_refused(&out, index, kind, "sha256 mismatch");
                         assert!(out.contains("  expected "), "{}", out.console);
                         assert!(out.contains("  actual   "), "{}", out.console);
-                        assert!(out.contains("resetting the system"), "{}", out.console);
+                        assert_reset(&out);
                     }
                 })
             })
@@ -153,8 +191,23 @@ fn refusal_with_halt_stops_the_cpu() {
     sc.corrupt.push((1, 100, 0x80));
     let out = sc.run();
     assert_refused(&out, 1, SegmentKind::Initrd, "sha256 mismatch");
-    assert!(out.contains("purgatory: halted"), "{}", out.console);
-    assert!(out.killed, "QEMU should still be sitting in WFE: {:?}", out.exit);
+    assert!(out.console.ends_with("purgatory: halted\n"), "{}", out.console);
+    assert_halted(&out);
+}
+
+#[test]
+fn a_cpu_stuck_elsewhere_is_not_taken_for_halted() {
+    // Negative control for the halt check: a relocation of the wrong type
+    // stops _start in its own WFE loop before anything is printed. Silent
+    // and stopped too, but not in purgatory_halt: the harness must say so.
+    let mut sc = Scenario::standard("stuck-in-entry", Cell::EL1);
+    let file = object::File::parse(loader_host::purgatory_image::AARCH64_ELF).unwrap();
+    let rela = file.section_by_name(".rela.dyn").expect(".rela.dyn").address() as usize;
+    sc.corrupt_purgatory.push((rela + 8, 0x01)); // r_info: R_AARCH64_RELATIVE (1027) -> 1026
+    sc.deadline = std::time::Duration::from_secs(3);
+    let out = sc.run();
+    assert_silent(&out);
+    assert!(out.killed && out.halted_at.is_none() && out.shutdown.is_none(), "{out:?}");
 }
 
 #[test]
@@ -206,6 +259,41 @@ fn malformed_excluded_dtb_is_refused() {
     sc.corrupt.push((dtb, 0, 0xff)); // FDT magic
     let out = sc.run();
     assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT magic is not 0xd00dfeed");
+    assert_reset(&out);
+}
+
+#[test]
+fn excluded_dtb_is_walked_token_by_token() {
+    // A valid header, a broken structure block: the whole tree is checked,
+    // not just the header.
+    let mut sc = Scenario::standard("bad-excluded-dtb-token", Cell::EL1);
+    let dtb = sc.index_of(SegmentKind::Dtb);
+    sc.segments[dtb].excluded = true;
+    let data = &sc.segments[dtb].data;
+    let off_struct = u32::from_be_bytes(data[8..12].try_into().unwrap()) as usize;
+    sc.corrupt.push((dtb, off_struct + 3, 0x06)); // FDT_BEGIN_NODE (1) -> 7
+    let out = sc.run();
+    assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT structure block has an unknown token");
+    assert_reset(&out);
+}
+
+#[test]
+fn malformed_dtb_is_not_patched_even_unhashed() {
+    // kexec-tools' -i (no digests): the DTB patcher still walks the whole
+    // blob first and refuses a property name outside the strings block.
+    let mut sc = Scenario::standard("unhashed-bad-dtb", Cell::EL1);
+    sc.flags |= PARAM_FLAG_SKIP_DIGESTS;
+    let dtb = sc.index_of(SegmentKind::Dtb);
+    let data = &sc.segments[dtb].data;
+    let off_struct = u32::from_be_bytes(data[8..12].try_into().unwrap()) as usize;
+    // The root's first property: BEGIN_NODE, "\0\0\0\0", PROP, len, nameoff.
+    sc.corrupt.push((dtb, off_struct + 16, 0x7f)); // nameoff high byte
+    let out = sc.run();
+    assert!(out.contains("purgatory: verification skipped at the loader's request (-i)"), "{}", out.console);
+    let line = "purgatory: REFUSED: cannot patch the dtb: FDT property name is not inside the strings block";
+    assert!(out.contains(line), "expected '{line}':\n{}", out.console);
+    assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
+    assert_reset(&out);
 }
 
 #[test]
@@ -216,6 +304,7 @@ fn malformed_excluded_elfcorehdr_is_refused() {
     sc.corrupt.push((core, 57, 0x7f)); // e_phnum high byte: headers overrun the segment
     let out = sc.run();
     assert_refused(&out, core, SegmentKind::ElfCoreHdr, "ELF program headers do not fit in the segment");
+    assert_reset(&out);
 }
 
 #[test]
@@ -229,20 +318,86 @@ fn relocates_itself_at_any_4k_aligned_address() {
     }
 }
 
+/// The block was refused with `reason`, the purgatory said so and reset
+/// the system (QEMU exits on PSCI SYSTEM_RESET under -no-reboot).
+fn assert_params_refused(out: &Outcome, reason: &str) {
+    let line = format!("purgatory: REFUSED: bad parameter block: {reason}");
+    assert!(out.contains(&line), "expected '{line}':\n{}", out.console);
+    assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
+    assert!(out.contains("purgatory: resetting the system (PSCI SYSTEM_RESET via HVC)"), "{}", out.console);
+    assert_reset(out);
+}
+
+/// Nothing at all came from the purgatory (its console was not validated).
+fn assert_silent(out: &Outcome) {
+    assert!(!out.contains("purgatory:"), "printed on an unvalidated console:\n{}", out.console);
+    assert!(!out.payload_ran(), "{}", out.console);
+}
+
 #[test]
-fn unfilled_parameter_block_is_refused() {
+fn unfilled_parameter_block_halts_without_a_word() {
+    // Without the magic nothing in the block is trusted: not the console,
+    // not the failure policy (RESET here): the CPU halts, silently.
     let mut sc = Scenario::standard("no-params", Cell::EL1);
     sc.edit_params = Some(|p| p.magic = 0);
     let out = sc.run();
-    assert!(out.contains("REFUSED: bad parameter block: magic is not RKXP"), "{}", out.console);
-    assert!(!out.payload_ran(), "{}", out.console);
+    assert_silent(&out);
+    assert_halted(&out);
+}
+
+#[test]
+fn newer_parameter_block_is_refused() {
+    let mut sc = Scenario::standard("params-v2", Cell::EL1);
+    sc.edit_params = Some(|p| p.version = 2);
+    assert_params_refused(&sc.run(), "unsupported version 2");
 }
 
 #[test]
 fn kernel_entry_outside_segments_is_refused() {
     let mut sc = Scenario::standard("bad-entry", Cell::EL1);
     sc.edit_params = Some(|p| p.kernel_entry = 0x5000_0000);
+    assert_params_refused(&sc.run(), "kernel entry 0x50000000 is not inside a kernel segment");
+}
+
+#[test]
+fn kernel_entry_in_the_initrd_is_refused() {
+    let mut sc = Scenario::standard("entry-in-initrd", Cell::EL1);
+    sc.edit_params = Some(|p| p.kernel_entry = INITRD_ADDR + 0x40);
+    assert_params_refused(&sc.run(), "kernel entry 0x44000040 is not inside a kernel segment");
+}
+
+#[test]
+fn dtb_in_a_segment_of_another_kind_is_refused() {
+    let mut sc = Scenario::standard("dtb-in-other", Cell::EL1);
+    sc.edit_params = Some(|p| p.boot_data = OTHER_ADDR);
+    assert_params_refused(&sc.run(), "boot data 0x4a200000 is not inside a dtb segment");
+}
+
+#[test]
+fn segment_over_the_purgatory_is_refused_before_anything_else() {
+    // The "other" segment's descriptor reaches into the purgatory: refused
+    // before any page table is built over it or any digest taken.
+    let mut sc = Scenario::standard("overlaps-image", Cell::EL1);
+    sc.edit_params = Some(|p| p.segments[4].len = PURGATORY_ADDR + 0x1000 - OTHER_ADDR);
     let out = sc.run();
-    assert!(out.contains("REFUSED: bad parameter block: kernel entry is not inside a segment"), "{}", out.console);
-    assert!(!out.payload_ran(), "{}", out.console);
+    assert!(out.contains("bad parameter block: segment 4 overlaps the purgatory image 0x4b000000+"), "{}", out.console);
+    assert!(!out.contains("mmu+caches"), "set-up ran before validation:\n{}", out.console);
+    assert_params_refused(&out, "segment 4 overlaps");
+}
+
+#[test]
+fn console_inside_a_segment_is_never_written() {
+    // Writing that "UART" would change verified memory: the purgatory
+    // refuses without printing a byte, and resets as asked.
+    for (name, base) in [("console-in-initrd", INITRD_ADDR + 0x100), ("console-in-image", PURGATORY_ADDR + 0x1000)] {
+        let mut sc = Scenario::standard(name, Cell::EL1);
+        sc.edit_params = Some(if base == INITRD_ADDR + 0x100 {
+            |p| p.console.base = INITRD_ADDR + 0x100
+        } else {
+            |p| p.console.base = PURGATORY_ADDR + 0x1000
+        });
+        let out = sc.run();
+        assert_silent(&out);
+        assert_reset(&out);
+    }
 }

@@ -2,7 +2,9 @@
 //! both digest engines (Zknh where QEMU exposes it), seeds from the `seed`
 //! CSR where S-mode may read it, the corruption matrix, exclusions and
 //! malformed input, relocation at odd addresses, SBI reset or halt. Every
-//! assertion is on what the guest printed or how QEMU exited.
+//! assertion is on what the guest printed or how the run ended as QEMU
+//! reports it over QMP (a guest-reset SHUTDOWN event, the PC in the
+//! purgatory's halt loop).
 
 use kexec_purgatory::abi::{SegmentKind, CONSOLE_SBI, PARAM_FLAG_DEBUG_SOFT_SHA256};
 use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
@@ -77,6 +79,7 @@ fn rv_dtb_claiming_zknh_on_a_hart_without_it_never_enters_the_kernel() {
     assert!(out.contains("purgatory: unexpected trap scause 0x2"), "{}", out.console);
     assert!(out.contains("not entering the kernel"), "{}", out.console);
     assert!(out.contains("purgatory: halted"), "{}", out.console);
+    assert!(out.halted_at.is_some(), "not in the halt loop: {out:?}");
     assert!(!out.payload_ran(), "{}", out.console);
 }
 
@@ -149,8 +152,11 @@ fn rv_corruption_anywhere_in_any_segment_is_refused_and_sbi_resets() {
                         assert!(out.contains("  expected "), "{}", out.console);
                         assert!(out.contains("  actual   "), "{}", out.console);
                         assert!(out.contains("resetting the system (SBI SRST)"), "{}", out.console);
-                        // SRST reset under -no-reboot: QEMU exits by itself.
-                        assert!(!out.killed && out.exit == Some(0), "no reset: {:?}\n{}", out.exit, out.console);
+                        // SRST under -no-reboot: QEMU's SHUTDOWN event says
+                        // guest-reset, and nothing ran after the line.
+                        assert!(out.reset() && out.exit == Some(0), "no reset: {out:?}");
+                        let last = out.console.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
+                        assert!(last.starts_with("purgatory: resetting the system (SBI SRST)"), "after: {last}");
                     }
                 })
             })
@@ -167,8 +173,9 @@ fn rv_refusal_with_halt_stops_the_hart() {
     sc.corrupt.push((1, 100, 0x80));
     let out = sc.run();
     assert_refused(&out, 1, SegmentKind::Initrd, "sha256 mismatch");
-    assert!(out.contains("purgatory: halted"), "{}", out.console);
-    assert!(out.killed, "QEMU should still be sitting in WFI: {:?}", out.exit);
+    assert!(out.console.ends_with("purgatory: halted\n"), "{}", out.console);
+    assert!(out.halted_at.is_some(), "not in the halt loop: {out:?}");
+    assert_eq!(out.shutdown.as_deref(), Some("host-qmp-quit"));
 }
 
 #[test]
@@ -233,15 +240,20 @@ fn rv_relocates_itself_at_any_4k_aligned_address() {
 
 #[test]
 fn rv_bad_parameter_blocks_are_refused() {
+    // Without the magic nothing in the block is trusted, its console
+    // included: a silent halt.
     let mut sc = Scenario::standard("rv-no-params", Cell::RV);
     sc.edit_params = Some(|p| p.magic = 0);
     let out = sc.run();
-    assert!(out.contains("REFUSED: bad parameter block: magic is not RKXP"), "{}", out.console);
+    assert!(!out.contains("purgatory:"), "{}", out.console);
+    assert!(out.halted_at.is_some(), "not in the halt loop: {out:?}");
     assert!(!out.payload_ran(), "{}", out.console);
 
     let mut sc = Scenario::standard("rv-bad-entry", Cell::RV);
     sc.edit_params = Some(|p| p.kernel_entry = 0x9000_0000);
     let out = sc.run();
-    assert!(out.contains("REFUSED: bad parameter block: kernel entry is not inside a segment"), "{}", out.console);
+    let line = "REFUSED: bad parameter block: kernel entry 0x90000000 is not inside a kernel segment";
+    assert!(out.contains(line), "{}", out.console);
+    assert!(out.reset(), "no SBI reset: {out:?}");
     assert!(!out.payload_ran(), "{}", out.console);
 }

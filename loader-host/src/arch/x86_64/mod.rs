@@ -14,6 +14,7 @@ use crate::crash::elfcore::EM_X86_64;
 use crate::crash::{CrashPlacement, CrashPolicy};
 use crate::error::LoadError;
 use crate::image::bzimage::{BzImage, ENTRY_64_OFFSET, HEADER_START};
+use crate::image::elf::ElfKernel;
 use crate::image::Kernel;
 use crate::input::Blob;
 use crate::placement::{KexecBuf, Layout, Order};
@@ -124,58 +125,33 @@ fn kernel_buf(bz: &BzImage, source: &str, top: u64, order: Order, align: u64) ->
     )
 }
 
-/// Place an x86_64 kernel and build its zero page.
-pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
-    let ArchInput { req, sys, iomem, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes } =
-        input;
-    let Kernel::BzImage(bz) = &kernel.kernel else {
-        return Err(PlanError::Internal(format!("{} is not a bzImage", kernel.format)).into());
-    };
-    for (given, option) in [
-        (req.dtb.is_some(), "--dtb"),
-        (!req.dtb_set.is_empty(), "--dtb-set"),
-        (!req.dtb_delete.is_empty(), "--dtb-delete"),
-    ] {
-        if given {
-            return Err(LoadError::NotForArch {
-                option,
-                arch: kernel.arch,
-                why: "the kernel gets boot_params, not a DTB",
-            });
-        }
-    }
+/// What the boot data needs from the placed kernel.
+struct PlacedKernel {
+    /// Where the purgatory enters it.
+    entry: u64,
+    /// The setup header for boot_params (0x1f1 ..).
+    setup_header: Vec<u8>,
+    /// boot.rst XLF_CAN_BE_LOADED_ABOVE_4G.
+    above_4g: bool,
+    initrd_addr_max: u32,
+    /// Longest command line without its NUL.
+    cmdline_size: u32,
+}
+
+/// Place a bzImage's protected-mode kernel (boot.rst "64-bit Boot
+/// Protocol").
+fn place_bzimage(
+    bz: &BzImage,
+    kernel_source: &str,
+    order: Order,
+    layout: &mut Layout,
+    notes: &mut Vec<String>,
+) -> Result<PlacedKernel, LoadError> {
     let source = format!("{kernel_source}, protocol {}.{:02}", bz.version >> 8, bz.version & 0xff);
-
-    // Without --append, the running kernel's command line (minus
-    // BOOT_IMAGE=, and crashkernel= for a capture kernel).
-    let crashing = crash.is_some();
-    let running = || sys.cmdline().map_err(LoadError::System);
-    let mut cmdline =
-        cmdline::resolve(&req.cmdline, running, || Ok(Some(cmdline::inherited(&running()?, crashing))), crashing)?
-            .unwrap_or_default();
-
-    let (e820, e820_source) = firmware::read_e820(&sys.sys_root, iomem)?;
-    notes.push(format!("e820: {} entries from {e820_source}", e820.len()));
-    let running_bp = firmware::read_running(&sys.sys_root);
-    if running_bp.acpi_rsdp_addr == 0 {
-        notes.push("ACPI RSDP unknown (no /sys/kernel/boot_params/data or /sys/firmware/efi/systab): acpi_rsdp_addr left 0, the kernel scans the BIOS areas".into());
-    }
-    let mut rng_seed = [0u8; bp::RNG_SEED_LEN];
-    if random_bytes(&mut rng_seed)? == EntropyQuality::Early {
-        notes.push("the entropy pool was not initialised yet: the SETUP_RNG_SEED comes from GRND_INSECURE (the purgatory mixes in RDRAND where the CPU has it)".into());
-    }
-
     // boot.rst xloadflags XLF_CAN_BE_LOADED_ABOVE_4G: "kernel/boot_params/
     // cmdline/ramdisk can be above 4G".
     let above_4g = bz.can_load_above_4g();
     let top = if above_4g { u64::MAX } else { GIB4 };
-    // Top-down for a normal load: the kernel can then usually allocate the
-    // destination pages directly, so relocate_kernel copies nothing at
-    // reboot (measured: ~0.3 s of the hand-off under TCG). Crash loads go
-    // into the reservation bottom-up, as kexec-tools does.
-    let order = if crashing { Order::BottomUp } else { Order::TopDown };
-    let mut layout = Layout::new(free);
-
     // Kernel: kernel_alignment, else min_alignment (boot.rst 0x235: "the
     // minimum alignment required, as opposed to preferred"), which the
     // loader may then write into kernel_alignment.
@@ -205,12 +181,148 @@ pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
         notes.push(format!("kernel placed at min_alignment {align:#x}, not the preferred {:#x}", bz.kernel_alignment));
     }
 
+    // boot.rst "64-bit Boot Protocol": entry = load address + 0x200.
+    Ok(PlacedKernel {
+        entry: kr.start + ENTRY_64_OFFSET,
+        setup_header,
+        above_4g,
+        initrd_addr_max: bz.initrd_addr_max,
+        cmdline_size: bz.cmdline_size,
+    })
+}
+
+/// x86 COMMAND_LINE_SIZE (arch/x86/include/asm/setup.h), NUL included.
+const VMLINUX_COMMAND_LINE_SIZE: u32 = 2048;
+
+/// A setup header for a kernel that has none (a vmlinux), as kexec-tools'
+/// x86_linux_faked_param_header / init_linux_parameters make one
+/// (kexec/arch/i386/x86-linux-setup.c): boot_flag, "HdrS", a protocol
+/// version, LOADED_HIGH, the 64-bit xloadflags and cmdline_size. The kernel
+/// proper reads only the fields boot_params::build fills (command line,
+/// initrd, setup_data, type_of_loader).
+pub fn vmlinux_setup_header() -> Vec<u8> {
+    let mut h = vec![0u8; 0x268 - HEADER_START];
+    let mut put =
+        |at: usize, bytes: &[u8]| h[at - HEADER_START..at - HEADER_START + bytes.len()].copy_from_slice(bytes);
+    put(0x1fe, &0xaa55u16.to_le_bytes());
+    put(0x201, &[(0x268 - 0x202) as u8]);
+    put(0x202, b"HdrS");
+    put(0x206, &0x020fu16.to_le_bytes());
+    put(0x211, &[crate::image::bzimage::LOADED_HIGH]);
+    put(0x22c, &0x7fff_ffffu32.to_le_bytes());
+    put(0x230, &0x20_0000u32.to_le_bytes());
+    put(
+        0x236,
+        &(crate::image::bzimage::XLF_KERNEL_64 | crate::image::bzimage::XLF_CAN_BE_LOADED_ABOVE_4G).to_le_bytes(),
+    );
+    put(0x238, &(VMLINUX_COMMAND_LINE_SIZE - 1).to_le_bytes());
+    h
+}
+
+/// Place a vmlinux at its physical addresses (kexec-tools' elf-x86_64
+/// loader: each PT_LOAD at p_paddr; an ET_EXEC vmlinux is linked to run
+/// there, and startup_64 is entered at e_entry).
+fn place_vmlinux(
+    elf: &ElfKernel,
+    kernel_source: &str,
+    order: Order,
+    layout: &mut Layout,
+    notes: &mut Vec<String>,
+    crashing: bool,
+) -> Result<PlacedKernel, LoadError> {
+    let memsz = page_round(elf.mem_size);
+    let end = elf.paddr.saturating_add(memsz);
+    let kr = layout.add(
+        KexecBuf::new(SegmentKind::Kernel, elf.data.clone(), format!("{kernel_source}, {} PT_LOAD", elf.loads))
+            .memsz(memsz)
+            .order(order)
+            .window(
+                Range::new(elf.paddr, end),
+                format!(
+                    "a vmlinux runs at its PT_LOAD physical addresses {:#x}..{end:#x}{}",
+                    elf.paddr,
+                    if crashing {
+                        ", which the crashkernel= region must contain (e.g. crashkernel=256M@16M)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+    )?;
+    if kr.start != elf.paddr {
+        return Err(
+            PlanError::Internal(format!("vmlinux placed at {:#x}, not p_paddr {:#x}", kr.start, elf.paddr)).into()
+        );
+    }
+    notes.push("vmlinux ELF: Linux boot parameters (kexec-tools' --args-linux), entered at e_entry".into());
+    Ok(PlacedKernel {
+        entry: elf.entry,
+        setup_header: vmlinux_setup_header(),
+        above_4g: true,
+        initrd_addr_max: 0x7fff_ffff,
+        cmdline_size: VMLINUX_COMMAND_LINE_SIZE - 1,
+    })
+}
+
+/// Place an x86_64 kernel and build its zero page.
+pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
+    let ArchInput { req, sys, iomem, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes } =
+        input;
+    if !matches!(kernel.kernel, Kernel::BzImage(_) | Kernel::Elf(_)) {
+        return Err(PlanError::Internal(format!("{} is not an x86_64 kernel", kernel.format)).into());
+    }
+    for (given, option) in [
+        (req.dtb.is_some(), "--dtb"),
+        (!req.dtb_set.is_empty(), "--dtb-set"),
+        (!req.dtb_delete.is_empty(), "--dtb-delete"),
+    ] {
+        if given {
+            return Err(LoadError::NotForArch {
+                option,
+                arch: kernel.arch,
+                why: "the kernel gets boot_params, not a DTB",
+            });
+        }
+    }
+
+    // Without --append, the running kernel's command line (minus
+    // BOOT_IMAGE=, and crashkernel= for a capture kernel).
+    let crashing = crash.is_some();
+    let running = || sys.cmdline().map_err(LoadError::System);
+    let mut cmdline =
+        cmdline::resolve(&req.cmdline, running, || Ok(Some(cmdline::inherited(&running()?, crashing))), crashing)?
+            .unwrap_or_default();
+
+    let (e820, e820_source) = firmware::read_e820(&sys.sys_root, iomem)?;
+    notes.push(format!("e820: {} entries from {e820_source}", e820.len()));
+    let running_bp = firmware::read_running(&sys.sys_root);
+    if running_bp.acpi_rsdp_addr == 0 {
+        notes.push("ACPI RSDP unknown (no /sys/kernel/boot_params/data or /sys/firmware/efi/systab): acpi_rsdp_addr left 0, the kernel scans the BIOS areas".into());
+    }
+    let mut rng_seed = [0u8; bp::RNG_SEED_LEN];
+    if random_bytes(&mut rng_seed)? == EntropyQuality::Early {
+        notes.push("the entropy pool was not initialised yet: the SETUP_RNG_SEED comes from GRND_INSECURE (the purgatory mixes in RDRAND where the CPU has it)".into());
+    }
+
+    // Top-down for a normal load: the kernel can then usually allocate the
+    // destination pages directly, so relocate_kernel copies nothing at
+    // reboot (measured: ~0.3 s of the hand-off under TCG). Crash loads go
+    // into the reservation bottom-up, as kexec-tools does.
+    let order = if crashing { Order::BottomUp } else { Order::TopDown };
+    let mut layout = Layout::new(free);
+    let placed = match &kernel.kernel {
+        Kernel::BzImage(bz) => place_bzimage(bz, &kernel_source, order, &mut layout, &mut notes)?,
+        Kernel::Elf(elf) => place_vmlinux(elf, &kernel_source, order, &mut layout, &mut notes, crashing)?,
+        Kernel::Image(_) => return Err(PlanError::Internal("an arm64 Image on x86_64".into()).into()),
+    };
+    let PlacedKernel { entry, setup_header, above_4g, initrd_addr_max, cmdline_size } = placed;
+
     // Initrd: >= 16 MiB, below initrd_addr_max unless the kernel takes
     // ext_ramdisk_image (boot.rst initrd_addr_max: "The maximum address that
     // may be occupied by the initial ramdisk/ramfs contents").
     let mut initrd_range = None;
     if let Some(i) = initrd {
-        let max = if above_4g { u64::MAX } else { u64::from(bz.initrd_addr_max).saturating_add(1) };
+        let max = if above_4g { u64::MAX } else { u64::from(initrd_addr_max).saturating_add(1) };
         let len = i.data.len() as u64;
         let r = layout.add(KexecBuf::new(SegmentKind::Initrd, i.data, i.source).order(order).window(
             Range::new(MIN_INITRD_ADDR, max),
@@ -234,10 +346,10 @@ pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
     }
     // boot.rst cmdline_size: "The maximum size of the command line without
     // the terminating zero."
-    if cmdline.len() > bz.cmdline_size as usize {
+    if cmdline.len() > cmdline_size as usize {
         return Err(LoadError::CmdlineTooLong {
             len: cmdline.len(),
-            max: bz.cmdline_size as usize,
+            max: cmdline_size as usize,
             rule: "the kernel's cmdline_size (bzImage 0x238)",
         });
     }
@@ -254,6 +366,7 @@ pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
         .window(window, "needs RAM at or above 0x3000 (below 4 GiB without XLF_CAN_BE_LOADED_ABOVE_4G)")
     };
     let low = bp_buf(Range::new(MIN_LOW_ADDR, GIB4));
+    let top = if above_4g { u64::MAX } else { GIB4 };
     let bp_r = match layout.find(&low) {
         Some(_) => layout.add(low)?,
         None => layout.add(bp_buf(Range::new(MIN_LOW_ADDR, top)))?,
@@ -275,13 +388,18 @@ pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
     layout.set_data(bp_index, Blob::new(zero_page))?;
 
     params.flags |= PARAM_FLAG_REFRESH_SEEDS;
-    if let (false, Some(c)) = (console_given, console_from_cmdline(&cmdline)) {
-        params.console = c;
+    if !console_given {
+        if req.console_serial {
+            // kexec-tools' --console-serial prints on serial_base, 0x3f8
+            // unless --serial named another (kexec/arch/x86_64/kexec-x86_64.c).
+            params.console = ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: PC_COM_PORTS[0] };
+        } else if let Some(c) = console_from_cmdline(&cmdline) {
+            params.console = c;
+        }
     }
-    // boot.rst "64-bit Boot Protocol": entry = load address + 0x200.
     Ok(ArchLayout {
         layout,
-        kernel_entry: kr.start + ENTRY_64_OFFSET,
+        kernel_entry: entry,
         boot_data: BootData { kind: SegmentKind::BootParams, addr: bp_r.start },
         cmdline,
         params,
@@ -472,7 +590,8 @@ mod tests {
         assert_eq!(le64(&core.data, 64 + 56 * 3 + 24), Some(0x10_0000), "the low 1 MiB is not dumped");
         let b = &p.segments[3];
         let (cmd, e820) = zero_page(&b.data, b.mem);
-        assert_eq!(cmd, format!("elfcorehdr={:#x} console=ttyS0,115200 root=/dev/vda -- single", core.mem));
+        // kexec-tools' remove_parameter keeps the space before a removed last token.
+        assert_eq!(cmd, format!("elfcorehdr={:#x} console=ttyS0,115200 root=/dev/vda  -- single", core.mem));
         assert_eq!(
             e820,
             [
@@ -491,6 +610,69 @@ mod tests {
         let p = plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap();
         let core = p.segments.iter().find(|s| s.kind == Some(SegmentKind::ElfCoreHdr)).unwrap();
         assert_eq!((core.memsz, core.excluded, p.hotplug), (page_round(64 + 8192), true, true));
+    }
+
+    #[test]
+    fn vmlinux_runs_at_its_physical_addresses_with_a_faked_header() {
+        use crate::image::elf::tests::elf;
+        let t = tree("x86-vmlinux", IOMEM);
+        let kva = 0xffff_ffff_8100_0000;
+        let f = elf(62, 2, 0x100_0000, &[(kva, 0x100_0000, &[0x90; 8000], 0x40_0000)]);
+        let initrd = t.write("initrd", [1u8; 100]);
+        let p = plan_with(&t, f.clone(), |r| {
+            r.initrds.push(initrd.clone());
+            r.cmdline = CmdlineChoice::Set("console=ttyS1 x".into());
+        })
+        .unwrap();
+        assert_eq!(kinds(&p), ["kernel", "initrd", "boot-params", "purgatory"]);
+        assert_eq!((p.segments[0].mem, p.segments[0].memsz), (0x100_0000, 0x40_0000), "at p_paddr");
+        assert_eq!(p.kernel_entry, 0x100_0000, "e_entry, not +0x200");
+        let b = &p.segments[2];
+        assert_eq!(&b.data[0x202..0x206], b"HdrS", "faked setup header");
+        let ramdisk = u64::from(le32(&b.data, 0x218).unwrap()) | u64::from(le32(&b.data, 0x0c0).unwrap()) << 32;
+        assert_eq!(ramdisk, p.segments[1].mem);
+        assert_eq!(zero_page(&b.data, b.mem).0, "console=ttyS1 x");
+        assert_eq!(p.params.console.base, 0x2f8);
+        // A crash load needs the reservation to hold the link-time address.
+        t.crash_notes(1);
+        let t2 = tree(
+            "x86-vmlinux-crash",
+            "00001000-0009fbff : System RAM\n00100000-7ffeffff : System RAM\n  6b000000-7affffff : Crash kernel\n",
+        );
+        t2.crash_notes(1);
+        let err = plan_with(&t2, f, |r| r.crash = Some(CrashOptions { hotplug: false, exclude: true })).unwrap_err();
+        assert!(err.to_string().contains("crashkernel= region must contain"), "{err}");
+    }
+
+    #[test]
+    fn mem_min_and_mem_max_bound_every_segment() {
+        let t = tree("x86-memwin", IOMEM);
+        let initrd = t.write("initrd", [1u8; 100]);
+        let p = plan_with(&t, sample(300_000), |r| {
+            r.initrds.push(initrd.clone());
+            r.mem_min = Some(0x200_0000);
+            r.mem_max = Some(0x3fff_ffff);
+        })
+        .unwrap();
+        for s in &p.segments {
+            assert!(s.mem >= 0x200_0000 && s.mem + s.memsz <= 0x4000_0000, "{s:?}");
+        }
+        let err = plan_with(&t, sample(300_000), |r| {
+            r.mem_min = Some(0x4000_0000);
+            r.mem_max = Some(0x1000);
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--mem-min 0x40000000 is above --mem-max 0x1000"), "{err}");
+    }
+
+    #[test]
+    fn console_serial_and_io_port_serial() {
+        let t = tree("x86-console", IOMEM);
+        t.cmdline("root=/dev/vda");
+        let p = plan_with(&t, sample(1000), |r| r.console_serial = true).unwrap();
+        assert_eq!((p.params.console.kind, p.params.console.base), (CONSOLE_8250_IO, 0x3f8));
+        let p = plan_with(&t, sample(1000), |r| r.serial = Some("0x2e8".into())).unwrap();
+        assert_eq!((p.params.console.kind, p.params.console.base), (CONSOLE_8250_IO, 0x2e8));
     }
 
     #[test]

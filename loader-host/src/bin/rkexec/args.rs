@@ -1,15 +1,20 @@
-//! Command-line arguments: kexec-tools' common flags (so systemd, petitboot
-//! and kdump scripts can call us unchanged) plus `plan`/`--dry-run`.
+//! The command line's options: every option of kexec-tools' generic,
+//! x86_64 and arm64 usage text (kexec/kexec.h KEXEC_OPTIONS, kexec/arch/
+//! i386/include/arch/options.h, kexec/arch/arm64/include/arch/options.h)
+//! plus rkexec's own. This clap definition is the one source for `--help`,
+//! the man page, the shell completions and the getopt table
+//! (`getopt::Table`); argv itself is scanned the GNU getopt_long way
+//! (`getopt`), then handed to clap in a canonical form.
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
 
 /// Which system call loads the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SyscallChoice {
     /// kexec_load through our purgatory, falling back to kexec_file_load
-    /// when kexec_load is refused (lockdown / Secure Boot).
+    /// when kernel lockdown refuses kexec_load (rkexec's default; -a).
     Auto,
     /// kexec_load only (-c).
     Load,
@@ -23,138 +28,265 @@ pub enum SyscallChoice {
 pub enum OnFailure {
     /// Print which segment failed and stop the CPU (kexec-tools' behaviour).
     Halt,
-    /// Print, then PSCI SYSTEM_RESET.
+    /// Print, then reset the machine.
     Reset,
 }
 
+/// Shells `--completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+}
+
+pub const ABOUT: &str = "Load and boot a new kernel with kexec, verified by rkexec's purgatory.";
+
+pub const LONG_ABOUT: &str = "\
+Load a new kernel into the running one and boot it, a drop-in replacement for kexec-tools' \
+/sbin/kexec: it accepts kexec-tools' options and command lines as systemd, kdump-utils, \
+kdump-tools, petitboot and the distributions' scripts pass them (GNU getopt rules: options \
+and the kernel path in any order, --opt=value or --opt value, unambiguous long-option \
+prefixes, -su, repeated flags, --).
+
+Every image loaded with kexec_load carries rkexec's purgatory, which checks the SHA-256 of \
+every segment before it enters the new kernel and refuses to boot a corrupted one.
+
+Actions (kexec-tools' rules, applied in argv order; a later action overrides an earlier one): \
+`rkexec KERNEL` loads KERNEL and then runs `shutdown -r now` so the system stops cleanly; the \
+kernel is entered by the reboot. -l loads only, -p loads a crash kernel, -u unloads, -e boots \
+the loaded kernel now, -f loads and boots at once without shutdown, -S reports whether a \
+kernel is loaded (exit status 1 = loaded, 0 = not).
+
+Where rkexec deliberately differs from kexec-tools: the default system call (auto) is \
+kexec_load, so that our purgatory verifies the image, and kexec_file_load is used only when \
+the kernel's lockdown refuses kexec_load (kexec-tools 2.0.27 and later try kexec_file_load \
+first). -s still means kexec_file_load only, -c kexec_load only.
+
+`rkexec plan KERNEL ...` (or --dry-run with any load) shows what would be loaded, without \
+privileges and without loading anything.";
+
+pub const AFTER_HELP: &str = "\
+Kernel formats: bzImage (x86_64), Image, Image.gz, Image.zst, EFI zboot vmlinuz (arm64), \
+vmlinux ELF (x86_64 with Linux boot parameters as --args-linux, arm64), unified kernel images \
+(UKI: .linux, .initrd, .ucode, .cmdline, .dtb sections; x86_64 and arm64). -t TYPE names one \
+(kexec-tools' names such as bzImage64, elf-x86_64, Image, vmlinux, vmlinuz, uki are accepted).
+
+Exit status (as kexec-tools): 0 success; 1 usage error, nothing loaded for -e, no crash \
+memory reserved for -p; 255 a load, unload or exec failed; 253 -s and kexec_file_load \
+unavailable. With -S: 1 if the kernel is loaded, 0 if not, 255 if that cannot be read.
+
+Examples:
+  rkexec -l /boot/vmlinuz --initrd=/boot/initrd.img --reuse-cmdline
+  rkexec -e
+  rkexec -s -p /boot/vmlinuz --initrd=/boot/initrd-kdump.img --command-line=\"irqpoll nr_cpus=1\"
+  rkexec plan /boot/vmlinuz --initrd=/boot/initrd.img --json";
+
+/// kexec-tools' and rkexec's options. Field names are the clap ids; the
+/// getopt table is built from the long/short names and aliases below.
 #[derive(Debug, Parser)]
 #[command(
     name = "rkexec",
     version,
-    about = "Load and boot a new kernel with kexec, verified by our purgatory.",
-    long_about = "Load and boot a new kernel with kexec. Accepts kexec-tools' common options.\n\
-                  `rkexec plan KERNEL ...` (or --dry-run) shows the memory layout without loading anything.",
-    after_help = "Examples:\n  rkexec -l /boot/vmlinuz --initrd=/boot/initrd.img --reuse-cmdline\n  rkexec -e\n  rkexec plan /boot/vmlinuz --initrd=/boot/initrd.img --json"
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    disable_help_flag = true,
+    disable_version_flag = true,
+    args_override_self = true,
+    max_term_width = 100
 )]
 pub struct Args {
-    /// `plan`: show the layout (no privileges, nothing loaded); otherwise
-    /// the kernel image.
+    /// The kernel image to load (`plan` as the first word: show the plan only).
     #[arg(value_name = "KERNEL")]
     pub positional: Vec<PathBuf>,
 
-    /// Load the kernel (into the normal kexec slot).
-    #[arg(short = 'l', long = "load")]
+    // ---- kexec-tools' generic options (kexec/kexec.h, usage() in kexec/kexec.c)
+    /// Print this help.
+    #[arg(short = 'h', long = "help", action = ArgAction::SetTrue, help_heading = "Actions")]
+    pub help: bool,
+    /// Print the version of rkexec.
+    #[arg(short = 'v', long = "version", action = ArgAction::SetTrue, help_heading = "Actions")]
+    pub version: bool,
+    /// Load the new kernel into the current kernel (for a later -e or reboot).
+    #[arg(short = 'l', long = "load", help_heading = "Actions")]
     pub load: bool,
-    /// Load a crash (panic) kernel, entered when the running kernel panics.
-    #[arg(short = 'p', long = "load-panic")]
+    /// Load the new kernel for use on panic (kdump).
+    #[arg(short = 'p', long = "load-panic", help_heading = "Actions")]
     pub load_panic: bool,
-    /// Boot the loaded kernel now.
-    #[arg(short = 'e', long = "exec")]
-    pub exec: bool,
-    /// Load (if a kernel is given) and boot at once, without shutdown.
-    #[arg(short = 'f', long = "force")]
-    pub force: bool,
-    /// Unload the loaded kernel (with -p: the crash kernel).
-    #[arg(short = 'u', long = "unload")]
+    /// Unload the loaded kernel; with -p the crash kernel.
+    #[arg(short = 'u', long = "unload", help_heading = "Actions")]
     pub unload: bool,
-    /// Exit 0 if a kernel is loaded (with -l: normal, default: crash), 1 if not.
-    #[arg(short = 'S', long = "status")]
+    /// Boot the loaded kernel now (sync first unless -y).
+    #[arg(short = 'e', long = "exec", help_heading = "Actions")]
+    pub exec: bool,
+    /// Load and boot at once, without calling shutdown.
+    #[arg(short = 'f', long = "force", help_heading = "Actions")]
+    pub force: bool,
+    /// Exit 1 if the kernel is loaded, 0 if not (silent): the crash kernel unless -l is given.
+    #[arg(short = 'S', long = "status", help_heading = "Actions")]
     pub status: bool,
-    /// Use kexec_file_load (same as --syscall=file).
-    #[arg(short = 's', long = "kexec-file-syscall")]
-    pub file_syscall: bool,
-    /// Use kexec_load (same as --syscall=load).
-    #[arg(short = 'c', long = "kexec-syscall")]
-    pub load_syscall: bool,
-    /// kexec_load, falling back to kexec_file_load (same as --syscall=auto; the default).
-    #[arg(short = 'a', long = "kexec-syscall-auto")]
-    pub auto_syscall: bool,
-    /// Which system call to use.
-    #[arg(long = "syscall", value_enum)]
-    pub syscall: Option<SyscallChoice>,
-    /// Skip digest verification in the purgatory (kexec-tools' --no-checks).
-    #[arg(short = 'i', long = "no-checks")]
-    pub no_checks: bool,
-    /// Print what is being done.
-    #[arg(short = 'd', long = "debug")]
-    pub debug: bool,
-    /// Accepted for compatibility: we never bring interfaces down.
-    #[arg(short = 'x', long = "no-ifdown")]
-    pub no_ifdown: bool,
-    /// Accepted for compatibility with kexec-tools; we do not call shutdown.
-    #[arg(long = "no-sync")]
-    pub no_sync: bool,
+    /// Print the size of the crash kernel region (0 if none) and exit.
+    #[arg(long = "print-ckr-size", help_heading = "Actions")]
+    pub print_ckr_size: bool,
+    /// Xen live update (Xen only: refused, as kexec-tools does outside Xen).
+    #[arg(long = "exec-live-update", help_heading = "Actions")]
+    pub exec_live_update: bool,
+    /// Xen live update (Xen only: refused, as kexec-tools does outside Xen).
+    #[arg(long = "load-live-update", help_heading = "Actions")]
+    pub load_live_update: bool,
+    /// Load preserving the current kernel's context (not supported: refused).
+    #[arg(long = "load-preserve-context", help_heading = "Actions")]
+    pub load_preserve_context: bool,
+    /// Load a helper to jump back to the original kernel (not supported: refused).
+    #[arg(long = "load-jump-back-helper", help_heading = "Actions")]
+    pub load_jump_back_helper: bool,
 
-    /// Kernel command line (replaces the DTB's bootargs).
-    #[arg(long = "append", alias = "command-line", value_name = "STRING")]
+    /// kexec_file_load only: the kernel loads and verifies the image (no fallback).
+    #[arg(short = 's', long = "kexec-file-syscall", help_heading = "System call")]
+    pub kexec_file_syscall: bool,
+    /// kexec_load only (through rkexec's purgatory).
+    #[arg(short = 'c', long = "kexec-syscall", help_heading = "System call")]
+    pub kexec_syscall: bool,
+    /// kexec_load, falling back to kexec_file_load under lockdown (the default;
+    /// kexec-tools >= 2.0.27 tries kexec_file_load first instead).
+    #[arg(short = 'a', long = "kexec-syscall-auto", help_heading = "System call")]
+    pub kexec_syscall_auto: bool,
+    /// Same as -a/-c/-s: auto, load or file (the last of these options wins).
+    #[arg(long = "syscall", value_enum, value_name = "CALL", help_heading = "System call")]
+    pub syscall: Option<SyscallChoice>,
+
+    /// Kernel command line, also --command-line (replaces the default; added after --reuse-cmdline's).
+    #[arg(long = "append", visible_alias = "command-line", value_name = "STRING", help_heading = "Kernel")]
     pub append: Option<String>,
-    /// Start from the running kernel's /proc/cmdline (then --append is added).
-    #[arg(long = "reuse-cmdline")]
+    /// Start from the running kernel's command line, without BOOT_IMAGE= (and crashkernel= for -p).
+    #[arg(long = "reuse-cmdline", help_heading = "Kernel")]
     pub reuse_cmdline: bool,
-    /// Initrd; repeat to concatenate several.
-    #[arg(long = "initrd", alias = "ramdisk", value_name = "FILE")]
+    /// Initrd, also --ramdisk (repeat to concatenate several, an rkexec extension).
+    #[arg(long = "initrd", visible_alias = "ramdisk", value_name = "FILE", action = ArgAction::Append, help_heading = "Kernel")]
     pub initrd: Vec<PathBuf>,
-    /// DTB to hand over instead of /sys/firmware/fdt.
-    #[arg(long = "dtb", value_name = "FILE")]
+    /// DTB to hand over instead of the running one (arm64; ignored with -s).
+    #[arg(long = "dtb", value_name = "FILE", help_heading = "Kernel")]
     pub dtb: Option<PathBuf>,
-    /// Console for the purgatory's messages (e.g. ttyAMA0, ttyS0).
-    #[arg(long = "serial", value_name = "TTY")]
-    pub serial: Option<String>,
-    /// Kernel image type (Image, vmlinuz, zimg; autodetected when omitted).
-    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    /// Kernel image type instead of probing (e.g. bzImage, Image, vmlinux, uki).
+    #[arg(short = 't', long = "type", value_name = "TYPE", help_heading = "Kernel")]
     pub kernel_type: Option<String>,
+    /// Lowest address any segment may be loaded at (C number: 0x.., 0.., decimal).
+    #[arg(long = "mem-min", value_name = "ADDR", help_heading = "Kernel")]
+    pub mem_min: Option<String>,
+    /// Highest address any segment may occupy (inclusive).
+    #[arg(long = "mem-max", value_name = "ADDR", help_heading = "Kernel")]
+    pub mem_max: Option<String>,
+    /// Jump-back address for --load-jump-back-helper (accepted, unused).
+    #[arg(long = "entry", value_name = "ADDR", help_heading = "Kernel")]
+    pub entry: Option<String>,
+    /// Skip the purgatory's digest verification (fast, unsafe).
+    #[arg(short = 'i', long = "no-checks", help_heading = "Kernel")]
+    pub no_checks: bool,
+    /// Reuse the initrd of the first boot (needs retain_initrd; not supported).
+    #[arg(long = "reuseinitrd", help_heading = "Kernel")]
+    pub reuseinitrd: bool,
+    /// Crash hotplug: the kernel may rewrite the elfcorehdr after CPU/memory hotplug (with -p).
+    #[arg(long = "hotplug", help_heading = "Kernel")]
+    pub hotplug: bool,
+    /// kexec_file_load: don't use CMA for the segments (KEXEC_FILE_NO_CMA).
+    #[arg(long = "no-cma", help_heading = "Kernel")]
+    pub no_cma: bool,
+    /// kexec_file_load: carry the current DTB over (KEXEC_FILE_FORCE_DTB).
+    #[arg(long = "force-dtb", help_heading = "Kernel")]
+    pub force_dtb: bool,
+
+    /// Don't bring network interfaces down before -e/-f.
+    #[arg(short = 'x', long = "no-ifdown", help_heading = "Boot")]
+    pub no_ifdown: bool,
+    /// Don't sync file systems before -e/-f.
+    #[arg(short = 'y', long = "no-sync", help_heading = "Boot")]
+    pub no_sync: bool,
+    /// Print what is being done.
+    #[arg(short = 'd', long = "debug", help_heading = "Boot")]
+    pub debug: bool,
+
+    // ---- x86_64 and arm64 options (arch options.h, arch_usage())
+    /// Purgatory console: a tty (ttyS0, ttyAMA0; via /sys/class/tty) or an x86 I/O port (0x3f8).
+    #[arg(long = "serial", value_name = "PORT", help_heading = "Architecture")]
+    pub serial: Option<String>,
+    /// x86: serial baud rate (checked; the purgatory keeps the UART's settings).
+    #[arg(long = "serial-baud", value_name = "BAUD", help_heading = "Architecture")]
+    pub serial_baud: Option<String>,
+    /// x86: the purgatory prints on the serial port (--serial, default ttyS0).
+    #[arg(long = "console-serial", help_heading = "Architecture")]
+    pub console_serial: bool,
+    /// x86: VGA console for the purgatory (not available: noted, ignored).
+    #[arg(long = "console-vga", help_heading = "Architecture")]
+    pub console_vga: bool,
+    /// x86: reset a standard VGA device (not available: noted, ignored).
+    #[arg(long = "reset-vga", help_heading = "Architecture")]
+    pub reset_vga: bool,
+    /// x86: ELF32 core headers (noted: x86_64 writes ELF64).
+    #[arg(long = "elf32-core-headers", help_heading = "Architecture")]
+    pub elf32_core_headers: bool,
+    /// x86: ELF64 core headers (what rkexec always writes).
+    #[arg(long = "elf64-core-headers", help_heading = "Architecture")]
+    pub elf64_core_headers: bool,
+    /// x86: memory map on the crash command line (noted: boot_params' e820 carries it).
+    #[arg(long = "pass-memmap-cmdline", help_heading = "Architecture")]
+    pub pass_memmap_cmdline: bool,
+    /// x86: no EFI information for the new kernel (rkexec passes none anyway).
+    #[arg(long = "noefi", help_heading = "Architecture")]
+    pub noefi: bool,
+    /// x86: reuse the boot-time video type (the running screen_info is always reused).
+    #[arg(long = "reuse-video-type", help_heading = "Architecture")]
+    pub reuse_video_type: bool,
+    /// x86 ELF: Linux boot parameters (what rkexec always passes to a vmlinux).
+    #[arg(long = "args-linux", help_heading = "Architecture")]
+    pub args_linux: bool,
+    /// x86 ELF: ELF boot notes (noted: rkexec passes Linux boot parameters).
+    #[arg(long = "args-elf", help_heading = "Architecture")]
+    pub args_elf: bool,
+    /// x86 ELF: no arguments (noted: rkexec passes Linux boot parameters).
+    #[arg(long = "args-none", help_heading = "Architecture")]
+    pub args_none: bool,
+    /// x86 multiboot module (noted, ignored: multiboot kernels are not supported).
+    #[arg(long = "module", value_name = "MOD", action = ArgAction::Append, help_heading = "Architecture")]
+    pub module: Vec<String>,
+    /// x86: 16-bit real-mode entry (noted: rkexec uses the 64-bit entry).
+    #[arg(long = "real-mode", help_heading = "Architecture")]
+    pub real_mode: bool,
+    /// x86: 32-bit entry (noted: rkexec uses the 64-bit entry).
+    #[arg(long = "entry-32bit", help_heading = "Architecture")]
+    pub entry_32bit: bool,
+
+    // ---- rkexec's own
+    /// Show the plan instead of loading (no privileges needed, nothing loaded).
+    #[arg(long = "dry-run", help_heading = "rkexec")]
+    pub dry_run: bool,
+    /// With plan/--dry-run: one line of JSON (docs/plan-json.md).
+    #[arg(long = "json", help_heading = "rkexec")]
+    pub json: bool,
     /// Set a DTB string property: /path/to/node/property=value.
-    #[arg(long = "dtb-set", value_name = "PATH=VALUE")]
+    #[arg(long = "dtb-set", value_name = "PATH=VALUE", action = ArgAction::Append, help_heading = "rkexec")]
     pub dtb_set: Vec<String>,
     /// Delete a DTB property: /path/to/node/property.
-    #[arg(long = "dtb-delete", value_name = "PATH")]
+    #[arg(long = "dtb-delete", value_name = "PATH", action = ArgAction::Append, help_heading = "rkexec")]
     pub dtb_delete: Vec<String>,
     /// What the purgatory does on a digest mismatch.
-    #[arg(long = "on-failure", value_enum, default_value = "halt")]
+    #[arg(long = "on-failure", value_enum, default_value = "halt", help_heading = "rkexec")]
     pub on_failure: OnFailure,
-    /// Crash hotplug: let the kernel rewrite the elfcorehdr (and FDT) after
-    /// load; those segments are structure-checked instead of hashed.
-    #[arg(long = "hotplug")]
-    pub hotplug: bool,
-    /// Debug: with --hotplug, hash the elfcorehdr anyway (a negative
-    /// control: after a hotplug rewrite the purgatory must refuse it).
-    #[arg(long = "debug-hash-excluded")]
+    /// Debug: with --hotplug, hash the elfcorehdr anyway (a negative control).
+    #[arg(long = "debug-hash-excluded", hide = true)]
     pub debug_hash_excluded: bool,
-
-    /// Show the plan instead of loading (no privileges needed).
-    #[arg(long = "dry-run")]
-    pub dry_run: bool,
-    /// With plan/--dry-run: machine-readable output.
-    #[arg(long = "json")]
-    pub json: bool,
     /// Read /proc from here (tests, inspecting another system's files).
     #[arg(long = "proc-root", value_name = "DIR", default_value = "/proc", hide = true)]
     pub proc_root: PathBuf,
     /// Read /sys from here.
     #[arg(long = "sys-root", value_name = "DIR", default_value = "/sys", hide = true)]
     pub sys_root: PathBuf,
-}
-
-impl Args {
-    /// The syscall to use, from -s/-c/-a/--syscall (last wins like getopt
-    /// would not tell us, so conflicting ones are an error).
-    pub fn syscall_choice(&self) -> Result<SyscallChoice, String> {
-        let mut picked: Vec<SyscallChoice> = Vec::new();
-        if self.file_syscall {
-            picked.push(SyscallChoice::File);
-        }
-        if self.load_syscall {
-            picked.push(SyscallChoice::Load);
-        }
-        if self.auto_syscall {
-            picked.push(SyscallChoice::Auto);
-        }
-        picked.extend(self.syscall);
-        picked.dedup();
-        match picked.as_slice() {
-            [] => Ok(SyscallChoice::Auto),
-            [one] => Ok(*one),
-            _ => Err(format!("conflicting system call choices: {picked:?}; give one of -s, -c, -a or --syscall")),
-        }
-    }
+    /// Print the man page (roff) generated from these options.
+    #[arg(long = "man", hide = true)]
+    pub man: bool,
+    /// Print a completion script for SHELL.
+    #[arg(long = "completions", value_enum, value_name = "SHELL", hide = true)]
+    pub completions: Option<Shell>,
 }

@@ -1,0 +1,396 @@
+//! argv scanned the way kexec-tools' getopt_long(3) calls scan it (glibc
+//! posix/getopt.c semantics, which kexec/kexec.c main() relies on):
+//! permutation (options and the kernel path in any order), `--` ends the
+//! options, `--name=value` and `--name value` (the next word is the value
+//! even when it starts with `-`), `--name=` is an empty value, unambiguous
+//! prefixes of long names (an exact name wins; two names of one option are
+//! not ambiguous), clustered short flags (`-su`), a short option's value
+//! from the rest of its cluster (`-tbzImage`) or the next word, and
+//! POSIXLY_CORRECT stopping at the first non-option.
+//!
+//! Options are kept in argv order, because kexec-tools' actions depend on
+//! it (`-e -f` is not `-f -e`, kexec/kexec.c main()).
+
+use std::fmt;
+
+use clap::CommandFactory;
+
+use crate::args::Args;
+
+/// kexec-tools' long option names (kexec/kexec.h KEXEC_OPTIONS, the i386/
+/// x86_64 and arm64 arch/options.h tables). A prefix is resolved among
+/// these first, so rkexec's own options never make a prefix ambiguous that
+/// kexec-tools accepts (`--deb` is still --debug, `--dt` still --dtb).
+pub const KEXEC_TOOLS_LONG: &[&str] = &[
+    "help",
+    "version",
+    "force",
+    "no-checks",
+    "no-ifdown",
+    "no-sync",
+    "load",
+    "unload",
+    "exec",
+    "exec-live-update",
+    "load-preserve-context",
+    "load-jump-back-helper",
+    "load-live-update",
+    "entry",
+    "type",
+    "load-panic",
+    "mem-min",
+    "mem-max",
+    "reuseinitrd",
+    "kexec-file-syscall",
+    "kexec-syscall",
+    "kexec-syscall-auto",
+    "debug",
+    "status",
+    "print-ckr-size",
+    "hotplug",
+    "no-cma",
+    "force-dtb",
+    // x86 (i386/include/arch/options.h KEXEC_ALL_OPTIONS)
+    "reset-vga",
+    "serial",
+    "serial-baud",
+    "console-vga",
+    "console-serial",
+    "elf32-core-headers",
+    "elf64-core-headers",
+    "pass-memmap-cmdline",
+    "noefi",
+    "reuse-video-type",
+    "command-line",
+    "append",
+    "reuse-cmdline",
+    "initrd",
+    "ramdisk",
+    "args-elf",
+    "args-linux",
+    "args-none",
+    "module",
+    "real-mode",
+    "entry-32bit",
+    "dtb",
+];
+
+/// kexec-tools' short options: KEXEC_OPT_STR "h?vdfixyluet:pscaS".
+#[cfg(test)]
+pub const KEXEC_TOOLS_SHORT: &str = "h?vdfixyluet:pscaS";
+
+/// One option as getopt knows it.
+#[derive(Debug, Clone)]
+struct OptSpec {
+    /// The clap id (the `Args` field name).
+    id: String,
+    /// Every long name (the option's own first, then its aliases).
+    longs: Vec<String>,
+    short: Option<char>,
+    takes_value: bool,
+}
+
+/// The option table, built from the clap definition.
+#[derive(Debug, Clone)]
+pub struct Table {
+    opts: Vec<OptSpec>,
+}
+
+impl Table {
+    pub fn from_clap() -> Table {
+        let cmd = Args::command();
+        let opts = cmd
+            .get_arguments()
+            .filter(|a| !a.is_positional())
+            .map(|a| {
+                let mut longs: Vec<String> = a.get_long().map(str::to_string).into_iter().collect();
+                longs.extend(a.get_all_aliases().unwrap_or_default().into_iter().map(str::to_string));
+                OptSpec {
+                    id: a.get_id().to_string(),
+                    longs,
+                    short: a.get_short(),
+                    takes_value: a.get_action().takes_values(),
+                }
+            })
+            .collect();
+        Table { opts }
+    }
+
+    fn by_short(&self, c: char) -> Option<&OptSpec> {
+        self.opts.iter().find(|o| o.short == Some(c))
+    }
+
+    /// The canonical long name of clap id `id`.
+    pub fn long_of(&self, id: &str) -> Option<&str> {
+        self.opts.iter().find(|o| o.id == id).and_then(|o| o.longs.first()).map(String::as_str)
+    }
+
+    /// Every long name and its option, for prefix resolution.
+    fn names(&self) -> impl Iterator<Item = (&str, &OptSpec)> {
+        self.opts.iter().flat_map(|o| o.longs.iter().map(move |l| (l.as_str(), o)))
+    }
+
+    /// Resolve `--name` (glibc getopt_long: exact match, else the options
+    /// whose names start with `name`; several names of one option count
+    /// once). kexec-tools' names are tried before rkexec's own.
+    fn resolve_long(&self, name: &str) -> Result<&OptSpec, GetoptError> {
+        if let Some((_, o)) = self.names().find(|(l, _)| *l == name) {
+            return Ok(o);
+        }
+        for tier in [true, false] {
+            let mut hits: Vec<(&str, &OptSpec)> =
+                self.names().filter(|(l, _)| KEXEC_TOOLS_LONG.contains(l) == tier && l.starts_with(name)).collect();
+            let mut ids: Vec<&str> = hits.iter().map(|(_, o)| o.id.as_str()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            match ids.len() {
+                0 => continue,
+                1 => return Ok(hits[0].1),
+                _ => {
+                    // glibc lists them in table order: kexec-tools' order.
+                    hits.sort_by_key(|(l, _)| (KEXEC_TOOLS_LONG.iter().position(|k| k == l), *l));
+                    return Err(GetoptError::Ambiguous {
+                        name: name.to_string(),
+                        candidates: hits.iter().map(|(l, _)| l.to_string()).collect(),
+                    });
+                }
+            }
+        }
+        Err(GetoptError::Unrecognized(format!("--{name}")))
+    }
+}
+
+/// One option occurrence, in argv order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opt {
+    /// The clap id (`Args` field).
+    pub id: String,
+    pub value: Option<String>,
+}
+
+/// argv after getopt: options in order, then the non-option words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scanned {
+    pub opts: Vec<Opt>,
+    pub operands: Vec<String>,
+}
+
+/// getopt's complaints, worded as glibc words them (kexec-tools lets
+/// getopt print them, then prints its usage and exits 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetoptError {
+    Unrecognized(String),
+    InvalidShort(char),
+    Ambiguous {
+        name: String,
+        candidates: Vec<String>,
+    },
+    LongNeedsValue(String),
+    ShortNeedsValue(char),
+    LongTakesNoValue(String),
+    /// `-?`: kexec-tools' short string has '?', which its main() treats as
+    /// an error (usage, exit 1) without a message.
+    QuestionMark,
+}
+
+impl fmt::Display for GetoptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unrecognized(o) => write!(f, "unrecognized option '{o}'"),
+            Self::InvalidShort(c) => write!(f, "invalid option -- '{c}'"),
+            Self::Ambiguous { name, candidates } => {
+                write!(f, "option '--{name}' is ambiguous; possibilities:")?;
+                for c in candidates {
+                    write!(f, " '--{c}'")?;
+                }
+                Ok(())
+            }
+            Self::LongNeedsValue(n) => write!(f, "option '--{n}' requires an argument"),
+            Self::ShortNeedsValue(c) => write!(f, "option requires an argument -- '{c}'"),
+            Self::LongTakesNoValue(n) => write!(f, "option '--{n}' doesn't allow an argument"),
+            Self::QuestionMark => write!(f, "-?"),
+        }
+    }
+}
+
+/// Scan `argv` (without argv[0]). On an error, the options before it come
+/// back too: kexec-tools acts on each option as getopt returns it, so a
+/// `--help` before the bad option still wins.
+pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Scanned, (Scanned, GetoptError)> {
+    let mut out = Scanned::default();
+    match scan_into(table, argv, posixly_correct, &mut out) {
+        Ok(()) => Ok(out),
+        Err(e) => Err((out, e)),
+    }
+}
+
+fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Scanned) -> Result<(), GetoptError> {
+    let mut i = 0;
+    while i < argv.len() {
+        let word = &argv[i];
+        i += 1;
+        if word == "--" {
+            out.operands.extend(argv[i..].iter().cloned());
+            break;
+        }
+        if let Some(body) = word.strip_prefix("--") {
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let spec = table.resolve_long(name)?;
+            let shown = spec.longs.iter().find(|l| l.starts_with(name)).cloned().unwrap_or_else(|| name.to_string());
+            let value = match (spec.takes_value, inline) {
+                (true, Some(v)) => Some(v),
+                (true, None) => {
+                    let v = argv.get(i).cloned().ok_or(GetoptError::LongNeedsValue(shown))?;
+                    i += 1;
+                    Some(v)
+                }
+                (false, Some(_)) => return Err(GetoptError::LongTakesNoValue(shown)),
+                (false, None) => None,
+            };
+            out.opts.push(Opt { id: spec.id.clone(), value });
+            continue;
+        }
+        if word.len() > 1 && word.starts_with('-') {
+            let chars: Vec<char> = word.chars().skip(1).collect();
+            let mut k = 0;
+            while k < chars.len() {
+                let c = chars[k];
+                k += 1;
+                if c == '?' {
+                    return Err(GetoptError::QuestionMark);
+                }
+                let spec = table.by_short(c).ok_or(GetoptError::InvalidShort(c))?;
+                if spec.takes_value {
+                    let rest: String = chars[k..].iter().collect();
+                    let value = if !rest.is_empty() {
+                        rest
+                    } else {
+                        let v = argv.get(i).cloned().ok_or(GetoptError::ShortNeedsValue(c))?;
+                        i += 1;
+                        v
+                    };
+                    out.opts.push(Opt { id: spec.id.clone(), value: Some(value) });
+                    break;
+                }
+                out.opts.push(Opt { id: spec.id.clone(), value: None });
+            }
+            continue;
+        }
+        // A non-option word ("-" alone is one too).
+        out.operands.push(word.clone());
+        if posixly_correct {
+            out.operands.extend(argv[i..].iter().cloned());
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The canonical argv clap parses: `--long[=value]` per option in order,
+/// then `--` and the operands.
+pub fn canonical(table: &Table, scanned: &Scanned) -> Vec<String> {
+    let mut v = vec!["rkexec".to_string()];
+    for o in &scanned.opts {
+        let long = table.long_of(&o.id).unwrap_or(&o.id);
+        v.push(match &o.value {
+            Some(val) => format!("--{long}={val}"),
+            None => format!("--{long}"),
+        });
+    }
+    v.push("--".into());
+    v.extend(scanned.operands.iter().cloned());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(words: &[&str]) -> Result<Scanned, GetoptError> {
+        let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        scan(&Table::from_clap(), &argv, false).map_err(|(_, e)| e)
+    }
+
+    fn ids(sc: &Scanned) -> Vec<(String, Option<String>)> {
+        sc.opts.iter().map(|o| (o.id.clone(), o.value.clone())).collect()
+    }
+
+    fn o(id: &str, v: Option<&str>) -> (String, Option<String>) {
+        (id.to_string(), v.map(str::to_string))
+    }
+
+    #[test]
+    fn permutation_and_both_value_forms() {
+        let sc = s(&["K", "--append", "-x a", "--initrd=I", "-l"]).unwrap();
+        assert_eq!(sc.operands, ["K"]);
+        assert_eq!(ids(&sc), [o("append", Some("-x a")), o("initrd", Some("I")), o("load", None)]);
+    }
+
+    #[test]
+    fn prefixes_exact_names_and_ambiguity() {
+        assert_eq!(ids(&s(&["--vers"]).unwrap()), [o("version", None)]);
+        assert_eq!(ids(&s(&["--comm=x"]).unwrap()), [o("append", Some("x"))], "--command-line is --append");
+        assert_eq!(ids(&s(&["--app=x"]).unwrap()), [o("append", Some("x"))]);
+        assert_eq!(ids(&s(&["--load"]).unwrap()), [o("load", None)], "an exact name beats longer ones");
+        assert_eq!(ids(&s(&["--deb"]).unwrap()), [o("debug", None)], "rkexec's --debug-hash-excluded does not count");
+        assert_eq!(ids(&s(&["--dry"]).unwrap()), [o("dry_run", None)], "rkexec's own options have prefixes too");
+        let e = s(&["--load-p"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "option '--load-p' is ambiguous; possibilities: '--load-preserve-context' '--load-panic'"
+        );
+        assert_eq!(s(&["--bogus"]).unwrap_err().to_string(), "unrecognized option '--bogus'");
+    }
+
+    #[test]
+    fn short_clusters_values_and_errors() {
+        assert_eq!(ids(&s(&["-su"]).unwrap()), [o("kexec_file_syscall", None), o("unload", None)]);
+        assert_eq!(ids(&s(&["-ltbzImage", "K"]).unwrap()), [o("load", None), o("kernel_type", Some("bzImage"))]);
+        assert_eq!(ids(&s(&["-t", "-x"]).unwrap()), [o("kernel_type", Some("-x"))]);
+        assert_eq!(s(&["-t"]).unwrap_err().to_string(), "option requires an argument -- 't'");
+        assert_eq!(s(&["-z"]).unwrap_err().to_string(), "invalid option -- 'z'");
+        assert_eq!(s(&["-?"]).unwrap_err(), GetoptError::QuestionMark);
+    }
+
+    #[test]
+    fn value_rules() {
+        assert_eq!(ids(&s(&["--mem-min", "-h"]).unwrap()), [o("mem_min", Some("-h"))], "the next word, even -h");
+        assert_eq!(ids(&s(&["--append="]).unwrap()), [o("append", Some(""))]);
+        assert_eq!(s(&["--status=1"]).unwrap_err().to_string(), "option '--status' doesn't allow an argument");
+        assert_eq!(s(&["--initrd"]).unwrap_err().to_string(), "option '--initrd' requires an argument");
+    }
+
+    #[test]
+    fn double_dash_and_posixly_correct() {
+        let sc = s(&["-l", "--", "-weird-name", "--append=x"]).unwrap();
+        assert_eq!(sc.operands, ["-weird-name", "--append=x"]);
+        let argv: Vec<String> = ["K", "-l"].iter().map(|w| w.to_string()).collect();
+        let sc = scan(&Table::from_clap(), &argv, true).unwrap();
+        assert_eq!(sc.operands, ["K", "-l"]);
+        assert!(sc.opts.is_empty());
+    }
+
+    #[test]
+    fn every_kexec_tools_option_is_in_the_table() {
+        let t = Table::from_clap();
+        for name in KEXEC_TOOLS_LONG {
+            assert!(t.names().any(|(l, _)| l == *name), "--{name} missing");
+        }
+        for c in KEXEC_TOOLS_SHORT.chars().filter(|c| *c != ':' && *c != '?') {
+            assert!(t.by_short(c).is_some(), "-{c} missing");
+        }
+    }
+
+    #[test]
+    fn canonical_form_round_trips_values() {
+        let t = Table::from_clap();
+        let sc = s(&["K", "--command-line", "-a b", "-s", "-s"]).unwrap();
+        assert_eq!(
+            canonical(&t, &sc),
+            ["rkexec", "--append=-a b", "--kexec-file-syscall", "--kexec-file-syscall", "--", "K"]
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! What kexec_file_load(2) gets for a request (`-s`, or the fallback under
+//! lockdown): the kernel's file descriptor, the initrd's, the command line
+//! and the flags. The kernel parses, places and (with KEXEC_SIG) verifies
+//! the image itself; nothing of rkexec's purgatory is involved.
+//!
+//! kexec-tools' do_kexec_file_load (kexec/kexec.c) hands the kernel the
+//! file, decompressed into a memfd when it was compressed; its uki type
+//! (kexec/kexec-uki.c) hands over `.linux` and `.initrd`. rkexec does the
+//! same and still refuses before the system call what the kernel's own
+//! loaders would refuse (a file that is no kernel, a vmlinux ELF, no crash
+//! memory).
+
+use std::path::PathBuf;
+
+use crate::arch::Arch;
+use crate::cmdline;
+use crate::crash::CrashError;
+use crate::error::LoadError;
+use crate::image::{self, Host, Kernel, KernelImage};
+use crate::input::{self, Blob};
+use crate::plan::{LoadKind, PlanError};
+use crate::planner::embedded_request;
+use crate::request::{CmdlineChoice, Request};
+use crate::syscall::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
+use crate::system::iomem::Iomem;
+use crate::system::SystemSources;
+
+/// The most a kernel or initrd file is read for the file path (the kernel
+/// itself refuses what it cannot place).
+pub const FILE_LIMIT: u64 = 4 << 30;
+
+/// A file descriptor's contents.
+#[derive(Clone, Debug)]
+pub enum FileInput {
+    /// The file itself is opened and passed (its IMA xattrs and appended
+    /// signature stay with it).
+    File(PathBuf),
+    /// These bytes, in a memfd.
+    Memory { data: Blob, source: String },
+}
+
+impl FileInput {
+    pub fn describe(&self) -> String {
+        match self {
+            FileInput::File(p) => p.display().to_string(),
+            FileInput::Memory { data, source } => format!("{source} ({} bytes, in a memfd)", data.len()),
+        }
+    }
+
+    pub fn byte_len(&self) -> Option<u64> {
+        match self {
+            FileInput::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            FileInput::Memory { data, .. } => Some(data.len() as u64),
+        }
+    }
+}
+
+/// Everything kexec_file_load will be called with.
+#[derive(Clone, Debug)]
+pub struct FilePlan {
+    pub arch: Arch,
+    pub kind: LoadKind,
+    pub kernel_path: PathBuf,
+    /// The recognised format, e.g. "bzImage" or "UKI (bzImage)".
+    pub format: String,
+    pub kernel: FileInput,
+    pub initrd: Option<FileInput>,
+    /// Without its NUL; the call passes strlen + 1.
+    pub cmdline: String,
+    pub flags: u64,
+    pub notes: Vec<String>,
+}
+
+/// Plan a kexec_file_load of `req`; `extra_flags` are added to the flags
+/// (KEXEC_FILE_NO_CMA, KEXEC_FILE_FORCE_DTB).
+pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<FilePlan, LoadError> {
+    let crash = req.crash.is_some();
+    if crash {
+        // kexec/kexec.c main(): a crash load needs the crashkernel= region.
+        let path = sys.iomem_path();
+        let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
+        if iomem.crash_kernel().is_empty() {
+            return Err(CrashError::NoCrashKernel(path).into());
+        }
+    }
+    let file = input::read_file(&req.kernel, FILE_LIMIT, "kexec_file_load reads")?;
+    let parsed = image::load(file, req.kernel_type.as_deref(), Host::current())
+        .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
+    let mut notes = Vec::new();
+    let with_embedded;
+    let req = match &parsed.embedded {
+        Some(e) => {
+            notes.extend(e.notes.iter().cloned());
+            with_embedded = embedded_request(req, e, &mut notes);
+            &with_embedded
+        }
+        None => req,
+    };
+    let format = match &parsed.embedded {
+        Some(e) => format!("{} ({})", parsed.format, e.inner_format),
+        None => parsed.format.to_string(),
+    };
+    let kernel = kernel_input(req, &parsed, &mut notes)?;
+    let initrd = initrd_input(req, &parsed)?;
+
+    // Command line: kexec-tools passes --append / --reuse-cmdline's text
+    // (concat_cmdline), or an empty one.
+    let cmdline = match &req.cmdline {
+        CmdlineChoice::Keep => String::new(),
+        CmdlineChoice::Set(s) => s.clone(),
+        CmdlineChoice::Reuse(extra) => cmdline::concat(&cmdline::inherited(&sys.cmdline()?, crash), extra),
+    };
+    if cmdline.contains('\0') {
+        return Err(PlanError::Refused { rule: "the command line contains a NUL byte".into() }.into());
+    }
+    let mut flags = extra_flags;
+    if crash {
+        flags |= KEXEC_FILE_ON_CRASH;
+    }
+    if initrd.is_none() {
+        flags |= KEXEC_FILE_NO_INITRAMFS;
+    }
+
+    // What only rkexec's kexec_load path uses (kexec-tools ignores these
+    // on the file path too, kexec/kexec.c do_kexec_file_load).
+    let ignored: [(bool, &str); 7] = [
+        (req.dtb.is_some(), "--dtb is ignored: kexec_file_load builds the DTB itself"),
+        (
+            !req.dtb_set.is_empty() || !req.dtb_delete.is_empty(),
+            "--dtb-set/--dtb-delete are ignored: kexec_file_load builds the DTB itself",
+        ),
+        (
+            req.mem_min.is_some() || req.mem_max.is_some(),
+            "--mem-min/--mem-max are ignored: the kernel places kexec_file_load's segments",
+        ),
+        (
+            req.serial.is_some() || req.console_serial,
+            "--serial/--console-serial are ignored: there is no purgatory of ours to print",
+        ),
+        (!req.verify, "-i is ignored: the kernel's own purgatory always checks its digests"),
+        (
+            req.crash.is_some_and(|c| c.hotplug),
+            "--hotplug: kexec_file_load images are updated on hotplug by the kernel itself (CONFIG_CRASH_HOTPLUG)",
+        ),
+        (
+            parsed.embedded.as_ref().is_some_and(|e| e.dtb.is_some()),
+            "the UKI's .dtb is not used: kexec_file_load builds the DTB itself",
+        ),
+    ];
+    notes.extend(ignored.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()));
+    Ok(FilePlan {
+        arch: parsed.arch,
+        kind: if crash { LoadKind::Crash } else { LoadKind::Kexec },
+        kernel_path: req.kernel.clone(),
+        format,
+        kernel,
+        initrd,
+        cmdline,
+        flags,
+        notes,
+    })
+}
+
+/// The kernel's bytes as the kernel's kexec_file loaders take them: a
+/// bzImage (arch/x86/kernel/kexec-bzimage64.c) or an uncompressed arm64
+/// Image (arch/arm64/kernel/kexec_image.c).
+fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Result<FileInput, LoadError> {
+    let path = req.kernel.display();
+    match (&k.kernel, &k.embedded) {
+        (Kernel::Elf(_), _) => Err(PlanError::Refused {
+            rule: format!(
+                "{path}: kexec_file_load takes a bzImage or an arm64 Image, not a vmlinux ELF (kexec-tools fails the same way); load it with kexec_load (-c, or rkexec's default)"
+            ),
+        }
+        .into()),
+        (Kernel::BzImage(_), Some(e)) => {
+            notes.push(format!("{} .linux ({}) is passed in a memfd", e.container, e.inner_format));
+            Ok(FileInput::Memory { data: e.linux.clone(), source: format!("{path} .linux") })
+        }
+        (Kernel::BzImage(_), None) => Ok(FileInput::File(req.kernel.clone())),
+        (Kernel::Image(i), e) => {
+            if e.is_none() && k.format == "Image" {
+                return Ok(FileInput::File(req.kernel.clone()));
+            }
+            let what = match e {
+                Some(e) => format!("{path} .linux ({})", e.inner_format),
+                None => format!("{path} ({})", k.format),
+            };
+            notes.push(format!(
+                "{what} is passed decompressed, in a memfd (arm64 kexec_file_load takes only an Image); a signature on the file does not carry over"
+            ));
+            Ok(FileInput::Memory { data: i.data.clone(), source: format!("{what}, decompressed") })
+        }
+    }
+}
+
+fn initrd_input(req: &Request, k: &KernelImage) -> Result<Option<FileInput>, LoadError> {
+    let own = k.embedded.as_ref().and_then(|e| e.initrd.clone().map(|d| (d, e.initrd_source.clone())));
+    Ok(match (own, req.initrds.as_slice()) {
+        (None, []) => None,
+        (None, [one]) => Some(FileInput::File(one.clone())),
+        (own, paths) => {
+            let mut data = Vec::new();
+            let mut sources = Vec::new();
+            if let Some((d, s)) = own {
+                data.extend_from_slice(&d);
+                sources.push(format!("{} {s}", req.kernel.display()));
+            }
+            if !paths.is_empty() {
+                // cpio archives are concatenated on 4-byte boundaries
+                // (init/initramfs.c skips zero padding in 4-byte steps).
+                data.resize(data.len().next_multiple_of(4), 0);
+                data.extend_from_slice(&input::read_concatenated(
+                    paths,
+                    FILE_LIMIT,
+                    "initrds",
+                    "kexec_file_load reads",
+                )?);
+                sources.extend(paths.iter().map(|p| p.display().to_string()));
+            }
+            Some(FileInput::Memory { data: Blob::new(data), source: sources.join(" + ") })
+        }
+    })
+}

@@ -1,0 +1,371 @@
+//! vmlinux ELF kernels (ELF-64 gABI: "ELF Header", "Program Header"), as
+//! kexec-tools loads them:
+//!
+//! - x86_64 (kexec/arch/x86_64/kexec-elf-x86_64.c, `--args-linux`): every
+//!   PT_LOAD at its p_paddr, min(p_filesz, p_memsz) bytes and p_memsz of
+//!   memory; the kernel entered at e_entry, a physical address in an x86_64
+//!   vmlinux (vmlinux.lds.S `ENTRY(phys_startup_64)`), with the Linux
+//!   64-bit boot protocol (boot_params in %rsi). rkexec keeps the PT_LOADs
+//!   as one span (they are contiguous up to alignment gaps, which are
+//!   zero-filled).
+//! - arm64 (kexec/arch/arm64/kexec-elf-arm64.c): the arm64 Image header sits
+//!   at e_entry (vmlinux.lds.S `ENTRY(_text)`); the PT_LOADs laid out from
+//!   there by virtual address are the Image (arch/arm64/boot/Makefile
+//!   builds Image with `objcopy -O binary` of the same segments), placed by
+//!   its header like any Image.
+
+use std::fmt;
+
+use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
+use crate::arch::Arch;
+use crate::bytes::{le16, le32, le64};
+use crate::input::Blob;
+
+pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+pub const EM_X86_64: u16 = 62;
+pub const EM_AARCH64: u16 = 183;
+const PT_LOAD: u32 = 1;
+const PT_INTERP: u32 = 3;
+/// sizeof(Elf64_Ehdr) and sizeof(Elf64_Phdr).
+const EHDR_LEN: usize = 64;
+const PHDR_LEN: usize = 56;
+/// Largest gap between two PT_LOADs that is zero-filled into one span (a
+/// vmlinux's gaps are alignment padding, at most a 2 MiB page).
+pub const MAX_GAP: u64 = 16 << 20;
+
+/// A checked x86_64 vmlinux, as one span of physical memory.
+#[derive(Clone, Debug)]
+pub struct ElfKernel {
+    /// The PT_LOADs' bytes from the first p_paddr, gaps zero-filled.
+    pub data: Blob,
+    /// Physical address of `data[0]` (the lowest p_paddr).
+    pub paddr: u64,
+    /// Bytes of memory from `paddr` (the highest p_paddr + p_memsz).
+    pub mem_size: u64,
+    /// e_entry: the physical address the kernel is entered at.
+    pub entry: u64,
+    /// How many PT_LOADs the span holds.
+    pub loads: usize,
+}
+
+/// Why a file is not a vmlinux this loader boots; each names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElfError {
+    Truncated { what: &'static str, end: u64, file: usize },
+    Class { class: u8, data: u8 },
+    Type(u16),
+    Machine(u16),
+    Interp,
+    PhentSize(u16),
+    NoLoad,
+    FileszAboveMemsz { index: usize },
+    Overflow { index: usize },
+    Overlap { index: usize },
+    Gap { index: usize, gap: u64 },
+    EntryOutside { entry: u64 },
+    X86Dyn,
+    NoArm64Header { entry: u64 },
+}
+
+impl fmt::Display for ElfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = "vmlinux ELF";
+        match self {
+            Self::Truncated { what, end, file } => {
+                write!(f, "{e}: the {what} ends at {end:#x}, past the end of the {file}-byte file (truncated?)")
+            }
+            Self::Class { class, data } => write!(
+                f,
+                "{e}: EI_CLASS {class} / EI_DATA {data}; only 64-bit little-endian (ELFCLASS64, ELFDATA2LSB) kernels boot"
+            ),
+            Self::Type(t) => write!(f, "{e}: e_type {t} is neither ET_EXEC (2) nor ET_DYN (3)"),
+            Self::Machine(m) => write!(f, "{e}: e_machine {m} is neither EM_X86_64 (62) nor EM_AARCH64 (183)"),
+            Self::Interp => write!(f, "{e}: has a PT_INTERP (a program, not a kernel)"),
+            Self::PhentSize(n) => write!(f, "{e}: e_phentsize {n} is not sizeof(Elf64_Phdr) = 56"),
+            Self::NoLoad => write!(f, "{e}: no PT_LOAD segment with memory"),
+            Self::FileszAboveMemsz { index } => write!(f, "{e}: program header {index}: p_filesz > p_memsz"),
+            Self::Overflow { index } => write!(f, "{e}: program header {index}: address + p_memsz overflows"),
+            Self::Overlap { index } => write!(f, "{e}: program header {index}: PT_LOAD overlaps the previous one"),
+            Self::Gap { index, gap } => write!(
+                f,
+                "{e}: program header {index}: PT_LOAD starts {gap:#x} bytes after the previous one ends; rkexec loads a vmlinux as one span with gaps under {MAX_GAP:#x}"
+            ),
+            Self::EntryOutside { entry } => write!(
+                f,
+                "{e}: e_entry {entry:#x} is not inside any PT_LOAD's physical range (an x86_64 vmlinux is entered at a physical address)"
+            ),
+            Self::X86Dyn => write!(f, "{e}: an x86_64 ET_DYN kernel is not supported (a vmlinux is ET_EXEC)"),
+            Self::NoArm64Header { entry } => {
+                write!(f, "{e}: no arm64 Image header (\"ARM\\x64\" at 0x38) at e_entry {entry:#x} (booting.rst)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ElfError {}
+
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    index: usize,
+    offset: u64,
+    vaddr: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+struct Parsed {
+    machine: u16,
+    etype: u16,
+    entry: u64,
+    loads: Vec<Load>,
+}
+
+fn parse_headers(file: &[u8]) -> Result<Parsed, ElfError> {
+    let trunc = |what, end: u64| ElfError::Truncated { what, end, file: file.len() };
+    if file.len() < EHDR_LEN {
+        return Err(trunc("ELF header", EHDR_LEN as u64));
+    }
+    if file[4] != ELFCLASS64 || file[5] != ELFDATA2LSB {
+        return Err(ElfError::Class { class: file[4], data: file[5] });
+    }
+    let h16 = |o| le16(file, o).unwrap_or(0);
+    let (etype, machine) = (h16(16), h16(18));
+    if etype != ET_EXEC && etype != ET_DYN {
+        return Err(ElfError::Type(etype));
+    }
+    if machine != EM_X86_64 && machine != EM_AARCH64 {
+        return Err(ElfError::Machine(machine));
+    }
+    let entry = le64(file, 24).unwrap_or(0);
+    let phoff = le64(file, 32).unwrap_or(0);
+    let (phentsize, phnum) = (h16(54), h16(56));
+    if phnum > 0 && usize::from(phentsize) != PHDR_LEN {
+        return Err(ElfError::PhentSize(phentsize));
+    }
+    let table_end = phoff.saturating_add(u64::from(phnum) * PHDR_LEN as u64);
+    if table_end > file.len() as u64 {
+        return Err(trunc("program header table", table_end));
+    }
+    let mut loads = Vec::new();
+    for index in 0..usize::from(phnum) {
+        let p = (phoff as usize) + index * PHDR_LEN;
+        let w64 = |o| le64(file, p + o).unwrap_or(0);
+        let ptype = le32(file, p).unwrap_or(0);
+        if ptype == PT_INTERP {
+            return Err(ElfError::Interp);
+        }
+        if ptype != PT_LOAD {
+            continue;
+        }
+        let l = Load { index, offset: w64(8), vaddr: w64(16), paddr: w64(24), filesz: w64(32), memsz: w64(40) };
+        if l.filesz > l.memsz {
+            return Err(ElfError::FileszAboveMemsz { index });
+        }
+        if l.paddr.checked_add(l.memsz).is_none() || l.vaddr.checked_add(l.memsz).is_none() {
+            return Err(ElfError::Overflow { index });
+        }
+        let end = l.offset.checked_add(l.filesz).ok_or(ElfError::Overflow { index })?;
+        if end > file.len() as u64 {
+            return Err(trunc("PT_LOAD data", end));
+        }
+        if l.memsz > 0 {
+            loads.push(l);
+        }
+    }
+    if loads.is_empty() {
+        return Err(ElfError::NoLoad);
+    }
+    Ok(Parsed { machine, etype, entry, loads })
+}
+
+/// The PT_LOADs as one buffer, keyed by `addr` (p_paddr or p_vaddr), from
+/// `start`: (bytes with gaps zero-filled, memory size from `start`).
+fn flatten(file: &[u8], loads: &[Load], addr: impl Fn(&Load) -> u64, start: u64) -> Result<(Vec<u8>, u64), ElfError> {
+    let mut sorted: Vec<Load> = loads.iter().copied().filter(|l| addr(l) + l.memsz > start).collect();
+    sorted.sort_by_key(|l| addr(l));
+    let mut data = Vec::new();
+    let mut end = start;
+    for (i, l) in sorted.iter().enumerate() {
+        let at = addr(l);
+        if i > 0 && at < end {
+            return Err(ElfError::Overlap { index: l.index });
+        }
+        if i > 0 && at - end > MAX_GAP {
+            return Err(ElfError::Gap { index: l.index, gap: at - end });
+        }
+        // Bytes of this load before `start` (only the first may have any).
+        let skip = start.saturating_sub(at);
+        let from = (at.max(start) - start) as usize;
+        let bytes = &file[(l.offset + skip.min(l.filesz)) as usize..(l.offset + l.filesz) as usize];
+        if !bytes.is_empty() {
+            data.resize(from, 0);
+            data.extend_from_slice(bytes);
+        }
+        end = at + l.memsz;
+    }
+    Ok((data, end - start))
+}
+
+fn x86_64(file: &[u8], p: &Parsed) -> Result<ElfKernel, ElfError> {
+    if p.etype != ET_EXEC {
+        return Err(ElfError::X86Dyn);
+    }
+    let paddr = p.loads.iter().map(|l| l.paddr).min().unwrap_or(0);
+    if !p.loads.iter().any(|l| p.entry >= l.paddr && p.entry < l.paddr + l.memsz) {
+        return Err(ElfError::EntryOutside { entry: p.entry });
+    }
+    let (data, mem_size) = flatten(file, &p.loads, |l| l.paddr, paddr)?;
+    Ok(ElfKernel { data: Blob::new(data), paddr, mem_size, entry: p.entry, loads: p.loads.len() })
+}
+
+/// The arm64 Image inside an arm64 vmlinux.
+fn arm64_image(file: &[u8], p: &Parsed) -> Result<Vec<u8>, ElfError> {
+    let inside = p.loads.iter().find(|l| p.entry >= l.vaddr && p.entry < l.vaddr + l.filesz);
+    let Some(first) = inside else {
+        return Err(ElfError::NoArm64Header { entry: p.entry });
+    };
+    let at = (first.offset + (p.entry - first.vaddr)) as usize;
+    if file.get(at + 0x38..at + 0x3c) != Some(b"ARM\x64".as_slice()) {
+        return Err(ElfError::NoArm64Header { entry: p.entry });
+    }
+    Ok(flatten(file, &p.loads, |l| l.vaddr, p.entry)?.0)
+}
+
+/// The format.
+pub struct Vmlinux;
+
+impl KernelFormat for Vmlinux {
+    fn names(&self) -> &'static [&'static str] {
+        // kexec-tools: "elf-x86_64" (x86_64), "vmlinux" (arm64).
+        &["vmlinux", "elf-x86_64", "elf-arm64", "elf"]
+    }
+    fn describe(&self) -> &'static str {
+        "vmlinux ELF (7f 45 4c 46)"
+    }
+    fn probe(&self, file: &[u8]) -> bool {
+        file.starts_with(&ELF_MAGIC)
+    }
+    fn arch_hint(&self, head: &[u8]) -> Option<Arch> {
+        match le16(head, 18)? {
+            EM_X86_64 => Some(Arch::X86_64),
+            EM_AARCH64 => Some(Arch::Arm64),
+            _ => None,
+        }
+    }
+    fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
+        let p = parse_headers(&file).map_err(ImageError::Elf)?;
+        match p.machine {
+            EM_X86_64 => {
+                let k = x86_64(&file, &p).map_err(ImageError::Elf)?;
+                Ok(KernelImage::plain(Arch::X86_64, "vmlinux ELF", Kernel::Elf(k)))
+            }
+            _ => {
+                let image = arm64_image(&file, &p).map_err(ImageError::Elf)?;
+                super::arm64_image::kernel_from_raw(Blob::new(image), "vmlinux ELF", host)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::image::arm64_image::tests::image;
+    use crate::image::load;
+
+    /// An ELF-64 LE executable with `loads` (vaddr, paddr, bytes, memsz).
+    pub(crate) fn elf(machine: u16, etype: u16, entry: u64, loads: &[(u64, u64, &[u8], u64)]) -> Vec<u8> {
+        let phoff = EHDR_LEN;
+        let mut data_at = (phoff + loads.len() * PHDR_LEN).next_multiple_of(0x1000);
+        let mut f = vec![0u8; data_at];
+        f[..4].copy_from_slice(&ELF_MAGIC);
+        f[4] = ELFCLASS64;
+        f[5] = ELFDATA2LSB;
+        f[6] = 1;
+        f[16..18].copy_from_slice(&etype.to_le_bytes());
+        f[18..20].copy_from_slice(&machine.to_le_bytes());
+        f[24..32].copy_from_slice(&entry.to_le_bytes());
+        f[32..40].copy_from_slice(&(phoff as u64).to_le_bytes());
+        f[54..56].copy_from_slice(&(PHDR_LEN as u16).to_le_bytes());
+        f[56..58].copy_from_slice(&(loads.len() as u16).to_le_bytes());
+        for (i, (vaddr, paddr, bytes, memsz)) in loads.iter().enumerate() {
+            let p = phoff + i * PHDR_LEN;
+            f[p..p + 4].copy_from_slice(&PT_LOAD.to_le_bytes());
+            for (o, v) in [(8, data_at as u64), (16, *vaddr), (24, *paddr), (32, bytes.len() as u64), (40, *memsz)] {
+                f[p + o..p + o + 8].copy_from_slice(&v.to_le_bytes());
+            }
+            f.resize(data_at, 0);
+            f.extend_from_slice(bytes);
+            data_at = f.len().next_multiple_of(0x1000);
+        }
+        f
+    }
+
+    const HOST: Host = Host { page_size: 4096 };
+    const KVA: u64 = 0xffff_ffff_8100_0000;
+
+    #[test]
+    fn x86_64_vmlinux_is_one_physical_span() {
+        let f = elf(
+            EM_X86_64,
+            ET_EXEC,
+            0x100_0000,
+            &[(KVA, 0x100_0000, &[1u8; 5000], 0x2000), (KVA + 0x20_0000, 0x120_0000, &[2u8; 100], 0x10_0000)],
+        );
+        let k = load(Blob::new(f), None, HOST).unwrap();
+        assert_eq!((k.arch, k.format), (Arch::X86_64, "vmlinux ELF"));
+        let Kernel::Elf(e) = k.kernel else { panic!() };
+        assert_eq!((e.paddr, e.entry, e.loads), (0x100_0000, 0x100_0000, 2));
+        assert_eq!(e.mem_size, 0x30_0000);
+        assert_eq!(e.data.len(), 0x20_0000 + 100);
+        assert!(e.data[5000..0x20_0000].iter().all(|&b| b == 0), "the gap and the first load's bss are zeros");
+        assert_eq!(e.data[0x20_0000], 2);
+    }
+
+    #[test]
+    fn x86_64_vmlinux_errors_name_the_field() {
+        let one = |entry, etype| elf(EM_X86_64, etype, entry, &[(KVA, 0x100_0000, &[1u8; 64], 0x1000)]);
+        let err = load(Blob::new(one(KVA, ET_EXEC)), None, HOST).unwrap_err();
+        assert!(err.to_string().contains("e_entry 0xffffffff81000000 is not inside"), "{err}");
+        let err = load(Blob::new(one(0x100_0000, ET_DYN)), None, HOST).unwrap_err();
+        assert!(err.to_string().contains("ET_DYN"), "{err}");
+        let mut f = one(0x100_0000, ET_EXEC);
+        f.truncate(f.len() - 10);
+        assert!(load(Blob::new(f), None, HOST).unwrap_err().to_string().contains("PT_LOAD data ends"));
+        let mut f = one(0x100_0000, ET_EXEC);
+        f[4] = 1;
+        assert!(load(Blob::new(f), None, HOST).unwrap_err().to_string().contains("ELFCLASS64"));
+        let far = elf(
+            EM_X86_64,
+            ET_EXEC,
+            0x100_0000,
+            &[(KVA, 0x100_0000, &[1u8; 64], 0x1000), (KVA, 0x4000_0000, &[1u8; 64], 0x1000)],
+        );
+        assert!(load(Blob::new(far), None, HOST).unwrap_err().to_string().contains("one span"));
+    }
+
+    #[test]
+    fn arm64_vmlinux_becomes_its_image() {
+        let img = image(0, 0x40_0000, 1 << 1 | 8, 9000);
+        let va = 0xffff_8000_0800_0000u64;
+        // Split in two PT_LOADs, as text and data are in a real vmlinux.
+        let f = elf(
+            EM_AARCH64,
+            ET_DYN,
+            va,
+            &[(va, 0, &img[..0x1000], 0x1000), (va + 0x1000, 0, &img[0x1000..], 0x40_0000)],
+        );
+        let k = load(Blob::new(f), Some("vmlinux"), HOST).unwrap();
+        assert_eq!((k.arch, k.format), (Arch::Arm64, "vmlinux ELF"));
+        let Kernel::Image(i) = k.kernel else { panic!() };
+        assert_eq!(&i.data[..], &img[..]);
+        assert_eq!(i.mem_size, 0x40_0000);
+        let bad = elf(EM_AARCH64, ET_DYN, va, &[(va, 0, &[0u8; 100], 0x1000)]);
+        assert!(load(Blob::new(bad), None, HOST).unwrap_err().to_string().contains("no arm64 Image header"));
+    }
+}

@@ -1,0 +1,687 @@
+//! Every caller's exact argv (/work/notes/callers-findings.md §1.9, each
+//! cited from the caller's source there), run through the real `rkexec`
+//! binary against fixture /proc and /sys trees, checked for what
+//! kexec-tools would do: exit status, the action taken, the command line
+//! and initrd handed over. No system call is made: every run sets the
+//! hidden test seam RKEXEC_TEST_NO_SYSCALLS=1, under which the binary
+//! prints "rkexec: would ..." for each privileged action instead, and
+//! plans are read from `--dry-run --json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A /proc + /sys tree for one test.
+struct Tree {
+    root: PathBuf,
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+const X86_IOMEM: &str = "\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+000f0000-000fffff : Reserved
+00100000-bffdffff : System RAM
+  01000000-01ffffff : Kernel code
+  a0000000-afffffff : Crash kernel
+bffe0000-bfffffff : Reserved
+100000000-13fffffff : System RAM
+";
+
+const RUNNING_CMDLINE: &str =
+    "BOOT_IMAGE=/boot/vmlinuz-6.1.0-57-cloud-amd64 root=/dev/vda1 ro console=ttyS0,115200 crashkernel=256M quiet";
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("rkx-callers-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Tree { root }
+    }
+
+    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// A PC with a crashkernel= reservation, nothing loaded.
+    fn x86(name: &str) -> Tree {
+        let t = Tree::new(name);
+        t.write("proc/iomem", X86_IOMEM);
+        t.write("proc/cmdline", format!("{RUNNING_CMDLINE}\n"));
+        t.loaded(0, 0);
+        for cpu in 0..2 {
+            t.write(&format!("sys/devices/system/cpu/cpu{cpu}/crash_notes"), format!("7fa00{cpu}000\n"));
+            t.write(&format!("sys/devices/system/cpu/cpu{cpu}/crash_notes_size"), "432\n");
+        }
+        t.write("sys/kernel/vmcoreinfo", "4f0b1000 1000\n");
+        t
+    }
+
+    /// QEMU virt arm64 (the checked-in fixture) with nothing loaded.
+    fn arm64(name: &str) -> Tree {
+        let t = Tree::new(name);
+        let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/virt-arm64");
+        for rel in ["proc/iomem", "proc/cmdline", "sys/firmware/fdt", "sys/devices/system/memory/block_size_bytes"] {
+            t.write(rel, std::fs::read(fx.join(rel)).unwrap());
+        }
+        t.loaded(0, 0);
+        t
+    }
+
+    fn loaded(&self, normal: u8, crash: u8) {
+        self.write("sys/kernel/kexec_loaded", format!("{normal}\n"));
+        self.write("sys/kernel/kexec_crash_loaded", format!("{crash}\n"));
+    }
+
+    fn path(&self, rel: &str) -> String {
+        self.root.join(rel).to_str().unwrap().to_string()
+    }
+
+    /// rkexec ARGV with the seam on and this tree as /proc and /sys.
+    fn run(&self, argv: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rkexec"))
+            .args(["--proc-root", &self.path("proc"), "--sys-root", &self.path("sys")])
+            .args(argv)
+            .env("RKEXEC_TEST_NO_SYSCALLS", "1")
+            .output()
+            .expect("run rkexec")
+    }
+
+    /// The plan of ARGV (its --dry-run --json).
+    fn plan(&self, argv: &[&str]) -> serde_json::Value {
+        let mut v = argv.to_vec();
+        v.extend(["--dry-run", "--json"]);
+        let o = self.run(&v);
+        assert!(o.status.success(), "{argv:?}: {}", err(&o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{argv:?}: {e}: {}", out(&o)))
+    }
+}
+
+fn err(o: &Output) -> String {
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!e.contains("panicked"), "rkexec panicked: {e}");
+    e
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The "rkexec: would ..." lines, in order.
+fn woulds(o: &Output) -> Vec<String> {
+    err(o).lines().filter_map(|l| l.strip_prefix("rkexec: would ")).map(str::to_string).collect()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+// ---- synthetic kernels ---------------------------------------------------
+
+/// A bzImage (boot.rst 2.15 header, 64-bit, relocatable) with a payload.
+fn bzimage(payload: usize) -> Vec<u8> {
+    let setup_sects = 27usize;
+    let mut f = vec![0u8; (setup_sects + 1) * 512 + payload];
+    f[0x1f1] = setup_sects as u8;
+    f[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes());
+    f[0x200] = 0xeb;
+    f[0x201] = 0x6a;
+    f[0x202..0x206].copy_from_slice(b"HdrS");
+    f[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    f[0x211] = 1;
+    f[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    f[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+    f[0x234] = 1;
+    f[0x235] = 21;
+    f[0x236..0x238].copy_from_slice(&0x3u16.to_le_bytes());
+    f[0x238..0x23c].copy_from_slice(&2047u32.to_le_bytes());
+    f[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
+    f[0x260..0x264].copy_from_slice(&0x200_0000u32.to_le_bytes());
+    for (i, b) in f[(setup_sects + 1) * 512..].iter_mut().enumerate() {
+        *b = (i % 251) as u8;
+    }
+    f
+}
+
+/// A PE file with sections, as ukify lays them out (FileAlignment 0x200,
+/// VirtualSize the exact length).
+fn pe(machine: u16, sections: &[(&str, &[u8])]) -> Vec<u8> {
+    let (pe_at, opt_len) = (0x80usize, 0xf0usize);
+    let table = pe_at + 24 + opt_len;
+    let mut at = (table + sections.len() * 40).next_multiple_of(0x200);
+    let mut f = vec![0u8; at];
+    f[..2].copy_from_slice(b"MZ");
+    f[0x3c..0x40].copy_from_slice(&(pe_at as u32).to_le_bytes());
+    f[pe_at..pe_at + 4].copy_from_slice(b"PE\0\0");
+    f[pe_at + 4..pe_at + 6].copy_from_slice(&machine.to_le_bytes());
+    f[pe_at + 6..pe_at + 8].copy_from_slice(&(sections.len() as u16).to_le_bytes());
+    f[pe_at + 20..pe_at + 22].copy_from_slice(&(opt_len as u16).to_le_bytes());
+    for (i, (name, data)) in sections.iter().enumerate() {
+        let h = table + i * 40;
+        f[h..h + name.len()].copy_from_slice(name.as_bytes());
+        let raw = data.len().next_multiple_of(0x200);
+        for (o, v) in [(8, data.len()), (12, 0x10000 * (i + 1)), (16, raw), (20, at)] {
+            f[h + o..h + o + 4].copy_from_slice(&(v as u32).to_le_bytes());
+        }
+        f.resize(at + raw, 0);
+        f[at..at + data.len()].copy_from_slice(data);
+        at += raw;
+    }
+    f
+}
+
+/// An x86_64 vmlinux: one PT_LOAD at 16 MiB, entered there.
+fn vmlinux() -> Vec<u8> {
+    let mut f = vec![0u8; 0x1000];
+    f[..4].copy_from_slice(b"\x7fELF");
+    (f[4], f[5], f[6]) = (2, 1, 1);
+    f[16..18].copy_from_slice(&2u16.to_le_bytes());
+    f[18..20].copy_from_slice(&62u16.to_le_bytes());
+    f[24..32].copy_from_slice(&0x100_0000u64.to_le_bytes());
+    f[32..40].copy_from_slice(&64u64.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let p = 64;
+    f[p..p + 4].copy_from_slice(&1u32.to_le_bytes());
+    for (o, v) in [(8, 0x1000u64), (16, 0xffff_ffff_8100_0000), (24, 0x100_0000), (32, 0x3000), (40, 0x80_0000)] {
+        f[p + o..p + o + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    f.extend(std::iter::repeat_n(0x90u8, 0x3000));
+    f
+}
+
+/// A minimal arm64 Image (booting.rst header, 4K pages, anywhere).
+fn arm64_image(body: usize) -> Vec<u8> {
+    let mut img = vec![0u8; 64 + body];
+    img[16..24].copy_from_slice(&(4u64 << 20).to_le_bytes());
+    img[24..32].copy_from_slice(&0b1010u64.to_le_bytes());
+    img[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    img
+}
+
+fn cmdline_of(plan: &serde_json::Value) -> &str {
+    plan["cmdline"].as_str().unwrap()
+}
+
+fn kinds(plan: &serde_json::Value) -> Vec<&str> {
+    plan["segments"].as_array().unwrap().iter().map(|s| s["kind"].as_str().unwrap()).collect()
+}
+
+// ---- §1.1 systemd ---------------------------------------------------------
+
+#[test]
+fn systemd_load_with_empty_append_then_exec() {
+    let t = Tree::x86("systemd-empty");
+    let k = t.write("boot/vmlinuz", bzimage(40_000));
+    // systemctl kexec: `--append` and its value always, "" without options.
+    let argv = ["--load", k.to_str().unwrap(), "--append", ""];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let w = woulds(&o);
+    assert!(w[0].starts_with("kexec_load: 3 segments"), "kernel, boot_params, purgatory: {w:?}");
+    assert_eq!(w[1], "sync file systems", "-l syncs after loading (kexec-tools do_sync)");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(cmdline_of(&t.plan(&argv)), "", "an empty --append is an empty command line");
+    // systemd-shutdown: `kexec -e` once something is loaded.
+    t.loaded(1, 0);
+    let o = t.run(&["-e"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(woulds(&o), ["sync file systems", "bring network interfaces down", "reboot(LINUX_REBOOT_CMD_KEXEC)"]);
+}
+
+#[test]
+fn systemd_load_with_options_and_initrd() {
+    let t = Tree::x86("systemd-initrd");
+    let k = t.write("boot/vmlinuz", bzimage(40_000));
+    let i = t.write("boot/initrd.img", vec![7u8; 30_000]);
+    // An option value that starts with '-' is the value (separate word).
+    let argv = ["--load", k.to_str().unwrap(), "--append", "-- root=/dev/vda1 quiet", "--initrd", i.to_str().unwrap()];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let p = t.plan(&argv);
+    assert_eq!(cmdline_of(&p), "-- root=/dev/vda1 quiet");
+    assert_eq!(kinds(&p), ["kernel", "initrd", "boot-params", "purgatory"]);
+    assert_eq!(p["segments"][1]["bufsz"], 30_000);
+}
+
+#[test]
+fn systemd_loads_a_uki_with_its_own_cmdline_as_append() {
+    let t = Tree::x86("systemd-uki");
+    let uki = pe(
+        0x8664,
+        &[
+            (".text", b"stub"),
+            (".cmdline", b"root=/dev/vda1 rw\n"),
+            (".linux", &bzimage(20_000)),
+            (".initrd", &[3u8; 5000]),
+        ],
+    );
+    let efi = t.write("efi/EFI/Linux/debian.efi", uki);
+    // systemd passes the UKI and its .cmdline as --append, no --initrd.
+    let argv = ["--load", efi.to_str().unwrap(), "--append", "root=/dev/vda1 rw"];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let p = t.plan(&argv);
+    assert_eq!(p["kernel"]["format"], "UKI (bzImage)");
+    assert_eq!(cmdline_of(&p), "root=/dev/vda1 rw");
+    assert_eq!(kinds(&p), ["kernel", "initrd", "boot-params", "purgatory"], "the UKI's .initrd is the initrd");
+    assert_eq!(p["segments"][1]["bufsz"], 5000);
+    // Without --append, .cmdline is the command line.
+    let p = t.plan(&["--load", efi.to_str().unwrap()]);
+    assert_eq!(cmdline_of(&p), "root=/dev/vda1 rw");
+}
+
+#[test]
+fn exec_with_nothing_loaded_dies() {
+    let t = Tree::x86("exec-nothing");
+    let o = t.run(&["-e"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("Nothing has been loaded!"), "{}", err(&o));
+    assert!(woulds(&o).is_empty(), "no reboot attempted");
+}
+
+// ---- §1.2 Fedora kdump-utils, §1.3 Debian kdump-tools ----------------------
+
+#[test]
+fn kdump_utils_secure_boot_double_s_crash_load() {
+    let t = Tree::x86("kdump-utils");
+    let k = t.write("boot/vmlinuz-6.1", bzimage(40_000));
+    let i = t.write("boot/initramfs-6.1kdump.img", vec![1u8; 9000]);
+    let cmd = "ro console=ttyS0,115200 irqpoll nr_cpus=1 reset_devices disable_cpu_apicid=0";
+    let ci = format!("--command-line={cmd}");
+    let ii = format!("--initrd={}", i.display());
+    // KEXEC_ARGS="-s", Secure Boot adds another -s.
+    let argv = ["-s", "-s", "-p", ci.as_str(), ii.as_str(), k.to_str().unwrap()];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let w = woulds(&o);
+    assert_eq!(w.len(), 1, "-p does not sync: {w:?}");
+    assert_eq!(
+        w[0],
+        format!(
+            "kexec_file_load: kernel {}, initrd {}, cmdline {cmd:?} ({} bytes with the NUL), flags 0x2",
+            k.display(),
+            i.display(),
+            cmd.len() + 1
+        )
+    );
+    // --dry-run with -s shows that call.
+    let p = t.plan(&argv);
+    assert_eq!(p["schema"], "rkexec-file-plan/1");
+    assert_eq!((p["kind"].as_str(), p["flags"].as_u64()), (Some("crash"), Some(2)));
+    assert_eq!(p["kernel"]["fd"]["fd"], "file");
+    // Unload, with and without -s; nothing loaded is fine (reload).
+    for argv in [&["-p", "-u"][..], &["-s", "-p", "-u"][..]] {
+        let o = t.run(argv);
+        assert_eq!(code(&o), 0, "{argv:?}: {}", err(&o));
+        let call = if argv[0] == "-s" { "kexec_file_load(KEXEC_FILE_UNLOAD)" } else { "kexec_load(unload)" };
+        assert_eq!(woulds(&o), [format!("unload the crash kernel with {call}")]);
+    }
+}
+
+#[test]
+fn kdump_utils_crash_loads_a_uki_with_its_kdump_initrd() {
+    let t = Tree::x86("kdump-uki");
+    let uki = pe(0x8664, &[(".linux", &bzimage(20_000)), (".initrd", &[3u8; 5001]), (".cmdline", b"quiet")]);
+    let efi = t.write("efi/EFI/Linux/m-6.1.efi", uki);
+    let i = t.write("kdump.img", vec![9u8; 100]);
+    let ii = format!("--initrd={}", i.display());
+    let argv = ["-s", "-p", "--command-line=irqpoll", ii.as_str(), efi.to_str().unwrap()];
+    let p = t.plan(&argv);
+    assert_eq!(p["kernel"]["format"], "UKI (bzImage)");
+    assert_eq!(p["kernel"]["fd"]["fd"], "memfd", ".linux in a memfd");
+    assert_eq!(p["kernel"]["fd"]["bytes"], bzimage(20_000).len());
+    // The UKI's initrd first (padded to 4), then --initrd's.
+    assert_eq!(p["initrd"]["bytes"], 5004 + 100);
+    assert_eq!(p["cmdline"], "irqpoll");
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+}
+
+#[test]
+fn kdump_tools_elf_kernel_with_args_linux() {
+    let t = Tree::x86("kdump-tools");
+    // A vmlinux linked at 16 MiB needs the reservation there (crashkernel=X@16M).
+    t.write("proc/iomem", X86_IOMEM.replace("a0000000-afffffff : Crash kernel", "01000000-10ffffff : Crash kernel"));
+    let k = t.write("var/lib/kdump/vmlinuz", vmlinux());
+    let i = t.write("var/lib/kdump/initrd.img", vec![1u8; 2000]);
+    let cl = " reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll usbcore.nousb";
+    let ci = format!("--command-line={cl}");
+    let ii = format!("--initrd={}", i.display());
+    let argv = ["-p", "--args-linux", ci.as_str(), ii.as_str(), k.to_str().unwrap()];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let p = t.plan(&argv);
+    assert_eq!(p["kernel"]["format"], "vmlinux ELF");
+    assert_eq!(p["kernel_entry"], 0x100_0000);
+    assert_eq!(kinds(&p), ["kernel", "initrd", "elfcorehdr", "boot-params", "purgatory"]);
+    assert!(cmdline_of(&p).ends_with(cl), "kdump-tools' command line kept byte for byte: {:?}", p["cmdline"]);
+    // With -s (Secure Boot): kexec_file_load takes no ELF; refused before the call.
+    let mut s = vec!["-s"];
+    s.extend(argv);
+    let o = t.run(&s);
+    assert_eq!(code(&o), 255);
+    assert!(err(&o).contains("not a vmlinux ELF"), "{}", err(&o));
+    assert!(woulds(&o).is_empty());
+}
+
+#[test]
+fn crash_load_without_reservation_dies_like_kexec_tools() {
+    let t = Tree::x86("no-crash");
+    t.write("proc/iomem", X86_IOMEM.replace("  a0000000-afffffff : Crash kernel\n", ""));
+    let k = t.write("vmlinuz", bzimage(1000));
+    let o = t.run(&["-p", k.to_str().unwrap(), "--command-line=x"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("Memory for crashkernel is not reserved"), "{}", err(&o));
+}
+
+// ---- §1.4 Debian kexec-tools scripts --------------------------------------
+
+#[test]
+fn debian_kexec_load_keeps_boot_image_in_append() {
+    let t = Tree::x86("debian");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let i = t.write("initrd.img", vec![1u8; 100]);
+    // REAL_APPEND="$(cat /proc/cmdline)": BOOT_IMAGE= stays (kexec-tools
+    // does not touch --append).
+    let ap = format!("--append={RUNNING_CMDLINE}");
+    let ii = format!("--initrd={}", i.display());
+    for argv in
+        [vec!["-l", k.to_str().unwrap(), ap.as_str()], vec!["-l", k.to_str().unwrap(), ii.as_str(), ap.as_str()]]
+    {
+        let o = t.run(&argv);
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        assert_eq!(cmdline_of(&t.plan(&argv)), RUNNING_CMDLINE);
+    }
+    t.loaded(1, 0);
+    assert_eq!(code(&t.run(&["-e"])), 0);
+}
+
+// ---- §1.5 petitboot -----------------------------------------------------------
+
+#[test]
+fn petitboot_load_with_dtb_then_s_retry_then_exec() {
+    let t = Tree::arm64("petitboot");
+    let k = t.write("var/petitboot/Image", arm64_image(100_000));
+    let d = t.write("var/petitboot/board.dtb", std::fs::read(t.root.join("sys/firmware/fdt")).unwrap());
+    let i = t.write("var/petitboot/initrd", vec![1u8; 500]);
+    let (ii, dd) = (format!("--initrd={}", i.display()), format!("--dtb={}", d.display()));
+    // No boot args: petitboot passes the two characters "" (no shell).
+    let argv = ["-l", "--debug", ii.as_str(), dd.as_str(), "--append=\"\"", k.to_str().unwrap()];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let p = t.plan(&argv);
+    assert_eq!(cmdline_of(&p), "\"\"", "the literal two quote characters, as kexec-tools passes them");
+    // The -s retry keeps --dtb: not fatal, noted.
+    let mut s = argv.to_vec();
+    s[0] = "-s";
+    let o = t.run(&s);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(err(&o).contains("note: --dtb is ignored"), "{}", err(&o));
+    assert!(woulds(&o)[0].starts_with("kexec_file_load: kernel "), "{:?}", woulds(&o));
+    // Then kexec -e; -e -f is "-f wins": a load with no kernel, as kexec-tools.
+    t.loaded(1, 0);
+    assert_eq!(code(&t.run(&["-e"])), 0);
+    let o = t.run(&["-e", "-f"]);
+    assert_eq!(code(&o), 255);
+    assert!(err(&o).contains("No kernel specified"), "{}", err(&o));
+    // -f -e is -e.
+    assert_eq!(code(&t.run(&["-f", "-e"])), 0);
+}
+
+// ---- §1.6 NixOS -------------------------------------------------------------------
+
+#[test]
+fn nixos_prepare_kexec_netboot_and_installer() {
+    let t = Tree::x86("nixos");
+    let k = t.write("p/kernel", bzimage(40_000));
+    let i = t.write("p/initrd", vec![2u8; 1000]);
+    let ii = format!("--initrd={}", i.display());
+    // prepare-kexec.service
+    let argv = ["--load", k.to_str().unwrap(), ii.as_str(), "--append=loglevel=4 init=/nix/store/x/init"];
+    assert_eq!(code(&t.run(&argv)), 0);
+    assert_eq!(cmdline_of(&t.plan(&argv)), "loglevel=4 init=/nix/store/x/init");
+    // netboot kexec-boot: the probe, then --command-line as two words.
+    let o = t.run(&["-v"]);
+    assert_eq!(code(&o), 0);
+    assert!(out(&o).starts_with("rkexec "), "{}", out(&o));
+    let argv = ["--load", k.to_str().unwrap(), ii.as_str(), "--command-line", "init=/nix/store/y/init loglevel=4"];
+    assert_eq!(cmdline_of(&t.plan(&argv)), "init=/nix/store/y/init loglevel=4");
+    // nixos-images kexec-run.sh
+    let argv = [
+        "--load",
+        k.to_str().unwrap(),
+        "--kexec-syscall-auto",
+        ii.as_str(),
+        "--no-checks",
+        "--command-line",
+        "init=/nix/store/z/init",
+    ];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let p = t.plan(&argv);
+    assert_eq!(p["purgatory"]["verify"], false, "--no-checks");
+    // crashdump.nix: x86 VGA options accepted, each with a note.
+    let argv = [
+        "-p",
+        k.to_str().unwrap(),
+        ii.as_str(),
+        "--reset-vga",
+        "--console-vga",
+        "--command-line=init=/nix/store/w/init irqpoll maxcpus=1 reset_devices",
+    ];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(err(&o).contains("note: --console-vga") && err(&o).contains("note: --reset-vga"), "{}", err(&o));
+    assert!(woulds(&o)[0].contains("flags 0x3e0001"), "kexec_load with KEXEC_ON_CRASH: {:?}", woulds(&o));
+}
+
+// ---- §1.7 LTP ima_kexec ---------------------------------------------------------
+
+#[test]
+fn ltp_reuse_cmdline_append_command_line_and_su() {
+    let t = Tree::x86("ltp");
+    let k = t.write("boot/vmlinuz-6.1", bzimage(40_000));
+    let o = t.run(&["-h"]);
+    assert_eq!(code(&o), 0);
+    assert!(out(&o).contains("reuse-cmdline"), "LTP greps -h for it");
+    // The measured command line: /proc/cmdline minus "BOOT_IMAGE=... ", exactly.
+    let expected = RUNNING_CMDLINE.replacen("BOOT_IMAGE=/boot/vmlinuz-6.1.0-57-cloud-amd64 ", "", 1);
+    for (opt, want) in [("--reuse-cmdline", expected.as_str()), ("--append=foo", "foo"), ("--command-line=bar", "bar")]
+    {
+        let argv = ["-s", "-l", k.to_str().unwrap(), opt];
+        let o = t.run(&argv);
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let w = woulds(&o);
+        assert!(w[0].contains(&format!("cmdline {want:?} ({} bytes with the NUL)", want.len() + 1)), "{w:?}");
+        assert_eq!(t.plan(&argv)["cmdline"], want);
+        let o = t.run(&["-su"]);
+        assert_eq!(code(&o), 0);
+        assert_eq!(woulds(&o), ["unload the kexec kernel with kexec_file_load(KEXEC_FILE_UNLOAD)"]);
+    }
+    // The kexec_load path drops BOOT_IMAGE the same way.
+    assert_eq!(cmdline_of(&t.plan(&["-l", k.to_str().unwrap(), "--reuse-cmdline"])), expected);
+    // -p also drops crashkernel=.
+    let p = t.plan(&["-s", "-p", k.to_str().unwrap(), "--reuse-cmdline", "--append=irqpoll"]);
+    assert_eq!(p["cmdline"], "root=/dev/vda1 ro console=ttyS0,115200 quiet irqpoll");
+}
+
+// ---- §1.8 openSUSE, kernel selftests, plain `kexec K` ------------------------------
+
+#[test]
+fn opensuse_kernel_first_and_dash_a_last() {
+    let t = Tree::x86("opensuse");
+    let k = t.write("boot/vmlinuz", bzimage(40_000));
+    let i = t.write("boot/initrd-kdump", vec![1u8; 100]);
+    let ii = format!("--initrd={}", i.display());
+    let argv = ["-p", k.to_str().unwrap(), "--append=irqpoll nr_cpus=1", ii.as_str(), "-a"];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        cmdline_of(&t.plan(&argv)),
+        format!("elfcorehdr={:#x} irqpoll nr_cpus=1", t.plan(&argv)["elfcorehdr"]["addr"].as_u64().unwrap())
+    );
+    assert_eq!(code(&t.run(&["-a", "-p", "-u"])), 0);
+}
+
+#[test]
+fn kernel_selftest_options_after_the_kernel() {
+    let t = Tree::x86("selftest");
+    let k = t.write("boot/bzImage", bzimage(40_000));
+    let i = t.write("initramfs", vec![1u8; 100]);
+    let ii = format!("--initrd={}", i.display());
+    let argv = ["-l", "-s", "--reuse-cmdline", k.to_str().unwrap(), ii.as_str()];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(woulds(&o)[0].contains(&format!("initrd {}", i.display())), "{:?}", woulds(&o));
+}
+
+#[test]
+fn plain_kexec_kernel_loads_then_runs_shutdown() {
+    let t = Tree::x86("shutdown");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let o = t.run(&[k.to_str().unwrap(), "--append=quiet"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let w = woulds(&o);
+    assert!(w[0].starts_with("kexec_load:"), "{w:?}");
+    assert_eq!(w[1], "exec /sbin/shutdown -r now", "a clean shutdown, never a direct reboot");
+    assert_eq!(w.len(), 2, "nothing after shutdown: {w:?}");
+    // -f: load and boot at once, no shutdown.
+    let o = t.run(&["-f", k.to_str().unwrap(), "--append=quiet"]);
+    let w = woulds(&o);
+    assert_eq!(w[1..], ["sync file systems", "bring network interfaces down", "reboot(LINUX_REBOOT_CMD_KEXEC)"]);
+    // -f -y -x: no sync, no ifdown.
+    let o = t.run(&["-fyx", k.to_str().unwrap()]);
+    assert_eq!(woulds(&o)[1..], ["reboot(LINUX_REBOOT_CMD_KEXEC)"]);
+}
+
+// ---- -S, usage errors, options ------------------------------------------------------
+
+#[test]
+fn status_exit_codes_follow_kexec_tools() {
+    let t = Tree::x86("status");
+    let st = |argv: &[&str]| {
+        let o = t.run(argv);
+        assert!(o.stdout.is_empty() && err(&o).is_empty(), "-S is silent");
+        code(&o)
+    };
+    t.loaded(0, 1);
+    assert_eq!((st(&["-S"]), st(&["-S", "-l"]), st(&["-l", "-S"]), st(&["-p", "-S"])), (1, 0, 0, 1));
+    t.loaded(1, 0);
+    assert_eq!((st(&["-S"]), st(&["-S", "-l"]), st(&["-s", "-S"]), st(&["-S", "-d"])), (0, 1, 0, 0));
+    t.write("sys/kernel/kexec_loaded", "garbage\n");
+    assert_eq!(st(&["-S", "-l"]), 255);
+}
+
+#[test]
+fn usage_errors_exit_1_with_getopt_messages() {
+    let t = Tree::x86("usage");
+    for (argv, msg) in [
+        (&["--bogus"][..], "unrecognized option '--bogus'"),
+        (&["--load-p"][..], "option '--load-p' is ambiguous; possibilities: '--load-preserve-context' '--load-panic'"),
+        (&["--status=1"][..], "option '--status' doesn't allow an argument"),
+        (&["--mem-max=12k"][..], "Bad option value in --mem-max=12k"),
+        (&["--entry=zz"][..], "Bad option value in --entry=zz"),
+        (&["-t"][..], "option requires an argument -- 't'"),
+    ] {
+        let o = t.run(argv);
+        assert_eq!(code(&o), 1, "{argv:?}");
+        assert!(err(&o).contains(msg), "{argv:?}: {}", err(&o));
+        assert!(out(&o).contains("Usage:"), "usage on stdout");
+    }
+    let o = t.run(&["-?"]);
+    assert_eq!(code(&o), 1);
+    // -h before a bad option wins; after it, the error does.
+    assert_eq!(code(&t.run(&["--help", "--bogus"])), 0);
+    assert_eq!(code(&t.run(&["--bogus", "--help"])), 1);
+    // Unambiguous prefixes and the exact name.
+    let o = t.run(&["--vers"]);
+    assert_eq!(code(&o), 0);
+    assert!(out(&o).starts_with("rkexec "));
+    // Unload with nothing loaded is fine (kdump reload paths).
+    assert_eq!(code(&t.run(&["-u"])), 0);
+}
+
+#[test]
+fn every_kexec_tools_option_is_accepted() {
+    let t = Tree::x86("all-options");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let ks = k.to_str().unwrap();
+    for opt in [
+        "-i",
+        "-x",
+        "-y",
+        "-d",
+        "--mem-min=0x1000000",
+        "--mem-max=0xbfffffff",
+        "--entry=0x1000",
+        "--type=bzImage64",
+        "--serial=ttyS0",
+        "--serial=0x3f8",
+        "--serial-baud=115200",
+        "--console-vga",
+        "--console-serial",
+        "--reset-vga",
+        "--elf32-core-headers",
+        "--elf64-core-headers",
+        "--pass-memmap-cmdline",
+        "--noefi",
+        "--reuse-video-type",
+        "--args-linux",
+        "--args-elf",
+        "--args-none",
+        "--module=mod",
+        "--real-mode",
+        "--entry-32bit",
+        "--no-cma",
+        "--force-dtb",
+        "--ramdisk=/dev/null",
+        "--command-line=x",
+        "--reuse-cmdline",
+        "--kexec-syscall",
+    ] {
+        let o = t.run(&["-l", ks, opt]);
+        // --ramdisk=/dev/null: not a regular file, refused by name (not a usage error).
+        let want = if opt.starts_with("--ramdisk") { 255 } else { 0 };
+        assert_eq!(code(&o), want, "{opt}: {}", err(&o));
+    }
+    // --print-ckr-size: the crash region's size in decimal.
+    let o = t.run(&["--print-ckr-size"]);
+    assert_eq!((code(&o), out(&o).trim()), (0, "268435456"));
+    // Bad x86 serial values: kexec-tools' messages, nothing loaded.
+    let o = t.run(&["-l", ks, "--serial-baud=1234"]);
+    assert_eq!(code(&o), 255);
+    assert!(err(&o).contains("Bad serial port baud rate '1234'") && woulds(&o).is_empty());
+    // Not supported: refused with the reason.
+    for opt in ["--load-preserve-context", "--load-jump-back-helper", "--load-live-update", "--exec-live-update"] {
+        let o = t.run(&[opt, ks]);
+        assert_eq!(code(&o), 1, "{opt}: {}", err(&o));
+        assert!(woulds(&o).is_empty());
+    }
+    let o = t.run(&["-l", ks, "--reuseinitrd"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("didn't retain the initrd"), "{}", err(&o));
+}
+
+#[test]
+fn type_option_selects_the_format() {
+    let t = Tree::x86("type");
+    let k = t.write("vmlinuz", bzimage(4000));
+    assert_eq!(t.plan(&["-l", k.to_str().unwrap(), "-t", "bzImage64"])["kernel"]["format"], "bzImage");
+    let o = t.run(&["-l", k.to_str().unwrap(), "-telf-x86_64"]);
+    assert_eq!(code(&o), 255);
+    assert!(err(&o).contains("--type elf-x86_64: the file is not of that type"), "{}", err(&o));
+    let o = t.run(&["-l", k.to_str().unwrap(), "--type=multiboot-x86"]);
+    assert!(err(&o).contains("multiboot kernels are not supported"), "{}", err(&o));
+}

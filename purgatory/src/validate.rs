@@ -1,0 +1,554 @@
+//! The single gate: [`validate`] decides whether the purgatory may touch
+//! anything a parameter block names. The purgatory calls it before any
+//! page-table, cache or console work; a loader calls the very same function
+//! on the block it is about to load (with the address it plans for the
+//! purgatory), so it refuses before the syscall whatever the purgatory
+//! would refuse. Pure and portable: no memory is read but the block.
+
+use crate::abi::{
+    PurgatoryParams, SegmentDesc, SegmentKind, ARCH_AARCH64, ARCH_RISCV64, ARCH_X86_64, CONSOLE_8250_IO,
+    CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_NONE, CONSOLE_PL011, CONSOLE_SBI, MAX_SEGMENTS, ON_FAILURE_HALT,
+    ON_FAILURE_RESET, PARAMS_MAGIC, PARAMS_VERSION, PARAM_FLAGS_KNOWN, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
+    PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
+};
+use crate::console_lines::param;
+use crate::report::Arg;
+#[cfg(not(target_os = "none"))]
+use crate::report::{fill, Console};
+
+/// A range of physical memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemSpan {
+    pub start: u64,
+    pub len: u64,
+}
+
+impl MemSpan {
+    pub const fn new(start: u64, len: u64) -> Self {
+        Self { start, len }
+    }
+
+    /// One past the last byte, widened so that no span wraps.
+    fn end(self) -> u128 {
+        self.start as u128 + self.len as u128
+    }
+
+    pub fn contains(self, addr: u64) -> bool {
+        addr >= self.start && (addr as u128) < self.end()
+    }
+
+    pub fn overlaps(self, other: MemSpan) -> bool {
+        (self.start as u128) < other.end() && (other.start as u128) < self.end()
+    }
+}
+
+impl From<&SegmentDesc> for MemSpan {
+    fn from(s: &SegmentDesc) -> Self {
+        Self::new(s.mem, s.len)
+    }
+}
+
+/// What a block is checked against besides itself: where the purgatory
+/// runs and what the architecture's boot protocol hands the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rules {
+    /// The purgatory image in memory: load address and the header's
+    /// `mem_size` (code, data, .bss, page tables, stack). No segment may
+    /// overlap it, nor the console.
+    pub own_image: MemSpan,
+    /// The kind of segment `boot_data` must point into: Dtb on aarch64
+    /// (booting.rst: x0) and riscv64 (boot.rst: a1), BootParams on x86_64
+    /// (boot.rst 64-bit protocol: %rsi).
+    pub boot_data_kind: SegmentKind,
+    /// The x86 I/O-port console kind exists on this architecture.
+    pub io_port_console: bool,
+    /// The SBI console kind exists on this architecture (riscv64).
+    pub sbi_console: bool,
+}
+
+impl Rules {
+    pub const fn aarch64(own_image: MemSpan) -> Self {
+        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: false }
+    }
+
+    pub const fn x86_64(own_image: MemSpan) -> Self {
+        Self { own_image, boot_data_kind: SegmentKind::BootParams, io_port_console: true, sbi_console: false }
+    }
+
+    pub const fn riscv64(own_image: MemSpan) -> Self {
+        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: true }
+    }
+
+    /// The rules of the purgatory image whose header says `arch`
+    /// (`ImageHeader::arch`), loaded at `own_image`.
+    pub const fn for_arch(arch: u32, own_image: MemSpan) -> Option<Self> {
+        match arch {
+            ARCH_AARCH64 => Some(Self::aarch64(own_image)),
+            ARCH_X86_64 => Some(Self::x86_64(own_image)),
+            ARCH_RISCV64 => Some(Self::riscv64(own_image)),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with one segment descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentRule {
+    ZeroLength,
+    AtZero,
+    Wraps,
+    TooLong,
+    UnknownKind(u32),
+    UnknownFlags(u32),
+}
+
+/// A parameter block the purgatory refuses to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamError {
+    Magic,
+    Version(u32),
+    /// `size` does not cover the version 1 block.
+    Size(u32),
+    UnknownFlags(u32),
+    TooManySegments(u32),
+    OnFailure(u32),
+    PsciConduit(u32),
+    Segment(usize, SegmentRule),
+    /// Two segments overlap.
+    Overlap(usize, usize),
+    /// A segment overlaps the purgatory's own image.
+    OverlapsImage(usize, MemSpan),
+    /// The kernel entry is not inside a segment of kind Kernel.
+    EntryNotInKernel(u64),
+    /// `boot_data` is not inside a segment of the kind the rules require.
+    BootDataNotInSegment(u64, SegmentKind),
+    /// A console kind that does not exist (here).
+    ConsoleKind(u32),
+    ConsoleBaseZero,
+    /// The console's page (its MMIO base) lies inside a segment.
+    ConsoleInSegment(u64, usize),
+    /// The console's page lies inside the purgatory image.
+    ConsoleInImage(u64),
+    /// An I/O-port console above port 0xffff.
+    ConsolePort(u64),
+}
+
+impl ParamError {
+    /// The `{reason}` of the refusal line: a `console_lines::param`
+    /// template and its arguments (unused ones are empty text).
+    pub fn reason(&self) -> (&'static str, [Arg<'static>; 3]) {
+        let none = Arg::Text("");
+        let d = |v: u64| Arg::Dec(v);
+        let (template, args) = match *self {
+            Self::Magic => (param::MAGIC, [none; 3]),
+            Self::Version(v) => (param::VERSION, [d(v as u64), none, none]),
+            Self::Size(v) => (param::SIZE, [d(v as u64), none, none]),
+            Self::UnknownFlags(f) => (param::FLAGS, [Arg::Hex(f as u64), none, none]),
+            Self::TooManySegments(n) => (param::TOO_MANY_SEGMENTS, [d(n as u64), none, none]),
+            Self::OnFailure(v) => (param::ON_FAILURE, [d(v as u64), none, none]),
+            Self::PsciConduit(v) => (param::PSCI_CONDUIT, [d(v as u64), none, none]),
+            Self::Segment(i, rule) => {
+                let (template, value) = match rule {
+                    SegmentRule::ZeroLength => (param::SEGMENT_ZERO_LENGTH, none),
+                    SegmentRule::AtZero => (param::SEGMENT_AT_ZERO, none),
+                    SegmentRule::Wraps => (param::SEGMENT_WRAPS, none),
+                    SegmentRule::TooLong => (param::SEGMENT_TOO_LONG, none),
+                    SegmentRule::UnknownKind(k) => (param::SEGMENT_KIND, d(k as u64)),
+                    SegmentRule::UnknownFlags(f) => (param::SEGMENT_FLAGS, Arg::Hex(f as u64)),
+                };
+                (template, [d(i as u64), value, none])
+            }
+            Self::Overlap(i, j) => (param::OVERLAP, [d(i as u64), d(j as u64), none]),
+            Self::OverlapsImage(i, img) => {
+                (param::OVERLAPS_IMAGE, [d(i as u64), Arg::Hex(img.start), Arg::Hex(img.len)])
+            }
+            Self::EntryNotInKernel(a) => (param::ENTRY, [Arg::Hex(a), none, none]),
+            Self::BootDataNotInSegment(a, kind) => (param::BOOT_DATA, [Arg::Hex(a), Arg::Text(kind.name()), none]),
+            Self::ConsoleKind(k) => (param::CONSOLE_KIND, [d(k as u64), none, none]),
+            Self::ConsoleBaseZero => (param::CONSOLE_BASE_ZERO, [none; 3]),
+            Self::ConsoleInSegment(b, i) => (param::CONSOLE_IN_SEGMENT, [Arg::Hex(b), d(i as u64), none]),
+            Self::ConsoleInImage(b) => (param::CONSOLE_IN_IMAGE, [Arg::Hex(b), none, none]),
+            Self::ConsolePort(b) => (param::CONSOLE_PORT, [Arg::Hex(b), none, none]),
+        };
+        (template, args)
+    }
+}
+
+/// The reason as text, for loaders (`format!("{e}")`).
+#[cfg(not(target_os = "none"))]
+impl core::fmt::Display for ParamError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Fmt<'a, 'b>(&'a mut core::fmt::Formatter<'b>, core::fmt::Result);
+        impl Console for Fmt<'_, '_> {
+            fn write_bytes(&mut self, bytes: &[u8]) {
+                if self.1.is_ok() {
+                    self.1 = self.0.write_str(core::str::from_utf8(bytes).unwrap_or("?"));
+                }
+            }
+        }
+        let mut out = Fmt(f, Ok(()));
+        let (template, args) = self.reason();
+        fill(&mut out, template, &args);
+        out.1
+    }
+}
+
+/// The page(s) the console UART's registers occupy and the purgatory maps
+/// as Device memory: 4 KiB from `base`, rounded out to pages.
+pub fn console_span(base: u64) -> MemSpan {
+    const PAGE: u64 = 4096;
+    let start = base & !(PAGE - 1);
+    let end = (base as u128 + 2 * PAGE as u128 - 1) & !(PAGE as u128 - 1);
+    MemSpan::new(start, (end - start as u128).min(u64::MAX as u128) as u64)
+}
+
+/// Check the block before touching any memory it names. Every rule the
+/// purgatory enforces on the block is here; see docs/abi.md.
+pub fn validate(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
+    check_header(params)?;
+    check_segments(params, rules)?;
+    kernel_segment(params)?;
+    boot_data_segment(params, rules)?;
+    check_console(params, rules)
+}
+
+/// Magic, version, size, flags, failure policy, segment count.
+fn check_header(params: &PurgatoryParams) -> Result<(), ParamError> {
+    if params.magic != PARAMS_MAGIC {
+        return Err(ParamError::Magic);
+    }
+    if params.version == 0 || params.version > PARAMS_VERSION {
+        return Err(ParamError::Version(params.version));
+    }
+    // `size` is what the loader filled: it must cover every v1 field.
+    if (params.size as usize) < core::mem::size_of::<PurgatoryParams>() {
+        return Err(ParamError::Size(params.size));
+    }
+    if params.flags & !PARAM_FLAGS_KNOWN != 0 {
+        return Err(ParamError::UnknownFlags(params.flags & !PARAM_FLAGS_KNOWN));
+    }
+    if !matches!(params.on_failure, ON_FAILURE_HALT | ON_FAILURE_RESET) {
+        return Err(ParamError::OnFailure(params.on_failure));
+    }
+    if !matches!(params.psci_conduit, PSCI_CONDUIT_NONE | PSCI_CONDUIT_HVC | PSCI_CONDUIT_SMC) {
+        return Err(ParamError::PsciConduit(params.psci_conduit));
+    }
+    if params.nr_segments as usize > MAX_SEGMENTS {
+        return Err(ParamError::TooManySegments(params.nr_segments));
+    }
+    Ok(())
+}
+
+/// Each descriptor on its own, then against the others and the image.
+fn check_segments(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
+    let segs = params.active_segments();
+    for (i, s) in segs.iter().enumerate() {
+        let bad = |rule| Err(ParamError::Segment(i, rule));
+        if s.len == 0 {
+            return bad(SegmentRule::ZeroLength);
+        }
+        if s.mem == 0 {
+            return bad(SegmentRule::AtZero);
+        }
+        if s.mem.checked_add(s.len).is_none() {
+            return bad(SegmentRule::Wraps);
+        }
+        if usize::try_from(s.len).is_err() {
+            return bad(SegmentRule::TooLong);
+        }
+        if SegmentKind::from_raw(s.kind).is_none() {
+            return bad(SegmentRule::UnknownKind(s.kind));
+        }
+        if s.flags & !SEGMENT_FLAG_EXCLUDED != 0 {
+            return bad(SegmentRule::UnknownFlags(s.flags & !SEGMENT_FLAG_EXCLUDED));
+        }
+        for (j, t) in segs.iter().enumerate().take(i) {
+            if MemSpan::from(s).overlaps(MemSpan::from(t)) {
+                return Err(ParamError::Overlap(j, i));
+            }
+        }
+        // The purgatory writes its stack, .bss and page tables: a segment
+        // there would change after (or while) it is verified.
+        if MemSpan::from(s).overlaps(rules.own_image) {
+            return Err(ParamError::OverlapsImage(i, rules.own_image));
+        }
+    }
+    Ok(())
+}
+
+/// The index of the segment holding `addr`.
+fn segment_at(params: &PurgatoryParams, addr: u64) -> Option<usize> {
+    params.active_segments().iter().position(|s| MemSpan::from(s).contains(addr))
+}
+
+fn kind_of(params: &PurgatoryParams, index: usize) -> Option<SegmentKind> {
+    params.active_segments().get(index).and_then(|s| SegmentKind::from_raw(s.kind))
+}
+
+/// The kernel segment, which must hold the entry point.
+pub fn kernel_segment(params: &PurgatoryParams) -> Result<usize, ParamError> {
+    segment_at(params, params.kernel_entry)
+        .filter(|&i| kind_of(params, i) == Some(SegmentKind::Kernel))
+        .ok_or(ParamError::EntryNotInKernel(params.kernel_entry))
+}
+
+/// The segment holding the boot data (None when `boot_data` is 0): one of
+/// the kind the rules require. The patcher writes this segment and no other.
+pub fn boot_data_segment(params: &PurgatoryParams, rules: &Rules) -> Result<Option<usize>, ParamError> {
+    if params.boot_data == 0 {
+        return Ok(None);
+    }
+    segment_at(params, params.boot_data)
+        .filter(|&i| kind_of(params, i) == Some(rules.boot_data_kind))
+        .map(Some)
+        .ok_or(ParamError::BootDataNotInSegment(params.boot_data, rules.boot_data_kind))
+}
+
+/// The console: a kind this architecture has, and a base whose writes can
+/// never change verified memory (outside every segment and the image).
+/// MMIO kinds: PL011, 16550 with 32-bit or 8-bit registers; the I/O-port
+/// kind on x86_64 only; the SBI console on riscv64 only.
+pub fn check_console(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
+    let (kind, base) = (params.console.kind, params.console.base);
+    match kind {
+        CONSOLE_NONE => return Ok(()),
+        CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8 => {}
+        // The SBI console: firmware calls, no address (`base` ignored).
+        CONSOLE_SBI if rules.sbi_console => return Ok(()),
+        CONSOLE_8250_IO if rules.io_port_console => {
+            // An I/O port: not memory, so no segment can hold it.
+            return match base {
+                0 => Err(ParamError::ConsoleBaseZero),
+                0x1..=0xffff => Ok(()),
+                _ => Err(ParamError::ConsolePort(base)),
+            };
+        }
+        _ => return Err(ParamError::ConsoleKind(kind)),
+    }
+    if base == 0 {
+        return Err(ParamError::ConsoleBaseZero);
+    }
+    let page = console_span(base);
+    if let Some(i) = params.active_segments().iter().position(|s| MemSpan::from(s).overlaps(page)) {
+        return Err(ParamError::ConsoleInSegment(base, i));
+    }
+    if page.overlaps(rules.own_image) {
+        return Err(ParamError::ConsoleInImage(base));
+    }
+    Ok(())
+}
+
+/// May the purgatory print on the block's console? Only when the block is
+/// one (magic) and the console passes its own rules: then, and only then,
+/// even a block refused for another reason can say why.
+pub fn console_usable(params: &PurgatoryParams, rules: &Rules) -> bool {
+    params.magic == PARAMS_MAGIC && params.console.kind != CONSOLE_NONE && check_console(params, rules).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{CONSOLE_8250_IO, CONSOLE_PL011, ON_FAILURE_RESET};
+    use crate::verify::tests::{setup, RULES};
+
+    type Edit = fn(&mut PurgatoryParams);
+
+    fn check(edit: Edit, rules: &Rules) -> Result<(), ParamError> {
+        let (mut params, _plat) = setup();
+        edit(&mut params);
+        validate(&params, rules)
+    }
+
+    #[test]
+    fn the_standard_block_is_valid() {
+        assert_eq!(check(|_| {}, &RULES), Ok(()));
+    }
+
+    #[test]
+    fn header_rules() {
+        let cases: [(Edit, ParamError); 9] = [
+            (|p| p.magic = 0, ParamError::Magic),
+            (|p| p.version = 2, ParamError::Version(2)),
+            (|p| p.version = 0, ParamError::Version(0)),
+            (|p| p.size = 100, ParamError::Size(100)),
+            (|p| p.flags = 1 << 30, ParamError::UnknownFlags(1 << 30)),
+            (|p| p.nr_segments = 17, ParamError::TooManySegments(17)),
+            (|p| p.on_failure = 7, ParamError::OnFailure(7)),
+            (|p| p.psci_conduit = 9, ParamError::PsciConduit(9)),
+            (|p| p.nr_segments = u32::MAX, ParamError::TooManySegments(u32::MAX)),
+        ];
+        for (edit, want) in cases {
+            assert_eq!(check(edit, &RULES), Err(want));
+        }
+    }
+
+    #[test]
+    fn segment_rules() {
+        let cases: [(Edit, ParamError); 8] = [
+            (|p| p.segments[1].len = 0, ParamError::Segment(1, SegmentRule::ZeroLength)),
+            (|p| p.segments[1].mem = 0, ParamError::Segment(1, SegmentRule::AtZero)),
+            (|p| p.segments[3].len = u64::MAX, ParamError::Segment(3, SegmentRule::Wraps)),
+            (|p| p.segments[1].kind = 99, ParamError::Segment(1, SegmentRule::UnknownKind(99))),
+            (|p| p.segments[2].flags = 6, ParamError::Segment(2, SegmentRule::UnknownFlags(6))),
+            (|p| p.segments[1].mem = p.segments[0].mem + 1, ParamError::Overlap(0, 1)),
+            (|p| p.segments[3].mem = p.segments[0].mem + 8191, ParamError::Overlap(0, 3)),
+            // Adjacent is fine; one byte into the purgatory is not.
+            (|p| p.segments[1].mem = 0x10_0000 - 0x4e20 + 1, ParamError::OverlapsImage(1, RULES.own_image)),
+        ];
+        for (edit, want) in cases {
+            assert_eq!(check(edit, &RULES), Err(want));
+        }
+        assert_eq!(check(|p| p.segments[1].mem = 0x10_0000 - 0x4e20, &RULES), Ok(()));
+        assert_eq!(check(|p| p.segments[1].mem = 0x12_0000, &RULES), Ok(()));
+        assert_eq!(
+            check(|p| p.segments[1].mem = 0x11_ffff, &RULES),
+            Err(ParamError::OverlapsImage(1, RULES.own_image))
+        );
+    }
+
+    #[test]
+    fn kernel_entry_must_be_in_a_kernel_segment() {
+        assert_eq!(check(|p| p.kernel_entry = p.segments[0].mem + 8191, &RULES), Ok(()));
+        let cases: [Edit; 4] = [
+            |p| p.kernel_entry = 16,
+            |p| p.kernel_entry = p.segments[0].mem + 8192,
+            // Inside a segment, but the initrd's.
+            |p| p.kernel_entry = p.segments[1].mem,
+            |p| p.segments[0].kind = SegmentKind::Other as u32,
+        ];
+        for edit in cases {
+            let (mut params, _plat) = setup();
+            edit(&mut params);
+            assert_eq!(validate(&params, &RULES), Err(ParamError::EntryNotInKernel(params.kernel_entry)));
+        }
+    }
+
+    #[test]
+    fn boot_data_must_be_in_a_segment_of_the_architectures_kind() {
+        assert_eq!(check(|p| p.boot_data = 0, &RULES), Ok(()));
+        assert_eq!(check(|p| p.boot_data = p.segments[2].mem + 4095, &RULES), Ok(()));
+        let (mut params, _plat) = setup();
+        params.boot_data = params.segments[1].mem; // the initrd
+        assert_eq!(
+            validate(&params, &RULES),
+            Err(ParamError::BootDataNotInSegment(params.boot_data, SegmentKind::Dtb))
+        );
+        params.boot_data = params.segments[2].mem + 4096; // one past the DTB
+        assert!(matches!(validate(&params, &RULES), Err(ParamError::BootDataNotInSegment(..))));
+        // x86 wants boot_params there, riscv64 a DTB.
+        let (params, _plat) = setup();
+        let x86 = Rules::x86_64(RULES.own_image);
+        assert_eq!(
+            validate(&params, &x86),
+            Err(ParamError::BootDataNotInSegment(params.boot_data, SegmentKind::BootParams))
+        );
+        assert_eq!(validate(&params, &Rules::riscv64(RULES.own_image)), Ok(()));
+        assert_eq!(boot_data_segment(&params, &RULES), Ok(Some(2)));
+    }
+
+    #[test]
+    fn console_rules() {
+        let x86 = Rules::x86_64(RULES.own_image);
+        let mmio = |p: &mut PurgatoryParams, base| {
+            p.console.kind = CONSOLE_PL011;
+            p.console.base = base;
+        };
+        let (mut params, _plat) = setup();
+        mmio(&mut params, 0x0900_0000);
+        assert_eq!(validate(&params, &RULES), Ok(()));
+        assert!(console_usable(&params, &RULES));
+        // Inside a segment, or close enough that its page is.
+        // (Host heap buffers may share pages: the index is the first
+        // segment the console page overlaps.)
+        for base in [params.segments[1].mem + 0x10, params.segments[3].mem - 0x10] {
+            mmio(&mut params, base);
+            let first = params.segments.iter().position(|s| MemSpan::from(s).overlaps(console_span(base)));
+            assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleInSegment(base, first.unwrap())));
+            assert!(!console_usable(&params, &RULES));
+        }
+        mmio(&mut params, 0x10_0000 + 0x1_f000);
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleInImage(0x11_f000)));
+        mmio(&mut params, 0);
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleBaseZero));
+        params.console.kind = 99;
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(99)));
+        // I/O ports: only where they exist, and 16 bits wide.
+        let (mut params, _plat) = setup();
+        params.segments[2].kind = SegmentKind::BootParams as u32;
+        params.console.kind = CONSOLE_8250_IO;
+        params.console.base = 0x3f8;
+        assert_eq!(validate(&params, &x86), Ok(()));
+        assert_eq!(check_console(&params, &RULES), Err(ParamError::ConsoleKind(CONSOLE_8250_IO)));
+        params.console.base = 0x1_0000;
+        assert_eq!(validate(&params, &x86), Err(ParamError::ConsolePort(0x1_0000)));
+        // 16550 with byte registers: MMIO everywhere; the SBI console:
+        // riscv64 only, whatever the base.
+        let (mut params, _plat) = setup();
+        params.console.kind = crate::abi::CONSOLE_8250_MMIO8;
+        params.console.base = params.segments[1].mem;
+        assert!(matches!(validate(&params, &RULES), Err(ParamError::ConsoleInSegment(..))));
+        params.console.base = 0x1000_0000;
+        assert_eq!(validate(&params, &RULES), Ok(()));
+        params.console.kind = crate::abi::CONSOLE_SBI;
+        params.console.base = 0;
+        assert_eq!(validate(&params, &Rules::riscv64(RULES.own_image)), Ok(()));
+        assert!(console_usable(&params, &Rules::riscv64(RULES.own_image)));
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_SBI)));
+    }
+
+    #[test]
+    fn console_span_covers_the_register_window_rounded_to_pages() {
+        assert_eq!(console_span(0x0900_0000), MemSpan::new(0x0900_0000, 0x1000));
+        assert_eq!(console_span(0x0900_0ff0), MemSpan::new(0x0900_0000, 0x2000));
+        assert_eq!(console_span(u64::MAX - 3), MemSpan::new(!0xfff, 0x2000));
+    }
+
+    #[test]
+    fn a_console_that_passed_its_rules_may_report_other_refusals() {
+        let (mut params, _plat) = setup();
+        params.console.kind = CONSOLE_PL011;
+        params.console.base = 0x0900_0000;
+        params.kernel_entry = 16;
+        assert!(validate(&params, &RULES).is_err());
+        assert!(console_usable(&params, &RULES));
+        // Without the magic nothing in the block is trusted.
+        params.magic = 0;
+        assert!(!console_usable(&params, &RULES));
+        params.magic = crate::abi::PARAMS_MAGIC;
+        params.on_failure = ON_FAILURE_RESET;
+        params.console.kind = 0;
+        assert!(!console_usable(&params, &RULES), "no console, nothing to print on");
+    }
+
+    #[test]
+    fn rules_by_image_arch() {
+        let img = MemSpan::new(0x4000_0000, 0x1_0000);
+        assert_eq!(Rules::for_arch(ARCH_AARCH64, img), Some(Rules::aarch64(img)));
+        assert_eq!(Rules::for_arch(ARCH_X86_64, img).map(|r| r.boot_data_kind), Some(SegmentKind::BootParams));
+        assert_eq!(Rules::for_arch(ARCH_RISCV64, img).map(|r| r.boot_data_kind), Some(SegmentKind::Dtb));
+        assert_eq!(Rules::for_arch(0, img), None);
+    }
+
+    #[test]
+    fn reasons_read_as_text() {
+        let cases = [
+            (ParamError::Version(3), "unsupported version 3"),
+            (ParamError::Segment(2, SegmentRule::UnknownFlags(6)), "segment 2: unknown segment flags 0x6"),
+            (ParamError::Overlap(0, 4), "segments 0 and 4 overlap"),
+            (
+                ParamError::OverlapsImage(1, MemSpan::new(0x4b00_0000, 0x2_6000)),
+                "segment 1 overlaps the purgatory image 0x4b000000+0x26000",
+            ),
+            (ParamError::EntryNotInKernel(0x5000_0000), "kernel entry 0x50000000 is not inside a kernel segment"),
+            (
+                ParamError::BootDataNotInSegment(0x4a00_0000, SegmentKind::BootParams),
+                "boot data 0x4a000000 is not inside a boot-params segment",
+            ),
+            (ParamError::ConsoleInSegment(0x4400_0000, 1), "console page 0x44000000 lies inside segment 1"),
+            (ParamError::ConsolePort(0x10000), "console I/O port 0x10000 is above 0xffff"),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
+    }
+}
