@@ -92,7 +92,7 @@ class CLoaderKind(gcl.KexecKind):
         flags = f" --corrupt-after-digest {corrupt}" if corrupt is not None else ""
         return "\n".join([
             f"do_exec {GUEST_LOADER} --image /kernel2 --initrd /initrd2 --purgatory {GUEST_PURGATORY}{flags} "
-            f'--append="{self.k2_append(run)}"',
+            f'--append="{self.new_append(run)}"',
             "return 1",
         ]) + "\n"
 

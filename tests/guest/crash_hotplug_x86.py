@@ -216,12 +216,12 @@ class HotplugKind(gcl.KdumpKind):
     def scenario(run):
         return BY_NAME[run.cell.param("scenario")]
 
-    def k1_append(self, run):
-        return f"{run.arch.append()} crashkernel={gcl.KDUMP_CRASHKERNEL} memhp_default_state=online"
+    def k1_kind_words(self, run):
+        return f"{super().k1_kind_words(run)} memhp_default_state=online"
 
-    def capture_append(self, run):
+    def new_append(self, run):
         covers = ",".join(f"{a:#x}" for a in (DIMM_START, DIMM_LAST, LOW_CONTROL, STALE_HOLE))
-        return f"{super().capture_append(run)} VMCORE_COVERS={covers}"
+        return f"{super().new_append(run)} VMCORE_COVERS={covers}"
 
     def qemu_opts(self, run):
         return dict(memory=MEMORY, smp=self.scenario(run).smp)
@@ -233,7 +233,7 @@ class HotplugKind(gcl.KdumpKind):
         body = {"memory": MEMORY_BODY, "cpu": CPU_BODY + CPU_WAIT_ONLINE,
                 "cpu-online": CPU_ONLINE_BODY + CPU_WAIT_ONLINE}[sc.hotplug]
         parts = [f"LOADER={run.loader.cmd}", CPU_OFFLINE if sc.hotplug == "cpu-online" else "",
-                 *gs.kdump_prelude(), HEAD, STALE_PROC if sc.stale else "", *self.load_line(run, extra),
+                 *gs.kdump_prelude(), HEAD, STALE_PROC if sc.stale else "", *self.load_lines(run, extra),
                  AFTER_LOAD, body, KLOG,
                  *gs.crash_lines(run.arch, cpu=0 if sc.hotplug == "memory" else 1)]
         s = "\n".join(p.strip("\n") for p in parts if p) + "\n"

@@ -26,6 +26,7 @@ fetches its fixtures and builds its tools from this table, and the grid
 import dataclasses
 import os
 import re
+import struct
 
 # A line that can only come from a freshly booting kernel. With `earlycon`
 # (arm64) / `earlyprintk=serial` (x86) it is printed right at kernel entry.
@@ -122,6 +123,9 @@ class Arch:
     def kernel_payload_size(self, path):
         """Bytes of the kernel file a loader copies into the kernel segment
         (a lower bound of what a verifying purgatory hashes for it)."""
+        with open(path, "rb") as f:
+            if f.read(4) == b"\x7fELF":
+                return elf_load_size(path)
         if self.name == "amd64":
             return bzimage_payload_size(path)
         return os.path.getsize(path)
@@ -137,6 +141,23 @@ def bzimage_payload_size(path):
         return os.path.getsize(path)
     setup_sects = hdr[0x1f1] or 4
     return os.path.getsize(path) - (setup_sects + 1) * 512
+
+
+def elf_load_size(path):
+    """Sum of p_filesz over an ELF64 little-endian file's PT_LOAD headers
+    (ELF gABI: e_phoff at 32, e_phentsize/e_phnum at 54/56; p_filesz at 32)."""
+    with open(path, "rb") as f:
+        eh = f.read(64)
+        phoff, = struct.unpack_from("<Q", eh, 32)
+        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
+        f.seek(phoff)
+        ph = f.read(phentsize * phnum)
+    total = 0
+    for i in range(phnum):
+        p_type, = struct.unpack_from("<I", ph, i * phentsize)
+        if p_type == 1:  # PT_LOAD
+            total += struct.unpack_from("<Q", ph, i * phentsize + 32)[0]
+    return total
 
 
 ARM64_FACTS = (

@@ -63,9 +63,13 @@ class Cell:
     loader: str = None         # always run with this loader (e.g. "rkexec-as-kexec"), whatever --loader says
     default: bool = True       # in the default set
     aliases: tuple = ()        # former names
-    load: str = None           # load command template (None: the kind's)
+    load: str = None           # load command template (None: the kind's), {loader} {kernel} {initrd} {append}
     exec: str = "{loader} -e"  # exec command template
-    kernel2: str = None        # another kernel 2, relative to cache/<arch>/
+    after_load: str = None     # more /cell.sh lines after the load (same placeholders)
+    expect: tuple = ()         # ((regex, why), ...) the transcript must hold
+    k1_extra: str = ""         # more words on kernel 1's command line ({marker} allowed)
+    k2_lacks: tuple = ()       # words (prefixes) the new kernel's command line must not have
+    kernel2: str = None        # another kernel 2, relative to cache/<arch>/ (e.g. "bookworm/vmlinux")
     files: tuple = ()          # extra (src, dest) for kernel 1's initramfs; src relative to the repo
     params: tuple = ()         # kind-specific ((key, value), ...)
 
@@ -84,18 +88,25 @@ class CellRun:
     marker: str
     cache: str
     load_flags: str = ""
-    kernel_path: str = None    # host file behind /kernel2
+    kernel_path: str = None    # host file whose payload the kernel segment holds (the floor of what is hashed)
     initrd_path: str = None    # host file behind the initrd the load names
+    kernel2_file: str = None   # host file put at /kernel2.cell and loaded instead of /kernel2
     adds: tuple = ()           # (src, dest) for the per-cell archive
+    dir: str = None            # the cell's run directory (console log, cell.sh, scratch files)
+    scratch: list = dataclasses.field(default_factory=list)  # files to delete after the run
     extra: dict = dataclasses.field(default_factory=dict)  # what the kind noted while running
+
+    @property
+    def syscall(self):
+        return "file" if self.cell.syscall == "file" or "-s" in self.load_flags.split() else "load"
 
     @property
     def ours(self):
         """Does this load run our purgatory (kexec_load through rkexec)?"""
-        return self.loader.purgatory and self.cell.syscall == "load" and "-s" not in self.load_flags.split()
+        return self.loader.purgatory and self.syscall == "load"
 
     def kernel2_in_guest(self):
-        return "/kernel2.cell" if self.cell.kernel2 else "/kernel2"
+        return "/kernel2.cell" if self.kernel2_file else "/kernel2"
 
 # ---------------------------------------------------------------------------
 # Kinds
@@ -123,10 +134,20 @@ class KexecKind:
         """The loader this cell always runs with (None: the run's --loader)."""
         return images.loader(arch, cell.loader) if cell.loader else None
 
-    def k1_append(self, run):
-        return run.arch.append() + (f" MARKER={run.marker}" if run.cell.reuse_cmdline else "")
+    crash = False              # -p: a capture kernel, -S asks about it
+    load_opt = "-l"
+    initrd_in_guest = "/initrd2"
 
-    def k2_append(self, run):
+    def k1_append(self, run):
+        c = run.cell
+        return " ".join(w for w in (run.arch.append(), self.k1_kind_words(run), c.k1_extra.format(marker=run.marker),
+                                    f"MARKER={run.marker}" if c.reuse_cmdline else "") if w)
+
+    def k1_kind_words(self, run):
+        return ""
+
+    def new_append(self, run):
+        """The new kernel's command line the load gives (--append)."""
         return f"{run.arch.append()} MARKER={run.marker}"
 
     def qemu_opts(self, run):
@@ -135,36 +156,45 @@ class KexecKind:
     def prepare(self, run, images):
         run.initrd_path = images.initrd2(run.arch)
 
-    def load_words(self, run):
-        """(flags, words) of the load: flags before -l, the rest after it."""
-        c = run.cell
+    def fields(self, run):
+        """The placeholders of the cell's templates."""
+        return dict(kernel=run.kernel2_in_guest(), initrd=self.initrd_in_guest,
+                    append=gs.sh_quote(self.new_append(run)))
+
+    def load_and_plan(self, run, extra=""):
+        """(load command, plan command): `plan` with the load's own arguments."""
+        c, f = run.cell, self.fields(run)
+        if c.load:
+            return c.load.format(loader="$LOADER", **f), c.load.format(loader="$LOADER plan", **f)
         flags = (["-s"] if c.syscall == "file" else []) + run.load_flags.split()
-        words = [run.kernel2_in_guest(), "--initrd=/initrd2"]
-        if c.dtb_override:
-            words.append("--dtb=/tmp/k1.dtb")
-        words.append("--reuse-cmdline" if c.reuse_cmdline else f'--append="{self.k2_append(run)}"')
-        return flags, words
+        words = [f["kernel"], f"--initrd={f['initrd']}", *(["--dtb=/tmp/k1.dtb"] if c.dtb_override else []),
+                 "--reuse-cmdline" if c.reuse_cmdline else f"--append={f['append']}", *([extra] if extra else [])]
+        return (" ".join(["$LOADER", *flags, self.load_opt, *words]),
+                " ".join(["$LOADER plan", *flags, self.load_opt, *words]))
+
+    def load_lines(self, run, extra=""):
+        """-S before, the plan, the load, -S after (this image and the other one)."""
+        load, plan = self.load_and_plan(run, extra)
+        return [
+            gs.status_line(run.loader, crash=self.crash, when="before"),
+            gc.plan_line(run.loader, plan),
+            f"timed {load} || {{ echo KEXEC-LOAD-FAILED; return 1; }}",
+            gs.status_line(run.loader, crash=self.crash, when="after"),
+            gs.status_line(run.loader, crash=not self.crash, when="other"),
+            *([run.cell.after_load.format(loader="$LOADER", **self.fields(run))] if run.cell.after_load else []),
+        ]
+
+    def pre_lines(self, run):
+        if not run.cell.dtb_override:
+            return []
+        return ["cat /sys/firmware/fdt >/tmp/k1.dtb || echo 'CELL: cannot copy /sys/firmware/fdt'",
+                'echo "CELL: dtb $(busybox wc -c </tmp/k1.dtb) bytes from /sys/firmware/fdt"']
+
+    def tail_lines(self, run):
+        return ["do_exec " + run.cell.exec.format(loader="$LOADER"), "return 1"]
 
     def script(self, run):
-        c = run.cell
-        lines = [f"LOADER={run.loader.cmd}"]
-        if c.dtb_override:
-            lines += ["cat /sys/firmware/fdt >/tmp/k1.dtb || echo 'CELL: cannot copy /sys/firmware/fdt'",
-                      'echo "CELL: dtb $(busybox wc -c </tmp/k1.dtb) bytes from /sys/firmware/fdt"']
-        flags, words = self.load_words(run)
-        if c.load:
-            load = c.load.format(loader="$LOADER", kernel=run.kernel2_in_guest(), initrd="/initrd2",
-                                 append=gs.sh_quote(self.k2_append(run)))
-        else:
-            load = " ".join(["$LOADER", *flags, "-l", *words])
-        lines += [
-            gs.status_line(run.loader, crash=False, when="before"),
-            gc.plan_line(run.loader, " ".join(flags + words)),
-            f"timed {load} || {{ echo KEXEC-LOAD-FAILED; return 1; }}",
-            gs.status_line(run.loader, crash=False, when="after"),
-            "do_exec " + c.exec.format(loader="$LOADER"),
-            "return 1",
-        ]
+        lines = [f"LOADER={run.loader.cmd}", *self.pre_lines(run), *self.load_lines(run), *self.tail_lines(run)]
         return "\n".join(lines) + "\n"
 
     def stop_re(self):
@@ -203,38 +233,33 @@ class KexecKind:
         gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, run.ours)
         i_ok = gj.init_index(tr, "KERNEL2-INIT-OK", i_boot, "kernel 2")
         info["kernel2_init_s"] = tr.t(i_ok) - tr.t(i_exec)
-        gj.cmdline_step(tr, info, i_ok, run.marker, plan)
+        gj.cmdline_step(tr, info, i_ok, run.marker, plan, lacks=run.cell.k2_lacks)
+        gj.expect_step(tr, bits, run.cell.expect)
         gj.kernels_step(tr, info, bits, arch, run.mode, (0, i_exec), (i_boot, i_ok))
 
 
 class KdumpKind(KexecKind):
     name = "kdump"
 
-    def k1_append(self, run):
-        return f"{run.arch.append()} crashkernel={KDUMP_CRASHKERNEL}"
+    crash = True
+    load_opt = "-p"
+    initrd_in_guest = "/initrd-kdump"
 
-    def capture_append(self, run):
+    def k1_kind_words(self, run):
+        return f"crashkernel={KDUMP_CRASHKERNEL}"
+
+    def new_append(self, run):
         return f"{run.arch.append()} maxcpus=1 MARKER={run.marker}"
 
     def prepare(self, run, images):
         run.initrd_path = images.capture_initrd(run.arch)
         run.adds = ((run.initrd_path, "/initrd-kdump"),)
 
-    def load_line(self, run, extra=""):
-        """The -p load (and the plan line before it)."""
-        flags = run.load_flags.split()
-        words = [run.kernel2_in_guest(), "--initrd=/initrd-kdump", f'--append="{self.capture_append(run)}"']
-        return [
-            gs.status_line(run.loader, crash=True, when="before"),
-            gc.plan_line(run.loader, " ".join(["-p", *words, extra]).strip()),
-            f"timed {' '.join(['$LOADER', *flags, '-p', *words, extra]).rstrip()} "
-            "|| { echo KEXEC-LOAD-FAILED; return 1; }",
-            gs.status_line(run.loader, crash=True, when="after"),
-        ]
+    def pre_lines(self, run):
+        return gs.kdump_prelude()
 
-    def script(self, run):
-        lines = [f"LOADER={run.loader.cmd}", *gs.kdump_prelude(), *self.load_line(run), *gs.crash_lines(run.arch)]
-        return "\n".join(lines) + "\n"
+    def tail_lines(self, run):
+        return gs.crash_lines(run.arch)
 
     def wait(self, run, q, timeout):
         hit = wait_kdump(q, run.arch, timeout)
@@ -296,7 +321,8 @@ class KdumpKind(KexecKind):
         PT_LOADs, default: the plan's), facts."""
         i_ok = gj.init_index(tr, "KDUMP-INIT-OK", i_boot, "the capture kernel")
         info["capture_init_s"] = tr.t(i_ok) - tr.t(i_start)
-        gj.cmdline_step(tr, info, i_ok, run.marker, plan, who="the capture kernel")
+        gj.cmdline_step(tr, info, i_ok, run.marker, plan, who="the capture kernel", lacks=run.cell.k2_lacks)
+        gj.expect_step(tr, bits, run.cell.expect)
         facts, covers = gj.vmcore_step(tr, info, bits, i_ok, info["k1_release"])
         pt_load = plan.pt_load if pt_load is None else pt_load
         if pt_load is not None:
@@ -344,20 +370,20 @@ class LockdownKind(KexecKind):
         (r"LOCKDOWN-MODE .*\[integrity\]", "kernel 1 is not in lockdown=integrity"),
         (r"kexec_load refused by kernel lockdown; falling back to kexec_file_load", "no fallback to kexec_file_load"),
         (r"kexec_file_load failed: .*signature the kernel trusts", "kexec_file_load refusal not explained"),
-        (r"^LOCKDOWN-LOAD-RC=1$", "load did not fail with exit 1"),
+        (r"^LOCKDOWN-LOAD-RC=255$", "load did not fail with exit 255 (kexec-tools' EFAILED)"),
         (r"kexec_load refused by kernel lockdown; unloading with kexec_file_load", "unload did not fall back"),
         (r"^LOCKDOWN-UNLOAD-RC=0$", "unload failed"),
     )
 
-    def k1_append(self, run):
-        return run.arch.append() + " lockdown=integrity"
+    def k1_kind_words(self, run):
+        return "lockdown=integrity"
 
     def script(self, run):
         return "\n".join([
             f"LOADER={run.loader.cmd}",
             "mount -t securityfs none /sys/kernel/security 2>/dev/null",
             'echo "LOCKDOWN-MODE $(cat /sys/kernel/security/lockdown)"',
-            f'$LOADER -l /kernel2 --initrd=/initrd2 --append="{self.k2_append(run)}" 2>&1',
+            f'$LOADER -l /kernel2 --initrd=/initrd2 --append="{self.new_append(run)}" 2>&1',
             'echo "LOCKDOWN-LOAD-RC=$?"',
             '$LOADER -u 2>&1; echo "LOCKDOWN-UNLOAD-RC=$?"',
             gs.status_line(run.loader, crash=False, when="unloaded"),
@@ -415,13 +441,15 @@ def grid():
                                   "sysrq-c, /proc/vmcore", suite=suite, mode=mode.name, smp=2))
     cells += [
         Cell("dtb-override", "arm64", "kexec", "el1, bookworm: --dtb = kernel 1's /sys/firmware/fdt", dtb_override=True),
-        Cell("reuse-cmdline", "arm64", "kexec", "el1, bookworm: marker on kernel 1's cmdline, --reuse-cmdline",
-             reuse_cmdline=True),
+        Cell("reuse-cmdline", "arm64", "kexec", "el1, bookworm: kernel 1 booted with BOOT_IMAGE= and the marker, "
+             "--reuse-cmdline: kernel 2 has the marker, no BOOT_IMAGE=", reuse_cmdline=True,
+             k1_extra="BOOT_IMAGE=/boot/vmlinuz-6.1.0-57-cloud-arm64", k2_lacks=("BOOT_IMAGE=",)),
         Cell("x86-lockdown", "amd64", "lockdown", "q35, bookworm, kernel 1 with lockdown=integrity: kexec_load "
              "refused, fallback to kexec_file_load", loaders=("rkexec",)),
     ]
     former = {"trixie": "el1-trixie", "kdump-el2": "kdump-el2-nvhe", "x86-trixie": "x86-load-trixie"}
-    return [dataclasses.replace(c, aliases=tuple(k for k, v in former.items() if v == c.name)) for c in cells]
+    return [dataclasses.replace(c, aliases=c.aliases + tuple(k for k, v in former.items() if v == c.name))
+            for c in cells]
 
 
 def extra_files(cell):

@@ -12,14 +12,15 @@
    digest_len, sha256, excluded, source}], hashed_bytes, elfcorehdr{addr,
    cpu_notes, pt_load, hotplug}, purgatory, notes). A cell prints it in
    kernel 1 right before the load, with the load's own arguments, as
-   `PLAN-JSON {...}`; plan_facts() turns it into PlanFacts.
+   `PLAN-JSON {...}`; plan_facts() turns it into PlanFacts. A -s load's plan
+   is "rkexec-file-plan/1" (what kexec_file_load gets: fds, cmdline, flags).
 
 3. `-S` / `--status` (kexec-tools, kexec/kexec.c): exit status 1 when the
    kernel is loaded, 0 when not, nothing printed; `-S` asks about the crash
    kernel, `-S -l` about the normal one. Cells ask before the load (not
    loaded) and after it (loaded) and fail on any other answer.
-   RKEXEC_STATUS names the contract rkexec follows today; it becomes
-   "kexec-tools" (one edit) when rkexec adopts it (issue 10).
+   RKEXEC_STATUS names the contract rkexec follows (kexec-tools' since
+   issue 10; "rkexec-legacy" was 0 = loaded, with a sentence).
 """
 import dataclasses
 import json
@@ -29,9 +30,10 @@ import re
 HERE = os.path.dirname(os.path.abspath(__file__))
 PURGATORY_LINES = os.path.join(HERE, "purgatory_lines.json")
 
-PLAN_SCHEMA = "rkexec-plan/1"
+PLAN_SCHEMA = "rkexec-plan/1"           # kexec_load through our purgatory
+FILE_PLAN_SCHEMA = "rkexec-file-plan/1"  # kexec_file_load (-s)
 
-RKEXEC_STATUS = "rkexec-legacy"  # "kexec-tools" once rkexec -S follows kexec-tools (issue 10)
+RKEXEC_STATUS = "kexec-tools"  # rkexec follows kexec-tools' -S since issue 10 ("rkexec-legacy": 0 = loaded, says so)
 
 # ---------------------------------------------------------------------------
 # 1. purgatory console lines
@@ -117,6 +119,7 @@ class PlanFacts:
     cpu_notes: int = None       # elfcorehdr facts (crash plans)
     pt_load: int = None
     cmdline: str = None         # the final command line the new kernel must see
+    cmdline_prefix: str = None  # regex of one word the kernel may put in front (x86 kexec_file crash: elfcorehdr=)
     boot_data_kind: str = None
 
     @property
@@ -124,12 +127,15 @@ class PlanFacts:
         return None if self.segments is None else len(self.segments)
 
 
-def plan_line(loader, plan_args):
-    """/cell.sh line that prints the plan for `plan_args` (the load's own
-    arguments) as one PLAN-JSON line; ':' for loaders without a plan."""
+def plan_line(loader, plan_cmd):
+    """/cell.sh line that prints `plan_cmd --json` (`$LOADER plan` with the
+    load's own arguments) as one PLAN-JSON line; ':' for loaders without a plan."""
     if not loader.plans:
         return ":"
-    return f'echo "PLAN-JSON $($LOADER plan {plan_args} --json 2>&1 | tr -d \'\\n\')"'
+    # stdout only: the JSON is one line there; anything on stderr (progress,
+    # errors) comes as PLAN-STDERR lines after it.
+    return (f'echo "PLAN-JSON $({plan_cmd} --json 2>/tmp/plan.err | tr -d \'\\n\')"; '
+            "sed 's/^/PLAN-STDERR /' /tmp/plan.err")
 
 
 def plan_facts(texts, ctx, crash):
@@ -140,26 +146,48 @@ def plan_facts(texts, ctx, crash):
     hashes at least the kernel payload and the initrd, whatever the plan says."""
     if not ctx.loader.plans:
         return PlanFacts("none")
-    f = _plan_from_json(texts, ctx, crash)
+    p = _plan_json(texts, ctx, crash)
+    if ctx.syscall == "file":
+        return _file_plan(p, crash)
+    f = _plan_facts(p, ctx, crash)
     f.min_hashed = ctx.arch.kernel_payload_size(ctx.kernel_path) + os.path.getsize(ctx.initrd_path)
     return f
 
 
-def _plan_from_json(texts, ctx, crash):
+def _plan_json(texts, ctx, crash):
+    """The PLAN-JSON object, checked for schema, arch and kind."""
     line = next((t for t in texts if t.startswith("PLAN-JSON ")), None)
     if line is None:
         raise ContractError("kernel 1 printed no PLAN-JSON line")
     try:
         p = json.loads(line[len("PLAN-JSON "):])
     except ValueError as e:
-        raise ContractError(f"PLAN-JSON is not one line of JSON ({e}): {line[:200]}") from None
-    if not isinstance(p, dict) or p.get("schema") != PLAN_SCHEMA:
+        err = [t[len("PLAN-STDERR "):] for t in texts if t.startswith("PLAN-STDERR ")]
+        raise ContractError(f"PLAN-JSON is not one line of JSON ({e}): {line[:200]}"
+                            + (f" (plan's stderr: {' | '.join(err)[:300]})" if err else "")) from None
+    schema = FILE_PLAN_SCHEMA if ctx.syscall == "file" else PLAN_SCHEMA
+    if not isinstance(p, dict) or p.get("schema") != schema:
         raise ContractError(f"PLAN-JSON schema is {p.get('schema') if isinstance(p, dict) else p!r}, "
-                            f"expected {PLAN_SCHEMA}")
+                            f"expected {schema}")
     want_kind = "crash" if crash else "kexec"
     if p.get("arch") != ctx.arch.plan_arch or p.get("kind") != want_kind:
         raise ContractError(f"PLAN-JSON is an {p.get('arch')} {p.get('kind')} plan, expected "
                             f"{ctx.arch.plan_arch} {want_kind}")
+    return p
+
+
+def _file_plan(p, crash):
+    """A kexec_file_load plan: the kernel builds the rest; its command line
+    is the plan's, after `elfcorehdr=0x...` on a crash load (x86's bzImage64
+    loader puts it in front, arch/x86/kernel/kexec-bzimage64.c setup_cmdline)."""
+    try:
+        return PlanFacts(FILE_PLAN_SCHEMA, cmdline=p["cmdline"],
+                         cmdline_prefix=r"elfcorehdr=0x[0-9a-f]+" if crash else None)
+    except (KeyError, TypeError) as e:
+        raise ContractError(f"PLAN-JSON ({FILE_PLAN_SCHEMA}) lacks {e}") from None
+
+
+def _plan_facts(p, ctx, crash):
     try:
         segs = [s for s in p["segments"] if s["kind"] != "purgatory"]
         f = PlanFacts(PLAN_SCHEMA, segments=segs)
@@ -173,7 +201,7 @@ def _plan_from_json(texts, ctx, crash):
             core = p["elfcorehdr"]
             f.cpu_notes, f.pt_load = int(core["cpu_notes"]), int(core["pt_load"])
     except (KeyError, TypeError, ValueError) as e:
-        raise ContractError(f"PLAN-JSON lacks {e}: {line[:200]}") from None
+        raise ContractError(f"PLAN-JSON lacks {e}: {json.dumps(p)[:200]}") from None
     if f.boot_data_kind != ctx.arch.boot_data:
         raise ContractError(f"PLAN-JSON boot_data kind {f.boot_data_kind!r}, expected {ctx.arch.boot_data!r}")
     return f

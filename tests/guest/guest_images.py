@@ -153,11 +153,11 @@ def _key(*parts, adds=(), trees=()):
     return h.hexdigest()
 
 
-def build_initrd2(cache, arch):
-    """Kernel 2's initrd: busybox + INIT2."""
+def build_initrd2(cache, arch, init=gs.INIT2, stem="initrd2"):
+    """Kernel 2's initrd: busybox + `init` (INIT2, or a variant of it)."""
     bb = _need(arch.busybox(cache), arch)
-    return _cached(workdir(cache, arch), "initrd2", _key(gs.INIT2, file_hash(bb)),
-                   lambda out: mk.build(out, gs.INIT2, bb, init_path="/init"))
+    return _cached(workdir(cache, arch), stem, _key(init, file_hash(bb)),
+                   lambda out: mk.build(out, init, bb, init_path="/init"))
 
 
 def build_capture_initrd(cache, arch, vmcore_check=None):

@@ -91,21 +91,23 @@ def status_step(tr, info, bits, loader, end=None):
     """The -S answers before (not loaded) and after (loaded) the load."""
     if not loader.has_status:
         return
-    for when, loaded in (("before", False), ("after", True)):
+    for when, loaded in (("before", False), ("after", True), ("other", False)):
         i = tr.find(rf"^KEXEC-STATUS when={when} ", 0, end)
         if i is None:
-            raise Fail(f"no -S answer {when} the load")
+            raise Fail(f"no -S answer {when} the load" if when != "other" else
+                       "no -S answer about the other image (crash for -l, normal for -p) after the load")
         m = re.match(r"KEXEC-STATUS when=\w+ rc=(\d+) out=\[(.*)\]$", tr.T[i].strip())
         if not m:
             raise Fail(f"unreadable status line: {tr.text(i)}")
         rc, out = int(m.group(1)), m.group(2)
         want_rc, silent = gc.status_expected(loader, loaded)
         state = "loaded" if loaded else "not loaded"
+        asked = f"-S {when} the load" if when != "other" else "-S about the other image after the load"
         if rc != want_rc:
-            raise Fail(f"-S {when} the load (kernel {state}) exited {rc}, the {gc.status_contract(loader)} "
+            raise Fail(f"{asked} (kernel {state}) exited {rc}, the {gc.status_contract(loader)} "
                        f"contract says {want_rc} (it printed {out!r})")
         if silent and out:
-            raise Fail(f"-S {when} the load printed {out!r}; the {gc.status_contract(loader)} contract says silent")
+            raise Fail(f"{asked} printed {out!r}; the {gc.status_contract(loader)} contract says silent")
         info[f"status_{when}"] = rc
     bits.append(f"-S {info['status_before']}->{info['status_after']}")
 
@@ -202,15 +204,32 @@ def kernels_step(tr, info, bits, arch, mode, k1, k2, who="kernel 2"):
     bits.append(f"{f1['version']}" + (f" {' '.join(shown)}" if shown else "") + f" -> {who} same")
 
 
-def cmdline_step(tr, info, i_ok, marker, plan, who="kernel 2"):
-    """The command line the new kernel's init read from /proc/cmdline."""
+def cmdline_step(tr, info, i_ok, marker, plan, who="kernel 2", lacks=()):
+    """The command line the new kernel's init read from /proc/cmdline: the
+    marker, the plan's cmdline (after a prefix the kernel may add), none of
+    the `lacks` words."""
     text = tr.T[i_ok]
     words = text.split("cmdline:", 1)[1].split() if "cmdline:" in text else []
     info["k2_cmdline"] = " ".join(words)
     if f"MARKER={marker}" not in words:
         raise Fail(f"{who}'s cmdline lacks MARKER={marker}: {' '.join(words)!r}")
-    if plan.cmdline is not None and words != plan.cmdline.split():
-        raise Fail(f"{who}'s /proc/cmdline is {' '.join(words)!r}, the plan's cmdline is {plan.cmdline!r}")
+    if plan.cmdline is not None:
+        want = plan.cmdline.split()
+        got = words[1:] if plan.cmdline_prefix and words[:1] and re.fullmatch(plan.cmdline_prefix, words[0]) \
+            else words
+        if got != want:
+            raise Fail(f"{who}'s /proc/cmdline is {' '.join(words)!r}, the plan's cmdline is {plan.cmdline!r}")
+    bad = [w for w in words if w.startswith(tuple(lacks))] if lacks else []
+    if bad:
+        raise Fail(f"{who}'s /proc/cmdline still has {' '.join(bad)}")
+
+
+def expect_step(tr, bits, expect):
+    """A cell's own ((regex, why), ...) facts: each must be in the transcript."""
+    for rx, why in expect:
+        tr.need(rx, why)
+    if expect:
+        bits.append(f"{len(expect)} cell fact(s) seen")
 
 # ---------------------------------------------------------------------------
 # crash dumps

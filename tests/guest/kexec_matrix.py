@@ -17,6 +17,7 @@ A cell passes only on what the new kernel and our purgatory printed, judged
 against contracts (guest_contracts: the purgatory's line templates, the
 loader's plan, the -S status rule). Cells, kinds and judges: guest_cells,
 crash_hotplug_x86 (crash hotplug scenarios), c_loader_cells (the C loader),
+dropin_cells (rkexec as /sbin/kexec with callers' argv, UKI, vmlinux ELF),
 guest_judges; host tests of the judges: test_judges.py.
 
     scripts/fetch-fixtures.sh --arch all
@@ -45,6 +46,7 @@ sys.dont_write_bytecode = True  # keep the tree free of __pycache__
 sys.path.insert(0, HERE)
 import c_loader_cells as c_loader  # noqa: E402
 import crash_hotplug_x86 as hotplug  # noqa: E402
+import dropin_cells as dropin  # noqa: E402
 import guest_cells as gcl  # noqa: E402
 import guest_contracts as gc  # noqa: E402
 import guest_images as gi  # noqa: E402
@@ -52,13 +54,13 @@ import qemu_kexec  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript, Verdict  # noqa: E402
 
-KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS}
+KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS, **dropin.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
-COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "c-loader": 20, "lockdown": 15}
+COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15}
 
 
 def all_cells():
-    return gcl.grid() + hotplug.cells() + c_loader.cells()
+    return gcl.grid() + hotplug.cells() + c_loader.cells() + dropin.cells()
 
 
 @dataclasses.dataclass
@@ -95,19 +97,20 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
     Returns a Result."""
     arch = ARCHES[cell.arch]
     kind = KINDS[cell.kind]
-    run = gcl.CellRun(cell, arch, arch.mode(cell.mode), loader, f"{cell.name}-{secrets.token_hex(6)}",
-                      images.cache, load_flags)
     cdir = os.path.join(rundir, f"{loader.name}-{cell.name}")
     os.makedirs(cdir, exist_ok=True)
+    run = gcl.CellRun(cell, arch, arch.mode(cell.mode), loader, f"{cell.name}-{secrets.token_hex(6)}",
+                      images.cache, load_flags, dir=cdir)
     log = os.path.join(cdir, "console.log")
     t0 = time.monotonic()
     kernel, base = images.base(arch, cell.suite, loaders_in_image or (loader,))
     run.kernel_path = kernel
+    if cell.kernel2:
+        run.kernel2_file = run.kernel_path = os.path.join(arch.arch_dir(images.cache), cell.kernel2)
     kind.prepare(run, images)
     adds = run.adds + gcl.extra_files(cell)
-    if cell.kernel2:
-        run.kernel_path = os.path.join(arch.arch_dir(images.cache), cell.kernel2)
-        adds += ((run.kernel_path, "/kernel2.cell"),)
+    if run.kernel2_file:
+        adds += ((run.kernel2_file, "/kernel2.cell"),)
     script = kind.script(run)
     with open(os.path.join(cdir, "cell.sh"), "w") as f:
         f.write(script)
@@ -120,10 +123,11 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
             kind.wait(run, q, timeout)
         except (qemu_kexec.QemuError, qemu_kexec.QmpError, OSError) as e:
             err = f"{type(e).__name__}: {e}"
-    try:
-        os.unlink(initrd)  # tens of MB each; the cached base stays
-    except OSError:
-        pass
+    for p in [initrd, *run.scratch]:  # tens of MB each; the cached base stays
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
     tr = Transcript(list(q.lines))
     v = kind.judge(run, tr)
     if err and not v.ok:

@@ -58,7 +58,7 @@ def plan_json(segs=SEGS, cmdline=K2_CMDLINE, **over):
     return "PLAN-JSON " + json.dumps(p)
 
 
-def kexec_transcript(contract="rkexec-legacy", segs=SEGS, verified=None, k2_el="EL1", cmdline=K2_CMDLINE,
+def kexec_transcript(contract="kexec-tools", segs=SEGS, verified=None, k2_el="EL1", cmdline=K2_CMDLINE,
                      plan="same", status_after=True):
     """An el1 kexec cell's console; plan="same" prints the plan of `segs`."""
     total = sum(n for _, _, n in segs) if verified is None else verified
@@ -66,7 +66,7 @@ def kexec_transcript(contract="rkexec-legacy", segs=SEGS, verified=None, k2_el="
     if plan is not None:
         texts.append(plan_json(segs=segs) if plan == "same" else plan)
     texts += ["KEXEC-LOAD-START rkexec -l /kernel2", "KEXEC-LOAD-DONE rc=0 ns=2736778160",
-              status("after", status_after, contract), "KEXEC-EXEC-START",
+              status("after", status_after, contract), status("other", False, contract), "KEXEC-EXEC-START",
               "[   11.176437] kexec_core: Starting new kernel", "[   11.176900] Bye!",
               "purgatory: aarch64 EL1, image 0xbfa66000, mmu+caches on"]
     texts += [f"purgatory: segment {i} ({k}) {s:#x}+{n:#x} sha256 ok" for i, (k, s, n) in enumerate(segs)]
@@ -194,6 +194,19 @@ class PlanJson(unittest.TestCase):
             self.assertFalse(v.ok, why)
             self.assertIn(why, v.reason)
 
+    def test_file_plan_cmdline_prefix(self):
+        """rkexec-file-plan/1: kexec_file_load's crash cmdline gains elfcorehdr= in front, nothing else."""
+        import guest_judges as gj
+        f = gc._file_plan({"cmdline": K2_CMDLINE}, crash=True)
+        for words, ok in ((f"elfcorehdr=0x72924000 {K2_CMDLINE}", True), (K2_CMDLINE, True),
+                          (f"elfcorehdr=0x72924000 x {K2_CMDLINE}", False), (f"foo=1 {K2_CMDLINE}", False)):
+            tr = Transcript([Line(0.0, f"KDUMP-INIT-OK uptime=1 cmdline: {words}")])
+            try:
+                gj.cmdline_step(tr, {}, 0, MARKER, f)
+                self.assertTrue(ok, words)
+            except gj.Fail:
+                self.assertFalse(ok, words)
+
     def test_plan_line_only_for_rkexec(self):
         self.assertIn("PLAN-JSON", gc.plan_line(RKEXEC, "/kernel2"))
         self.assertEqual(gc.plan_line(gi.Loader("kexec-tools", "kexec"), "/kernel2"), ":")
@@ -208,6 +221,7 @@ class HotplugJudge(unittest.TestCase):
         texts = [*k, "K1-RELEASE=" + cpu, "K1-CRASHKERNEL 2f000000-3effffff : Crash kernel",
                  status("before", False, gc.RKEXEC_STATUS), self.plan(),
                  "KEXEC-LOAD-DONE rc=0 ns=1000", status("after", True, gc.RKEXEC_STATUS),
+                 status("other", False, gc.RKEXEC_STATUS),
                  "K1-CRASH-HOTPLUG memory=1 cpu=1", "K1-READY-CPU", "K1-CPU1-ONLINE online=0-1 crash_notes=1",
                  "K1-KLOG [ 18.2] " + hp.KLOG_MARK, *klog, "KEXEC-CRASH-LOADED 1", "KDUMP-PANIC-START",
                  "[ 20.0] CPU: 1 UID: 0 PID: 1 Comm: sh", "[ 20.1] Kernel panic - not syncing: sysrq triggered crash",
@@ -264,6 +278,8 @@ class CallerArgv(unittest.TestCase):
         self.assertIn("LOADER=/sbin/kexec", script)
         self.assertIn("do_exec $LOADER -e", script)
         self.assertIn("status before $LOADER -S -l", script)
+        self.assertIn("status other $LOADER -S\n", script)
+        self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
 
 
 class Grid(unittest.TestCase):
