@@ -2,13 +2,20 @@
 /*
  * rkexec purgatory ABI, version 1 (image header) / version 1 (parameters).
  *
- * The C mirror of purgatory/src/abi.rs; docs/abi.md is the prose contract.
- * All fields are little-endian. A loader:
- *   1. checks struct rkx_image_header at offset 0 of the flat image;
+ * The C mirror of purgatory/src/abi.rs; docs/abi.md is the prose contract
+ * (its "For loaders" section walks through a kexec_load with this header).
+ * All fields are little-endian and the structures have no padding: on a
+ * little-endian host a loader may memcpy them (the rkx_layout_ok_*
+ * typedefs below check the sizes in C99 too). A loader:
+ *   1. gets the flat image (`rkexec purgatory --arch ARCH --output FILE`)
+ *      and checks struct rkx_image_header at offset 0: magic, abi_version
+ *      1, header_size 96, arch, flags bit 0, image_size = the file's length,
+ *      mem_size >= image_size, entry and parameter block inside the image;
  *   2. copies the image into a buffer, writes struct rkx_params at
- *      header.params_offset;
- *   3. loads it at any 4 KiB-aligned physical address with a segment memsz
- *      of at least header.mem_size (the tail is zero-filled .bss/stack);
+ *      header.params_offset (the rest of params_size stays zero);
+ *   3. loads it as one kexec segment at any 4 KiB-aligned physical address,
+ *      bufsz = image_size, memsz = mem_size rounded up to 4 KiB (kexec_load
+ *      zero-fills past bufsz; _start zeroes .bss again);
  *   4. makes load address + header.entry_offset the kexec entry point.
  */
 #ifndef KEXEC_PURGATORY_H
@@ -40,16 +47,21 @@ struct rkx_image_header {
 	uint64_t entry_offset;   /* entry point, from the load address */
 	uint64_t params_offset;  /* struct rkx_params, from the load address */
 	uint64_t params_size;    /* bytes reserved for it */
-	uint64_t reserved[3];
+	uint64_t reserved[3];     /* zero */
 };
 
 #define RKX_PARAMS_MAGIC         0x50584b52u /* "RKXP" little-endian */
 #define RKX_PARAMS_VERSION       1u
-#define RKX_MAX_SEGMENTS         16u
+#define RKX_MAX_SEGMENTS         16u  /* kexec_load takes 16 with the purgatory's
+                                       * own: list at most 15 there */
 
 /* rkx_params.flags */
-#define RKX_PARAM_REFRESH_SEEDS     (1u << 0)  /* refresh /chosen kaslr-seed, rng-seed */
-#define RKX_PARAM_SET_BOOT_CPU      (1u << 1)  /* set FDT boot_cpuid_phys */
+#define RKX_PARAM_REFRESH_SEEDS     (1u << 0)  /* refresh the loader's /chosen kaslr-seed,
+                                                 * rng-seed (x86: SETUP_RNG_SEED) in place
+                                                 * after hashing; a DTB without /chosen is
+                                                 * then refused */
+#define RKX_PARAM_SET_BOOT_CPU      (1u << 1)  /* set FDT boot_cpuid_phys to the CPU the
+                                                 * purgatory runs on, after hashing */
 #define RKX_PARAM_SKIP_DIGESTS      (1u << 2)  /* kexec-tools -i: bounds/structure checks only */
 #define RKX_PARAM_DEBUG_SOFT_SHA256 (1u << 16) /* never use SHA instructions */
 #define RKX_PARAM_DEBUG_CACHES_OFF  (1u << 17) /* hash with MMU/caches off */
@@ -67,25 +79,32 @@ struct rkx_image_header {
 
 /* rkx_console.kind */
 #define RKX_CONSOLE_NONE         0u
-#define RKX_CONSOLE_PL011        1u
-#define RKX_CONSOLE_8250_MMIO32  2u
-#define RKX_CONSOLE_8250_IO      3u
-#define RKX_CONSOLE_8250_MMIO8   4u  /* 8-bit registers, reg-shift 0 */
-#define RKX_CONSOLE_SBI          5u  /* riscv64: SBI DBCN / legacy putchar */
+/* base is the CPU physical address (after every parent's `ranges`); the
+ * UART must already be set up (no baud/line setting is done); kind 0 means
+ * a silent purgatory, refusals included. */
+#define RKX_CONSOLE_PL011        1u  /* arm,pl011 MMIO */
+#define RKX_CONSOLE_8250_MMIO32  2u  /* 16550, 32-bit registers: reg-shift 2, reg-io-width 4 */
+#define RKX_CONSOLE_8250_IO      3u  /* 16550 at an x86 I/O port (x86_64 only, <= 0xffff) */
+#define RKX_CONSOLE_8250_MMIO8   4u  /* 16550, 8-bit registers: reg-shift 0 */
+#define RKX_CONSOLE_SBI          5u  /* riscv64: SBI DBCN / legacy putchar, base ignored */
 
 /* rkx_params.on_failure */
 #define RKX_ON_FAILURE_HALT      0u
 #define RKX_ON_FAILURE_RESET     1u
 
-/* rkx_params.psci_conduit */
+/* rkx_params.psci_conduit: aarch64's way to reset on failure (the DTB's
+ * /psci/method); used only with RKX_ON_FAILURE_RESET, which without a
+ * conduit says so and halts */
 #define RKX_PSCI_NONE            0u
 #define RKX_PSCI_HVC             1u
 #define RKX_PSCI_SMC             2u
 
 struct rkx_segment {
 	uint64_t mem;            /* physical address */
-	uint64_t len;            /* memsz: bytes past the file data are zero */
-	uint8_t  sha256[32];     /* digest of all len bytes */
+	uint64_t len;            /* bytes from mem the purgatory hashes, inside one
+	                          * loaded kexec segment (<= its memsz; bytes past
+	                          * the segment's bufsz are kexec's zeros) */
+	uint8_t  sha256[32];     /* SHA-256 of those len bytes */
 	uint32_t kind;           /* RKX_KIND_* */
 	uint32_t flags;          /* RKX_SEGMENT_* */
 };
@@ -99,9 +118,12 @@ struct rkx_console {
 struct rkx_params {
 	uint32_t magic;          /* RKX_PARAMS_MAGIC */
 	uint32_t version;        /* RKX_PARAMS_VERSION */
-	uint32_t size;           /* sizeof(struct rkx_params) as the loader knew it */
+	uint32_t size;           /* sizeof(struct rkx_params) as the loader knew it:
+	                          * >= 1024 and <= header.params_size */
 	uint32_t flags;          /* RKX_PARAM_* */
-	uint64_t kernel_entry;   /* physical address jumped to */
+	uint64_t kernel_entry;   /* physical address jumped to, inside a KERNEL
+	                          * segment: aarch64/riscv64 base + text_offset,
+	                          * x86_64 load address + 0x200 */
 	uint64_t boot_data;      /* boot data the kernel receives: DTB on aarch64 (x0)
 	                          * and riscv64 (a1), boot_params on x86_64 (rsi);
 	                          * its kind is the kind of the segment holding it
@@ -120,5 +142,9 @@ _Static_assert(sizeof(struct rkx_image_header) == 96, "rkx_image_header layout")
 _Static_assert(sizeof(struct rkx_segment) == 56, "rkx_segment layout");
 _Static_assert(sizeof(struct rkx_params) == 1024, "rkx_params layout");
 #endif
+/* The same check for C99: a negative array size if the layout drifts. */
+typedef char rkx_layout_ok_header[sizeof(struct rkx_image_header) == 96 ? 1 : -1];
+typedef char rkx_layout_ok_segment[sizeof(struct rkx_segment) == 56 ? 1 : -1];
+typedef char rkx_layout_ok_params[sizeof(struct rkx_params) == 1024 ? 1 : -1];
 
 #endif /* KEXEC_PURGATORY_H */

@@ -7,8 +7,11 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 
 # Rust targets: RUSTUP_AUTO_INSTALL=0 on CI, so add them explicitly.
 log "rustup targets and components"
+# riscv64's guest tools are static glibc binaries (riscv64gc-unknown-linux-gnu):
+# Rust ships no riscv64gc-unknown-linux-musl standard library (.cargo/config.toml).
 rustup target add aarch64-unknown-none x86_64-unknown-none \
-    riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl >/dev/null
+    riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl \
+    riscv64gc-unknown-linux-gnu >/dev/null
 rustup component add rust-src llvm-tools rustfmt clippy >/dev/null
 
 # System packages. --no-install-recommends: a plain install of qemu-system-*
@@ -30,6 +33,9 @@ command -v dtc >/dev/null || need_pkgs+=(device-tree-compiler)
 # examples/c-loader: the C loader, static for the arm64 guests.
 command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu)
 [ -e /usr/aarch64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-arm64-cross)
+# The riscv64 guest tools: the cross gcc links them statically against glibc.
+command -v riscv64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-riscv64-linux-gnu)
+[ -e /usr/riscv64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-riscv64-cross)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -40,11 +40,11 @@ build_host() {
 # `rkexec purgatory --arch aarch64 --output FILE` is on main, this becomes
 # that command.
 flat_purgatory() {
-    local out=$1 newest
-    newest=$(ls -t "$ROOT"/target/*/build/loader-host-*/out/purgatory-aarch64.bin \
-                   "$ROOT"/target/*/*/build/loader-host-*/out/purgatory-aarch64.bin 2>/dev/null | head -1 || true)
-    [ -n "$newest" ] || { echo "c-loader build: no purgatory-aarch64.bin under target/: cargo build -p loader-host first" >&2; exit 2; }
-    cp "$newest" "$out"
+    # The image rkexec embeds, as other loaders get it (docs/abi.md).
+    local out=$1
+    (cd "$ROOT" && cargo run --locked --release -q -p loader-host --bin rkexec -- \
+        purgatory --arch aarch64 --output "$out") \
+        || { echo "c-loader build: rkexec purgatory --arch aarch64 failed" >&2; exit 2; }
     echo "$out"
 }
 

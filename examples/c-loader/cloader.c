@@ -40,10 +40,7 @@
 #error "c-loader writes the purgatory ABI structs as they are in memory: little-endian hosts only"
 #endif
 
-/* The header's _Static_asserts need C11; check the layout in C99 too. */
-typedef char assert_header_size[sizeof(struct rkx_image_header) == 96 ? 1 : -1];
-typedef char assert_segment_size[sizeof(struct rkx_segment) == 56 ? 1 : -1];
-typedef char assert_params_size[sizeof(struct rkx_params) == 1024 ? 1 : -1];
+/* The layout itself is checked by the header (rkx_layout_ok_*, C99 too). */
 
 #if defined(__aarch64__) && defined(__linux__)
 #define CLOADER_CAN_LOAD 1

@@ -1,13 +1,13 @@
 //! The boot protocol shared by the architectures that hand the new kernel a
 //! DTB and load a raw "Image" (arm64 booting.rst, riscv64 boot.rst): the
-//! Image at an aligned base plus text_offset, initrd and elfcorehdr near
-//! it, and the DTB — built from the running one (or --dtb) with the new
-//! command line, initrd, seeds and kdump properties — last. What differs
-//! between those architectures is a [`DtbBoot`] each declares.
+//! Image at an aligned base, initrd and elfcorehdr in a window the kernel
+//! can reach, and the DTB — built from the running one (or --dtb) with the
+//! new command line, initrd, seeds and kdump properties — last. What
+//! differs between those architectures is a [`DtbBoot`] each declares.
 
 use kexec_purgatory::abi::{
-    SegmentKind, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
-    PSCI_CONDUIT_SMC,
+    ConsoleDesc, SegmentKind, CONSOLE_SBI, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC,
+    PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
 };
 
 use crate::arch::Arch;
@@ -22,18 +22,48 @@ use crate::planner::{ArchInput, ArchLayout, PurgatoryWindow};
 use crate::range::{align_down, Range};
 use crate::system::entropy::{random_bytes, EntropyQuality};
 
+/// What the Image header's text_offset means for placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextOffset {
+    /// arm64 booting.rst §4: the Image goes text_offset bytes above a
+    /// `kernel_align` aligned base (the bytes below it stay unused).
+    Lead,
+    /// riscv boot-image-header.rst: text_offset is where firmware puts the
+    /// Image above the start of RAM; kexec loaders align the Image itself
+    /// to it (kexec-tools kexec-image-riscv.c, the kernel's
+    /// arch/riscv/kernel/kexec_image.c): the Image starts at a base aligned
+    /// to the larger of text_offset and `kernel_align`, entry at its first
+    /// byte.
+    Alignment,
+}
+
+/// Where the kernel goes and the window for everything after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The kernel top-down when its header allows any address (bottom-up
+    /// when it asks to be low, and into a crash reservation); the rest in
+    /// the same order, below the end of a window of `size` bytes starting
+    /// at the kernel's base rounded down to `align`.
+    KernelWindow { size: u64, align: u64 },
+    /// The kernel bottom-up; the rest top-down between the kernel's end
+    /// and `linear_map` bytes above the start of the new kernel's RAM
+    /// rounded down to 2 MiB (what it maps linearly, so what it can read
+    /// an initrd from).
+    AboveKernel { linear_map: u64 },
+}
+
 /// An architecture's rules for an Image + DTB boot.
 #[derive(Clone, Copy, Debug)]
 pub struct DtbBoot {
     pub arch: Arch,
-    /// Alignment of the base the Image goes text_offset above.
+    /// Alignment of the kernel's base.
     pub kernel_align: u64,
     /// Why (for the error when no such base is free).
     pub kernel_rule: &'static str,
-    /// Initrd, elfcorehdr, DTB and purgatory go below the end of a window
-    /// of this size starting at the kernel's base rounded down to
-    /// `window_align` (None: anywhere in RAM).
-    pub window: Option<(u64, u64)>,
+    pub text_offset: TextOffset,
+    /// The kernel's order and the window for initrd, elfcorehdr, DTB and
+    /// purgatory.
+    pub placement: Placement,
     pub window_rule: &'static str,
     /// The largest DTB the kernel takes, and where that rule is written.
     pub dtb_max: u64,
@@ -41,28 +71,83 @@ pub struct DtbBoot {
     /// COMMAND_LINE_SIZE, the NUL included.
     pub command_line_size: usize,
     pub command_line_rule: &'static str,
+    /// The purgatory resets through PSCI (the DTB's /psci conduit); false
+    /// where it resets otherwise (riscv64: SBI SRST, docs/abi.md).
+    pub psci: bool,
+    /// When /chosen/stdout-path names no UART the purgatory drives, it
+    /// prints through the SBI console if the command line puts the
+    /// kernel's console there (riscv64 only; `console=hvc0`, `earlycon=sbi`).
+    pub sbi_console: bool,
 }
 
+/// 2 MiB: riscv's `phys_ram_base` is the start of DRAM rounded down to a
+/// PMD (arch/riscv/mm/init.c setup_bootmem).
+const PMD: u64 = 2 << 20;
+
 impl DtbBoot {
-    /// The window for everything after the kernel at `base` (ending at
-    /// `kernel_end`): top-down it may start below the kernel, bottom-up it
-    /// starts above it, as kexec-tools places them.
-    fn window(&self, base: u64, kernel_end: u64, order: Order) -> Range {
-        let (start, end) = match self.window {
-            Some((size, align)) => {
-                let start = align_down(base, align);
-                (start, start.saturating_add(size))
+    /// The order of the kernel and of everything after it.
+    fn orders(&self, anywhere: bool, crashing: bool) -> (Order, Order) {
+        match self.placement {
+            Placement::KernelWindow { .. } => {
+                let o = if !crashing && anywhere { Order::TopDown } else { Order::BottomUp };
+                (o, o)
             }
-            None => (0, u64::MAX),
-        };
-        Range::new(if order == Order::TopDown { start } else { kernel_end }, end)
+            Placement::AboveKernel { .. } => (Order::BottomUp, Order::TopDown),
+        }
+    }
+
+    /// The window for everything after the kernel at `base` (ending at
+    /// `kernel_end`); `ram_start` is the lowest address of the new kernel's
+    /// memory.
+    fn window(&self, base: u64, kernel_end: u64, order: Order, ram_start: u64) -> Range {
+        match self.placement {
+            Placement::KernelWindow { size, align } => {
+                // Top-down it may start below the kernel, bottom-up it
+                // starts above it, as kexec-tools places them.
+                let start = align_down(base, align);
+                Range::new(if order == Order::TopDown { start } else { kernel_end }, start.saturating_add(size))
+            }
+            Placement::AboveKernel { linear_map } => {
+                Range::new(kernel_end, align_down(ram_start, PMD).saturating_add(linear_map))
+            }
+        }
+    }
+
+    /// (lead, alignment) of the kernel's hole for an Image with `text_offset`.
+    fn kernel_hole(&self, text_offset: u64) -> (u64, u64) {
+        match self.text_offset {
+            TextOffset::Lead => (text_offset, self.kernel_align),
+            TextOffset::Alignment => (0, self.kernel_align.max(text_offset)),
+        }
+    }
+}
+
+/// The kernel's console is the SBI one: `console=hvc0` (the SBI hvc
+/// driver, drivers/tty/hvc/hvc_riscv_sbi.c) or `earlycon=sbi`
+/// (drivers/tty/serial/earlycon-riscv-sbi.c), the last console= deciding.
+fn sbi_console_in(cmdline: &str) -> bool {
+    let last_console = cmdline.split_whitespace().rev().find_map(|t| t.strip_prefix("console="));
+    match last_console {
+        Some(c) => c.starts_with("hvc"),
+        None => cmdline.split_whitespace().any(|t| t == "earlycon=sbi"),
     }
 }
 
 /// Place a kernel Image and build its DTB by `rules`.
 pub fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
     let ArchInput {
-        req, sys, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes, ..
+        req,
+        sys,
+        iomem,
+        kernel,
+        kernel_source,
+        initrd,
+        free,
+        crash,
+        mut params,
+        console_given,
+        mut notes,
+        ..
     } = input;
     let Kernel::Image(k) = &kernel.kernel else {
         return Err(PlanError::Internal(format!("{} is not an {} Image", kernel.format, rules.arch)).into());
@@ -127,20 +212,29 @@ pub fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> 
     }
     let mut layout = Layout::new(free);
 
-    // Top-down for a normal load (destination pages are then usually free,
-    // so relocate_kernel copies nothing at reboot); bottom-up into the crash
-    // reservation, and as low as possible when header flags bit 3 says so.
-    let order = if !crashing && k.anywhere { Order::TopDown } else { Order::BottomUp };
+    // arm64: top-down for a normal load (destination pages are then usually
+    // free, so relocate_kernel copies nothing at reboot); bottom-up into the
+    // crash reservation, and as low as possible when header flags bit 3
+    // says so. riscv64: see Placement::AboveKernel.
+    let (kernel_order, order) = rules.orders(k.anywhere, crashing);
+    let (lead, align) = rules.kernel_hole(k.text_offset);
     let kr = layout.add(
         KexecBuf::new(SegmentKind::Kernel, k.data.clone(), kernel_source)
             .memsz(k.mem_size)
-            .lead(k.text_offset)
-            .align(rules.kernel_align)
-            .order(order)
+            .lead(lead)
+            .align(align)
+            .order(kernel_order)
             .window(Range::ALL, rules.kernel_rule),
     )?;
-    let base = kr.start - k.text_offset;
-    let window = rules.window(base, kr.end, order);
+    let base = kr.start - lead;
+    // The new kernel's memory: the crash ranges it is confined to, else
+    // all System RAM.
+    let ram_start = match &crash {
+        Some(c) => c.ranges.iter().map(|r| r.start).min(),
+        None => iomem.system_ram().iter().map(|r| r.start).min(),
+    }
+    .unwrap_or(0);
+    let window = rules.window(base, kr.end, order, ram_start);
     let rule = format!("must lie between {:#x} and {:#x} ({})", window.start, window.end, rules.window_rule);
 
     let mut initrd_range = None;
@@ -183,14 +277,19 @@ pub fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> 
 
     params.flags |= PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
     // The purgatory resets through PSCI where the DTB names its conduit.
-    params.psci_conduit = match facts.psci_method.as_deref() {
-        Some("hvc") => PSCI_CONDUIT_HVC,
-        Some("smc") => PSCI_CONDUIT_SMC,
+    params.psci_conduit = match (rules.psci, facts.psci_method.as_deref()) {
+        (true, Some("hvc")) => PSCI_CONDUIT_HVC,
+        (true, Some("smc")) => PSCI_CONDUIT_SMC,
         _ => PSCI_CONDUIT_NONE,
     };
-    // The console /chosen/stdout-path names, unless --serial chose one.
-    if let (false, Some(c)) = (console_given, facts.console) {
-        params.console = c;
+    // The console /chosen/stdout-path names, unless --serial chose one;
+    // else the SBI console where the kernel's own console is there.
+    if !console_given {
+        if let Some(c) = facts.console {
+            params.console = c;
+        } else if rules.sbi_console && sbi_console_in(&final_cmdline) {
+            params.console = ConsoleDesc { kind: CONSOLE_SBI, reserved: 0, base: 0 };
+        }
     }
 
     Ok(ArchLayout {

@@ -162,8 +162,10 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
 }
 
 /// The kernel's bytes as the kernel's kexec_file loaders take them: a
-/// bzImage (arch/x86/kernel/kexec-bzimage64.c) or an uncompressed arm64
-/// Image (arch/arm64/kernel/kexec_image.c).
+/// bzImage (arch/x86/kernel/kexec-bzimage64.c) or an uncompressed arm64 or
+/// riscv64 Image (arch/arm64/kernel/kexec_image.c,
+/// arch/riscv/kernel/kexec_image.c; trixie's riscv64 kernel has no
+/// kexec_file_load at all).
 fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Result<FileInput, LoadError> {
     let path = req.kernel.display();
     match (&k.kernel, &k.embedded) {
@@ -179,7 +181,7 @@ fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Resu
         }
         (Kernel::BzImage(_), None) => Ok(FileInput::File(req.kernel.clone())),
         (Kernel::Image(i), e) => {
-            if e.is_none() && k.format == "Image" {
+            if e.is_none() && matches!(k.format, "Image" | "riscv64 Image") {
                 return Ok(FileInput::File(req.kernel.clone()));
             }
             let what = match e {
@@ -187,7 +189,8 @@ fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Resu
                 None => format!("{path} ({})", k.format),
             };
             notes.push(format!(
-                "{what} is passed decompressed, in a memfd (arm64 kexec_file_load takes only an Image); a signature on the file does not carry over"
+                "{what} is passed decompressed, in a memfd ({}'s kexec_file_load takes only an Image); a signature on the file does not carry over",
+                k.arch
             ));
             Ok(FileInput::Memory { data: i.data.clone(), source: format!("{what}, decompressed") })
         }

@@ -167,7 +167,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     params.on_failure = req.on_failure.abi();
     let console_given = match &req.serial {
         Some(tty) => {
-            params.console = match (io_port(tty), console::from_sysfs(&sys.sys_root, tty)) {
+            params.console = match (io_port(tty), console::for_tty(&sys.sys_root, tty, arch)) {
                 (Some(port), _) => ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port },
                 (None, Ok(c)) => c,
                 // kexec-tools' x86 --serial names (kexec/arch/x86_64/
@@ -190,6 +190,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     let arch_layout = match arch {
         Arch::Arm64 => arch::arm64::plan(input)?,
         Arch::X86_64 => arch::x86_64::plan(input)?,
+        Arch::Riscv64 => arch::riscv64::plan(input)?,
     };
 
     // 5. The purgatory, digests, the parameter block.

@@ -110,6 +110,7 @@ impl<'a> PurgatoryImage<'a> {
         match arch {
             Arch::Arm64 => Self::aarch64(),
             Arch::X86_64 => Self::x86_64(),
+            Arch::Riscv64 => Self::riscv64(),
         }
     }
 

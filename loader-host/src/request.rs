@@ -63,7 +63,7 @@ pub struct Request {
     pub kernel_type: Option<String>,
     /// Initrds, concatenated in this order.
     pub initrds: Vec<PathBuf>,
-    /// A DTB to hand over instead of the running one (arm64).
+    /// A DTB to hand over instead of the running one (arm64, riscv64).
     pub dtb: Option<PathBuf>,
     pub cmdline: CmdlineChoice,
     /// `--serial TTY`: the purgatory's console (else the boot data's).

@@ -125,3 +125,81 @@ pub const VIRT_1G: &str = "\
   41760000-41c2ffff : reserved
   41c30000-4200ffff : Kernel data
 ";
+
+/// A synthetic riscv64 Image (boot-image-header.rst header, version 0.2,
+/// EFI stub, filler body).
+pub fn riscv_image(text_offset: u64, image_size: u64, body: usize) -> Vec<u8> {
+    crate::image::riscv_image::tests::image(text_offset, image_size, 0, body)
+}
+
+/// A DTB shaped like QEMU virt riscv64's (docs/riscv64.md): 2 address / 2
+/// size cells, no /psci, OpenSBI's /reserved-memory, one hart with a
+/// `riscv,isa` string, `uart0` as a byte-register 16550 at 0x10000000
+/// (no reg-shift/reg-io-width) named by stdout-path, bootargs.
+pub fn riscv_virt_dtb(bootargs: &str) -> Vec<u8> {
+    let mut w = vm_fdt::FdtWriter::new().unwrap();
+    let root = w.begin_node("").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_string("compatible", "riscv-virtio").unwrap();
+    let rsv = w.begin_node("reserved-memory").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_null("ranges").unwrap();
+    let m = w.begin_node("mmode_resv0@80000000").unwrap();
+    w.property_array_u64("reg", &[0x8000_0000, 0x8_0000]).unwrap();
+    w.end_node(m).unwrap();
+    w.end_node(rsv).unwrap();
+    let chosen = w.begin_node("chosen").unwrap();
+    w.property_string("bootargs", bootargs).unwrap();
+    w.property_string("stdout-path", "/soc/serial@10000000").unwrap();
+    w.end_node(chosen).unwrap();
+    let cpus = w.begin_node("cpus").unwrap();
+    w.property_u32("#address-cells", 1).unwrap();
+    w.property_u32("#size-cells", 0).unwrap();
+    w.property_u32("timebase-frequency", 10_000_000).unwrap();
+    let cpu = w.begin_node("cpu@0").unwrap();
+    w.property_string("device_type", "cpu").unwrap();
+    w.property_u32("reg", 0).unwrap();
+    w.property_string("compatible", "riscv").unwrap();
+    w.property_string("riscv,isa", "rv64imafdch_zicsr_zifencei_zihintpause_zba_zbb_zbc_zbs_sstc").unwrap();
+    w.end_node(cpu).unwrap();
+    w.end_node(cpus).unwrap();
+    let soc = w.begin_node("soc").unwrap();
+    w.property_u32("#address-cells", 2).unwrap();
+    w.property_u32("#size-cells", 2).unwrap();
+    w.property_string("compatible", "simple-bus").unwrap();
+    w.property_null("ranges").unwrap();
+    let uart = w.begin_node("serial@10000000").unwrap();
+    w.property_string("compatible", "ns16550a").unwrap();
+    w.property_array_u64("reg", &[0x1000_0000, 0x100]).unwrap();
+    w.end_node(uart).unwrap();
+    w.end_node(soc).unwrap();
+    w.end_node(root).unwrap();
+    w.finish().unwrap()
+}
+
+/// A tree for riscv64 tests: `iomem`, a QEMU virt riscv64 DTB, a command
+/// line.
+pub fn riscv_tree(name: &str, iomem: &str) -> Tree {
+    let t = Tree::new(name);
+    t.iomem(iomem).cmdline("BOOT_IMAGE=/vmlinux console=ttyS0 root=/dev/vda crashkernel=256M");
+    t.fdt(&riscv_virt_dtb("console=ttyS0 root=/dev/vda"));
+    t
+}
+
+/// QEMU virt riscv64 with 1 GiB at 0x80000000 (the shape of trixie's
+/// 6.12 /proc/iomem: OpenSBI's reservation, "Kernel image" and its parts).
+pub const RISCV_VIRT_1G: &str = "\
+10000000-100000ff : serial
+80000000-bfffffff : System RAM
+  80000000-8007ffff : Reserved
+  80200000-80201fff : Reserved
+  80202000-8206b3f7 : Kernel image
+    80202000-80c8332f : Kernel code
+    81200000-81bfffff : Kernel rodata
+    81e00000-81fb95ff : Kernel data
+    81fba000-8206b3f7 : Kernel bss
+  8206b3f8-821fffff : Reserved
+  bfe00000-bfe01fff : Reserved
+";

@@ -13,10 +13,12 @@
 //!   other /proc/iomem range, none at address 0,
 //! - the hand-off: the entry is the purgatory's, its segment holds its
 //!   whole footprint (entries, boot data and the footprint's overlaps are
-//!   the purgatory's own rules, checked by its code above).
+//!   the purgatory's own rules, checked by its code above), and on riscv64
+//!   no segment before the DTB that the kernel would take for it.
 
 use kexec_purgatory::abi::{SegmentKind, MAX_SEGMENTS};
 
+use crate::dtb::header_check::{self, FDT_HEADER_SIZE};
 use crate::plan::{LoadKind, Plan, PlanError};
 use crate::purgatory_image::PurgatoryImage;
 use crate::range::{Range, PAGE};
@@ -125,7 +127,38 @@ fn handoff(plan: &Plan, purgatory: &PurgatoryImage) -> Result<(), PlanError> {
     if purg.memsz < purgatory.header.mem_size {
         return Err(refuse("the purgatory segment is smaller than the image's mem_size"));
     }
+    if plan.arch.kernel_takes_first_fdt() {
+        first_fdt_is_the_dtb(plan)?;
+    }
     Ok(())
+}
+
+/// riscv's machine_kexec_prepare() walks the segments in order and takes
+/// the first whose memsz exceeds `sizeof(struct fdt_header)` and whose
+/// first 40 bytes pass fdt_check_header() as the FDT it enters the next
+/// image with (a1); with none it refuses the load ("Device tree not
+/// included in the provided image"). That segment must be the DTB the
+/// purgatory is told to hand over.
+fn first_fdt_is_the_dtb(plan: &Plan) -> Result<(), PlanError> {
+    let first = plan
+        .segments
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.memsz > FDT_HEADER_SIZE as u64 && header_check::passes(&s.data));
+    match first {
+        None => Err(refuse(format!(
+            "no segment passes fdt_check_header(): {}'s machine_kexec_prepare() would refuse the load (\"Device tree not included in the provided image\")",
+            plan.arch
+        ))),
+        Some((_, s)) if s.kind == Some(SegmentKind::Dtb) && s.mem == plan.boot_data.addr => Ok(()),
+        Some((i, s)) => Err(refuse(format!(
+            "segment {i} ({}) at {:#x} starts like an FDT and comes before the DTB {:#x}: {}'s machine_kexec_prepare() takes the first such segment as the device tree",
+            s.kind_name(),
+            s.mem,
+            plan.boot_data.addr,
+            plan.arch
+        ))),
+    }
 }
 
 /// What the purgatory reads or writes, as it will find it: segment copies
@@ -339,5 +372,28 @@ mod tests {
         // A segment whose digest the block does not carry.
         let e = refused(|p| p.segments[0].sha256[0] ^= 1);
         assert!(e.contains("does not describe segment 0"), "{e}");
+    }
+
+    #[test]
+    fn riscv_kernels_must_find_our_dtb_first() {
+        use crate::testing::{riscv_image, riscv_tree, RISCV_VIRT_1G};
+        let t = riscv_tree("validate-rv", RISCV_VIRT_1G);
+        let req = Request::new(t.write("Image", riscv_image(0x20_0000, 4 << 20, 4096)));
+        let p = crate::planner::plan(&req, &t.sys()).unwrap();
+        let purg = PurgatoryImage::riscv64().unwrap();
+        let iomem = Iomem::parse(RISCV_VIRT_1G).unwrap();
+        plan(&p, &purg, &iomem).unwrap();
+        // The DTB damaged: the kernel would find no device tree at all.
+        let mut q = p.clone();
+        let mut d = q.segments[1].data.to_vec();
+        d[4..8].copy_from_slice(&0x10u32.to_be_bytes()); // totalsize below the header
+        q.segments[1].data = Blob::new(d);
+        let e = plan(&q, &purg, &iomem).unwrap_err().to_string();
+        assert!(e.contains("no segment passes fdt_check_header()"), "{e}");
+        // The boot data naming another address than the FDT the kernel takes.
+        let mut q = p.clone();
+        q.boot_data.addr += 8;
+        let e = plan(&q, &purg, &iomem).unwrap_err().to_string();
+        assert!(e.contains("segment 1 (dtb)") && e.contains("starts like an FDT and comes before the DTB"), "{e}");
     }
 }

@@ -260,3 +260,41 @@ fn man_page_and_completions_come_from_the_option_table() {
     let o = rkexec(&["--completions=tcsh"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
+
+#[test]
+fn purgatory_images_are_written_for_other_loaders() {
+    let dir = tmp("purgatory");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_rkexec")).args(args).output().expect("run rkexec");
+    let info = run(&["purgatory", "--info"]);
+    assert!(info.status.success(), "{}", stderr(&info));
+    let text = String::from_utf8(info.stdout).unwrap();
+    for arch in ["aarch64", "x86_64", "riscv64"] {
+        assert!(text.contains(&format!("arch {arch}\nabi_version 1\nheader_size 96\n")), "{text}");
+    }
+    for (arch, flat, elf) in [
+        ("aarch64", loader_host::purgatory_image::AARCH64_FLAT, loader_host::purgatory_image::AARCH64_ELF),
+        ("x86_64", loader_host::purgatory_image::X86_64_FLAT, loader_host::purgatory_image::X86_64_ELF),
+        ("riscv64", loader_host::purgatory_image::RISCV64_FLAT, loader_host::purgatory_image::RISCV64_ELF),
+    ] {
+        let out = dir.join(format!("p-{arch}"));
+        let o = run(&["purgatory", "--arch", arch, "--output", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&out).unwrap(), flat, "{arch} flat image");
+        let o = run(&["purgatory", "--arch", arch, "--elf", "--output", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&out).unwrap(), elf, "{arch} ELF");
+        let sha = loader_host::digest::padded(flat, flat.len() as u64);
+        let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(text.contains(&format!("sha256 {hex}\n")), "{arch}: {text}");
+    }
+    let o = run(&["purgatory", "--arch", "sparc", "--output", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("invalid value 'sparc'"), "{}", stderr(&o));
+    let o = run(&["purgatory"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("give --arch"), "{}", stderr(&o));
+    let o = run(&["purgatory", "--arch", "aarch64", "--output", dir.join("no/such/dir/x").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(255));
+    assert!(stderr(&o).contains("No such file"), "{}", stderr(&o));
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,6 +1,8 @@
 //! `rkexec plan` on the real Debian kernels the guest tier boots (arm64
-//! Image and amd64 bzImage, bookworm and trixie), against fixture /proc and
-//! /sys trees. They need `scripts/fetch-fixtures.sh` to have filled the
+//! Image and amd64 bzImage, bookworm and trixie; riscv64 Image, trixie),
+//! against fixture /proc and /sys trees (virt-riscv64: what trixie's
+//! kernel showed under QEMU virt with 2 GiB and crashkernel=256M,
+//! tests/guest/riscv64_probe.py). They need `scripts/fetch-fixtures.sh` to have filled the
 //! cache, so they are `#[ignore]`d in a plain `cargo test` (reported as
 //! ignored, never as passed) and run by scripts/test.sh with `--ignored`
 //! after the fetch; there, a missing kernel fails.
@@ -92,4 +94,47 @@ fn amd64_bookworm_bzimage_plans() {
 #[ignore = "needs the Debian kernels in cache/: scripts/test.sh runs it with --ignored after fetching them"]
 fn amd64_trixie_bzimage_plans() {
     amd64("trixie");
+}
+
+const RISCV64: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-riscv64");
+
+#[test]
+#[ignore = "needs the Debian kernels in cache/: scripts/test.sh runs it with --ignored after fetching them"]
+fn riscv64_trixie_image_plans() {
+    // Debian ships it as /boot/vmlinux-*: an Image with an EFI stub.
+    let k = kernel("riscv64", "trixie", "vmlinuz");
+    let (proc_root, sys_root) = (format!("{RISCV64}/proc"), format!("{RISCV64}/sys"));
+    let v = plan(&[k.to_str().unwrap()], &proc_root, &sys_root);
+    assert_eq!((v["arch"].as_str(), v["kernel"]["format"].as_str()), (Some("riscv64"), Some("riscv64 Image")));
+    let seg = &v["segments"][0];
+    let size = std::fs::metadata(&k).unwrap().len();
+    let start = seg["start"].as_u64().unwrap();
+    assert_eq!(seg["bufsz"], size);
+    assert_eq!(seg["memsz"], 0x1e6_c000, "image_size (bss included)");
+    assert_eq!(start % (2 << 20), 0, "boot.rst: a 2 MiB boundary");
+    assert_eq!(v["kernel_entry"], start, "entered at the Image's first byte");
+    assert_eq!(start, 0x8220_0000, "the first 2 MiB boundary above the running kernel's reservations");
+    let kernel_end = start + 0x1e6_c000;
+    let segs = v["segments"].as_array().unwrap();
+    for s in &segs[1..] {
+        assert!(s["start"].as_u64().unwrap() >= kernel_end, "above the kernel: {s}");
+    }
+    assert_eq!(v["boot_data"]["kind"], "dtb");
+    assert_eq!(v["cmdline"], "console=ttyS0 crashkernel=256M", "the DTB's bootargs kept");
+
+    // The capture kernel: inside the crash range, --hotplug refused.
+    let v = plan(&["-p", k.to_str().unwrap(), "--reuse-cmdline"], &proc_root, &sys_root);
+    let crash = 0xebc0_0000..0xfbc0_0000u64;
+    for s in v["segments"].as_array().unwrap() {
+        let (a, n) = (s["start"].as_u64().unwrap(), s["memsz"].as_u64().unwrap());
+        assert!(crash.contains(&a) && a + n <= crash.end, "outside the Crash kernel range: {s}");
+    }
+    assert_eq!(v["cmdline"], "console=ttyS0 rdinit=/init", "crashkernel= dropped");
+    let o = Command::new(env!("CARGO_BIN_EXE_rkexec"))
+        .args(["plan", "-p", "--hotplug", k.to_str().unwrap(), "--proc-root", &proc_root, "--sys-root", &sys_root])
+        .output()
+        .expect("run rkexec");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(255), "refused as kexec-tools' EFAILED: {err}");
+    assert!(err.contains("--hotplug: riscv64 has no crash hotplug"), "{err}");
 }

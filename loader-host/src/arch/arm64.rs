@@ -5,8 +5,8 @@
 
 use crate::arch::Arch;
 use crate::crash::elfcore::EM_AARCH64;
-use crate::crash::{CrashPlacement, CrashPolicy};
-use crate::dtb_boot::{self, DtbBoot};
+use crate::crash::CrashPolicy;
+use crate::dtb_boot::{self, DtbBoot, Placement, TextOffset};
 use crate::error::LoadError;
 use crate::planner::{ArchInput, ArchLayout};
 
@@ -33,7 +33,8 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     skip_low_1m: false,
     dump_driver_managed: false,
     kernel_text: false,
-    placement: CrashPlacement::AllRanges,
+    no_hotplug: None,
+    skip_firmware_protected: false,
 };
 
 /// booting.rst's rules as the shared Image + DTB flow takes them.
@@ -41,12 +42,15 @@ pub const BOOT: DtbBoot = DtbBoot {
     arch: Arch::Arm64,
     kernel_align: KERNEL_ALIGN,
     kernel_rule: "needs a 2 MiB aligned base with text_offset + image_size bytes free (booting.rst §4)",
-    window: Some((WINDOW, GIB)),
+    text_offset: TextOffset::Lead,
+    placement: Placement::KernelWindow { size: WINDOW, align: GIB },
     window_rule: "the kernel's 32 GiB window, kexec-tools' arm64 rule",
     dtb_max: DTB_MAX,
     dtb_rule: "booting.rst §2",
     command_line_size: COMMAND_LINE_SIZE,
     command_line_rule: "arm64's COMMAND_LINE_SIZE (2048 with the NUL, arch/arm64/include/uapi/asm/setup.h)",
+    psci: true,
+    sbi_console: false,
 };
 
 /// Place an arm64 kernel and build its DTB.

@@ -15,6 +15,7 @@ const ET_CORE: u16 = 4;
 /// ELF e_machine values (ELF gABI; the kernel's include/uapi/linux/elf-em.h).
 pub const EM_AARCH64: u16 = 183;
 pub const EM_X86_64: u16 = 62;
+pub const EM_RISCV: u16 = 243;
 
 /// What goes into the header.
 #[derive(Debug, Clone, PartialEq, Eq)]

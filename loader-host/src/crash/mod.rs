@@ -17,17 +17,6 @@ use crate::system::{kcore, SystemSources};
 
 use self::elfcore::{CoreLayout, ElfCoreError};
 
-/// Which crash ranges receive the capture kernel's segments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrashPlacement {
-    /// Any "Crash kernel" range.
-    AllRanges,
-    /// Only the highest one (x86: kernel/kexec_core.c
-    /// sanity_check_segment_list accepts only crashk_res for KEXEC_ON_CRASH;
-    /// a crashkernel=,low range is crashk_low_res).
-    Highest,
-}
-
 /// How an architecture's kernel builds its own elfcorehdr, which ours
 /// follows (kernel/crash_core.c crash_prepare_elf64_headers and the arch's
 /// crash.c).
@@ -42,7 +31,15 @@ pub struct CrashPolicy {
     pub dump_driver_managed: bool,
     /// x86: the kernel text mapping is the first PT_LOAD.
     pub kernel_text: bool,
-    pub placement: CrashPlacement,
+    /// Why the kernel cannot rewrite the elfcorehdr after load, when it
+    /// cannot (`--hotplug` is then refused); None where crash hotplug
+    /// exists (kernel/crash_core.c, ARCH_SUPPORTS_CRASH_HOTPLUG).
+    pub no_hotplug: Option<&'static str>,
+    /// riscv: leave out of the dump the memory M-mode firmware protects
+    /// from S-mode (the running DTB's OpenSBI /reserved-memory/mmode_resv*
+    /// nodes, `dtb::handover::firmware_protected`): the capture kernel
+    /// cannot read it.
+    pub skip_firmware_protected: bool,
 }
 
 /// What a crash load needs from the running system.
@@ -72,6 +69,13 @@ pub enum CrashError {
     NoCrashKernel(PathBuf),
     Notes(CrashNotesError),
     ElfCore(ElfCoreError),
+    /// `--hotplug` on an architecture without crash hotplug.
+    NoHotplug(&'static str),
+    /// The running DTB could not be read for the firmware's protected memory.
+    FirmwareFdt {
+        path: PathBuf,
+        why: String,
+    },
     /// The kernel's hotplug size is smaller than the header we built.
     TooSmall {
         needed: u64,
@@ -87,6 +91,10 @@ impl fmt::Display for CrashError {
                 "{}: no \"Crash kernel\" range: boot the running kernel with crashkernel=256M (or larger) to load a crash kernel",
                 p.display()
             ),
+            Self::NoHotplug(why) => write!(f, "--hotplug: {why}; load the crash kernel without --hotplug"),
+            Self::FirmwareFdt { path, why } => {
+                write!(f, "{}: {why} (read for the memory M-mode firmware protects, left out of the dump)", path.display())
+            }
             Self::Notes(e) => write!(f, "{e}"),
             Self::ElfCore(e) => write!(f, "{e}"),
             Self::TooSmall { needed, available } => write!(
@@ -99,6 +107,19 @@ impl fmt::Display for CrashError {
 
 impl std::error::Error for CrashError {}
 
+/// The memory the running machine's M-mode firmware protects, from
+/// /sys/firmware/fdt (none without one: no DT, no such firmware map).
+fn firmware_protected(sys: &SystemSources) -> Result<Vec<Range>, CrashError> {
+    let path = sys.fdt_path();
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |why: String| CrashError::FirmwareFdt { path: path.clone(), why };
+    // arch/riscv/include/asm/pgtable.h MAX_FDT_SIZE: 2 MiB.
+    let blob = crate::system::read_bounded(&path, 2 << 20).map_err(|e| err(e.why))?;
+    crate::dtb::handover::firmware_protected(&blob).map_err(|e| err(e.to_string()))
+}
+
 /// The crash ranges, the placement memory and the elfcorehdr.
 pub fn prepare(
     sys: &SystemSources,
@@ -106,14 +127,16 @@ pub fn prepare(
     policy: &CrashPolicy,
     opts: CrashOptions,
 ) -> Result<CrashSetup, CrashError> {
-    let ranges = iomem.crash_kernel();
-    let Some(highest) = ranges.iter().max_by_key(|r| r.start).copied() else {
-        return Err(CrashError::NoCrashKernel(sys.iomem_path()));
-    };
-    let mut free = iomem.crash_usable();
-    if policy.placement == CrashPlacement::Highest {
-        free.clip(highest);
+    if let (true, Some(why)) = (opts.hotplug, policy.no_hotplug) {
+        return Err(CrashError::NoHotplug(why));
     }
+    let ranges = iomem.crash_kernel();
+    if ranges.is_empty() {
+        return Err(CrashError::NoCrashKernel(sys.iomem_path()));
+    }
+    // Segments only in crashk_res (Iomem::crash_usable); the capture
+    // kernel may still use every range.
+    let free = iomem.crash_usable();
     // What to dump: RAM minus the crash ranges (and per policy).
     let mut ram = iomem.system_ram();
     if policy.dump_driver_managed {
@@ -125,6 +148,13 @@ pub fn prepare(
     }
     for r in &ranges {
         ram.remove(*r);
+    }
+    let mut firmware = Vec::new();
+    if policy.skip_firmware_protected {
+        firmware = firmware_protected(sys)?;
+        for r in &firmware {
+            ram.remove(*r);
+        }
     }
     let ram = ram.ranges().to_vec();
     let kcore_path = sys.kcore_path();
@@ -147,11 +177,16 @@ pub fn prepare(
         header.len() as u64
     };
     let note = format!(
-        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus {}the Crash kernel ranges)",
+        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus {}the Crash kernel ranges{})",
         layout.cpu_notes.len(),
         layout.loads(),
         if layout.kernel_text.is_some() { "kernel text, " } else { "" },
         if policy.skip_low_1m { "the low 1 MiB and " } else { "" },
+        if firmware.is_empty() {
+            String::new()
+        } else {
+            format!(" and {} firmware-protected range(s)", firmware.len())
+        },
     );
     Ok(CrashSetup {
         free,

@@ -438,6 +438,41 @@ impl DtbEditor {
             .ok_or_else(|| bad_value(path, "reg", format!("{} bytes is shorter than one {n}-cell address", v.len())))
     }
 
+    /// The names of the children of the node at `path` (none if it does
+    /// not exist).
+    pub fn child_names(&self, path: &str) -> Result<Vec<String>, DtbEditError> {
+        Ok(self.node(path)?.map(|n| n.children().map(|c| c.name().to_string()).collect()).unwrap_or_default())
+    }
+
+    /// Every (address, size) pair of the node's `reg`, in its parent's
+    /// #address-cells / #size-cells (devicetree spec §2.3.6).
+    pub fn reg_ranges(&self, path: &str) -> Result<Vec<Range>, DtbEditError> {
+        let parts = components(path)?;
+        let Some((_, parent)) = parts.split_last() else {
+            return Err(DtbEditError::BadPath { path: path.to_string() });
+        };
+        let cells = self.cells(&format!("/{}", parent.join("/")))?;
+        let (a, s) = (cells.address as usize * 4, cells.size as usize * 4);
+        if !(4..=8).contains(&a) || s > 8 {
+            return Err(bad_value(path, "reg", format!("#address-cells {} / #size-cells {}", a / 4, s / 4)));
+        }
+        let node = self.node(path)?.ok_or_else(|| DtbEditError::NoNode { path: path.to_string() })?;
+        let Some(reg) = node.property("reg") else { return Ok(Vec::new()) };
+        let v = reg.value();
+        if v.len() % (a + s) != 0 {
+            return Err(bad_value(path, "reg", format!("{} bytes is not a list of {}-byte entries", v.len(), a + s)));
+        }
+        let mut out = Vec::new();
+        for e in v.chunks_exact(a + s) {
+            let base = read_cells(&e[..a]).unwrap_or(0);
+            let size = if s == 0 { 0 } else { read_cells(&e[a..]).unwrap_or(0) };
+            let r = Range::checked(base, size)
+                .ok_or_else(|| bad_value(path, "reg", format!("{base:#x} + {size:#x} wraps the address space")))?;
+            out.push(r);
+        }
+        Ok(out)
+    }
+
     /// Serialise with dtoolkit, carry `boot_cpuid_phys` over, and append
     /// `padding` bytes of free space (rounded so the blob stays a multiple
     /// of 8 bytes). devicetree spec §5.2: totalsize "shall encompass all

@@ -3,7 +3,7 @@
 //! to it (command line, initrd, seeds, crash properties, user edits).
 //! Built on `dtb_edit::DtbEditor`.
 
-use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_PL011};
+use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
 
 use super::edit::{DtbEditError, DtbEditor, PsciMethod, DEFAULT_PADDING};
 use crate::range::Range;
@@ -73,10 +73,18 @@ fn console_for(ed: &DtbEditor) -> Result<Option<ConsoleDesc>, DtbEditError> {
         return Ok(Some(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base }));
     }
     let is_8250 = compat.iter().any(|c| matches!(*c, "ns16550a" | "ns16550" | "snps,dw-apb-uart" | "ns8250"));
-    if is_8250 && cell("reg-shift")? == Some(2) && cell("reg-io-width")? == Some(4) {
-        return Ok(Some(ConsoleDesc { kind: CONSOLE_8250_MMIO32, reserved: 0, base }));
+    if !is_8250 {
+        return Ok(None);
     }
-    Ok(None)
+    // Documentation/devicetree/bindings/serial/8250.yaml: reg-shift
+    // defaults to 0, reg-io-width to 1 (byte registers at consecutive
+    // addresses: QEMU virt riscv's uart0).
+    let kind = match (cell("reg-shift")?.unwrap_or(0), cell("reg-io-width")?.unwrap_or(1)) {
+        (2, 4) => CONSOLE_8250_MMIO32,
+        (0, 1) => CONSOLE_8250_MMIO8,
+        _ => return Ok(None),
+    };
+    Ok(Some(ConsoleDesc { kind, reserved: 0, base }))
 }
 
 /// Read the facts the loader needs from the source DTB.
@@ -93,6 +101,22 @@ pub fn facts(blob: &[u8]) -> Result<DtbFacts, DtbEditError> {
         reserved,
         old_initrd,
     })
+}
+
+/// Memory that M-mode firmware keeps from S-mode with PMP: the
+/// `/reserved-memory/mmode_resv<N>@<addr>` nodes OpenSBI adds for it
+/// (lib/utils/fdt/fdt_fixup.c, fdt_reserved_memory_fixup; QEMU virt:
+/// 0x80000000, 512 KiB). S-mode reads of it fault (a capture kernel
+/// reading it through /proc/vmcore gets EFAULT).
+pub fn firmware_protected(blob: &[u8]) -> Result<Vec<Range>, DtbEditError> {
+    let ed = DtbEditor::from_blob(blob)?;
+    let mut out = Vec::new();
+    for name in ed.child_names("/reserved-memory")? {
+        if name.starts_with("mmode_resv") {
+            out.extend(ed.reg_ranges(&format!("/reserved-memory/{name}"))?);
+        }
+    }
+    Ok(out)
 }
 
 /// The source DTB's /chosen/bootargs, if readable.
@@ -218,6 +242,24 @@ mod tests {
         assert_eq!(v, [0, 0, 0, 0, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
         assert_eq!(chosen.property("linux,usable-memory-range").unwrap().value.len(), 16);
         assert!(chosen.property("linux,initrd-start").is_none(), "no initrd: properties deleted");
+    }
+
+    #[test]
+    fn opensbi_protected_memory_is_found() {
+        let blob = crate::testing::riscv_virt_dtb("console=ttyS0");
+        assert_eq!(firmware_protected(&blob).unwrap(), [Range::new(0x8000_0000, 0x8008_0000)]);
+        assert!(firmware_protected(&qemu_like_dtb()).unwrap().is_empty(), "no /reserved-memory");
+        let f = facts(&blob).unwrap();
+        assert_eq!(f.console, Some(ConsoleDesc { kind: CONSOLE_8250_MMIO8, reserved: 0, base: 0x1000_0000 }));
+        assert_eq!(f.psci_method, None);
+        // A 16550 with reg-shift 1 is none of the kinds: no console rather than a wrong one.
+        let mut ed = DtbEditor::from_blob(&blob).unwrap();
+        ed.set_property("/soc/serial@10000000", "reg-shift", &1u32.to_be_bytes()).unwrap();
+        assert_eq!(facts(&ed.to_blob(0).unwrap()).unwrap().console, None);
+        ed.set_property("/soc/serial@10000000", "reg-shift", &2u32.to_be_bytes()).unwrap();
+        ed.set_property("/soc/serial@10000000", "reg-io-width", &4u32.to_be_bytes()).unwrap();
+        let c = facts(&ed.to_blob(0).unwrap()).unwrap().console.unwrap();
+        assert_eq!(c.kind, CONSOLE_8250_MMIO32);
     }
 
     #[test]

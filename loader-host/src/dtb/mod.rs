@@ -5,4 +5,5 @@
 
 pub mod edit;
 pub mod handover;
+pub mod header_check;
 mod lenient;

@@ -227,33 +227,11 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
     Ok(header)
 }
 
-/// The bytes an Image with an EFI stub must have: the end of its furthest
-/// PE section (PE format: the COFF header after "PE\\0\\0", then the
-/// section table after the optional header; each section's
-/// PointerToRawData + SizeOfRawData). None for an Image without the stub
-/// ("MZ" at 0 is how booting.rst §4's code0 marks it).
+/// The bytes an Image with an EFI stub must have (see
+/// [`super::pe_stub::extent`]); None for an Image without the stub ("MZ"
+/// at 0 is how booting.rst §4's code0 marks it).
 pub fn pe_extent(image: &[u8]) -> Result<Option<u64>, HeaderError> {
-    if !image.starts_with(b"MZ") {
-        return Ok(None);
-    }
-    let at = u64::from(crate::bytes::le32(image, 0x3c).unwrap_or(u32::MAX));
-    let bad = || HeaderError::BadPeHeader { offset: at };
-    let pe = usize::try_from(at).map_err(|_| bad())?;
-    if image.get(pe..pe.saturating_add(4)) != Some(&b"PE\0\0"[..]) {
-        return Err(bad());
-    }
-    let coff = pe.checked_add(4).ok_or_else(bad)?;
-    let sections = crate::bytes::le16(image, coff + 2).ok_or_else(bad)?;
-    let optional = crate::bytes::le16(image, coff + 16).ok_or_else(bad)?;
-    let table = coff.checked_add(20 + usize::from(optional)).ok_or_else(bad)?;
-    let mut end = 0u64;
-    for i in 0..usize::from(sections) {
-        let entry = table + i * 40;
-        let size = crate::bytes::le32(image, entry + 16).ok_or_else(bad)?;
-        let ptr = crate::bytes::le32(image, entry + 20).ok_or_else(bad)?;
-        end = end.max(u64::from(ptr) + u64::from(size));
-    }
-    Ok(Some(end))
+    super::pe_stub::extent(image).map_err(|offset| HeaderError::BadPeHeader { offset })
 }
 
 /// The raw Image as an [`ImageKernel`], for this format and the ones that

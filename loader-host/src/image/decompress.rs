@@ -106,9 +106,10 @@ fn read_capped(r: impl Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     Ok((out.len() as u64 <= limit).then_some(out))
 }
 
-/// The format: a gzip'd arm64 Image (booting.rst §3: "The AArch64 kernel
-/// does not currently provide a decompressor and therefore requires
-/// decompression (gzip etc.) to be performed by the boot loader").
+/// The format: a gzip'd arm64 or riscv64 Image (booting.rst §3: "The
+/// AArch64 kernel does not currently provide a decompressor and therefore
+/// requires decompression (gzip etc.) to be performed by the boot loader";
+/// riscv's `Image.gz` target is the same: arch/riscv/boot/Makefile).
 pub struct ImageGz;
 
 impl KernelFormat for ImageGz {
@@ -128,7 +129,7 @@ impl KernelFormat for ImageGz {
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let image = decompress(Codec::Gzip, &file, MAX_DECOMPRESSED, "Image.gz").map_err(ImageError::Decompress)?;
-        super::arm64_image::kernel_from_raw(Blob::new(image), "Image.gz", host)
+        super::raw_image(Blob::new(image), "Image.gz", host)
             .map_err(|e| ImageError::Payload { format: "Image.gz", inner: Box::new(e) })
     }
 }

@@ -10,6 +10,8 @@ pub mod bzimage;
 pub mod decompress;
 pub mod elf;
 pub mod pe;
+pub mod pe_stub;
+pub mod riscv_image;
 pub mod uki;
 pub mod zboot;
 
@@ -23,6 +25,7 @@ use self::bzimage::{BzImage, BzImageError};
 use self::decompress::DecompressError;
 use self::elf::{ElfError, ElfKernel};
 use self::pe::PeError;
+use self::riscv_image::HeaderError as RiscvHeaderError;
 use self::uki::UkiError;
 use self::zboot::ZbootError;
 
@@ -131,6 +134,7 @@ pub enum ImageError {
         name: String,
     },
     Arm64(HeaderError),
+    Riscv(RiscvHeaderError),
     BzImage(BzImageError),
     Zboot(ZbootError),
     Decompress(DecompressError),
@@ -141,6 +145,10 @@ pub enum ImageError {
     UnsupportedType {
         name: String,
         why: &'static str,
+    },
+    /// A decompressed payload with neither Image magic at 0x38.
+    NotAnImage {
+        found: [u8; 4],
     },
     /// A compressed or wrapped kernel whose payload is not one.
     Payload {
@@ -164,6 +172,12 @@ impl fmt::Display for ImageError {
             ),
             Self::NotOfType { name } => write!(f, "--type {name}: the file is not of that type"),
             Self::Arm64(e) => write!(f, "{e}"),
+            Self::Riscv(e) => write!(f, "{e}"),
+            Self::NotAnImage { found } => write!(
+                f,
+                "no Image magic at 0x38: found {} (arm64 \"ARM\\x64\" 41 52 4d 64, riscv64 \"RSC\\x05\" 52 53 43 05)",
+                crate::bytes::magic_hex(found)
+            ),
             Self::BzImage(e) => write!(f, "{e}"),
             Self::Zboot(e) => write!(f, "{e}"),
             Self::Decompress(e) => write!(f, "{e}"),
@@ -196,8 +210,28 @@ pub trait KernelFormat: Sync {
 /// Every format, in probe order: a UKI first (a PE file with a `.linux`
 /// section, which no kernel's own EFI stub has), zboot before Image (both
 /// start with "MZ"; only zboot has "zimg" at 4).
-pub static FORMATS: &[&dyn KernelFormat] =
-    &[&uki::Uki, &zboot::Zboot, &bzimage::BzImageFormat, &arm64_image::Arm64Image, &decompress::ImageGz, &elf::Vmlinux];
+pub static FORMATS: &[&dyn KernelFormat] = &[
+    &uki::Uki,
+    &zboot::Zboot,
+    &bzimage::BzImageFormat,
+    &arm64_image::Arm64Image,
+    &riscv_image::RiscvImage,
+    &decompress::ImageGz,
+    &elf::Vmlinux,
+];
+
+/// A raw Image of either architecture (the payload of Image.gz, EFI zboot
+/// and a UKI), told apart by the magic at 0x38 (arm64 booting.rst §4, riscv
+/// boot-image-header.rst).
+pub fn raw_image(data: Blob, format: &'static str, host: Host) -> Result<KernelImage, ImageError> {
+    if arm64_image::has_magic(&data) {
+        arm64_image::kernel_from_raw(data, format, host)
+    } else if riscv_image::has_magic(&data) {
+        riscv_image::kernel_from_raw(data, format, host)
+    } else {
+        Err(ImageError::NotAnImage { found: crate::bytes::array(&data, 0x38).unwrap_or([0; 4]) })
+    }
+}
 
 /// kexec-tools' file types (kexec/arch/x86_64/kexec-x86_64.c and
 /// kexec/arch/arm64/kexec-arm64.c `file_type[]`) that rkexec does not load,
@@ -249,7 +283,7 @@ mod tests {
     use crate::image::arm64_image::tests::image;
     use crate::image::decompress::tests::{gzip, zstd};
     use crate::image::zboot::tests::zboot;
-    use crate::image::zboot::MACHINE_ARM64;
+    use crate::image::zboot::{MACHINE_ARM64, MACHINE_RISCV64};
 
     const FLAGS_4K: u64 = 1 << 1;
     const HOST: Host = Host { page_size: 4096 };
@@ -286,6 +320,33 @@ mod tests {
     }
 
     #[test]
+    fn every_riscv64_packaging_ends_as_the_raw_image() {
+        let raw = crate::image::riscv_image::tests::image(0x20_0000, 0x40_0000, 0, 300_000);
+        for (bytes, format) in [
+            (raw.clone(), "riscv64 Image"),
+            (gzip(&raw), "Image.gz"),
+            (zboot("gzip", MACHINE_RISCV64, &gzip(&raw)), "EFI zboot (gzip)"),
+            (zboot("zstd22", MACHINE_RISCV64, &zstd(&raw)), "EFI zboot (zstd)"),
+        ] {
+            let k = parse(bytes).unwrap();
+            assert_eq!((k.arch, k.format), (Arch::Riscv64, format));
+            let i = image_of(&k);
+            assert_eq!(&i.data[..], &raw[..], "{format}");
+            assert_eq!((i.text_offset, i.mem_size), (0x20_0000, 0x40_0000));
+        }
+        assert_eq!(probe_arch(&raw[..4096]), Some(Arch::Riscv64));
+        assert_eq!(probe_arch(&zboot("gzip", MACHINE_RISCV64, b"x")[..]), Some(Arch::Riscv64));
+        // A zboot whose PE machine and payload disagree.
+        let err = parse(zboot("gzip", MACHINE_RISCV64, &gzip(&sample()))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "EFI zboot header (zboot-header.S): PE machine type 0x5064 (riscv64) but the payload is an arm64 Image"
+        );
+        let k = load(Blob::new(raw.clone()), Some("image-riscv"), HOST).unwrap();
+        assert_eq!(k.arch, Arch::Riscv64);
+    }
+
+    #[test]
     fn bzimage_is_x86() {
         let k = parse(crate::image::bzimage::tests::sample(5000)).unwrap();
         assert_eq!((k.arch, k.format), (Arch::X86_64, "bzImage"));
@@ -319,7 +380,7 @@ mod tests {
     #[test]
     fn payload_that_is_not_an_image_is_refused_with_context() {
         let err = parse(gzip(b"just some text, long enough to exceed sixty-four bytes of header .....")).unwrap_err();
-        assert!(err.to_string().starts_with("Image.gz payload: arm64 Image header: magic at 0x38"), "{err}");
+        assert!(err.to_string().starts_with("Image.gz payload: no Image magic at 0x38: found 66 20 68 65"), "{err}");
         let err = parse(zboot("lzma", MACHINE_ARM64, b"\x5d\0\0")).unwrap_err();
         assert!(err.to_string().contains("\"lzma\""), "{err}");
     }

@@ -26,6 +26,7 @@ pub const MAX_SECTIONS: usize = 96;
 
 pub const MACHINE_X86_64: u16 = 0x8664;
 pub const MACHINE_ARM64: u16 = 0xaa64;
+pub const MACHINE_RISCV64: u16 = 0x5064;
 
 /// Why a file is not a PE image whose sections can be read.
 #[derive(Debug, Clone, PartialEq, Eq)]

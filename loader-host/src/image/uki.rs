@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use super::pe::{self, Pe, MACHINE_ARM64, MACHINE_X86_64};
+use super::pe::{self, Pe, MACHINE_ARM64, MACHINE_RISCV64, MACHINE_X86_64};
 use super::{Embedded, Host, ImageError, KernelFormat, KernelImage, FORMATS};
 use crate::arch::Arch;
 use crate::input::Blob;
@@ -88,6 +88,7 @@ impl KernelFormat for Uki {
         match pe.machine {
             MACHINE_X86_64 => Some(Arch::X86_64),
             MACHINE_ARM64 => Some(Arch::Arm64),
+            MACHINE_RISCV64 => Some(Arch::Riscv64),
             _ => None,
         }
     }
@@ -116,6 +117,7 @@ impl KernelFormat for Uki {
         let machine_arch = match pe.machine {
             MACHINE_X86_64 => Some(Arch::X86_64),
             MACHINE_ARM64 => Some(Arch::Arm64),
+            MACHINE_RISCV64 => Some(Arch::Riscv64),
             _ => None,
         };
         if machine_arch.is_some_and(|a| a != inner.arch) {
@@ -184,6 +186,17 @@ mod tests {
 
     fn parse(f: Vec<u8>) -> Result<KernelImage, ImageError> {
         load(Blob::new(f), None, HOST)
+    }
+
+    #[test]
+    fn a_riscv64_uki_carries_a_riscv64_image() {
+        let rv = crate::image::riscv_image::tests::image(0x20_0000, 0x40_0000, 0, 5000);
+        let f = pe_file(MACHINE_RISCV64, &[(".linux", &rv), (".cmdline", b"console=ttyS0\0")]);
+        let k = parse(f).unwrap();
+        assert_eq!((k.arch, k.format), (Arch::Riscv64, "UKI"));
+        assert_eq!(k.embedded.unwrap().inner_format, "riscv64 Image");
+        let err = parse(pe_file(MACHINE_ARM64, &[(".linux", &rv)])).unwrap_err();
+        assert!(matches!(err, ImageError::Uki(UkiError::MachineMismatch { .. })), "{err}");
     }
 
     #[test]

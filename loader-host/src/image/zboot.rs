@@ -34,6 +34,9 @@ const HEADER_LEN: usize = 0x40;
 /// PE/COFF signature; `IMAGE_FILE_MACHINE_ARM64` (PE format, "Machine Types").
 const PE_MAGIC: [u8; 4] = *b"PE\0\0";
 pub const MACHINE_ARM64: u16 = 0xaa64;
+/// `IMAGE_FILE_MACHINE_RISCV64` (PE format, "Machine Types"); riscv's
+/// zboot (arch/riscv/boot/Makefile, EFI_ZBOOT) writes it.
+pub const MACHINE_RISCV64: u16 = 0x5064;
 
 /// A checked zboot header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,6 +69,11 @@ pub enum ZbootError {
     WrongMachine {
         machine: u16,
     },
+    /// The PE machine names one architecture, the Image inside is another's.
+    PayloadArch {
+        machine: u16,
+        payload: Arch,
+    },
     /// A compression this loader does not decode.
     UnsupportedCompression {
         name: String,
@@ -89,7 +97,12 @@ impl fmt::Display for ZbootError {
             }
             Self::WrongMachine { machine } => write!(
                 f,
-                "{z}: PE machine type is {machine:#06x} ({}), not one this loader boots from EFI zboot (arm64 {MACHINE_ARM64:#06x})",
+                "{z}: PE machine type is {machine:#06x} ({}), not one this loader boots from EFI zboot (arm64 {MACHINE_ARM64:#06x}, riscv64 {MACHINE_RISCV64:#06x})",
+                machine_name(*machine)
+            ),
+            Self::PayloadArch { machine, payload } => write!(
+                f,
+                "{z}: PE machine type {machine:#06x} ({}) but the payload is an {payload} Image",
                 machine_name(*machine)
             ),
             Self::UnsupportedCompression { name } => write!(
@@ -105,7 +118,7 @@ impl std::error::Error for ZbootError {}
 fn machine_name(m: u16) -> &'static str {
     match m {
         0x8664 => "x86_64",
-        0x5064 => "riscv64",
+        MACHINE_RISCV64 => "riscv64",
         0x6264 => "loongarch64",
         0x01c4 => "arm (thumb-2)",
         MACHINE_ARM64 => "arm64",
@@ -171,6 +184,7 @@ impl ZbootHeader {
     pub fn arch(&self) -> Result<Arch, ZbootError> {
         match self.machine {
             MACHINE_ARM64 => Ok(Arch::Arm64),
+            MACHINE_RISCV64 => Ok(Arch::Riscv64),
             _ => Err(ZbootError::WrongMachine { machine: self.machine }),
         }
     }
@@ -216,10 +230,12 @@ impl KernelFormat for Zboot {
         let image = decompress(codec, header.payload(&file), MAX_DECOMPRESSED, "EFI zboot payload")
             .map_err(ImageError::Decompress)?;
         let wrap = |e| ImageError::Payload { format, inner: Box::new(e) };
-        match arch {
-            Arch::Arm64 => super::arm64_image::kernel_from_raw(Blob::new(image), format, host).map_err(wrap),
-            Arch::X86_64 => Err(ImageError::Zboot(ZbootError::WrongMachine { machine: header.machine })),
+        let kernel = super::raw_image(Blob::new(image), format, host).map_err(wrap)?;
+        // The PE machine and the Image inside must agree.
+        if kernel.arch != arch {
+            return Err(ImageError::Zboot(ZbootError::PayloadArch { machine: header.machine, payload: kernel.arch }));
         }
+        Ok(kernel)
     }
 }
 
@@ -286,8 +302,9 @@ pub(crate) mod tests {
 
         assert!(matches!(ZbootHeader::parse(&f[..0x20]), Err(ZbootError::TooShort { len: 0x20 })));
 
-        let h = ZbootHeader::parse(&zboot("gzip", 0x5064, b"abc")).unwrap();
+        let h = ZbootHeader::parse(&zboot("gzip", 0x8664, b"abc")).unwrap();
         let err = h.arch().unwrap_err();
-        assert!(err.to_string().contains("riscv64"), "{err}");
+        assert!(err.to_string().contains("x86_64"), "{err}");
+        assert_eq!(ZbootHeader::parse(&zboot("gzip", MACHINE_RISCV64, b"abc")).unwrap().arch(), Ok(Arch::Riscv64));
     }
 }

@@ -1,13 +1,19 @@
 //! Which UART the purgatory prints on: `--serial ttyXXX` through sysfs
-//! (serial_core's iomem_base/io_type/port attributes), as kexec-tools does.
+//! (serial_core's iomem_base/io_type/port attributes), as kexec-tools does;
+//! on riscv64 `--serial hvc0` names the SBI console.
 
 use std::fmt;
 use std::path::Path;
 
-use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_PL011};
+use kexec_purgatory::abi::{
+    ConsoleDesc, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011, CONSOLE_SBI,
+};
+
+use crate::arch::Arch;
 
 /// serial_core `io_type` values (include/uapi/linux/serial.h UPIO_*).
 const UPIO_PORT: u32 = 0;
+const UPIO_MEM: u32 = 2;
 const UPIO_MEM32: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +50,24 @@ fn read_attr(sys_root: &Path, tty: &str, attr: &str) -> Result<u64, ConsoleError
     parsed.map_err(|_| ConsoleError::Parse { file: file.display().to_string(), value: t.into() })
 }
 
+/// The console descriptor for `--serial tty` when loading an `arch`
+/// kernel: riscv64's `hvcN` is the SBI console (the kernel's SBI hvc
+/// driver, drivers/tty/hvc/hvc_riscv_sbi.c; the purgatory writes through
+/// SBI DBCN or the legacy putchar), anything else a UART in sysfs.
+pub fn for_tty(sys_root: &Path, tty: &str, arch: Arch) -> Result<ConsoleDesc, ConsoleError> {
+    let name = tty.trim_start_matches("/dev/");
+    if name.starts_with("hvc") {
+        if arch == Arch::Riscv64 {
+            return Ok(ConsoleDesc { kind: CONSOLE_SBI, reserved: 0, base: 0 });
+        }
+        return Err(ConsoleError::Unsupported {
+            tty: name.into(),
+            why: format!("a hypervisor console the {arch} purgatory cannot drive (only riscv64's SBI console is)"),
+        });
+    }
+    from_sysfs(sys_root, tty)
+}
+
 /// The console descriptor for `tty` (e.g. "ttyAMA0", "/dev/ttyS0").
 pub fn from_sysfs(sys_root: &Path, tty: &str) -> Result<ConsoleDesc, ConsoleError> {
     let tty = tty.trim_start_matches("/dev/");
@@ -59,6 +83,15 @@ pub fn from_sysfs(sys_root: &Path, tty: &str) -> Result<ConsoleDesc, ConsoleErro
     if tty.starts_with("ttyS") {
         let io_type = read_attr(sys_root, tty, "io_type")? as u32;
         return match io_type {
+            // 16550 with byte registers (QEMU virt riscv's uart0).
+            UPIO_MEM => {
+                let shift = read_attr(sys_root, tty, "iomem_reg_shift")?;
+                if shift != 0 {
+                    return Err(unsupported("8-bit MMIO UART with reg-shift other than 0 is not supported"));
+                }
+                let base = read_attr(sys_root, tty, "iomem_base")?;
+                Ok(ConsoleDesc { kind: CONSOLE_8250_MMIO8, reserved: 0, base })
+            }
             UPIO_MEM32 => {
                 let shift = read_attr(sys_root, tty, "iomem_reg_shift")?;
                 if shift != 2 {
@@ -71,10 +104,12 @@ pub fn from_sysfs(sys_root: &Path, tty: &str) -> Result<ConsoleDesc, ConsoleErro
                 let port = read_attr(sys_root, tty, "port")?;
                 Ok(ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port })
             }
-            other => Err(unsupported(&format!("8250 io_type {other} is not supported (need MMIO32 or I/O port)"))),
+            other => {
+                Err(unsupported(&format!("8250 io_type {other} is not supported (need MMIO8, MMIO32 or I/O port)")))
+            }
         };
     }
-    Err(unsupported("only ttyAMA* (PL011) and ttyS* (8250) consoles are supported"))
+    Err(unsupported("only ttyAMA* (PL011), ttyS* (8250) and, on riscv64, hvc* (SBI) consoles are supported"))
 }
 
 #[cfg(test)]
@@ -95,7 +130,9 @@ mod tests {
         fake_tty(&root, "ttyAMA0", &[("iomem_base", "0x9000000"), ("io_type", "2")]);
         fake_tty(&root, "ttyS0", &[("io_type", "0"), ("port", "0x3F8"), ("iomem_base", "0x0")]);
         fake_tty(&root, "ttyS1", &[("io_type", "3"), ("iomem_reg_shift", "2"), ("iomem_base", "0x1c28000")]);
-        fake_tty(&root, "ttyS2", &[("io_type", "2"), ("iomem_base", "0x1c28000")]);
+        fake_tty(&root, "ttyS2", &[("io_type", "2"), ("iomem_base", "0x10000000"), ("iomem_reg_shift", "0")]);
+        fake_tty(&root, "ttyS3", &[("io_type", "7"), ("iomem_base", "0x1c28000")]);
+        fake_tty(&root, "ttyS4", &[("io_type", "2"), ("iomem_base", "0x1c28000"), ("iomem_reg_shift", "1")]);
         assert_eq!(
             from_sysfs(&root, "ttyAMA0").unwrap(),
             ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x900_0000 }
@@ -103,7 +140,16 @@ mod tests {
         assert_eq!(from_sysfs(&root, "/dev/ttyS0").unwrap().kind, CONSOLE_8250_IO);
         assert_eq!(from_sysfs(&root, "ttyS0").unwrap().base, 0x3f8);
         assert_eq!(from_sysfs(&root, "ttyS1").unwrap().base, 0x1c2_8000);
-        assert!(from_sysfs(&root, "ttyS2").unwrap_err().to_string().contains("io_type 2 is not supported"));
+        assert_eq!(
+            from_sysfs(&root, "ttyS2").unwrap(),
+            ConsoleDesc { kind: CONSOLE_8250_MMIO8, reserved: 0, base: 0x1000_0000 }
+        );
+        assert!(from_sysfs(&root, "ttyS3").unwrap_err().to_string().contains("io_type 7 is not supported"));
+        assert!(from_sysfs(&root, "ttyS4").unwrap_err().to_string().contains("reg-shift other than 0"));
+        assert_eq!(for_tty(&root, "hvc0", Arch::Riscv64).unwrap().kind, CONSOLE_SBI);
+        let e = for_tty(&root, "/dev/hvc0", Arch::Arm64).unwrap_err().to_string();
+        assert!(e.contains("the arm64 purgatory cannot drive"), "{e}");
+        assert_eq!(for_tty(&root, "ttyS2", Arch::Riscv64).unwrap().kind, CONSOLE_8250_MMIO8);
         let missing = from_sysfs(&root, "ttyAMA9").unwrap_err().to_string();
         assert!(missing.starts_with("--serial ttyAMA9: cannot read") && missing.contains("iomem_base"), "{missing}");
         assert!(from_sysfs(&root, "ttyUSB0").is_err());

@@ -21,8 +21,10 @@ pub const CRASH_KERNEL: &str = "Crash kernel";
 /// kimage_alloc_page) and only moves it into place after this kernel has
 /// stopped (arch/arm64/kernel/relocate_kernel.S). kexec-tools' arm64
 /// `to_be_excluded()` (kexec/arch/arm64/kexec-arm64.c) keeps the same
-/// names; x86 adds "Kernel rodata" and "Kernel bss".
-const KEEP_CHILDREN: [&str; 5] = [SYSTEM_RAM, "Kernel code", "Kernel rodata", "Kernel data", "Kernel bss"];
+/// names; x86 adds "Kernel rodata" and "Kernel bss"; riscv64 names the
+/// whole of it "Kernel image" (arch/riscv/kernel/setup.c kimage_res).
+const KEEP_CHILDREN: [&str; 6] =
+    [SYSTEM_RAM, "Kernel code", "Kernel rodata", "Kernel data", "Kernel bss", "Kernel image"];
 
 /// One line of /proc/iomem.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -278,10 +280,17 @@ impl Iomem {
         free
     }
 
-    /// RAM a crash kernel (KEXEC_ON_CRASH) may use: the "Crash kernel"
-    /// ranges minus anything reserved inside them.
+    /// Where a crash kernel's (KEXEC_ON_CRASH) segments may go: the
+    /// highest "Crash kernel" range minus anything reserved inside it.
+    /// kernel/kexec_core.c sanity_check_segment_list accepts only
+    /// crashk_res; with crashkernel=X,high the low range is crashk_low_res,
+    /// which the capture kernel may use but no segment may occupy.
     pub fn crash_usable(&self) -> FreeMap {
-        self.usable(CRASH_KERNEL, self.crash_kernel())
+        let mut free = self.usable(CRASH_KERNEL, self.crash_kernel());
+        if let Some(highest) = self.crash_kernel().into_iter().max_by_key(|r| r.start) {
+            free.clip(highest);
+        }
+        free
     }
 }
 
@@ -464,5 +473,14 @@ fffc0000-ffffffff : Reserved
             m.usable_ram().ranges(),
             &[r(0x1000, 0x7ff_ffff), r(0x801_0000, 0x4eff_ffff), r(0x5000_0000, 0xbfff_ffff)]
         );
+    }
+
+    #[test]
+    fn crash_segments_go_only_into_crashk_res() {
+        // crashkernel=X,high: a low range (crashk_low_res) and the high one.
+        let text = "00000000-bfffffff : System RAM\n  10000000-17ffffff : Crash kernel\n100000000-1ffffffff : System RAM\n  180000000-1bfffffff : Crash kernel\n";
+        let m = Iomem::parse(text).unwrap();
+        assert_eq!(m.crash_kernel().len(), 2);
+        assert_eq!(m.crash_usable().ranges(), &[r(0x1_8000_0000, 0x1_bfff_ffff)]);
     }
 }

@@ -11,7 +11,7 @@ use kexec_purgatory::abi::{ConsoleDesc, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG
 use self::boot_params::{self as bp, BootParamsInput};
 use crate::cmdline;
 use crate::crash::elfcore::EM_X86_64;
-use crate::crash::{CrashPlacement, CrashPolicy};
+use crate::crash::CrashPolicy;
 use crate::error::LoadError;
 use crate::image::bzimage::{BzImage, ENTRY_64_OFFSET, HEADER_START};
 use crate::image::elf::ElfKernel;
@@ -45,7 +45,8 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     skip_low_1m: true,
     dump_driver_managed: true,
     kernel_text: true,
-    placement: CrashPlacement::Highest,
+    no_hotplug: None,
+    skip_firmware_protected: false,
 };
 
 fn page_round(n: u64) -> u64 {

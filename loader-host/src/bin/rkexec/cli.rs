@@ -83,6 +83,10 @@ pub fn main() -> ExitCode {
             }
         }
     }
+    // `rkexec purgatory ...`: rkexec's own command for other loaders.
+    if argv.first().is_some_and(|a| a == "purgatory") {
+        return ExitCode::from(crate::purgatory_cmd::main(&argv0, &argv[1..]));
+    }
     let table = Table::from_clap();
     let mut scanned = match getopt::scan(&table, &argv, std::env::var_os("POSIXLY_CORRECT").is_some()) {
         Ok(s) => s,

@@ -213,7 +213,7 @@ impl fmt::Display for GetoptError {
     }
 }
 
-/// Scan `argv` (without argv[0]). On an error, the options before it come
+/// Scan `argv` (without `argv[0]`). On an error, the options before it come
 /// back too: kexec-tools acts on each option as getopt returns it, so a
 /// `--help` before the bad option still wins.
 pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Scanned, (Scanned, GetoptError)> {

@@ -3,12 +3,18 @@
 //! the VMCOREINFO OSRELEASE, and a read from the first PT_LOAD.
 //!
 //! Output (one fact per line, stable for the guest tests):
+//!   VMCORE machine=N arch=<name>           (the ELF header's e_machine)
 //!   VMCORE phnum=N pt_note=N pt_load=N
+//!   VMCORE prstatus0 pc=0x..               (the first CPU's saved pc)
 //!   VMCORE notes prstatus=N vmcoreinfo=0|1
 //!   VMCORE OSRELEASE=<release>
 //!   VMCORE load0 paddr=0x.. read=<bytes> ok
 //!   VMCORE load-covers 0x<addr> yes|no     (for each address argument)
-//! Exit 0 when the header parses and the read succeeds, 1 otherwise.
+//! Exit 0 when the header parses, its e_machine is this program's own
+//! architecture (the capture kernel's, so the crashed kernel's: the
+//! loader wrote it into the elfcorehdr), every NT_PRSTATUS has that
+//! architecture's `struct elf_prstatus` size, and the read succeeds; 1
+//! otherwise.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -24,6 +30,30 @@ fn u64le(b: &[u8], o: usize) -> u64 {
     a.copy_from_slice(&b[o..o + 8]);
     u64::from_le_bytes(a)
 }
+
+/// This architecture's ELF e_machine (ELF gABI), `sizeof(struct
+/// elf_prstatus)` (include/linux/elfcore.h: the 112-byte common part,
+/// ELF_NGREG 8-byte registers, pr_fpvalid and padding) and the index of
+/// the pc in its pr_reg.
+struct ArchCore {
+    machine: u64,
+    name: &'static str,
+    prstatus_size: usize,
+    pc_index: usize,
+}
+
+/// x86_64: 27 registers (struct user_regs_struct, rip at 16); aarch64: 34
+/// (x0-x30, sp, pc, pstate); riscv64: 32 (pc, then x1-x31:
+/// arch/riscv/include/uapi/asm/ptrace.h user_regs_struct).
+const ARCH: ArchCore = if cfg!(target_arch = "x86_64") {
+    ArchCore { machine: 62, name: "x86_64", prstatus_size: 112 + 27 * 8 + 8, pc_index: 16 }
+} else if cfg!(target_arch = "aarch64") {
+    ArchCore { machine: 183, name: "aarch64", prstatus_size: 112 + 34 * 8 + 8, pc_index: 32 }
+} else if cfg!(target_arch = "riscv64") {
+    ArchCore { machine: 243, name: "riscv64", prstatus_size: 112 + 32 * 8 + 8, pc_index: 0 }
+} else {
+    ArchCore { machine: 0, name: "unknown", prstatus_size: 0, pc_index: 0 }
+};
 
 struct Phdr {
     p_type: u64,
@@ -41,6 +71,11 @@ fn run() -> Result<(), String> {
     f.read_exact(&mut ehdr).map_err(|e| format!("{path}: reading the ELF header: {e}"))?;
     if &ehdr[..4] != b"\x7fELF" || ehdr[4] != 2 {
         return Err(format!("{path}: not an ELF64 file"));
+    }
+    let machine = u16le(&ehdr, 18);
+    println!("VMCORE machine={machine} arch={}", ARCH.name);
+    if machine != ARCH.machine {
+        return Err(format!("{path}: e_machine is {machine}, a {} core has {}", ARCH.name, ARCH.machine));
     }
     let (phoff, phentsize, phnum) = (u64le(&ehdr, 32), u16le(&ehdr, 54), u16le(&ehdr, 56));
     let mut ph = vec![0u8; (phentsize * phnum) as usize];
@@ -72,6 +107,15 @@ fn run() -> Result<(), String> {
             }
             let name = String::from_utf8_lossy(&buf[name_at..name_at + namesz]).trim_end_matches('\0').to_string();
             if name == "CORE" && ntype == 1 {
+                if descsz != ARCH.prstatus_size {
+                    return Err(format!(
+                        "{path}: NT_PRSTATUS of {descsz} bytes, a {} struct elf_prstatus has {}",
+                        ARCH.name, ARCH.prstatus_size
+                    ));
+                }
+                if prstatus == 0 {
+                    println!("VMCORE prstatus0 pc={:#x}", u64le(&buf, desc_at + 112 + ARCH.pc_index * 8));
+                }
                 prstatus += 1;
             }
             if name == "VMCOREINFO" {
