@@ -9,7 +9,8 @@
 # 1. fetches the fixtures of each architecture (cached under $RKEXEC_CACHE,
 #    default cache/; no network when present),
 # 2. builds the static guest-side rkexec and vmcore-check (the crash cells'
-#    /proc/vmcore inspector) for each architecture's musl target,
+#    /proc/vmcore inspector) for each architecture's guest target (musl, or
+#    static glibc on riscv64),
 # 3. runs the judges' host tests (tests/guest/test_judges.py, no QEMU),
 # 4. runs tests/guest/kexec_matrix.py --loader rkexec --jobs 2 over the whole
 #    grid (extra arguments go to it).
@@ -22,12 +23,12 @@ SECONDS=0
 step_t=0
 took() { echo "== $1: $((SECONDS - step_t)) s"; step_t=$SECONDS; }
 
-# arch name and musl target of every profile, one "NAME TARGET" per line
+# arch name and guest target of every profile, one "NAME TARGET" per line
 mapfile -t PROFILES < <(python3 -B -c '
 import sys; sys.path.insert(0, "tests/guest")
 import guest_arch
 for a in guest_arch.ARCHES.values():
-    print(a.name, a.musl_target)')
+    print(a.name, a.guest_target)')
 [ ${#PROFILES[@]} -gt 0 ] || { echo "test-guests: no architecture profiles in tests/guest/guest_arch.py" >&2; exit 2; }
 
 for p in "${PROFILES[@]}"; do

@@ -99,7 +99,7 @@ def main(argv=None):
     ap.add_argument("--variants", default="a,b,c", help="subset of a,b,c (default all)")
     ap.add_argument("--arch", default="arm64", choices=("arm64", "amd64"),
                     help="guest architecture (default arm64; amd64: q35, x86_64 kernels and loaders)")
-    ap.add_argument("--rkexec", help="static rkexec for the guest (default: target/<musl target>/release/rkexec)")
+    ap.add_argument("--rkexec", help="static rkexec for the guest (default: target/<guest target>/release/rkexec)")
     ap.add_argument("--cache", default=gi.DEFAULT_CACHE)
     ap.add_argument("--timeout", type=float, default=180, help="per boot (s)")
     ap.add_argument("--json", help="write raw per-boot figures here")

@@ -122,7 +122,7 @@ class CLoaderKind(gcl.KexecKind):
         plan = gc.PlanFacts("c-loader", segments=segs, hashed=sum(s["digest_len"] for s in segs))
         info["handoff_s"] = tr.t(i_boot) - tr.t(i_exec)
         bits.append("the purgatory verified exactly the C loader's planned segments")
-        gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, ours=True)
+        gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, True, *run.purgatory_rules())
         i_ok = gj.init_index(tr, "KERNEL2-INIT-OK", i_boot, "kernel 2")
         gj.cmdline_step(tr, info, i_ok, run.marker, plan)
         gj.kernels_step(tr, info, bits, run.arch, run.mode, (0, i_exec), (i_boot, i_ok))

@@ -298,7 +298,7 @@ class HotplugKind(gcl.KdumpKind):
                 raise gj.Fail(f"kernel 1 did not crash on CPU 1: {tr.text(i_c) if i_c is not None else 'no CPU: line'}")
         if sc.negative:
             return
-        gj.purgatory_step(tr, info, bits, i_panic + 1, i_boot, plan, run.ours)
+        gj.purgatory_step(tr, info, bits, i_panic + 1, i_boot, plan, run.ours, *run.purgatory_rules())
         core = [s for s in info["purgatory_segments"] if s["kind"] == "elfcorehdr"]
         if len(core) != 1 or core[0]["excluded"] == sc.identical:
             raise gj.Fail(f"the purgatory should have {'hashed' if sc.identical else 'excluded'} the elfcorehdr: "

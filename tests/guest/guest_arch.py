@@ -4,23 +4,18 @@ arm64, amd64 (and, later, riscv64) guests, in one record per architecture.
 An Arch says how to start QEMU (binary, machine, CPU, extra arguments), how
 the Debian kernel talks on its serial console (console name, early console
 switch, the first line of a freshly entered kernel, kernel 1's last line
-before it jumps), where its fixtures are in the cache, which musl target the
+before it jumps), where its fixtures are in the cache, which Rust target the
 static guest tools are built for, which kexec syscalls the Debian kernels
 have, and the boot facts (exception level, VHE, KVM...) each kernel reports.
 
 A Mode is one machine/CPU flavour of an Arch (arm64: EL1, EL2 nVHE, EL2
-VHE; amd64: q35) with the facts both kernels must report in it.
+VHE; amd64: q35; riscv64: with and without Zknh) with the facts both
+kernels must report in it and the lines our purgatory must print in it
+(purgatory_lines.json templates with the placeholder values required).
 
-Adding an architecture is one more Arch in ARCHES, e.g. riscv64:
-
-    Arch(name="riscv64", plan_arch="riscv64", qemu="qemu-system-riscv64",
-         qemu_extra=("-bios", "default"), console="ttyS0", early="earlycon=sbi",
-         kernel_file="Image", musl_target="riscv64gc-unknown-linux-musl",
-         suites=("trixie",), modes=(Mode("virt", "...", "virt", "rv64"),),
-         boot_re=..., exit_re=..., smp_re=..., boot_data="dtb", loaders=("rkexec",), ...)
-
-and its static tools' target in .cargo/config.toml; scripts/test-guests.sh
-fetches its fixtures and builds its tools from this table, and the grid
+Adding an architecture is one more Arch in ARCHES (see RISCV64) and its
+static tools' target in .cargo/config.toml: scripts/test-guests.sh fetches
+its fixtures and builds its tools from this table, and the grid
 (guest_cells.grid) gives it its kexec and kdump cells.
 """
 import dataclasses
@@ -44,7 +39,8 @@ class Mode:
     doc: str
     machine: str
     cpu: str
-    expect: tuple = ()  # ((fact, value), ...)
+    expect: tuple = ()     # ((fact, value), ...)
+    purgatory: tuple = ()  # ((line template key, ((placeholder, value), ...)), ...) our purgatory prints
 
     def expected(self):
         return dict(self.expect)
@@ -59,7 +55,7 @@ class Arch:
     console: str          # console= device name
     early: str            # early console switch: the first line comes at kernel entry
     kernel_file: str      # cache/<name>/<suite>/<kernel_file>: the kernel both kernels boot
-    musl_target: str      # static rkexec / vmcore-check for the guest
+    guest_target: str     # Rust target of the static rkexec / vmcore-check the guest runs
     suites: tuple
     modes: tuple          # Mode, the first is the default
     syscalls: tuple       # "load" (kexec_load) and/or "file" (kexec_file_load) in the Debian kernels
@@ -74,6 +70,8 @@ class Arch:
     has_dtb: bool = False   # /sys/firmware/fdt exists: --dtb cells make sense
     memory: int = 2048
     loaders: tuple = ("rkexec", "kexec-tools")  # loaders with fixtures for this arch (Debian has no riscv64 kexec-tools)
+    nokaslr: bool = True  # riscv64's Debian kernel takes no nokaslr
+    purgatory_forbid: tuple = ()  # line template keys our purgatory must not print on this arch
 
     # -- fixtures ---------------------------------------------------------------
     def arch_dir(self, cache):
@@ -100,7 +98,7 @@ class Arch:
     # -- command lines ----------------------------------------------------------
     def append(self):
         """Kernel 1's and kernel 2's base command line."""
-        return f"console={self.console} {self.early} nokaslr rdinit=/init"
+        return f"console={self.console} {self.early}{' nokaslr' if self.nokaslr else ''} rdinit=/init"
 
     def qemu_kwargs(self, mode):
         return dict(qemu=self.qemu, machine=mode.machine, cpu=mode.cpu, extra_args=self.qemu_extra,
@@ -171,16 +169,16 @@ ARM64_FACTS = (
 
 ARM64 = Arch(
     name="arm64", plan_arch="arm64", qemu="qemu-system-aarch64", qemu_extra=(),
-    console="ttyAMA0", early="earlycon", kernel_file="Image", musl_target="aarch64-unknown-linux-musl",
+    console="ttyAMA0", early="earlycon", kernel_file="Image", guest_target="aarch64-unknown-linux-musl",
     suites=("bookworm", "trixie"),
     modes=(
         # dtb-randomness=off: QEMU otherwise puts a kaslr-seed in /chosen that a
         # `nokaslr` kernel 1 leaves un-wiped (kexec-tools then refuses to load).
         Mode("el1", "virt, cortex-a72: kernel 1 entered at EL1", "virt,dtb-randomness=off", "cortex-a72",
-             (("el", "EL1"), ("vhe", None), ("kvm", None))),
+             (("el", "EL1"), ("vhe", None), ("kvm", None)), (("started", (("mode", "EL1"),)),)),
         Mode("el2-nvhe", "virt,virtualization=on, cortex-a72 (no VHE): kernels entered at EL2, nVHE hyp",
              "virt,virtualization=on,dtb-randomness=off", "cortex-a72",
-             (("el", "EL2"), ("vhe", None), ("kvm", "yes"))),
+             (("el", "EL2"), ("vhe", None), ("kvm", "yes")), (("started", (("mode", "EL2 nVHE"),)),)),
         # pauth-impdef: QEMU's architected QARMA pointer auth is very slow under
         # TCG; the IMPDEF algorithm is architecturally equivalent for the guest.
         # lpa2=off: with FEAT_LPA2 Debian's 6.12 (52-bit VA, 5 levels) oopses in
@@ -188,7 +186,7 @@ ARM64 = Arch(
         # whatever the loader (kexec-tools too): a kernel bug, not ours to test.
         Mode("el2-vhe", "virt,virtualization=on, -cpu max (no LPA2): kernels run at EL2 with VHE",
              "virt,virtualization=on,dtb-randomness=off", "max,pauth-impdef=on,lpa2=off",
-             (("el", "EL2"), ("vhe", "yes"), ("kvm", "yes"))),
+             (("el", "EL2"), ("vhe", "yes"), ("kvm", "yes")), (("started", (("mode", "EL2 VHE"),)),)),
     ),
     syscalls=("load",),  # Debian arm64 kernels: CONFIG_KEXEC_FILE is not set
     boot_data="dtb", exit_re=r"\] Bye!$", crash_exit_re=r"Starting crashdump kernel",
@@ -198,9 +196,9 @@ ARM64 = Arch(
 AMD64 = Arch(
     name="amd64", plan_arch="x86_64", qemu="qemu-system-x86_64",
     qemu_extra=("-nic", "none"),  # q35's default e1000e only adds an iPXE ROM to the boot
-    console="ttyS0", early="earlyprintk=serial", kernel_file="vmlinuz", musl_target="x86_64-unknown-linux-musl",
+    console="ttyS0", early="earlyprintk=serial", kernel_file="vmlinuz", guest_target="x86_64-unknown-linux-musl",
     suites=("bookworm", "trixie"),
-    modes=(Mode("q35", "q35, -cpu max", "q35", "max"),),
+    modes=(Mode("q35", "q35, -cpu max", "q35", "max", (), (("started", (("mode", "long mode"),)),)),),
     syscalls=("load", "file"), boot_data="boot-params",
     exit_re=r"kexec_core: Starting new kernel", crash_exit_re=r"Kernel Offset: |end Kernel panic",
     smp_re=r"smpboot: Total of (\d+) processors? activated", cell_prefix="x86-",
@@ -209,4 +207,26 @@ AMD64 = Arch(
     crash_drain_s=1,
 )
 
-ARCHES = {a.name: a for a in (ARM64, AMD64)}
+RISCV64 = Arch(
+    name="riscv64", plan_arch="riscv64", qemu="qemu-system-riscv64",
+    qemu_extra=("-bios", "default"),  # OpenSBI fw_dynamic (qemu-system-data), docs/riscv64.md
+    # earlycon without arguments takes /chosen/stdout-path (uart0, a 16550):
+    # kernel 2's first line is printed at its entry.
+    console="ttyS0", early="earlycon", nokaslr=False, kernel_file="Image",
+    guest_target="riscv64gc-unknown-linux-gnu",  # static glibc: Rust ships no riscv64 musl std
+    suites=("trixie",),  # riscv64 is a Debian release architecture from trixie on
+    modes=(
+        Mode("zknh", "virt, -cpu rv64,zknh=true: the purgatory hashes with Zknh", "virt", "rv64,zknh=true", (),
+             (("verified", (("engine", "zknh"),)), ("riscv_isa", (("zknh", "zknh"),)), ("setup_riscv", ()))),
+        Mode("portable", "virt, -cpu rv64 (no Zknh): the purgatory's portable SHA-256", "virt", "rv64", (),
+             (("verified", (("engine", "portable"),)), ("riscv_isa", (("zknh", "no-zknh"),)), ("setup_riscv", ()))),
+    ),
+    syscalls=("load",),  # Debian riscv64: CONFIG_KEXEC_FILE is not set
+    boot_data="dtb", exit_re=r"kexec_core: Starting new kernel", crash_exit_re=r"Starting crashdump kernel",
+    smp_re=r"smp: Brought up \d+ nodes?, (\d+) CPUs?",  # riscv prints no "SMP: Total of N processors"
+    cell_prefix="rv-", crash_drain_s=1, has_dtb=True, loaders=("rkexec",),
+    # the kernel handed the purgatory another FDT than the loader named; a trap
+    purgatory_forbid=("riscv_a1_note", "unexpected_trap"),
+)
+
+ARCHES = {a.name: a for a in (ARM64, AMD64, RISCV64)}

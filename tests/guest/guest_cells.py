@@ -108,6 +108,10 @@ class CellRun:
     def kernel2_in_guest(self):
         return "/kernel2.cell" if self.kernel2_file else "/kernel2"
 
+    def purgatory_rules(self):
+        """(must, must_not) for guest_judges.purgatory_step: the mode's lines, the arch's forbidden ones."""
+        return self.mode.purgatory, self.arch.purgatory_forbid
+
 # ---------------------------------------------------------------------------
 # Kinds
 # ---------------------------------------------------------------------------
@@ -230,7 +234,7 @@ class KexecKind:
         i_bye = tr.find(arch.exit_re, i_exec, i_boot)
         if i_bye is not None:
             info["machine_kexec_to_k2_s"] = tr.t(i_boot) - tr.t(i_bye)
-        gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, run.ours)
+        gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, run.ours, *run.purgatory_rules())
         i_ok = gj.init_index(tr, "KERNEL2-INIT-OK", i_boot, "kernel 2")
         info["kernel2_init_s"] = tr.t(i_ok) - tr.t(i_exec)
         gj.cmdline_step(tr, info, i_ok, run.marker, plan, lacks=run.cell.k2_lacks)
@@ -275,7 +279,7 @@ class KdumpKind(KexecKind):
         i_start = self.before_crash(run, tr, info, bits)
         plan = gc.plan_facts(tr.T[:i_start], run, crash=True)
         i_panic, i_boot = self.crash(run, tr, info, bits, i_start)
-        gj.purgatory_step(tr, info, bits, i_panic + 1, i_boot, plan, run.ours)
+        gj.purgatory_step(tr, info, bits, i_panic + 1, i_boot, plan, run.ours, *run.purgatory_rules())
         self.capture(run, tr, info, bits, plan, i_start, i_boot)
 
     def before_crash(self, run, tr, info, bits):
@@ -417,8 +421,8 @@ KINDS = {k.name: k for k in (KexecKind(), KdumpKind(), LockdownKind())}
 # ---------------------------------------------------------------------------
 
 
-def _suffix(suite):
-    return "" if suite == "bookworm" else f"-{suite}"
+def _suffix(arch, suite):
+    return "" if suite == arch.suites[0] else f"-{suite}"
 
 
 def grid():
@@ -427,7 +431,7 @@ def grid():
     for arch in ARCHES.values():
         many_modes = len(arch.modes) > 1
         for suite in arch.suites:
-            sfx = _suffix(suite)
+            sfx = _suffix(arch, suite)
             for mode in arch.modes:
                 for sc in arch.syscalls:
                     parts = ([mode.name] if many_modes else []) + ([sc] if len(arch.syscalls) > 1 or not many_modes
@@ -447,7 +451,8 @@ def grid():
         Cell("x86-lockdown", "amd64", "lockdown", "q35, bookworm, kernel 1 with lockdown=integrity: kexec_load "
              "refused, fallback to kexec_file_load", loaders=("rkexec",)),
     ]
-    former = {"trixie": "el1-trixie", "kdump-el2": "kdump-el2-nvhe", "x86-trixie": "x86-load-trixie"}
+    former = {"trixie": "el1-trixie", "kdump-el2": "kdump-el2-nvhe", "x86-trixie": "x86-load-trixie",
+              "rv-kexec": "rv-zknh", "rv-kdump": "rv-kdump-portable", "rv-kexec-portable": "rv-portable"}
     return [dataclasses.replace(c, aliases=c.aliases + tuple(k for k, v in former.items() if v == c.name))
             for c in cells]
 

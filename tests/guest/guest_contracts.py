@@ -85,10 +85,13 @@ class PurgatoryLines:
 
     def match(self, key, text):
         """{placeholder: value} if `text` holds the `key` line, else None."""
+        self.pattern(key)
         m = self.regex[key].search(text)
         return {k: _value(v) for k, v in m.groupdict().items()} if m else None
 
     def pattern(self, key):
+        if key not in self.regex:
+            raise ContractError(f"{self.path} has no '{key}' line")
         return self.regex[key].pattern
 
     def said(self, texts):

@@ -54,8 +54,8 @@ LOADERS = ("rkexec", "kexec-tools")
 
 
 def static_tool(arch, tool, root=ROOT):
-    """target/<musl>/release/<tool>: the static guest-side build."""
-    return os.path.join(root, "target", arch.musl_target, "release", tool)
+    """target/<guest target>/release/<tool>: the static guest-side build."""
+    return os.path.join(root, "target", arch.guest_target, "release", tool)
 
 
 def make_loader(arch, name, cache=DEFAULT_CACHE, rkexec=None):
@@ -68,7 +68,7 @@ def make_loader(arch, name, cache=DEFAULT_CACHE, rkexec=None):
         rkexec = rkexec or static_tool(arch, "rkexec")
         if not os.path.isfile(rkexec):
             raise FileNotFoundError(
-                f"{rkexec} missing: cargo build --release --locked --target {arch.musl_target} "
+                f"{rkexec} missing: cargo build --release --locked --target {arch.guest_target} "
                 "-p loader-host --bin rkexec")
         return Loader("rkexec", "rkexec", adds=((rkexec, "/sbin/rkexec"),), purgatory=True, plans=True)
     if name == "rkexec-as-kexec":  # installed where callers (systemd, kdump tools...) run /sbin/kexec
@@ -165,7 +165,7 @@ def build_capture_initrd(cache, arch, vmcore_check=None):
     vmcore_check = vmcore_check or static_tool(arch, "vmcore-check")
     if not os.path.isfile(vmcore_check):
         raise FileNotFoundError(
-            f"{vmcore_check} missing: cargo build --release --locked --target {arch.musl_target} "
+            f"{vmcore_check} missing: cargo build --release --locked --target {arch.guest_target} "
             "-p guest-tools --bin vmcore-check")
     bb = _need(arch.busybox(cache), arch)
     adds = [(vmcore_check, "/vmcore-check")]

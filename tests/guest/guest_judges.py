@@ -116,11 +116,13 @@ def status_step(tr, info, bits, loader, end=None):
 # ---------------------------------------------------------------------------
 
 
-def purgatory_step(tr, info, bits, lo, hi, plan, ours=True):
+def purgatory_step(tr, info, bits, lo, hi, plan, ours=True, must=(), must_not=()):
     """Our purgatory's lines between lo and hi (the jump and kernel 2's first
     line): each segment line in order, then `verified`; their numbers must
-    agree with each other and with the plan. ours=False: a path that does not
-    run our purgatory (kexec_file_load, kexec-tools) must print none of it."""
+    agree with each other and with the plan; `must` ((template key,
+    ((placeholder, value), ...)), ...) lines must be there, `must_not` keys not.
+    ours=False: a path that does not run our purgatory (kexec_file_load,
+    kexec-tools) must print none of it."""
     P = gc.purgatory_lines()
     said = P.said(tr.T[lo:hi])
     i_ref = tr.find(re.escape(P.templates["refused"]), lo, hi)
@@ -163,6 +165,14 @@ def purgatory_step(tr, info, bits, lo, hi, plan, ours=True):
     if v["bytes"] < plan.min_hashed:
         raise Fail(f"purgatory hashed only {v['bytes']} bytes, less than the kernel payload + initrd "
                    f"({plan.min_hashed}): {tr.text(i_v)}")
+    for key, values in must:
+        hits = [m for m in (P.match(key, t) for t in tr.T[lo:hi]) if m is not None]
+        if not any(all(m.get(k) == val for k, val in values) for m in hits):
+            raise Fail(f"no purgatory '{key}' line with {dict(values)} (its '{key}' lines: {hits or 'none'})")
+    for key in must_not:
+        i = tr.find(P.pattern(key), lo, hi)
+        if i is not None:
+            raise Fail(f"the purgatory printed {tr.text(i)}")
     bits.append(f"purgatory {v['segments']} seg {v['bytes'] / 1e6:.1f} MB {v['engine']} {v['us']} us")
     return i_v
 

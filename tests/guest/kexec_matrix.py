@@ -21,7 +21,7 @@ dropin_cells (rkexec as /sbin/kexec with callers' argv, UKI, vmlinux ELF),
 guest_judges; host tests of the judges: test_judges.py.
 
     scripts/fetch-fixtures.sh --arch all
-    cargo build --release --locked --target <musl> -p loader-host --bin rkexec -p guest-tools --bin vmcore-check
+    cargo build --release --locked --target <guest target> -p loader-host --bin rkexec -p guest-tools --bin vmcore-check
     tests/guest/kexec_matrix.py [--arch arm64|amd64|all] [--loader rkexec|kexec-tools]
                                 [--cells el1,x86-kdump,'kdump-*'] [--jobs 2] [--timeout 180]
                                 [-v] [--json out.json] [--list]
@@ -165,9 +165,9 @@ def main(argv=None, prog=None):
     ap.add_argument("--timeout", type=float, default=180, help="per cell, seconds (default 180)")
     ap.add_argument("--cache", default=gi.DEFAULT_CACHE)
     ap.add_argument("--rkexec", help="static rkexec for the guest (one --arch only; default: "
-                    "target/<musl target>/release/rkexec)")
+                    "target/<guest target>/release/rkexec)")
     ap.add_argument("--vmcore-check", help="static vmcore-check for the crash cells (one --arch only; default: "
-                    "target/<musl target>/release/vmcore-check)")
+                    "target/<guest target>/release/vmcore-check)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--list", action="store_true", help="list the cells and exit")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo every console line")

@@ -225,6 +225,7 @@ class HotplugJudge(unittest.TestCase):
                  "K1-CRASH-HOTPLUG memory=1 cpu=1", "K1-READY-CPU", "K1-CPU1-ONLINE online=0-1 crash_notes=1",
                  "K1-KLOG [ 18.2] " + hp.KLOG_MARK, *klog, "KEXEC-CRASH-LOADED 1", "KDUMP-PANIC-START",
                  "[ 20.0] CPU: 1 UID: 0 PID: 1 Comm: sh", "[ 20.1] Kernel panic - not syncing: sysrq triggered crash",
+                 "purgatory: x86_64 long mode, image 0x32a07000, cr0 0x80000033, cr4 0x1020",
                  "purgatory: segment 0 (kernel) 0x2f000000+0xb2f000 sha256 ok",
                  "purgatory: segment 1 (initrd) 0x327de000+0x146000 sha256 ok",
                  "purgatory: segment 2 (elfcorehdr) 0x32924000+0xe1000 excluded, structure ok",
@@ -280,6 +281,31 @@ class CallerArgv(unittest.TestCase):
         self.assertIn("status before $LOADER -S -l", script)
         self.assertIn("status other $LOADER -S\n", script)
         self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
+
+
+class ModeLines(unittest.TestCase):
+    """A mode's required purgatory lines (riscv64: the engine and the hart's ISA)."""
+
+    def test_riscv_engine_and_isa(self):
+        import guest_judges as gj
+        mode = ARCHES["riscv64"].mode("zknh")
+        base = ["purgatory: riscv64 S-mode, image 0x8fe00000, hart 0x0, a1 0x8fe40000, caches on (PMA, satp 0)",
+                "purgatory: boot hart isa from dtb: zknh zkr",
+                "purgatory: segment 0 (kernel) 0x80200000+0x1000 sha256 ok",
+                "purgatory: verified 1 segments, 4096 bytes hashed with zknh in 9 us"]
+        for texts, why in ((base, None), ([t.replace("with zknh", "with portable") for t in base], "engine"),
+                           ([t.replace(": zknh zkr", ": no-zknh zkr") for t in base], "riscv_isa"),
+                           (base[1:], "setup_riscv"),
+                           (base + ["purgatory: note: the kernel found the FDT at a1 0x1, the loader named 0x2"],
+                            "the kernel found the FDT")):
+            tr = Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+            try:
+                gj.purgatory_step(tr, {}, [], 0, len(texts), gc.PlanFacts("none"), True, mode.purgatory,
+                                  ARCHES["riscv64"].purgatory_forbid)
+                self.assertIsNone(why)
+            except gj.Fail as e:
+                self.assertIsNotNone(why, str(e))
+                self.assertIn(why, str(e))
 
 
 class Grid(unittest.TestCase):
