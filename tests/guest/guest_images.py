@@ -32,7 +32,7 @@ _spec.loader.exec_module(mk)
 
 DEFAULT_CACHE = os.environ.get("RKEXEC_CACHE", os.path.join(ROOT, "cache"))
 TIER_DIR = "guest-tier"  # under the cache
-FORMAT = "guest-tier-v1"  # bump to invalidate every cached image
+FORMAT = "guest-tier-v2"  # bump to invalidate every cached image
 
 # ---------------------------------------------------------------------------
 # Loaders

@@ -190,15 +190,20 @@ def main(argv=None, prog=None):
     images = gi.ImageSet(a.cache, tools)
     try:
         gc.purgatory_lines()
-        run_loader, loader_of = {}, {}
-        for c in cells:  # build the loaders and shared images up front, not in the workers
+        run_loader, loader_of, builds = {}, {}, set()
+        for c in cells:  # the loaders, and the shared images to build up front (not in the workers)
             arch = ARCHES[c.arch]
             if arch.name not in run_loader:
                 run_loader[arch.name] = images.loader(arch, a.loader)
             loader_of[c.name] = KINDS[c.kind].own_loader(images, arch, c) or run_loader[arch.name]
-            images.base(arch, c.suite, (loader_of[c.name],))
+            builds.add((images.base, arch, c.suite, (loader_of[c.name],)))
             if c.kind in ("kdump", "hotplug"):
-                images.capture_initrd(arch)
+                builds.add((images.capture_initrd, arch))
+        t_img = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:  # gzip runs without the GIL
+            for f in [ex.submit(b[0], *b[1:]) for b in builds]:
+                f.result()
+        print(f"kexec_matrix: {len(builds)} shared image(s) ready in {time.monotonic() - t_img:.0f} s", flush=True)
     except (OSError, RuntimeError, ValueError, gc.ContractError) as e:
         print(f"kexec_matrix: {e}", file=sys.stderr)
         return 2
