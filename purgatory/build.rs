@@ -1,11 +1,17 @@
-//! Link the bare-metal purgatory image with its linker script. Host builds
-//! of the crate (unit tests) are not affected.
+//! Link the bare-metal purgatory image with its linker script, which ships
+//! inside this crate (`purgatory.ld`) so a packaged crate links the same
+//! way as the workspace. Host builds of the crate (unit tests) are not
+//! affected.
 use std::path::PathBuf;
 
 fn main() {
     let target = std::env::var("TARGET").unwrap_or_default();
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let script = root.join("../linker/purgatory.ld");
+    // `links` metadata: dependents' build scripts read it as
+    // DEP_KEXEC_PURGATORY_ROOT (cargo's build-scripts reference, "the links
+    // manifest key").
+    println!("cargo::metadata=root={}", root.display());
+    let script = root.join("purgatory.ld");
     println!("cargo:rerun-if-changed={}", script.display());
     if ["aarch64-unknown-none", "x86_64-unknown-none", "riscv64gc-unknown-none-elf"].contains(&target.as_str()) {
         // Static PIE: position independent, only RELATIVE relocations

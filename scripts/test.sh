@@ -24,6 +24,9 @@ done)
 echo "== cargo test (host units, ABI/C header, bare-metal QEMU harness)"
 cargo test --locked --workspace
 
+echo "== packaging (docs/packaging.md): the library example, cargo install --path loader-host into a temporary root, cargo package of the purgatory and loader crates"
+bash scripts/check-packaging.sh
+
 echo "== rkexec plan on the real Debian kernels (fixtures fetched into cache/ first)"
 bash scripts/fetch-fixtures.sh --arch all
 cargo test --locked -p loader-host --test real_kernels -- --ignored

@@ -12,6 +12,16 @@
 
 pub mod pagetable;
 
+/// Where cargo keeps this crate's sources (its CARGO_MANIFEST_DIR), for the
+/// loader's build script: it rebuilds the purgatory image from them when
+/// the crates come from a package rather than the repository
+/// (docs/packaging.md). A constant and not `links` metadata because a
+/// build script of this crate would change the image's bytes (cargo folds
+/// it into the crate's metadata hash, hence the symbol hashes the linker
+/// lays functions out by). Host builds only.
+#[cfg(not(target_os = "none"))]
+pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
 #[cfg(target_os = "none")]
 pub mod uart;
 

@@ -1,11 +1,26 @@
 //! Helpers for build scripts that embed bare-metal images: run a nested
-//! `cargo build` for a `*-unknown-none` target, and turn the resulting ELF
-//! into the flat image loaders copy into memory.
+//! `cargo build` for a `*-unknown-none` target — in the repository's
+//! workspace, or for packaged crates in a scratch workspace laid out like
+//! it ([`Sources`]) — with every compiler setting passed explicitly
+//! ([`settings`]), and turn the resulting ELF into the flat image loaders
+//! copy into memory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use object::{Object, ObjectSegment};
+
+pub mod settings;
+mod sources;
+
+pub use sources::{Crate, Sources};
+
+/// Environment variable: `1` makes [`build`] reuse the images a previous
+/// build made in the repository's workspace instead of building them. For
+/// a toolchain that has no bare-metal standard library (the nightly the
+/// fuzz targets are built with: scripts/fuzz.sh builds the images with the
+/// default toolchain first).
+pub const PREBUILT_ENV: &str = "RKEXEC_PREBUILT_BARE_METAL";
 
 /// A bare-metal binary to build.
 pub struct BareMetal<'a> {
@@ -25,19 +40,37 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
     dir
 }
 
-/// Build `what` in release mode in `<root>/target/bare-metal` and return
-/// the ELF path. Cargo hands build scripts an empty CARGO_ENCODED_RUSTFLAGS
-/// (and maybe RUSTFLAGS, CARGO_TARGET_DIR, CARGO_BUILD_TARGET): they would
-/// override `.cargo/config.toml`, so the nested build runs without them.
-/// Under `cargo clippy` the wrapper and its arguments would turn the nested
-/// build into a lint run of the bare-metal crates (linted on their own
-/// targets by the test command instead): they are cleared too.
-pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
+/// Build `what` in release mode in `sources` and return the ELF path.
+///
+/// The compiler settings are explicit: `CARGO_ENCODED_RUSTFLAGS` holds the
+/// target's rustflags and `--config` arguments the release profile
+/// ([`settings`]). Cargo hands build scripts an empty
+/// CARGO_ENCODED_RUSTFLAGS (and maybe RUSTFLAGS, CARGO_TARGET_DIR,
+/// CARGO_BUILD_TARGET): they are replaced or removed. Under `cargo clippy`
+/// the wrapper and its arguments would turn the nested build into a lint
+/// run of the bare-metal crates (linted on their own targets by the test
+/// command instead): they are cleared too.
+///
+/// In the workspace the build is `--locked` to the repository's
+/// `Cargo.lock`; a scratch workspace starts from the packaged crate's
+/// lock, which cargo completes (our crates become path packages there).
+///
+/// With [`PREBUILT_ENV`] set to `1`, nothing is built: the ELF a previous
+/// build left in the workspace's `target/bare-metal` is returned (an error
+/// names the command that makes it when it is missing, or says that
+/// packaged crates have no such build).
+pub fn build(sources: &Sources, what: &BareMetal) -> Result<PathBuf, String> {
+    let target_dir = sources.target_dir();
+    let elf = target_dir.join(what.target).join("release").join(what.bin);
+    if std::env::var(PREBUILT_ENV).as_deref() == Ok("1") {
+        return prebuilt(sources, elf);
+    }
+    let rustflags = settings::encoded_rustflags(what.target)
+        .ok_or_else(|| format!("no bare-metal settings for target {} (build-support/src/settings.rs)", what.target))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target_dir = root.join("target").join("bare-metal");
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(sources.root())
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags)
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
@@ -47,19 +80,42 @@ pub fn build(root: &Path, what: &BareMetal) -> Result<PathBuf, String> {
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("RUSTC_WRAPPER")
         .env_remove("CLIPPY_ARGS")
-        .env_remove("CLIPPY_CONF_DIR")
-        .args(["build", "--release", "--locked", "-p", what.package, "--bin", what.bin, "--target", what.target])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .map_err(|e| format!("cannot run cargo for {}: {e}", what.package))?;
+        .env_remove("CLIPPY_CONF_DIR");
+    for arg in settings::profile_config_args() {
+        cmd.arg("--config").arg(arg);
+    }
+    cmd.args(["build", "--release", "-p", what.package, "--bin", what.bin, "--target", what.target]);
+    if matches!(sources, Sources::Workspace { .. }) {
+        cmd.arg("--locked");
+    }
+    cmd.arg("--target-dir").arg(&target_dir);
+    let status = cmd.status().map_err(|e| format!("cannot run cargo for {}: {e}", what.package))?;
     if !status.success() {
         return Err(format!(
-            "building {} for {} failed ({status}); is the target installed? run scripts/setup.sh",
-            what.package, what.target
+            "building {} for {} failed ({status}); is the target installed? \
+             `rustup target add {}` (scripts/setup.sh in the repository adds every one)",
+            what.package, what.target, what.target
         ));
     }
-    Ok(target_dir.join(what.target).join("release").join(what.bin))
+    Ok(elf)
+}
+
+/// [`PREBUILT_ENV`]: the workspace's image at `elf`, which must exist.
+fn prebuilt(sources: &Sources, elf: PathBuf) -> Result<PathBuf, String> {
+    if let Sources::Packaged { .. } = sources {
+        return Err(format!(
+            "{PREBUILT_ENV}=1 reuses the images of a build in the repository's workspace; these crates are packaged"
+        ));
+    }
+    println!("cargo:rerun-if-changed={}", elf.display());
+    if elf.is_file() {
+        Ok(elf)
+    } else {
+        Err(format!(
+            "{PREBUILT_ENV}=1 but {} is missing: build it first with the default toolchain (cargo build -p loader-host)",
+            elf.display()
+        ))
+    }
 }
 
 /// Flatten an ELF's PT_LOAD file bytes into one image starting at the
@@ -84,5 +140,26 @@ pub fn flatten(elf: &[u8]) -> Result<Vec<u8>, String> {
 pub fn rerun_if_changed(root: &Path, paths: &[&str]) {
     for p in paths {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_images_come_only_from_a_workspace_build() {
+        let dir = std::env::temp_dir().join(format!("build-support-prebuilt-{}", std::process::id()));
+        let ws = Sources::Workspace { root: dir.clone() };
+        let elf = ws.target_dir().join("aarch64-unknown-none/release/purgatory");
+        let err = prebuilt(&ws, elf.clone()).unwrap_err();
+        assert!(err.contains("is missing") && err.contains("cargo build -p loader-host"), "{err}");
+        std::fs::create_dir_all(elf.parent().unwrap()).unwrap();
+        std::fs::write(&elf, b"\x7fELF").unwrap();
+        assert_eq!(prebuilt(&ws, elf.clone()).unwrap(), elf);
+        let packaged = Sources::Packaged { scratch: dir.join("scratch") };
+        let err = prebuilt(&packaged, elf).unwrap_err();
+        assert!(err.contains("packaged"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

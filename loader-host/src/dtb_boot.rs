@@ -44,32 +44,45 @@ pub enum Placement {
     /// when it asks to be low, and into a crash reservation); the rest in
     /// the same order, below the end of a window of `size` bytes starting
     /// at the kernel's base rounded down to `align`.
-    KernelWindow { size: u64, align: u64 },
+    KernelWindow {
+        /// Bytes in the window.
+        size: u64,
+        /// Alignment its start is rounded down to.
+        align: u64,
+    },
     /// The kernel bottom-up; the rest top-down between the kernel's end
     /// and `linear_map` bytes above the start of the new kernel's RAM
     /// rounded down to 2 MiB (what it maps linearly, so what it can read
     /// an initrd from).
-    AboveKernel { linear_map: u64 },
+    AboveKernel {
+        /// Bytes of RAM the new kernel maps linearly from that start.
+        linear_map: u64,
+    },
 }
 
 /// An architecture's rules for an Image + DTB boot.
 #[derive(Clone, Copy, Debug)]
 pub struct DtbBoot {
+    /// The architecture these rules are for.
     pub arch: Arch,
     /// Alignment of the kernel's base.
     pub kernel_align: u64,
     /// Why (for the error when no such base is free).
     pub kernel_rule: &'static str,
+    /// What the Image header's text_offset means.
     pub text_offset: TextOffset,
     /// The kernel's order and the window for initrd, elfcorehdr, DTB and
     /// purgatory.
     pub placement: Placement,
+    /// Where that window comes from (for the error when nothing fits).
     pub window_rule: &'static str,
     /// The largest DTB the kernel takes, and where that rule is written.
     pub dtb_max: u64,
+    /// Where `dtb_max` is written.
     pub dtb_rule: &'static str,
     /// COMMAND_LINE_SIZE, the NUL included.
     pub command_line_size: usize,
+    /// Where `command_line_size` is defined.
     pub command_line_rule: &'static str,
     /// The purgatory resets through PSCI (the DTB's /psci conduit); false
     /// where it resets otherwise (riscv64: SBI SRST, docs/abi.md).
@@ -134,7 +147,7 @@ fn sbi_console_in(cmdline: &str) -> bool {
 }
 
 /// Place a kernel Image and build its DTB by `rules`.
-pub fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
+pub(crate) fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
     let ArchInput {
         req,
         sys,

@@ -27,41 +27,67 @@ pub enum LoadError {
     Input(InputError),
     /// The kernel file is not a kernel this loader boots.
     Kernel {
+        /// The kernel file (`Request::kernel`).
         path: PathBuf,
+        /// Which format rule it breaks.
         err: ImageError,
     },
     /// A /proc or /sys file.
     System(ReadError),
+    /// /proc/iomem is malformed: the memory map cannot be trusted, so
+    /// nothing is placed.
     Iomem {
+        /// The /proc/iomem read (under `SystemSources::proc_root`).
         path: PathBuf,
+        /// The line and the rule it breaks.
         err: IomemError,
     },
+    /// The memory-hotplug blocks (/sys/devices/system/memory) could not be
+    /// read, so hot-removable memory cannot be avoided.
     Hotplug(HotplugError),
+    /// x86: the firmware memory map (/sys/firmware/memmap) the zero page's
+    /// e820 table is built from.
     Firmware(FirmwareError),
+    /// `--serial TTY` names no UART the purgatory can drive.
     Console(ConsoleError),
+    /// getrandom(2) failed for the seeds handed to the new kernel.
     Entropy(EntropyError),
+    /// The DTB to hand over could not be parsed or edited.
     Dtb {
+        /// Where it came from: `--dtb`, the UKI holding a `.dtb` section, or
+        /// /sys/firmware/fdt.
         path: PathBuf,
+        /// What is wrong with it.
         err: DtbEditError,
     },
+    /// x86: the zero page (boot_params) cannot be built.
     BootParams(BootParamsError),
+    /// `-p`: the crash ranges or the elfcorehdr cannot be prepared.
     Crash(CrashError),
     /// The command line is longer than the kernel takes.
     CmdlineTooLong {
+        /// Its length in bytes, without a terminating NUL.
         len: usize,
+        /// The most bytes the kernel takes, without the NUL.
         max: usize,
+        /// Where that limit comes from (COMMAND_LINE_SIZE, bzImage
+        /// cmdline_size).
         rule: &'static str,
     },
     /// An option that means nothing for this architecture.
     NotForArch {
+        /// The option, e.g. `--dtb`.
         option: &'static str,
+        /// The kernel's architecture.
         arch: Arch,
+        /// Why the option does not apply.
         why: &'static str,
     },
-    /// With crash hotplug, a segment other than the elfcorehdr starts with
-    /// an ELF magic: the kernel would take it for the elfcorehdr.
-    ElfMagic(&'static str),
+    /// No room for a segment, or the finished plan breaks a rule of
+    /// kexec_load or the purgatory (`validate`).
     Plan(PlanError),
+    /// The embedded purgatory image fails its own header check (a build
+    /// defect, not bad input).
     Purgatory(PurgatoryImageError),
 }
 
@@ -83,10 +109,6 @@ impl fmt::Display for LoadError {
                 write!(f, "the command line is {len} bytes; {rule} allows {max}")
             }
             Self::NotForArch { option, arch, why } => write!(f, "{option} has no meaning on {arch}: {why}"),
-            Self::ElfMagic(what) => write!(
-                f,
-                "--hotplug: the {what} starts with an ELF magic; the kernel would mistake it for the elfcorehdr"
-            ),
             Self::Plan(e) => write!(f, "{e}"),
             Self::Purgatory(e) => write!(f, "{e}"),
         }

@@ -36,10 +36,18 @@ pub enum FileInput {
     /// signature stay with it).
     File(PathBuf),
     /// These bytes, in a memfd.
-    Memory { data: Blob, source: String },
+    Memory {
+        /// The bytes (a decompressed kernel, a UKI's `.linux` or
+        /// `.initrd`, concatenated initrds).
+        data: Blob,
+        /// Where they came from, for the plan.
+        source: String,
+    },
 }
 
 impl FileInput {
+    /// The path, or where the bytes came from and their length, for the
+    /// plan table.
     pub fn describe(&self) -> String {
         match self {
             FileInput::File(p) => p.display().to_string(),
@@ -47,6 +55,8 @@ impl FileInput {
         }
     }
 
+    /// Bytes the descriptor will hold; None when the file cannot be
+    /// stat'ed.
     pub fn byte_len(&self) -> Option<u64> {
         match self {
             FileInput::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
@@ -58,16 +68,25 @@ impl FileInput {
 /// Everything kexec_file_load will be called with.
 #[derive(Clone, Debug)]
 pub struct FilePlan {
+    /// The kernel's architecture.
     pub arch: Arch,
+    /// Normal or crash load (KEXEC_FILE_ON_CRASH).
     pub kind: LoadKind,
+    /// The kernel file the request named.
     pub kernel_path: PathBuf,
     /// The recognised format, e.g. "bzImage" or "UKI (bzImage)".
     pub format: String,
+    /// What the kernel descriptor (`kernel_fd`) holds.
     pub kernel: FileInput,
+    /// What the initrd descriptor (`initrd_fd`) holds; None passes
+    /// KEXEC_FILE_NO_INITRAMFS.
     pub initrd: Option<FileInput>,
     /// Without its NUL; the call passes strlen + 1.
     pub cmdline: String,
+    /// The call's flags (`KEXEC_FILE_*`).
     pub flags: u64,
+    /// Things the user should know (options the kernel ignores, what a UKI
+    /// brought).
     pub notes: Vec<String>,
 }
 

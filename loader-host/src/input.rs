@@ -62,16 +62,48 @@ impl From<Vec<u8>> for Blob {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InputError {
     /// open/stat/read failed.
-    Io { path: PathBuf, why: String },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        why: String,
+    },
     /// A device, FIFO, directory...: only regular files are read (a
     /// /dev/zero "kernel" would be read until memory runs out).
-    NotRegular { path: PathBuf, what: &'static str },
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead ("directory", "character device", ...).
+        what: &'static str,
+    },
     /// Larger than anything that could be placed.
-    TooLarge { path: PathBuf, size: u64, limit: u64, why: &'static str },
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        size: u64,
+        /// The most bytes it may have.
+        limit: u64,
+        /// What the limit is ("that can be placed in this machine's usable
+        /// memory", "a DTB may have", ...).
+        why: &'static str,
+    },
     /// Together, the files are larger than the limit.
-    TooLargeTogether { what: &'static str, size: u64, limit: u64, why: &'static str },
+    TooLargeTogether {
+        /// What the files are ("initrds").
+        what: &'static str,
+        /// Their total size in bytes.
+        size: u64,
+        /// The most bytes they may have together.
+        limit: u64,
+        /// What the limit is.
+        why: &'static str,
+    },
     /// The file changed size while it was read.
-    Changed { path: PathBuf },
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
 }
 
 impl fmt::Display for InputError {

@@ -16,15 +16,24 @@ use crate::range::Range;
 pub struct PlannedSegment {
     /// None for the purgatory itself.
     pub kind: Option<SegmentKind>,
+    /// Physical address of its first byte, page aligned
+    /// (`kexec_segment.mem`).
     pub mem: u64,
+    /// Bytes of memory it occupies from `mem`, a page multiple at least the
+    /// data's length (`kexec_segment.memsz`; the kernel zero-fills past the
+    /// data).
     pub memsz: u64,
     /// Bytes from `mem` the purgatory hashes: the data and its zero padding
     /// to the end of the page. The rest of memsz is room the kernel needs
     /// free but whose contents it does not rely on.
     pub digest_len: u64,
+    /// The bytes loaded at `mem` (`kexec_segment.buf`/`bufsz`).
     pub data: Blob,
     /// SHA-256 of `data` zero-padded to `digest_len` (see `digest`).
     pub sha256: [u8; 32],
+    /// Left out of the digest check and structure-checked instead
+    /// (`SEGMENT_FLAG_EXCLUDED`): the elfcorehdr the kernel rewrites on
+    /// crash hotplug.
     pub excluded: bool,
     /// Where the bytes came from, for the plan table.
     pub source: String,
@@ -51,6 +60,8 @@ impl PlannedSegment {
         Range::new(self.mem, self.mem.saturating_add(self.memsz))
     }
 
+    /// Its kind's name (`SegmentKind::name`: "kernel", "initrd", ...), or
+    /// "purgatory".
     pub fn kind_name(&self) -> &'static str {
         self.kind.map_or("purgatory", SegmentKind::name)
     }
@@ -59,7 +70,10 @@ impl PlannedSegment {
 /// A normal kexec image or a crash (kdump) one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LoadKind {
+    /// Loaded for `reboot(LINUX_REBOOT_CMD_KEXEC)` (`kexec -l` then `-e`).
     Kexec,
+    /// Loaded with `KEXEC_ON_CRASH`, run by the kernel when it panics
+    /// (`kexec -p`).
     Crash,
 }
 
@@ -67,21 +81,30 @@ pub enum LoadKind {
 /// x86 zero page (rsi).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BootData {
+    /// `SegmentKind::Dtb` or `SegmentKind::BootParams`.
     pub kind: SegmentKind,
+    /// Physical address of the segment, the value the purgatory passes
+    /// (the parameter block's `boot_data`).
     pub addr: u64,
 }
 
 /// What the elfcorehdr of a crash plan describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CoreSummary {
+    /// Physical address of the elfcorehdr segment (the capture kernel's
+    /// `elfcorehdr=` on x86, `/chosen/linux,elfcorehdr` in a DTB).
     pub addr: u64,
+    /// PT_NOTE entries for per-CPU crash notes, one per possible CPU.
     pub cpu_notes: usize,
+    /// PT_LOAD entries: memory the capture kernel can dump (and, on x86,
+    /// the kernel text mapping).
     pub pt_load: usize,
 }
 
 /// The loaded kernel file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSummary {
+    /// The kernel file as the request named it.
     pub path: String,
     /// The format that recognised it (image::FORMATS names).
     pub format: String,
@@ -90,16 +113,26 @@ pub struct KernelSummary {
 /// A complete, checked plan.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The kernel's architecture (its file format decided it).
     pub arch: Arch,
+    /// Normal or crash load.
     pub kind: LoadKind,
+    /// The kernel file and the format that read it.
     pub kernel: KernelSummary,
+    /// What kexec_load receives, in order: the arch's segments, then the
+    /// purgatory.
     pub segments: Vec<PlannedSegment>,
     /// kexec entry: the purgatory's entry point.
     pub entry: u64,
+    /// Physical address the purgatory jumps to (the parameter block's
+    /// `kernel_entry`): the Image's first byte, a bzImage's 64-bit entry
+    /// (load address + 0x200, boot.rst) or a vmlinux's e_entry.
     pub kernel_entry: u64,
+    /// The boot data segment the kernel is handed.
     pub boot_data: BootData,
     /// The command line the new kernel gets.
     pub cmdline: String,
+    /// The elfcorehdr of a crash load; None for a normal one.
     pub elfcorehdr: Option<CoreSummary>,
     /// The kernel may rewrite the elfcorehdr after load (crash hotplug).
     pub hotplug: bool,
@@ -125,9 +158,19 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     /// No hole for a segment.
-    NoRoom { what: &'static str, size: u64, rule: String },
+    NoRoom {
+        /// The segment's kind name ("kernel", "initrd", ...).
+        what: &'static str,
+        /// Bytes it needs (with the lead reserved in front of it).
+        size: u64,
+        /// The window and alignment it was limited to, and why.
+        rule: String,
+    },
     /// A rule the loader checks on the finished plan (validate.rs).
-    Refused { rule: String },
+    Refused {
+        /// The rule, where it comes from, and what broke it.
+        rule: String,
+    },
     /// A bug of ours: a plan that breaks a rule placement should have kept.
     Internal(String),
 }

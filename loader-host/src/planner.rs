@@ -31,14 +31,14 @@ use crate::validate;
 
 /// The initrds, concatenated.
 #[derive(Clone, Debug)]
-pub struct Initrd {
+pub(crate) struct Initrd {
     pub data: Blob,
     /// Their names, joined with " + ".
     pub source: String,
 }
 
 /// What every architecture's planner receives.
-pub struct ArchInput<'a> {
+pub(crate) struct ArchInput<'a> {
     pub req: &'a Request,
     pub sys: &'a SystemSources,
     pub iomem: &'a Iomem,
@@ -60,14 +60,14 @@ pub struct ArchInput<'a> {
 
 /// Where the purgatory may go, preferred first.
 #[derive(Clone, Debug)]
-pub struct PurgatoryWindow {
+pub(crate) struct PurgatoryWindow {
     pub window: Range,
     pub order: Order,
     pub rule: &'static str,
 }
 
 /// What an architecture's planner hands back.
-pub struct ArchLayout {
+pub(crate) struct ArchLayout {
     /// Kernel, initrd, elfcorehdr, boot data: placed, in kexec order.
     pub layout: Layout,
     pub kernel_entry: u64,
@@ -208,7 +208,7 @@ fn join_paths(paths: &[std::path::PathBuf]) -> String {
 
 /// The request with a UKI's `.cmdline` as the command line when the caller
 /// gave none (systemd-stub: the embedded command line is the default).
-pub fn embedded_request(req: &Request, e: &Embedded, notes: &mut Vec<String>) -> Request {
+pub(crate) fn embedded_request(req: &Request, e: &Embedded, notes: &mut Vec<String>) -> Request {
     let mut r = req.clone();
     if let (CmdlineChoice::Keep, Some(c)) = (&req.cmdline, &e.cmdline) {
         r.cmdline = CmdlineChoice::Set(c.clone());

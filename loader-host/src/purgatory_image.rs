@@ -11,23 +11,34 @@ use kexec_purgatory::abi::{
 pub static AARCH64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-aarch64.bin"));
 /// The same image as an ELF with symbols (`PURGATORY_PARAMS`, `_start`).
 pub static AARCH64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-aarch64.elf"));
-/// The x86_64 purgatory, flat and ELF.
+/// The x86_64 purgatory as a flat, position-independent image.
 pub static X86_64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.bin"));
+/// The x86_64 image as an ELF with symbols.
 pub static X86_64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.elf"));
-/// The riscv64 purgatory, flat and ELF.
+/// The riscv64 purgatory as a flat, position-independent image.
 pub static RISCV64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.bin"));
+/// The riscv64 image as an ELF with symbols.
 pub static RISCV64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.elf"));
 
 /// Why a purgatory image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageError {
+    /// Shorter than the image header (the image's length in bytes).
     TooSmall(usize),
+    /// The header's magic is not `IMAGE_MAGIC` ("RKXPURG").
     Magic,
+    /// The header's abi_version is not the `ABI_VERSION` this loader
+    /// fills parameter blocks for.
     AbiVersion(u32),
+    /// The image is for another architecture.
     Arch {
+        /// The `ARCH_*` value asked for.
         expected: u32,
+        /// The header's `arch`.
         found: u32,
     },
+    /// IMAGE_FLAG_POSITION_INDEPENDENT is clear: the image cannot run at
+    /// the address placement picks.
     NotPositionIndependent,
     /// A header field points outside the image.
     Field(&'static str),
@@ -53,7 +64,11 @@ impl std::error::Error for ImageError {}
 /// A checked purgatory image.
 #[derive(Debug, Clone)]
 pub struct PurgatoryImage<'a> {
+    /// The flat image: what the purgatory segment holds, before its
+    /// parameter block is filled in.
     pub bytes: &'a [u8],
+    /// Its header (docs/abi.md "Header"): entry, parameter block and memory
+    /// size.
     pub header: ImageHeader,
 }
 

@@ -7,7 +7,9 @@ use std::fmt;
 /// A half-open physical range `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Range {
+    /// The first address.
     pub start: u64,
+    /// One past the last address.
     pub end: u64,
 }
 
@@ -15,6 +17,8 @@ impl Range {
     /// Every address.
     pub const ALL: Range = Range { start: 0, end: u64::MAX };
 
+    /// `[start, end)`, as given (an `end` below `start` makes an empty
+    /// range).
     pub fn new(start: u64, end: u64) -> Self {
         Range { start, end }
     }
@@ -35,18 +39,23 @@ impl Range {
         Range { start, end: last.saturating_add(1) }
     }
 
+    /// Bytes in the range (0 when empty).
     pub fn len(&self) -> u64 {
         self.end.saturating_sub(self.start)
     }
 
+    /// Does the range hold no address?
     pub fn is_empty(&self) -> bool {
         self.end <= self.start
     }
 
+    /// Do the two ranges share an address?
     pub fn overlaps(&self, other: &Range) -> bool {
         self.start < other.end && other.start < self.end
     }
 
+    /// Does `other` lie within it (`start <= other.start`, `other.end <=
+    /// end`)?
     pub fn contains_range(&self, other: &Range) -> bool {
         self.start <= other.start && other.end <= self.end
     }
@@ -97,6 +106,7 @@ impl FreeMap {
         FreeMap { ranges: out }
     }
 
+    /// The free ranges, sorted and disjoint.
     pub fn ranges(&self) -> &[Range] {
         &self.ranges
     }

@@ -47,6 +47,7 @@ impl OnFailure {
         }
     }
 
+    /// The action's name: `halt` or `reset`.
     pub fn name(self) -> &'static str {
         match self {
             OnFailure::Halt => "halt",
@@ -58,6 +59,9 @@ impl OnFailure {
 /// One load.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The kernel file: any format in `image::FORMATS` (Image, Image.gz,
+    /// EFI zboot, bzImage, vmlinux, UKI); its format decides the
+    /// architecture.
     pub kernel: PathBuf,
     /// `-t TYPE`: the kernel format to use instead of probing.
     pub kernel_type: Option<String>,
@@ -65,20 +69,27 @@ pub struct Request {
     pub initrds: Vec<PathBuf>,
     /// A DTB to hand over instead of the running one (arm64, riscv64).
     pub dtb: Option<PathBuf>,
+    /// The new kernel's command line.
     pub cmdline: CmdlineChoice,
     /// `--serial TTY`: the purgatory's console (else the boot data's).
     pub serial: Option<String>,
     /// Hash every segment in the purgatory (false: kexec-tools' -i).
     pub verify: bool,
+    /// What the purgatory does when a check fails (the parameter block's
+    /// `on_failure`).
     pub on_failure: OnFailure,
     /// Extra DTB edits: `--dtb-set /node/prop=value`, `--dtb-delete /node/prop`.
+    /// `--dtb-set`: (`/node/prop` path, value) pairs, applied in order.
     pub dtb_set: Vec<(String, String)>,
+    /// `--dtb-delete`: `/node/prop` paths of properties to remove.
     pub dtb_delete: Vec<String>,
     /// `-p`: a crash (kdump) kernel.
     pub crash: Option<CrashOptions>,
     /// `--mem-min` / `--mem-max` (kexec-tools' names): every segment lies
-    /// inside `[mem_min, mem_max]` (mem_max inclusive).
+    /// inside `[mem_min, mem_max]` (mem_max inclusive). `mem_min`: the
+    /// lowest physical address a segment may use.
     pub mem_min: Option<u64>,
+    /// The highest physical address a segment may use (inclusive).
     pub mem_max: Option<u64>,
     /// x86 `--console-serial`: the purgatory prints on the serial port
     /// (`--serial`, else ttyS0 at 0x3f8, kexec-tools' default serial_base)

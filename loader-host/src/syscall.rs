@@ -16,23 +16,33 @@ use crate::plan::{LoadKind, Plan};
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct KexecSegment {
+    /// The segment's bytes in this process.
     pub buf: *const libc::c_void,
+    /// How many bytes of `buf` to copy.
     pub bufsz: libc::size_t,
+    /// Physical destination, page aligned.
     pub mem: u64,
+    /// Bytes of memory at `mem`, a page multiple; the kernel zero-fills
+    /// past `bufsz`.
     pub memsz: libc::size_t,
 }
 
-/// kexec_load flags (include/uapi/linux/kexec.h).
+/// kexec_load flag (include/uapi/linux/kexec.h): load the crash (kdump)
+/// image, run when the kernel panics.
 pub const KEXEC_ON_CRASH: u64 = 0x0000_0001;
+/// kexec_load flag: preserve the system's context across the jump, for a
+/// kexec jump back (CONFIG_KEXEC_JUMP). rkexec never sets it.
 pub const KEXEC_PRESERVE_CONTEXT: u64 = 0x0000_0002;
 /// x86 only, kernels 6.5+: the kernel may rewrite the elfcorehdr
 /// (`Arch::hotplug_flag`).
 pub const KEXEC_UPDATE_ELFCOREHDR: u64 = 0x0000_0004;
 /// Generic (6.10+): the kernel may update the crash image on hotplug.
 pub const KEXEC_CRASH_HOTPLUG_SUPPORT: u64 = 0x0000_0008;
-/// kexec_file_load flags.
+/// kexec_file_load flag (include/uapi/linux/kexec.h): unload the image.
 pub const KEXEC_FILE_UNLOAD: u64 = 0x0000_0001;
+/// kexec_file_load flag: load the crash (kdump) image.
 pub const KEXEC_FILE_ON_CRASH: u64 = 0x0000_0002;
+/// kexec_file_load flag: no initrd (the initrd fd is ignored).
 pub const KEXEC_FILE_NO_INITRAMFS: u64 = 0x0000_0004;
 /// Linux 6.17+: do not place the segments in CMA (kexec-tools --no-cma).
 pub const KEXEC_FILE_NO_CMA: u64 = 0x0000_0010;
@@ -96,10 +106,15 @@ pub fn load(plan: &Plan) -> Result<(), SyscallError> {
 /// Which call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Call {
+    /// kexec_load(2) of an image.
     KexecLoad,
+    /// kexec_file_load(2) of an image.
     KexecFileLoad,
+    /// kexec_load(2) with no segments: unload.
     Unload,
+    /// kexec_file_load(2) with KEXEC_FILE_UNLOAD.
     FileUnload,
+    /// reboot(2) with LINUX_REBOOT_CMD_KEXEC.
     Reboot,
 }
 
@@ -118,7 +133,9 @@ impl Call {
 /// A failed system call, with the errno and what it means for this call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyscallError {
+    /// The call that failed.
     pub call: Call,
+    /// Its errno.
     pub errno: i32,
     /// Extra context, e.g. which segment the kernel likely refused.
     pub context: Option<String>,

@@ -54,7 +54,7 @@ pub const BOOT: DtbBoot = DtbBoot {
 };
 
 /// Place an arm64 kernel and build its DTB.
-pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
+pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
     dtb_boot::plan(input, &BOOT)
 }
 

@@ -14,8 +14,13 @@ use crate::crash::CrashPolicy;
 /// An architecture rkexec loads kernels for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Arch {
+    /// AArch64 (little-endian): an Image booted per
+    /// Documentation/arch/arm64/booting.rst.
     Arm64,
+    /// x86-64: a bzImage (Documentation/arch/x86/boot.rst 64-bit boot
+    /// protocol) or a vmlinux.
     X86_64,
+    /// RV64: an Image booted per Documentation/arch/riscv/boot.rst.
     Riscv64,
 }
 
@@ -60,8 +65,8 @@ impl Arch {
     /// its plans never carry the flag.
     pub fn hotplug_flag(self) -> u64 {
         match self {
-            Arch::Arm64 | Arch::Riscv64 => 0x8,
-            Arch::X86_64 => 0x4,
+            Arch::Arm64 | Arch::Riscv64 => crate::syscall::KEXEC_CRASH_HOTPLUG_SUPPORT,
+            Arch::X86_64 => crate::syscall::KEXEC_UPDATE_ELFCOREHDR,
         }
     }
 

@@ -77,7 +77,7 @@ pub const BOOT: DtbBoot = DtbBoot {
 };
 
 /// Place a riscv64 kernel and build its DTB.
-pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
+pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
     dtb_boot::plan(input, &BOOT)
 }
 

@@ -12,14 +12,17 @@ const PHDR_SIZE: u64 = 56;
 const PT_LOAD: u32 = 1;
 const PT_NOTE: u32 = 4;
 const ET_CORE: u16 = 4;
-/// ELF e_machine values (ELF gABI; the kernel's include/uapi/linux/elf-em.h).
+/// ELF e_machine for AArch64 (ELF gABI; the kernel's include/uapi/linux/elf-em.h).
 pub const EM_AARCH64: u16 = 183;
+/// ELF e_machine for x86-64 (ELF gABI, elf-em.h).
 pub const EM_X86_64: u16 = 62;
+/// ELF e_machine for RISC-V (ELF gABI, elf-em.h).
 pub const EM_RISCV: u16 = 243;
 
 /// What goes into the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreLayout {
+    /// e_machine: the crashed kernel's architecture (`EM_*`).
     pub machine: u16,
     /// One per possible CPU (/sys/devices/system/cpu/cpuN/crash_notes).
     pub cpu_notes: Vec<NoteRegion>,
@@ -54,6 +57,8 @@ impl fmt::Display for ElfCoreError {
 impl std::error::Error for ElfCoreError {}
 
 impl CoreLayout {
+    /// Program headers: a PT_NOTE per CPU, one for vmcoreinfo, then the
+    /// PT_LOADs.
     pub fn phnum(&self) -> usize {
         self.cpu_notes.len() + 1 + self.loads()
     }

@@ -44,7 +44,7 @@ pub struct CrashPolicy {
 
 /// What a crash load needs from the running system.
 #[derive(Clone, Debug)]
-pub struct CrashSetup {
+pub(crate) struct CrashSetup {
     /// Where segments may go.
     pub free: FreeMap,
     /// Every "Crash kernel" range: the capture kernel's RAM.
@@ -67,18 +67,26 @@ pub struct CrashSetup {
 pub enum CrashError {
     /// No crashkernel= reservation.
     NoCrashKernel(PathBuf),
+    /// The per-CPU crash notes, vmcoreinfo or the kernel's hotplug
+    /// elfcorehdr size could not be read from sysfs.
     Notes(CrashNotesError),
+    /// The elfcorehdr cannot be built.
     ElfCore(ElfCoreError),
     /// `--hotplug` on an architecture without crash hotplug.
     NoHotplug(&'static str),
     /// The running DTB could not be read for the firmware's protected memory.
     FirmwareFdt {
+        /// /sys/firmware/fdt.
         path: PathBuf,
+        /// Why it could not be read or parsed.
         why: String,
     },
     /// The kernel's hotplug size is smaller than the header we built.
     TooSmall {
+        /// Bytes of the header we built.
         needed: u64,
+        /// Bytes the kernel sized it at (/sys/kernel/crash_elfcorehdr_size
+        /// plus the 64-byte ELF header).
         available: u64,
     },
 }
@@ -121,7 +129,7 @@ fn firmware_protected(sys: &SystemSources) -> Result<Vec<Range>, CrashError> {
 }
 
 /// The crash ranges, the placement memory and the elfcorehdr.
-pub fn prepare(
+pub(crate) fn prepare(
     sys: &SystemSources,
     iomem: &Iomem,
     policy: &CrashPolicy,

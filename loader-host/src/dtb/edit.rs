@@ -42,31 +42,60 @@ const INITRD_END: &str = "linux,initrd-end";
 /// PSCI conduit: Documentation/devicetree/bindings/arm/psci.yaml `method`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PsciMethod {
+    /// "hvc": PSCI calls are HVC instructions (to a hypervisor).
     Hvc,
+    /// "smc": PSCI calls are SMC instructions (to secure firmware).
     Smc,
 }
 
 /// `#address-cells` / `#size-cells` of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cells {
+    /// `#address-cells`: u32 cells per address in children's `reg`.
     pub address: u32,
+    /// `#size-cells`: u32 cells per size in children's `reg`.
     pub size: u32,
 }
 
+/// Why a DTB cannot be read or edited as asked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DtbEditError {
     /// The blob is not a valid FDT.
-    Parse { why: String },
+    Parse {
+        /// The rule it breaks (devicetree spec §5 structure, header fields).
+        why: String,
+    },
     /// A path is not absolute or has an empty component.
-    BadPath { path: String },
+    BadPath {
+        /// The path given.
+        path: String,
+    },
     /// A node or property name breaks devicetree spec §2.2.
-    BadName { name: String, why: String },
+    BadName {
+        /// The name.
+        name: String,
+        /// The naming rule it breaks.
+        why: String,
+    },
     /// A node that must exist does not.
-    NoNode { path: String },
+    NoNode {
+        /// The node's path.
+        path: String,
+    },
     /// A property's value has the wrong shape.
-    BadValue { path: String, name: String, why: String },
+    BadValue {
+        /// The node's path.
+        path: String,
+        /// The property's name.
+        name: String,
+        /// What shape was expected.
+        why: String,
+    },
     /// The result would not fit the FDT's 32-bit sizes.
-    TooLarge { bytes: u64 },
+    TooLarge {
+        /// The size the blob would have.
+        bytes: u64,
+    },
 }
 
 impl fmt::Display for DtbEditError {
@@ -277,6 +306,8 @@ impl DtbEditor {
         self.string_property("/chosen", "bootargs")
     }
 
+    /// Set `/chosen/bootargs` to `cmdline`, NUL-terminated (chosen.txt);
+    /// a NUL inside it is refused.
     pub fn set_bootargs(&mut self, cmdline: &str) -> Result<(), DtbEditError> {
         if cmdline.contains('\0') {
             return Err(bad_value("/chosen", "bootargs", "command line contains a NUL byte"));
@@ -343,6 +374,8 @@ impl DtbEditor {
         self.set_property("/chosen", "rng-seed", rng)
     }
 
+    /// The /memreserve/ entries (devicetree spec §5.3 memory reservation
+    /// block), as ranges.
     pub fn memreserve(&self) -> Vec<Range> {
         self.tree
             .memory_reservations
@@ -351,6 +384,7 @@ impl DtbEditor {
             .collect()
     }
 
+    /// Append a /memreserve/ entry for `r`.
     pub fn add_memreserve(&mut self, r: Range) {
         self.size_bound += 16;
         self.tree.memory_reservations.push(MemoryReservation::new(r.start, r.len()));
@@ -408,6 +442,8 @@ impl DtbEditor {
         Ok(Cells { address: read("#address-cells", 2)?, size: read("#size-cells", 1)? })
     }
 
+    /// The root node's cells: the encoding of `reg` in its children and
+    /// of /chosen's `linux,elfcorehdr` and `linux,usable-memory-range`.
     pub fn root_cells(&self) -> Result<Cells, DtbEditError> {
         self.cells("/")
     }

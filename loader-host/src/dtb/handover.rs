@@ -17,6 +17,8 @@ pub struct DtbFacts {
     pub console: Option<ConsoleDesc>,
     /// /memreserve/ entries other than the old initrd's.
     pub reserved: Vec<Range>,
+    /// The initrd /chosen describes (`linux,initrd-start`/`-end`): the
+    /// running kernel's, not the next one's.
     pub old_initrd: Option<Range>,
 }
 
@@ -27,7 +29,11 @@ pub struct DtbEdits {
     pub bootargs: Option<String>,
     /// The new initrd; None deletes linux,initrd-start/end.
     pub initrd: Option<Range>,
+    /// `/chosen/kaslr-seed` (chosen.txt, a u64); written only together
+    /// with `rng_seed`. The purgatory refreshes both in place.
     pub kaslr_seed: Option<[u8; 8]>,
+    /// `/chosen/rng-seed` (chosen.txt: bytes the kernel adds to its
+    /// entropy pool).
     pub rng_seed: Option<[u8; 64]>,
     /// Drop linux,elfcorehdr / linux,usable-memory-range / IMA buffer.
     pub remove_crash_properties: bool,

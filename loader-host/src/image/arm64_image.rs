@@ -14,6 +14,7 @@ use crate::range::PAGE;
 pub const HEADER_LEN: usize = 64;
 /// booting.rst §4: `u32 magic = 0x644d5241` ("ARM\x64") at offset 0x38.
 pub const MAGIC: [u8; 4] = *b"ARM\x64";
+/// Where [`MAGIC`] sits in the header (booting.rst §4).
 pub const MAGIC_OFFSET: usize = 0x38;
 const TEXT_OFFSET_AT: usize = 8;
 const IMAGE_SIZE_AT: usize = 16;
@@ -39,10 +40,15 @@ pub const FLAG_PHYS_PLACEMENT_ANYWHERE: u64 = 1 << 3;
 /// A parsed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Arm64Header {
+    /// booting.rst §4 `text_offset` (0x08): bytes between the 2 MiB
+    /// aligned base and the Image's first byte; 0x80000 for a pre-3.17
+    /// kernel.
     pub text_offset: u64,
     /// Effective image size (bss included). For a pre-3.17 kernel (header
     /// `image_size == 0`) this is an estimate; see `size_estimated`.
     pub image_size: u64,
+    /// booting.rst §4 `flags` (0x18): endianness, page size, physical
+    /// placement; 0 for a pre-3.17 kernel.
     pub flags: u64,
     /// The header had `image_size == 0` and `text_offset`/`image_size` were
     /// filled in by the pre-3.17 rule.
@@ -52,13 +58,18 @@ pub struct Arm64Header {
 /// Page size the kernel was built for (flags bits 1-2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelPageSize {
+    /// 0: not said (any page size is accepted).
     Unspecified,
+    /// 1: 4 KiB pages.
     Size4K,
+    /// 2: 16 KiB pages.
     Size16K,
+    /// 3: 64 KiB pages.
     Size64K,
 }
 
 impl KernelPageSize {
+    /// The page size in bytes; None when unspecified.
     pub fn bytes(self) -> Option<u64> {
         match self {
             Self::Unspecified => None,
@@ -70,6 +81,8 @@ impl KernelPageSize {
 }
 
 impl Arm64Header {
+    /// booting.rst §4 flags bits 1-2: the page size the kernel was built
+    /// for.
     pub fn page_size(&self) -> KernelPageSize {
         // booting.rst §4: 0 - Unspecified, 1 - 4K, 2 - 16K, 3 - 64K.
         match (self.flags & FLAG_PAGE_MASK) >> FLAG_PAGE_SHIFT {
@@ -80,6 +93,7 @@ impl Arm64Header {
         }
     }
 
+    /// booting.rst §4 flags bit 0: a big-endian kernel.
     pub fn is_big_endian(&self) -> bool {
         self.flags & FLAG_BE != 0
     }
@@ -94,24 +108,51 @@ impl Arm64Header {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderError {
     /// Shorter than the 64-byte header.
-    TooShort { len: usize },
+    TooShort {
+        /// The file's length in bytes.
+        len: usize,
+    },
     /// No "ARM\x64" at 0x38.
-    BadMagic { found: [u8; 4] },
+    BadMagic {
+        /// The 4 bytes at 0x38.
+        found: [u8; 4],
+    },
     /// flags bit 0 set.
     BigEndian,
     /// flags bits 1-2 name a page size the running kernel does not use.
-    PageSizeMismatch { kernel: u64, host: u64 },
+    PageSizeMismatch {
+        /// The kernel's page size in bytes.
+        kernel: u64,
+        /// The running kernel's page size in bytes.
+        host: u64,
+    },
     /// text_offset is not a page multiple: the segment could not start
     /// page-aligned (kexec_load requires it).
-    TextOffset { text_offset: u64 },
+    TextOffset {
+        /// The header's text_offset.
+        text_offset: u64,
+    },
     /// text_offset + image_size passes the end of the address space.
-    SizeOverflow { text_offset: u64, image_size: u64 },
+    SizeOverflow {
+        /// The header's text_offset.
+        text_offset: u64,
+        /// The header's image_size.
+        image_size: u64,
+    },
     /// The EFI stub's PE header ("MZ" at 0, its offset at 0x3c) is missing
     /// or runs past the file.
-    BadPeHeader { offset: u64 },
+    BadPeHeader {
+        /// The PE header offset read at 0x3c.
+        offset: u64,
+    },
     /// The PE section table places data past the end of the file: the file
     /// was cut short.
-    Truncated { file: u64, needed: u64 },
+    Truncated {
+        /// The file's length in bytes.
+        file: u64,
+        /// The furthest section end (PointerToRawData + SizeOfRawData).
+        needed: u64,
+    },
 }
 
 impl fmt::Display for HeaderError {

@@ -72,12 +72,20 @@ pub struct BzImage {
     pub payload: Blob,
     /// Protocol version, e.g. 0x020f.
     pub version: u16,
+    /// loadflags (0x211), e.g. [`LOADED_HIGH`].
     pub loadflags: u8,
+    /// xloadflags (0x236), e.g. [`XLF_KERNEL_64`].
     pub xloadflags: u16,
+    /// kernel_alignment (0x230): the physical alignment a relocatable
+    /// kernel needs, a power of two.
     pub kernel_alignment: u64,
     /// 0 when the header does not set min_alignment.
     pub min_alignment: u8,
+    /// relocatable_kernel (0x234) is non-zero: any `kernel_alignment`
+    /// aligned address will do.
     pub relocatable: bool,
+    /// pref_address (0x258): the preferred load address (a non-relocatable
+    /// kernel runs only there).
     pub pref_address: u64,
     /// Bytes the kernel needs from its load address before it reads the
     /// memory map (decompression buffer included).
@@ -86,6 +94,8 @@ pub struct BzImage {
     pub cmdline_size: u32,
     /// Highest address the initrd may occupy (inclusive).
     pub initrd_addr_max: u32,
+    /// handover_offset (0x264): the EFI handover entry's offset (read but
+    /// not used: kexec enters at the 64-bit entry).
     pub handover_offset: u32,
 }
 
@@ -136,13 +146,26 @@ pub enum BzImageError {
     Not64Bit(u16),
     /// The header length from the jump at 0x200 does not cover the fields
     /// read, or runs past the boot_params header area.
-    HeaderLength { end: usize },
+    HeaderLength {
+        /// Where the header ends: 0x202 + the byte at 0x201.
+        end: usize,
+    },
     /// The file is shorter than (setup_sects + 1) * 512 or has no payload.
-    Truncated { setup_size: usize, file_len: usize },
+    Truncated {
+        /// (setup_sects + 1) * 512.
+        setup_size: usize,
+        /// The file's length in bytes.
+        file_len: usize,
+    },
     /// kernel_alignment (0x230) is zero or not a power of two.
     Alignment(u32),
     /// init_size (0x260) is smaller than the payload.
-    InitSize { init_size: u64, payload: usize },
+    InitSize {
+        /// The header's init_size.
+        init_size: u64,
+        /// Bytes of the protected-mode payload.
+        payload: usize,
+    },
     /// cmdline_size (0x238) is zero.
     CmdlineSize,
 }

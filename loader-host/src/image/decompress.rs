@@ -18,13 +18,17 @@ pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// RFC 8878 §3.1.1: frame magic 0xFD2FB528, little-endian.
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// A compression format a kernel payload may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Codec {
+    /// gzip, one member (RFC 1952): Image.gz, and EFI zboot's `gzip`.
     Gzip,
+    /// zstd, one frame (RFC 8878): EFI zboot's `zstd22` (or `zstd`).
     Zstd,
 }
 
 impl Codec {
+    /// The name in messages: `gzip` or `zstd`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Gzip => "gzip",
@@ -33,15 +37,38 @@ impl Codec {
     }
 }
 
+/// Why a compressed payload was refused. `what` names the input
+/// ("Image.gz", "EFI zboot payload").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecompressError {
     /// The stream is corrupt or truncated.
-    Corrupt { codec: Codec, what: String, why: String },
+    Corrupt {
+        /// The stream's codec.
+        codec: Codec,
+        /// The input.
+        what: String,
+        /// The decoder's error.
+        why: String,
+    },
     /// The output would exceed `limit` bytes.
-    TooLarge { codec: Codec, what: String, limit: u64 },
+    TooLarge {
+        /// The stream's codec.
+        codec: Codec,
+        /// The input.
+        what: String,
+        /// The cap in bytes ([`MAX_DECOMPRESSED`] when loading).
+        limit: u64,
+    },
     /// Non-zero bytes follow the compressed stream (a truncated-then-
     /// appended or concatenated file: not what the kernel build writes).
-    Trailing { codec: Codec, what: String, bytes: usize },
+    Trailing {
+        /// The stream's codec.
+        codec: Codec,
+        /// The input.
+        what: String,
+        /// Bytes after the end of the stream.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for DecompressError {

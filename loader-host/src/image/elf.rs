@@ -21,12 +21,15 @@ use crate::arch::Arch;
 use crate::bytes::{le16, le32, le64};
 use crate::input::Blob;
 
+/// `e_ident[EI_MAG0..=EI_MAG3]` (ELF gABI "ELF Identification").
 pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
 const ELFCLASS64: u8 = 2;
 const ELFDATA2LSB: u8 = 1;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
+/// e_machine of an x86_64 vmlinux (ELF gABI).
 pub const EM_X86_64: u16 = 62;
+/// e_machine of an arm64 vmlinux (ELF gABI).
 pub const EM_AARCH64: u16 = 183;
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
@@ -55,20 +58,68 @@ pub struct ElfKernel {
 /// Why a file is not a vmlinux this loader boots; each names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElfError {
-    Truncated { what: &'static str, end: u64, file: usize },
-    Class { class: u8, data: u8 },
+    /// A header or a PT_LOAD's file bytes run past the end of the file.
+    Truncated {
+        /// What runs past: "ELF header", "program header table", "PT_LOAD
+        /// data".
+        what: &'static str,
+        /// The file offset it ends at.
+        end: u64,
+        /// The file's length in bytes.
+        file: usize,
+    },
+    /// Not ELFCLASS64 little-endian (ELFDATA2LSB).
+    Class {
+        /// `e_ident[EI_CLASS]`.
+        class: u8,
+        /// `e_ident[EI_DATA]`.
+        data: u8,
+    },
+    /// e_type is neither ET_EXEC nor ET_DYN.
     Type(u16),
+    /// e_machine is neither EM_X86_64 nor EM_AARCH64.
     Machine(u16),
+    /// A PT_INTERP: a program, not a kernel.
     Interp,
+    /// e_phentsize is not sizeof(Elf64_Phdr) = 56.
     PhentSize(u16),
+    /// No PT_LOAD with memory.
     NoLoad,
-    FileszAboveMemsz { index: usize },
-    Overflow { index: usize },
-    Overlap { index: usize },
-    Gap { index: usize, gap: u64 },
-    EntryOutside { entry: u64 },
+    /// Program header `index` has p_filesz > p_memsz.
+    FileszAboveMemsz {
+        /// The program header's index.
+        index: usize,
+    },
+    /// Program header `index`: its address + p_memsz overflows 64 bits.
+    Overflow {
+        /// The program header's index.
+        index: usize,
+    },
+    /// Program header `index` overlaps the PT_LOAD before it (by address).
+    Overlap {
+        /// The program header's index.
+        index: usize,
+    },
+    /// Program header `index` starts more than [`MAX_GAP`] after the
+    /// previous PT_LOAD ends: not one span.
+    Gap {
+        /// The program header's index.
+        index: usize,
+        /// Bytes between the previous PT_LOAD's end and its start.
+        gap: u64,
+    },
+    /// x86_64: e_entry lies in no PT_LOAD's physical range.
+    EntryOutside {
+        /// e_entry.
+        entry: u64,
+    },
+    /// x86_64 ET_DYN: not supported (a vmlinux is ET_EXEC).
     X86Dyn,
-    NoArm64Header { entry: u64 },
+    /// arm64: no Image header (booting.rst §4 magic at 0x38) at e_entry.
+    NoArm64Header {
+        /// e_entry.
+        entry: u64,
+    },
 }
 
 impl fmt::Display for ElfError {

@@ -52,6 +52,9 @@ impl Host {
 pub struct ImageKernel {
     /// The raw (decompressed) Image.
     pub data: Blob,
+    /// The header's text_offset: arm64, bytes above the 2 MiB aligned base
+    /// (booting.rst §4); riscv64, the alignment the Image needs
+    /// (boot-image-header.rst, see `dtb_boot::TextOffset`).
     pub text_offset: u64,
     /// Bytes from the load address the kernel occupies, bss included (never
     /// less than the file).
@@ -103,9 +106,11 @@ pub struct Embedded {
 /// A parsed kernel file.
 #[derive(Clone, Debug)]
 pub struct KernelImage {
+    /// The architecture the kernel is for.
     pub arch: Arch,
     /// The format that recognised the file, e.g. "Image.gz".
     pub format: &'static str,
+    /// The kernel to place, by boot protocol.
     pub kernel: Kernel,
     /// Set by container formats (UKI).
     pub embedded: Option<Embedded>,
@@ -123,36 +128,54 @@ impl KernelImage {
 pub enum ImageError {
     /// No format recognised the file.
     Unknown {
+        /// The file's first 4 bytes, in hex.
         magic: String,
     },
     /// `-t NAME` names no format.
     UnknownType {
+        /// The name given.
         name: String,
     },
     /// `-t NAME` names a format that does not recognise the file.
     NotOfType {
+        /// The name given.
         name: String,
     },
+    /// An arm64 Image header (or its EFI stub's PE header) breaks
+    /// booting.rst §4.
     Arm64(HeaderError),
+    /// A riscv64 Image header (or its EFI stub's PE header) breaks
+    /// boot-image-header.rst.
     Riscv(RiscvHeaderError),
+    /// A bzImage setup header breaks boot.rst.
     BzImage(BzImageError),
+    /// An EFI zboot header is malformed.
     Zboot(ZbootError),
+    /// A compressed kernel does not decompress within the limits.
     Decompress(DecompressError),
+    /// A PE/COFF file (UKI, EFI stub) is malformed.
     Pe(PeError),
+    /// A vmlinux ELF is malformed or not bootable.
     Elf(ElfError),
+    /// A unified kernel image's sections are unusable.
     Uki(UkiError),
     /// `-t NAME` names a kexec-tools file type rkexec does not load.
     UnsupportedType {
+        /// The name given.
         name: String,
+        /// Why rkexec does not load it.
         why: &'static str,
     },
     /// A decompressed payload with neither Image magic at 0x38.
     NotAnImage {
+        /// The 4 bytes at 0x38.
         found: [u8; 4],
     },
     /// A compressed or wrapped kernel whose payload is not one.
     Payload {
+        /// The outer format, e.g. "Image.gz".
         format: &'static str,
+        /// Why the payload is not a kernel.
         inner: Box<ImageError>,
     },
 }

@@ -24,37 +24,53 @@ const SECTION_HEADER_LEN: usize = 40;
 /// PE format: "the Windows loader limits the number of sections to 96".
 pub const MAX_SECTIONS: usize = 96;
 
+/// COFF Machine IMAGE_FILE_MACHINE_AMD64 (PE format, "Machine Types").
 pub const MACHINE_X86_64: u16 = 0x8664;
+/// COFF Machine IMAGE_FILE_MACHINE_ARM64.
 pub const MACHINE_ARM64: u16 = 0xaa64;
+/// COFF Machine IMAGE_FILE_MACHINE_RISCV64.
 pub const MACHINE_RISCV64: u16 = 0x5064;
 
 /// Why a file is not a PE image whose sections can be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeError {
+    /// No "MZ" at 0, or the file ends before e_lfanew (0x3c).
     NotPe,
     /// e_lfanew (0x3c) points outside the file or not at "PE\0\0".
     BadHeaderOffset {
+        /// e_lfanew.
         offset: u32,
     },
+    /// NumberOfSections is above [`MAX_SECTIONS`].
     TooManySections {
+        /// NumberOfSections.
         count: usize,
     },
     /// The section table runs past the end of the file.
     TableTruncated {
+        /// The file offset the COFF header or section table ends at.
         end: usize,
+        /// The file's length in bytes.
         file: usize,
     },
     /// A section's raw data runs past the end of the file.
     SectionTruncated {
+        /// The section's name.
         name: String,
+        /// PointerToRawData.
         offset: u32,
+        /// SizeOfRawData.
         size: u32,
+        /// The file's length in bytes.
         file: usize,
     },
     /// VirtualSize is larger than the data the file holds for the section.
     SectionShort {
+        /// The section's name.
         name: String,
+        /// VirtualSize.
         virtual_size: u32,
+        /// SizeOfRawData.
         raw_size: u32,
     },
 }
@@ -92,16 +108,23 @@ impl std::error::Error for PeError {}
 pub struct Section {
     /// The name, NULs removed (".linux", ".cmdline").
     pub name: String,
+    /// VirtualSize: the section's size in memory (its data's exact length
+    /// in a UKI).
     pub virtual_size: u32,
+    /// VirtualAddress: its address relative to the image base.
     pub virtual_address: u32,
+    /// SizeOfRawData: bytes in the file, rounded up to FileAlignment.
     pub raw_size: u32,
+    /// PointerToRawData: the file offset of its data.
     pub raw_offset: u32,
 }
 
 /// A PE file's machine and sections, in table order.
 #[derive(Debug, Clone)]
 pub struct Pe {
+    /// The COFF header's Machine (`MACHINE_*`).
     pub machine: u16,
+    /// The section headers, each checked to lie inside the file.
     pub sections: Vec<Section>,
 }
 

@@ -29,6 +29,7 @@ pub const HEADER_LEN: usize = 64;
 /// boot-image-header.rst: `magic2 = 0x05435352` ("RSC\x05"), little endian,
 /// at 0x38 — the field that identifies the header from version 0.2 on.
 pub const MAGIC2: [u8; 4] = *b"RSC\x05";
+/// Where [`MAGIC2`] sits in the header.
 pub const MAGIC2_OFFSET: usize = 0x38;
 const TEXT_OFFSET_AT: usize = 0x08;
 const IMAGE_SIZE_AT: usize = 0x10;
@@ -47,39 +48,58 @@ const MAX_TEXT_OFFSET: u64 = 1 << 30;
 /// A parsed header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RiscvHeader {
+    /// text_offset (0x08): the Image's load offset from the start of RAM,
+    /// taken as its alignment (see `dtb_boot::TextOffset::Alignment`).
     pub text_offset: u64,
+    /// image_size (0x10): bytes the kernel occupies, bss included.
     pub image_size: u64,
+    /// flags (0x18): bit 0 is the endianness.
     pub flags: u64,
+    /// version (0x20): major in bits 31:16, minor in 15:0.
     pub version: u32,
 }
 
 /// Why a buffer is not a usable riscv64 Image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HeaderError {
+    /// Shorter than the 64-byte header.
     TooShort {
+        /// The file's length in bytes.
         len: usize,
     },
+    /// No "RSC\x05" at 0x38.
     BadMagic {
+        /// The 4 bytes at 0x38.
         found: [u8; 4],
     },
     /// version < 0.2: a header without `magic2` (the bytes at 0x38 match by
     /// accident, or the header is damaged).
     OldVersion {
+        /// The header's version field.
         version: u32,
     },
     /// image_size 0: kexec-tools (kexec-image-riscv.c) and the kernel's own
     /// Image loader (arch/riscv/kernel/kexec_image.c) refuse it.
     NoImageSize,
+    /// flags bit 0 set: a big-endian kernel.
     BigEndian,
     /// text_offset is not 0 or a power of two between 4 KiB and 1 GiB.
     TextOffset {
+        /// The header's text_offset.
         text_offset: u64,
     },
+    /// The EFI stub's PE header ("MZ" at 0, its offset at 0x3c) is missing
+    /// or runs past the file.
     BadPeHeader {
+        /// The PE header offset read at 0x3c.
         offset: u64,
     },
+    /// The PE section table places data past the end of the file: the file
+    /// was cut short.
     Truncated {
+        /// The file's length in bytes.
         file: u64,
+        /// The furthest section end (PointerToRawData + SizeOfRawData).
         needed: u64,
     },
 }

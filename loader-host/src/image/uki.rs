@@ -30,7 +30,12 @@ pub enum UkiError {
     /// `.linux` holds a UKI (or nothing a format recognises).
     Nested,
     /// The stub's PE machine and the kernel's architecture differ.
-    MachineMismatch { machine: u16, kernel: Arch },
+    MachineMismatch {
+        /// The stub's COFF Machine (`pe::MACHINE_*`).
+        machine: u16,
+        /// The architecture of the kernel in `.linux`.
+        kernel: Arch,
+    },
     /// `.cmdline` is not UTF-8 text.
     CmdlineNotText,
 }

@@ -21,6 +21,8 @@ use crate::arch::Arch;
 use crate::bytes::le32;
 use crate::input::Blob;
 
+/// zboot-header.S: the image type at 0x04 that tells zboot from a plain
+/// EFI-stub Image.
 pub const IMAGE_TYPE: [u8; 4] = *b"zimg";
 const IMAGE_TYPE_AT: usize = 4;
 const PAYLOAD_OFFSET_AT: usize = 8;
@@ -31,8 +33,10 @@ const COMP_TYPE_END: usize = 0x38;
 const PE_OFFSET_AT: usize = 0x3c;
 /// Bytes needed to read every fixed field.
 const HEADER_LEN: usize = 0x40;
-/// PE/COFF signature; `IMAGE_FILE_MACHINE_ARM64` (PE format, "Machine Types").
+/// PE/COFF signature.
 const PE_MAGIC: [u8; 4] = *b"PE\0\0";
+/// `IMAGE_FILE_MACHINE_ARM64` (PE format, "Machine Types"); arm64's zboot
+/// (arch/arm64/boot/Makefile, EFI_ZBOOT) writes it.
 pub const MACHINE_ARM64: u16 = 0xaa64;
 /// `IMAGE_FILE_MACHINE_RISCV64` (PE format, "Machine Types"); riscv's
 /// zboot (arch/riscv/boot/Makefile, EFI_ZBOOT) writes it.
@@ -41,41 +45,56 @@ pub const MACHINE_RISCV64: u16 = 0x5064;
 /// A checked zboot header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZbootHeader {
+    /// 0x08: where the compressed payload starts in the file.
     pub payload_offset: u32,
+    /// 0x0c: compressed bytes (without the size trailer non-gzip methods
+    /// append).
     pub payload_size: u32,
     /// As written in the header, e.g. "gzip" or "zstd22".
     pub compression: String,
+    /// The PE header's COFF Machine.
     pub machine: u16,
 }
 
+/// Why a file with the zboot signature cannot be unpacked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ZbootError {
+    /// Shorter than the 0x40 bytes of fixed fields.
     TooShort {
+        /// The file's length in bytes.
         len: usize,
     },
     /// Compression-type field has no NUL before 0x38 or is not ASCII.
     BadCompressionField,
     /// Payload lies outside the file.
     PayloadOutOfBounds {
+        /// The header's payload offset.
         offset: u32,
+        /// The header's payload size.
         size: u32,
+        /// The file's length in bytes.
         file: usize,
     },
     /// PE header offset at 0x3c does not lead to "PE\0\0".
     BadPeHeader {
+        /// The offset read at 0x3c.
         offset: u32,
     },
     /// A zboot image for another architecture.
     WrongMachine {
+        /// The COFF Machine.
         machine: u16,
     },
     /// The PE machine names one architecture, the Image inside is another's.
     PayloadArch {
+        /// The COFF Machine.
         machine: u16,
+        /// The architecture of the decompressed Image.
         payload: Arch,
     },
     /// A compression this loader does not decode.
     UnsupportedCompression {
+        /// The compression type as the header names it.
         name: String,
     },
 }

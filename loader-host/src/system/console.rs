@@ -16,11 +16,34 @@ const UPIO_PORT: u32 = 0;
 const UPIO_MEM: u32 = 2;
 const UPIO_MEM32: u32 = 3;
 
+/// Why `--serial TTY` gives the purgatory no console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConsoleError {
-    Missing { tty: String, file: String, err: String },
-    Parse { file: String, value: String },
-    Unsupported { tty: String, why: String },
+    /// A serial_core attribute of the tty cannot be read (no such tty, or
+    /// not a UART).
+    Missing {
+        /// The tty as given, without /dev/.
+        tty: String,
+        /// The attribute file (/sys/class/tty/TTY/...).
+        file: String,
+        /// The read error.
+        err: String,
+    },
+    /// An attribute holds no number.
+    Parse {
+        /// The attribute file.
+        file: String,
+        /// What it holds.
+        value: String,
+    },
+    /// A UART the purgatory has no driver for (or a register layout it
+    /// does not support).
+    Unsupported {
+        /// The tty as given, without /dev/.
+        tty: String,
+        /// What is unsupported.
+        why: String,
+    },
 }
 
 impl fmt::Display for ConsoleError {

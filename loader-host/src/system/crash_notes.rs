@@ -12,18 +12,26 @@ use super::{read_attr, ReadError};
 /// A note buffer: physical address and size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoteRegion {
+    /// Physical address of the buffer.
     pub addr: u64,
+    /// Its size in bytes.
     pub size: u64,
 }
 
 /// A crash-dump file that is missing or malformed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrashNotesError {
+    /// A file or directory that must be there cannot be read.
     Read(ReadError),
+    /// A file does not hold the number it should.
     Parse {
+        /// The file.
         path: String,
+        /// What it holds.
         value: String,
     },
+    /// No cpuN/crash_notes under this directory (/sys/devices/system/cpu):
+    /// the kernel has no CONFIG_CRASH_DUMP.
     NoCpuNotes(String),
     /// `--hotplug` on a kernel without crash hotplug.
     NoCrashHotplug(String),

@@ -16,29 +16,43 @@ const SCREEN_INFO: usize = 0x000;
 /// zero-page.rst acpi_rsdp_addr.
 const ACPI_RSDP_ADDR: usize = 0x070;
 
-/// e820 types (arch/x86/include/asm/e820/types.h).
+/// e820 type E820_TYPE_RAM (arch/x86/include/asm/e820/types.h), "System
+/// RAM".
 pub const E820_RAM: u32 = 1;
+/// E820_TYPE_RESERVED, "Reserved".
 pub const E820_RESERVED: u32 = 2;
+/// E820_TYPE_ACPI, "ACPI Tables" (reclaimable once the kernel has read
+/// them).
 pub const E820_ACPI: u32 = 3;
+/// E820_TYPE_NVS, "ACPI Non-volatile Storage".
 pub const E820_NVS: u32 = 4;
+/// E820_TYPE_UNUSABLE, "Unusable memory".
 pub const E820_UNUSABLE: u32 = 5;
+/// E820_TYPE_PMEM, "Persistent Memory".
 pub const E820_PMEM: u32 = 7;
+/// E820_TYPE_PRAM, "Persistent Memory (legacy)".
 pub const E820_PRAM: u32 = 12;
+/// E820_TYPE_SOFT_RESERVED, "Soft Reserved" (EFI specific-purpose memory).
 pub const E820_SOFT_RESERVED: u32 = 0xefff_ffff;
 
 /// One e820 entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct E820Entry {
+    /// Physical start address.
     pub addr: u64,
+    /// Size in bytes.
     pub size: u64,
+    /// The e820 type (`E820_*`).
     pub kind: u32,
 }
 
 impl E820Entry {
+    /// `[addr, addr + size)`, the end saturated at 2^64 - 1.
     pub fn range(&self) -> Range {
         Range::new(self.addr, self.addr.saturating_add(self.size))
     }
 
+    /// The entry covering `r` with type `kind`.
     pub fn from_range(r: Range, kind: u32) -> Self {
         E820Entry { addr: r.start, size: r.len(), kind }
     }
@@ -63,17 +77,23 @@ pub fn e820_type_from_name(name: &str) -> Option<u32> {
 /// A firmware file that is missing or malformed; each names the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FirmwareError {
+    /// A memmap file cannot be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// The read error.
         why: String,
     },
     /// A memmap file that does not hold what firmware_memmap.c prints.
     Parse {
+        /// The file.
         path: PathBuf,
+        /// What it holds.
         value: String,
     },
     /// A memmap entry whose end is below its start.
     Inverted {
+        /// The entry's directory, /sys/firmware/memmap/N.
         dir: PathBuf,
     },
     /// Neither /sys/firmware/memmap nor /proc/iomem gave an e820 entry.
@@ -166,6 +186,7 @@ pub fn read_e820(sys_root: &Path, iomem: &Iomem) -> Result<(Vec<E820Entry>, &'st
 /// (arch/x86/kernel/ksysfs.c: the raw zero page, root-only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunningBootParams {
+    /// The ACPI RSDP's physical address; 0 when unknown.
     pub acpi_rsdp_addr: u64,
     /// screen_info, so the new kernel keeps the firmware framebuffer, as
     /// the kernel's kexec_file does (kexec-bzimage64.c setup_boot_parameters).

@@ -31,6 +31,7 @@ const KEEP_CHILDREN: [&str; 6] =
 pub struct IomemEntry {
     /// Half-open; the file's inclusive end plus one.
     pub range: Range,
+    /// The resource's name, e.g. "System RAM", "Kernel code", "pl011@9000000".
     pub name: String,
     /// Indentation / 2.
     pub depth: usize,
@@ -46,14 +47,37 @@ pub struct Iomem {
     entries: Vec<IomemEntry>,
 }
 
+/// Why /proc/iomem text cannot be trusted as a memory map; `line` is
+/// 1-based.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum IomemError {
     /// A line does not have the r_show shape.
-    Malformed { line: usize, why: String },
+    Malformed {
+        /// The line.
+        line: usize,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Indentation jumps more than one level deeper.
-    BadNesting { line: usize, depth: usize, previous: usize },
+    BadNesting {
+        /// The line.
+        line: usize,
+        /// Its depth (indentation / 2).
+        depth: usize,
+        /// The depth of the line before it.
+        previous: usize,
+    },
     /// A child's range is not inside its parent's.
-    OutsideParent { line: usize, child: Range, parent_line: usize, parent: Range },
+    OutsideParent {
+        /// The child's line.
+        line: usize,
+        /// The child's range.
+        child: Range,
+        /// The parent's line.
+        parent_line: usize,
+        /// The parent's range.
+        parent: Range,
+    },
     /// Every address is zero: the reader lacks CAP_SYS_ADMIN.
     ZeroAddresses,
     /// Nothing to parse.
@@ -120,6 +144,9 @@ fn parse_line(text: &str, line: usize) -> Result<(usize, u64, u64, String), Iome
 }
 
 impl Iomem {
+    /// Parse the text of /proc/iomem, checking each line's shape, the
+    /// nesting (kernel/resource.c keeps children inside parents) and that
+    /// the addresses are not the zeros an unprivileged reader sees.
     pub fn parse(text: &str) -> Result<Self, IomemError> {
         let mut entries: Vec<IomemEntry> = Vec::new();
         // Index of the most recent entry at each depth.
@@ -174,6 +201,7 @@ impl Iomem {
         Ok(Iomem { entries })
     }
 
+    /// Every entry, in file order.
     pub fn entries(&self) -> &[IomemEntry] {
         &self.entries
     }

@@ -12,7 +12,9 @@ use crate::range::FreeMap;
 /// Free memory, and what was left out and why (for the plan's notes).
 #[derive(Debug, Clone)]
 pub struct Usable {
+    /// Where segments may go.
     pub free: FreeMap,
+    /// One line per range left out, saying why.
     pub notes: Vec<String>,
 }
 

@@ -26,8 +26,11 @@ pub const SYSFS_MEMORY: &str = "/sys/devices/system/memory";
 /// memory-hotplug.rst: `state` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BlockState {
+    /// "online": in use by the kernel.
     Online,
+    /// "offline": not in use; may be removed at any time.
     Offline,
+    /// "going-offline": being offlined.
     GoingOffline,
 }
 
@@ -36,7 +39,9 @@ pub enum BlockState {
 pub struct MemoryBlock {
     /// N in `memoryN`.
     pub id: u64,
+    /// `[phys_index * block_size_bytes, + block_size_bytes)`.
     pub range: Range,
+    /// The `state` file.
     pub state: BlockState,
     /// First token of `valid_zones`, if the file exists.
     pub zone: Option<String>,
@@ -57,12 +62,23 @@ impl MemoryBlock {
     }
 }
 
+/// A memory block file that cannot be used; each names the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HotplugError {
     /// A file could not be read or listed.
-    Read { path: PathBuf, why: String },
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The read error.
+        why: String,
+    },
     /// A file's contents break the documented format.
-    Invalid { path: PathBuf, why: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The rule it breaks.
+        why: String,
+    },
 }
 
 impl fmt::Display for HotplugError {

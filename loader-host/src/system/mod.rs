@@ -21,14 +21,19 @@ use std::path::{Path, PathBuf};
 /// Where /proc and /sys are.
 #[derive(Debug, Clone)]
 pub struct SystemSources {
+    /// Stands for /proc (iomem, cmdline, kcore).
     pub proc_root: PathBuf,
+    /// Stands for /sys (firmware/fdt, firmware/memmap, devices/system/...,
+    /// class/tty, kernel/...).
     pub sys_root: PathBuf,
 }
 
 /// A file we could not read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadError {
+    /// The file.
     pub path: PathBuf,
+    /// The I/O error, or the bound or encoding rule it breaks.
     pub why: String,
 }
 
@@ -73,6 +78,8 @@ pub fn read_attr(path: &Path) -> Result<Option<String>, ReadError> {
 }
 
 impl SystemSources {
+    /// Read /proc from `proc_root` and /sys from `sys_root` (another
+    /// machine's copies, or test fixtures).
     pub fn new(proc_root: PathBuf, sys_root: PathBuf) -> Self {
         SystemSources { proc_root, sys_root }
     }
@@ -82,10 +89,12 @@ impl SystemSources {
         SystemSources::new("/proc".into(), "/sys".into())
     }
 
+    /// /proc/iomem.
     pub fn iomem_path(&self) -> PathBuf {
         self.proc_root.join("iomem")
     }
 
+    /// The text of /proc/iomem, bounded by [`TEXT_LIMIT`].
     pub fn iomem(&self) -> Result<String, ReadError> {
         read_text(&self.iomem_path())
     }
@@ -100,10 +109,13 @@ impl SystemSources {
         self.sys_root.join("firmware/fdt")
     }
 
+    /// /proc/kcore (its program headers give x86's kernel text mapping and
+    /// the linear-map offset for the elfcorehdr).
     pub fn kcore_path(&self) -> PathBuf {
         self.proc_root.join("kcore")
     }
 
+    /// /sys/devices/system/memory: the memory-hotplug blocks.
     pub fn memory_blocks_dir(&self) -> PathBuf {
         self.sys_root.join("devices/system/memory")
     }

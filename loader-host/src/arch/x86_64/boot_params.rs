@@ -61,7 +61,13 @@ pub enum BootParamsError {
     SetupHeader(usize),
     /// A pointer field needs more than 32 bits but the kernel lacks
     /// XLF_CAN_BE_LOADED_ABOVE_4G.
-    Above4G { field: &'static str, addr: u64 },
+    Above4G {
+        /// The boot_params field (`cmd_line_ptr`, `ramdisk_image`,
+        /// `setup_data`).
+        field: &'static str,
+        /// The physical address it would hold.
+        addr: u64,
+    },
     /// The command line holds a NUL byte.
     CmdlineNul,
 }
@@ -121,13 +127,24 @@ pub fn crash_e820(full: &[E820Entry], crash: &[Range], exclude: &[Range]) -> Vec
 pub struct BootParamsInput<'a> {
     /// The bzImage's setup header (0x1f1 .. its end).
     pub setup_header: &'a [u8],
+    /// xloadflags XLF_CAN_BE_LOADED_ABOVE_4G (boot.rst): the command line,
+    /// initrd and setup_data may lie above 4 GiB (the `ext_*` high halves).
     pub can_load_above_4g: bool,
+    /// The command line, without the NUL `build` appends.
     pub cmdline: &'a str,
     /// The initrd's bytes in memory (not page-rounded).
     pub initrd: Option<Range>,
+    /// The new kernel's memory map, sorted: the first 128 entries go in
+    /// `e820_table`, the rest in a SETUP_E820_EXT node.
     pub e820: &'a [E820Entry],
+    /// zero-page.rst `acpi_rsdp_addr` (0x070); 0 lets the kernel scan the
+    /// BIOS areas for the RSDP.
     pub acpi_rsdp_addr: u64,
+    /// The running kernel's `screen_info` (0x000), so that the new kernel
+    /// finds the firmware framebuffer; None leaves it zero.
     pub screen_info: Option<[u8; SCREEN_INFO_LEN]>,
+    /// The SETUP_RNG_SEED node's bytes (the purgatory refreshes them in
+    /// place before the jump).
     pub rng_seed: [u8; RNG_SEED_LEN],
 }
 
@@ -138,10 +155,13 @@ fn align16(n: usize) -> usize {
 /// Where each part sits in the segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentLayout {
+    /// Offset of the command line: right after boot_params.
     pub cmdline: usize,
     /// SETUP_E820_EXT node, when there are more than 128 entries.
     pub e820_ext: Option<usize>,
+    /// Offset of the SETUP_RNG_SEED node (its 16-byte setup_data header).
     pub rng_seed: usize,
+    /// Bytes in the segment.
     pub len: usize,
 }
 

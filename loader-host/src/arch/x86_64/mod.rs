@@ -266,7 +266,7 @@ fn place_vmlinux(
 }
 
 /// Place an x86_64 kernel and build its zero page.
-pub fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
+pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
     let ArchInput { req, sys, iomem, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes } =
         input;
     if !matches!(kernel.kernel, Kernel::BzImage(_) | Kernel::Elf(_)) {
