@@ -47,7 +47,7 @@ static_bins() {  # static_bins TARGET: build rkexec + vmcore-check for TARGET, c
         rustup target add "$t"
     fi
     grep -q "^\[target\.$t\]" .cargo/config.toml \
-        || { echo "test-guests: .cargo/config.toml lacks [target.$t] linker = \"rust-lld\"" >&2; exit 2; }
+        || { echo "test-guests: .cargo/config.toml has no [target.$t] (its linker)" >&2; exit 2; }
     cargo build --release --locked --target "$t" -p loader-host --bin rkexec -p guest-tools --bin vmcore-check
     local bin
     for bin in "target/$t/release/rkexec" "target/$t/release/vmcore-check"; do
