@@ -4,7 +4,7 @@
 One guest for every variant: Debian bookworm arm64 cloud kernel as kernel 1
 and kernel 2, -M virt,dtb-randomness=off -cpu cortex-a72, `nokaslr earlycon`
 on both command lines, the same kernel-1 initramfs (busybox, kexec-tools AND
-rkexec, /kernel2, /initrd2; built by kexec_matrix.build_base) and the same
+rkexec, /kernel2, /initrd2; guest_images.build_base) and the same
 kernel 2 + initrd + --append. Only /cell.sh's loader command differs:
 
   (a) kexec-tools  `kexec -l`     (its purgatory checks SHA-256 digests)
@@ -28,7 +28,7 @@ Measured per boot:
   purgatory  rkexec only: the T of "purgatory: verified N segments, B bytes
              hashed with ENGINE in T us" (the purgatory's own clock).
 
---arch amd64 measures the same on x86_64 (kexec_matrix_x86's x86-load cell:
+--arch amd64 measures the same on x86_64 (the matrix's x86-load cell:
 qemu-system-x86_64 -M q35 -cpu max, Debian bookworm amd64 cloud bzImage as
 kernel 1 and 2, `console=ttyS0 earlyprintk=serial nokaslr` on both command
 lines; kernel 2's first line is "[    0.000000] Linux version ..." from
@@ -42,17 +42,21 @@ This is a measurement command, not a test: it exits non-zero only when a boot
 fails.
 """
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True
 sys.path.insert(0, HERE)
+import guest_images as gi  # noqa: E402
 import kexec_matrix as km  # noqa: E402
+from guest_arch import ARCHES  # noqa: E402
 
+# The matrix cell each architecture's benchmark boots.
+BENCH_CELL = {"arm64": "el1", "amd64": "x86-load"}
 VARIANTS = {
     "a": ("kexec -l", "kexec-tools", ""),
     "b": ("kexec -i -l", "kexec-tools", "-i"),
@@ -95,9 +99,8 @@ def main(argv=None):
     ap.add_argument("--variants", default="a,b,c", help="subset of a,b,c (default all)")
     ap.add_argument("--arch", default="arm64", choices=("arm64", "amd64"),
                     help="guest architecture (default arm64; amd64: q35, x86_64 kernels and loaders)")
-    ap.add_argument("--rkexec", help=f"static rkexec for the guest (default: {km.DEFAULT_RKEXEC}, "
-                    "or the x86_64-unknown-linux-musl one with --arch amd64)")
-    ap.add_argument("--cache", default=km.DEFAULT_CACHE)
+    ap.add_argument("--rkexec", help="static rkexec for the guest (default: target/<guest target>/release/rkexec)")
+    ap.add_argument("--cache", default=gi.DEFAULT_CACHE)
     ap.add_argument("--timeout", type=float, default=180, help="per boot (s)")
     ap.add_argument("--json", help="write raw per-boot figures here")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the console")
@@ -107,28 +110,24 @@ def main(argv=None):
     if bad:
         ap.error(f"unknown variant(s) {bad}: a, b, c")
 
-    if a.arch == "amd64":
-        import kexec_matrix_x86 as kx  # noqa: E402
-        tier, workdir = kx, kx.WORKDIR
-        cell = kx.X86Cell("bench", "x86-load cell: bookworm, -cpu max, q35")
-    else:
-        tier, workdir = km, "kexec-matrix"
-        cell = km.Cell("bench", "el1 cell: bookworm, cortex-a72, virt")
-    rkexec = a.rkexec or tier.DEFAULT_RKEXEC
+    arch = ARCHES[a.arch]
+    cell = next(c for c in km.all_cells() if c.name == BENCH_CELL[a.arch])
+    cell = dataclasses.replace(cell, name="bench")
+    images = gi.ImageSet(a.cache, {arch.name: {"rkexec": a.rkexec}})
     try:
-        loaders = {"kexec-tools": tier.make_loader("kexec-tools", a.cache)}
+        loaders = {"kexec-tools": images.loader(arch, "kexec-tools")}
     except FileNotFoundError as e:
         sys.exit(f"bench_handoff: {e}")
     if "c" in want:
         try:
-            loaders["rkexec"] = tier.make_loader("rkexec", a.cache, rkexec)
+            loaders["rkexec"] = images.loader(arch, "rkexec")
         except FileNotFoundError as e:
             sys.exit(f"bench_handoff: {e}\n(use --variants a,b to measure kexec-tools alone)")
     in_image = tuple(loaders.values())
-    kernel, base = tier.build_base(a.cache, cell.suite, in_image)
-    rundir = os.path.join(a.cache, workdir, "runs", time.strftime("%Y%m%d-%H%M%S") + f"-bench-{os.getpid()}")
-    os.makedirs(rundir, exist_ok=True)
-    print(f"bench_handoff: kernel {kernel}, cpu {cell.cpu}, -M {cell.machine}, {a.repeat} boot(s) per variant, "
+    kernel, base = images.base(arch, cell.suite, in_image)
+    rundir = gi.new_rundir(a.cache, f"bench-{arch.name}")
+    mode = arch.mode(cell.mode)
+    print(f"bench_handoff: kernel {kernel}, cpu {mode.cpu}, -M {mode.machine}, {a.repeat} boot(s) per variant, "
           f"initramfs {os.path.getsize(base) / 1e6:.1f} MB with {'+'.join(loaders)}, logs in {rundir}", flush=True)
 
     runs = {v: [] for v in want}
@@ -137,8 +136,8 @@ def main(argv=None):
         for v in want:
             label, lname, flags = VARIANTS[v]
             sub = os.path.join(rundir, f"{v}-{rep}")
-            r = tier.run_cell(cell, loaders[lname], a.cache, sub, a.timeout, a.verbose, load_flags=flags,
-                              loaders_in_image=in_image)
+            r = km.run_cell(cell, loaders[lname], images, sub, a.timeout, a.verbose, load_flags=flags,
+                            loaders_in_image=in_image)
             if not r.ok:
                 failed += 1
                 print(r.line(), flush=True)

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""Boot a kernel + initramfs under qemu-system-aarch64 and time its console.
+"""The one QEMU helper of the guest tier: boot a kernel + initramfs, read
+its serial console with timestamps, and talk QMP to the running machine.
 
 Every serial-console line is stamped with the host monotonic clock (seconds
 since QEMU was spawned) at the moment its FIRST byte arrived, so a line's
 stamp is when the guest started printing it.
 
 Library:
-    from qemu_kexec import Qemu, run, handoff_time, interval
-    with Qemu(kernel, initrd, append="console=ttyAMA0 ...") as q:
+    from qemu_kexec import Qemu, Qmp, run, handoff_time, interval
+    with Qemu(kernel, initrd, append="console=ttyAMA0 ...", qmp=True) as q:
+        q.wait_for(r"READY", timeout=120)
+        with q.qmp_client() as m:          # QMP over a private unix socket
+            m.command("query-status")
         q.wait_for(r"KERNEL2-INIT-OK", timeout=120)
     q.lines  # [Line(t, text), ...]
     handoff_time(q.lines)
@@ -20,10 +24,14 @@ Everything that loads or executes a kernel must run inside the guest: this
 module only ever starts QEMU.
 """
 import argparse
+import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -50,12 +58,16 @@ class QemuError(RuntimeError):
 
 
 class Qemu:
-    """One QEMU process whose serial console (stdio) is read line by line."""
+    """One QEMU process whose serial console (stdio) is read line by line.
+
+    memory and smp are QEMU's own -m / -smp values ("1G,slots=4,maxmem=4G",
+    "1,maxcpus=2" or plain numbers). qmp=True adds a QMP server on a private
+    unix socket (see qmp_client())."""
 
     def __init__(self, kernel, initrd=None, append=DEFAULT_APPEND, *,
                  machine="virt", virtualization=False, cpu="cortex-a72",
                  memory=2048, smp=1, accel="tcg", extra_args=(),
-                 qemu="qemu-system-aarch64", echo=False, log_path=None):
+                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False):
         for p in (kernel, initrd):
             if p and not os.path.isfile(p):
                 raise FileNotFoundError(f"qemu_kexec: {p} not found (run scripts/fetch-fixtures.sh?)")
@@ -66,6 +78,12 @@ class Qemu:
         if initrd:
             self.argv += ["-initrd", initrd]
         self.argv += ["-append", append, *extra_args]
+        self._qmp_dir = None
+        self.qmp_path = None
+        if qmp:
+            self._qmp_dir = tempfile.mkdtemp(prefix="qemu-qmp-")
+            self.qmp_path = os.path.join(self._qmp_dir, "qmp.sock")
+            self.argv += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         self.echo = echo
         self.log = open(log_path, "w") if log_path else None
         self.lines = []
@@ -135,6 +153,15 @@ class Qemu:
         if self.log:
             self.log.close()
             self.log = None
+        if self._qmp_dir:
+            shutil.rmtree(self._qmp_dir, ignore_errors=True)
+            self._qmp_dir = None
+
+    def qmp_client(self, timeout=30):
+        """A connected Qmp client (the machine must have been made with qmp=True)."""
+        if not self.qmp_path:
+            raise QemuError("this QEMU has no QMP socket (Qemu(..., qmp=True))")
+        return Qmp(self.qmp_path, timeout)
 
     def __enter__(self):
         return self.start()
@@ -148,6 +175,10 @@ class Qemu:
 
         Returns the Line. Raises QemuError on timeout or if QEMU exits first.
         """
+        return self.lines[self.wait_index(regex, timeout, start_index)]
+
+    def wait_index(self, regex, timeout, start_index=0):
+        """As wait_for, but returns the matching line's index in self.lines."""
         pat = re.compile(regex)
         deadline = time.monotonic() + timeout
         i = start_index
@@ -155,7 +186,7 @@ class Qemu:
             while True:
                 while i < len(self.lines):
                     if pat.search(self.lines[i].text):
-                        return self.lines[i]
+                        return i
                     i += 1
                 if self._eof:
                     raise QemuError(f"QEMU exited (rc={self.proc.poll()}) before /{regex}/ appeared")
@@ -173,6 +204,72 @@ class Qemu:
 
     def transcript(self):
         return "\n".join(str(l) for l in self.lines)
+
+
+class QmpError(RuntimeError):
+    pass
+
+
+class Qmp:
+    """Minimal QMP client (stdlib only): greeting, qmp_capabilities, then one
+    command at a time; events arriving in between are kept in .events."""
+
+    def __init__(self, path, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                self.sock.connect(path)
+                break
+            except OSError as e:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise QmpError(f"cannot connect to QMP socket {path}: {e}") from None
+                time.sleep(0.2)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.events = []
+        greeting = self._recv()
+        if "QMP" not in greeting:
+            raise QmpError(f"unexpected QMP greeting {greeting}")
+        self.command("qmp_capabilities")
+
+    def _recv(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise QmpError("QMP connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def command(self, name, **args):
+        """Run one QMP command; returns its "return" value, raises QmpError on "error"."""
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            r = self._recv()
+            if "event" in r:
+                self.events.append(r)
+                continue
+            if "error" in r:
+                raise QmpError(f"{name}: {r['error'].get('class')}: {r['error'].get('desc')}")
+            if "return" in r:
+                return r["return"]
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def run(kernel, initrd, append=DEFAULT_APPEND, until=None, timeout=300, **kw):

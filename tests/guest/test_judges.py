@@ -1,0 +1,324 @@
+#!/usr/bin/env python3
+"""Host-only tests of the guest tier's judges and contracts (no QEMU).
+
+Each test feeds a judge a synthetic console transcript shaped like a real
+one (tests/guest/kexec_matrix.py logs) and checks that it passes when every
+fact holds and fails, with the right reason, when one does not: the judges
+cannot pass by accident. Runs in a second:
+
+    python3 tests/guest/test_judges.py [-v]
+"""
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True
+sys.path.insert(0, HERE)
+import crash_hotplug_x86 as hp  # noqa: E402
+import guest_cells as gcl  # noqa: E402
+import guest_contracts as gc  # noqa: E402
+import guest_images as gi  # noqa: E402
+from guest_arch import ARCHES  # noqa: E402
+from guest_judges import Transcript  # noqa: E402
+from qemu_kexec import Line  # noqa: E402
+
+MARKER = "el1-0123456789ab"
+K2_CMDLINE = f"console=ttyAMA0 earlycon nokaslr rdinit=/init MARKER={MARKER}"
+SEGS = [("kernel", 0xb7c00000, 0x1ab0000), ("initrd", 0xb9702000, 0xfe000), ("dtb", 0xbfab5000, 0x3000)]
+RKEXEC = gi.Loader("rkexec", "rkexec", purgatory=True, plans=True)
+
+
+def kernel_lines(version="6.1.0-57-cloud-arm64", el="EL1", extra=()):
+    return ["[    0.000000] Booting Linux on physical CPU 0x0000000000 [0x410fd083]",
+            f"[    0.000000] Linux version {version} (debian-kernel@lists.debian.org)",
+            *extra, f"[    0.120000] CPU: All CPU(s) started at {el}"]
+
+
+def status(when, loaded, contract):
+    rc = (1 if loaded else 0) if contract == "kexec-tools" else (0 if loaded else 1)
+    out = "" if contract == "kexec-tools" else f"kexec kernel {'loaded' if loaded else 'not loaded'}"
+    return f"KEXEC-STATUS when={when} rc={rc} out=[{out}]"
+
+
+def plan_json(segs=SEGS, cmdline=K2_CMDLINE, **over):
+    p = {"schema": "rkexec-plan/1", "arch": "arm64", "kind": "kexec",
+         "kernel": {"path": "/kernel2", "format": "Image"}, "entry": 0xbfa66060, "kernel_entry": 0xb7c00000,
+         "boot_data": {"kind": "dtb", "addr": 0xbfab5000}, "cmdline": cmdline,
+         "segments": [{"index": i, "kind": k, "start": s, "end": s + n, "memsz": n, "bufsz": n, "digest_len": n,
+                       "sha256": "00" * 32, "excluded": False, "source": "x"} for i, (k, s, n) in enumerate(segs)]
+         + [{"index": len(segs), "kind": "purgatory", "start": 0xbfa66000, "end": 0xbfa70000, "memsz": 0xa000,
+             "bufsz": 0xa000, "digest_len": 0, "sha256": "", "excluded": False, "source": "embedded"}],
+         "elfcorehdr": None, "purgatory": {"verify": True, "on_failure": "halt", "console": {"kind": 1, "base": 0},
+                                           "flags": 0}, "notes": []}
+    p.update(over)
+    return "PLAN-JSON " + json.dumps(p)
+
+
+def kexec_transcript(contract="kexec-tools", segs=SEGS, verified=None, k2_el="EL1", cmdline=K2_CMDLINE,
+                     plan="same", status_after=True):
+    """An el1 kexec cell's console; plan="same" prints the plan of `segs`."""
+    total = sum(n for _, _, n in segs) if verified is None else verified
+    texts = [*kernel_lines(), "INIT1-START 3.0 1.0", status("before", False, contract)]
+    if plan is not None:
+        texts.append(plan_json(segs=segs) if plan == "same" else plan)
+    texts += ["KEXEC-LOAD-START rkexec -l /kernel2", "KEXEC-LOAD-DONE rc=0 ns=2736778160",
+              status("after", status_after, contract), status("other", False, contract), "KEXEC-EXEC-START",
+              "[   11.176437] kexec_core: Starting new kernel", "[   11.176900] Bye!",
+              "purgatory: aarch64 EL1, image 0xbfa66000, mmu+caches on"]
+    texts += [f"purgatory: segment {i} ({k}) {s:#x}+{n:#x} sha256 ok" for i, (k, s, n) in enumerate(segs)]
+    texts += [f"purgatory: verified {len(segs)} segments, {total} bytes hashed with armv8-sha2 in 1425449 us",
+              "purgatory: entering kernel at 0xb7c00000, dtb 0xbfab5000", *kernel_lines(el=k2_el),
+              f"KERNEL2-INIT-OK uptime=2.1 cmdline: {cmdline}"]
+    return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+
+
+class Files:
+    """Host files standing for /kernel2 and /initrd2 (their sizes matter),
+    removed when the test case ends."""
+
+    def __init__(self, test, kernel_size, initrd_size):
+        self.dir = tempfile.TemporaryDirectory()
+        test.addCleanup(self.dir.cleanup)
+        self.kernel = os.path.join(self.dir.name, "Image")
+        self.initrd = os.path.join(self.dir.name, "initrd2")
+        for p, n in ((self.kernel, kernel_size), (self.initrd, initrd_size)):
+            with open(p, "wb") as f:
+                f.truncate(n)
+
+
+def run_for(cell_name, files, loader=RKEXEC, marker=MARKER):
+    cell = next(c for c in gcl.grid() + hp.cells() if c.name == cell_name)
+    arch = ARCHES[cell.arch]
+    return gcl.CellRun(cell, arch, arch.mode(cell.mode), loader, marker, "/nonexistent",
+                       kernel_path=files.kernel, initrd_path=files.initrd)
+
+
+class Contracts(unittest.TestCase):
+    def test_templates_become_typed_groups(self):
+        P = gc.purgatory_lines()
+        m = P.match("segment_ok", "junk purgatory: segment 2 (boot-params) 0x32a05000+0x2000 sha256 ok")
+        self.assertEqual(m, {"index": 2, "kind": "boot-params", "mem": 0x32a05000, "len": 0x2000})
+        self.assertIsNone(P.match("segment_ok", "purgatory: segment 2 (dtb) 0x1+0x2 sha256 mismatch"))
+        v = P.match("verified", "purgatory: verified 4 segments, 13070336 bytes hashed with portable in 545122 us")
+        self.assertEqual(v, {"segments": 4, "bytes": 13070336, "engine": "portable", "us": 545122})
+        self.assertEqual(P.match("resetting", "purgatory: resetting the system (PSCI SYSTEM_RESET)"),
+                         {"method": "PSCI SYSTEM_RESET"})  # a value may hold spaces
+
+    def test_status_rules(self):
+        kt = gi.Loader("kexec-tools", "kexec")
+        self.assertEqual(gc.status_expected(kt, loaded=True), (1, True))
+        self.assertEqual(gc.status_expected(kt, loaded=False), (0, True))
+
+
+class KexecJudge(unittest.TestCase):
+    def setUp(self):
+        self.files = Files(self, SEGS[0][2] - 4096, SEGS[1][2] - 4096)
+        self.run_ = run_for("el1", self.files)
+        self.kind = gcl.KINDS["kexec"]
+
+    def judge(self, tr):
+        return self.kind.judge(self.run_, tr)
+
+    def test_pass(self):
+        v = self.judge(kexec_transcript(contract=gc.RKEXEC_STATUS))
+        self.assertTrue(v.ok, v.reason)
+        self.assertEqual(v.info["purgatory"]["bytes"], sum(n for _, _, n in SEGS))
+
+    def test_summary_disagrees_with_segment_lines(self):
+        v = self.judge(kexec_transcript(contract=gc.RKEXEC_STATUS, verified=4096))
+        self.assertFalse(v.ok)
+        self.assertIn("add up to", v.reason)
+
+    def test_hashed_less_than_the_files(self):
+        small = [(k, s, 0x1000) for k, s, _ in SEGS]
+        v = self.judge(kexec_transcript(contract=gc.RKEXEC_STATUS, segs=small))
+        self.assertFalse(v.ok)
+        self.assertIn("less than the kernel payload", v.reason)
+
+    def test_wrong_status_fails(self):
+        other = "kexec-tools" if gc.RKEXEC_STATUS != "kexec-tools" else "rkexec-legacy"
+        v = self.judge(kexec_transcript(contract=other))
+        self.assertFalse(v.ok)
+        self.assertIn("-S before the load", v.reason)
+        v = self.judge(kexec_transcript(contract=gc.RKEXEC_STATUS, status_after=False))
+        self.assertFalse(v.ok)
+        self.assertIn("-S after the load", v.reason)
+
+    def test_marker_and_el(self):
+        v = self.judge(kexec_transcript(contract=gc.RKEXEC_STATUS, cmdline=K2_CMDLINE.replace(MARKER, "x")))
+        self.assertFalse(v.ok)
+        self.assertIn("lacks MARKER", v.reason)
+        v = self.judge(kexec_transcript(contract=gc.RKEXEC_STATUS, k2_el="EL2"))
+        self.assertFalse(v.ok)
+        self.assertIn("el='EL2'", v.reason)
+
+    def test_refusal_is_named(self):
+        tr = kexec_transcript(contract=gc.RKEXEC_STATUS)
+        i = next(i for i, t in enumerate(tr.T) if "segment 1 (initrd)" in t)
+        tr.lines[i] = Line(tr.lines[i].t, "purgatory: REFUSED: segment 1 (initrd) 0xb9702000+0xfe000 sha256 mismatch")
+        v = self.judge(Transcript(tr.lines[:i + 1]))
+        self.assertFalse(v.ok)
+        self.assertIn("purgatory refused: purgatory: REFUSED: segment 1", v.reason)
+
+
+class PlanJson(unittest.TestCase):
+    """The rkexec-plan/1 facts the judges take."""
+
+    def setUp(self):
+        self.files = Files(self, 1, 1)
+        self.run_ = run_for("el1", self.files)
+        self.kind = gcl.KINDS["kexec"]
+
+    def judge(self, plan):
+        return self.kind.judge(self.run_, kexec_transcript(contract=gc.RKEXEC_STATUS, plan=plan))
+
+    def test_pass(self):
+        v = self.judge(plan_json())
+        self.assertTrue(v.ok, v.reason)
+
+    def test_mismatches(self):
+        moved = [SEGS[0], ("initrd", SEGS[1][1] + 0x1000, SEGS[1][2]), SEGS[2]]
+        for plan, why in ((plan_json(segs=moved), "the plan says"),
+                          (plan_json(cmdline=K2_CMDLINE + " extra"), "the plan's cmdline"),
+                          (plan_json(schema="rkexec-plan/0"), "schema"),
+                          (plan_json(boot_data={"kind": "boot-params", "addr": 1}), "boot_data kind"),
+                          (plan_json(segs=SEGS[:2]), "the plan has 2 segments"),
+                          (plan_json(hashed_bytes=1), "hashed_bytes"),
+                          (plan_json(kind="crash"), "expected arm64 kexec"),
+                          (None, "no PLAN-JSON")):
+            v = self.judge(plan)
+            self.assertFalse(v.ok, why)
+            self.assertIn(why, v.reason)
+
+    def test_file_plan_cmdline_prefix(self):
+        """rkexec-file-plan/1: kexec_file_load's crash cmdline gains elfcorehdr= in front, nothing else."""
+        import guest_judges as gj
+        f = gc._file_plan({"cmdline": K2_CMDLINE}, crash=True)
+        for words, ok in ((f"elfcorehdr=0x72924000 {K2_CMDLINE}", True), (K2_CMDLINE, True),
+                          (f"elfcorehdr=0x72924000 x {K2_CMDLINE}", False), (f"foo=1 {K2_CMDLINE}", False)):
+            tr = Transcript([Line(0.0, f"KDUMP-INIT-OK uptime=1 cmdline: {words}")])
+            try:
+                gj.cmdline_step(tr, {}, 0, MARKER, f)
+                self.assertTrue(ok, words)
+            except gj.Fail:
+                self.assertFalse(ok, words)
+
+    def test_plan_line_only_for_rkexec(self):
+        self.assertIn("PLAN-JSON", gc.plan_line(RKEXEC, "/kernel2"))
+        self.assertEqual(gc.plan_line(gi.Loader("kexec-tools", "kexec"), "/kernel2"), ":")
+
+
+class HotplugJudge(unittest.TestCase):
+    """The crash-hotplug CPU cell: a PASS needs the kernel's own rewrite log."""
+
+    def transcript(self, klog):
+        cpu = "6.12.118+deb13-cloud-amd64"
+        k = ["[    0.000000] Linux version " + cpu + " (x)", "[    0.3] smpboot: Total of 2 processors activated"]
+        texts = [*k, "K1-RELEASE=" + cpu, "K1-CRASHKERNEL 2f000000-3effffff : Crash kernel",
+                 status("before", False, gc.RKEXEC_STATUS), self.plan(),
+                 "KEXEC-LOAD-DONE rc=0 ns=1000", status("after", True, gc.RKEXEC_STATUS),
+                 status("other", False, gc.RKEXEC_STATUS),
+                 "K1-CRASH-HOTPLUG memory=1 cpu=1", "K1-READY-CPU", "K1-CPU1-ONLINE online=0-1 crash_notes=1",
+                 "K1-KLOG [ 18.2] " + hp.KLOG_MARK, *klog, "KEXEC-CRASH-LOADED 1", "KDUMP-PANIC-START",
+                 "[ 20.0] CPU: 1 UID: 0 PID: 1 Comm: sh", "[ 20.1] Kernel panic - not syncing: sysrq triggered crash",
+                 "purgatory: x86_64 long mode, image 0x32a07000, cr0 0x80000033, cr4 0x1020",
+                 "purgatory: segment 0 (kernel) 0x2f000000+0xb2f000 sha256 ok",
+                 "purgatory: segment 1 (initrd) 0x327de000+0x146000 sha256 ok",
+                 "purgatory: segment 2 (elfcorehdr) 0x32924000+0xe1000 excluded, structure ok",
+                 "purgatory: segment 3 (boot-params) 0x32a05000+0x2000 sha256 ok",
+                 f"purgatory: verified 4 segments, {0xb2f000 + 0x146000 + 0x2000} bytes hashed with portable in 5 us",
+                 "[    0.000000] Linux version " + cpu + " (x)",
+                 f"KDUMP-INIT-OK uptime=4.7 cmdline: {self.CMDLINE}",
+                 "VMCORE phnum=4 pt_note=1 pt_load=3", "VMCORE OSRELEASE=" + cpu, "VMCORE notes prstatus=2 vmcoreinfo=1",
+                 "VMCORE load0 paddr=0x1000000 read=4096 ok", "VMCORE load-covers 0x1000000 yes",
+                 "KDUMP-VMCORE-CHECK rc=0", "KDUMP-DONE"]
+        return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+
+    CMDLINE = f"elfcorehdr=0x32924000 console=ttyS0 MARKER={MARKER}"
+    SEGS = [("kernel", 0x2f000000, 0xb2f000, False), ("initrd", 0x327de000, 0x146000, False),
+            ("elfcorehdr", 0x32924000, 0xe1000, True), ("boot-params", 0x32a05000, 0x2000, False)]
+
+    def plan(self):
+        segs = [{"index": i, "kind": k, "start": s, "end": s + n, "memsz": n, "bufsz": n, "digest_len": n,
+                 "sha256": "00" * 32, "excluded": x, "source": "x"} for i, (k, s, n, x) in enumerate(self.SEGS)]
+        return "PLAN-JSON " + json.dumps({
+            "schema": "rkexec-plan/1", "arch": "x86_64", "kind": "crash", "cmdline": self.CMDLINE,
+            "boot_data": {"kind": "boot-params", "addr": 0x32a05000}, "segments": segs,
+            "hashed_bytes": sum(n for _, _, n, x in self.SEGS if not x),
+            "elfcorehdr": {"addr": 0x32924000, "cpu_notes": 2, "pt_load": 3, "hotplug": True}})
+
+    def test_rewrite_must_be_logged(self):
+        files = Files(self, 0xb2f000 + 0x200 * 5, 0x146000)
+        run = run_for("x86-hp-cpu-online", files)
+        kind = hp.KINDS["hotplug"]
+        ok = kind.judge(run, self.transcript(["K1-KLOG [ 18.3] crash hp: hp_action 1, cpu 1",
+                                              "K1-KLOG [ 18.4] crash hp: updated elfcorehdr"]))
+        self.assertTrue(ok.ok, ok.reason)
+        for klog in ([], ["K1-KLOG [ 18.4] crash hp: updated elfcorehdr"],
+                     ["K1-KLOG [ 18.3] crash hp: hp_action 3", "K1-KLOG [ 18.4] crash hp: updated elfcorehdr"]):
+            v = kind.judge(run, self.transcript(klog))
+            self.assertFalse(v.ok, klog)
+            self.assertIn("not proven", v.reason)
+
+
+class CallerArgv(unittest.TestCase):
+    """Room for caller cells: a load template with rkexec installed as /sbin/kexec."""
+
+    def test_template_script(self):
+        files = Files(self, 1, 1)
+        loader = gi.make_loader(ARCHES["arm64"], "rkexec-as-kexec", rkexec=files.kernel)
+        self.assertEqual((loader.cmd, loader.adds), ("/sbin/kexec", ((files.kernel, "/sbin/kexec"),)))
+        run = run_for("el1", files, loader=loader)
+        run.cell = dataclasses.replace(run.cell, load="{loader} --load {kernel} --append {append} --initrd {initrd}")
+        script = gcl.KINDS["kexec"].script(run)
+        self.assertIn(f"timed $LOADER --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 ||", script)
+        self.assertIn("LOADER=/sbin/kexec", script)
+        self.assertIn("do_exec $LOADER -e", script)
+        self.assertIn("status before $LOADER -S -l", script)
+        self.assertIn("status other $LOADER -S\n", script)
+        self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
+
+
+class ModeLines(unittest.TestCase):
+    """A mode's required purgatory lines (riscv64: the engine and the hart's ISA)."""
+
+    def test_riscv_engine_and_isa(self):
+        import guest_judges as gj
+        mode = ARCHES["riscv64"].mode("zknh")
+        base = ["purgatory: riscv64 S-mode, image 0x8fe00000, hart 0x0, a1 0x8fe40000, caches on (PMA, satp 0)",
+                "purgatory: boot hart isa from dtb: zknh zkr",
+                "purgatory: segment 0 (kernel) 0x80200000+0x1000 sha256 ok",
+                "purgatory: verified 1 segments, 4096 bytes hashed with zknh in 9 us"]
+        for texts, why in ((base, None), ([t.replace("with zknh", "with portable") for t in base], "engine"),
+                           ([t.replace(": zknh zkr", ": no-zknh zkr") for t in base], "riscv_isa"),
+                           (base[1:], "setup_riscv"),
+                           (base + ["purgatory: note: the kernel found the FDT at a1 0x1, the loader named 0x2"],
+                            "the kernel found the FDT")):
+            tr = Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+            try:
+                gj.purgatory_step(tr, {}, [], 0, len(texts), gc.PlanFacts("none"), True, mode.purgatory,
+                                  ARCHES["riscv64"].purgatory_forbid)
+                self.assertIsNone(why)
+            except gj.Fail as e:
+                self.assertIsNotNone(why, str(e))
+                self.assertIn(why, str(e))
+
+
+class Grid(unittest.TestCase):
+    def test_names_unique_and_complete(self):
+        cells = gcl.grid() + hp.cells()
+        names = [c.name for c in cells] + [a for c in cells for a in c.aliases]
+        self.assertEqual(len(names), len(set(names)))
+        for want in ("el1", "el2-nvhe", "el2-vhe", "kdump-el1", "kdump-el2-vhe-trixie", "dtb-override",
+                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown",
+                     "x86-hp-memory-negative", "x86-hp-cpu-online-negative"):
+            self.assertIn(want, names)
+        self.assertTrue(all(dataclasses.is_dataclass(c) for c in cells))
+
+
+if __name__ == "__main__":
+    unittest.main()
