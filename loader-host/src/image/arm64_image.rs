@@ -335,19 +335,7 @@ pub(crate) mod tests {
         v[24..32].copy_from_slice(&flags.to_le_bytes());
         v[MAGIC_OFFSET..MAGIC_OFFSET + 4].copy_from_slice(&MAGIC);
         if body >= 0x80 {
-            // An EFI stub as real kernels have: code0 "MZ", the PE header at
-            // 0x40, one section spanning the whole file.
-            v[0..4].copy_from_slice(b"MZ@\xfa");
-            v[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-            v[0x40..0x44].copy_from_slice(b"PE\0\0");
-            v[0x44..0x46].copy_from_slice(&0xaa64u16.to_le_bytes());
-            v[0x46..0x48].copy_from_slice(&1u16.to_le_bytes()); // NumberOfSections
-            v[0x54..0x56].copy_from_slice(&0u16.to_le_bytes()); // SizeOfOptionalHeader
-            let sect = 0x58;
-            v[sect..sect + 8].copy_from_slice(b".text\0\0\0");
-            let len = v.len() as u32;
-            v[sect + 16..sect + 20].copy_from_slice(&len.to_le_bytes()); // SizeOfRawData
-            v[sect + 20..sect + 24].copy_from_slice(&0u32.to_le_bytes()); // PointerToRawData
+            crate::image::pe_stub::tests::add_stub(&mut v, *b"MZ@\xfa", 0xaa64);
         }
         v
     }

@@ -32,3 +32,24 @@ pub fn extent(image: &[u8]) -> Result<Option<u64>, u64> {
     }
     Ok(Some(end))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    /// Turn the first 0x80 bytes of a synthetic Image into an EFI stub as
+    /// real kernels have one: `code0` (its first bytes "MZ"), the PE header
+    /// at 0x40 (the offset at 0x3c) for `machine`, one section spanning the
+    /// whole file.
+    pub(crate) fn add_stub(v: &mut [u8], code0: [u8; 4], machine: u16) {
+        v[0..4].copy_from_slice(&code0);
+        v[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+        v[0x40..0x44].copy_from_slice(b"PE\0\0");
+        v[0x44..0x46].copy_from_slice(&machine.to_le_bytes());
+        v[0x46..0x48].copy_from_slice(&1u16.to_le_bytes()); // NumberOfSections
+        v[0x54..0x56].copy_from_slice(&0u16.to_le_bytes()); // SizeOfOptionalHeader
+        let sect = 0x58;
+        v[sect..sect + 8].copy_from_slice(b".text\0\0\0");
+        let len = v.len() as u32;
+        v[sect + 16..sect + 20].copy_from_slice(&len.to_le_bytes()); // SizeOfRawData
+        v[sect + 20..sect + 24].copy_from_slice(&0u32.to_le_bytes()); // PointerToRawData
+    }
+}

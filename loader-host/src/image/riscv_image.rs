@@ -245,19 +245,7 @@ pub(crate) mod tests {
         v[0x30..0x38].copy_from_slice(b"RISCV\0\0\0");
         v[MAGIC2_OFFSET..MAGIC2_OFFSET + 4].copy_from_slice(&MAGIC2);
         if body >= 0x80 {
-            // As the Debian kernel: code0 "MZ", PE header at 0x40 (res3),
-            // machine 0x5064, one section spanning the file.
-            v[0..4].copy_from_slice(&0x106f_5a4du32.to_le_bytes());
-            v[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
-            v[0x40..0x44].copy_from_slice(b"PE\0\0");
-            v[0x44..0x46].copy_from_slice(&0x5064u16.to_le_bytes());
-            v[0x46..0x48].copy_from_slice(&1u16.to_le_bytes()); // NumberOfSections
-            v[0x54..0x56].copy_from_slice(&0u16.to_le_bytes()); // SizeOfOptionalHeader
-            let sect = 0x58;
-            v[sect..sect + 8].copy_from_slice(b".text\0\0\0");
-            let len = v.len() as u32;
-            v[sect + 16..sect + 20].copy_from_slice(&len.to_le_bytes()); // SizeOfRawData
-            v[sect + 20..sect + 24].copy_from_slice(&0u32.to_le_bytes()); // PointerToRawData
+            crate::image::pe_stub::tests::add_stub(&mut v, 0x106f_5a4du32.to_le_bytes(), 0x5064);
         }
         v
     }
