@@ -16,6 +16,8 @@ fn main() {
             "purgatory/Cargo.toml",
             "arch/src",
             "linker",
+            // The images' profile settings (opt-level per package).
+            "Cargo.toml",
             "Cargo.lock",
             ".cargo/config.toml",
         ],

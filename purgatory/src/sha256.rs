@@ -1,6 +1,6 @@
 //! SHA-256 over one contiguous memory range, driven by a block-compression
-//! function the platform chooses (ARMv8 SHA2 instructions, SHA-NI, or the
-//! `sha2` crate's portable code).
+//! function the platform chooses (ARMv8 SHA2 instructions, SHA-NI, Zknh,
+//! or the portable code of `purgatory_arch::sha256`).
 //!
 //! Only padding lives here (FIPS 180-4 §5.1.1): full 64-byte blocks are fed
 //! to the compression function straight from memory, without copying.
@@ -17,10 +17,9 @@ const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f
 /// amortise the call, small enough to report progress if needed.
 const CHUNK_BLOCKS: usize = 4096;
 
-/// The portable compression function from the `sha2` crate.
-pub fn compress_portable(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
-    sha2::block_api::compress256(state, blocks);
-}
+/// The portable compression function (a compact loop, the same on every
+/// architecture).
+pub use purgatory_arch::sha256::compress_portable;
 
 /// SHA-256 of `data` using `compress`.
 pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {

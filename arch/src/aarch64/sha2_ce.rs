@@ -19,5 +19,6 @@ unsafe extern "C" {
     fn rkx_sha256_ce(state: *mut u32, data: *const u8, nblocks: usize);
 }
 
-// AAPCS64 code: x0 = state, x1 = data, x2 = number of blocks.
-core::arch::global_asm!(include_str!("sha256_ce.s"));
+// AAPCS64 code: x0 = state, x1 = data, x2 = number of blocks; `k` is the
+// round-constant table the whole image shares.
+core::arch::global_asm!(include_str!("sha256_ce.s"), k = sym crate::sha256::K);
