@@ -198,21 +198,23 @@ fn patch_boot_data<P: Platform>(
 /// "resetting"/"halted" lines.
 pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure: &Failure) {
     let seg = |i: usize| params.active_segments().get(i).copied().unwrap_or(SegmentDesc::EMPTY);
-    match *failure {
+    // By reference: a copy of the digests would be byte loads and stores
+    // on targets built with strict alignment.
+    match failure {
         Failure::Params(e) => {
             let (template, args) = e.reason();
             con.line(lines::BAD_PARAMS, &[Arg::Sub(template, &args)]);
         }
         Failure::DigestMismatch { index, expected, actual } => {
-            segment_line(con, lines::DIGEST_MISMATCH, index, &seg(index), &[]);
-            con.line(lines::DIGEST_EXPECTED, &[Arg::HexBytes(&expected)]);
-            con.line(lines::DIGEST_ACTUAL, &[Arg::HexBytes(&actual)]);
+            segment_line(con, lines::DIGEST_MISMATCH, *index, &seg(*index), &[]);
+            con.line(lines::DIGEST_EXPECTED, &[Arg::HexBytes(expected)]);
+            con.line(lines::DIGEST_ACTUAL, &[Arg::HexBytes(actual)]);
         }
         Failure::Structure { index, error } => {
-            segment_line(con, lines::MALFORMED, index, &seg(index), &[Arg::Text(error.describe())]);
+            segment_line(con, lines::MALFORMED, *index, &seg(*index), &[Arg::Text(error.describe())]);
         }
         Failure::Patch { kind, error } => {
-            con.line(lines::PATCH_FAILED, &[Arg::Text(boot_data_name(kind)), Arg::Text(error.describe())]);
+            con.line(lines::PATCH_FAILED, &[Arg::Text(boot_data_name(*kind)), Arg::Text(error.describe())]);
         }
     }
     con.line(lines::NOT_ENTERING, &[]);
