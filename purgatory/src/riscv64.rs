@@ -29,14 +29,14 @@ fn dtb_bytes(params: &PurgatoryParams, rules: &Rules) -> Option<&'static [u8]> {
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
     // 1. Validate the block; nothing happens before (nor without) that.
-    let v = Validated::check(base, Rules::riscv64);
+    let v = Validated::check(base);
 
     // 2. The boot hart from the (validated, not yet verified) DTB, only to
     // choose the engine, the entropy source and the timer: a DTB that lies
     // about Zknh makes the first sha256 instruction trap, which is reported
     // and never enters the kernel; the rest of the DTB is verified before
     // it is used.
-    let dtb = dtb_bytes(v.params(), v.rules());
+    let dtb = dtb_bytes(v.params(), &v.rules());
     let isa = dtb.map(|d| boot_hart_isa(d, hart_id)).unwrap_or_default();
     machine::init(hart_id, isa.zknh, isa.zkr, dtb.and_then(timebase_frequency).unwrap_or(0));
     let mut m = Machine::new(v);
