@@ -41,14 +41,16 @@ impl IsaSource {
 }
 
 impl HartIsa {
-    fn add(&mut self, ext: &str) {
+    /// One extension name, as bytes: the names we look for are ASCII, so
+    /// no UTF-8 validation (and its code) is needed to match them.
+    fn add(&mut self, ext: &[u8]) {
         // Scalar crypto spec v1.0 §2.x: Zk = Zkn + Zkr + Zkt; Zkn includes
         // Zknh. Extension names are case-insensitive.
-        let eq = |n: &str| ext.eq_ignore_ascii_case(n);
-        if eq("zknh") || eq("zkn") || eq("zk") {
+        let eq = |n: &[u8]| ext.eq_ignore_ascii_case(n);
+        if eq(b"zknh") || eq(b"zkn") || eq(b"zk") {
             self.zknh = true;
         }
-        if eq("zkr") || eq("zk") {
+        if eq(b"zkr") || eq(b"zk") {
             self.zkr = true;
         }
     }
@@ -57,12 +59,14 @@ impl HartIsa {
 /// Parse a `riscv,isa` string: `rv64` + single-letter extensions, then
 /// multi-letter ones separated by `_` (e.g. `rv64imafdc_zicsr_zknh`).
 pub fn parse_isa_string(isa: &str) -> HartIsa {
+    parse_isa_bytes(isa.as_bytes())
+}
+
+fn parse_isa_bytes(isa: &[u8]) -> HartIsa {
     let mut out = HartIsa { source: IsaSource::IsaString, ..HartIsa::default() };
-    for (i, token) in isa.split('_').enumerate() {
-        if i == 0 {
-            continue; // "rv64imafdch...": single letters, none of ours
-        }
-        out.add(token.trim());
+    // The first token, "rv64imafdch...", has single letters, none of ours.
+    for token in isa.split(|&b| b == b'_').skip(1) {
+        out.add(token.trim_ascii());
     }
     out
 }
@@ -90,14 +94,13 @@ impl CpuNode {
         if let Some(list) = self.isa_extensions.and_then(|b| b.bytes(dtb)) {
             let mut out = HartIsa { source: IsaSource::IsaExtensions, ..HartIsa::default() };
             for name in list.split(|&b| b == 0) {
-                if let Ok(s) = core::str::from_utf8(name) {
-                    out.add(s);
-                }
+                out.add(name);
             }
             return out;
         }
-        match self.isa.and_then(|b| b.bytes(dtb)).and_then(|v| core::str::from_utf8(v).ok()) {
-            Some(s) => parse_isa_string(s.trim_end_matches('\0')),
+        match self.isa.and_then(|b| b.bytes(dtb)) {
+            // A DT string: the bytes up to its NUL.
+            Some(s) => parse_isa_bytes(s.split(|&b| b == 0).next().unwrap_or_default()),
             None => HartIsa::default(),
         }
     }
@@ -148,30 +151,36 @@ enum CpusItem<'a> {
     Prop(&'a [u8], Block),
 }
 
-/// The boot hart's extensions: the first `/cpus/cpu*` node whose `reg` is
-/// `hart_id`. A malformed blob, or a missing node or property, gives
-/// `HartIsa::default()` (nothing optional used).
-pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
-    let mut found = None;
-    let walked = walk_cpus(dtb, |item| {
-        if let CpusItem::Cpu(node) = item {
-            if found.is_none() && node.reg == Some(hart_id) {
-                found = Some(node.isa(dtb));
+/// What the DTB says about the boot hart, in one walk of the blob: its
+/// extensions (the first `/cpus/cpu*` node whose `reg` is `hart_id`) and
+/// `/cpus/timebase-frequency` (one or two cells, in Hz). A malformed blob
+/// gives neither; a missing node or property gives `HartIsa::default()`
+/// (nothing optional used) or None.
+pub fn boot_hart(dtb: &[u8], hart_id: u64) -> (HartIsa, Option<u64>) {
+    let (mut isa, mut timebase) = (None, None);
+    let walked = walk_cpus(dtb, |item| match item {
+        CpusItem::Cpu(node) => {
+            if isa.is_none() && node.reg == Some(hart_id) {
+                isa = Some(node.isa(dtb));
             }
         }
+        CpusItem::Prop(b"timebase-frequency", value) => timebase = timebase.or(value.bytes(dtb).and_then(cells)),
+        CpusItem::Prop(..) => {}
     });
-    walked.and(found).unwrap_or_default()
+    match walked {
+        Some(()) => (isa.unwrap_or_default(), timebase),
+        None => (HartIsa::default(), None),
+    }
 }
 
-/// `/cpus/timebase-frequency` (one or two cells), in Hz.
+/// The boot hart's extensions ([`boot_hart`]).
+pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
+    boot_hart(dtb, hart_id).0
+}
+
+/// `/cpus/timebase-frequency` ([`boot_hart`]).
 pub fn timebase_frequency(dtb: &[u8]) -> Option<u64> {
-    let mut found = None;
-    walk_cpus(dtb, |item| {
-        if let CpusItem::Prop(b"timebase-frequency", value) = item {
-            found = found.or(value.bytes(dtb).and_then(cells));
-        }
-    })?;
-    found
+    boot_hart(dtb, 0).1
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use kexec_purgatory::abi::PurgatoryParams;
 use kexec_purgatory::console_lines::{RISCV_A1_NOTE, RISCV_ISA, SETUP_RISCV, UNEXPECTED_TRAP};
-use kexec_purgatory::hart_isa::{boot_hart_isa, timebase_frequency};
+use kexec_purgatory::hart_isa::boot_hart;
 use kexec_purgatory::report::{Arg, Console};
 use kexec_purgatory::verify::{self, Platform, Rules};
 use purgatory_arch::riscv64::{handoff, machine};
@@ -37,8 +37,8 @@ extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
     // and never enters the kernel; the rest of the DTB is verified before
     // it is used.
     let dtb = dtb_bytes(v.params(), &v.rules());
-    let isa = dtb.map(|d| boot_hart_isa(d, hart_id)).unwrap_or_default();
-    machine::init(hart_id, isa.zknh, isa.zkr, dtb.and_then(timebase_frequency).unwrap_or(0));
+    let (isa, timebase) = dtb.map(|d| boot_hart(d, hart_id)).unwrap_or_default();
+    machine::init(hart_id, isa.zknh, isa.zkr, timebase.unwrap_or(0));
     let mut m = Machine::new(v);
     let boot_data = m.params().boot_data;
 
