@@ -12,6 +12,7 @@
 
 pub mod pagetable;
 pub mod sha256;
+pub mod strtab;
 
 #[cfg(target_os = "none")]
 pub mod uart;

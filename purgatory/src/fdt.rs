@@ -62,20 +62,22 @@ pub enum FdtError {
 impl FdtError {
     pub fn describe(self) -> &'static str {
         use crate::console_lines::fdt;
-        match self {
-            Self::Magic => fdt::MAGIC,
-            Self::TotalSize => fdt::TOTAL_SIZE,
-            Self::Version => fdt::VERSION,
-            Self::Blocks => fdt::BLOCKS,
-            Self::ReservationMap => fdt::RESERVATION_MAP,
-            Self::Token => fdt::TOKEN,
-            Self::Truncated => fdt::TRUNCATED,
-            Self::NodeName => fdt::NODE_NAME,
-            Self::PropValue => fdt::PROP_VALUE,
-            Self::PropName => fdt::PROP_NAME,
-            Self::Depth => fdt::DEPTH,
-            Self::Nesting => fdt::NESTING,
-        }
+        // In declaration order (a table without relocations).
+        purgatory_arch::str_table!(static REASONS = [
+            fdt::MAGIC,
+            fdt::TOTAL_SIZE,
+            fdt::VERSION,
+            fdt::BLOCKS,
+            fdt::RESERVATION_MAP,
+            fdt::TOKEN,
+            fdt::TRUNCATED,
+            fdt::NODE_NAME,
+            fdt::PROP_VALUE,
+            fdt::PROP_NAME,
+            fdt::DEPTH,
+            fdt::NESTING,
+        ]);
+        REASONS.get(self as usize)
     }
 }
 
@@ -444,6 +446,28 @@ pub(crate) mod tests {
     /// Reads a copy, so edits can use it on the blob they change.
     fn field(blob: &[u8], i: usize) -> usize {
         be32(blob, 4 * i).unwrap() as usize
+    }
+
+    #[test]
+    fn every_error_describes_itself_with_its_console_text() {
+        use crate::console_lines::fdt;
+        let all = [
+            (FdtError::Magic, fdt::MAGIC),
+            (FdtError::TotalSize, fdt::TOTAL_SIZE),
+            (FdtError::Version, fdt::VERSION),
+            (FdtError::Blocks, fdt::BLOCKS),
+            (FdtError::ReservationMap, fdt::RESERVATION_MAP),
+            (FdtError::Token, fdt::TOKEN),
+            (FdtError::Truncated, fdt::TRUNCATED),
+            (FdtError::NodeName, fdt::NODE_NAME),
+            (FdtError::PropValue, fdt::PROP_VALUE),
+            (FdtError::PropName, fdt::PROP_NAME),
+            (FdtError::Depth, fdt::DEPTH),
+            (FdtError::Nesting, fdt::NESTING),
+        ];
+        for (e, text) in all {
+            assert_eq!(e.describe(), text, "{e:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,13 @@ use crate::sha256::CompressFn;
 /// Documentation/devicetree/bindings/chosen.txt (dt-schema chosen.yaml):
 /// `kaslr-seed` is a 64-bit value, `rng-seed` a byte string.
 pub const SEED_PROPERTIES: [&str; 2] = ["kaslr-seed", "rng-seed"];
+// The same names as the image reads them (no relocations).
+purgatory_arch::str_table!(static SEED_NAMES = [SEED_PROPERTIES[0], SEED_PROPERTIES[1]]);
+
+/// `SEED_PROPERTIES`, looked up in `SEED_NAMES`.
+fn seed_names() -> [&'static str; 2] {
+    [SEED_NAMES.get(0), SEED_NAMES.get(1)]
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchError {
@@ -40,7 +47,7 @@ pub struct ValueSpan {
 /// Find the seed placeholders in `/chosen`, in `SEED_PROPERTIES` order,
 /// after checking the whole blob.
 pub fn find_seed_spans(blob: &[u8]) -> Result<[Option<ValueSpan>; 2], PatchError> {
-    let (chosen, found) = fdt::chosen_props(blob, SEED_PROPERTIES).map_err(PatchError::Fdt)?;
+    let (chosen, found) = fdt::chosen_props(blob, seed_names()).map_err(PatchError::Fdt)?;
     if !chosen {
         return Err(PatchError::NoChosen);
     }
@@ -67,7 +74,7 @@ pub fn refresh_seeds(
 ) -> Result<SeedReport, PatchError> {
     let spans = find_seed_spans(blob)?;
     let mut report = SeedReport::default();
-    for (span, name) in spans.into_iter().zip(SEED_PROPERTIES) {
+    for (span, name) in spans.into_iter().zip(seed_names()) {
         let Some(span) = span else { continue };
         // The walker proved the value lies inside the structure block.
         let Some(value) = span.offset.checked_add(span.len).and_then(|end| blob.get_mut(span.offset..end)) else {

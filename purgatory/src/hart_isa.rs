@@ -32,11 +32,9 @@ pub enum IsaSource {
 
 impl IsaSource {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "no cpu node",
-            Self::IsaExtensions => "riscv,isa-extensions",
-            Self::IsaString => "riscv,isa",
-        }
+        // In declaration order (a table without relocations).
+        purgatory_arch::str_table!(static NAMES = ["no cpu node", "riscv,isa-extensions", "riscv,isa"]);
+        NAMES.get(self as usize)
     }
 }
 
@@ -220,6 +218,12 @@ mod tests {
         w.end_node(cpus).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    #[test]
+    fn sources_are_named() {
+        let names = [IsaSource::None, IsaSource::IsaExtensions, IsaSource::IsaString].map(IsaSource::name);
+        assert_eq!(names, ["no cpu node", "riscv,isa-extensions", "riscv,isa"]);
     }
 
     #[test]
