@@ -6,6 +6,7 @@
 use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_DEBUG_CACHES_OFF};
 use kexec_purgatory::console_lines::{SETUP_CACHES_OFF, SETUP_CACHES_ON};
 use kexec_purgatory::report::Arg;
+use kexec_purgatory::template;
 use kexec_purgatory::verify::{console_span, MemSpan};
 use purgatory_arch::aarch64::{cache, cpu, handoff, mmu};
 use purgatory_arch::pagetable::{IdentityMap, MemType, Table};
@@ -67,8 +68,8 @@ extern "C" fn purgatory_main(base: u64) -> ! {
     let regime = cpu::Regime::current();
     let caches = enable_caches(m.params(), regime, m.image(), m.uart());
     match caches {
-        Ok(()) => m.hello(regime.name(), SETUP_CACHES_ON, &[]),
-        Err(why) => m.hello(regime.name(), SETUP_CACHES_OFF, &[Arg::Text(why)]),
+        Ok(()) => m.hello(regime.name(), template!(SETUP_CACHES_ON), &[]),
+        Err(why) => m.hello(regime.name(), template!(SETUP_CACHES_OFF), &[Arg::Text(why)]),
     }
 
     // 3. Verify and patch (never returns on failure).

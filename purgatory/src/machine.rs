@@ -14,6 +14,7 @@ use kexec_purgatory::abi::{
 use kexec_purgatory::console_lines as lines;
 use kexec_purgatory::report::{Arg, Console};
 use kexec_purgatory::sha256::{compress_portable, CompressFn};
+use kexec_purgatory::template;
 use kexec_purgatory::verify::{self, boot_data_name, Failure, Handoff, MemSpan, Platform, Rules};
 use purgatory_arch::machine as arch;
 use purgatory_arch::uart::Uart;
@@ -174,7 +175,7 @@ impl Machine {
     pub fn hello(&mut self, mode: &str, setup: &str, setup_args: &[Arg]) {
         let image = self.image.start;
         let args = [Arg::Text(arch::NAME), Arg::Text(mode), Arg::Hex(image), Arg::Sub(setup, setup_args)];
-        self.console.line(lines::STARTED, &args);
+        self.console.line(template!(lines::STARTED), &args);
     }
 
     /// The portable flow: verify, patch, and say where to go. Never returns
@@ -184,7 +185,7 @@ impl Machine {
         // first console line.
         self.clock = arch::Clock::start();
         if self.clock.is_none() {
-            self.console.line(lines::NO_CLOCK, &[]);
+            self.console.line(template!(lines::NO_CLOCK), &[]);
         }
         let (params, rules) = (self.params, arch_rules(self.image));
         match verify::run(params, &rules, self) {
@@ -196,7 +197,7 @@ impl Machine {
     /// The last line before the jump.
     pub fn entering(&mut self, h: &Handoff) {
         let name = boot_data_name(arch_rules(self.image).boot_data_kind);
-        self.console.line(lines::ENTERING, &[Arg::Hex(h.entry), Arg::Text(name), Arg::Hex(h.boot_data)]);
+        self.console.line(template!(lines::ENTERING), &[Arg::Hex(h.entry), Arg::Text(name), Arg::Hex(h.boot_data)]);
     }
 }
 
@@ -229,16 +230,16 @@ fn fail(params: &PurgatoryParams, con: &mut UartConsole) -> ! {
         };
         match arch::reset_method(conduit) {
             Some(method) => {
-                con.line(lines::RESETTING, &[Arg::Text(method)]);
+                con.line(template!(lines::RESETTING), &[Arg::Text(method)]);
                 arch::reset(conduit);
-                con.line(lines::RESET_FAILED, &[]);
+                con.line(template!(lines::RESET_FAILED), &[]);
             }
             None => {
-                con.line(lines::NO_RESET, &[]);
+                con.line(template!(lines::NO_RESET), &[]);
             }
         }
     }
-    con.line(lines::HALTED, &[]);
+    con.line(template!(lines::HALTED), &[]);
     arch::halt()
 }
 
@@ -279,6 +280,6 @@ impl Platform for Machine {
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     fail_with(|con| {
-        con.line(lines::INTERNAL_ERROR, &[]);
+        con.line(template!(lines::INTERNAL_ERROR), &[]);
     })
 }

@@ -11,6 +11,7 @@ use kexec_purgatory::abi::PurgatoryParams;
 use kexec_purgatory::console_lines::{RISCV_A1_NOTE, RISCV_ISA, SETUP_RISCV, UNEXPECTED_TRAP};
 use kexec_purgatory::hart_isa::boot_hart;
 use kexec_purgatory::report::{Arg, Console};
+use kexec_purgatory::template;
 use kexec_purgatory::verify::{self, Platform, Rules};
 use purgatory_arch::riscv64::{handoff, machine};
 
@@ -42,14 +43,14 @@ extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
     let mut m = Machine::new(v);
     let boot_data = m.params().boot_data;
 
-    m.hello("S-mode", SETUP_RISCV, &[Arg::Hex(hart_id), Arg::Hex(a1)]);
+    m.hello("S-mode", template!(SETUP_RISCV), &[Arg::Hex(hart_id), Arg::Hex(a1)]);
     let zknh = if isa.zknh { "zknh" } else { "no-zknh" };
     let zkr = if isa.zkr { "zkr" } else { "no-zkr" };
-    m.console().line(RISCV_ISA, &[Arg::Text(isa.source.name()), Arg::Text(zknh), Arg::Text(zkr)]);
+    m.console().line(template!(RISCV_ISA), &[Arg::Text(isa.source.name()), Arg::Text(zknh), Arg::Text(zkr)]);
     if a1 != boot_data {
         // kexec_load hands over the first FDT-looking segment (riscv
         // machine_kexec_prepare); we hand over the verified one.
-        m.console().line(RISCV_A1_NOTE, &[Arg::Hex(a1), Arg::Hex(boot_data)]);
+        m.console().line(template!(RISCV_A1_NOTE), &[Arg::Hex(a1), Arg::Hex(boot_data)]);
     }
 
     // 3. Verify and patch (never returns on failure).
@@ -66,6 +67,6 @@ extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn rkx_unexpected_trap(scause: u64, sepc: u64, stval: u64) -> ! {
     fail_with(|con| {
-        con.line(UNEXPECTED_TRAP, &[Arg::Hex(scause), Arg::Hex(sepc), Arg::Hex(stval)]);
+        con.line(template!(UNEXPECTED_TRAP), &[Arg::Hex(scause), Arg::Hex(sepc), Arg::Hex(stval)]);
     })
 }

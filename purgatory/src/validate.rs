@@ -15,6 +15,7 @@ use crate::console_lines::param;
 use crate::report::Arg;
 #[cfg(not(target_os = "none"))]
 use crate::report::{fill, Console};
+use crate::template;
 
 /// A range of physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,35 +141,37 @@ impl ParamError {
         let none = Arg::Text("");
         let d = |v: u64| Arg::Dec(v);
         let (template, args) = match *self {
-            Self::Magic => (param::MAGIC, [none; 3]),
-            Self::Version(v) => (param::VERSION, [d(v as u64), none, none]),
-            Self::Size(v) => (param::SIZE, [d(v as u64), none, none]),
-            Self::UnknownFlags(f) => (param::FLAGS, [Arg::Hex(f as u64), none, none]),
-            Self::TooManySegments(n) => (param::TOO_MANY_SEGMENTS, [d(n as u64), none, none]),
-            Self::OnFailure(v) => (param::ON_FAILURE, [d(v as u64), none, none]),
-            Self::PsciConduit(v) => (param::PSCI_CONDUIT, [d(v as u64), none, none]),
+            Self::Magic => (template!(param::MAGIC), [none; 3]),
+            Self::Version(v) => (template!(param::VERSION), [d(v as u64), none, none]),
+            Self::Size(v) => (template!(param::SIZE), [d(v as u64), none, none]),
+            Self::UnknownFlags(f) => (template!(param::FLAGS), [Arg::Hex(f as u64), none, none]),
+            Self::TooManySegments(n) => (template!(param::TOO_MANY_SEGMENTS), [d(n as u64), none, none]),
+            Self::OnFailure(v) => (template!(param::ON_FAILURE), [d(v as u64), none, none]),
+            Self::PsciConduit(v) => (template!(param::PSCI_CONDUIT), [d(v as u64), none, none]),
             Self::Segment(i, rule) => {
                 let (template, value) = match rule {
-                    SegmentRule::ZeroLength => (param::SEGMENT_ZERO_LENGTH, none),
-                    SegmentRule::AtZero => (param::SEGMENT_AT_ZERO, none),
-                    SegmentRule::Wraps => (param::SEGMENT_WRAPS, none),
-                    SegmentRule::TooLong => (param::SEGMENT_TOO_LONG, none),
-                    SegmentRule::UnknownKind(k) => (param::SEGMENT_KIND, d(k as u64)),
-                    SegmentRule::UnknownFlags(f) => (param::SEGMENT_FLAGS, Arg::Hex(f as u64)),
+                    SegmentRule::ZeroLength => (template!(param::SEGMENT_ZERO_LENGTH), none),
+                    SegmentRule::AtZero => (template!(param::SEGMENT_AT_ZERO), none),
+                    SegmentRule::Wraps => (template!(param::SEGMENT_WRAPS), none),
+                    SegmentRule::TooLong => (template!(param::SEGMENT_TOO_LONG), none),
+                    SegmentRule::UnknownKind(k) => (template!(param::SEGMENT_KIND), d(k as u64)),
+                    SegmentRule::UnknownFlags(f) => (template!(param::SEGMENT_FLAGS), Arg::Hex(f as u64)),
                 };
                 (template, [d(i as u64), value, none])
             }
-            Self::Overlap(i, j) => (param::OVERLAP, [d(i as u64), d(j as u64), none]),
+            Self::Overlap(i, j) => (template!(param::OVERLAP), [d(i as u64), d(j as u64), none]),
             Self::OverlapsImage(i, img) => {
-                (param::OVERLAPS_IMAGE, [d(i as u64), Arg::Hex(img.start), Arg::Hex(img.len)])
+                (template!(param::OVERLAPS_IMAGE), [d(i as u64), Arg::Hex(img.start), Arg::Hex(img.len)])
             }
-            Self::EntryNotInKernel(a) => (param::ENTRY, [Arg::Hex(a), none, none]),
-            Self::BootDataNotInSegment(a, kind) => (param::BOOT_DATA, [Arg::Hex(a), Arg::Text(kind.name()), none]),
-            Self::ConsoleKind(k) => (param::CONSOLE_KIND, [d(k as u64), none, none]),
-            Self::ConsoleBaseZero => (param::CONSOLE_BASE_ZERO, [none; 3]),
-            Self::ConsoleInSegment(b, i) => (param::CONSOLE_IN_SEGMENT, [Arg::Hex(b), d(i as u64), none]),
-            Self::ConsoleInImage(b) => (param::CONSOLE_IN_IMAGE, [Arg::Hex(b), none, none]),
-            Self::ConsolePort(b) => (param::CONSOLE_PORT, [Arg::Hex(b), none, none]),
+            Self::EntryNotInKernel(a) => (template!(param::ENTRY), [Arg::Hex(a), none, none]),
+            Self::BootDataNotInSegment(a, kind) => {
+                (template!(param::BOOT_DATA), [Arg::Hex(a), Arg::Text(kind.name()), none])
+            }
+            Self::ConsoleKind(k) => (template!(param::CONSOLE_KIND), [d(k as u64), none, none]),
+            Self::ConsoleBaseZero => (template!(param::CONSOLE_BASE_ZERO), [none; 3]),
+            Self::ConsoleInSegment(b, i) => (template!(param::CONSOLE_IN_SEGMENT), [Arg::Hex(b), d(i as u64), none]),
+            Self::ConsoleInImage(b) => (template!(param::CONSOLE_IN_IMAGE), [Arg::Hex(b), none, none]),
+            Self::ConsolePort(b) => (template!(param::CONSOLE_PORT), [Arg::Hex(b), none, none]),
         };
         (template, args)
     }

@@ -13,6 +13,7 @@ use crate::console_lines as lines;
 use crate::fdt_patch::{refresh_seeds, set_boot_cpuid, PatchError, SeedReport};
 use crate::report::{Arg, Console};
 use crate::sha256::{digest, CompressFn};
+use crate::template;
 
 pub use crate::validate::{
     boot_data_segment, check_console, console_span, console_usable, kernel_segment, validate, MemSpan, ParamError,
@@ -93,11 +94,11 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
             if let Err(error) = check_excluded(kind, p.memory(seg.mem, seg.len)) {
                 return Err(Failure::Structure { index, error });
             }
-            segment_line(p.console(), lines::EXCLUDED_OK, index, seg, &[]);
+            segment_line(p.console(), template!(lines::EXCLUDED_OK), index, seg, &[]);
             continue;
         }
         if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-            segment_line(p.console(), lines::NOT_HASHED, index, seg, &[]);
+            segment_line(p.console(), template!(lines::NOT_HASHED), index, seg, &[]);
             continue;
         }
         let actual = digest(p.memory(seg.mem, seg.len), compress);
@@ -105,7 +106,7 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
         if actual != seg.sha256 {
             return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
         }
-        segment_line(p.console(), lines::SEGMENT_OK, index, seg, &[]);
+        segment_line(p.console(), template!(lines::SEGMENT_OK), index, seg, &[]);
     }
     Ok(hashed)
 }
@@ -127,10 +128,10 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, rules: &Rules, p: &mut P) ->
     let hashed = verify_segments(params, p)?;
     let elapsed = p.now_us().saturating_sub(start);
     if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-        p.console().line(lines::SKIPPED, &[]);
+        p.console().line(template!(lines::SKIPPED), &[]);
     }
     let summary = [Arg::Dec(params.nr_segments as u64), Arg::Dec(hashed), Arg::Text(engine), Arg::Dec(elapsed)];
-    p.console().line(lines::VERIFIED, &summary);
+    p.console().line(template!(lines::VERIFIED), &summary);
     let written = patch_boot_data(params, rules, p)?;
     Ok(Handoff { entry: params.kernel_entry, boot_data: params.boot_data, written })
 }
@@ -176,7 +177,7 @@ fn patch_boot_data<P: Platform>(
                 Default::default()
             };
             let counts = [Arg::Dec(r.refreshed as u64), Arg::Dec(r.kept as u64)];
-            p.console().line(lines::BOOT_PARAMS_PATCHED, &counts);
+            p.console().line(template!(lines::BOOT_PARAMS_PATCHED), &counts);
         }
         _ => {
             let mut seeds = SeedReport::default();
@@ -187,7 +188,7 @@ fn patch_boot_data<P: Platform>(
                 set_boot_cpuid(blob, cpu).map_err(|error| Failure::Patch { kind, error })?;
             }
             let report = [Arg::Dec(seeds.refreshed as u64), Arg::Dec(seeds.kept as u64), Arg::Hex(cpu as u64)];
-            p.console().line(lines::DTB_PATCHED, &report);
+            p.console().line(template!(lines::DTB_PATCHED), &report);
         }
     }
     Ok(Some((at, len)))
@@ -203,21 +204,21 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
     match failure {
         Failure::Params(e) => {
             let (template, args) = e.reason();
-            con.line(lines::BAD_PARAMS, &[Arg::Sub(template, &args)]);
+            con.line(template!(lines::BAD_PARAMS), &[Arg::Sub(template, &args)]);
         }
         Failure::DigestMismatch { index, expected, actual } => {
-            segment_line(con, lines::DIGEST_MISMATCH, *index, &seg(*index), &[]);
-            con.line(lines::DIGEST_EXPECTED, &[Arg::HexBytes(expected)]);
-            con.line(lines::DIGEST_ACTUAL, &[Arg::HexBytes(actual)]);
+            segment_line(con, template!(lines::DIGEST_MISMATCH), *index, &seg(*index), &[]);
+            con.line(template!(lines::DIGEST_EXPECTED), &[Arg::HexBytes(expected)]);
+            con.line(template!(lines::DIGEST_ACTUAL), &[Arg::HexBytes(actual)]);
         }
         Failure::Structure { index, error } => {
-            segment_line(con, lines::MALFORMED, *index, &seg(*index), &[Arg::Text(error.describe())]);
+            segment_line(con, template!(lines::MALFORMED), *index, &seg(*index), &[Arg::Text(error.describe())]);
         }
         Failure::Patch { kind, error } => {
-            con.line(lines::PATCH_FAILED, &[Arg::Text(boot_data_name(*kind)), Arg::Text(error.describe())]);
+            con.line(template!(lines::PATCH_FAILED), &[Arg::Text(boot_data_name(*kind)), Arg::Text(error.describe())]);
         }
     }
-    con.line(lines::NOT_ENTERING, &[]);
+    con.line(template!(lines::NOT_ENTERING), &[]);
 }
 
 #[cfg(test)]
