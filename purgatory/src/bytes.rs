@@ -8,9 +8,23 @@ pub fn put(dst: &mut [u8], at: usize, src: &[u8]) -> usize {
     dst.iter_mut().skip(at).zip(src).map(|(d, s)| *d = *s).count()
 }
 
+/// `a == b`, out of line: an inlined comparison with a constant is
+/// expanded into byte loads and compares on the strict-alignment targets,
+/// at each use (node and property names).
+#[inline(never)]
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_is_equality() {
+        assert!(same(b"chosen", b"chosen") && same(b"", b""));
+        assert!(!same(b"chosen", b"chosen@0") && !same(b"chosen", b"chosEn"));
+    }
 
     #[test]
     fn copies_what_fits() {

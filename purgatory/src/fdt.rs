@@ -7,6 +7,8 @@
 //! excluded DTBs the old kernel may have rewritten). [`check`] walks the
 //! whole blob; [`Walker`] yields its structure-block tokens one by one.
 
+use crate::bytes::same;
+
 /// FDT header magic (§5.2).
 pub const MAGIC: u32 = 0xd00d_feed;
 /// Bytes of the version 17 header (§5.2: ten 32-bit fields).
@@ -352,7 +354,7 @@ pub fn check(blob: &[u8]) -> Result<(), FdtError> {
 /// Is `name` the node /chosen? (Linux's early_init_dt_scan_chosen looks
 /// for "/chosen", then "/chosen@0".)
 fn is_chosen(name: &[u8]) -> bool {
-    name == b"chosen" || name == b"chosen@0"
+    same(name.strip_suffix(b"@0").unwrap_or(name), b"chosen")
 }
 
 /// Check the whole blob (as [`check`]) and find, in the first /chosen
@@ -374,7 +376,9 @@ pub fn chosen_props<const N: usize>(blob: &[u8], names: [&str; N]) -> Result<(bo
             Token::EndNode { depth } => in_chosen &= depth != 2,
             Token::Prop { name, value, depth } => {
                 if in_chosen && depth == 2 {
-                    if let Some(slot) = names.iter().position(|n| n.as_bytes() == name).and_then(|i| found.get_mut(i)) {
+                    if let Some(slot) =
+                        names.iter().position(|n| same(n.as_bytes(), name)).and_then(|i| found.get_mut(i))
+                    {
                         slot.get_or_insert(value);
                     }
                 }
