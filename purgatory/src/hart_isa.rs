@@ -7,6 +7,7 @@
 //! read with the bounds-checked walker of `crate::fdt` (whole blob checked,
 //! no panic on any input).
 
+use crate::bytes::same;
 use crate::fdt::{Block, Token, Walker};
 
 /// Extensions the purgatory can use.
@@ -43,13 +44,17 @@ impl HartIsa {
     /// no UTF-8 validation (and its code) is needed to match them.
     fn add(&mut self, ext: &[u8]) {
         // Scalar crypto spec v1.0 §2.x: Zk = Zkn + Zkr + Zkt; Zkn includes
-        // Zknh. Extension names are case-insensitive.
-        let eq = |n: &[u8]| ext.eq_ignore_ascii_case(n);
-        if eq(b"zknh") || eq(b"zkn") || eq(b"zk") {
-            self.zknh = true;
+        // Zknh. Extension names are case-insensitive: "zk" then one of
+        // "", "n", "nh", "r", by byte rather than five string comparisons.
+        let lower = |i: usize| ext.get(i).map(u8::to_ascii_lowercase);
+        if (lower(0), lower(1)) != (Some(b'z'), Some(b'k')) {
+            return;
         }
-        if eq(b"zkr") || eq(b"zk") {
-            self.zkr = true;
+        match (ext.len(), lower(2), lower(3)) {
+            (2, ..) => (self.zknh, self.zkr) = (true, true),
+            (3, Some(b'n'), _) | (4, Some(b'n'), Some(b'h')) => self.zknh = true,
+            (3, Some(b'r'), _) => self.zkr = true,
+            _ => {}
         }
     }
 }
@@ -113,8 +118,8 @@ fn walk_cpus(dtb: &[u8], mut visit: impl FnMut(CpusItem)) -> Option<()> {
     let mut cpu: Option<CpuNode> = None;
     for token in walker {
         match token.ok()? {
-            Token::BeginNode { name, depth: 2 } => in_cpus = name == b"cpus",
-            Token::BeginNode { name, depth: 3 } if in_cpus && name.starts_with(b"cpu") => {
+            Token::BeginNode { name, depth: 2 } => in_cpus = same(name, b"cpus"),
+            Token::BeginNode { name, depth: 3 } if in_cpus && name.get(..3).is_some_and(|n| same(n, b"cpu")) => {
                 cpu = Some(CpuNode::default())
             }
             Token::BeginNode { .. } => {}
@@ -127,12 +132,15 @@ fn walk_cpus(dtb: &[u8], mut visit: impl FnMut(CpusItem)) -> Option<()> {
             Token::EndNode { .. } => {}
             Token::Prop { name, value, depth: 2 } if in_cpus => visit(CpusItem::Prop(name, value)),
             Token::Prop { name, value, depth: 3 } => {
+                // Names compared out of line (`same`): a `match` on byte
+                // strings expands every comparison inline.
                 if let Some(node) = cpu.as_mut() {
-                    match name {
-                        b"reg" => node.reg = value.bytes(dtb).and_then(cells),
-                        b"riscv,isa-extensions" => node.isa_extensions = Some(value),
-                        b"riscv,isa" => node.isa = Some(value),
-                        _ => {}
+                    if same(name, b"reg") {
+                        node.reg = value.bytes(dtb).and_then(cells);
+                    } else if same(name, b"riscv,isa-extensions") {
+                        node.isa_extensions = Some(value);
+                    } else if same(name, b"riscv,isa") {
+                        node.isa = Some(value);
                     }
                 }
             }
@@ -162,8 +170,11 @@ pub fn boot_hart(dtb: &[u8], hart_id: u64) -> (HartIsa, Option<u64>) {
                 isa = Some(node.isa(dtb));
             }
         }
-        CpusItem::Prop(b"timebase-frequency", value) => timebase = timebase.or(value.bytes(dtb).and_then(cells)),
-        CpusItem::Prop(..) => {}
+        CpusItem::Prop(name, value) => {
+            if same(name, b"timebase-frequency") {
+                timebase = timebase.or(value.bytes(dtb).and_then(cells));
+            }
+        }
     });
     match walked {
         Some(()) => (isa.unwrap_or_default(), timebase),
