@@ -260,7 +260,11 @@ impl<'a> Walker<'a> {
         tail.get(..len)
     }
 
-    fn step(&mut self) -> Result<Option<Token<'a>>, FdtError> {
+    /// The next token (NOPs skipped), or None at FDT_END once the tree is
+    /// closed. The loop the purgatory's walks use (`while let Some(t) =
+    /// w.step()?`); the `Iterator` is the same walk for callers that want
+    /// one.
+    pub fn step(&mut self) -> Result<Option<Token<'a>>, FdtError> {
         loop {
             let token = self.word(self.pos)?;
             let body = self.pos.checked_add(4).ok_or(FdtError::Truncated)?;
@@ -343,11 +347,9 @@ impl<'a> Iterator for Walker<'a> {
 /// Check the whole blob: header, reservation map, and every token of the
 /// structure block.
 pub fn check(blob: &[u8]) -> Result<(), FdtError> {
-    let walker = Walker::new(blob)?;
+    let mut walker = Walker::new(blob)?;
     reservations(blob, walker.header())?;
-    for token in walker {
-        token?;
-    }
+    while walker.step()?.is_some() {}
     Ok(())
 }
 
@@ -360,13 +362,13 @@ fn is_chosen(name: &[u8]) -> bool {
 /// Check the whole blob (as [`check`]) and find, in the first /chosen
 /// node, the value of the first property named like each of `names`.
 pub fn chosen_props<const N: usize>(blob: &[u8], names: [&str; N]) -> Result<(bool, [Option<Block>; N]), FdtError> {
-    let walker = Walker::new(blob)?;
+    let mut walker = Walker::new(blob)?;
     reservations(blob, walker.header())?;
     let mut found = [None; N];
     let mut chosen = false;
     let mut in_chosen = false;
-    for token in walker {
-        match token? {
+    while let Some(token) = walker.step()? {
+        match token {
             Token::BeginNode { name, depth } => {
                 if depth == 2 && !chosen && is_chosen(name) {
                     chosen = true;

@@ -113,11 +113,11 @@ impl CpuNode {
 /// of `/cpus` (depth 3) and every `/cpus` property to `visit`; None if the
 /// blob is malformed anywhere.
 fn walk_cpus(dtb: &[u8], mut visit: impl FnMut(CpusItem)) -> Option<()> {
-    let walker = Walker::new(dtb).ok()?;
+    let mut walker = Walker::new(dtb).ok()?;
     let mut in_cpus = false;
     let mut cpu: Option<CpuNode> = None;
-    for token in walker {
-        match token.ok()? {
+    while let Some(token) = walker.step().ok()? {
+        match token {
             Token::BeginNode { name, depth: 2 } => in_cpus = same(name, b"cpus"),
             Token::BeginNode { name, depth: 3 } if in_cpus && name.get(..3).is_some_and(|n| same(n, b"cpu")) => {
                 cpu = Some(CpuNode::default())
