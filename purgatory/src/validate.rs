@@ -136,44 +136,103 @@ pub enum ParamError {
 
 impl ParamError {
     /// The `{reason}` of the refusal line: a `console_lines::param`
-    /// template and its arguments (unused ones are empty text).
+    /// template (packed) and its arguments (unused ones are never printed).
     pub fn reason(&self) -> (&'static str, [Arg<'static>; 3]) {
-        let none = Arg::Text("");
-        let d = |v: u64| Arg::Dec(v);
-        let (template, args) = match *self {
-            Self::Magic => (template!(param::MAGIC), [none; 3]),
-            Self::Version(v) => (template!(param::VERSION), [d(v as u64), none, none]),
-            Self::Size(v) => (template!(param::SIZE), [d(v as u64), none, none]),
-            Self::UnknownFlags(f) => (template!(param::FLAGS), [Arg::Hex(f as u64), none, none]),
-            Self::TooManySegments(n) => (template!(param::TOO_MANY_SEGMENTS), [d(n as u64), none, none]),
-            Self::OnFailure(v) => (template!(param::ON_FAILURE), [d(v as u64), none, none]),
-            Self::PsciConduit(v) => (template!(param::PSCI_CONDUIT), [d(v as u64), none, none]),
+        // Kept as data: each arm picks a template by index, up to three
+        // numbers and which of them print as hex (the others decimal); one
+        // tail builds the arguments. (An arm per variant building three
+        // `Arg`s was 0.75 to 1.1 KiB of code.) Table order = `T` order.
+        #[derive(Clone, Copy)]
+        enum T {
+            Magic,
+            Version,
+            Size,
+            Flags,
+            TooManySegments,
+            OnFailure,
+            PsciConduit,
+            SegmentZeroLength,
+            SegmentAtZero,
+            SegmentWraps,
+            SegmentTooLong,
+            SegmentKind,
+            SegmentFlags,
+            Overlap,
+            OverlapsImage,
+            Entry,
+            BootData,
+            ConsoleKind,
+            ConsoleBaseZero,
+            ConsoleInSegment,
+            ConsoleInImage,
+            ConsolePort,
+        }
+        purgatory_arch::str_table!(static TEMPLATES = [
+            template!(param::MAGIC),
+            template!(param::VERSION),
+            template!(param::SIZE),
+            template!(param::FLAGS),
+            template!(param::TOO_MANY_SEGMENTS),
+            template!(param::ON_FAILURE),
+            template!(param::PSCI_CONDUIT),
+            template!(param::SEGMENT_ZERO_LENGTH),
+            template!(param::SEGMENT_AT_ZERO),
+            template!(param::SEGMENT_WRAPS),
+            template!(param::SEGMENT_TOO_LONG),
+            template!(param::SEGMENT_KIND),
+            template!(param::SEGMENT_FLAGS),
+            template!(param::OVERLAP),
+            template!(param::OVERLAPS_IMAGE),
+            template!(param::ENTRY),
+            template!(param::BOOT_DATA),
+            template!(param::CONSOLE_KIND),
+            template!(param::CONSOLE_BASE_ZERO),
+            template!(param::CONSOLE_IN_SEGMENT),
+            template!(param::CONSOLE_IN_IMAGE),
+            template!(param::CONSOLE_PORT),
+        ]);
+        // Bit i set: value i prints as hex.
+        const X0: u8 = 1;
+        const X1: u8 = 2;
+        const X2: u8 = 4;
+        let (t, v, hex) = match *self {
+            Self::Magic => (T::Magic, [0, 0, 0], 0),
+            Self::Version(v) => (T::Version, [v as u64, 0, 0], 0),
+            Self::Size(v) => (T::Size, [v as u64, 0, 0], 0),
+            Self::UnknownFlags(f) => (T::Flags, [f as u64, 0, 0], X0),
+            Self::TooManySegments(n) => (T::TooManySegments, [n as u64, 0, 0], 0),
+            Self::OnFailure(v) => (T::OnFailure, [v as u64, 0, 0], 0),
+            Self::PsciConduit(v) => (T::PsciConduit, [v as u64, 0, 0], 0),
             Self::Segment(i, rule) => {
-                let (template, value) = match rule {
-                    SegmentRule::ZeroLength => (template!(param::SEGMENT_ZERO_LENGTH), none),
-                    SegmentRule::AtZero => (template!(param::SEGMENT_AT_ZERO), none),
-                    SegmentRule::Wraps => (template!(param::SEGMENT_WRAPS), none),
-                    SegmentRule::TooLong => (template!(param::SEGMENT_TOO_LONG), none),
-                    SegmentRule::UnknownKind(k) => (template!(param::SEGMENT_KIND), d(k as u64)),
-                    SegmentRule::UnknownFlags(f) => (template!(param::SEGMENT_FLAGS), Arg::Hex(f as u64)),
+                let (t, value, hex) = match rule {
+                    SegmentRule::ZeroLength => (T::SegmentZeroLength, 0, 0),
+                    SegmentRule::AtZero => (T::SegmentAtZero, 0, 0),
+                    SegmentRule::Wraps => (T::SegmentWraps, 0, 0),
+                    SegmentRule::TooLong => (T::SegmentTooLong, 0, 0),
+                    SegmentRule::UnknownKind(k) => (T::SegmentKind, k as u64, 0),
+                    SegmentRule::UnknownFlags(f) => (T::SegmentFlags, f as u64, X1),
                 };
-                (template, [d(i as u64), value, none])
+                (t, [i as u64, value, 0], hex)
             }
-            Self::Overlap(i, j) => (template!(param::OVERLAP), [d(i as u64), d(j as u64), none]),
-            Self::OverlapsImage(i, img) => {
-                (template!(param::OVERLAPS_IMAGE), [d(i as u64), Arg::Hex(img.start), Arg::Hex(img.len)])
-            }
-            Self::EntryNotInKernel(a) => (template!(param::ENTRY), [Arg::Hex(a), none, none]),
-            Self::BootDataNotInSegment(a, kind) => {
-                (template!(param::BOOT_DATA), [Arg::Hex(a), Arg::Text(kind.name()), none])
-            }
-            Self::ConsoleKind(k) => (template!(param::CONSOLE_KIND), [d(k as u64), none, none]),
-            Self::ConsoleBaseZero => (template!(param::CONSOLE_BASE_ZERO), [none; 3]),
-            Self::ConsoleInSegment(b, i) => (template!(param::CONSOLE_IN_SEGMENT), [Arg::Hex(b), d(i as u64), none]),
-            Self::ConsoleInImage(b) => (template!(param::CONSOLE_IN_IMAGE), [Arg::Hex(b), none, none]),
-            Self::ConsolePort(b) => (template!(param::CONSOLE_PORT), [Arg::Hex(b), none, none]),
+            Self::Overlap(i, j) => (T::Overlap, [i as u64, j as u64, 0], 0),
+            Self::OverlapsImage(i, img) => (T::OverlapsImage, [i as u64, img.start, img.len], X1 | X2),
+            Self::EntryNotInKernel(a) => (T::Entry, [a, 0, 0], X0),
+            // The kind, text, replaces value 1 below.
+            Self::BootDataNotInSegment(a, _) => (T::BootData, [a, 0, 0], X0),
+            Self::ConsoleKind(k) => (T::ConsoleKind, [k as u64, 0, 0], 0),
+            Self::ConsoleBaseZero => (T::ConsoleBaseZero, [0, 0, 0], 0),
+            Self::ConsoleInSegment(b, i) => (T::ConsoleInSegment, [b, i as u64, 0], X0),
+            Self::ConsoleInImage(b) => (T::ConsoleInImage, [b, 0, 0], X0),
+            Self::ConsolePort(b) => (T::ConsolePort, [b, 0, 0], X0),
         };
-        (template, args)
+        let mut args = [Arg::Dec(0); 3];
+        for (i, (arg, value)) in args.iter_mut().zip(v).enumerate() {
+            *arg = if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
+        }
+        if let (Self::BootDataNotInSegment(_, kind), [_, arg, _]) = (*self, &mut args) {
+            *arg = Arg::Text(kind.name());
+        }
+        (TEMPLATES.get(t as usize), args)
     }
 }
 
@@ -549,6 +608,21 @@ mod tests {
             ),
             (ParamError::ConsoleInSegment(0x4400_0000, 1), "console page 0x44000000 lies inside segment 1"),
             (ParamError::ConsolePort(0x10000), "console I/O port 0x10000 is above 0xffff"),
+            // Every other variant: the reason is table-driven.
+            (ParamError::Magic, "magic is not RKXP"),
+            (ParamError::Size(100), "size 100 is smaller than the version 1 block"),
+            (ParamError::UnknownFlags(1 << 30), "unknown flags 0x40000000"),
+            (ParamError::TooManySegments(17), "too many segments: 17"),
+            (ParamError::OnFailure(7), "unknown on_failure 7"),
+            (ParamError::PsciConduit(9), "unknown psci_conduit 9"),
+            (ParamError::Segment(1, SegmentRule::ZeroLength), "segment 1: length is zero"),
+            (ParamError::Segment(1, SegmentRule::AtZero), "segment 1: starts at physical address 0"),
+            (ParamError::Segment(3, SegmentRule::Wraps), "segment 3: end wraps the address space"),
+            (ParamError::Segment(3, SegmentRule::TooLong), "segment 3: longer than the address space"),
+            (ParamError::Segment(1, SegmentRule::UnknownKind(99)), "segment 1: unknown kind 99"),
+            (ParamError::ConsoleKind(7), "console kind 7 is not supported here"),
+            (ParamError::ConsoleBaseZero, "console base is 0"),
+            (ParamError::ConsoleInImage(0x4b00_1000), "console page 0x4b001000 lies inside the purgatory image"),
         ];
         for (e, text) in cases {
             assert_eq!(e.to_string(), text);
