@@ -13,10 +13,6 @@ pub type CompressFn = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);
 /// FIPS 180-4 §5.3.3 initial hash value.
 const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
-/// Blocks handed to the compression function per call: large enough to
-/// amortise the call, small enough to report progress if needed.
-const CHUNK_BLOCKS: usize = 4096;
-
 /// The portable compression function (a compact loop, the same on every
 /// architecture).
 pub use purgatory_arch::sha256::compress_portable;
@@ -24,10 +20,10 @@ pub use purgatory_arch::sha256::compress_portable;
 /// SHA-256 of `data` using `compress`.
 pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {
     let mut state = H0;
-    let (blocks, tail) = as_blocks(data);
-    for chunk in blocks.chunks(CHUNK_BLOCKS) {
-        compress(&mut state, chunk);
-    }
+    // Every whole block straight from memory, in one call (the engines
+    // loop themselves).
+    let (blocks, tail) = data.as_chunks::<64>();
+    compress(&mut state, blocks);
 
     // Padding: 0x80, zeros, then the message length in bits, big-endian.
     // The tail is shorter than a block, so all of it fits in two.
@@ -40,17 +36,12 @@ pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {
     put(flat, nblocks * 64 - 8, &bit_len.to_be_bytes());
     compress(&mut state, last.get(..nblocks).unwrap_or(&last));
 
-    let mut out = [0u8; 32];
-    for (dst, word) in out.chunks_exact_mut(4).zip(state) {
-        dst.copy_from_slice(&word.to_be_bytes());
+    let mut out = [[0u8; 4]; 8];
+    for (dst, word) in out.iter_mut().zip(state) {
+        *dst = word.to_be_bytes();
     }
-    out
-}
-
-/// Split `data` into whole 64-byte blocks and the remainder.
-fn as_blocks(data: &[u8]) -> (&[[u8; 64]], &[u8]) {
-    let (blocks, tail) = data.as_chunks::<64>();
-    (blocks, tail)
+    // [[u8; 4]; 8] and [u8; 32] are the same bytes.
+    *out.as_flattened().as_chunks::<32>().0.first().unwrap_or(&[0; 32])
 }
 
 #[cfg(test)]
@@ -77,7 +68,7 @@ mod tests {
 
     #[test]
     fn spans_several_chunks() {
-        let data = vec![0x5au8; CHUNK_BLOCKS * 64 * 2 + 17];
+        let data = vec![0x5au8; 4096 * 64 * 2 + 17];
         let theirs: [u8; 32] = Sha256::digest(&data).into();
         assert_eq!(digest(&data, compress_portable), theirs);
     }
