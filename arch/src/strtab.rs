@@ -50,17 +50,24 @@ impl<const N: usize, const BYTES: usize> StrTable<N, BYTES> {
 
     /// String `i`, or "" past the end.
     pub fn get(&self, i: usize) -> &str {
-        let start = match i.checked_sub(1) {
-            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
-            None => 0,
-        };
-        let end = self.ends.get(i).copied().unwrap_or(0);
-        let bytes = self.bytes.get(start as usize..end as usize).unwrap_or_default();
-        // SAFETY: `new` copied whole `&str`s and recorded where each ends,
-        // so bytes from one end to the next are one of them: valid UTF-8.
-        // (An out-of-range `i` gives the empty slice.)
-        unsafe { core::str::from_utf8_unchecked(bytes) }
+        nth(&self.bytes, &self.ends, i)
     }
+}
+
+/// String `i` of a table's bytes and end offsets: one copy for every
+/// table (not inlined per table and per use).
+#[inline(never)]
+fn nth<'a>(bytes: &'a [u8], ends: &[u16], i: usize) -> &'a str {
+    let start = match i.checked_sub(1) {
+        Some(prev) => ends.get(prev).copied().unwrap_or(0),
+        None => 0,
+    };
+    let end = ends.get(i).copied().unwrap_or(0);
+    let bytes = bytes.get(start as usize..end as usize).unwrap_or_default();
+    // SAFETY: `StrTable::new` copied whole `&str`s and recorded where each
+    // ends, so bytes from one end to the next are one of them: valid
+    // UTF-8. (An out-of-range `i` gives the empty slice.)
+    unsafe { core::str::from_utf8_unchecked(bytes) }
 }
 
 /// `str_table!(pub static NAME = [A, B, ...])` declares a [`StrTable`] of
