@@ -174,7 +174,7 @@ impl Machine {
     /// mode and what its set-up did (a `console_lines::SETUP_*` template).
     pub fn hello(&mut self, mode: &str, setup: &str, setup_args: &[Arg]) {
         let image = self.image.start;
-        let args = [Arg::Text(arch::NAME), Arg::Text(mode), Arg::Hex(image), Arg::Sub(setup, setup_args)];
+        let args = [Arg::Text(arch::NAME), Arg::Text(mode), Arg::Hex(image), Arg::Sub(&(setup, setup_args))];
         self.console.line(template!(lines::STARTED), &args);
     }
 

@@ -90,8 +90,9 @@ pub enum Arg<'a> {
     Hex(u64),
     /// Bytes as lowercase hex, two digits each (digests).
     HexBytes(&'a [u8]),
-    /// A nested template with its own arguments.
-    Sub(&'a str, &'a [Arg<'a>]),
+    /// A nested template with its own arguments (behind a reference:
+    /// two fat pointers inline would make every `Arg` 40 bytes, not 24).
+    Sub(&'a (&'a str, &'a [Arg<'a>])),
 }
 
 /// Write `template` (packed or not) with each `{...}` replaced by the next
@@ -121,7 +122,7 @@ pub fn fill<C: Console>(con: &mut C, template: &str, args: &[Arg]) {
             Some(Arg::HexBytes(b)) => {
                 con.bytes_hex(b);
             }
-            Some(Arg::Sub(t, a)) => fill(con, t, a),
+            Some(Arg::Sub((t, a))) => fill(con, t, a),
             None => {}
         }
         rest = rest.get(open + close + 1..).unwrap_or_default();
@@ -264,7 +265,13 @@ pub(crate) mod tests {
         let sub = [Arg::Text("debug flag")];
         c.line(
             "a {x} b {y}, {z}: {w} {v}",
-            &[Arg::Dec(7), Arg::Hex(0x40), Arg::HexBytes(&[1, 0xfe]), Arg::Sub("off ({why})", &sub), Arg::Text("end")],
+            &[
+                Arg::Dec(7),
+                Arg::Hex(0x40),
+                Arg::HexBytes(&[1, 0xfe]),
+                Arg::Sub(&("off ({why})", &sub)),
+                Arg::Text("end"),
+            ],
         );
         assert_eq!(c.0, "a 7 b 0x40, 01fe: off (debug flag) end\n");
         let mut c = TextConsole::default();

@@ -204,7 +204,7 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
     match failure {
         Failure::Params(e) => {
             let (template, args) = e.reason();
-            con.line(template!(lines::BAD_PARAMS), &[Arg::Sub(template, &args)]);
+            con.line(template!(lines::BAD_PARAMS), &[Arg::Sub(&(template, &args))]);
         }
         Failure::DigestMismatch { index, expected, actual } => {
             segment_line(con, template!(lines::DIGEST_MISMATCH), *index, &seg(*index), &[]);
