@@ -27,21 +27,21 @@ pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {
 
     // Padding: 0x80, zeros, then the message length in bits, big-endian.
     // The tail is shorter than a block, so all of it fits in two.
-    let mut last = [[0u8; 64]; 2];
-    let flat = last.as_flattened_mut();
-    let n = put(flat, 0, tail);
-    put(flat, n, &[0x80]);
-    let nblocks = if tail.len() + 1 + 8 <= 64 { 1 } else { 2 };
+    let mut last = [0u8; 128];
+    let n = put(&mut last, 0, tail);
+    put(&mut last, n, &[0x80]);
+    let end = if n + 1 + 8 <= 64 { 64 } else { 128 };
     let bit_len = (data.len() as u64).wrapping_mul(8);
-    put(flat, nblocks * 64 - 8, &bit_len.to_be_bytes());
-    compress(&mut state, last.get(..nblocks).unwrap_or(&last));
+    put(&mut last, end - 8, &bit_len.to_be_bytes());
+    compress(&mut state, last.get(..end).unwrap_or_default().as_chunks::<64>().0);
 
-    let mut out = [[0u8; 4]; 8];
-    for (dst, word) in out.iter_mut().zip(state) {
-        *dst = word.to_be_bytes();
+    // The digest is the state's words, big-endian.
+    for word in &mut state {
+        *word = word.to_be();
     }
-    // [[u8; 4]; 8] and [u8; 32] are the same bytes.
-    *out.as_flattened().as_chunks::<32>().0.first().unwrap_or(&[0; 32])
+    // SAFETY: [u32; 8] and [u8; 32] have the same size, and every bit
+    // pattern is valid for both.
+    unsafe { core::mem::transmute::<[u32; 8], [u8; 32]>(state) }
 }
 
 #[cfg(test)]
