@@ -158,40 +158,16 @@ pub trait Console {
     where
         Self: Sized,
     {
-        let mut buf = [0u8; 18];
-        buf[0] = b'0';
-        buf[1] = b'x';
-        let mut n = 2;
-        for shift in (0..16).rev() {
-            let nibble = ((v >> (4 * shift)) & 0xf) as usize;
-            // Skip leading zeros, but print at least the last digit.
-            if nibble != 0 || n > 2 || shift == 0 {
-                if let Some(slot) = buf.get_mut(n) {
-                    *slot = HEX_DIGITS[nibble];
-                }
-                n += 1;
-            }
-        }
-        self.write_bytes(buf.get(..n).unwrap_or_default());
+        self.write_bytes(b"0x");
+        digits(self, v, 16);
         self
     }
 
-    fn dec(&mut self, mut v: u64) -> &mut Self
+    fn dec(&mut self, v: u64) -> &mut Self
     where
         Self: Sized,
     {
-        // u64::MAX has 20 digits; fill from the right.
-        let mut buf = [0u8; 20];
-        let mut start = buf.len();
-        for slot in buf.iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            start -= 1;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.write_bytes(buf.get(start..).unwrap_or_default());
+        digits(self, v, 10);
         self
     }
 
@@ -206,6 +182,23 @@ pub trait Console {
         }
         self
     }
+}
+
+/// `v` in `base` (10 or 16), lowercase, no leading zeros: one loop for
+/// both formats, filling a buffer from the right (u64::MAX has 20 decimal
+/// digits).
+fn digits<C: Console>(con: &mut C, mut v: u64, base: u64) {
+    let mut buf = [0u8; 20];
+    let mut start = buf.len();
+    for slot in buf.iter_mut().rev() {
+        *slot = HEX_DIGITS[(v % base) as usize & 0xf];
+        start -= 1;
+        v /= base;
+        if v == 0 {
+            break;
+        }
+    }
+    con.write_bytes(buf.get(start..).unwrap_or_default());
 }
 
 /// A console that drops everything (no console configured).
