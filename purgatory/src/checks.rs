@@ -28,11 +28,11 @@ impl StructureError {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Fdt(e) => e.describe(),
-            Self::ElfIdent => structure::ELF_IDENT,
-            Self::ElfType => structure::ELF_TYPE,
-            Self::ElfHeaderSize => structure::ELF_HEADER_SIZE,
-            Self::ElfPhdrs => structure::ELF_PHDRS,
-            Self::KindNotExcludable => structure::NOT_EXCLUDABLE,
+            Self::ElfIdent => crate::text!(structure::ELF_IDENT),
+            Self::ElfType => crate::text!(structure::ELF_TYPE),
+            Self::ElfHeaderSize => crate::text!(structure::ELF_HEADER_SIZE),
+            Self::ElfPhdrs => crate::text!(structure::ELF_PHDRS),
+            Self::KindNotExcludable => crate::text!(structure::NOT_EXCLUDABLE),
         }
     }
 }

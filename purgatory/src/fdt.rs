@@ -64,20 +64,21 @@ pub enum FdtError {
 impl FdtError {
     pub fn describe(self) -> &'static str {
         use crate::console_lines::fdt;
-        // In declaration order (a table without relocations).
+        // In declaration order (a table without relocations), packed in
+        // the image (`report::text!`).
         purgatory_arch::str_table!(static REASONS = [
-            fdt::MAGIC,
-            fdt::TOTAL_SIZE,
-            fdt::VERSION,
-            fdt::BLOCKS,
-            fdt::RESERVATION_MAP,
-            fdt::TOKEN,
-            fdt::TRUNCATED,
-            fdt::NODE_NAME,
-            fdt::PROP_VALUE,
-            fdt::PROP_NAME,
-            fdt::DEPTH,
-            fdt::NESTING,
+            crate::text!(fdt::MAGIC),
+            crate::text!(fdt::TOTAL_SIZE),
+            crate::text!(fdt::VERSION),
+            crate::text!(fdt::BLOCKS),
+            crate::text!(fdt::RESERVATION_MAP),
+            crate::text!(fdt::TOKEN),
+            crate::text!(fdt::TRUNCATED),
+            crate::text!(fdt::NODE_NAME),
+            crate::text!(fdt::PROP_VALUE),
+            crate::text!(fdt::PROP_NAME),
+            crate::text!(fdt::DEPTH),
+            crate::text!(fdt::NESTING),
         ]);
         REASONS.get(self as usize)
     }

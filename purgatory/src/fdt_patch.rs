@@ -32,7 +32,7 @@ impl PatchError {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Fdt(e) => e.describe(),
-            Self::NoChosen => patch::NO_CHOSEN,
+            Self::NoChosen => crate::text!(patch::NO_CHOSEN),
         }
     }
 }
