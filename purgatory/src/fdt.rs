@@ -135,22 +135,28 @@ pub struct Header {
 /// `totalsize` within `blob`, a version this code reads, and every block
 /// inside `[header, totalsize)` with its alignment.
 pub fn header(blob: &[u8]) -> Result<Header, FdtError> {
-    let field = |i: usize| be32(blob, 4 * i).ok_or(FdtError::Magic);
-    if field(0)? != MAGIC || blob.len() < HEADER_LEN {
+    // The ten big-endian header words (§5.2), read in one loop (the blob
+    // may be at any address: byte loads where alignment is strict).
+    let mut words = [0u32; 10];
+    for (word, bytes) in words.iter_mut().zip(blob.get(..HEADER_LEN).ok_or(FdtError::Magic)?.as_chunks::<4>().0) {
+        *word = u32::from_be_bytes(*bytes);
+    }
+    let [magic, totalsize, off_struct, off_strings, off_rsvmap, version, last_comp_version, boot_cpuid_phys, size_strings, size_dt_struct] =
+        words;
+    if magic != MAGIC {
         return Err(FdtError::Magic);
     }
-    let totalsize = field(1)? as usize;
+    let totalsize = totalsize as usize;
     if totalsize < HEADER_LEN || totalsize > blob.len() {
         return Err(FdtError::TotalSize);
     }
-    let (off_struct, off_strings, off_rsvmap) = (field(2)? as usize, field(3)? as usize, field(4)? as usize);
-    let (version, last_comp_version, boot_cpuid_phys) = (field(5)?, field(6)?, field(7)?);
+    let (off_struct, off_strings, off_rsvmap) = (off_struct as usize, off_strings as usize, off_rsvmap as usize);
     // §5.2: version 17 is current and backwards compatible with 16.
     if version < 16 || last_comp_version > 17 {
         return Err(FdtError::Version);
     }
-    let size_strings = field(8)? as usize;
-    let size_struct = if version >= 17 { field(9)? as usize } else { totalsize.saturating_sub(off_struct) };
+    let size_strings = size_strings as usize;
+    let size_struct = if version >= 17 { size_dt_struct as usize } else { totalsize.saturating_sub(off_struct) };
     let inside = |off: usize, len: usize| {
         if off < HEADER_LEN {
             return None;
