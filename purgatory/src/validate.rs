@@ -29,17 +29,18 @@ impl MemSpan {
         Self { start, len }
     }
 
-    /// One past the last byte, widened so that no span wraps.
-    fn end(self) -> u128 {
-        self.start as u128 + self.len as u128
+    /// `addr < start + len`, exactly (no wrap): below the start, or less
+    /// than `len` past it.
+    fn ends_after(self, addr: u64) -> bool {
+        addr < self.start || addr - self.start < self.len
     }
 
     pub fn contains(self, addr: u64) -> bool {
-        addr >= self.start && (addr as u128) < self.end()
+        addr >= self.start && addr - self.start < self.len
     }
 
     pub fn overlaps(self, other: MemSpan) -> bool {
-        (self.start as u128) < other.end() && (other.start as u128) < self.end()
+        other.ends_after(self.start) && self.ends_after(other.start)
     }
 }
 
@@ -419,6 +420,24 @@ mod tests {
         let (mut params, _plat) = setup();
         edit(&mut params);
         validate(&params, rules)
+    }
+
+    #[test]
+    fn span_arithmetic_is_exact_at_the_edges() {
+        // The u64 forms against the mathematical ones (u128, no wrap).
+        let v = [0u64, 1, 2, 0xfff, 0x1000, 1 << 63, u64::MAX - 1, u64::MAX];
+        let end = |m: MemSpan| m.start as u128 + m.len as u128;
+        for s1 in v {
+            for l1 in v {
+                for s2 in v {
+                    for l2 in v {
+                        let (x, y) = (MemSpan::new(s1, l1), MemSpan::new(s2, l2));
+                        assert_eq!(x.overlaps(y), (s1 as u128) < end(y) && (s2 as u128) < end(x), "{x:?} {y:?}");
+                        assert_eq!(x.contains(s2), s2 >= s1 && (s2 as u128) < end(x), "{x:?} {s2:#x}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
