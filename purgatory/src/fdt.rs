@@ -7,7 +7,7 @@
 //! excluded DTBs the old kernel may have rewritten). [`check`] walks the
 //! whole blob; [`Walker`] yields its structure-block tokens one by one.
 
-use crate::bytes::same;
+use crate::bytes::{be_uint, same};
 
 /// FDT header magic (§5.2).
 pub const MAGIC: u32 = 0xd00d_feed;
@@ -86,14 +86,12 @@ impl FdtError {
 
 /// Big-endian u32 at `off`, if all four bytes are there.
 fn be32(b: &[u8], off: usize) -> Option<u32> {
-    let bytes = b.get(off..off.checked_add(4)?)?;
-    Some(u32::from_be_bytes(bytes.try_into().ok()?))
+    Some(be_uint(b.get(off..off.checked_add(4)?)?) as u32)
 }
 
 /// Big-endian u64 at `off`, if all eight bytes are there.
 fn be64(b: &[u8], off: usize) -> Option<u64> {
-    let bytes = b.get(off..off.checked_add(8)?)?;
-    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+    Some(be_uint(b.get(off..off.checked_add(8)?)?))
 }
 
 /// A block of the blob: `len` bytes at offset `off`, inside `totalsize`.

@@ -7,7 +7,7 @@
 //! read with the bounds-checked walker of `crate::fdt` (whole blob checked,
 //! no panic on any input).
 
-use crate::bytes::same;
+use crate::bytes::{be_uint, same};
 use crate::fdt::{Block, Token, Walker};
 
 /// Extensions the purgatory can use.
@@ -77,11 +77,7 @@ fn parse_isa_bytes(isa: &[u8]) -> HartIsa {
 /// A cell-sized integer property value (one or two 32-bit cells, as the
 /// fdt crate's `as_usize` read them), big-endian.
 fn cells(v: &[u8]) -> Option<u64> {
-    match *v {
-        [a, b, c, d] => Some(u32::from_be_bytes([a, b, c, d]) as u64),
-        [a, b, c, d, e, f, g, h] => Some(u64::from_be_bytes([a, b, c, d, e, f, g, h])),
-        _ => None,
-    }
+    matches!(v.len(), 4 | 8).then(|| be_uint(v))
 }
 
 /// What one `/cpus/cpu*` node says (value locations in the blob).
