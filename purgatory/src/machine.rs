@@ -39,7 +39,9 @@ pub fn loaded_params() -> &'static PurgatoryParams {
 }
 
 /// The console the block names, as this architecture drives it. Call only
-/// once `verify::console_usable` said yes.
+/// once `verify::console_usable` said yes. Out of line on riscv64, where
+/// that measured 160 bytes smaller (on aarch64, 16 bytes larger).
+#[cfg_attr(target_arch = "riscv64", inline(never))]
 fn uart_from(params: &PurgatoryParams) -> Uart {
     let kind = match params.console.kind {
         CONSOLE_PL011 => UartKind::Pl011,
