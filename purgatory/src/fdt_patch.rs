@@ -72,15 +72,18 @@ pub fn refresh_seeds(
     compress: CompressFn,
     entropy: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<SeedReport, PatchError> {
-    let spans = find_seed_spans(blob)?;
+    // As find_seed_spans, without converting the spans.
+    let (chosen, found) = fdt::chosen_props(blob, seed_names()).map_err(PatchError::Fdt)?;
+    if !chosen {
+        return Err(PatchError::NoChosen);
+    }
     let mut report = SeedReport::default();
-    for (span, name) in spans.into_iter().zip(seed_names()) {
-        let Some(span) = span else { continue };
+    for (i, span) in found.iter().enumerate() {
         // The walker proved the value lies inside the structure block.
-        let Some(value) = span.offset.checked_add(span.len).and_then(|end| blob.get_mut(span.offset..end)) else {
+        let Some(value) = span.and_then(|b| b.off.checked_add(b.len).and_then(|end| blob.get_mut(b.off..end))) else {
             continue;
         };
-        if crate::seed::mix_in_place(value, name, compress, entropy) {
+        if crate::seed::mix_in_place(value, SEED_NAMES.get(i), compress, entropy) {
             report.refreshed += 1;
         } else {
             report.kept += 1;
