@@ -226,10 +226,9 @@ impl ParamError {
             Self::ConsoleInImage(b) => (T::ConsoleInImage, [b, 0, 0], X0),
             Self::ConsolePort(b) => (T::ConsolePort, [b, 0, 0], X0),
         };
-        let mut args = [Arg::Dec(0); 3];
-        for (i, (arg, value)) in args.iter_mut().zip(v).enumerate() {
-            *arg = if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
-        }
+        let arg = |i: u8, value: u64| if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
+        let [v0, v1, v2] = v;
+        let mut args = [arg(0, v0), arg(1, v1), arg(2, v2)];
         if let (Self::BootDataNotInSegment(_, kind), [_, arg, _]) = (*self, &mut args) {
             *arg = Arg::Text(kind.name());
         }
