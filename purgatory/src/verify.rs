@@ -159,12 +159,9 @@ fn patch_boot_data<P: Platform>(
     let (compress, _) = p.digest_engine();
     let cpu = p.boot_cpu_id();
     // Borrow the entropy source separately from memory.
-    let mut pool = [None; 8];
-    for slot in pool.iter_mut() {
-        *slot = p.entropy();
-    }
-    let mut next = pool.into_iter();
-    let mut entropy = || next.next().flatten();
+    let pool: [Option<u64>; 8] = core::array::from_fn(|_| p.entropy());
+    let mut next = pool.iter();
+    let mut entropy = || next.next().copied().flatten();
     let refresh = params.flags & PARAM_FLAG_REFRESH_SEEDS != 0;
     let kind = rules.boot_data_kind;
     let blob = p.memory(at, len);
