@@ -383,10 +383,10 @@ pub fn chosen_props<const N: usize>(blob: &[u8], names: [&str; N]) -> Result<(bo
             Token::EndNode { depth } => in_chosen &= depth != 2,
             Token::Prop { name, value, depth } => {
                 if in_chosen && depth == 2 {
-                    if let Some(slot) =
-                        names.iter().position(|n| same(n.as_bytes(), name)).and_then(|i| found.get_mut(i))
-                    {
-                        slot.get_or_insert(value);
+                    for (n, slot) in names.iter().zip(found.iter_mut()) {
+                        if slot.is_none() && same(n.as_bytes(), name) {
+                            *slot = Some(value);
+                        }
                     }
                 }
             }
