@@ -67,10 +67,12 @@ extern "C" fn purgatory_main(base: u64) -> ! {
     // 2. MMU and caches over what was validated.
     let regime = cpu::Regime::current();
     let caches = enable_caches(m.params(), regime, m.image(), m.uart());
-    match caches {
-        Ok(()) => m.hello(regime.name(), template!(SETUP_CACHES_ON), &[]),
-        Err(why) => m.hello(regime.name(), template!(SETUP_CACHES_OFF), &[Arg::Text(why)]),
-    }
+    // One call: SETUP_CACHES_ON has no placeholder for the (empty) reason.
+    let (setup, why) = match caches {
+        Ok(()) => (template!(SETUP_CACHES_ON), ""),
+        Err(why) => (template!(SETUP_CACHES_OFF), why),
+    };
+    m.hello(regime.name(), setup, &[Arg::Text(why)]);
 
     // 3. Verify and patch (never returns on failure).
     let h = m.verify();
