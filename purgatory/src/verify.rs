@@ -87,26 +87,26 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
     let (compress, _) = p.digest_engine();
     let mut hashed = 0u64;
     for (index, seg) in params.active_segments().iter().enumerate() {
-        if seg.is_excluded() {
+        // One line per segment, printed in one place.
+        let line = if seg.is_excluded() {
             // Exclusion is per input segment: the kernel may rewrite this
             // one after load (crash hotplug), so check its shape instead.
             let kind = SegmentKind::from_raw(seg.kind).unwrap_or(SegmentKind::Other);
             if let Err(error) = check_excluded(kind, p.memory(seg.mem, seg.len)) {
                 return Err(Failure::Structure { index, error });
             }
-            segment_line(p.console(), template!(lines::EXCLUDED_OK), index, seg, &[]);
-            continue;
-        }
-        if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-            segment_line(p.console(), template!(lines::NOT_HASHED), index, seg, &[]);
-            continue;
-        }
-        let actual = digest(p.memory(seg.mem, seg.len), compress);
-        hashed = hashed.saturating_add(seg.len);
-        if actual != seg.sha256 {
-            return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
-        }
-        segment_line(p.console(), template!(lines::SEGMENT_OK), index, seg, &[]);
+            template!(lines::EXCLUDED_OK)
+        } else if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
+            template!(lines::NOT_HASHED)
+        } else {
+            let actual = digest(p.memory(seg.mem, seg.len), compress);
+            hashed = hashed.saturating_add(seg.len);
+            if actual != seg.sha256 {
+                return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
+            }
+            template!(lines::SEGMENT_OK)
+        };
+        segment_line(p.console(), line, index, seg, &[]);
     }
     Ok(hashed)
 }
