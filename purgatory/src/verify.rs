@@ -71,14 +71,12 @@ fn kind_name(seg: &SegmentDesc) -> &'static str {
     SegmentKind::from_raw(seg.kind).map_or("?", SegmentKind::name)
 }
 
-/// A per-segment line: `template` with index, kind, mem and len.
-fn segment_line<C: Console>(con: &mut C, template: &str, index: usize, seg: &SegmentDesc, extra: &[Arg]) {
-    let head = [Arg::Dec(index as u64), Arg::Text(kind_name(seg)), Arg::Hex(seg.mem), Arg::Hex(seg.len)];
-    match extra {
-        [] => con.line(template, &head),
-        [a] => con.line(template, &[head[0], head[1], head[2], head[3], *a]),
-        _ => con.line(template, &head),
-    };
+/// A per-segment line: `template` with index, kind, mem and len, then
+/// `extra` if the template has a place for it.
+fn segment_line<C: Console>(con: &mut C, template: &str, index: usize, seg: &SegmentDesc, extra: Arg) {
+    // A template without a fifth placeholder never prints `extra`.
+    let args = [Arg::Dec(index as u64), Arg::Text(kind_name(seg)), Arg::Hex(seg.mem), Arg::Hex(seg.len), extra];
+    con.line(template, &args);
 }
 
 /// Verify every segment, in input order. Returns the bytes hashed, or the
@@ -106,7 +104,7 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
             }
             template!(lines::SEGMENT_OK)
         };
-        segment_line(p.console(), line, index, seg, &[]);
+        segment_line(p.console(), line, index, seg, Arg::Dec(0));
     }
     Ok(hashed)
 }
@@ -204,12 +202,12 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
             con.line(template!(lines::BAD_PARAMS), &[Arg::Sub(&(template, &args))]);
         }
         Failure::DigestMismatch { index, expected, actual } => {
-            segment_line(con, template!(lines::DIGEST_MISMATCH), *index, &seg(*index), &[]);
+            segment_line(con, template!(lines::DIGEST_MISMATCH), *index, &seg(*index), Arg::Dec(0));
             con.line(template!(lines::DIGEST_EXPECTED), &[Arg::HexBytes(expected)]);
             con.line(template!(lines::DIGEST_ACTUAL), &[Arg::HexBytes(actual)]);
         }
         Failure::Structure { index, error } => {
-            segment_line(con, template!(lines::MALFORMED), *index, &seg(*index), &[Arg::Text(error.describe())]);
+            segment_line(con, template!(lines::MALFORMED), *index, &seg(*index), Arg::Text(error.describe()));
         }
         Failure::Patch { kind, error } => {
             con.line(template!(lines::PATCH_FAILED), &[Arg::Text(boot_data_name(*kind)), Arg::Text(error.describe())]);
