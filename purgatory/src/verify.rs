@@ -193,7 +193,7 @@ fn patch_boot_data<P: Platform>(
 /// entered. Nothing else is printed after this but the failure policy's
 /// "resetting"/"halted" lines.
 pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure: &Failure) {
-    let seg = |i: usize| params.active_segments().get(i).copied().unwrap_or(SegmentDesc::EMPTY);
+    let seg = |i: usize| params.active_segments().get(i).unwrap_or(&SegmentDesc::EMPTY);
     // By reference: a copy of the digests would be byte loads and stores
     // on targets built with strict alignment.
     match failure {
@@ -202,12 +202,12 @@ pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure
             con.line(template!(lines::BAD_PARAMS), &[Arg::Sub(&(template, &args))]);
         }
         Failure::DigestMismatch { index, expected, actual } => {
-            segment_line(con, template!(lines::DIGEST_MISMATCH), *index, &seg(*index), Arg::Dec(0));
+            segment_line(con, template!(lines::DIGEST_MISMATCH), *index, seg(*index), Arg::Dec(0));
             con.line(template!(lines::DIGEST_EXPECTED), &[Arg::HexBytes(expected)]);
             con.line(template!(lines::DIGEST_ACTUAL), &[Arg::HexBytes(actual)]);
         }
         Failure::Structure { index, error } => {
-            segment_line(con, template!(lines::MALFORMED), *index, &seg(*index), Arg::Text(error.describe()));
+            segment_line(con, template!(lines::MALFORMED), *index, seg(*index), Arg::Text(error.describe()));
         }
         Failure::Patch { kind, error } => {
             con.line(template!(lines::PATCH_FAILED), &[Arg::Text(boot_data_name(*kind)), Arg::Text(error.describe())]);
