@@ -11,6 +11,8 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod pagetable;
+pub mod sha256;
+pub mod strtab;
 
 /// Where cargo keeps this crate's sources (its CARGO_MANIFEST_DIR), for the
 /// loader's build script: it rebuilds the purgatory image from them when
@@ -85,7 +87,7 @@ pub use riscv64::machine;
 pub mod host_sha_ni {
     extern crate std;
 
-    core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"));
+    core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"), k = sym crate::sha256::K);
 
     unsafe extern "C" {
         fn rkx_sha256_ni(state: *mut u32, data: *const u8, nblocks: usize);

@@ -13,14 +13,11 @@
 /// Per-target rustflags (`target.<triple>.rustflags` in the workspace's
 /// `.cargo/config.toml`).
 const RUSTFLAGS: &[(&str, &[&str])] = &[
-    (
-        "aarch64-unknown-none",
-        &["-C", "relocation-model=pie", "--cfg", "sha2_backend=\"soft\"", "-C", "lto=fat", "-C", "embed-bitcode=yes"],
-    ),
-    ("x86_64-unknown-none", &["-C", "relocation-model=pie", "--cfg", "sha2_backend=\"soft\""]),
+    ("aarch64-unknown-none", &["-C", "relocation-model=pie", "-C", "lto=fat", "-C", "embed-bitcode=yes"]),
+    ("x86_64-unknown-none", &["-C", "relocation-model=pie"]),
     (
         "riscv64gc-unknown-none-elf",
-        &["-C", "relocation-model=pie", "--cfg", "sha2_backend=\"soft\"", "-C", "lto=fat", "-C", "embed-bitcode=yes"],
+        &["-C", "relocation-model=pie", "-C", "lto=fat", "-C", "embed-bitcode=yes", "-C", "target-feature=+relax"],
     ),
 ];
 
@@ -133,10 +130,7 @@ mod tests {
 
     #[test]
     fn encoded_rustflags_separate_with_unit_separator() {
-        assert_eq!(
-            encoded_rustflags("x86_64-unknown-none").as_deref(),
-            Some("-C\u{1f}relocation-model=pie\u{1f}--cfg\u{1f}sha2_backend=\"soft\"")
-        );
+        assert_eq!(encoded_rustflags("x86_64-unknown-none").as_deref(), Some("-C\u{1f}relocation-model=pie"));
         assert_eq!(encoded_rustflags("x86_64-unknown-linux-gnu"), None);
     }
 

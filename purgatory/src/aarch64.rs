@@ -6,7 +6,8 @@
 use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_DEBUG_CACHES_OFF};
 use kexec_purgatory::console_lines::{SETUP_CACHES_OFF, SETUP_CACHES_ON};
 use kexec_purgatory::report::Arg;
-use kexec_purgatory::verify::{console_span, MemSpan, Rules};
+use kexec_purgatory::template;
+use kexec_purgatory::verify::{console_span, MemSpan};
 use purgatory_arch::aarch64::{cache, cpu, handoff, mmu};
 use purgatory_arch::pagetable::{IdentityMap, MemType, Table};
 use purgatory_arch::uart::Uart;
@@ -61,15 +62,17 @@ fn enable_caches(
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64) -> ! {
     // 1. Validate the block; nothing happens before (nor without) that.
-    let mut m = Machine::start(base, Rules::aarch64);
+    let mut m = Machine::start(base);
 
     // 2. MMU and caches over what was validated.
     let regime = cpu::Regime::current();
     let caches = enable_caches(m.params(), regime, m.image(), m.uart());
-    match caches {
-        Ok(()) => m.hello(regime.name(), SETUP_CACHES_ON, &[]),
-        Err(why) => m.hello(regime.name(), SETUP_CACHES_OFF, &[Arg::Text(why)]),
-    }
+    // One call: SETUP_CACHES_ON has no placeholder for the (empty) reason.
+    let (setup, why) = match caches {
+        Ok(()) => (template!(SETUP_CACHES_ON), ""),
+        Err(why) => (template!(SETUP_CACHES_OFF), why),
+    };
+    m.hello(regime.name(), setup, &[Arg::Text(why)]);
 
     // 3. Verify and patch (never returns on failure).
     let h = m.verify();

@@ -113,14 +113,9 @@ impl SegmentKind {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Other => "other",
-            Self::Kernel => "kernel",
-            Self::Initrd => "initrd",
-            Self::Dtb => "dtb",
-            Self::ElfCoreHdr => "elfcorehdr",
-            Self::BootParams => "boot-params",
-        }
+        // In discriminant order (a table without relocations).
+        purgatory_arch::str_table!(static NAMES = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params"]);
+        NAMES.get(self as usize)
     }
 }
 
@@ -265,3 +260,18 @@ const _: () = assert!(core::mem::size_of::<ConsoleDesc>() == 16);
 const _: () = assert!(core::mem::size_of::<PurgatoryParams>() == 1024);
 const _: () = assert!(core::mem::offset_of!(PurgatoryParams, segments) == 64);
 const _: () = assert!(core::mem::offset_of!(ImageHeader, image_size) == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_with_their_names() {
+        let names = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params"];
+        for (raw, name) in names.iter().enumerate() {
+            let kind = SegmentKind::from_raw(raw as u32).expect("known kind");
+            assert_eq!((kind as u32, kind.name()), (raw as u32, *name));
+        }
+        assert_eq!(SegmentKind::from_raw(6), None);
+    }
+}

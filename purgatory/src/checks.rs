@@ -3,6 +3,7 @@
 //! to be before the new kernel trusts them.
 
 use crate::abi::SegmentKind;
+use crate::bytes::same;
 use crate::console_lines::structure;
 use crate::fdt::FdtError;
 
@@ -27,11 +28,11 @@ impl StructureError {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Fdt(e) => e.describe(),
-            Self::ElfIdent => structure::ELF_IDENT,
-            Self::ElfType => structure::ELF_TYPE,
-            Self::ElfHeaderSize => structure::ELF_HEADER_SIZE,
-            Self::ElfPhdrs => structure::ELF_PHDRS,
-            Self::KindNotExcludable => structure::NOT_EXCLUDABLE,
+            Self::ElfIdent => crate::text!(structure::ELF_IDENT),
+            Self::ElfType => crate::text!(structure::ELF_TYPE),
+            Self::ElfHeaderSize => crate::text!(structure::ELF_HEADER_SIZE),
+            Self::ElfPhdrs => crate::text!(structure::ELF_PHDRS),
+            Self::KindNotExcludable => crate::text!(structure::NOT_EXCLUDABLE),
         }
     }
 }
@@ -66,7 +67,7 @@ pub fn check_elf64_core(data: &[u8]) -> Result<(), StructureError> {
     const ET_CORE: u16 = 4;
     // e_ident: magic, ELFCLASS64 (2), ELFDATA2LSB (1), EV_CURRENT (1).
     let ident = data.get(..7).filter(|_| data.len() >= EHDR);
-    if ident != Some(b"\x7fELF\x02\x01\x01".as_slice()) {
+    if !ident.is_some_and(|i| same(i, b"\x7fELF\x02\x01\x01")) {
         return Err(StructureError::ElfIdent);
     }
     let half = |off| le16(data, off).ok_or(StructureError::ElfIdent);

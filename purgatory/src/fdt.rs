@@ -7,6 +7,8 @@
 //! excluded DTBs the old kernel may have rewritten). [`check`] walks the
 //! whole blob; [`Walker`] yields its structure-block tokens one by one.
 
+use crate::bytes::{be_uint, same};
+
 /// FDT header magic (§5.2).
 pub const MAGIC: u32 = 0xd00d_feed;
 /// Bytes of the version 17 header (§5.2: ten 32-bit fields).
@@ -62,33 +64,34 @@ pub enum FdtError {
 impl FdtError {
     pub fn describe(self) -> &'static str {
         use crate::console_lines::fdt;
-        match self {
-            Self::Magic => fdt::MAGIC,
-            Self::TotalSize => fdt::TOTAL_SIZE,
-            Self::Version => fdt::VERSION,
-            Self::Blocks => fdt::BLOCKS,
-            Self::ReservationMap => fdt::RESERVATION_MAP,
-            Self::Token => fdt::TOKEN,
-            Self::Truncated => fdt::TRUNCATED,
-            Self::NodeName => fdt::NODE_NAME,
-            Self::PropValue => fdt::PROP_VALUE,
-            Self::PropName => fdt::PROP_NAME,
-            Self::Depth => fdt::DEPTH,
-            Self::Nesting => fdt::NESTING,
-        }
+        // In declaration order (a table without relocations), packed in
+        // the image (`report::text!`).
+        purgatory_arch::str_table!(static REASONS = [
+            crate::text!(fdt::MAGIC),
+            crate::text!(fdt::TOTAL_SIZE),
+            crate::text!(fdt::VERSION),
+            crate::text!(fdt::BLOCKS),
+            crate::text!(fdt::RESERVATION_MAP),
+            crate::text!(fdt::TOKEN),
+            crate::text!(fdt::TRUNCATED),
+            crate::text!(fdt::NODE_NAME),
+            crate::text!(fdt::PROP_VALUE),
+            crate::text!(fdt::PROP_NAME),
+            crate::text!(fdt::DEPTH),
+            crate::text!(fdt::NESTING),
+        ]);
+        REASONS.get(self as usize)
     }
 }
 
 /// Big-endian u32 at `off`, if all four bytes are there.
 fn be32(b: &[u8], off: usize) -> Option<u32> {
-    let bytes = b.get(off..off.checked_add(4)?)?;
-    Some(u32::from_be_bytes(bytes.try_into().ok()?))
+    Some(be_uint(b.get(off..off.checked_add(4)?)?) as u32)
 }
 
 /// Big-endian u64 at `off`, if all eight bytes are there.
 fn be64(b: &[u8], off: usize) -> Option<u64> {
-    let bytes = b.get(off..off.checked_add(8)?)?;
-    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+    Some(be_uint(b.get(off..off.checked_add(8)?)?))
 }
 
 /// A block of the blob: `len` bytes at offset `off`, inside `totalsize`.
@@ -130,22 +133,28 @@ pub struct Header {
 /// `totalsize` within `blob`, a version this code reads, and every block
 /// inside `[header, totalsize)` with its alignment.
 pub fn header(blob: &[u8]) -> Result<Header, FdtError> {
-    let field = |i: usize| be32(blob, 4 * i).ok_or(FdtError::Magic);
-    if field(0)? != MAGIC || blob.len() < HEADER_LEN {
+    // The ten big-endian header words (§5.2), read in one loop (the blob
+    // may be at any address: byte loads where alignment is strict).
+    let mut words = [0u32; 10];
+    for (word, bytes) in words.iter_mut().zip(blob.get(..HEADER_LEN).ok_or(FdtError::Magic)?.as_chunks::<4>().0) {
+        *word = u32::from_be_bytes(*bytes);
+    }
+    let [magic, totalsize, off_struct, off_strings, off_rsvmap, version, last_comp_version, boot_cpuid_phys, size_strings, size_dt_struct] =
+        words;
+    if magic != MAGIC {
         return Err(FdtError::Magic);
     }
-    let totalsize = field(1)? as usize;
+    let totalsize = totalsize as usize;
     if totalsize < HEADER_LEN || totalsize > blob.len() {
         return Err(FdtError::TotalSize);
     }
-    let (off_struct, off_strings, off_rsvmap) = (field(2)? as usize, field(3)? as usize, field(4)? as usize);
-    let (version, last_comp_version, boot_cpuid_phys) = (field(5)?, field(6)?, field(7)?);
+    let (off_struct, off_strings, off_rsvmap) = (off_struct as usize, off_strings as usize, off_rsvmap as usize);
     // §5.2: version 17 is current and backwards compatible with 16.
     if version < 16 || last_comp_version > 17 {
         return Err(FdtError::Version);
     }
-    let size_strings = field(8)? as usize;
-    let size_struct = if version >= 17 { field(9)? as usize } else { totalsize.saturating_sub(off_struct) };
+    let size_strings = size_strings as usize;
+    let size_struct = if version >= 17 { size_dt_struct as usize } else { totalsize.saturating_sub(off_struct) };
     let inside = |off: usize, len: usize| {
         if off < HEADER_LEN {
             return None;
@@ -256,7 +265,11 @@ impl<'a> Walker<'a> {
         tail.get(..len)
     }
 
-    fn step(&mut self) -> Result<Option<Token<'a>>, FdtError> {
+    /// The next token (NOPs skipped), or None at FDT_END once the tree is
+    /// closed. The loop the purgatory's walks use (`while let Some(t) =
+    /// w.step()?`); the `Iterator` is the same walk for callers that want
+    /// one.
+    pub fn step(&mut self) -> Result<Option<Token<'a>>, FdtError> {
         loop {
             let token = self.word(self.pos)?;
             let body = self.pos.checked_add(4).ok_or(FdtError::Truncated)?;
@@ -339,11 +352,9 @@ impl<'a> Iterator for Walker<'a> {
 /// Check the whole blob: header, reservation map, and every token of the
 /// structure block.
 pub fn check(blob: &[u8]) -> Result<(), FdtError> {
-    let walker = Walker::new(blob)?;
+    let mut walker = Walker::new(blob)?;
     reservations(blob, walker.header())?;
-    for token in walker {
-        token?;
-    }
+    while walker.step()?.is_some() {}
     Ok(())
 }
 
@@ -353,19 +364,21 @@ pub fn check(blob: &[u8]) -> Result<(), FdtError> {
 /// "chosen" or "chosen@..." is the one the kernel reads, and the one the
 /// loader edits.
 fn is_chosen(name: &[u8]) -> bool {
-    name == b"chosen" || name.starts_with(b"chosen@")
+    // "chosen", or "chosen@" and a unit address; compared out of line
+    // (`same`), not expanded inline.
+    name.get(..6).is_some_and(|n| same(n, b"chosen")) && matches!(name.get(6), None | Some(b'@'))
 }
 
 /// Check the whole blob (as [`check`]) and find, in the first /chosen
 /// node, the value of the first property named like each of `names`.
 pub fn chosen_props<const N: usize>(blob: &[u8], names: [&str; N]) -> Result<(bool, [Option<Block>; N]), FdtError> {
-    let walker = Walker::new(blob)?;
+    let mut walker = Walker::new(blob)?;
     reservations(blob, walker.header())?;
     let mut found = [None; N];
     let mut chosen = false;
     let mut in_chosen = false;
-    for token in walker {
-        match token? {
+    while let Some(token) = walker.step()? {
+        match token {
             Token::BeginNode { name, depth } => {
                 if depth == 2 && !chosen && is_chosen(name) {
                     chosen = true;
@@ -375,8 +388,10 @@ pub fn chosen_props<const N: usize>(blob: &[u8], names: [&str; N]) -> Result<(bo
             Token::EndNode { depth } => in_chosen &= depth != 2,
             Token::Prop { name, value, depth } => {
                 if in_chosen && depth == 2 {
-                    if let Some(slot) = names.iter().position(|n| n.as_bytes() == name).and_then(|i| found.get_mut(i)) {
-                        slot.get_or_insert(value);
+                    for (n, slot) in names.iter().zip(found.iter_mut()) {
+                        if slot.is_none() && same(n.as_bytes(), name) {
+                            *slot = Some(value);
+                        }
                     }
                 }
             }
@@ -447,6 +462,28 @@ pub(crate) mod tests {
     /// Reads a copy, so edits can use it on the blob they change.
     fn field(blob: &[u8], i: usize) -> usize {
         be32(blob, 4 * i).unwrap() as usize
+    }
+
+    #[test]
+    fn every_error_describes_itself_with_its_console_text() {
+        use crate::console_lines::fdt;
+        let all = [
+            (FdtError::Magic, fdt::MAGIC),
+            (FdtError::TotalSize, fdt::TOTAL_SIZE),
+            (FdtError::Version, fdt::VERSION),
+            (FdtError::Blocks, fdt::BLOCKS),
+            (FdtError::ReservationMap, fdt::RESERVATION_MAP),
+            (FdtError::Token, fdt::TOKEN),
+            (FdtError::Truncated, fdt::TRUNCATED),
+            (FdtError::NodeName, fdt::NODE_NAME),
+            (FdtError::PropValue, fdt::PROP_VALUE),
+            (FdtError::PropName, fdt::PROP_NAME),
+            (FdtError::Depth, fdt::DEPTH),
+            (FdtError::Nesting, fdt::NESTING),
+        ];
+        for (e, text) in all {
+            assert_eq!(e.describe(), text, "{e:?}");
+        }
     }
 
     #[test]

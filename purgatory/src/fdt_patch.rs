@@ -12,6 +12,13 @@ use crate::sha256::CompressFn;
 /// Documentation/devicetree/bindings/chosen.txt (dt-schema chosen.yaml):
 /// `kaslr-seed` is a 64-bit value, `rng-seed` a byte string.
 pub const SEED_PROPERTIES: [&str; 2] = ["kaslr-seed", "rng-seed"];
+// The same names as the image reads them (no relocations).
+purgatory_arch::str_table!(static SEED_NAMES = [SEED_PROPERTIES[0], SEED_PROPERTIES[1]]);
+
+/// `SEED_PROPERTIES`, looked up in `SEED_NAMES`.
+fn seed_names() -> [&'static str; 2] {
+    [SEED_NAMES.get(0), SEED_NAMES.get(1)]
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchError {
@@ -25,7 +32,7 @@ impl PatchError {
     pub fn describe(self) -> &'static str {
         match self {
             Self::Fdt(e) => e.describe(),
-            Self::NoChosen => patch::NO_CHOSEN,
+            Self::NoChosen => crate::text!(patch::NO_CHOSEN),
         }
     }
 }
@@ -40,7 +47,7 @@ pub struct ValueSpan {
 /// Find the seed placeholders in `/chosen`, in `SEED_PROPERTIES` order,
 /// after checking the whole blob.
 pub fn find_seed_spans(blob: &[u8]) -> Result<[Option<ValueSpan>; 2], PatchError> {
-    let (chosen, found) = fdt::chosen_props(blob, SEED_PROPERTIES).map_err(PatchError::Fdt)?;
+    let (chosen, found) = fdt::chosen_props(blob, seed_names()).map_err(PatchError::Fdt)?;
     if !chosen {
         return Err(PatchError::NoChosen);
     }
@@ -65,15 +72,18 @@ pub fn refresh_seeds(
     compress: CompressFn,
     entropy: &mut dyn FnMut() -> Option<u64>,
 ) -> Result<SeedReport, PatchError> {
-    let spans = find_seed_spans(blob)?;
+    // As find_seed_spans, without converting the spans.
+    let (chosen, found) = fdt::chosen_props(blob, seed_names()).map_err(PatchError::Fdt)?;
+    if !chosen {
+        return Err(PatchError::NoChosen);
+    }
     let mut report = SeedReport::default();
-    for (span, name) in spans.into_iter().zip(SEED_PROPERTIES) {
-        let Some(span) = span else { continue };
+    for (i, span) in found.iter().enumerate() {
         // The walker proved the value lies inside the structure block.
-        let Some(value) = span.offset.checked_add(span.len).and_then(|end| blob.get_mut(span.offset..end)) else {
+        let Some(value) = span.and_then(|b| b.off.checked_add(b.len).and_then(|end| blob.get_mut(b.off..end))) else {
             continue;
         };
-        if crate::seed::mix_in_place(value, name, compress, entropy) {
+        if crate::seed::mix_in_place(value, SEED_NAMES.get(i), compress, entropy) {
             report.refreshed += 1;
         } else {
             report.kept += 1;

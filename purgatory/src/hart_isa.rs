@@ -7,6 +7,7 @@
 //! read with the bounds-checked walker of `crate::fdt` (whole blob checked,
 //! no panic on any input).
 
+use crate::bytes::{be_uint, same};
 use crate::fdt::{Block, Token, Walker};
 
 /// Extensions the purgatory can use.
@@ -32,24 +33,28 @@ pub enum IsaSource {
 
 impl IsaSource {
     pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "no cpu node",
-            Self::IsaExtensions => "riscv,isa-extensions",
-            Self::IsaString => "riscv,isa",
-        }
+        // In declaration order (a table without relocations).
+        purgatory_arch::str_table!(static NAMES = ["no cpu node", "riscv,isa-extensions", "riscv,isa"]);
+        NAMES.get(self as usize)
     }
 }
 
 impl HartIsa {
-    fn add(&mut self, ext: &str) {
+    /// One extension name, as bytes: the names we look for are ASCII, so
+    /// no UTF-8 validation (and its code) is needed to match them.
+    fn add(&mut self, ext: &[u8]) {
         // Scalar crypto spec v1.0 §2.x: Zk = Zkn + Zkr + Zkt; Zkn includes
-        // Zknh. Extension names are case-insensitive.
-        let eq = |n: &str| ext.eq_ignore_ascii_case(n);
-        if eq("zknh") || eq("zkn") || eq("zk") {
-            self.zknh = true;
+        // Zknh. Extension names are case-insensitive: "zk" then one of
+        // "", "n", "nh", "r", by byte rather than five string comparisons.
+        let lower = |i: usize| ext.get(i).map(u8::to_ascii_lowercase);
+        if (lower(0), lower(1)) != (Some(b'z'), Some(b'k')) {
+            return;
         }
-        if eq("zkr") || eq("zk") {
-            self.zkr = true;
+        match (ext.len(), lower(2), lower(3)) {
+            (2, ..) => (self.zknh, self.zkr) = (true, true),
+            (3, Some(b'n'), _) | (4, Some(b'n'), Some(b'h')) => self.zknh = true,
+            (3, Some(b'r'), _) => self.zkr = true,
+            _ => {}
         }
     }
 }
@@ -57,12 +62,14 @@ impl HartIsa {
 /// Parse a `riscv,isa` string: `rv64` + single-letter extensions, then
 /// multi-letter ones separated by `_` (e.g. `rv64imafdc_zicsr_zknh`).
 pub fn parse_isa_string(isa: &str) -> HartIsa {
+    parse_isa_bytes(isa.as_bytes())
+}
+
+fn parse_isa_bytes(isa: &[u8]) -> HartIsa {
     let mut out = HartIsa { source: IsaSource::IsaString, ..HartIsa::default() };
-    for (i, token) in isa.split('_').enumerate() {
-        if i == 0 {
-            continue; // "rv64imafdch...": single letters, none of ours
-        }
-        out.add(token.trim());
+    // The first token, "rv64imafdch...", has single letters, none of ours.
+    for token in isa.split(|&b| b == b'_').skip(1) {
+        out.add(token.trim_ascii());
     }
     out
 }
@@ -70,11 +77,7 @@ pub fn parse_isa_string(isa: &str) -> HartIsa {
 /// A cell-sized integer property value (one or two 32-bit cells, as the
 /// fdt crate's `as_usize` read them), big-endian.
 fn cells(v: &[u8]) -> Option<u64> {
-    match *v {
-        [a, b, c, d] => Some(u32::from_be_bytes([a, b, c, d]) as u64),
-        [a, b, c, d, e, f, g, h] => Some(u64::from_be_bytes([a, b, c, d, e, f, g, h])),
-        _ => None,
-    }
+    matches!(v.len(), 4 | 8).then(|| be_uint(v))
 }
 
 /// What one `/cpus/cpu*` node says (value locations in the blob).
@@ -90,14 +93,13 @@ impl CpuNode {
         if let Some(list) = self.isa_extensions.and_then(|b| b.bytes(dtb)) {
             let mut out = HartIsa { source: IsaSource::IsaExtensions, ..HartIsa::default() };
             for name in list.split(|&b| b == 0) {
-                if let Ok(s) = core::str::from_utf8(name) {
-                    out.add(s);
-                }
+                out.add(name);
             }
             return out;
         }
-        match self.isa.and_then(|b| b.bytes(dtb)).and_then(|v| core::str::from_utf8(v).ok()) {
-            Some(s) => parse_isa_string(s.trim_end_matches('\0')),
+        match self.isa.and_then(|b| b.bytes(dtb)) {
+            // A DT string: the bytes up to its NUL.
+            Some(s) => parse_isa_bytes(s.split(|&b| b == 0).next().unwrap_or_default()),
             None => HartIsa::default(),
         }
     }
@@ -107,13 +109,13 @@ impl CpuNode {
 /// of `/cpus` (depth 3) and every `/cpus` property to `visit`; None if the
 /// blob is malformed anywhere.
 fn walk_cpus(dtb: &[u8], mut visit: impl FnMut(CpusItem)) -> Option<()> {
-    let walker = Walker::new(dtb).ok()?;
+    let mut walker = Walker::new(dtb).ok()?;
     let mut in_cpus = false;
     let mut cpu: Option<CpuNode> = None;
-    for token in walker {
-        match token.ok()? {
-            Token::BeginNode { name, depth: 2 } => in_cpus = name == b"cpus",
-            Token::BeginNode { name, depth: 3 } if in_cpus && name.starts_with(b"cpu") => {
+    while let Some(token) = walker.step().ok()? {
+        match token {
+            Token::BeginNode { name, depth: 2 } => in_cpus = same(name, b"cpus"),
+            Token::BeginNode { name, depth: 3 } if in_cpus && name.get(..3).is_some_and(|n| same(n, b"cpu")) => {
                 cpu = Some(CpuNode::default())
             }
             Token::BeginNode { .. } => {}
@@ -126,12 +128,15 @@ fn walk_cpus(dtb: &[u8], mut visit: impl FnMut(CpusItem)) -> Option<()> {
             Token::EndNode { .. } => {}
             Token::Prop { name, value, depth: 2 } if in_cpus => visit(CpusItem::Prop(name, value)),
             Token::Prop { name, value, depth: 3 } => {
+                // Names compared out of line (`same`): a `match` on byte
+                // strings expands every comparison inline.
                 if let Some(node) = cpu.as_mut() {
-                    match name {
-                        b"reg" => node.reg = value.bytes(dtb).and_then(cells),
-                        b"riscv,isa-extensions" => node.isa_extensions = Some(value),
-                        b"riscv,isa" => node.isa = Some(value),
-                        _ => {}
+                    if same(name, b"reg") {
+                        node.reg = value.bytes(dtb).and_then(cells);
+                    } else if same(name, b"riscv,isa-extensions") {
+                        node.isa_extensions = Some(value);
+                    } else if same(name, b"riscv,isa") {
+                        node.isa = Some(value);
                     }
                 }
             }
@@ -148,30 +153,39 @@ enum CpusItem<'a> {
     Prop(&'a [u8], Block),
 }
 
-/// The boot hart's extensions: the first `/cpus/cpu*` node whose `reg` is
-/// `hart_id`. A malformed blob, or a missing node or property, gives
-/// `HartIsa::default()` (nothing optional used).
-pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
-    let mut found = None;
-    let walked = walk_cpus(dtb, |item| {
-        if let CpusItem::Cpu(node) = item {
-            if found.is_none() && node.reg == Some(hart_id) {
-                found = Some(node.isa(dtb));
+/// What the DTB says about the boot hart, in one walk of the blob: its
+/// extensions (the first `/cpus/cpu*` node whose `reg` is `hart_id`) and
+/// `/cpus/timebase-frequency` (one or two cells, in Hz). A malformed blob
+/// gives neither; a missing node or property gives `HartIsa::default()`
+/// (nothing optional used) or None.
+pub fn boot_hart(dtb: &[u8], hart_id: u64) -> (HartIsa, Option<u64>) {
+    let (mut isa, mut timebase) = (None, None);
+    let walked = walk_cpus(dtb, |item| match item {
+        CpusItem::Cpu(node) => {
+            if isa.is_none() && node.reg == Some(hart_id) {
+                isa = Some(node.isa(dtb));
+            }
+        }
+        CpusItem::Prop(name, value) => {
+            if same(name, b"timebase-frequency") {
+                timebase = timebase.or(value.bytes(dtb).and_then(cells));
             }
         }
     });
-    walked.and(found).unwrap_or_default()
+    match walked {
+        Some(()) => (isa.unwrap_or_default(), timebase),
+        None => (HartIsa::default(), None),
+    }
 }
 
-/// `/cpus/timebase-frequency` (one or two cells), in Hz.
+/// The boot hart's extensions ([`boot_hart`]).
+pub fn boot_hart_isa(dtb: &[u8], hart_id: u64) -> HartIsa {
+    boot_hart(dtb, hart_id).0
+}
+
+/// `/cpus/timebase-frequency` ([`boot_hart`]).
 pub fn timebase_frequency(dtb: &[u8]) -> Option<u64> {
-    let mut found = None;
-    walk_cpus(dtb, |item| {
-        if let CpusItem::Prop(b"timebase-frequency", value) = item {
-            found = found.or(value.bytes(dtb).and_then(cells));
-        }
-    })?;
-    found
+    boot_hart(dtb, 0).1
 }
 
 #[cfg(test)]
@@ -211,6 +225,12 @@ mod tests {
         w.end_node(cpus).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    #[test]
+    fn sources_are_named() {
+        let names = [IsaSource::None, IsaSource::IsaExtensions, IsaSource::IsaString].map(IsaSource::name);
+        assert_eq!(names, ["no cpu node", "riscv,isa-extensions", "riscv,isa"]);
     }
 
     #[test]

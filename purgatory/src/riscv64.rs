@@ -9,8 +9,9 @@
 
 use kexec_purgatory::abi::PurgatoryParams;
 use kexec_purgatory::console_lines::{RISCV_A1_NOTE, RISCV_ISA, SETUP_RISCV, UNEXPECTED_TRAP};
-use kexec_purgatory::hart_isa::{boot_hart_isa, timebase_frequency};
+use kexec_purgatory::hart_isa::boot_hart;
 use kexec_purgatory::report::{Arg, Console};
+use kexec_purgatory::template;
 use kexec_purgatory::verify::{self, Platform, Rules};
 use purgatory_arch::riscv64::{handoff, machine};
 
@@ -29,27 +30,27 @@ fn dtb_bytes(params: &PurgatoryParams, rules: &Rules) -> Option<&'static [u8]> {
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
     // 1. Validate the block; nothing happens before (nor without) that.
-    let v = Validated::check(base, Rules::riscv64);
+    let v = Validated::check(base);
 
     // 2. The boot hart from the (validated, not yet verified) DTB, only to
     // choose the engine, the entropy source and the timer: a DTB that lies
     // about Zknh makes the first sha256 instruction trap, which is reported
     // and never enters the kernel; the rest of the DTB is verified before
     // it is used.
-    let dtb = dtb_bytes(v.params(), v.rules());
-    let isa = dtb.map(|d| boot_hart_isa(d, hart_id)).unwrap_or_default();
-    machine::init(hart_id, isa.zknh, isa.zkr, dtb.and_then(timebase_frequency).unwrap_or(0));
+    let dtb = dtb_bytes(v.params(), &v.rules());
+    let (isa, timebase) = dtb.map(|d| boot_hart(d, hart_id)).unwrap_or_default();
+    machine::init(hart_id, isa.zknh, isa.zkr, timebase.unwrap_or(0));
     let mut m = Machine::new(v);
     let boot_data = m.params().boot_data;
 
-    m.hello("S-mode", SETUP_RISCV, &[Arg::Hex(hart_id), Arg::Hex(a1)]);
+    m.hello("S-mode", template!(SETUP_RISCV), &[Arg::Hex(hart_id), Arg::Hex(a1)]);
     let zknh = if isa.zknh { "zknh" } else { "no-zknh" };
     let zkr = if isa.zkr { "zkr" } else { "no-zkr" };
-    m.console().line(RISCV_ISA, &[Arg::Text(isa.source.name()), Arg::Text(zknh), Arg::Text(zkr)]);
+    m.console().line(template!(RISCV_ISA), &[Arg::Text(isa.source.name()), Arg::Text(zknh), Arg::Text(zkr)]);
     if a1 != boot_data {
         // kexec_load hands over the first FDT-looking segment (riscv
         // machine_kexec_prepare); we hand over the verified one.
-        m.console().line(RISCV_A1_NOTE, &[Arg::Hex(a1), Arg::Hex(boot_data)]);
+        m.console().line(template!(RISCV_A1_NOTE), &[Arg::Hex(a1), Arg::Hex(boot_data)]);
     }
 
     // 3. Verify and patch (never returns on failure).
@@ -66,6 +67,6 @@ extern "C" fn purgatory_main(base: u64, hart_id: u64, a1: u64) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn rkx_unexpected_trap(scause: u64, sepc: u64, stval: u64) -> ! {
     fail_with(|con| {
-        con.line(UNEXPECTED_TRAP, &[Arg::Hex(scause), Arg::Hex(sepc), Arg::Hex(stval)]);
+        con.line(template!(UNEXPECTED_TRAP), &[Arg::Hex(scause), Arg::Hex(sepc), Arg::Hex(stval)]);
     })
 }

@@ -1,6 +1,6 @@
 //! SHA-256 over one contiguous memory range, driven by a block-compression
-//! function the platform chooses (ARMv8 SHA2 instructions, SHA-NI, or the
-//! `sha2` crate's portable code).
+//! function the platform chooses (ARMv8 SHA2 instructions, SHA-NI, Zknh,
+//! or the portable code of `purgatory_arch::sha256`).
 //!
 //! Only padding lives here (FIPS 180-4 §5.1.1): full 64-byte blocks are fed
 //! to the compression function straight from memory, without copying.
@@ -13,45 +13,35 @@ pub type CompressFn = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);
 /// FIPS 180-4 §5.3.3 initial hash value.
 const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
-/// Blocks handed to the compression function per call: large enough to
-/// amortise the call, small enough to report progress if needed.
-const CHUNK_BLOCKS: usize = 4096;
-
-/// The portable compression function from the `sha2` crate.
-pub fn compress_portable(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
-    sha2::block_api::compress256(state, blocks);
-}
+/// The portable compression function (a compact loop, the same on every
+/// architecture).
+pub use purgatory_arch::sha256::compress_portable;
 
 /// SHA-256 of `data` using `compress`.
 pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {
     let mut state = H0;
-    let (blocks, tail) = as_blocks(data);
-    for chunk in blocks.chunks(CHUNK_BLOCKS) {
-        compress(&mut state, chunk);
-    }
+    // Every whole block straight from memory, in one call (the engines
+    // loop themselves).
+    let (blocks, tail) = data.as_chunks::<64>();
+    compress(&mut state, blocks);
 
     // Padding: 0x80, zeros, then the message length in bits, big-endian.
     // The tail is shorter than a block, so all of it fits in two.
-    let mut last = [[0u8; 64]; 2];
-    let flat = last.as_flattened_mut();
-    let n = put(flat, 0, tail);
-    put(flat, n, &[0x80]);
-    let nblocks = if tail.len() + 1 + 8 <= 64 { 1 } else { 2 };
+    let mut last = [0u8; 128];
+    let n = put(&mut last, 0, tail);
+    put(&mut last, n, &[0x80]);
+    let end = if n + 1 + 8 <= 64 { 64 } else { 128 };
     let bit_len = (data.len() as u64).wrapping_mul(8);
-    put(flat, nblocks * 64 - 8, &bit_len.to_be_bytes());
-    compress(&mut state, last.get(..nblocks).unwrap_or(&last));
+    put(&mut last, end - 8, &bit_len.to_be_bytes());
+    compress(&mut state, last.get(..end).unwrap_or_default().as_chunks::<64>().0);
 
-    let mut out = [0u8; 32];
-    for (dst, word) in out.chunks_exact_mut(4).zip(state) {
-        dst.copy_from_slice(&word.to_be_bytes());
+    // The digest is the state's words, big-endian.
+    for word in &mut state {
+        *word = word.to_be();
     }
-    out
-}
-
-/// Split `data` into whole 64-byte blocks and the remainder.
-fn as_blocks(data: &[u8]) -> (&[[u8; 64]], &[u8]) {
-    let (blocks, tail) = data.as_chunks::<64>();
-    (blocks, tail)
+    // SAFETY: [u32; 8] and [u8; 32] have the same size, and every bit
+    // pattern is valid for both.
+    unsafe { core::mem::transmute::<[u32; 8], [u8; 32]>(state) }
 }
 
 #[cfg(test)]
@@ -78,7 +68,7 @@ mod tests {
 
     #[test]
     fn spans_several_chunks() {
-        let data = vec![0x5au8; CHUNK_BLOCKS * 64 * 2 + 17];
+        let data = vec![0x5au8; 4096 * 64 * 2 + 17];
         let theirs: [u8; 32] = Sha256::digest(&data).into();
         assert_eq!(digest(&data, compress_portable), theirs);
     }

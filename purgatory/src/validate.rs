@@ -15,6 +15,7 @@ use crate::console_lines::param;
 use crate::report::Arg;
 #[cfg(not(target_os = "none"))]
 use crate::report::{fill, Console};
+use crate::template;
 
 /// A range of physical memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,17 +29,18 @@ impl MemSpan {
         Self { start, len }
     }
 
-    /// One past the last byte, widened so that no span wraps.
-    fn end(self) -> u128 {
-        self.start as u128 + self.len as u128
+    /// `addr < start + len`, exactly (no wrap): below the start, or less
+    /// than `len` past it.
+    fn ends_after(self, addr: u64) -> bool {
+        addr < self.start || addr - self.start < self.len
     }
 
     pub fn contains(self, addr: u64) -> bool {
-        addr >= self.start && (addr as u128) < self.end()
+        addr >= self.start && addr - self.start < self.len
     }
 
     pub fn overlaps(self, other: MemSpan) -> bool {
-        (self.start as u128) < other.end() && (other.start as u128) < self.end()
+        other.ends_after(self.start) && self.ends_after(other.start)
     }
 }
 
@@ -135,42 +137,102 @@ pub enum ParamError {
 
 impl ParamError {
     /// The `{reason}` of the refusal line: a `console_lines::param`
-    /// template and its arguments (unused ones are empty text).
+    /// template (packed) and its arguments (unused ones are never printed).
     pub fn reason(&self) -> (&'static str, [Arg<'static>; 3]) {
-        let none = Arg::Text("");
-        let d = |v: u64| Arg::Dec(v);
-        let (template, args) = match *self {
-            Self::Magic => (param::MAGIC, [none; 3]),
-            Self::Version(v) => (param::VERSION, [d(v as u64), none, none]),
-            Self::Size(v) => (param::SIZE, [d(v as u64), none, none]),
-            Self::UnknownFlags(f) => (param::FLAGS, [Arg::Hex(f as u64), none, none]),
-            Self::TooManySegments(n) => (param::TOO_MANY_SEGMENTS, [d(n as u64), none, none]),
-            Self::OnFailure(v) => (param::ON_FAILURE, [d(v as u64), none, none]),
-            Self::PsciConduit(v) => (param::PSCI_CONDUIT, [d(v as u64), none, none]),
+        // Kept as data: each arm picks a template by index, up to three
+        // numbers and which of them print as hex (the others decimal); one
+        // tail builds the arguments. (An arm per variant building three
+        // `Arg`s was 0.75 to 1.1 KiB of code.) Table order = `T` order.
+        #[derive(Clone, Copy)]
+        enum T {
+            Magic,
+            Version,
+            Size,
+            Flags,
+            TooManySegments,
+            OnFailure,
+            PsciConduit,
+            SegmentZeroLength,
+            SegmentAtZero,
+            SegmentWraps,
+            SegmentTooLong,
+            SegmentKind,
+            SegmentFlags,
+            Overlap,
+            OverlapsImage,
+            Entry,
+            BootData,
+            ConsoleKind,
+            ConsoleBaseZero,
+            ConsoleInSegment,
+            ConsoleInImage,
+            ConsolePort,
+        }
+        purgatory_arch::str_table!(static TEMPLATES = [
+            template!(param::MAGIC),
+            template!(param::VERSION),
+            template!(param::SIZE),
+            template!(param::FLAGS),
+            template!(param::TOO_MANY_SEGMENTS),
+            template!(param::ON_FAILURE),
+            template!(param::PSCI_CONDUIT),
+            template!(param::SEGMENT_ZERO_LENGTH),
+            template!(param::SEGMENT_AT_ZERO),
+            template!(param::SEGMENT_WRAPS),
+            template!(param::SEGMENT_TOO_LONG),
+            template!(param::SEGMENT_KIND),
+            template!(param::SEGMENT_FLAGS),
+            template!(param::OVERLAP),
+            template!(param::OVERLAPS_IMAGE),
+            template!(param::ENTRY),
+            template!(param::BOOT_DATA),
+            template!(param::CONSOLE_KIND),
+            template!(param::CONSOLE_BASE_ZERO),
+            template!(param::CONSOLE_IN_SEGMENT),
+            template!(param::CONSOLE_IN_IMAGE),
+            template!(param::CONSOLE_PORT),
+        ]);
+        // Bit i set: value i prints as hex.
+        const X0: u8 = 1;
+        const X1: u8 = 2;
+        const X2: u8 = 4;
+        let (t, v, hex) = match *self {
+            Self::Magic => (T::Magic, [0, 0, 0], 0),
+            Self::Version(v) => (T::Version, [v as u64, 0, 0], 0),
+            Self::Size(v) => (T::Size, [v as u64, 0, 0], 0),
+            Self::UnknownFlags(f) => (T::Flags, [f as u64, 0, 0], X0),
+            Self::TooManySegments(n) => (T::TooManySegments, [n as u64, 0, 0], 0),
+            Self::OnFailure(v) => (T::OnFailure, [v as u64, 0, 0], 0),
+            Self::PsciConduit(v) => (T::PsciConduit, [v as u64, 0, 0], 0),
             Self::Segment(i, rule) => {
-                let (template, value) = match rule {
-                    SegmentRule::ZeroLength => (param::SEGMENT_ZERO_LENGTH, none),
-                    SegmentRule::AtZero => (param::SEGMENT_AT_ZERO, none),
-                    SegmentRule::Wraps => (param::SEGMENT_WRAPS, none),
-                    SegmentRule::TooLong => (param::SEGMENT_TOO_LONG, none),
-                    SegmentRule::UnknownKind(k) => (param::SEGMENT_KIND, d(k as u64)),
-                    SegmentRule::UnknownFlags(f) => (param::SEGMENT_FLAGS, Arg::Hex(f as u64)),
+                let (t, value, hex) = match rule {
+                    SegmentRule::ZeroLength => (T::SegmentZeroLength, 0, 0),
+                    SegmentRule::AtZero => (T::SegmentAtZero, 0, 0),
+                    SegmentRule::Wraps => (T::SegmentWraps, 0, 0),
+                    SegmentRule::TooLong => (T::SegmentTooLong, 0, 0),
+                    SegmentRule::UnknownKind(k) => (T::SegmentKind, k as u64, 0),
+                    SegmentRule::UnknownFlags(f) => (T::SegmentFlags, f as u64, X1),
                 };
-                (template, [d(i as u64), value, none])
+                (t, [i as u64, value, 0], hex)
             }
-            Self::Overlap(i, j) => (param::OVERLAP, [d(i as u64), d(j as u64), none]),
-            Self::OverlapsImage(i, img) => {
-                (param::OVERLAPS_IMAGE, [d(i as u64), Arg::Hex(img.start), Arg::Hex(img.len)])
-            }
-            Self::EntryNotInKernel(a) => (param::ENTRY, [Arg::Hex(a), none, none]),
-            Self::BootDataNotInSegment(a, kind) => (param::BOOT_DATA, [Arg::Hex(a), Arg::Text(kind.name()), none]),
-            Self::ConsoleKind(k) => (param::CONSOLE_KIND, [d(k as u64), none, none]),
-            Self::ConsoleBaseZero => (param::CONSOLE_BASE_ZERO, [none; 3]),
-            Self::ConsoleInSegment(b, i) => (param::CONSOLE_IN_SEGMENT, [Arg::Hex(b), d(i as u64), none]),
-            Self::ConsoleInImage(b) => (param::CONSOLE_IN_IMAGE, [Arg::Hex(b), none, none]),
-            Self::ConsolePort(b) => (param::CONSOLE_PORT, [Arg::Hex(b), none, none]),
+            Self::Overlap(i, j) => (T::Overlap, [i as u64, j as u64, 0], 0),
+            Self::OverlapsImage(i, img) => (T::OverlapsImage, [i as u64, img.start, img.len], X1 | X2),
+            Self::EntryNotInKernel(a) => (T::Entry, [a, 0, 0], X0),
+            // The kind, text, replaces value 1 below.
+            Self::BootDataNotInSegment(a, _) => (T::BootData, [a, 0, 0], X0),
+            Self::ConsoleKind(k) => (T::ConsoleKind, [k as u64, 0, 0], 0),
+            Self::ConsoleBaseZero => (T::ConsoleBaseZero, [0, 0, 0], 0),
+            Self::ConsoleInSegment(b, i) => (T::ConsoleInSegment, [b, i as u64, 0], X0),
+            Self::ConsoleInImage(b) => (T::ConsoleInImage, [b, 0, 0], X0),
+            Self::ConsolePort(b) => (T::ConsolePort, [b, 0, 0], X0),
         };
-        (template, args)
+        let arg = |i: u8, value: u64| if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
+        let [v0, v1, v2] = v;
+        let mut args = [arg(0, v0), arg(1, v1), arg(2, v2)];
+        if let (Self::BootDataNotInSegment(_, kind), [_, arg, _]) = (*self, &mut args) {
+            *arg = Arg::Text(kind.name());
+        }
+        (TEMPLATES.get(t as usize), args)
     }
 }
 
@@ -360,6 +422,24 @@ mod tests {
     }
 
     #[test]
+    fn span_arithmetic_is_exact_at_the_edges() {
+        // The u64 forms against the mathematical ones (u128, no wrap).
+        let v = [0u64, 1, 2, 0xfff, 0x1000, 1 << 63, u64::MAX - 1, u64::MAX];
+        let end = |m: MemSpan| m.start as u128 + m.len as u128;
+        for s1 in v {
+            for l1 in v {
+                for s2 in v {
+                    for l2 in v {
+                        let (x, y) = (MemSpan::new(s1, l1), MemSpan::new(s2, l2));
+                        assert_eq!(x.overlaps(y), (s1 as u128) < end(y) && (s2 as u128) < end(x), "{x:?} {y:?}");
+                        assert_eq!(x.contains(s2), s2 >= s1 && (s2 as u128) < end(x), "{x:?} {s2:#x}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_standard_block_is_valid() {
         assert_eq!(check(|_| {}, &RULES), Ok(()));
     }
@@ -546,6 +626,21 @@ mod tests {
             ),
             (ParamError::ConsoleInSegment(0x4400_0000, 1), "console page 0x44000000 lies inside segment 1"),
             (ParamError::ConsolePort(0x10000), "console I/O port 0x10000 is above 0xffff"),
+            // Every other variant: the reason is table-driven.
+            (ParamError::Magic, "magic is not RKXP"),
+            (ParamError::Size(100), "size 100 is smaller than the version 1 block"),
+            (ParamError::UnknownFlags(1 << 30), "unknown flags 0x40000000"),
+            (ParamError::TooManySegments(17), "too many segments: 17"),
+            (ParamError::OnFailure(7), "unknown on_failure 7"),
+            (ParamError::PsciConduit(9), "unknown psci_conduit 9"),
+            (ParamError::Segment(1, SegmentRule::ZeroLength), "segment 1: length is zero"),
+            (ParamError::Segment(1, SegmentRule::AtZero), "segment 1: starts at physical address 0"),
+            (ParamError::Segment(3, SegmentRule::Wraps), "segment 3: end wraps the address space"),
+            (ParamError::Segment(3, SegmentRule::TooLong), "segment 3: longer than the address space"),
+            (ParamError::Segment(1, SegmentRule::UnknownKind(99)), "segment 1: unknown kind 99"),
+            (ParamError::ConsoleKind(7), "console kind 7 is not supported here"),
+            (ParamError::ConsoleBaseZero, "console base is 0"),
+            (ParamError::ConsoleInImage(0x4b00_1000), "console page 0x4b001000 lies inside the purgatory image"),
         ];
         for (e, text) in cases {
             assert_eq!(e.to_string(), text);

@@ -13,6 +13,7 @@ use crate::console_lines as lines;
 use crate::fdt_patch::{refresh_seeds, set_boot_cpuid, PatchError, SeedReport};
 use crate::report::{Arg, Console};
 use crate::sha256::{digest, CompressFn};
+use crate::template;
 
 pub use crate::validate::{
     boot_data_segment, check_console, console_span, console_usable, kernel_segment, validate, MemSpan, ParamError,
@@ -70,14 +71,12 @@ fn kind_name(seg: &SegmentDesc) -> &'static str {
     SegmentKind::from_raw(seg.kind).map_or("?", SegmentKind::name)
 }
 
-/// A per-segment line: `template` with index, kind, mem and len.
-fn segment_line<C: Console>(con: &mut C, template: &str, index: usize, seg: &SegmentDesc, extra: &[Arg]) {
-    let head = [Arg::Dec(index as u64), Arg::Text(kind_name(seg)), Arg::Hex(seg.mem), Arg::Hex(seg.len)];
-    match extra {
-        [] => con.line(template, &head),
-        [a] => con.line(template, &[head[0], head[1], head[2], head[3], *a]),
-        _ => con.line(template, &head),
-    };
+/// A per-segment line: `template` with index, kind, mem and len, then
+/// `extra` if the template has a place for it.
+fn segment_line<C: Console>(con: &mut C, template: &str, index: usize, seg: &SegmentDesc, extra: Arg) {
+    // A template without a fifth placeholder never prints `extra`.
+    let args = [Arg::Dec(index as u64), Arg::Text(kind_name(seg)), Arg::Hex(seg.mem), Arg::Hex(seg.len), extra];
+    con.line(template, &args);
 }
 
 /// Verify every segment, in input order. Returns the bytes hashed, or the
@@ -86,26 +85,26 @@ pub fn verify_segments<P: Platform>(params: &PurgatoryParams, p: &mut P) -> Resu
     let (compress, _) = p.digest_engine();
     let mut hashed = 0u64;
     for (index, seg) in params.active_segments().iter().enumerate() {
-        if seg.is_excluded() {
+        // One line per segment, printed in one place.
+        let line = if seg.is_excluded() {
             // Exclusion is per input segment: the kernel may rewrite this
             // one after load (crash hotplug), so check its shape instead.
             let kind = SegmentKind::from_raw(seg.kind).unwrap_or(SegmentKind::Other);
             if let Err(error) = check_excluded(kind, p.memory(seg.mem, seg.len)) {
                 return Err(Failure::Structure { index, error });
             }
-            segment_line(p.console(), lines::EXCLUDED_OK, index, seg, &[]);
-            continue;
-        }
-        if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-            segment_line(p.console(), lines::NOT_HASHED, index, seg, &[]);
-            continue;
-        }
-        let actual = digest(p.memory(seg.mem, seg.len), compress);
-        hashed = hashed.saturating_add(seg.len);
-        if actual != seg.sha256 {
-            return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
-        }
-        segment_line(p.console(), lines::SEGMENT_OK, index, seg, &[]);
+            template!(lines::EXCLUDED_OK)
+        } else if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
+            template!(lines::NOT_HASHED)
+        } else {
+            let actual = digest(p.memory(seg.mem, seg.len), compress);
+            hashed = hashed.saturating_add(seg.len);
+            if actual != seg.sha256 {
+                return Err(Failure::DigestMismatch { index, expected: seg.sha256, actual });
+            }
+            template!(lines::SEGMENT_OK)
+        };
+        segment_line(p.console(), line, index, seg, Arg::Dec(0));
     }
     Ok(hashed)
 }
@@ -127,10 +126,10 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, rules: &Rules, p: &mut P) ->
     let hashed = verify_segments(params, p)?;
     let elapsed = p.now_us().saturating_sub(start);
     if params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
-        p.console().line(lines::SKIPPED, &[]);
+        p.console().line(template!(lines::SKIPPED), &[]);
     }
     let summary = [Arg::Dec(params.nr_segments as u64), Arg::Dec(hashed), Arg::Text(engine), Arg::Dec(elapsed)];
-    p.console().line(lines::VERIFIED, &summary);
+    p.console().line(template!(lines::VERIFIED), &summary);
     let written = patch_boot_data(params, rules, p)?;
     Ok(Handoff { entry: params.kernel_entry, boot_data: params.boot_data, written })
 }
@@ -158,12 +157,9 @@ fn patch_boot_data<P: Platform>(
     let (compress, _) = p.digest_engine();
     let cpu = p.boot_cpu_id();
     // Borrow the entropy source separately from memory.
-    let mut pool = [None; 8];
-    for slot in pool.iter_mut() {
-        *slot = p.entropy();
-    }
-    let mut next = pool.into_iter();
-    let mut entropy = || next.next().flatten();
+    let pool: [Option<u64>; 8] = core::array::from_fn(|_| p.entropy());
+    let mut next = pool.iter();
+    let mut entropy = || next.next().copied().flatten();
     let refresh = params.flags & PARAM_FLAG_REFRESH_SEEDS != 0;
     let kind = rules.boot_data_kind;
     let blob = p.memory(at, len);
@@ -176,7 +172,7 @@ fn patch_boot_data<P: Platform>(
                 Default::default()
             };
             let counts = [Arg::Dec(r.refreshed as u64), Arg::Dec(r.kept as u64)];
-            p.console().line(lines::BOOT_PARAMS_PATCHED, &counts);
+            p.console().line(template!(lines::BOOT_PARAMS_PATCHED), &counts);
         }
         _ => {
             let mut seeds = SeedReport::default();
@@ -187,7 +183,7 @@ fn patch_boot_data<P: Platform>(
                 set_boot_cpuid(blob, cpu).map_err(|error| Failure::Patch { kind, error })?;
             }
             let report = [Arg::Dec(seeds.refreshed as u64), Arg::Dec(seeds.kept as u64), Arg::Hex(cpu as u64)];
-            p.console().line(lines::DTB_PATCHED, &report);
+            p.console().line(template!(lines::DTB_PATCHED), &report);
         }
     }
     Ok(Some((at, len)))
@@ -197,25 +193,27 @@ fn patch_boot_data<P: Platform>(
 /// entered. Nothing else is printed after this but the failure policy's
 /// "resetting"/"halted" lines.
 pub fn report_failure<C: Console>(params: &PurgatoryParams, con: &mut C, failure: &Failure) {
-    let seg = |i: usize| params.active_segments().get(i).copied().unwrap_or(SegmentDesc::EMPTY);
-    match *failure {
+    let seg = |i: usize| params.active_segments().get(i).unwrap_or(&SegmentDesc::EMPTY);
+    // By reference: a copy of the digests would be byte loads and stores
+    // on targets built with strict alignment.
+    match failure {
         Failure::Params(e) => {
             let (template, args) = e.reason();
-            con.line(lines::BAD_PARAMS, &[Arg::Sub(template, &args)]);
+            con.line(template!(lines::BAD_PARAMS), &[Arg::Sub(&(template, &args))]);
         }
         Failure::DigestMismatch { index, expected, actual } => {
-            segment_line(con, lines::DIGEST_MISMATCH, index, &seg(index), &[]);
-            con.line(lines::DIGEST_EXPECTED, &[Arg::HexBytes(&expected)]);
-            con.line(lines::DIGEST_ACTUAL, &[Arg::HexBytes(&actual)]);
+            segment_line(con, template!(lines::DIGEST_MISMATCH), *index, seg(*index), Arg::Dec(0));
+            con.line(template!(lines::DIGEST_EXPECTED), &[Arg::HexBytes(expected)]);
+            con.line(template!(lines::DIGEST_ACTUAL), &[Arg::HexBytes(actual)]);
         }
         Failure::Structure { index, error } => {
-            segment_line(con, lines::MALFORMED, index, &seg(index), &[Arg::Text(error.describe())]);
+            segment_line(con, template!(lines::MALFORMED), *index, seg(*index), Arg::Text(error.describe()));
         }
         Failure::Patch { kind, error } => {
-            con.line(lines::PATCH_FAILED, &[Arg::Text(boot_data_name(kind)), Arg::Text(error.describe())]);
+            con.line(template!(lines::PATCH_FAILED), &[Arg::Text(boot_data_name(*kind)), Arg::Text(error.describe())]);
         }
     }
-    con.line(lines::NOT_ENTERING, &[]);
+    con.line(template!(lines::NOT_ENTERING), &[]);
 }
 
 #[cfg(test)]

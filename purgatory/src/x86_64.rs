@@ -6,7 +6,7 @@
 
 use kexec_purgatory::console_lines::SETUP_X86;
 use kexec_purgatory::report::Arg;
-use kexec_purgatory::verify::Rules;
+use kexec_purgatory::template;
 use purgatory_arch::x86_64::{cpu, handoff};
 
 use crate::machine::Machine;
@@ -16,8 +16,8 @@ extern "C" fn purgatory_main(base: u64) -> ! {
     let (cr0_at_entry, cr4_at_entry) = (cpu::read_cr0(), cpu::read_cr4());
 
     // 1. Validate the block; nothing happens before (nor without) that.
-    let mut m = Machine::start(base, Rules::x86_64);
-    m.hello("long mode", SETUP_X86, &[Arg::Hex(cr0_at_entry), Arg::Hex(cr4_at_entry)]);
+    let mut m = Machine::start(base);
+    m.hello("long mode", template!(SETUP_X86), &[Arg::Hex(cr0_at_entry), Arg::Hex(cr4_at_entry)]);
 
     // 2. Verify and patch (never returns on failure).
     let h = m.verify();

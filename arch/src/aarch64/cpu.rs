@@ -25,11 +25,8 @@ impl Regime {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::El1 => "EL1",
-            Self::El2Nvhe => "EL2 nVHE",
-            Self::El2Vhe => "EL2 VHE",
-        }
+        crate::str_table!(static NAMES = ["EL1", "EL2 nVHE", "EL2 VHE"]);
+        NAMES.get(self as usize)
     }
 }
 

@@ -8,5 +8,6 @@ pub mod cpu;
 pub mod entry;
 pub mod handoff;
 pub mod machine;
+mod mem;
 pub mod mmu;
 pub mod sha2_ce;

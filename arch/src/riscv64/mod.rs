@@ -13,5 +13,6 @@ pub mod cpu;
 pub mod entry;
 pub mod handoff;
 pub mod machine;
+mod mem;
 pub mod sbi;
 pub mod sha256_zknh;

@@ -7,5 +7,6 @@ pub mod cpu;
 pub mod entry;
 pub mod handoff;
 pub mod machine;
+mod mem;
 pub mod port;
 pub mod sha_ni;
