@@ -35,7 +35,17 @@ lines; kernel 2's first line is "[    0.000000] Linux version ..." from
 earlyprintk; kernel 1's last is "kexec_core: Starting new kernel"). The
 static x86_64 rkexec is target/x86_64-unknown-linux-musl/release/rkexec.
 
-    tests/guest/bench_handoff.py [--arch arm64|amd64] [-n 3] [--rkexec PATH] [--variants a,b,c]
+--arch riscv64 boots the matrix's rv-zknh cell (qemu-system-riscv64 -M virt
+-cpu rv64,zknh=true, OpenSBI, Debian trixie riscv64 kernels, earlycon). Debian
+ships no kexec-tools for riscv64, so the anchor is rkexec itself with
+verification off:
+
+  (d) rkexec       `rkexec -i -l` (--no-checks: the purgatory hashes nothing)
+
+and the riscv64 default is --variants c,d. Kernel 1's last line there is
+"kexec_core: Starting new kernel".
+
+    tests/guest/bench_handoff.py [--arch arm64|amd64|riscv64] [-n 3] [--rkexec PATH] [--variants a,b,c]
                                  [--json out.json]
 
 This is a measurement command, not a test: it exits non-zero only when a boot
@@ -56,12 +66,16 @@ import kexec_matrix as km  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 
 # The matrix cell each architecture's benchmark boots.
-BENCH_CELL = {"arm64": "el1", "amd64": "x86-load"}
+BENCH_CELL = {"arm64": "el1", "amd64": "x86-load", "riscv64": "rv-zknh"}
+# Variants each architecture measures unless --variants says otherwise.
+DEFAULT_VARIANTS = {"arm64": "a,b,c", "amd64": "a,b,c", "riscv64": "c,d"}
 VARIANTS = {
     "a": ("kexec -l", "kexec-tools", ""),
     "b": ("kexec -i -l", "kexec-tools", "-i"),
     "c": ("rkexec -l", "rkexec", ""),
+    "d": ("rkexec -i -l", "rkexec", "-i"),
 }
+ANCHORS = ("a", "b", "d")  # what (c) is divided by, where measured
 METRICS = [  # (key in Result.info, label)
     ("load_guest_s", "load (guest clock)"),
     ("load_host_s", "load (host, console)"),
@@ -96,33 +110,35 @@ def ratio(c, x):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", "--repeat", type=int, default=3, help="boots per variant (default 3)")
-    ap.add_argument("--variants", default="a,b,c", help="subset of a,b,c (default all)")
-    ap.add_argument("--arch", default="arm64", choices=("arm64", "amd64"),
-                    help="guest architecture (default arm64; amd64: q35, x86_64 kernels and loaders)")
+    ap.add_argument("--variants", help="subset of a,b,c,d (default a,b,c; riscv64: c,d)")
+    ap.add_argument("--arch", default="arm64", choices=tuple(BENCH_CELL),
+                    help="guest architecture (default arm64; amd64: q35, x86_64 kernels and loaders; "
+                         "riscv64: virt, Zknh, rkexec only)")
     ap.add_argument("--rkexec", help="static rkexec for the guest (default: target/<guest target>/release/rkexec)")
     ap.add_argument("--cache", default=gi.DEFAULT_CACHE)
     ap.add_argument("--timeout", type=float, default=180, help="per boot (s)")
     ap.add_argument("--json", help="write raw per-boot figures here")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo the console")
     a = ap.parse_args(argv)
-    want = [v.strip() for v in a.variants.split(",") if v.strip()]
+    want = [v.strip() for v in (a.variants or DEFAULT_VARIANTS[a.arch]).split(",") if v.strip()]
     bad = [v for v in want if v not in VARIANTS]
     if bad:
-        ap.error(f"unknown variant(s) {bad}: a, b, c")
+        ap.error(f"unknown variant(s) {bad}: a, b, c, d")
 
     arch = ARCHES[a.arch]
+    if any(VARIANTS[v][1] not in arch.loaders for v in want):
+        ap.error(f"{a.arch} guests carry only {', '.join(arch.loaders)}: variants "
+                 + ", ".join(v for v, (_, lname, _) in VARIANTS.items() if lname in arch.loaders))
     cell = next(c for c in km.all_cells() if c.name == BENCH_CELL[a.arch])
     cell = dataclasses.replace(cell, name="bench")
     images = gi.ImageSet(a.cache, {arch.name: {"rkexec": a.rkexec}})
-    try:
-        loaders = {"kexec-tools": images.loader(arch, "kexec-tools")}
-    except FileNotFoundError as e:
-        sys.exit(f"bench_handoff: {e}")
-    if "c" in want:
+    loaders = {}
+    for lname in dict.fromkeys(VARIANTS[v][1] for v in want):
         try:
-            loaders["rkexec"] = images.loader(arch, "rkexec")
+            loaders[lname] = images.loader(arch, lname)
         except FileNotFoundError as e:
-            sys.exit(f"bench_handoff: {e}\n(use --variants a,b to measure kexec-tools alone)")
+            sys.exit(f"bench_handoff: {e}" + ("\n(use --variants a,b to measure kexec-tools alone)"
+                                              if lname == "rkexec" and a.arch != "riscv64" else ""))
     in_image = tuple(loaders.values())
     kernel, base = images.base(arch, cell.suite, in_image)
     rundir = gi.new_rundir(a.cache, f"bench-{arch.name}")
@@ -151,16 +167,16 @@ def main(argv=None):
 
     S = {v: {k: stats([i.get(k) for i in runs[v]]) for k, _ in METRICS} for v in want}
     cols = [f"({v}) {VARIANTS[v][0]}" for v in want]
+    anchors = [v for v in ANCHORS if v in want] if "c" in want else []
     w0, w = 28, 27
     print()
     print(f"{'median [min..max], seconds':{w0}s}" + "".join(f"{c:{w}s}" for c in cols)
-          + ("    ours/(a)    ours/(b)" if "c" in want else ""))
+          + "".join(f"    ours/({v})" for v in anchors))
     for k, label in METRICS:
-        if a.arch == "amd64" and k == "machine_kexec_to_k2_s":
+        if a.arch != "arm64" and k == "machine_kexec_to_k2_s":
             label = "kernel-side (k1 last->k2)"  # "kexec_core: Starting new kernel"
         row = f"{label:{w0}s}" + "".join(f"{fmt(S[v][k]):{w}s}" for v in want)
-        if "c" in want:
-            row += f"    {ratio(S['c'][k], S.get('a', {}).get(k)):>8s}    {ratio(S['c'][k], S.get('b', {}).get(k)):>8s}"
+        row += "".join(f"    {ratio(S['c'][k], S[v][k]):>8s}" for v in anchors)
         print(row)
     if "c" in want and runs["c"]:
         pu = stats([i["purgatory"]["us"] for i in runs["c"] if "purgatory" in i])
