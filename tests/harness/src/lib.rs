@@ -10,6 +10,7 @@
 //! guest-reset, under -no-reboot), or the vCPU's PC inside the purgatory's
 //! `purgatory_halt` loop; anything else runs into the deadline.
 
+pub mod checks;
 pub mod fixtures;
 pub mod qemu;
 pub mod scenario;

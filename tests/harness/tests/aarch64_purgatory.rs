@@ -7,14 +7,10 @@ use kexec_purgatory::abi::{
     SegmentKind, PARAM_FLAG_DEBUG_CACHES_OFF, PARAM_FLAG_DEBUG_SOFT_SHA256, PARAM_FLAG_SKIP_DIGESTS,
 };
 use object::{Object, ObjectSection};
-use sha2::{Digest, Sha256};
-use test_harness::fixtures::{pseudo_random, KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
+use test_harness::checks::{assert_engine_hashes_odd_lengths, assert_refused, hex, with_odd_segments};
+use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
 use test_harness::scenario::{DTB_ADDR, INITRD_ADDR, OTHER_ADDR, PURGATORY_ADDR};
-use test_harness::{Cell, Outcome, Scenario, SegmentSpec};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use test_harness::{Cell, Outcome, Scenario};
 
 /// The kernel ran, found booting.rst's entry state, at the expected EL.
 fn assert_booted(out: &Outcome, cell: Cell) {
@@ -63,15 +59,6 @@ fn assert_halted(out: &Outcome) {
     assert!(!out.payload_ran(), "{}", out.console);
 }
 
-/// The purgatory refused, named the segment, and never entered the kernel.
-fn assert_refused(out: &Outcome, index: usize, kind: SegmentKind, why: &str) {
-    let line = format!("REFUSED: segment {index} ({})", kind.name());
-    assert!(out.contains(&line), "expected '{line}':\n{}", out.console);
-    assert!(out.contains(why), "expected '{why}':\n{}", out.console);
-    assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
-    assert!(!out.payload_ran(), "kernel ran after a refusal:\n{}", out.console);
-}
-
 #[test]
 fn boots_at_el1() {
     let out = Scenario::standard("el1", Cell::EL1).run();
@@ -116,25 +103,6 @@ fn caches_off_mode_verifies_too() {
     assert!(out.contains("mmu+caches off (debug flag)"), "{}", out.console);
 }
 
-/// Segment lengths around every padding case of FIPS 180-4 §5.1.1 (the
-/// tail and its 0x80 and 64-bit length fit one block up to 55 bytes, need
-/// two from 56 to 63, none of the data at 64) and longer ones.
-const ODD_LENGTHS: [usize; 11] = [1, 55, 56, 63, 64, 65, 119, 120, 128, 4097, 12345];
-
-/// The standard segments, then one "other" segment of each odd length at
-/// an odd address (no 4, 8 or 16-byte alignment anywhere): the digest
-/// engines read whole blocks straight from segment memory.
-fn with_odd_segments(name: &str, flags: u32) -> Scenario {
-    let mut sc = Scenario::standard(name, Cell::EL1);
-    sc.flags |= flags;
-    for (i, &len) in ODD_LENGTHS.iter().enumerate() {
-        let addr = 0x4c00_0000 + (i as u64) * 0x1_0000 + 1 + 2 * i as u64;
-        let data = pseudo_random(len, 100 + i as u64);
-        sc.segments.push(SegmentSpec { kind: SegmentKind::Other, addr, data, excluded: false });
-    }
-    sc
-}
-
 #[test]
 fn every_engine_hashes_odd_lengths_at_odd_addresses() {
     // The Armv8 SHA-256 instructions with caches on and (MMU off: Device
@@ -142,29 +110,11 @@ fn every_engine_hashes_odd_lengths_at_odd_addresses() {
     let modes =
         [("armv8-sha2", 0), ("armv8-sha2", PARAM_FLAG_DEBUG_CACHES_OFF), ("portable", PARAM_FLAG_DEBUG_SOFT_SHA256)];
     for (engine, flags) in modes {
-        // Every digest matches the sha2 crate's (the harness computed them).
-        let sc = with_odd_segments(&format!("odd-lengths-{engine}"), flags);
-        let out = sc.run();
-        assert!(out.contains("payload: checks passed"), "{engine} {flags:#x}:\n{}", out.console);
-        let summary = format!("verified {} segments", sc.segments.len());
-        assert!(out.contains(&summary) && out.contains(&format!("hashed with {engine}")), "{}", out.console);
-        for (i, seg) in sc.segments.iter().enumerate().skip(5) {
-            let line = format!("segment {i} (other) {:#x}+{:#x} sha256 ok", seg.addr, seg.data.len());
-            assert!(out.contains(&line), "{engine}: expected '{line}':\n{}", out.console);
-        }
-        // A changed byte in the last block of each padding case: the
-        // digest the engine printed is the sha2 crate's of the new bytes.
-        for len in [56, 12345] {
-            let mut sc = with_odd_segments(&format!("odd-corrupt-{engine}"), flags);
-            let index = 5 + ODD_LENGTHS.iter().position(|&l| l == len).expect("listed length");
-            sc.corrupt.push((index, len - 1, 0x01));
-            let out = sc.run();
-            assert_refused(&out, index, SegmentKind::Other, "sha256 mismatch");
-            let mut changed = sc.segments[index].data.clone();
-            changed[len - 1] ^= 0x01;
-            let actual = format!("purgatory:   actual   {}", hex(&Sha256::digest(&changed)));
-            assert!(out.contains(&actual), "{engine}, length {len}: expected '{actual}':\n{}", out.console);
-        }
+        assert_engine_hashes_odd_lengths(engine, |name| {
+            let mut sc = Scenario::standard(&format!("{name}-{flags:#x}"), Cell::EL1);
+            sc.flags |= flags;
+            with_odd_segments(sc, 0x4c00_0000, 100)
+        });
     }
 }
 

@@ -7,14 +7,10 @@
 //! purgatory's halt loop).
 
 use kexec_purgatory::abi::{SegmentKind, CONSOLE_SBI, PARAM_FLAG_DEBUG_SOFT_SHA256};
-use sha2::{Digest, Sha256};
-use test_harness::fixtures::{pseudo_random, KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
+use test_harness::checks::{assert_engine_hashes_odd_lengths, assert_refused, hex, with_odd_segments};
+use test_harness::fixtures::{KASLR_PLACEHOLDER, RNG_PLACEHOLDER, STALE_BOOT_CPUID};
 use test_harness::scenario::{RV_DTB_ADDR, RV_PURGATORY_ADDR};
-use test_harness::{Cell, Outcome, Scenario, SegmentSpec};
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use test_harness::{Cell, Outcome, Scenario};
 
 /// The kernel ran and found boot.rst's entry state: a0 = hart 0, a1 = the
 /// DTB, satp = 0, interrupts off, the other argument registers zero.
@@ -26,15 +22,6 @@ fn assert_booted(out: &Outcome) {
     assert!(entered.contains(&want), "registers: {entered}");
     assert!(out.contains("purgatory: verified 5 segments"), "no summary:\n{}", out.console);
     assert!(out.contains(&format!("purgatory: entering kernel at 0x80400000, dtb {RV_DTB_ADDR:#x}")));
-}
-
-/// The purgatory refused, named the segment, and never entered the kernel.
-fn assert_refused(out: &Outcome, index: usize, kind: SegmentKind, why: &str) {
-    let line = format!("REFUSED: segment {index} ({})", kind.name());
-    assert!(out.contains(&line), "expected '{line}':\n{}", out.console);
-    assert!(out.contains(why), "expected '{why}':\n{}", out.console);
-    assert!(out.contains("purgatory: not entering the kernel"), "{}", out.console);
-    assert!(!out.payload_ran(), "kernel ran after a refusal:\n{}", out.console);
 }
 
 fn seeds_line(out: &Outcome) -> String {
@@ -70,51 +57,14 @@ fn rv_zknh_engine_when_the_hart_has_it() {
     assert!(out.contains("hashed with portable"), "{}", out.console);
 }
 
-/// Segment lengths around every padding case of FIPS 180-4 §5.1.1 (one
-/// padding block up to a 55-byte tail, two from 56 to 63, none of the
-/// data at 64) and longer ones.
-const ODD_LENGTHS: [usize; 11] = [1, 55, 56, 63, 64, 65, 119, 120, 128, 4097, 12345];
-
-/// The standard segments, then one "other" segment of each odd length at
-/// an odd address: the engines read whole blocks straight from segment
-/// memory, misaligned ones included.
-fn with_odd_segments(name: &str, flags: u32) -> Scenario {
-    let mut sc = Scenario::standard(name, Cell::RV_ZKNH);
-    sc.flags |= flags;
-    for (i, &len) in ODD_LENGTHS.iter().enumerate() {
-        let addr = 0x8c00_0000 + (i as u64) * 0x1_0000 + 1 + 2 * i as u64;
-        let data = pseudo_random(len, 200 + i as u64);
-        sc.segments.push(SegmentSpec { kind: SegmentKind::Other, addr, data, excluded: false });
-    }
-    sc
-}
-
 #[test]
 fn rv_every_engine_hashes_odd_lengths_at_odd_addresses() {
     for (engine, flags) in [("zknh", 0), ("portable", PARAM_FLAG_DEBUG_SOFT_SHA256)] {
-        // Every digest matches the sha2 crate's (the harness computed them).
-        let sc = with_odd_segments(&format!("rv-odd-lengths-{engine}"), flags);
-        let out = sc.run();
-        assert!(out.contains("payload: checks passed"), "{engine}:\n{}", out.console);
-        let summary = format!("verified {} segments", sc.segments.len());
-        assert!(out.contains(&summary) && out.contains(&format!("hashed with {engine}")), "{}", out.console);
-        for (i, seg) in sc.segments.iter().enumerate().skip(5) {
-            let line = format!("segment {i} (other) {:#x}+{:#x} sha256 ok", seg.addr, seg.data.len());
-            assert!(out.contains(&line), "{engine}: expected '{line}':\n{}", out.console);
-        }
-        // A changed last byte: the digest the engine printed is the sha2
-        // crate's of the new bytes (two padding blocks; a long segment).
-        for len in [56, 12345] {
-            let mut sc = with_odd_segments(&format!("rv-odd-corrupt-{engine}"), flags);
-            let index = 5 + ODD_LENGTHS.iter().position(|&l| l == len).expect("listed length");
-            sc.corrupt.push((index, len - 1, 0x01));
-            let out = sc.run();
-            assert_refused(&out, index, SegmentKind::Other, "sha256 mismatch");
-            let mut changed = sc.segments[index].data.clone();
-            changed[len - 1] ^= 0x01;
-            let actual = format!("purgatory:   actual   {}", hex(&Sha256::digest(&changed)));
-            assert!(out.contains(&actual), "{engine}, length {len}: expected '{actual}':\n{}", out.console);
-        }
+        assert_engine_hashes_odd_lengths(engine, |name| {
+            let mut sc = Scenario::standard(&format!("rv-{name}"), Cell::RV_ZKNH);
+            sc.flags |= flags;
+            with_odd_segments(sc, 0x8c00_0000, 200)
+        });
     }
 }
 
