@@ -105,6 +105,11 @@ class CellRun:
         """Does this load run our purgatory (kexec_load through rkexec)?"""
         return self.loader.purgatory and self.syscall == "load"
 
+    @property
+    def checks(self):
+        """Does the purgatory verify (no `-i` / --no-checks in the load)?"""
+        return "-i" not in self.load_flags.split() and "--no-checks" not in self.load_flags.split()
+
     def kernel2_in_guest(self):
         return "/kernel2.cell" if self.kernel2_file else "/kernel2"
 
@@ -234,7 +239,8 @@ class KexecKind:
         i_bye = tr.find(arch.exit_re, i_exec, i_boot)
         if i_bye is not None:
             info["machine_kexec_to_k2_s"] = tr.t(i_boot) - tr.t(i_bye)
-        gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, run.ours, *run.purgatory_rules())
+        gj.purgatory_step(tr, info, bits, i_exec + 1, i_boot, plan, run.ours, *run.purgatory_rules(),
+                          checks=run.checks)
         i_ok = gj.init_index(tr, "KERNEL2-INIT-OK", i_boot, "kernel 2")
         info["kernel2_init_s"] = tr.t(i_ok) - tr.t(i_exec)
         gj.cmdline_step(tr, info, i_ok, run.marker, plan, lacks=run.cell.k2_lacks)
@@ -279,7 +285,8 @@ class KdumpKind(KexecKind):
         i_start = self.before_crash(run, tr, info, bits)
         plan = gc.plan_facts(tr.T[:i_start], run, crash=True)
         i_panic, i_boot = self.crash(run, tr, info, bits, i_start)
-        gj.purgatory_step(tr, info, bits, i_panic + 1, i_boot, plan, run.ours, *run.purgatory_rules())
+        gj.purgatory_step(tr, info, bits, i_panic + 1, i_boot, plan, run.ours, *run.purgatory_rules(),
+                          checks=run.checks)
         self.capture(run, tr, info, bits, plan, i_start, i_boot)
 
     def before_crash(self, run, tr, info, bits):

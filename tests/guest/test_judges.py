@@ -308,6 +308,33 @@ class ModeLines(unittest.TestCase):
                 self.assertIn(why, str(e))
 
 
+class NoChecks(unittest.TestCase):
+    """`rkexec -i`: the purgatory says it skipped, lists segments as not hashed, hashes 0 bytes."""
+
+    def test_skipped_form_only_with_i(self):
+        import guest_judges as gj
+        off = ["purgatory: verification skipped at the loader's request (-i)",
+               "purgatory: segment 0 (kernel) 0x80200000+0x1000 not hashed (verification off)",
+               "purgatory: segment 1 (initrd) 0x84000000+0x2000 not hashed (verification off)",
+               "purgatory: verified 2 segments, 0 bytes hashed with zknh in 0 us"]
+        on = ["purgatory: segment 0 (kernel) 0x80200000+0x1000 sha256 ok",
+              "purgatory: segment 1 (initrd) 0x84000000+0x2000 sha256 ok",
+              "purgatory: verified 2 segments, 12288 bytes hashed with zknh in 9 us"]
+        for texts, checks, why in ((off, False, None), (on, True, None),
+                                   (off, True, "skipped verification though"),
+                                   (on, False, "did not say it skipped"),
+                                   ([off[0], on[0], off[2], off[3]], False, "sha256 ok for a load with -i"),
+                                   (off[:3] + ["purgatory: verified 2 segments, 4096 bytes hashed with zknh in 9 us"],
+                                    False, "add up to 0 bytes")):
+            tr = Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+            try:
+                gj.purgatory_step(tr, {}, [], 0, len(texts), gc.PlanFacts("none"), True, checks=checks)
+                self.assertIsNone(why, texts)
+            except gj.Fail as e:
+                self.assertIsNotNone(why, str(e))
+                self.assertIn(why, str(e))
+
+
 class Grid(unittest.TestCase):
     def test_names_unique_and_complete(self):
         cells = gcl.grid() + hp.cells()
