@@ -152,6 +152,8 @@ def table(r):
                 f = lambda x: f"{x:.2f}" if x is not None else "-"  # noqa: E731
                 q = lambda x, y: f"{x / y:.2f}x" if x and y else "-"  # noqa: E731
                 out.append(f"{arch + ' ' + label:24s}{f(a):>16s}{f(b):>19s}{f(c):>12s}{q(c, a):>11s}{q(c, b):>11s}")
+        if "riscv64" in r["handoff"]:
+            out.append("riscv64: Debian ships no kexec-tools, so its -i column is rkexec -i -l (verification off)")
         out.append("")
     if "purgatory" in r:
         out.append(f"purgatory verification, {r['purgatory']['mib']} MiB of segments (guest instructions per byte "
@@ -184,7 +186,7 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
     ap.add_argument("--boots", type=int, default=3, help="boots per hand-off variant (default 3)")
     ap.add_argument("--mib", type=int, default=64, help="purgatory bench segment size (default 64)")
-    ap.add_argument("--arches", default="arm64,amd64", help="hand-off arches (default arm64,amd64)")
+    ap.add_argument("--arches", default="arm64,amd64,riscv64", help="hand-off arches (default arm64,amd64,riscv64)")
     ap.add_argument("--skip", default="", help="comma list of handoff,purgatory,load")
     a = ap.parse_args(argv)
     skip = set(filter(None, a.skip.split(",")))

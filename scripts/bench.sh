@@ -13,7 +13,8 @@ bash scripts/setup.sh
 bash scripts/fetch-fixtures.sh --arch all
 echo "== building the host tools and the static guest rkexec"
 cargo build --release --locked -p loader-host --bin rkexec -p test-harness --bin bench-purgatory --bin bench-load
-for t in aarch64-unknown-linux-musl x86_64-unknown-linux-musl; do
+# riscv64: static glibc (Rust ships no riscv64 musl std; .cargo/config.toml).
+for t in aarch64-unknown-linux-musl x86_64-unknown-linux-musl riscv64gc-unknown-linux-gnu; do
     cargo build --release --locked --target "$t" -p loader-host --bin rkexec
 done
 exec python3 scripts/bench.py "$@"
