@@ -31,7 +31,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.environ.get("RKEXEC_CACHE", os.path.join(ROOT, "cache"))
+CACHE = os.environ.get("RKEXEC_CACHE") or os.path.join(ROOT, "cache")
 REL = os.path.join(ROOT, "target", "release")
 
 

@@ -67,7 +67,7 @@ VERIFIED = re.compile(r"purgatory: verified (\d+) segments?, (\d+) bytes hashed 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--cache", default=os.environ.get("RKEXEC_CACHE", os.path.join(ROOT, "cache")))
+    ap.add_argument("--cache", default=os.environ.get("RKEXEC_CACHE") or os.path.join(ROOT, "cache"))
     ap.add_argument("--rkexec", default=os.path.join(ROOT, "target", "aarch64-unknown-linux-musl", "release", "rkexec"))
     ap.add_argument("--timeout", type=float, default=240)
     a = ap.parse_args(argv)

@@ -12,8 +12,11 @@ use std::process::Command;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64");
 
+/// $RKEXEC_CACHE, or <repo>/cache when it is unset or empty (as the
+/// scripts' `${RKEXEC_CACHE:-$ROOT/cache}`).
 fn cache() -> PathBuf {
     std::env::var_os("RKEXEC_CACHE")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../cache")))
 }

@@ -30,7 +30,7 @@ _spec = importlib.util.spec_from_file_location("mk_initramfs", MK_PATH)
 mk = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(mk)
 
-DEFAULT_CACHE = os.environ.get("RKEXEC_CACHE", os.path.join(ROOT, "cache"))
+DEFAULT_CACHE = os.environ.get("RKEXEC_CACHE") or os.path.join(ROOT, "cache")
 TIER_DIR = "guest-tier"  # under the cache
 FORMAT = "guest-tier-v2"  # bump to invalidate every cached image
 

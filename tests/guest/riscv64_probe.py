@@ -79,7 +79,7 @@ def section(lines, name):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    cache = os.environ.get("RKEXEC_CACHE", os.path.join(ROOT, "cache"))
+    cache = os.environ.get("RKEXEC_CACHE") or os.path.join(ROOT, "cache")
     ap.add_argument("--kernel", default=os.path.join(cache, "riscv64/trixie/Image"))
     ap.add_argument("--busybox", default=os.path.join(cache, "riscv64/busybox"))
     ap.add_argument("--cpu", default="rv64")
