@@ -74,8 +74,24 @@ EOF
 # Cargo treats a registry crate of an unchanged version as unchanged (its
 # unpacked sources in CARGO_HOME and its artifacts are reused), and the
 # packages verified here keep their version while their sources change: the
-# previous run's unpacked copies and our crates' artifacts go first.
+# unpacked copies of our crates go first, from every local registry cargo
+# package made (CARGO_HOME/registry/src/-<hash>, the hash of the package
+# directory's path, so a fresh clone at a path used before meets the old
+# copies), then our crates' artifacts.
 clean_previous_package() {
+    local cargo_home=${CARGO_HOME:-$HOME/.cargo} dir c
+    for dir in "$cargo_home"/registry/src/-*/; do
+        [ -d "$dir" ] || continue
+        for c in "${CRATES[@]}"; do
+            rm -rf "$dir$c"-[0-9]*
+        done
+    done
+    if [ -d "$PKG_TARGET" ]; then
+        cargo clean --quiet --target-dir "$PKG_TARGET" "${PKG_ARGS[@]}"
+    fi
+}
+
+package() {
     local cargo_home=${CARGO_HOME:-$HOME/.cargo} out root
     for out in "$PKG_TARGET"/debug/build/kexec-purgatory-*/output; do
         [ -f "$out" ] || continue
