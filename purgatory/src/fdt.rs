@@ -720,6 +720,48 @@ pub(crate) mod tests {
         assert_eq!(check(&nested(10_000)), Err(FdtError::Depth));
     }
 
+    /// Blobs that make the `fdt` 0.1.5 crate panic through its public API
+    /// (`Fdt::new` accepts each; `all_nodes`, `properties`, `children` or
+    /// `find_node` then panic at the site named), byte for byte as reported
+    /// upstream in docs/upstream/fdt-0.1.5-panics.md. Our walker refuses
+    /// the malformed ones with the rule they break and reads the rest
+    /// (names need not be UTF-8: the purgatory compares bytes, as libfdt).
+    #[test]
+    fn what_panics_the_fdt_crate_is_refused_or_read() {
+        let hex = |s: &str| -> Vec<u8> {
+            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        };
+        const HEAD: &str = "d00dfeed";
+        let cases: [(&str, &str, Result<(), FdtError>); 12] = [
+            ("control", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300000004000000000000000100000002000000096100", Ok(())),
+            ("lib.rs:413 struct block past totalsize", "0000005a00000038000000580000002800000011000000100000000000000002000010200000000000000000000000000000000000000001000000000000000300000004000000000000000100000002000000096100", Err(FdtError::Blocks)),
+            ("lib.rs:409 strings block past totalsize", "0000005a00000038000000580000002800000011000000100000000000001002000000200000000000000000000000000000000000000001000000000000000300000004000000000000000100000002000000096100", Err(FdtError::Blocks)),
+            ("lib.rs:401 nameoff past the strings block", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300000004000000640000000000000002000000096100", Err(FdtError::PropName)),
+            ("lib.rs:401 name without NUL", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300000004000000000000000000000002000000096162", Err(FdtError::PropName)),
+            ("lib.rs:405 property name not UTF-8", "0000005a0000003800000058000000280000001100000010000000000000000200000020000000000000000000000000000000000000000100000000000000030000000400000000000000000000000200000009ff00", Ok(())),
+            ("node.rs:508 value past the struct block", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300001000000000000000000000000002000000096100", Err(FdtError::PropValue)),
+            ("node.rs:505 FDT_PROP at the end", "00000046000000380000004400000028000000110000001000000000000000020000000c000000000000000000000000000000000000000100000000000000036100", Err(FdtError::Truncated)),
+            ("node.rs:426 node name without NUL", "000000400000003800000040000000280000001100000010000000000000000000000008000000000000000000000000000000000000000161626364", Err(FdtError::NodeName)),
+            ("node.rs:426 node name not UTF-8", "00000054000000380000005400000028000000110000001000000000000000000000001c00000000000000000000000000000000000000010000000000000001ff000000000000020000000200000009", Ok(())),
+            ("node.rs:408/448 END_NODE first", "0000004c000000380000004c000000280000001100000010000000000000000000000014000000000000000000000000000000000000000200000001000000000000000200000009", Err(FdtError::Nesting)),
+            ("node.rs:472 child without END_NODE", "0000004c000000380000004c000000280000001100000010000000000000000000000014000000000000000000000000000000000000000100000000000000016300000000000009", Err(FdtError::Nesting)),
+        ];
+        for (site, rest, want) in cases {
+            let blob = hex(&format!("{HEAD}{rest}"));
+            assert_eq!(check(&blob), want, "{site}");
+            exercise(&blob);
+        }
+        // node.rs:433: `all_nodes` keeps 64 parents and indexes the 65th
+        // slot at depth 64, which the specification and Linux allow.
+        let mut w = vec![B, 0];
+        for _ in 1..MAX_DEPTH {
+            w.extend([B, 0x6100_0000]);
+        }
+        w.extend(std::iter::repeat_n(E, MAX_DEPTH));
+        w.push(END);
+        assert_eq!(check(&with_struct(&w, b"")), Ok(()));
+    }
+
     /// xorshift64*: reproducible pseudo-random numbers.
     fn rng(seed: u64) -> impl FnMut() -> u64 {
         let mut x = seed | 1;
