@@ -12,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use crate::arch::Arch;
+use crate::arch::{self, Arch};
 use crate::cmdline;
 use crate::crash::CrashError;
 use crate::error::LoadError;
@@ -94,15 +94,21 @@ pub struct FilePlan {
 /// (KEXEC_FILE_NO_CMA, KEXEC_FILE_FORCE_DTB).
 pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<FilePlan, LoadError> {
     let crash = req.crash.is_some();
-    if crash {
-        // kexec/kexec.c main(): a crash load needs the crashkernel= region.
-        let path = sys.iomem_path();
-        let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
-        if iomem.crash_kernel().is_empty() {
-            return Err(CrashError::NoCrashKernel(path).into());
-        }
+    let path = sys.iomem_path();
+    let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
+    // kexec/kexec.c main(): a crash load needs the crashkernel= region.
+    if crash && iomem.crash_kernel().is_empty() {
+        return Err(CrashError::NoCrashKernel(path).into());
     }
-    let file = input::read_file(&req.kernel, FILE_LIMIT, "kexec_file_load reads")?;
+    // The kexec_load path's bound (planner::plan): nothing larger than the
+    // memory the kernel could place it in is read or handed over.
+    let placeable = if crash { iomem.crash_usable() } else { iomem.usable_ram() }.total();
+    let limit = if placeable < FILE_LIMIT {
+        Limit { bytes: placeable, why: PLACEABLE }
+    } else {
+        Limit { bytes: FILE_LIMIT, why: "kexec_file_load reads" }
+    };
+    let file = input::read_file(&req.kernel, limit.bytes, limit.why)?;
     let parsed = image::load(file, req.kernel_type.as_deref(), Host::current())
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let mut notes = Vec::new();
@@ -120,7 +126,8 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
         None => parsed.format.to_string(),
     };
     let kernel = kernel_input(req, &parsed, &mut notes)?;
-    let initrd = initrd_input(req, &parsed)?;
+    check_footprint(req, &parsed, placeable)?;
+    let initrd = initrd_input(req, &parsed, limit)?;
 
     // Command line: kexec-tools passes --append / --reuse-cmdline's text
     // (concat_cmdline), or an empty one.
@@ -132,6 +139,7 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
     if cmdline.contains('\0') {
         return Err(PlanError::Refused { rule: "the command line contains a NUL byte".into() }.into());
     }
+    check_cmdline(&cmdline, &parsed)?;
     let mut flags = extra_flags;
     if crash {
         flags |= KEXEC_FILE_ON_CRASH;
@@ -216,11 +224,78 @@ fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Resu
     }
 }
 
-fn initrd_input(req: &Request, k: &KernelImage) -> Result<Option<FileInput>, LoadError> {
+/// What the kexec_load path says of memory it cannot place in.
+const PLACEABLE: &str = "that can be placed in this machine's usable memory (/proc/iomem)";
+
+/// The most bytes a file may have, and why.
+#[derive(Clone, Copy)]
+struct Limit {
+    bytes: u64,
+    why: &'static str,
+}
+
+/// The kernel's memory footprint must fit the memory it can be placed in:
+/// the kernel's own loaders would fail to place it (kexec_add_buffer), and
+/// the kexec_load path refuses the same kernel ("no room for the kernel").
+fn check_footprint(req: &Request, k: &KernelImage, placeable: u64) -> Result<(), LoadError> {
+    let footprint = match (&k.kernel, k.arch) {
+        // booting.rst §4: text_offset + image_size from a 2 MiB aligned base.
+        (Kernel::Image(i), Arch::Arm64) => i.text_offset.checked_add(i.mem_size),
+        // riscv64's text_offset is an alignment, not a lead.
+        (Kernel::Image(i), _) => Some(i.mem_size),
+        // boot.rst init_size: the linear memory the kernel needs.
+        (Kernel::BzImage(b), _) => Some(b.init_size),
+        (Kernel::Elf(_), _) => return Ok(()),
+    };
+    match footprint {
+        Some(n) if n <= placeable => Ok(()),
+        n => Err(PlanError::Refused {
+            rule: format!(
+                "{}: no room for the kernel ({} bytes): more than the {placeable} bytes {PLACEABLE}",
+                req.kernel.display(),
+                n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+            ),
+        }
+        .into()),
+    }
+}
+
+/// The command line must fit what the new kernel takes, by the rule the
+/// kexec_load path applies: arm64 and riscv64 copy `bootargs` into a
+/// COMMAND_LINE_SIZE buffer and truncate the rest silently; x86's
+/// kexec_file bzImage loader refuses a line whose length with its NUL,
+/// plus room for `elfcorehdr=0x<64-bit>` (30 bytes), exceeds cmdline_size
+/// (arch/x86/kernel/kexec-bzimage64.c, every load type).
+fn check_cmdline(cmdline: &str, k: &KernelImage) -> Result<(), LoadError> {
+    const ELFCOREHDR_STR_LEN: usize = 30;
+    let (max, rule) = match (&k.kernel, k.arch) {
+        (Kernel::BzImage(b), _) => (
+            (b.cmdline_size as usize).saturating_sub(1 + ELFCOREHDR_STR_LEN),
+            "kexec_file_load's bzImage loader (the line, its NUL and 30 bytes for elfcorehdr= within cmdline_size, arch/x86/kernel/kexec-bzimage64.c)",
+        ),
+        (_, Arch::Arm64) => (arch::arm64::BOOT.command_line_size - 1, arch::arm64::BOOT.command_line_rule),
+        (_, Arch::Riscv64) => (arch::riscv64::BOOT.command_line_size - 1, arch::riscv64::BOOT.command_line_rule),
+        (_, Arch::X86_64) => return Ok(()),
+    };
+    if cmdline.len() > max {
+        return Err(LoadError::CmdlineTooLong { len: cmdline.len(), max, rule });
+    }
+    Ok(())
+}
+
+fn initrd_input(req: &Request, k: &KernelImage, limit: Limit) -> Result<Option<FileInput>, LoadError> {
     let own = k.embedded.as_ref().and_then(|e| e.initrd.clone().map(|d| (d, e.initrd_source.clone())));
     Ok(match (own, req.initrds.as_slice()) {
         (None, []) => None,
-        (None, [one]) => Some(FileInput::File(one.clone())),
+        (None, [one]) => {
+            // Handed over as a descriptor, unread: checked as a read would be.
+            let size = input::regular_size(one)?;
+            if size > limit.bytes {
+                let err = input::InputError::TooLarge { path: one.clone(), size, limit: limit.bytes, why: limit.why };
+                return Err(err.into());
+            }
+            Some(FileInput::File(one.clone()))
+        }
         (own, paths) => {
             let mut data = Vec::new();
             let mut sources = Vec::new();
@@ -232,12 +307,7 @@ fn initrd_input(req: &Request, k: &KernelImage) -> Result<Option<FileInput>, Loa
                 // cpio archives are concatenated on 4-byte boundaries
                 // (init/initramfs.c skips zero padding in 4-byte steps).
                 data.resize(data.len().next_multiple_of(4), 0);
-                data.extend_from_slice(&input::read_concatenated(
-                    paths,
-                    FILE_LIMIT,
-                    "initrds",
-                    "kexec_file_load reads",
-                )?);
+                data.extend_from_slice(&input::read_concatenated(paths, limit.bytes, "initrds", limit.why)?);
                 sources.extend(paths.iter().map(|p| p.display().to_string()));
             }
             Some(FileInput::Memory { data: Blob::new(data), source: sources.join(" + ") })

@@ -517,6 +517,26 @@ fn ltp_reuse_cmdline_append_command_line_and_su() {
     assert_eq!(p["cmdline"], "root=/dev/vda1 ro console=ttyS0,115200 quiet irqpoll");
 }
 
+/// The kernel's kexec_file bzImage loader refuses a line whose length
+/// with its NUL, plus 30 bytes for `elfcorehdr=`, passes cmdline_size
+/// (arch/x86/kernel/kexec-bzimage64.c): `-s` refuses it before the call;
+/// kexec_load takes up to cmdline_size (boot.rst).
+#[test]
+fn x86_kexec_file_command_line_limit_is_the_kernels() {
+    let t = Tree::x86("x86-s-cmdline");
+    let k = t.write("boot/vmlinuz", bzimage(40_000));
+    let k = k.to_str().unwrap();
+    let line = |n: usize| format!("--command-line={}", "x".repeat(n));
+    let o = t.run(&["-s", "-l", k, &line(2047 - 31)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = t.run(&["-s", "-l", k, &line(2047 - 30)]);
+    assert_eq!(code(&o), 255);
+    assert!(err(&o).contains("the command line is 2017 bytes; kexec_file_load's bzImage loader"), "{}", err(&o));
+    assert!(woulds(&o).is_empty(), "{:?}", woulds(&o));
+    let o = t.run(&["-l", k, &line(2047)]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+}
+
 // ---- §1.8 openSUSE, kernel selftests, plain `kexec K` ------------------------------
 
 #[test]

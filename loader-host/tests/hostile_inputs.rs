@@ -2,7 +2,9 @@
 //! the table in issue 11: each refuses with a message naming the file or
 //! field and the rule, exits non-zero, never panics and never hangs (every
 //! run is killed after a deadline), and loads nothing (plan makes no
-//! system call). The last row (many initrds) must keep working.
+//! system call). The last row (many initrds) must keep working. The same
+//! rows go through every load path (`-l`, `-p`, `-s -l`, `-s -p`, dry
+//! runs) and meet the same refusal.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64");
+/// The same machine booted with crashkernel= (for `-p`).
+const CRASH_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64-crash");
 /// Far more than any of these needs: a run past it is a hang.
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -29,11 +33,18 @@ fn tmp(name: &str) -> PathBuf {
 /// rkexec ARGS against the fixture tree (`proc` may be replaced), killed
 /// at the deadline.
 fn rkexec_in(args: &[&str], proc_root: &Path) -> Run {
+    rkexec_roots(args, proc_root, Path::new(&format!("{FIXTURES}/sys")))
+}
+
+/// rkexec ARGS against /proc and /sys fixture trees, killed at the
+/// deadline.
+fn rkexec_roots(args: &[&str], proc_root: &Path, sys_root: &Path) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rkexec"))
         .args(args)
         .arg("--proc-root")
         .arg(proc_root)
-        .args(["--sys-root", &format!("{FIXTURES}/sys")])
+        .arg("--sys-root")
+        .arg(sys_root)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -231,4 +242,68 @@ fn deeply_nested_dtb_is_refused_not_a_stack_overflow() {
     std::fs::write(&dtb, blob).unwrap();
     let r = rkexec(&["plan", k.to_str().unwrap(), "--dtb", dtb.to_str().unwrap()]);
     refused(&r, "deep.dtb: DTB does not parse: FDT nodes nest deeper than 64 levels");
+}
+
+/// Every load path: the plan, kexec_load and kexec_file_load, normal and
+/// crash, as dry runs (nothing is loaded; no system call is made).
+const PATHS: [&[&str]; 5] =
+    [&["plan"], &["-l", "--dry-run"], &["-p", "--dry-run"], &["-s", "-l", "--dry-run"], &["-s", "-p", "--dry-run"]];
+
+fn on_every_path(input: &[&str]) -> Vec<(String, Run)> {
+    let (proc, sys) = (format!("{CRASH_FIXTURES}/proc"), format!("{CRASH_FIXTURES}/sys"));
+    PATHS
+        .iter()
+        .map(|path| {
+            let args: Vec<&str> = path.iter().chain(input).copied().collect();
+            (args.join(" "), rkexec_roots(&args, Path::new(&proc), Path::new(&sys)))
+        })
+        .collect()
+}
+
+#[test]
+fn every_load_path_refuses_alike() {
+    use std::io::Write;
+    let d = tmp("paths");
+    let path = |name: &str, bytes: Vec<u8>| {
+        let p = d.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.display().to_string()
+    };
+    let ok = path("Image", image(0, 4 << 20, ANYWHERE, 4032));
+    let huge = path("huge", image(0, 1 << 63, ANYWHERE, 4032));
+    let mut stub = image(0, 8 << 20, ANYWHERE, 36);
+    stub[..2].copy_from_slice(b"MZ");
+    stub[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+    let truncated = path("truncated", stub);
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(&image(0, 4 << 20, ANYWHERE, 4032)).unwrap();
+    let mut gz = e.finish().unwrap();
+    gz.extend_from_slice(b"trailing garbage");
+    let garbage = path("Image.gz", gz);
+    let sparse = d.join("sparse");
+    std::fs::File::create(&sparse).unwrap().set_len(40 << 30).unwrap();
+    let sparse = sparse.display().to_string();
+    let long = "x".repeat(10 * 1024);
+
+    // The control: every path takes a good Image.
+    for (how, r) in on_every_path(&[&ok]) {
+        assert_eq!(r.code, Some(0), "{how}: {}", r.stderr);
+    }
+    let rows: [(&[&str], &str); 7] = [
+        (&[&huge], "no room for the kernel"),
+        (&["/dev/zero"], "/dev/zero: is a character device, not a regular file"),
+        (&[&ok, "--initrd", "/dev/zero"], "/dev/zero: is a character device, not a regular file"),
+        (&[&ok, "--initrd", &sparse], "42949672960 bytes is more than the"),
+        (&[&ok, "--append", &long], "the command line is 10240 bytes; arm64's COMMAND_LINE_SIZE"),
+        (&[&truncated], "does not lead to a \"PE\\0\\0\" header"),
+        (&[&garbage], "16 bytes of data follow the end of the gzip stream"),
+    ];
+    for (input, needle) in rows {
+        for (how, r) in on_every_path(input) {
+            assert_eq!(r.code, Some(255), "{how}: exit status; stderr: {}", r.stderr);
+            assert!(r.stderr.starts_with("rkexec: "), "{how}: {}", r.stderr);
+            assert!(r.stderr.contains(needle), "{how}: expected {needle:?} in: {}", r.stderr);
+            assert!(!r.stderr.contains("would kexec"), "{how}: went on to the call: {}", r.stderr);
+        }
+    }
 }
