@@ -296,21 +296,20 @@ fn initrd_input(req: &Request, k: &KernelImage, limit: Limit) -> Result<Option<F
             }
             Some(FileInput::File(one.clone()))
         }
+        (Some((own, s)), []) => Some(FileInput::Memory { data: own, source: format!("{} {s}", req.kernel.display()) }),
         (own, paths) => {
-            let mut data = Vec::new();
+            let mut head = Vec::new();
             let mut sources = Vec::new();
             if let Some((d, s)) = own {
-                data.extend_from_slice(&d);
+                head.extend_from_slice(&d);
                 sources.push(format!("{} {s}", req.kernel.display()));
-            }
-            if !paths.is_empty() {
                 // cpio archives are concatenated on 4-byte boundaries
                 // (init/initramfs.c skips zero padding in 4-byte steps).
-                data.resize(data.len().next_multiple_of(4), 0);
-                data.extend_from_slice(&input::read_concatenated(paths, limit.bytes, "initrds", limit.why)?);
-                sources.extend(paths.iter().map(|p| p.display().to_string()));
+                head.resize(head.len().next_multiple_of(4), 0);
             }
-            Some(FileInput::Memory { data: Blob::new(data), source: sources.join(" + ") })
+            let data = input::read_concatenated_after(head, paths, limit.bytes, "initrds", limit.why)?;
+            sources.extend(paths.iter().map(|p| p.display().to_string()));
+            Some(FileInput::Memory { data, source: sources.join(" + ") })
         }
     })
 }

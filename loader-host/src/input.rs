@@ -187,8 +187,21 @@ pub fn read_concatenated(
     what: &'static str,
     why: &'static str,
 ) -> Result<Blob, InputError> {
+    read_concatenated_after(Vec::new(), paths, limit, what, why)
+}
+
+/// [`read_concatenated`], the files appended to the bytes of `head` (a
+/// unified kernel image's own initrd, padded): the files are read straight
+/// into the one buffer, and `limit` bounds the whole.
+pub fn read_concatenated_after(
+    head: Vec<u8>,
+    paths: &[PathBuf],
+    limit: u64,
+    what: &'static str,
+    why: &'static str,
+) -> Result<Blob, InputError> {
     let mut sizes = Vec::with_capacity(paths.len());
-    let mut total = 0u64;
+    let mut total = head.len() as u64;
     for p in paths {
         let size = regular_size(p)?;
         if size > limit {
@@ -203,7 +216,8 @@ pub fn read_concatenated(
         sizes.push(size);
     }
     let cap = usize::try_from(total).map_err(|_| InputError::TooLargeTogether { what, size: total, limit, why })?;
-    let mut out = Vec::with_capacity(cap);
+    let mut out = head;
+    out.reserve_exact(cap - out.len());
     for (p, size) in paths.iter().zip(sizes) {
         read_into(p, size, &mut out)?;
     }

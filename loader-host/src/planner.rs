@@ -128,13 +128,12 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         }),
         (Some((data, source)), []) => Some(Initrd { data, source }),
         (Some((own, source)), paths) => {
-            let rest = input::read_concatenated(paths, placeable, "initrds", PLACEABLE)?;
             // The kernel's initramfs unpacker skips zero padding between
             // cpio archives only in 4-byte steps (init/initramfs.c).
-            let mut data = own.to_vec();
-            data.resize(data.len().next_multiple_of(4), 0);
-            data.extend_from_slice(&rest);
-            Some(Initrd { data: Blob::new(data), source: format!("{source} + {}", join_paths(paths)) })
+            let mut head = own.to_vec();
+            head.resize(head.len().next_multiple_of(4), 0);
+            let data = input::read_concatenated_after(head, paths, placeable, "initrds", PLACEABLE)?;
+            Some(Initrd { data, source: format!("{source} + {}", join_paths(paths)) })
         }
     };
 
