@@ -128,8 +128,31 @@ impl std::error::Error for InputError {}
 
 /// A file's size after checking it is a regular file.
 pub fn regular_size(path: &Path) -> Result<u64, InputError> {
-    let io = |e: std::io::Error| InputError::Io { path: path.to_path_buf(), why: e.to_string() };
-    let meta = std::fs::metadata(path).map_err(io)?;
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+    regular_len(path, &meta)
+}
+
+/// Open `path` for reading and check, on the opened file itself, that it
+/// is a regular file: its size. O_NONBLOCK keeps open() of a FIFO from
+/// waiting for a writer (it has no effect on regular files), and fstat on
+/// the descriptor leaves no window for the path to be swapped.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), InputError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    let meta = f.metadata().map_err(|e| io_error(path, e))?;
+    let size = regular_len(path, &meta)?;
+    Ok((f, size))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> InputError {
+    InputError::Io { path: path.to_path_buf(), why: e.to_string() }
+}
+
+fn regular_len(path: &Path, meta: &std::fs::Metadata) -> Result<u64, InputError> {
     let ft = meta.file_type();
     if !ft.is_file() {
         use std::os::unix::fs::FileTypeExt;
@@ -151,15 +174,13 @@ pub fn regular_size(path: &Path) -> Result<u64, InputError> {
     Ok(meta.len())
 }
 
-/// Read `path` (a regular file of at most `limit` bytes, checked before
-/// reading; `why` says where the limit comes from) into `out`.
-fn read_into(path: &Path, size: u64, out: &mut Vec<u8>) -> Result<(), InputError> {
-    let io = |e: std::io::Error| InputError::Io { path: path.to_path_buf(), why: e.to_string() };
-    let f = std::fs::File::open(path).map_err(io)?;
+/// Read the opened regular file `f` (`path`, `size` bytes by fstat) into
+/// `out`.
+fn read_into(path: &Path, f: std::fs::File, size: u64, out: &mut Vec<u8>) -> Result<(), InputError> {
     let before = out.len();
-    // One more byte than stat said: a file that grew is noticed, not
+    // One more byte than fstat said: a file that grew is noticed, not
     // read without bound.
-    f.take(size.saturating_add(1)).read_to_end(out).map_err(io)?;
+    f.take(size.saturating_add(1)).read_to_end(out).map_err(|e| io_error(path, e))?;
     if (out.len() - before) as u64 != size {
         return Err(InputError::Changed { path: path.to_path_buf() });
     }
@@ -168,13 +189,13 @@ fn read_into(path: &Path, size: u64, out: &mut Vec<u8>) -> Result<(), InputError
 
 /// Read one input file of at most `limit` bytes.
 pub fn read_file(path: &Path, limit: u64, why: &'static str) -> Result<Blob, InputError> {
-    let size = regular_size(path)?;
+    let (f, size) = open_regular(path)?;
     if size > limit {
         return Err(InputError::TooLarge { path: path.to_path_buf(), size, limit, why });
     }
     let cap = usize::try_from(size).map_err(|_| InputError::TooLarge { path: path.to_path_buf(), size, limit, why })?;
     let mut out = Vec::with_capacity(cap);
-    read_into(path, size, &mut out)?;
+    read_into(path, f, size, &mut out)?;
     Ok(Blob::new(out))
 }
 
@@ -200,10 +221,10 @@ pub fn read_concatenated_after(
     what: &'static str,
     why: &'static str,
 ) -> Result<Blob, InputError> {
-    let mut sizes = Vec::with_capacity(paths.len());
+    let mut opened = Vec::with_capacity(paths.len());
     let mut total = head.len() as u64;
     for p in paths {
-        let size = regular_size(p)?;
+        let (f, size) = open_regular(p)?;
         if size > limit {
             return Err(InputError::TooLarge { path: p.clone(), size, limit, why });
         }
@@ -213,13 +234,13 @@ pub fn read_concatenated_after(
             limit,
             why,
         })?;
-        sizes.push(size);
+        opened.push((f, size));
     }
     let cap = usize::try_from(total).map_err(|_| InputError::TooLargeTogether { what, size: total, limit, why })?;
     let mut out = head;
     out.reserve_exact(cap - out.len());
-    for (p, size) in paths.iter().zip(sizes) {
-        read_into(p, size, &mut out)?;
+    for (p, (f, size)) in paths.iter().zip(opened) {
+        read_into(p, f, size, &mut out)?;
     }
     Ok(Blob::new(out))
 }
@@ -267,6 +288,15 @@ mod tests {
         );
         let e = read_file(&d.join("missing"), 10, "x").unwrap_err();
         assert!(e.to_string().contains("No such file"), "{e}");
+        // A FIFO with no writer: refused on the opened descriptor, not
+        // waited on (a plain open() would block here for ever).
+        let fifo = d.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open_regular(&fifo).unwrap_err();
+        assert!(matches!(e, InputError::NotRegular { what: "FIFO", .. }), "{e}");
+        assert!(read_concatenated(&[fifo], 10, "initrds", "x").is_err());
         std::fs::remove_dir_all(d).unwrap();
     }
 

@@ -432,7 +432,8 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<Request, Fail> {
 fn kernel_arch(path: &std::path::Path) -> Result<Option<Arch>, Fail> {
     use std::io::Read;
     let mut head = vec![0u8; 4096];
-    let mut f = std::fs::File::open(path).map_err(|e| Fail::failed(format!("{}: {e}", path.display())))?;
+    // A FIFO or device is refused here, not waited on.
+    let (mut f, _) = loader_host::input::open_regular(path).map_err(|e| Fail::failed(e.to_string()))?;
     let n = f.read(&mut head).map_err(|e| Fail::failed(format!("{}: {e}", path.display())))?;
     head.truncate(n);
     Ok(image::probe_arch(&head))

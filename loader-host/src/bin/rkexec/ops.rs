@@ -57,7 +57,8 @@ pub struct Real {
 
 fn open_input(what: &str, input: &FileInput) -> Result<std::fs::File, String> {
     match input {
-        FileInput::File(p) => std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display())),
+        // Checked again on the descriptor the kernel gets.
+        FileInput::File(p) => loader_host::input::open_regular(p).map(|(f, _)| f).map_err(|e| e.to_string()),
         FileInput::Memory { data, source } => {
             syscall::memfd(what, data).map_err(|e| format!("{source}: memfd_create/write failed: {e}"))
         }
@@ -207,7 +208,7 @@ impl Ops for Simulated {
         // Open the files as the real call would, so a missing one fails here too.
         for i in std::iter::once(&plan.kernel).chain(plan.initrd.as_ref()) {
             if let FileInput::File(p) = i {
-                std::fs::File::open(p).map_err(|e| (format!("{}: {e}", p.display()), 0))?;
+                loader_host::input::open_regular(p).map_err(|e| (e.to_string(), 0))?;
             }
         }
         would(&format!(
