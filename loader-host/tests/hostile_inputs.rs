@@ -6,6 +6,8 @@
 //! rows go through every load path (`-l`, `-p`, `-s -l`, `-s -p`, dry
 //! runs) and meet the same refusal.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -283,13 +285,17 @@ fn every_load_path_refuses_alike() {
     let sparse = d.join("sparse");
     std::fs::File::create(&sparse).unwrap().set_len(40 << 30).unwrap();
     let sparse = sparse.display().to_string();
+    // A bzImage whose syssize (0x1f4) says 8 MiB, cut after 40 000 bytes.
+    let mut bz = common::bzimage(40_000);
+    bz[0x1f4..0x1f8].copy_from_slice(&(8u32 << 20 >> 4).to_le_bytes());
+    let cut_bz = path("bzImage", bz);
     let long = "x".repeat(10 * 1024);
 
     // The control: every path takes a good Image.
     for (how, r) in on_every_path(&[&ok]) {
         assert_eq!(r.code, Some(0), "{how}: {}", r.stderr);
     }
-    let rows: [(&[&str], &str); 7] = [
+    let rows: [(&[&str], &str); 8] = [
         (&[&huge], "no room for the kernel"),
         (&["/dev/zero"], "/dev/zero: is a character device, not a regular file"),
         (&[&ok, "--initrd", "/dev/zero"], "/dev/zero: is a character device, not a regular file"),
@@ -297,6 +303,7 @@ fn every_load_path_refuses_alike() {
         (&[&ok, "--append", &long], "the command line is 10240 bytes; arm64's COMMAND_LINE_SIZE"),
         (&[&truncated], "does not lead to a \"PE\\0\\0\" header"),
         (&[&garbage], "16 bytes of data follow the end of the gzip stream"),
+        (&[&cut_bz], "bzImage syssize (0x1f4) gives a 8388608-byte protected-mode kernel; the file holds 40000 bytes"),
     ];
     for (input, needle) in rows {
         for (how, r) in on_every_path(input) {

@@ -29,6 +29,7 @@ pub const HEADER_LIMIT: usize = 0x290;
 
 // Field offsets (boot.rst "The Real-Mode Kernel Header" table).
 const SETUP_SECTS: usize = 0x1f1;
+const SYSSIZE: usize = 0x1f4;
 const BOOT_FLAG: usize = 0x1fe;
 const JUMP_LEN: usize = 0x201;
 const HEADER_MAGIC: usize = 0x202;
@@ -157,6 +158,14 @@ pub enum BzImageError {
         /// The file's length in bytes.
         file_len: usize,
     },
+    /// The file ends before the protected-mode kernel syssize (0x1f4)
+    /// gives.
+    Syssize {
+        /// syssize * 16.
+        kernel_len: u64,
+        /// Bytes after the setup code.
+        payload: usize,
+    },
     /// kernel_alignment (0x230) is zero or not a power of two.
     Alignment(u32),
     /// init_size (0x260) is smaller than the payload.
@@ -198,6 +207,10 @@ impl fmt::Display for BzImageError {
             Self::Truncated { setup_size, file_len } => write!(
                 f,
                 "bzImage is {file_len} bytes but setup_sects (0x1f1) puts the protected-mode kernel at {setup_size}: truncated"
+            ),
+            Self::Syssize { kernel_len, payload } => write!(
+                f,
+                "bzImage syssize (0x1f4) gives a {kernel_len}-byte protected-mode kernel; the file holds {payload} bytes after the setup code: truncated"
             ),
             Self::Alignment(a) => {
                 write!(f, "bzImage kernel_alignment (0x230) is {a:#x}, not a power of two ({rule})")
@@ -281,6 +294,14 @@ impl BzImage {
             return Err(BzImageError::Alignment(kernel_alignment));
         }
         let payload_len = file.len() - setup_size;
+        // boot.rst syssize: "The size of the protected-mode code in units
+        // of 16-byte paragraphs" (32 bits from protocol 2.04). The build
+        // pads the kernel to it; a signature may follow (sbsign appends
+        // one), so the file may be longer, never shorter.
+        let kernel_len = u64::from(u32_at(file, SYSSIZE)) * 16;
+        if kernel_len > payload_len as u64 {
+            return Err(BzImageError::Syssize { kernel_len, payload: payload_len });
+        }
         // boot.rst init_size: "the amount of linear contiguous memory
         // starting at the kernel runtime start address that the kernel
         // needs"; the loaded bytes must fit in it (kexec_load: bufsz <= memsz).
@@ -429,6 +450,14 @@ pub(crate) mod tests {
             with(&|f| f.truncate(28 * 512)),
             BzImageError::Truncated { setup_size: 28 * 512, file_len: 28 * 512 }
         );
+        // syssize past the file's end (a file cut short); equal is whole.
+        assert_eq!(
+            with(&|f| f[SYSSIZE..SYSSIZE + 4].copy_from_slice(&7u32.to_le_bytes())),
+            BzImageError::Syssize { kernel_len: 112, payload: 100 }
+        );
+        let mut whole = ok.clone();
+        whole[SYSSIZE..SYSSIZE + 4].copy_from_slice(&6u32.to_le_bytes());
+        assert!(parse(&whole).is_ok(), "96 bytes of kernel and 4 more (a signature)");
         assert_eq!(with(&|f| f[KERNEL_ALIGNMENT] = 3), BzImageError::Alignment(0x20_0003));
         assert_eq!(
             with(&|f| f[INIT_SIZE..INIT_SIZE + 4].fill(0)),
