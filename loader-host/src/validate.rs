@@ -44,6 +44,7 @@ pub fn plan(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<()
         .ok_or_else(|| PlanError::Internal(format!("purgatory image arch {}", purgatory.header.arch)))?;
     kexec_purgatory::verify::validate(&plan.params, &rules)
         .map_err(|e| refuse(format!("the purgatory would refuse this parameter block: {e}")))?;
+    console_is_a_device(plan, iomem)?;
     rehearse(plan, &rules)?;
     for (i, (d, s)) in plan.params.active_segments().iter().zip(&plan.segments).enumerate() {
         if d.mem != s.mem || d.len != s.digest_len || d.sha256 != s.sha256 {
@@ -116,6 +117,27 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
         }
     }
     Ok(())
+}
+
+/// An MMIO console's registers are a device's, not RAM: the purgatory
+/// writes them after verification, so a base in System RAM (which the
+/// purgatory cannot tell from a UART) would change memory the next kernel
+/// gets. The purgatory already refuses a base inside a segment or its own
+/// image; only the loader sees /proc/iomem.
+fn console_is_a_device(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
+    use kexec_purgatory::abi::{CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
+    let c = plan.params.console;
+    if !matches!(c.kind, CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8) {
+        return Ok(());
+    }
+    let ram = iomem.system_ram().into_iter().chain(iomem.driver_managed_ram());
+    match ram.into_iter().find(|r| r.contains(c.base)) {
+        Some(r) => Err(refuse(format!(
+            "the console base {:#x} is in System RAM {r} (/proc/iomem), not a device: the purgatory would write memory the next kernel gets",
+            c.base
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The entry and the purgatory's segment.
@@ -336,6 +358,28 @@ mod tests {
             assert!(e.starts_with("refused before loading: the purgatory would refuse"), "{e}");
             assert!(e.contains(words), "expected {words:?} in: {e}");
         }
+    }
+
+    #[test]
+    fn an_mmio_console_in_system_ram_is_refused() {
+        use kexec_purgatory::abi::CONSOLE_PL011;
+        let (p, _, iomem) = fixture();
+        // A RAM page no segment holds (the purgatory refuses the others).
+        let ram = iomem.system_ram()[0];
+        let free =
+            (ram.start..ram.end).step_by(1 << 20).find(|a| !p.segments.iter().any(|s| s.range().contains(*a))).unwrap();
+        let e = refused_params(|q, _| {
+            q.console.kind = CONSOLE_PL011;
+            q.console.base = free;
+        });
+        assert!(e.contains(&format!("the console base {free:#x} is in System RAM")), "{e}");
+        // The QEMU virt UART (MMIO, outside RAM) passes.
+        let (mut p, purg, iomem) = fixture();
+        p.params.console.kind = CONSOLE_PL011;
+        p.params.console.base = 0x900_0000;
+        let last = p.segments.len() - 1;
+        p.segments[last].data = Blob::new(purg.with_params(&p.params));
+        plan(&p, &purg, &iomem).unwrap();
     }
 
     #[test]
