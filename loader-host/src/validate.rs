@@ -130,10 +130,14 @@ fn console_is_a_device(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
     if !matches!(c.kind, CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8) {
         return Ok(());
     }
-    let ram = iomem.system_ram().into_iter().chain(iomem.driver_managed_ram());
+    // RAM a kernel may use: usable System RAM and the crash reservation.
+    // A device listed across System RAM (a hostile or odd /proc/iomem) is
+    // not usable RAM and stays allowed.
+    let usable = iomem.usable_ram();
+    let ram = usable.ranges().iter().copied().chain(iomem.crash_kernel());
     match ram.into_iter().find(|r| r.contains(c.base)) {
         Some(r) => Err(refuse(format!(
-            "the console base {:#x} is in System RAM {r} (/proc/iomem), not a device: the purgatory would write memory the next kernel gets",
+            "the console base {:#x} is in usable System RAM {r} (/proc/iomem), not a device: the purgatory would write memory the next kernel gets",
             c.base
         ))),
         None => Ok(()),
@@ -372,7 +376,7 @@ mod tests {
             q.console.kind = CONSOLE_PL011;
             q.console.base = free;
         });
-        assert!(e.contains(&format!("the console base {free:#x} is in System RAM")), "{e}");
+        assert!(e.contains(&format!("the console base {free:#x} is in usable System RAM")), "{e}");
         // The QEMU virt UART (MMIO, outside RAM) passes.
         let (mut p, purg, iomem) = fixture();
         p.params.console.kind = CONSOLE_PL011;

@@ -145,7 +145,7 @@ fn iomem_ranges_over_ram_receive_no_segment() {
     std::fs::create_dir_all(&proc).unwrap();
     std::fs::write(
         proc.join("iomem"),
-        "00000000-3fffffff : System RAM\n00000000-001fffff : GICD\n01000000-01ffffff : reserved\n",
+        "00000000-3fffffff : System RAM\n00000000-001fffff : GICD\n01000000-01ffffff : reserved\n09000000-09000fff : pl011@9000000\n",
     )
     .unwrap();
     std::fs::write(proc.join("cmdline"), "console=ttyAMA0\n").unwrap();
@@ -160,6 +160,11 @@ fn iomem_ranges_over_ram_receive_no_segment() {
         assert!(end <= 0x100_0000 || start >= 0x200_0000, "on the reserved range: {s}");
     }
     assert_eq!(v["segments"][0]["start"], 0x20_0000, "the lowest 2 MiB base off the GIC");
+    // The same map without the UART's own line puts the DTB's console
+    // (stdout-path, pl011@9000000) in usable RAM: refused, not written.
+    std::fs::write(proc.join("iomem"), "00000000-3fffffff : System RAM\n00000000-001fffff : GICD\n").unwrap();
+    let r = rkexec_in(&["plan", k.to_str().unwrap()], &proc);
+    refused(&r, "the console base 0x9000000 is in usable System RAM 0x200000-0x3fffffff (/proc/iomem), not a device");
 }
 
 #[test]

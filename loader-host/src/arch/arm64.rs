@@ -127,7 +127,7 @@ mod tests {
         // low as possible): the kernel lands neither at 0 nor on the GIC.
         let t = arm64_tree(
             "a64-zero",
-            "00000000-3fffffff : System RAM\n00000000-001fffff : GICD\n00200000-002fffff : GICR\n",
+            "00000000-3fffffff : System RAM\n00000000-001fffff : GICD\n00200000-002fffff : GICR\n09000000-09000fff : pl011@9000000\n",
         );
         let p = plan_with(&t, arm64_image(0, 4 * MIB, ARM64_FLAGS_LOW, 4096), |_| {}).unwrap();
         assert_eq!(p.segments[0].mem, 0x40_0000);
