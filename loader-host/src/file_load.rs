@@ -109,7 +109,7 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
         Limit { bytes: FILE_LIMIT, why: "kexec_file_load reads" }
     };
     let file = input::read_file(&req.kernel, limit.bytes, limit.why)?;
-    let parsed = image::load(file, req.kernel_type.as_deref(), Host::current())
+    let mut parsed = image::load(file, req.kernel_type.as_deref(), Host::current())
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let mut notes = Vec::new();
     let with_embedded;
@@ -127,7 +127,10 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
     };
     let kernel = kernel_input(req, &parsed, &mut notes)?;
     check_footprint(req, &parsed, placeable)?;
-    let initrd = initrd_input(req, &parsed, limit)?;
+    // Taken, not cloned: the buffer is extended in place when --initrd
+    // files follow.
+    let own = parsed.embedded.as_mut().and_then(|e| e.initrd.take().map(|d| (d, e.initrd_source.clone())));
+    let initrd = initrd_input(req, own, limit)?;
 
     // Command line: kexec-tools passes --append / --reuse-cmdline's text
     // (concat_cmdline), or an empty one.
@@ -283,8 +286,8 @@ fn check_cmdline(cmdline: &str, k: &KernelImage) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn initrd_input(req: &Request, k: &KernelImage, limit: Limit) -> Result<Option<FileInput>, LoadError> {
-    let own = k.embedded.as_ref().and_then(|e| e.initrd.clone().map(|d| (d, e.initrd_source.clone())));
+/// `own`: the kernel file's own initrd (a UKI's) and where it came from.
+fn initrd_input(req: &Request, own: Option<(Blob, String)>, limit: Limit) -> Result<Option<FileInput>, LoadError> {
     Ok(match (own, req.initrds.as_slice()) {
         (None, []) => None,
         (None, [one]) => {
@@ -301,7 +304,7 @@ fn initrd_input(req: &Request, k: &KernelImage, limit: Limit) -> Result<Option<F
             let mut head = Vec::new();
             let mut sources = Vec::new();
             if let Some((d, s)) = own {
-                head.extend_from_slice(&d);
+                head = d.into_vec();
                 sources.push(format!("{} {s}", req.kernel.display()));
                 // cpio archives are concatenated on 4-byte boundaries
                 // (init/initramfs.c skips zero padding in 4-byte steps).

@@ -24,6 +24,17 @@ impl Blob {
         Blob { buf: Arc::new(bytes), start: 0, end }
     }
 
+    /// The bytes as a vector to extend: the buffer itself when this blob
+    /// is all of it and its only owner, else a copy.
+    pub fn into_vec(self) -> Vec<u8> {
+        let whole = self.start == 0 && self.end == self.buf.len();
+        match (whole, Arc::try_unwrap(self.buf)) {
+            (true, Ok(v)) => v,
+            (_, Ok(v)) => v[self.start..self.end].to_vec(),
+            (_, Err(shared)) => shared[self.start..self.end].to_vec(),
+        }
+    }
+
     /// `self[range]` without copying; None when it is not inside.
     pub fn slice(&self, range: std::ops::Range<usize>) -> Option<Blob> {
         if range.start > range.end || range.end > self.len() {
@@ -254,6 +265,18 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn a_sole_whole_blob_gives_up_its_buffer() {
+        let v: Vec<u8> = (0u8..100).collect();
+        let ptr = v.as_ptr();
+        let back = Blob::new(v).into_vec();
+        assert_eq!(back.as_ptr(), ptr, "no copy");
+        let b = Blob::new((0u8..100).collect());
+        let part = b.slice(10..20).unwrap();
+        assert_eq!(part.into_vec(), (10u8..20).collect::<Vec<_>>());
+        assert_eq!(b.clone().into_vec().len(), 100, "shared: copied");
     }
 
     #[test]

@@ -92,7 +92,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
 
     // 2. The kernel, which decides the architecture.
     let file = input::read_file(&req.kernel, placeable, PLACEABLE)?;
-    let kernel = image::load(file, req.kernel_type.as_deref(), Host::current())
+    let mut kernel = image::load(file, req.kernel_type.as_deref(), Host::current())
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let arch = kernel.arch;
     let format = match &kernel.embedded {
@@ -116,10 +116,12 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
 
     // 3. Initrds, concatenated as the kernel's initramfs unpacker allows:
     // the image's own first (systemd-stub order), then --initrd's.
+    // Taken, not cloned: the buffer is extended in place when --initrd
+    // files follow.
     let own = kernel
         .embedded
-        .as_ref()
-        .and_then(|e| e.initrd.clone().map(|d| (d, format!("{} {}", req.kernel.display(), e.initrd_source))));
+        .as_mut()
+        .and_then(|e| e.initrd.take().map(|d| (d, format!("{} {}", req.kernel.display(), e.initrd_source))));
     let initrd = match (own, req.initrds.as_slice()) {
         (None, []) => None,
         (None, paths) => Some(Initrd {
@@ -130,7 +132,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         (Some((own, source)), paths) => {
             // The kernel's initramfs unpacker skips zero padding between
             // cpio archives only in 4-byte steps (init/initramfs.c).
-            let mut head = own.to_vec();
+            let mut head = own.into_vec();
             head.resize(head.len().next_multiple_of(4), 0);
             let data = input::read_concatenated_after(head, paths, placeable, "initrds", PLACEABLE)?;
             Some(Initrd { data, source: format!("{source} + {}", join_paths(paths)) })
