@@ -30,7 +30,6 @@ pub const RELEASE_PROFILE: &[(&str, &str)] = &[
     ("codegen-units", "1"),
     ("debug", "false"),
     ("package.kexec-purgatory.opt-level", "\"z\""),
-    ("package.fdt.opt-level", "\"z\""),
     ("package.purgatory-arch.opt-level", "\"z\""),
     ("package.sha2.opt-level", "3"),
 ];
