@@ -28,7 +28,9 @@ guest_judges; host tests of the judges: test_judges.py.
 
 Prints one `PASS name (...)` or `FAIL name: reason` block per cell as it
 ends (with its wall time), the time per architecture, then `N passed, M
-failed`. Exit 0 when every cell passed, 1 when one failed, 2 on a setup
+failed`. A cell whose kernel 1 never reached its /init (QEMU or the
+kernel's own boot stalled; no loader ran) runs once more, printing `RERUN
+name: ...`; the rerun alone decides it. Exit 0 when every cell passed, 1 when one failed, 2 on a setup
 error. Nothing here loads or executes a kernel on the host: only QEMU runs.
 """
 import argparse
@@ -76,6 +78,7 @@ class Result:
     log: str
     tail: list
     window: list = dataclasses.field(default_factory=list)  # from the hand-off on, on a purgatory failure
+    k1_user_space: bool = True  # kernel 1 reached its /init (INIT1-START)
 
     def line(self):
         if self.ok:
@@ -139,7 +142,36 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
         if i is not None and i < len(tr.lines) - 40:
             window = tr.lines[i:i + 30]
     return Result(cell.name, arch.name, loader.name, v.ok, v.reason, v.info, v.bits, time.monotonic() - t0, log,
-                  tr.lines[-60:], window)
+                  tr.lines[-60:], window, k1_user_space=k1_reached_init(tr))
+
+
+def k1_reached_init(tr):
+    """Did kernel 1 start its /init? A cell that failed before that failed
+    before any loader ran: QEMU or kernel 1's own boot stalled (seen once
+    under TCG: a riscv64 kernel 1 stopped at "smp: Bringing up secondary
+    CPUs ..." on a loaded host)."""
+    return tr.find(r"^INIT1-START") is not None
+
+
+def run_cell_rerun_stalled(cell, loader, images, rundir, timeout=180, echo=False):
+    """run_cell, and once more when kernel 1 stalled before its /init (the
+    loader never ran, so nothing of ours was judged). The rerun is judged
+    alone and says that it is one; its first log is kept beside it."""
+    r = run_cell(cell, loader, images, rundir, timeout, echo)
+    if r.ok or r.k1_user_space:
+        return r
+    stalled_at = str(r.tail[-1]) if r.tail else "no console output"
+    first_log = r.log.replace("console.log", "console-stalled.log")
+    try:
+        os.replace(r.log, first_log)
+    except OSError:
+        first_log = "(not kept)"
+    print(f"RERUN {cell.name}: kernel 1 stalled before its /init, at: {stalled_at.strip()} ({first_log})", flush=True)
+    r2 = run_cell(cell, loader, images, rundir, timeout, echo)
+    r2.bits = r2.bits + ["rerun: kernel 1's first boot stalled before /init"]
+    if not r2.ok:
+        r2.reason += " (rerun; kernel 1's first boot stalled before /init)"
+    return r2
 
 
 def select(cells, arches, loader, names):
@@ -214,7 +246,8 @@ def main(argv=None, prog=None):
     t0 = time.monotonic()
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as ex:
-        futs = {ex.submit(run_cell, c, loader_of[c.name], images, rundir, a.timeout, a.verbose): c for c in order}
+        futs = {ex.submit(run_cell_rerun_stalled, c, loader_of[c.name], images, rundir, a.timeout, a.verbose): c
+                for c in order}
         for fut in concurrent.futures.as_completed(futs):
             c = futs[fut]
             try:

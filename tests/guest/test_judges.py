@@ -22,6 +22,7 @@ import crash_hotplug_x86 as hp  # noqa: E402
 import guest_cells as gcl  # noqa: E402
 import guest_contracts as gc  # noqa: E402
 import guest_images as gi  # noqa: E402
+import kexec_matrix as km  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript  # noqa: E402
 from qemu_kexec import Line  # noqa: E402
@@ -345,6 +346,58 @@ class Grid(unittest.TestCase):
                      "x86-hp-memory-negative", "x86-hp-cpu-online-negative"):
             self.assertIn(want, names)
         self.assertTrue(all(dataclasses.is_dataclass(c) for c in cells))
+
+
+class StalledKernel1(unittest.TestCase):
+    """A cell reruns once only when kernel 1 never reached its /init."""
+
+    def result(self, ok, k1, log):
+        last = [Line(9.0, "smp: Bringing up secondary CPUs ...")]
+        return km.Result("rv-kdump-portable", "riscv64", "rkexec", ok, "why", {}, [], 1.0, log, last,
+                         k1_user_space=k1)
+
+    def run_with(self, *results):
+        calls = []
+        seq = iter(results)
+        real = km.run_cell
+
+        def fake(*a, **k):
+            calls.append(a)
+            return next(seq)
+
+        km.run_cell = fake
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                log = os.path.join(d, "console.log")
+                for r in results:
+                    r.log = log
+                open(log, "w").close()
+                cell = gcl.grid()[0]
+                r = km.run_cell_rerun_stalled(cell, "loader", None, d)
+                kept = os.path.exists(os.path.join(d, "console-stalled.log"))
+        finally:
+            km.run_cell = real
+        return r, len(calls), kept
+
+    def test_k1_reached_init(self):
+        def tr(*texts):
+            return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
+
+        self.assertTrue(km.k1_reached_init(tr("x", "INIT1-START 1.20 0.40", "K1-RELEASE=6.12")))
+        self.assertFalse(km.k1_reached_init(tr("smp: Bringing up secondary CPUs ...")))
+
+    def test_reruns(self):
+        r, n, kept = self.run_with(self.result(False, False, ""), self.result(True, True, ""))
+        self.assertEqual((r.ok, n, kept), (True, 2, True))
+        self.assertIn("rerun: kernel 1's first boot stalled before /init", r.bits)
+        r, n, _ = self.run_with(self.result(False, False, ""), self.result(False, False, ""))
+        self.assertEqual((r.ok, n), (False, 2))
+        self.assertIn("(rerun;", r.reason)
+        # A failure after kernel 1's /init started is the cell's: no rerun.
+        r, n, kept = self.run_with(self.result(False, True, ""))
+        self.assertEqual((r.ok, n, kept), (False, 1, False))
+        r, n, _ = self.run_with(self.result(True, True, ""))
+        self.assertEqual((r.ok, n), (True, 1))
 
 
 if __name__ == "__main__":
