@@ -223,9 +223,9 @@ fn twenty_initrds_are_concatenated() {
     assert!(initrd["source"].as_str().unwrap().contains("initrd19"));
 }
 
-#[test]
-fn deeply_nested_dtb_is_refused_not_a_stack_overflow() {
-    // 20 000 nested nodes, 240 KB: the tree builders recurse per level.
+/// A DTB of 20 000 nested nodes, 240 KB: the tree builders recurse per
+/// level.
+fn deep_dtb() -> Vec<u8> {
     let mut s = Vec::new();
     for level in 0..20_000 {
         s.extend_from_slice(&1u32.to_be_bytes());
@@ -243,6 +243,12 @@ fn deeply_nested_dtb_is_refused_not_a_stack_overflow() {
     }
     blob.extend_from_slice(&[0u8; 16]);
     blob.extend_from_slice(&s);
+    blob
+}
+
+#[test]
+fn deeply_nested_dtb_is_refused_not_a_stack_overflow() {
+    let blob = deep_dtb();
     let d = tmp("nested");
     let (k, dtb) = (d.join("Image"), d.join("deep.dtb"));
     std::fs::write(&k, image(0, 4 << 20, ANYWHERE, 4032)).unwrap();
@@ -278,6 +284,7 @@ fn every_load_path_refuses_alike() {
     };
     let ok = path("Image", image(0, 4 << 20, ANYWHERE, 4032));
     let huge = path("huge", image(0, 1 << 63, ANYWHERE, 4032));
+    let wrap = path("wrap", image(0xffff_ffff_ffff_f000, 1 << 24, ANYWHERE, 4032));
     let mut stub = image(0, 8 << 20, ANYWHERE, 36);
     stub[..2].copy_from_slice(b"MZ");
     stub[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
@@ -300,8 +307,9 @@ fn every_load_path_refuses_alike() {
     for (how, r) in on_every_path(&[&ok]) {
         assert_eq!(r.code, Some(0), "{how}: {}", r.stderr);
     }
-    let rows: [(&[&str], &str); 8] = [
+    let rows: [(&[&str], &str); 9] = [
         (&[&huge], "no room for the kernel"),
+        (&[&wrap], "text_offset (0x08) 0xfffffffffffff000 + image_size (0x10) 0x1000000 overflows 64 bits"),
         (&["/dev/zero"], "/dev/zero: is a character device, not a regular file"),
         (&[&ok, "--initrd", "/dev/zero"], "/dev/zero: is a character device, not a regular file"),
         (&[&ok, "--initrd", &sparse], "42949672960 bytes is more than the"),
@@ -317,5 +325,11 @@ fn every_load_path_refuses_alike() {
             assert!(r.stderr.contains(needle), "{how}: expected {needle:?} in: {}", r.stderr);
             assert!(!r.stderr.contains("would kexec"), "{how}: went on to the call: {}", r.stderr);
         }
+    }
+    // The DTB is kexec_load's alone (kexec_file_load builds its own).
+    let deep = path("deep.dtb", deep_dtb());
+    for (how, r) in on_every_path(&[&ok, "--dtb", &deep]).into_iter().filter(|(how, _)| !how.starts_with("-s")) {
+        assert_eq!(r.code, Some(255), "{how}: exit status; stderr: {}", r.stderr);
+        assert!(r.stderr.contains("FDT nodes nest deeper than 64 levels"), "{how}: {}", r.stderr);
     }
 }
