@@ -19,7 +19,7 @@ use crate::error::LoadError;
 use crate::image::{self, Host, Kernel, KernelImage};
 use crate::input::{self, Blob};
 use crate::plan::{LoadKind, PlanError};
-use crate::planner::embedded_request;
+use crate::planner::{embedded_request, PLACEABLE};
 use crate::request::{CmdlineChoice, Request};
 use crate::syscall::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
 use crate::system::iomem::Iomem;
@@ -226,9 +226,6 @@ fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Resu
         }
     }
 }
-
-/// What the kexec_load path says of memory it cannot place in.
-const PLACEABLE: &str = "that can be placed in this machine's usable memory (/proc/iomem)";
 
 /// The most bytes a file may have, and why.
 #[derive(Clone, Copy)]

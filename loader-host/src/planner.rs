@@ -78,6 +78,10 @@ pub(crate) struct ArchLayout {
     pub notes: Vec<String>,
 }
 
+/// Why an input may be no larger than the usable RAM (or crash
+/// reservation) /proc/iomem lists.
+pub(crate) const PLACEABLE: &str = "that can be placed in this machine's usable memory (/proc/iomem)";
+
 /// Plan the load `req` describes on the machine `sys` describes. Nothing
 /// is loaded; the plan has passed every check the load would make.
 pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
@@ -88,7 +92,6 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         return Err(crash::CrashError::NoCrashKernel(sys.iomem_path()).into());
     }
     let placeable = if req.crash.is_some() { iomem.crash_usable() } else { iomem.usable_ram() }.total();
-    const PLACEABLE: &str = "that can be placed in this machine's usable memory (/proc/iomem)";
 
     // 2. The kernel, which decides the architecture.
     let file = input::read_file(&req.kernel, placeable, PLACEABLE)?;
