@@ -8,7 +8,9 @@ cannot pass by accident. Runs in a second:
 
     python3 tests/guest/test_judges.py [-v]
 """
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -373,10 +375,14 @@ class StalledKernel1(unittest.TestCase):
                     r.log = log
                 open(log, "w").close()
                 cell = gcl.grid()[0]
-                r = km.run_cell_rerun_stalled(cell, "loader", None, d)
+                printed = io.StringIO()
+                with contextlib.redirect_stdout(printed):
+                    r = km.run_cell_rerun_stalled(cell, "loader", None, d)
                 kept = os.path.exists(os.path.join(d, "console-stalled.log"))
         finally:
             km.run_cell = real
+        # The RERUN line is printed exactly when the cell ran again.
+        self.assertEqual(printed.getvalue().startswith(f"RERUN {cell.name}: kernel 1 stalled"), len(calls) == 2)
         return r, len(calls), kept
 
     def test_k1_reached_init(self):
