@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use loader_host::arch::Arch;
+use kexec_purgatory::elf::{EM_AARCH64, EM_RISCV, EM_X86_64};
 use loader_host::image::{self, Host, Kernel, KernelImage, FORMATS};
 use loader_host::input::Blob;
 
@@ -19,18 +19,18 @@ fn check(k: &KernelImage, file: &[u8]) {
             // The image and its bss fit from the load address.
             assert!(i.mem_size >= i.data.len() as u64, "mem_size below the file");
             assert!(i.text_offset.is_multiple_of(4096), "text_offset {:#x} not page aligned", i.text_offset);
-            match k.arch {
+            match k.machine {
                 // booting.rst §4: placed text_offset bytes above a 2 MiB base.
-                Arch::Arm64 => assert!(i.text_offset.checked_add(i.mem_size).is_some(), "text_offset + mem_size wraps"),
+                EM_AARCH64 => assert!(i.text_offset.checked_add(i.mem_size).is_some(), "text_offset + mem_size wraps"),
                 // riscv boot.rst: text_offset is the base's alignment, 0 or 4 KiB..1 GiB.
-                Arch::Riscv64 => {
+                EM_RISCV => {
                     assert!(i.text_offset == 0 || i.text_offset.is_power_of_two() && i.text_offset <= 1 << 30)
                 }
-                Arch::X86_64 => panic!("an x86_64 Image"),
+                m => panic!("an Image for ELF machine {m}"),
             }
         }
         Kernel::BzImage(b) => {
-            assert_eq!(k.arch, Arch::X86_64);
+            assert_eq!(k.machine, EM_X86_64);
             assert_eq!(b.setup_size + b.payload.len(), raw.len(), "payload is not the rest of the file");
             assert!(!b.payload.is_empty());
             assert!(b.payload.len() as u64 <= b.init_size, "payload larger than init_size");
@@ -38,7 +38,7 @@ fn check(k: &KernelImage, file: &[u8]) {
             assert!(b.cmdline_size > 0);
         }
         Kernel::Elf(e) => {
-            assert_eq!(k.arch, Arch::X86_64);
+            assert_eq!(k.machine, EM_X86_64);
             assert!(e.data.len() as u64 <= e.mem_size, "span shorter than its data");
             let end = e.paddr.checked_add(e.mem_size).expect("span wraps");
             assert!((e.paddr..end).contains(&e.entry), "entry outside the span");
@@ -49,7 +49,7 @@ fn check(k: &KernelImage, file: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let blob = Blob::new(data.to_vec());
-    let _ = image::probe_arch(data);
+    let _ = image::probe_machine(data);
     match image::load(blob.clone(), None, HOST) {
         Ok(k) => check(&k, data),
         Err(e) => drop(e.to_string()),

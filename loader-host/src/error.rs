@@ -5,14 +5,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::arch::x86_64::boot_params::BootParamsError;
-use crate::arch::Arch;
+use crate::arch_spec::Arch;
+use crate::boot_params::BootParamsError;
 use crate::crash::CrashError;
 use crate::dtb::edit::DtbEditError;
 use crate::image::ImageError;
 use crate::input::InputError;
 use crate::plan::PlanError;
-use crate::purgatory_image::ImageError as PurgatoryImageError;
+use crate::purgatory_image::PurgatoryImageError;
 use crate::system::console::ConsoleError;
 use crate::system::entropy::EntropyError;
 use crate::system::firmware::FirmwareError;

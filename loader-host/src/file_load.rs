@@ -12,18 +12,17 @@
 
 use std::path::PathBuf;
 
-use crate::arch::{self, Arch};
+use crate::arch::contract::Architecture;
+use crate::arch_spec::Arch;
 use crate::cmdline;
-use crate::crash::CrashError;
 use crate::error::LoadError;
-use crate::image::{self, Host, Kernel, KernelImage};
+use crate::image::{Kernel, KernelImage};
 use crate::input::{self, Blob};
+use crate::kernel_file::{self, KernelFile, Limit, PLACEABLE};
 use crate::plan::{LoadKind, PlanError};
-use crate::planner::{embedded_request, PLACEABLE};
 use crate::request::{CmdlineChoice, Request};
-use crate::syscall::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
-use crate::system::iomem::Iomem;
 use crate::system::SystemSources;
+use crate::uapi::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
 
 /// The most a kernel or initrd file is read for the file path (the kernel
 /// itself refuses what it cannot place).
@@ -94,43 +93,19 @@ pub struct FilePlan {
 /// (KEXEC_FILE_NO_CMA, KEXEC_FILE_FORCE_DTB).
 pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<FilePlan, LoadError> {
     let crash = req.crash.is_some();
-    let path = sys.iomem_path();
-    let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
-    // kexec/kexec.c main(): a crash load needs the crashkernel= region.
-    if crash && iomem.crash_kernel().is_empty() {
-        return Err(CrashError::NoCrashKernel(path).into());
-    }
-    // The kexec_load path's bound (planner::plan): nothing larger than the
-    // memory the kernel could place it in is read or handed over.
-    let placeable = if crash { iomem.crash_usable() } else { iomem.usable_ram() }.total();
-    let limit = if placeable < FILE_LIMIT {
-        Limit { bytes: placeable, why: PLACEABLE }
-    } else {
-        Limit { bytes: FILE_LIMIT, why: "kexec_file_load reads" }
-    };
-    let file = input::read_file(&req.kernel, limit.bytes, limit.why)?;
-    let mut parsed = image::load(file, req.kernel_type.as_deref(), Host::current())
-        .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
-    let mut notes = Vec::new();
-    let with_embedded;
-    let req = match &parsed.embedded {
-        Some(e) => {
-            notes.extend(e.notes.iter().cloned());
-            with_embedded = embedded_request(req, e, &mut notes);
-            &with_embedded
-        }
-        None => req,
-    };
-    let format = match &parsed.embedded {
-        Some(e) => format!("{} ({})", parsed.format, e.inner_format),
-        None => parsed.format.to_string(),
-    };
-    let kernel = kernel_input(req, &parsed, &mut notes)?;
-    check_footprint(req, &parsed, placeable)?;
-    // Taken, not cloned: the buffer is extended in place when --initrd
-    // files follow.
-    let own = parsed.embedded.as_mut().and_then(|e| e.initrd.take().map(|d| (d, e.initrd_source.clone())));
-    let initrd = initrd_input(req, own, limit)?;
+    // The kexec_load path's bound (kernel_file::open): nothing larger than
+    // the memory the kernel could place it in is read or handed over, nor
+    // more than kexec_file_load reads.
+    let cap = Limit { bytes: FILE_LIMIT, why: "kexec_file_load reads" };
+    let mut file = kernel_file::open(req, sys, Some(cap))?;
+    let kernel = kernel_input(&file)?;
+    check_footprint(&file)?;
+    let own = file.take_own_initrd();
+    let initrd = initrd_input(&file, own)?;
+    let KernelFile { arch: architecture, image: parsed, req, format, mut notes, .. } = file;
+    notes.extend(kernel.1);
+    let kernel = kernel.0;
+    let req = &req;
 
     // Command line: kexec-tools passes --append / --reuse-cmdline's text
     // (concat_cmdline), or an empty one.
@@ -142,7 +117,7 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
     if cmdline.contains('\0') {
         return Err(PlanError::Refused { rule: "the command line contains a NUL byte".into() }.into());
     }
-    check_cmdline(&cmdline, &parsed)?;
+    check_cmdline(&cmdline, architecture, &parsed)?;
     let mut flags = extra_flags;
     if crash {
         flags |= KEXEC_FILE_ON_CRASH;
@@ -179,7 +154,7 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
     ];
     notes.extend(ignored.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()));
     Ok(FilePlan {
-        arch: parsed.arch,
+        arch: architecture.arch(),
         kind: if crash { LoadKind::Crash } else { LoadKind::Kexec },
         kernel_path: req.kernel.clone(),
         format,
@@ -195,8 +170,9 @@ pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<File
 /// bzImage (arch/x86/kernel/kexec-bzimage64.c) or an uncompressed arm64 or
 /// riscv64 Image (arch/arm64/kernel/kexec_image.c,
 /// arch/riscv/kernel/kexec_image.c; trixie's riscv64 kernel has no
-/// kexec_file_load at all).
-fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Result<FileInput, LoadError> {
+/// kexec_file_load at all); and the notes that says.
+fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError> {
+    let (req, k) = (&file.req, &file.image);
     let path = req.kernel.display();
     match (&k.kernel, &k.embedded) {
         (Kernel::Elf(_), _) => Err(PlanError::Refused {
@@ -205,54 +181,43 @@ fn kernel_input(req: &Request, k: &KernelImage, notes: &mut Vec<String>) -> Resu
             ),
         }
         .into()),
-        (Kernel::BzImage(_), Some(e)) => {
-            notes.push(format!("{} .linux ({}) is passed in a memfd", e.container, e.inner_format));
-            Ok(FileInput::Memory { data: e.linux.clone(), source: format!("{path} .linux") })
-        }
-        (Kernel::BzImage(_), None) => Ok(FileInput::File(req.kernel.clone())),
+        (Kernel::BzImage(_), Some(e)) => Ok((
+            FileInput::Memory { data: e.linux.clone(), source: format!("{path} .linux") },
+            vec![format!("{} .linux ({}) is passed in a memfd", e.container, e.inner_format)],
+        )),
+        (Kernel::BzImage(_), None) => Ok((FileInput::File(req.kernel.clone()), Vec::new())),
         (Kernel::Image(i), e) => {
             if e.is_none() && matches!(k.format, "Image" | "riscv64 Image") {
-                return Ok(FileInput::File(req.kernel.clone()));
+                return Ok((FileInput::File(req.kernel.clone()), Vec::new()));
             }
             let what = match e {
                 Some(e) => format!("{path} .linux ({})", e.inner_format),
                 None => format!("{path} ({})", k.format),
             };
-            notes.push(format!(
+            let note = format!(
                 "{what} is passed decompressed, in a memfd ({}'s kexec_file_load takes only an Image); a signature on the file does not carry over",
-                k.arch
-            ));
-            Ok(FileInput::Memory { data: i.data.clone(), source: format!("{what}, decompressed") })
+                file.arch.spec().name
+            );
+            Ok((FileInput::Memory { data: i.data.clone(), source: format!("{what}, decompressed") }, vec![note]))
         }
     }
-}
-
-/// The most bytes a file may have, and why.
-#[derive(Clone, Copy)]
-struct Limit {
-    bytes: u64,
-    why: &'static str,
 }
 
 /// The kernel's memory footprint must fit the memory it can be placed in:
 /// the kernel's own loaders would fail to place it (kexec_add_buffer), and
 /// the kexec_load path refuses the same kernel ("no room for the kernel").
-fn check_footprint(req: &Request, k: &KernelImage, placeable: u64) -> Result<(), LoadError> {
-    let footprint = match (&k.kernel, k.arch) {
-        // booting.rst §4: text_offset + image_size from a 2 MiB aligned base.
-        (Kernel::Image(i), Arch::Arm64) => i.text_offset.checked_add(i.mem_size),
-        // riscv64's text_offset is an alignment, not a lead.
-        (Kernel::Image(i), _) => Some(i.mem_size),
-        // boot.rst init_size: the linear memory the kernel needs.
-        (Kernel::BzImage(b), _) => Some(b.init_size),
-        (Kernel::Elf(_), _) => return Ok(()),
-    };
-    match footprint {
+fn check_footprint(file: &KernelFile) -> Result<(), LoadError> {
+    if matches!(file.image.kernel, Kernel::Elf(_)) {
+        // Refused by kernel_input: kexec_file_load takes no vmlinux.
+        return Ok(());
+    }
+    let placeable = file.placeable;
+    match file.arch.kernel_footprint(&file.image.kernel) {
         Some(n) if n <= placeable => Ok(()),
         n => Err(PlanError::Refused {
             rule: format!(
                 "{}: no room for the kernel ({} bytes): more than the {placeable} bytes {PLACEABLE}",
-                req.kernel.display(),
+                file.req.kernel.display(),
                 n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
             ),
         }
@@ -260,56 +225,33 @@ fn check_footprint(req: &Request, k: &KernelImage, placeable: u64) -> Result<(),
     }
 }
 
-/// The command line must fit what the new kernel takes, by the rule the
-/// kexec_load path applies: arm64 and riscv64 copy `bootargs` into a
-/// COMMAND_LINE_SIZE buffer and truncate the rest silently; x86's
-/// kexec_file bzImage loader refuses a line whose length with its NUL,
-/// plus room for `elfcorehdr=0x<64-bit>` (30 bytes), exceeds cmdline_size
-/// (arch/x86/kernel/kexec-bzimage64.c, every load type).
-fn check_cmdline(cmdline: &str, k: &KernelImage) -> Result<(), LoadError> {
-    const ELFCOREHDR_STR_LEN: usize = 30;
-    let (max, rule) = match (&k.kernel, k.arch) {
-        (Kernel::BzImage(b), _) => (
-            (b.cmdline_size as usize).saturating_sub(1 + ELFCOREHDR_STR_LEN),
-            "kexec_file_load's bzImage loader (the line, its NUL and 30 bytes for elfcorehdr= within cmdline_size, arch/x86/kernel/kexec-bzimage64.c)",
-        ),
-        (_, Arch::Arm64) => (arch::arm64::BOOT.command_line_size - 1, arch::arm64::BOOT.command_line_rule),
-        (_, Arch::Riscv64) => (arch::riscv64::BOOT.command_line_size - 1, arch::riscv64::BOOT.command_line_rule),
-        (_, Arch::X86_64) => return Ok(()),
-    };
-    if cmdline.len() > max {
-        return Err(LoadError::CmdlineTooLong { len: cmdline.len(), max, rule });
+/// The command line must fit what the new kernel takes, by the rule its
+/// kexec_file loader applies (`Architecture::file_load_cmdline_limit`):
+/// arm64 and riscv64 copy `bootargs` into a COMMAND_LINE_SIZE buffer and
+/// truncate the rest silently; x86's bzImage loader refuses a line too
+/// long for cmdline_size.
+fn check_cmdline(cmdline: &str, arch: &dyn Architecture, k: &KernelImage) -> Result<(), LoadError> {
+    match arch.file_load_cmdline_limit(&k.kernel) {
+        Some(limit) if cmdline.len() > limit.max => {
+            Err(LoadError::CmdlineTooLong { len: cmdline.len(), max: limit.max, rule: limit.rule })
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-/// `own`: the kernel file's own initrd (a UKI's) and where it came from.
-fn initrd_input(req: &Request, own: Option<(Blob, String)>, limit: Limit) -> Result<Option<FileInput>, LoadError> {
-    Ok(match (own, req.initrds.as_slice()) {
-        (None, []) => None,
-        (None, [one]) => {
-            // Handed over as a descriptor, unread: checked as a read would be.
-            let size = input::regular_size(one)?;
-            if size > limit.bytes {
-                let err = input::InputError::TooLarge { path: one.clone(), size, limit: limit.bytes, why: limit.why };
-                return Err(err.into());
-            }
-            Some(FileInput::File(one.clone()))
+/// The initrd descriptor's contents: one `--initrd` file handed over as
+/// itself (unread, but checked as a read would be), else `own` (a UKI's)
+/// and the files concatenated in a memfd.
+fn initrd_input(file: &KernelFile, own: Option<(Blob, String)>) -> Result<Option<FileInput>, LoadError> {
+    let limit = file.limit;
+    if let (None, [one]) = (&own, file.req.initrds.as_slice()) {
+        let size = input::regular_size(one)?;
+        if size > limit.bytes {
+            let err = input::InputError::TooLarge { path: one.clone(), size, limit: limit.bytes, why: limit.why };
+            return Err(err.into());
         }
-        (Some((own, s)), []) => Some(FileInput::Memory { data: own, source: format!("{} {s}", req.kernel.display()) }),
-        (own, paths) => {
-            let mut head = Vec::new();
-            let mut sources = Vec::new();
-            if let Some((d, s)) = own {
-                head = d.into_vec();
-                sources.push(format!("{} {s}", req.kernel.display()));
-                // cpio archives are concatenated on 4-byte boundaries
-                // (init/initramfs.c skips zero padding in 4-byte steps).
-                head.resize(head.len().next_multiple_of(4), 0);
-            }
-            let data = input::read_concatenated_after(head, paths, limit.bytes, "initrds", limit.why)?;
-            sources.extend(paths.iter().map(|p| p.display().to_string()));
-            Some(FileInput::Memory { data, source: sources.join(" + ") })
-        }
-    })
+        return Ok(Some(FileInput::File(one.clone())));
+    }
+    Ok(kernel_file::concatenated_initrds(own, &file.req.initrds, limit)?
+        .map(|(data, source)| FileInput::Memory { data, source }))
 }

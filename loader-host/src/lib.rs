@@ -45,16 +45,18 @@
 #![warn(missing_docs)]
 
 pub mod arch;
+pub mod arch_spec;
+pub mod boot_params;
 pub mod bytes;
 pub mod cmdline;
 pub mod crash;
 pub mod digest;
 pub mod dtb;
-pub mod dtb_boot;
 pub mod error;
 pub mod file_load;
 pub mod image;
 pub mod input;
+pub(crate) mod kernel_file;
 pub(crate) mod placement;
 pub mod plan;
 pub mod planner;
@@ -64,12 +66,13 @@ pub mod report;
 pub mod request;
 pub mod syscall;
 pub mod system;
+pub mod uapi;
 pub mod validate;
 
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use arch::Arch;
+pub use arch_spec::Arch;
 pub use error::LoadError;
 pub use plan::Plan;
 pub use planner::plan;

@@ -7,7 +7,7 @@ use std::fmt;
 
 use kexec_purgatory::abi::{PurgatoryParams, SegmentKind};
 
-use crate::arch::Arch;
+use crate::arch_spec::Arch;
 use crate::input::Blob;
 use crate::range::Range;
 

@@ -12,135 +12,37 @@
 //! 6. the finished plan is checked against every rule the kernel and the
 //!    purgatory would apply after the system call (`validate`).
 
-use kexec_purgatory::abi::{ConsoleDesc, PurgatoryParams, CONSOLE_8250_IO, PARAM_FLAG_SKIP_DIGESTS};
+use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_SKIP_DIGESTS};
 
-use crate::arch::{self, Arch};
-use crate::crash::{self, CrashSetup};
+use crate::arch::contract::{ArchInput, ArchLayout, Initrd};
+use crate::arch_spec::Arch;
+use crate::crash;
 use crate::digest;
 use crate::error::LoadError;
-use crate::image::{self, Embedded, Host, KernelImage};
-use crate::input::{self, Blob};
-use crate::placement::{KexecBuf, Layout, Order};
-use crate::plan::{BootData, CoreSummary, KernelSummary, LoadKind, Plan};
+use crate::input::Blob;
+use crate::kernel_file::{self, KernelFile};
+use crate::placement::KexecBuf;
+use crate::plan::{CoreSummary, KernelSummary, LoadKind, Plan};
 use crate::purgatory_image::PurgatoryImage;
-use crate::range::{FreeMap, Range};
-use crate::request::{CmdlineChoice, Request};
-use crate::system::iomem::Iomem;
+use crate::range::Range;
+use crate::request::Request;
 use crate::system::{self, console, SystemSources};
 use crate::validate;
-
-/// The initrds, concatenated.
-#[derive(Clone, Debug)]
-pub(crate) struct Initrd {
-    pub data: Blob,
-    /// Their names, joined with " + ".
-    pub source: String,
-}
-
-/// What every architecture's planner receives.
-pub(crate) struct ArchInput<'a> {
-    pub req: &'a Request,
-    pub sys: &'a SystemSources,
-    pub iomem: &'a Iomem,
-    pub kernel: KernelImage,
-    /// "path (format)", for the plan table.
-    pub kernel_source: String,
-    pub initrd: Option<Initrd>,
-    /// Memory the segments may go to (normal RAM, or the crash ranges).
-    pub free: FreeMap,
-    pub crash: Option<CrashSetup>,
-    /// The purgatory's parameter block so far: flags from the request,
-    /// failure action, and the console if `--serial` named one.
-    pub params: PurgatoryParams,
-    /// Whether `params.console` was set by the caller.
-    pub console_given: bool,
-    /// Notes for the plan, to which the planner adds its own.
-    pub notes: Vec<String>,
-}
-
-/// Where the purgatory may go, preferred first.
-#[derive(Clone, Debug)]
-pub(crate) struct PurgatoryWindow {
-    pub window: Range,
-    pub order: Order,
-    pub rule: &'static str,
-}
-
-/// What an architecture's planner hands back.
-pub(crate) struct ArchLayout {
-    /// Kernel, initrd, elfcorehdr, boot data: placed, in kexec order.
-    pub layout: Layout,
-    pub kernel_entry: u64,
-    pub boot_data: BootData,
-    pub cmdline: String,
-    pub params: PurgatoryParams,
-    pub purgatory: Vec<PurgatoryWindow>,
-    pub notes: Vec<String>,
-}
-
-/// Why an input may be no larger than the usable RAM (or crash
-/// reservation) /proc/iomem lists.
-pub(crate) const PLACEABLE: &str = "that can be placed in this machine's usable memory (/proc/iomem)";
 
 /// Plan the load `req` describes on the machine `sys` describes. Nothing
 /// is loaded; the plan has passed every check the load would make.
 pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
-    // 1. Memory, so that no input is read that could not be placed.
-    let iomem_path = sys.iomem_path();
-    let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: iomem_path, err })?;
-    if req.crash.is_some() && iomem.crash_kernel().is_empty() {
-        return Err(crash::CrashError::NoCrashKernel(sys.iomem_path()).into());
-    }
-    let placeable = if req.crash.is_some() { iomem.crash_usable() } else { iomem.usable_ram() }.total();
+    // 1-2. Memory, then the kernel, which decides the architecture.
+    let mut file = kernel_file::open(req, sys, None)?;
 
-    // 2. The kernel, which decides the architecture.
-    let file = input::read_file(&req.kernel, placeable, PLACEABLE)?;
-    let mut kernel = image::load(file, req.kernel_type.as_deref(), Host::current())
-        .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
-    let arch = kernel.arch;
-    let format = match &kernel.embedded {
-        Some(e) => format!("{} ({})", kernel.format, e.inner_format),
-        None => kernel.format.to_string(),
-    };
-    let kernel_source = format!("{} ({format})", req.kernel.display());
-    let mut notes = Vec::new();
-
-    // A unified kernel image brings its command line (unless the caller
-    // gives one), its initrd and its DTB (image::uki).
-    let with_embedded;
-    let req = match &kernel.embedded {
-        Some(e) => {
-            notes.extend(e.notes.iter().cloned());
-            with_embedded = embedded_request(req, e, &mut notes);
-            &with_embedded
-        }
-        None => req,
-    };
-
-    // 3. Initrds, concatenated as the kernel's initramfs unpacker allows:
-    // the image's own first (systemd-stub order), then --initrd's.
-    // Taken, not cloned: the buffer is extended in place when --initrd
-    // files follow.
-    let own = kernel
-        .embedded
-        .as_mut()
-        .and_then(|e| e.initrd.take().map(|d| (d, format!("{} {}", req.kernel.display(), e.initrd_source))));
-    let initrd = match (own, req.initrds.as_slice()) {
-        (None, []) => None,
-        (None, paths) => Some(Initrd {
-            data: input::read_concatenated(paths, placeable, "initrds", PLACEABLE)?,
-            source: join_paths(paths),
-        }),
-        (Some((data, source)), []) => Some(Initrd { data, source }),
-        (Some((own, source)), paths) => {
-            // The kernel's initramfs unpacker skips zero padding between
-            // cpio archives only in 4-byte steps (init/initramfs.c).
-            let mut head = own.into_vec();
-            head.resize(head.len().next_multiple_of(4), 0);
-            let data = input::read_concatenated_after(head, paths, placeable, "initrds", PLACEABLE)?;
-            Some(Initrd { data, source: format!("{source} + {}", join_paths(paths)) })
-        }
-    };
+    // 3. Initrds, concatenated: the image's own first (systemd-stub
+    // order), then --initrd's, read straight onto its buffer.
+    let own = file.take_own_initrd();
+    let initrd = kernel_file::concatenated_initrds(own, &file.req.initrds, file.limit)?
+        .map(|(data, source)| Initrd { data, source });
+    let KernelFile { iomem, arch: architecture, image, req, format, source, mut notes, .. } = file;
+    let arch = architecture.arch();
+    let req = &req;
 
     // Memory for this kind of load.
     let (free, crash) = match req.crash {
@@ -150,7 +52,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
             (usable.free, None)
         }
         Some(opts) => {
-            let setup = crash::prepare(sys, &iomem, &arch::crash_policy(arch), opts)?;
+            let setup = crash::prepare(sys, &iomem, arch, opts)?;
             notes.push(setup.note.clone());
             (setup.free.clone(), Some(setup))
         }
@@ -171,16 +73,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     params.on_failure = req.on_failure.abi();
     let console_given = match &req.serial {
         Some(tty) => {
-            params.console = match (io_port(tty), console::for_tty(&sys.sys_root, tty, arch)) {
-                (Some(port), _) => ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port },
-                (None, Ok(c)) => c,
-                // kexec-tools' x86 --serial names (kexec/arch/x86_64/
-                // kexec-x86_64.c): ttyS0 0x3f8, ttyS1 0x2f8.
-                (None, Err(_)) if arch == Arch::X86_64 && matches!(tty.as_str(), "ttyS0" | "ttyS1") => {
-                    ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: if tty == "ttyS0" { 0x3f8 } else { 0x2f8 } }
-                }
-                (None, Err(e)) => return Err(e.into()),
-            };
+            params.console = console::for_serial(&sys.sys_root, tty, arch)?;
             true
         }
         None => false,
@@ -189,13 +82,20 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     let kind = if crash.is_some() { LoadKind::Crash } else { LoadKind::Kexec };
 
     // 4. The architecture places its segments.
-    let input =
-        ArchInput { req, sys, iomem: &iomem, kernel, kernel_source, initrd, free, crash, params, console_given, notes };
-    let arch_layout = match arch {
-        Arch::Arm64 => arch::arm64::plan(input)?,
-        Arch::X86_64 => arch::x86_64::plan(input)?,
-        Arch::Riscv64 => arch::riscv64::plan(input)?,
+    let input = ArchInput {
+        req,
+        sys,
+        iomem: &iomem,
+        kernel: image,
+        kernel_source: source,
+        initrd,
+        free,
+        crash,
+        params,
+        console_given,
+        notes,
     };
+    let arch_layout = architecture.place(input)?;
 
     // 5. The purgatory, digests, the parameter block.
     let purgatory = PurgatoryImage::for_arch(arch)?;
@@ -204,21 +104,6 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     // 6. Everything the kernel and the purgatory will check, checked now.
     validate::plan(&plan, &purgatory, &iomem).map_err(LoadError::Plan)?;
     Ok(plan)
-}
-
-fn join_paths(paths: &[std::path::PathBuf]) -> String {
-    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ")
-}
-
-/// The request with a UKI's `.cmdline` as the command line when the caller
-/// gave none (systemd-stub: the embedded command line is the default).
-pub(crate) fn embedded_request(req: &Request, e: &Embedded, notes: &mut Vec<String>) -> Request {
-    let mut r = req.clone();
-    if let (CmdlineChoice::Keep, Some(c)) = (&req.cmdline, &e.cmdline) {
-        r.cmdline = CmdlineChoice::Set(c.clone());
-        notes.push(format!("command line from the {} .cmdline section", e.container));
-    }
-    r
 }
 
 /// `[mem_min, mem_max]` as a range, when either is given.
@@ -235,13 +120,6 @@ fn mem_window(req: &Request) -> Result<Option<Range>, LoadError> {
         .into());
     }
     Ok(Some(Range::new(min, end)))
-}
-
-/// kexec-tools' x86 `--serial=0x<hex>` form (kexec/arch/x86_64/
-/// kexec-x86_64.c arch_process_options): an 8250 at that I/O port.
-fn io_port(spec: &str) -> Option<u64> {
-    let hex = spec.strip_prefix("0x")?;
-    u64::from_str_radix(hex, 16).ok().filter(|p| *p < 65536)
 }
 
 /// Place the purgatory, hash every segment, fill the parameter block.

@@ -1,7 +1,7 @@
 //! The purgatory images this loader embeds, and filling in their parameter
 //! block (docs/abi.md).
 
-use crate::arch::Arch;
+use crate::arch_spec::Arch;
 use kexec_purgatory::abi::{
     ImageHeader, PurgatoryParams, ABI_VERSION, ARCH_AARCH64, ARCH_RISCV64, ARCH_X86_64,
     IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
@@ -20,9 +20,34 @@ pub static RISCV64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purga
 /// The riscv64 image as an ELF with symbols.
 pub static RISCV64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.elf"));
 
+/// One embedded image.
+#[derive(Debug)]
+pub struct EmbeddedImage {
+    /// Its name: the Rust target_arch it was built for (`aarch64`).
+    pub name: &'static str,
+    /// The header's `arch` (`ARCH_*`).
+    pub abi_arch: u32,
+    /// The flat image.
+    pub flat: &'static [u8],
+    /// The ELF with symbols.
+    pub elf: &'static [u8],
+}
+
+/// Every image this loader embeds.
+pub static EMBEDDED: [EmbeddedImage; 3] = [
+    EmbeddedImage { name: "aarch64", abi_arch: ARCH_AARCH64, flat: AARCH64_FLAT, elf: AARCH64_ELF },
+    EmbeddedImage { name: "x86_64", abi_arch: ARCH_X86_64, flat: X86_64_FLAT, elf: X86_64_ELF },
+    EmbeddedImage { name: "riscv64", abi_arch: ARCH_RISCV64, flat: RISCV64_FLAT, elf: RISCV64_ELF },
+];
+
+/// The embedded image whose header names `abi_arch`.
+pub fn embedded(abi_arch: u32) -> Option<&'static EmbeddedImage> {
+    EMBEDDED.iter().find(|e| e.abi_arch == abi_arch)
+}
+
 /// Why a purgatory image cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageError {
+pub enum PurgatoryImageError {
     /// Shorter than the image header (the image's length in bytes).
     TooSmall(usize),
     /// The header's magic is not `IMAGE_MAGIC` ("RKXPURG").
@@ -42,9 +67,11 @@ pub enum ImageError {
     NotPositionIndependent,
     /// A header field points outside the image.
     Field(&'static str),
+    /// No image for this `ARCH_*` is embedded.
+    NotEmbedded(u32),
 }
 
-impl std::fmt::Display for ImageError {
+impl std::fmt::Display for PurgatoryImageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::TooSmall(n) => write!(f, "purgatory image is {n} bytes, smaller than its 96-byte header"),
@@ -55,11 +82,12 @@ impl std::fmt::Display for ImageError {
             }
             Self::NotPositionIndependent => write!(f, "purgatory image header: not position independent"),
             Self::Field(name) => write!(f, "purgatory image header: {name} lies outside the image"),
+            Self::NotEmbedded(arch) => write!(f, "no purgatory image for arch {arch} is embedded in this loader"),
         }
     }
 }
 
-impl std::error::Error for ImageError {}
+impl std::error::Error for PurgatoryImageError {}
 
 /// A checked purgatory image.
 #[derive(Debug, Clone)]
@@ -74,59 +102,56 @@ pub struct PurgatoryImage<'a> {
 
 impl<'a> PurgatoryImage<'a> {
     /// Check the header of a flat image built for `arch`.
-    pub fn parse(bytes: &'a [u8], arch: u32) -> Result<Self, ImageError> {
-        let header = ImageHeader::parse(bytes).ok_or(ImageError::TooSmall(bytes.len()))?;
+    pub fn parse(bytes: &'a [u8], arch: u32) -> Result<Self, PurgatoryImageError> {
+        let header = ImageHeader::parse(bytes).ok_or(PurgatoryImageError::TooSmall(bytes.len()))?;
         if header.magic != IMAGE_MAGIC {
-            return Err(ImageError::Magic);
+            return Err(PurgatoryImageError::Magic);
         }
         if header.abi_version != ABI_VERSION {
-            return Err(ImageError::AbiVersion(header.abi_version));
+            return Err(PurgatoryImageError::AbiVersion(header.abi_version));
         }
         if header.arch != arch {
-            return Err(ImageError::Arch { expected: arch, found: header.arch });
+            return Err(PurgatoryImageError::Arch { expected: arch, found: header.arch });
         }
         if header.flags & IMAGE_FLAG_POSITION_INDEPENDENT == 0 {
-            return Err(ImageError::NotPositionIndependent);
+            return Err(PurgatoryImageError::NotPositionIndependent);
         }
         let len = bytes.len() as u64;
         if header.image_size != len {
-            return Err(ImageError::Field("image_size"));
+            return Err(PurgatoryImageError::Field("image_size"));
         }
         if header.mem_size < header.image_size {
-            return Err(ImageError::Field("mem_size"));
+            return Err(PurgatoryImageError::Field("mem_size"));
         }
         if header.entry_offset >= len {
-            return Err(ImageError::Field("entry_offset"));
+            return Err(PurgatoryImageError::Field("entry_offset"));
         }
         let params_end = header.params_offset.checked_add(header.params_size);
         if header.params_size < std::mem::size_of::<PurgatoryParams>() as u64 || params_end.is_none_or(|e| e > len) {
-            return Err(ImageError::Field("params_offset/params_size"));
+            return Err(PurgatoryImageError::Field("params_offset/params_size"));
         }
         Ok(Self { bytes, header })
     }
 
     /// The embedded aarch64 image.
-    pub fn aarch64() -> Result<PurgatoryImage<'static>, ImageError> {
+    pub fn aarch64() -> Result<PurgatoryImage<'static>, PurgatoryImageError> {
         PurgatoryImage::parse(AARCH64_FLAT, ARCH_AARCH64)
     }
 
     /// The embedded x86_64 image.
-    pub fn x86_64() -> Result<PurgatoryImage<'static>, ImageError> {
+    pub fn x86_64() -> Result<PurgatoryImage<'static>, PurgatoryImageError> {
         PurgatoryImage::parse(X86_64_FLAT, ARCH_X86_64)
     }
 
     /// The embedded riscv64 image.
-    pub fn riscv64() -> Result<PurgatoryImage<'static>, ImageError> {
+    pub fn riscv64() -> Result<PurgatoryImage<'static>, PurgatoryImageError> {
         PurgatoryImage::parse(RISCV64_FLAT, ARCH_RISCV64)
     }
 
     /// The embedded image for `arch`.
-    pub fn for_arch(arch: Arch) -> Result<PurgatoryImage<'static>, ImageError> {
-        match arch {
-            Arch::Arm64 => Self::aarch64(),
-            Arch::X86_64 => Self::x86_64(),
-            Arch::Riscv64 => Self::riscv64(),
-        }
+    pub fn for_arch(arch: Arch) -> Result<PurgatoryImage<'static>, PurgatoryImageError> {
+        let image = embedded(arch.purgatory_arch).ok_or(PurgatoryImageError::NotEmbedded(arch.purgatory_arch))?;
+        PurgatoryImage::parse(image.flat, arch.purgatory_arch)
     }
 
     /// A copy of the image with `params` written into its parameter block.
@@ -287,9 +312,15 @@ mod tests {
     fn bad_headers_are_refused_with_the_field_named() {
         let mut bytes = AARCH64_FLAT.to_vec();
         bytes[8] = b'X';
-        assert_eq!(PurgatoryImage::parse(&bytes, ARCH_AARCH64).unwrap_err(), ImageError::Magic);
-        assert!(matches!(PurgatoryImage::parse(AARCH64_FLAT, 2), Err(ImageError::Arch { expected: 2, found: 1 })));
-        assert_eq!(PurgatoryImage::parse(&AARCH64_FLAT[..50], ARCH_AARCH64).unwrap_err(), ImageError::TooSmall(50));
+        assert_eq!(PurgatoryImage::parse(&bytes, ARCH_AARCH64).unwrap_err(), PurgatoryImageError::Magic);
+        assert!(matches!(
+            PurgatoryImage::parse(AARCH64_FLAT, 2),
+            Err(PurgatoryImageError::Arch { expected: 2, found: 1 })
+        ));
+        assert_eq!(
+            PurgatoryImage::parse(&AARCH64_FLAT[..50], ARCH_AARCH64).unwrap_err(),
+            PurgatoryImageError::TooSmall(50)
+        );
         let short = &AARCH64_FLAT[..AARCH64_FLAT.len() - 8];
         assert_eq!(
             PurgatoryImage::parse(short, ARCH_AARCH64).unwrap_err().to_string(),

@@ -98,7 +98,7 @@ pub fn json(plan: &Plan) -> serde_json::Value {
     let p = &plan.params;
     serde_json::json!({
         "schema": PLAN_SCHEMA,
-        "arch": plan.arch.name(),
+        "arch": plan.arch.name,
         "kind": match plan.kind { LoadKind::Kexec => "kexec", LoadKind::Crash => "crash" },
         "kernel": { "path": plan.kernel.path, "format": plan.kernel.format },
         "entry": plan.entry,
@@ -152,7 +152,7 @@ fn file_input_json(f: &FileInput) -> serde_json::Value {
 pub fn file_json(p: &FilePlan) -> serde_json::Value {
     serde_json::json!({
         "schema": FILE_PLAN_SCHEMA,
-        "arch": p.arch.name(),
+        "arch": p.arch.name,
         "kind": match p.kind { LoadKind::Kexec => "kexec", LoadKind::Crash => "crash" },
         "syscall": "kexec_file_load",
         "kernel": { "path": p.kernel_path.display().to_string(), "format": p.format, "fd": file_input_json(&p.kernel) },

@@ -9,8 +9,8 @@ use std::ffi::CString;
 use std::fmt;
 use std::os::fd::AsRawFd;
 
-use crate::arch::Arch;
 use crate::plan::{LoadKind, Plan};
+use crate::uapi::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH, KEXEC_FILE_UNLOAD, KEXEC_ON_CRASH};
 
 /// `struct kexec_segment` (include/uapi/linux/kexec.h).
 #[repr(C)]
@@ -26,28 +26,6 @@ pub struct KexecSegment {
     /// past `bufsz`.
     pub memsz: libc::size_t,
 }
-
-/// kexec_load flag (include/uapi/linux/kexec.h): load the crash (kdump)
-/// image, run when the kernel panics.
-pub const KEXEC_ON_CRASH: u64 = 0x0000_0001;
-/// kexec_load flag: preserve the system's context across the jump, for a
-/// kexec jump back (CONFIG_KEXEC_JUMP). rkexec never sets it.
-pub const KEXEC_PRESERVE_CONTEXT: u64 = 0x0000_0002;
-/// x86 only, kernels 6.5+: the kernel may rewrite the elfcorehdr
-/// (`Arch::hotplug_flag`).
-pub const KEXEC_UPDATE_ELFCOREHDR: u64 = 0x0000_0004;
-/// Generic (6.10+): the kernel may update the crash image on hotplug.
-pub const KEXEC_CRASH_HOTPLUG_SUPPORT: u64 = 0x0000_0008;
-/// kexec_file_load flag (include/uapi/linux/kexec.h): unload the image.
-pub const KEXEC_FILE_UNLOAD: u64 = 0x0000_0001;
-/// kexec_file_load flag: load the crash (kdump) image.
-pub const KEXEC_FILE_ON_CRASH: u64 = 0x0000_0002;
-/// kexec_file_load flag: no initrd (the initrd fd is ignored).
-pub const KEXEC_FILE_NO_INITRAMFS: u64 = 0x0000_0004;
-/// Linux 6.17+: do not place the segments in CMA (kexec-tools --no-cma).
-pub const KEXEC_FILE_NO_CMA: u64 = 0x0000_0010;
-/// x86, Linux 6.17+: carry the running DTB over (kexec-tools --force-dtb).
-pub const KEXEC_FILE_FORCE_DTB: u64 = 0x0000_0020;
 
 /// reboot(2) magic numbers and LINUX_REBOOT_CMD_KEXEC.
 const LINUX_REBOOT_MAGIC1: libc::c_int = 0xfee1_deadu32 as libc::c_int;
@@ -72,7 +50,7 @@ mod nr {
 
 /// `KEXEC_ARCH_*` for the machine we run on (0: KEXEC_ARCH_DEFAULT).
 fn native_arch_flag() -> u64 {
-    Arch::native().map_or(0, Arch::kexec_arch_flag)
+    crate::arch::native().map_or(0, |a| a.kexec_arch_flag())
 }
 
 /// kexec_load's flags for `plan`: its architecture, KEXEC_ON_CRASH for a
@@ -81,8 +59,8 @@ pub fn flags(plan: &Plan) -> u64 {
     let mut flags = plan.arch.kexec_arch_flag();
     if plan.kind == LoadKind::Crash {
         flags |= KEXEC_ON_CRASH;
-        if plan.hotplug {
-            flags |= plan.arch.hotplug_flag();
+        if let (true, Some(f)) = (plan.hotplug, plan.arch.hotplug_flag) {
+            flags |= f.value;
         }
     }
     flags

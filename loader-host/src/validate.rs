@@ -153,7 +153,7 @@ fn handoff(plan: &Plan, purgatory: &PurgatoryImage) -> Result<(), PlanError> {
     if purg.memsz < purgatory.header.mem_size {
         return Err(refuse("the purgatory segment is smaller than the image's mem_size"));
     }
-    if plan.arch.kernel_takes_first_fdt() {
+    if plan.arch.kernel_takes_first_fdt {
         first_fdt_is_the_dtb(plan)?;
     }
     Ok(())

@@ -289,7 +289,12 @@ fn purgatory_images_are_written_for_other_loaders() {
     }
     let o = run(&["purgatory", "--arch", "sparc", "--output", "x"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("invalid value 'sparc'"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--arch sparc: no such image (images: aarch64, x86_64, riscv64)"), "{}", stderr(&o));
+    // The architecture's own name finds its image too.
+    let out = dir.join("p-arm64");
+    let o = run(&["purgatory", "--arch", "arm64", "--output", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), loader_host::purgatory_image::AARCH64_FLAT);
     let o = run(&["purgatory"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("give --arch"), "{}", stderr(&o));

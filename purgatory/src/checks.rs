@@ -62,12 +62,11 @@ pub fn check_fdt(data: &[u8]) -> Result<(), StructureError> {
 
 /// ELF64 core header checks: the shape of what the capture kernel parses.
 pub fn check_elf64_core(data: &[u8]) -> Result<(), StructureError> {
-    const EHDR: usize = 64;
-    const PHDR: u64 = 56;
-    const ET_CORE: u16 = 4;
-    // e_ident: magic, ELFCLASS64 (2), ELFDATA2LSB (1), EV_CURRENT (1).
+    use crate::elf::{EHDR64_SIZE as EHDR, ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_CORE, EV_CURRENT, PHDR64_SIZE};
+    const PHDR: u64 = PHDR64_SIZE as u64;
+    const IDENT: [u8; 7] = [ELFMAG[0], ELFMAG[1], ELFMAG[2], ELFMAG[3], ELFCLASS64, ELFDATA2LSB, EV_CURRENT];
     let ident = data.get(..7).filter(|_| data.len() >= EHDR);
-    if !ident.is_some_and(|i| same(i, b"\x7fELF\x02\x01\x01")) {
+    if !ident.is_some_and(|i| same(i, &IDENT)) {
         return Err(StructureError::ElfIdent);
     }
     let half = |off| le16(data, off).ok_or(StructureError::ElfIdent);

@@ -9,6 +9,7 @@ pub mod abi;
 pub mod bytes;
 pub mod checks;
 pub mod console_lines;
+pub mod elf;
 pub mod fdt;
 pub mod fdt_patch;
 pub mod hart_isa;

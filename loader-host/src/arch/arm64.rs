@@ -3,12 +3,15 @@
 //! initrd, elfcorehdr and DTB inside the kernel's 32 GiB window, the DTB
 //! in x0.
 
-use crate::arch::Arch;
-use crate::crash::elfcore::EM_AARCH64;
-use crate::crash::CrashPolicy;
-use crate::dtb_boot::{self, DtbBoot, Placement, TextOffset};
+use kexec_purgatory::abi::ARCH_AARCH64;
+use kexec_purgatory::elf::EM_AARCH64;
+
+use super::contract::{ArchInput, ArchLayout, Architecture, CmdlineLimit};
+use super::dtb_boot::{self, DtbBoot, Placement, TextOffset};
+use crate::arch_spec::{ArchSpec, CrashPolicy, HotplugFlag};
 use crate::error::LoadError;
-use crate::planner::{ArchInput, ArchLayout};
+use crate::image::Kernel;
+use crate::uapi::KEXEC_CRASH_HOTPLUG_SUPPORT;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -26,20 +29,35 @@ pub const WINDOW: u64 = 32 * GIB;
 /// included.
 pub const COMMAND_LINE_SIZE: usize = 2048;
 
-/// arm64's own elfcorehdr (arch/arm64/kernel/machine_kexec_file.c
-/// prepare_elf_headers): all System RAM minus the crash ranges.
-pub const CRASH: CrashPolicy = CrashPolicy {
-    machine: EM_AARCH64,
-    skip_low_1m: false,
-    dump_driver_managed: false,
-    kernel_text: false,
-    no_hotplug: None,
-    skip_firmware_protected: false,
+/// arm64 as the loader sees it.
+pub static SPEC: ArchSpec = ArchSpec {
+    name: "arm64",
+    aliases: &["aarch64"],
+    rust_arch: "aarch64",
+    elf_machine: EM_AARCH64,
+    purgatory_arch: ARCH_AARCH64,
+    // The generic flag (include/uapi/linux/kexec.h), 6.10+.
+    hotplug_flag: Some(HotplugFlag {
+        value: KEXEC_CRASH_HOTPLUG_SUPPORT,
+        name: "KEXEC_CRASH_HOTPLUG_SUPPORT (0x8)",
+        kernels: "Linux 6.10+ with CONFIG_CRASH_HOTPLUG",
+    }),
+    // arm64's own elfcorehdr (arch/arm64/kernel/machine_kexec_file.c
+    // prepare_elf_headers): all System RAM minus the crash ranges.
+    crash: CrashPolicy {
+        skip_low_1m: false,
+        dump_driver_managed: false,
+        kernel_text: false,
+        no_hotplug: None,
+        skip_firmware_protected: false,
+    },
+    kernel_takes_first_fdt: false,
+    named_consoles: &[],
+    io_port_serial: false,
 };
 
 /// booting.rst's rules as the shared Image + DTB flow takes them.
 pub const BOOT: DtbBoot = DtbBoot {
-    arch: Arch::Arm64,
     kernel_align: KERNEL_ALIGN,
     kernel_rule: "needs a 2 MiB aligned base with text_offset + image_size bytes free (booting.rst §4)",
     text_offset: TextOffset::Lead,
@@ -47,15 +65,35 @@ pub const BOOT: DtbBoot = DtbBoot {
     window_rule: "the kernel's 32 GiB window, kexec-tools' arm64 rule",
     dtb_max: DTB_MAX,
     dtb_rule: "booting.rst §2",
-    command_line_size: COMMAND_LINE_SIZE,
-    command_line_rule: "arm64's COMMAND_LINE_SIZE (2048 with the NUL, arch/arm64/include/uapi/asm/setup.h)",
+    command_line: CmdlineLimit {
+        max: COMMAND_LINE_SIZE - 1,
+        rule: "arm64's COMMAND_LINE_SIZE (2048 with the NUL, arch/arm64/include/uapi/asm/setup.h)",
+    },
     psci: true,
     sbi_console: false,
 };
 
-/// Place an arm64 kernel and build its DTB.
-pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
-    dtb_boot::plan(input, &BOOT)
+/// The arm64 planner.
+pub(crate) struct Arm64;
+
+impl Architecture for Arm64 {
+    fn spec(&self) -> &'static ArchSpec {
+        &SPEC
+    }
+
+    fn place(&self, input: ArchInput) -> Result<ArchLayout, LoadError> {
+        dtb_boot::place(input, &SPEC, &BOOT)
+    }
+
+    fn kernel_footprint(&self, kernel: &Kernel) -> Option<u64> {
+        BOOT.footprint(kernel)
+    }
+
+    fn file_load_cmdline_limit(&self, _: &Kernel) -> Option<CmdlineLimit> {
+        // arch/arm64/kernel/machine_kexec_file.c copies bootargs into the
+        // DTB; the kernel keeps COMMAND_LINE_SIZE - 1 of them.
+        Some(BOOT.command_line)
+    }
 }
 
 #[cfg(test)]

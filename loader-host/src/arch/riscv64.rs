@@ -5,12 +5,14 @@
 //! have: docs/riscv64.md). No PSCI (the purgatory resets through SBI SRST),
 //! no crash hotplug.
 
-use crate::arch::Arch;
-use crate::crash::elfcore::EM_RISCV;
-use crate::crash::CrashPolicy;
-use crate::dtb_boot::{self, DtbBoot, Placement, TextOffset};
+use kexec_purgatory::abi::{ARCH_RISCV64, CONSOLE_SBI};
+use kexec_purgatory::elf::EM_RISCV;
+
+use super::contract::{ArchInput, ArchLayout, Architecture, CmdlineLimit};
+use super::dtb_boot::{self, DtbBoot, Placement, TextOffset};
+use crate::arch_spec::{ArchSpec, CrashPolicy, NamedConsole};
 use crate::error::LoadError;
-use crate::planner::{ArchInput, ArchLayout};
+use crate::image::Kernel;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -36,6 +38,23 @@ pub const NO_HOTPLUG: &str = "riscv64 has no crash hotplug (arch/riscv/Kconfig d
 ARCH_SUPPORTS_CRASH_HOTPLUG, so the kernel never rewrites the elfcorehdr after load and rejects \
 KEXEC_CRASH_HOTPLUG_SUPPORT)";
 
+/// riscv64 as the loader sees it.
+pub static SPEC: ArchSpec = ArchSpec {
+    name: "riscv64",
+    aliases: &[],
+    rust_arch: "riscv64",
+    elf_machine: EM_RISCV,
+    purgatory_arch: ARCH_RISCV64,
+    hotplug_flag: None,
+    crash: CRASH,
+    kernel_takes_first_fdt: true,
+    // `--serial hvcN`: the kernel's SBI console (drivers/tty/hvc/
+    // hvc_riscv_sbi.c); the purgatory writes through SBI DBCN or the
+    // legacy putchar.
+    named_consoles: &[NamedConsole { tty: "hvc", prefix: true, kind: CONSOLE_SBI, base: 0, sysfs_first: false }],
+    io_port_serial: false,
+};
+
 /// riscv's own elfcorehdr (arch/riscv/kernel/machine_kexec_file.c
 /// prepare_elf_headers): all System RAM minus the crash kernel range, and
 /// minus what M-mode firmware protects with PMP (OpenSBI's
@@ -47,7 +66,6 @@ KEXEC_CRASH_HOTPLUG_SUPPORT)";
 /// alone, and kexec-tools' riscv loader (crashdump-riscv.c
 /// get_crash_kernel_load_range) takes the last one.
 pub const CRASH: CrashPolicy = CrashPolicy {
-    machine: EM_RISCV,
     skip_low_1m: false,
     dump_driver_managed: false,
     kernel_text: false,
@@ -62,7 +80,6 @@ pub const CRASH: CrashPolicy = CrashPolicy {
 /// (arch/riscv/kernel/kexec_image.c, machine_kexec_file.c
 /// load_extra_segments: buf_min = kernel end, top-down).
 pub const BOOT: DtbBoot = DtbBoot {
-    arch: Arch::Riscv64,
     kernel_align: KERNEL_ALIGN,
     kernel_rule: "needs a 2 MiB aligned base (aligned to text_offset if larger) with image_size bytes free (boot.rst \"Kernel location\")",
     text_offset: TextOffset::Alignment,
@@ -70,15 +87,35 @@ pub const BOOT: DtbBoot = DtbBoot {
     window_rule: "above the kernel, as kexec-tools' and the kernel's riscv loaders place them, and inside the 128 GiB an Sv39 kernel maps linearly",
     dtb_max: DTB_MAX,
     dtb_rule: "arch/riscv/include/asm/pgtable.h MAX_FDT_SIZE",
-    command_line_size: COMMAND_LINE_SIZE,
-    command_line_rule: "riscv's COMMAND_LINE_SIZE (1024 with the NUL, arch/riscv/include/uapi/asm/setup.h)",
+    command_line: CmdlineLimit {
+        max: COMMAND_LINE_SIZE - 1,
+        rule: "riscv's COMMAND_LINE_SIZE (1024 with the NUL, arch/riscv/include/uapi/asm/setup.h)",
+    },
     psci: false,
     sbi_console: true,
 };
 
-/// Place a riscv64 kernel and build its DTB.
-pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
-    dtb_boot::plan(input, &BOOT)
+/// The riscv64 planner.
+pub(crate) struct Riscv64;
+
+impl Architecture for Riscv64 {
+    fn spec(&self) -> &'static ArchSpec {
+        &SPEC
+    }
+
+    fn place(&self, input: ArchInput) -> Result<ArchLayout, LoadError> {
+        dtb_boot::place(input, &SPEC, &BOOT)
+    }
+
+    fn kernel_footprint(&self, kernel: &Kernel) -> Option<u64> {
+        BOOT.footprint(kernel)
+    }
+
+    fn file_load_cmdline_limit(&self, _: &Kernel) -> Option<CmdlineLimit> {
+        // arch/riscv/kernel/machine_kexec_file.c puts the line into the
+        // DTB's bootargs; the kernel keeps COMMAND_LINE_SIZE - 1 of them.
+        Some(BOOT.command_line)
+    }
 }
 
 #[cfg(test)]
@@ -114,7 +151,7 @@ mod tests {
         let t = riscv_tree("rv-layout", RISCV_VIRT_1G);
         let initrd = t.write("initrd", vec![1u8; 5000]);
         let p = plan_with(&t, debian_like(), |r| r.initrds.push(initrd.clone())).unwrap();
-        assert_eq!(p.arch, Arch::Riscv64);
+        assert_eq!(p.arch.name, "riscv64");
         assert_eq!(kinds(&p), ["kernel", "initrd", "dtb", "purgatory"]);
         let k = &p.segments[0];
         // Bottom-up at the first 2 MiB boundary with image_size free: above

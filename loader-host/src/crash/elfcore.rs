@@ -7,17 +7,12 @@ use std::fmt;
 use crate::range::Range;
 use crate::system::crash_notes::NoteRegion;
 
-const EHDR_SIZE: u64 = 64;
-const PHDR_SIZE: u64 = 56;
-const PT_LOAD: u32 = 1;
-const PT_NOTE: u32 = 4;
-const ET_CORE: u16 = 4;
-/// ELF e_machine for AArch64 (ELF gABI; the kernel's include/uapi/linux/elf-em.h).
-pub const EM_AARCH64: u16 = 183;
-/// ELF e_machine for x86-64 (ELF gABI, elf-em.h).
-pub const EM_X86_64: u16 = 62;
-/// ELF e_machine for RISC-V (ELF gABI, elf-em.h).
-pub const EM_RISCV: u16 = 243;
+use kexec_purgatory::elf::{
+    EHDR64_SIZE, ELFCLASS64, ELFDATA2LSB, ELFMAG, ET_CORE, EV_CURRENT, PHDR64_SIZE, PT_LOAD, PT_NOTE,
+};
+
+const EHDR_SIZE: u64 = EHDR64_SIZE as u64;
+const PHDR_SIZE: u64 = PHDR64_SIZE as u64;
 
 /// What goes into the header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +74,8 @@ impl CoreLayout {
         let phnum = u16::try_from(self.phnum()).map_err(|_| ElfCoreError::TooManyHeaders(self.phnum()))?;
         let mut out = Vec::with_capacity(self.size() as usize);
         // ELF gABI "ELF Header": e_ident, then the fixed fields.
-        out.extend_from_slice(b"\x7fELF");
-        out.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, ELFDATA2LSB, EV_CURRENT, ELFOSABI_NONE
+        out.extend_from_slice(&ELFMAG);
+        out.extend_from_slice(&[ELFCLASS64, ELFDATA2LSB, EV_CURRENT, 0]); // ELFOSABI_NONE
         out.extend_from_slice(&[0; 8]);
         out.extend_from_slice(&ET_CORE.to_le_bytes());
         out.extend_from_slice(&self.machine.to_le_bytes());
@@ -121,6 +116,7 @@ impl CoreLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kexec_purgatory::elf::EM_AARCH64;
 
     fn layout() -> CoreLayout {
         CoreLayout {

@@ -1,14 +1,16 @@
 //! kdump (`-p`): where a capture kernel may go (the "Crash kernel" ranges
 //! the running kernel reserved with crashkernel=) and the elfcorehdr that
 //! tells it what to dump (fs/proc/vmcore.c reads it). One procedure for
-//! every architecture; what differs is a [`CrashPolicy`] each arch module
-//! declares.
+//! every architecture; what differs is the
+//! [`CrashPolicy`](crate::arch_spec::CrashPolicy) each architecture's
+//! description carries.
 
 pub mod elfcore;
 
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::arch_spec::Arch;
 use crate::range::{FreeMap, Range};
 use crate::request::CrashOptions;
 use crate::system::crash_notes::{self, CrashNotesError};
@@ -16,31 +18,6 @@ use crate::system::iomem::Iomem;
 use crate::system::{kcore, SystemSources};
 
 use self::elfcore::{CoreLayout, ElfCoreError};
-
-/// How an architecture's kernel builds its own elfcorehdr, which ours
-/// follows (kernel/crash_core.c crash_prepare_elf64_headers and the arch's
-/// crash.c).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CrashPolicy {
-    /// ELF e_machine.
-    pub machine: u16,
-    /// x86: the low 1 MiB is not dumped ("always reserved",
-    /// arch/x86/kernel/crash.c elf_header_exclude_ranges).
-    pub skip_low_1m: bool,
-    /// x86: driver-managed RAM is dumped too (walk_system_ram_res).
-    pub dump_driver_managed: bool,
-    /// x86: the kernel text mapping is the first PT_LOAD.
-    pub kernel_text: bool,
-    /// Why the kernel cannot rewrite the elfcorehdr after load, when it
-    /// cannot (`--hotplug` is then refused); None where crash hotplug
-    /// exists (kernel/crash_core.c, ARCH_SUPPORTS_CRASH_HOTPLUG).
-    pub no_hotplug: Option<&'static str>,
-    /// riscv: leave out of the dump the memory M-mode firmware protects
-    /// from S-mode (the running DTB's OpenSBI /reserved-memory/mmode_resv*
-    /// nodes, `dtb::handover::firmware_protected`): the capture kernel
-    /// cannot read it.
-    pub skip_firmware_protected: bool,
-}
 
 /// What a crash load needs from the running system.
 #[derive(Clone, Debug)]
@@ -132,9 +109,10 @@ fn firmware_protected(sys: &SystemSources) -> Result<Vec<Range>, CrashError> {
 pub(crate) fn prepare(
     sys: &SystemSources,
     iomem: &Iomem,
-    policy: &CrashPolicy,
+    arch: Arch,
     opts: CrashOptions,
 ) -> Result<CrashSetup, CrashError> {
+    let policy = &arch.crash;
     if let (true, Some(why)) = (opts.hotplug, policy.no_hotplug) {
         return Err(CrashError::NoHotplug(why));
     }
@@ -167,7 +145,7 @@ pub(crate) fn prepare(
     let ram = ram.ranges().to_vec();
     let kcore_path = sys.kcore_path();
     let layout = CoreLayout {
-        machine: policy.machine,
+        machine: arch.elf_machine,
         cpu_notes: crash_notes::read_cpu_notes(&sys.sys_root).map_err(CrashError::Notes)?,
         vmcoreinfo: crash_notes::read_vmcoreinfo(&sys.sys_root).map_err(CrashError::Notes)?,
         virt_offset: ram.first().and_then(|r| kcore::linear_offset(&kcore_path, r.start)),

@@ -4,8 +4,9 @@
 
 use std::fmt;
 
+use kexec_purgatory::elf::EM_AARCH64;
+
 use super::{Host, ImageError, ImageKernel, Kernel, KernelFormat, KernelImage};
-use crate::arch::Arch;
 use crate::bytes::le64;
 use crate::input::Blob;
 use crate::range::PAGE;
@@ -296,7 +297,7 @@ pub fn kernel_from_raw(data: Blob, format: &'static str, host: Host) -> Result<K
         anywhere: h.placement_anywhere(),
         size_estimated: h.size_estimated,
     };
-    Ok(KernelImage::plain(Arch::Arm64, format, Kernel::Image(kernel)))
+    Ok(KernelImage::plain(EM_AARCH64, format, Kernel::Image(kernel)))
 }
 
 /// The format: a raw arm64 Image ("ARM\x64" at 0x38).
@@ -312,8 +313,8 @@ impl KernelFormat for Arm64Image {
     fn probe(&self, file: &[u8]) -> bool {
         has_magic(file)
     }
-    fn arch_hint(&self, _head: &[u8]) -> Option<Arch> {
-        Some(Arch::Arm64)
+    fn machine_hint(&self, _head: &[u8]) -> Option<u16> {
+        Some(EM_AARCH64)
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         kernel_from_raw(file, "Image", host)

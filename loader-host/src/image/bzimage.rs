@@ -5,8 +5,9 @@
 
 use std::fmt;
 
+use kexec_purgatory::elf::EM_X86_64;
+
 use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
-use crate::arch::Arch;
 use crate::bytes::{le16, le32, le64};
 use crate::input::Blob;
 
@@ -345,12 +346,12 @@ impl KernelFormat for BzImageFormat {
     fn probe(&self, file: &[u8]) -> bool {
         is_bzimage(file)
     }
-    fn arch_hint(&self, _head: &[u8]) -> Option<Arch> {
-        Some(Arch::X86_64)
+    fn machine_hint(&self, _head: &[u8]) -> Option<u16> {
+        Some(EM_X86_64)
     }
     fn parse(&self, file: Blob, _host: Host) -> Result<KernelImage, ImageError> {
         let bz = BzImage::parse(&file).map_err(ImageError::BzImage)?;
-        Ok(KernelImage::plain(Arch::X86_64, "bzImage", Kernel::BzImage(bz)))
+        Ok(KernelImage::plain(EM_X86_64, "bzImage", Kernel::BzImage(bz)))
     }
 }
 

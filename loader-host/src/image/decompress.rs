@@ -6,7 +6,6 @@ use std::fmt;
 use std::io::Read;
 
 use super::{Host, ImageError, KernelFormat, KernelImage};
-use crate::arch::Arch;
 use crate::input::Blob;
 
 /// Largest decompressed kernel we accept. arm64 `image_size` (text + bss)
@@ -150,7 +149,7 @@ impl KernelFormat for ImageGz {
     fn probe(&self, file: &[u8]) -> bool {
         file.starts_with(&GZIP_MAGIC)
     }
-    fn arch_hint(&self, _head: &[u8]) -> Option<Arch> {
+    fn machine_hint(&self, _head: &[u8]) -> Option<u16> {
         // Only decompression tells what the payload is.
         None
     }

@@ -18,25 +18,14 @@ use std::fmt;
 
 use super::decompress::MAX_DECOMPRESSED;
 use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
-use crate::arch::Arch;
+use kexec_purgatory::elf::{
+    EHDR64_SIZE as EHDR_LEN, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC,
+    PHDR64_SIZE as PHDR_LEN, PT_INTERP, PT_LOAD,
+};
+
 use crate::bytes::{le16, le32, le64};
 use crate::input::Blob;
 
-/// `e_ident[EI_MAG0..=EI_MAG3]` (ELF gABI "ELF Identification").
-pub const ELF_MAGIC: [u8; 4] = *b"\x7fELF";
-const ELFCLASS64: u8 = 2;
-const ELFDATA2LSB: u8 = 1;
-const ET_EXEC: u16 = 2;
-const ET_DYN: u16 = 3;
-/// e_machine of an x86_64 vmlinux (ELF gABI).
-pub const EM_X86_64: u16 = 62;
-/// e_machine of an arm64 vmlinux (ELF gABI).
-pub const EM_AARCH64: u16 = 183;
-const PT_LOAD: u32 = 1;
-const PT_INTERP: u32 = 3;
-/// sizeof(Elf64_Ehdr) and sizeof(Elf64_Phdr).
-const EHDR_LEN: usize = 64;
-const PHDR_LEN: usize = 56;
 /// Largest gap between two PT_LOADs that is zero-filled into one span (a
 /// vmlinux's gaps are alignment padding, at most a 2 MiB page).
 pub const MAX_GAP: u64 = 16 << 20;
@@ -322,21 +311,17 @@ impl KernelFormat for Vmlinux {
         "vmlinux ELF (7f 45 4c 46)"
     }
     fn probe(&self, file: &[u8]) -> bool {
-        file.starts_with(&ELF_MAGIC)
+        file.starts_with(&ELFMAG)
     }
-    fn arch_hint(&self, head: &[u8]) -> Option<Arch> {
-        match le16(head, 18)? {
-            EM_X86_64 => Some(Arch::X86_64),
-            EM_AARCH64 => Some(Arch::Arm64),
-            _ => None,
-        }
+    fn machine_hint(&self, head: &[u8]) -> Option<u16> {
+        le16(head, 18).filter(|m| matches!(*m, EM_X86_64 | EM_AARCH64))
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let p = parse_headers(&file).map_err(ImageError::Elf)?;
         match p.machine {
             EM_X86_64 => {
                 let k = x86_64(&file, &p).map_err(ImageError::Elf)?;
-                Ok(KernelImage::plain(Arch::X86_64, "vmlinux ELF", Kernel::Elf(k)))
+                Ok(KernelImage::plain(EM_X86_64, "vmlinux ELF", Kernel::Elf(k)))
             }
             _ => {
                 let image = arm64_image(&file, &p).map_err(ImageError::Elf)?;
@@ -357,7 +342,7 @@ pub(crate) mod tests {
         let phoff = EHDR_LEN;
         let mut data_at = (phoff + loads.len() * PHDR_LEN).next_multiple_of(0x1000);
         let mut f = vec![0u8; data_at];
-        f[..4].copy_from_slice(&ELF_MAGIC);
+        f[..4].copy_from_slice(&ELFMAG);
         f[4] = ELFCLASS64;
         f[5] = ELFDATA2LSB;
         f[6] = 1;
@@ -392,7 +377,7 @@ pub(crate) mod tests {
             &[(KVA, 0x100_0000, &[1u8; 5000], 0x2000), (KVA + 0x20_0000, 0x120_0000, &[2u8; 100], 0x10_0000)],
         );
         let k = load(Blob::new(f), None, HOST).unwrap();
-        assert_eq!((k.arch, k.format), (Arch::X86_64, "vmlinux ELF"));
+        assert_eq!((k.machine, k.format), (EM_X86_64, "vmlinux ELF"));
         let Kernel::Elf(e) = k.kernel else { panic!() };
         assert_eq!((e.paddr, e.entry, e.loads), (0x100_0000, 0x100_0000, 2));
         assert_eq!(e.mem_size, 0x30_0000);
@@ -453,7 +438,7 @@ pub(crate) mod tests {
             &[(va, 0, &img[..0x1000], 0x1000), (va + 0x1000, 0, &img[0x1000..], 0x40_0000)],
         );
         let k = load(Blob::new(f), Some("vmlinux"), HOST).unwrap();
-        assert_eq!((k.arch, k.format), (Arch::Arm64, "vmlinux ELF"));
+        assert_eq!((k.machine, k.format), (EM_AARCH64, "vmlinux ELF"));
         let Kernel::Image(i) = k.kernel else { panic!() };
         assert_eq!(&i.data[..], &img[..]);
         assert_eq!(i.mem_size, 0x40_0000);

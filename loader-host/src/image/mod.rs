@@ -17,7 +17,6 @@ pub mod zboot;
 
 use std::fmt;
 
-use crate::arch::Arch;
 use crate::input::Blob;
 
 use self::arm64_image::HeaderError;
@@ -106,8 +105,9 @@ pub struct Embedded {
 /// A parsed kernel file.
 #[derive(Clone, Debug)]
 pub struct KernelImage {
-    /// The architecture the kernel is for.
-    pub arch: Arch,
+    /// ELF `e_machine` of the architecture the kernel is for
+    /// (kexec_purgatory::elf `EM_*`; `arch::by_machine` names it).
+    pub machine: u16,
     /// The format that recognised the file, e.g. "Image.gz".
     pub format: &'static str,
     /// The kernel to place, by boot protocol.
@@ -118,8 +118,8 @@ pub struct KernelImage {
 
 impl KernelImage {
     /// A kernel file that is only a kernel.
-    pub fn plain(arch: Arch, format: &'static str, kernel: Kernel) -> Self {
-        KernelImage { arch, format, kernel, embedded: None }
+    pub fn plain(machine: u16, format: &'static str, kernel: Kernel) -> Self {
+        KernelImage { machine, format, kernel, embedded: None }
     }
 }
 
@@ -223,9 +223,9 @@ pub trait KernelFormat: Sync {
     fn describe(&self) -> &'static str;
     /// A cheap look at the file's magic numbers.
     fn probe(&self, file: &[u8]) -> bool;
-    /// The architecture a file of this format is for, from its first
-    /// bytes when they say (None: only parsing tells).
-    fn arch_hint(&self, head: &[u8]) -> Option<Arch>;
+    /// The ELF machine of the architecture a file of this format is for,
+    /// from its first bytes when they say (None: only parsing tells).
+    fn machine_hint(&self, head: &[u8]) -> Option<u16>;
     /// Check and unpack the file.
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError>;
 }
@@ -294,10 +294,11 @@ pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelI
     }
 }
 
-/// The architecture a kernel file is for, from its first bytes alone
-/// (None when no format recognises it or the format cannot tell yet).
-pub fn probe_arch(head: &[u8]) -> Option<Arch> {
-    FORMATS.iter().find(|f| f.probe(head)).and_then(|f| f.arch_hint(head))
+/// The ELF machine of the architecture a kernel file is for, from its
+/// first bytes alone (None when no format recognises it or the format
+/// cannot tell yet).
+pub fn probe_machine(head: &[u8]) -> Option<u16> {
+    FORMATS.iter().find(|f| f.probe(head)).and_then(|f| f.machine_hint(head))
 }
 
 #[cfg(test)]
@@ -305,8 +306,9 @@ mod tests {
     use super::*;
     use crate::image::arm64_image::tests::image;
     use crate::image::decompress::tests::{gzip, zstd};
+    use crate::image::pe::{MACHINE_ARM64, MACHINE_RISCV64};
     use crate::image::zboot::tests::zboot;
-    use crate::image::zboot::{MACHINE_ARM64, MACHINE_RISCV64};
+    use kexec_purgatory::elf::{EM_AARCH64, EM_RISCV, EM_X86_64};
 
     const FLAGS_4K: u64 = 1 << 1;
     const HOST: Host = Host { page_size: 4096 };
@@ -335,7 +337,7 @@ mod tests {
             (zboot("zstd22", MACHINE_ARM64, &zstd(&sample())), "EFI zboot (zstd)"),
         ] {
             let k = parse(bytes).unwrap();
-            assert_eq!((k.arch, k.format), (Arch::Arm64, format));
+            assert_eq!((k.machine, k.format), (EM_AARCH64, format));
             let i = image_of(&k);
             assert_eq!(&i.data[..], &sample()[..], "{format}");
             assert_eq!((i.text_offset, i.mem_size, i.anywhere), (0, 0x40_0000, true));
@@ -352,13 +354,13 @@ mod tests {
             (zboot("zstd22", MACHINE_RISCV64, &zstd(&raw)), "EFI zboot (zstd)"),
         ] {
             let k = parse(bytes).unwrap();
-            assert_eq!((k.arch, k.format), (Arch::Riscv64, format));
+            assert_eq!((k.machine, k.format), (EM_RISCV, format));
             let i = image_of(&k);
             assert_eq!(&i.data[..], &raw[..], "{format}");
             assert_eq!((i.text_offset, i.mem_size), (0x20_0000, 0x40_0000));
         }
-        assert_eq!(probe_arch(&raw[..4096]), Some(Arch::Riscv64));
-        assert_eq!(probe_arch(&zboot("gzip", MACHINE_RISCV64, b"x")[..]), Some(Arch::Riscv64));
+        assert_eq!(probe_machine(&raw[..4096]), Some(EM_RISCV));
+        assert_eq!(probe_machine(&zboot("gzip", MACHINE_RISCV64, b"x")[..]), Some(EM_RISCV));
         // A zboot whose PE machine and payload disagree.
         let err = parse(zboot("gzip", MACHINE_RISCV64, &gzip(&sample()))).unwrap_err();
         assert_eq!(
@@ -366,13 +368,13 @@ mod tests {
             "EFI zboot header (zboot-header.S): PE machine type 0x5064 (riscv64) but the payload is an arm64 Image"
         );
         let k = load(Blob::new(raw.clone()), Some("image-riscv"), HOST).unwrap();
-        assert_eq!(k.arch, Arch::Riscv64);
+        assert_eq!(k.machine, EM_RISCV);
     }
 
     #[test]
     fn bzimage_is_x86() {
         let k = parse(crate::image::bzimage::tests::sample(5000)).unwrap();
-        assert_eq!((k.arch, k.format), (Arch::X86_64, "bzImage"));
+        assert_eq!((k.machine, k.format), (EM_X86_64, "bzImage"));
     }
 
     #[test]

@@ -31,6 +31,30 @@ pub const MACHINE_ARM64: u16 = 0xaa64;
 /// COFF Machine IMAGE_FILE_MACHINE_RISCV64.
 pub const MACHINE_RISCV64: u16 = 0x5064;
 
+/// The ELF machine of the architecture a COFF Machine names, for those
+/// with kernels this loader boots.
+pub fn elf_machine(coff_machine: u16) -> Option<u16> {
+    use kexec_purgatory::elf::{EM_AARCH64, EM_RISCV, EM_X86_64};
+    match coff_machine {
+        MACHINE_X86_64 => Some(EM_X86_64),
+        MACHINE_ARM64 => Some(EM_AARCH64),
+        MACHINE_RISCV64 => Some(EM_RISCV),
+        _ => None,
+    }
+}
+
+/// The PE format's name of a COFF Machine, for messages.
+pub fn machine_name(m: u16) -> &'static str {
+    match m {
+        MACHINE_X86_64 => "x86_64",
+        MACHINE_RISCV64 => "riscv64",
+        0x6264 => "loongarch64",
+        0x01c4 => "arm (thumb-2)",
+        MACHINE_ARM64 => "arm64",
+        _ => "unknown",
+    }
+}
+
 /// Why a file is not a PE image whose sections can be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeError {

@@ -18,8 +18,9 @@
 
 use std::fmt;
 
+use kexec_purgatory::elf::EM_RISCV;
+
 use super::{Host, ImageError, ImageKernel, Kernel, KernelFormat, KernelImage};
-use crate::arch::Arch;
 use crate::bytes::{le32, le64};
 use crate::input::Blob;
 use crate::range::PAGE;
@@ -202,7 +203,7 @@ pub fn kernel_from_raw(data: Blob, format: &'static str, _host: Host) -> Result<
     // occupies (bss included); never less than the file.
     let mem_size = h.image_size.max(data.len() as u64);
     let kernel = ImageKernel { data, text_offset: h.text_offset, mem_size, anywhere: false, size_estimated: false };
-    Ok(KernelImage::plain(Arch::Riscv64, format, Kernel::Image(kernel)))
+    Ok(KernelImage::plain(EM_RISCV, format, Kernel::Image(kernel)))
 }
 
 /// The format: a raw riscv64 Image ("RSC\x05" at 0x38).
@@ -219,8 +220,8 @@ impl KernelFormat for RiscvImage {
     fn probe(&self, file: &[u8]) -> bool {
         has_magic(file)
     }
-    fn arch_hint(&self, _head: &[u8]) -> Option<Arch> {
-        Some(Arch::Riscv64)
+    fn machine_hint(&self, _head: &[u8]) -> Option<u16> {
+        Some(EM_RISCV)
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         kernel_from_raw(file, "riscv64 Image", host)
@@ -255,7 +256,7 @@ pub(crate) mod tests {
         let h = parse_header(&image(0x20_0000, 0x1e6_c000, 0, 4096)).unwrap();
         assert_eq!(h, RiscvHeader { text_offset: 0x20_0000, image_size: 0x1e6_c000, flags: 0, version: 2 });
         let k = kernel_from_raw(Blob::new(image(0x20_0000, 0x1e6_c000, 0, 4096)), "riscv64 Image", HOST).unwrap();
-        assert_eq!(k.arch, Arch::Riscv64);
+        assert_eq!(k.machine, EM_RISCV);
         let Kernel::Image(i) = k.kernel else { panic!("not an Image") };
         assert_eq!((i.text_offset, i.mem_size, i.anywhere), (0x20_0000, 0x1e6_c000, false));
     }

@@ -19,9 +19,8 @@
 
 use std::fmt;
 
-use super::pe::{self, Pe, MACHINE_ARM64, MACHINE_RISCV64, MACHINE_X86_64};
+use super::pe::{self, Pe};
 use super::{Embedded, Host, ImageError, KernelFormat, KernelImage, FORMATS};
-use crate::arch::Arch;
 use crate::input::Blob;
 
 /// Why a PE file with a `.linux` section cannot be booted as a UKI.
@@ -33,8 +32,8 @@ pub enum UkiError {
     MachineMismatch {
         /// The stub's COFF Machine (`pe::MACHINE_*`).
         machine: u16,
-        /// The architecture of the kernel in `.linux`.
-        kernel: Arch,
+        /// The ELF machine of the kernel in `.linux`.
+        kernel: u16,
     },
     /// `.cmdline` is not UTF-8 text.
     CmdlineNotText,
@@ -46,7 +45,12 @@ impl fmt::Display for UkiError {
         match self {
             Self::Nested => write!(f, "{spec}: .linux holds another unified kernel image"),
             Self::MachineMismatch { machine, kernel } => {
-                write!(f, "{spec}: the stub's PE machine is {machine:#06x} but .linux holds a {kernel} kernel")
+                write!(
+                    f,
+                    "{spec}: the stub's PE machine is {machine:#06x} ({}) but .linux holds a kernel for {}",
+                    pe::machine_name(*machine),
+                    kexec_purgatory::elf::machine_name(*kernel).unwrap_or("unknown")
+                )
             }
             Self::CmdlineNotText => write!(f, "{spec}: .cmdline is not UTF-8 text"),
         }
@@ -88,14 +92,8 @@ impl KernelFormat for Uki {
         Pe::parse(file).is_ok_and(|pe| pe.section(".linux").is_some())
             || pe::is_pe(file) && file.windows(8).take(64 * 1024).any(|w| w == b".linux\0\0")
     }
-    fn arch_hint(&self, head: &[u8]) -> Option<Arch> {
-        let pe = Pe::parse(head).ok()?;
-        match pe.machine {
-            MACHINE_X86_64 => Some(Arch::X86_64),
-            MACHINE_ARM64 => Some(Arch::Arm64),
-            MACHINE_RISCV64 => Some(Arch::Riscv64),
-            _ => None,
-        }
+    fn machine_hint(&self, head: &[u8]) -> Option<u16> {
+        pe::elf_machine(Pe::parse(head).ok()?.machine)
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let pe = Pe::parse(&file).map_err(ImageError::Pe)?;
@@ -119,14 +117,8 @@ impl KernelFormat for Uki {
         let inner = inner_format
             .parse(linux.clone(), host)
             .map_err(|e| ImageError::Payload { format: "UKI .linux", inner: Box::new(e) })?;
-        let machine_arch = match pe.machine {
-            MACHINE_X86_64 => Some(Arch::X86_64),
-            MACHINE_ARM64 => Some(Arch::Arm64),
-            MACHINE_RISCV64 => Some(Arch::Riscv64),
-            _ => None,
-        };
-        if machine_arch.is_some_and(|a| a != inner.arch) {
-            return Err(ImageError::Uki(UkiError::MachineMismatch { machine: pe.machine, kernel: inner.arch }));
+        if pe::elf_machine(pe.machine).is_some_and(|m| m != inner.machine) {
+            return Err(ImageError::Uki(UkiError::MachineMismatch { machine: pe.machine, kernel: inner.machine }));
         }
 
         let ucode = get(".ucode")?;
@@ -171,7 +163,7 @@ impl KernelFormat for Uki {
             uname,
             notes,
         };
-        Ok(KernelImage { arch: inner.arch, format: "UKI", kernel: inner.kernel, embedded: Some(embedded) })
+        Ok(KernelImage { machine: inner.machine, format: "UKI", kernel: inner.kernel, embedded: Some(embedded) })
     }
 }
 
@@ -181,6 +173,7 @@ mod tests {
     use crate::image::arm64_image::tests::image;
     use crate::image::decompress::tests::gzip;
     use crate::image::pe::tests::pe_file;
+    use crate::image::pe::{MACHINE_ARM64, MACHINE_RISCV64, MACHINE_X86_64};
     use crate::image::{load, Kernel};
 
     const HOST: Host = Host { page_size: 4096 };
@@ -198,7 +191,7 @@ mod tests {
         let rv = crate::image::riscv_image::tests::image(0x20_0000, 0x40_0000, 0, 5000);
         let f = pe_file(MACHINE_RISCV64, &[(".linux", &rv), (".cmdline", b"console=ttyS0\0")]);
         let k = parse(f).unwrap();
-        assert_eq!((k.arch, k.format), (Arch::Riscv64, "UKI"));
+        assert_eq!((k.machine, k.format), (kexec_purgatory::elf::EM_RISCV, "UKI"));
         assert_eq!(k.embedded.unwrap().inner_format, "riscv64 Image");
         let err = parse(pe_file(MACHINE_ARM64, &[(".linux", &rv)])).unwrap_err();
         assert!(matches!(err, ImageError::Uki(UkiError::MachineMismatch { .. })), "{err}");
@@ -219,7 +212,7 @@ mod tests {
             ],
         );
         let k = parse(f).unwrap();
-        assert_eq!((k.arch, k.format), (Arch::Arm64, "UKI"));
+        assert_eq!((k.machine, k.format), (kexec_purgatory::elf::EM_AARCH64, "UKI"));
         let Kernel::Image(i) = &k.kernel else { panic!("{:?}", k.kernel) };
         assert_eq!(&i.data[..], &arm64_kernel()[..], ".linux decompressed through the format table");
         let e = k.embedded.unwrap();
@@ -236,7 +229,7 @@ mod tests {
         let f =
             pe_file(MACHINE_X86_64, &[(".linux", &crate::image::bzimage::tests::sample(3000)), (".initrd", b"abc")]);
         let k = load(Blob::new(f.clone()), Some("uki"), HOST).unwrap();
-        assert_eq!((k.arch, k.format), (Arch::X86_64, "UKI"));
+        assert_eq!((k.machine, k.format), (kexec_purgatory::elf::EM_X86_64, "UKI"));
         let e = k.embedded.unwrap();
         assert_eq!(&e.initrd.unwrap()[..], b"abc");
         assert_eq!(e.cmdline, None);
@@ -266,7 +259,7 @@ mod tests {
     fn bad_ukis_are_refused_with_the_reason() {
         // The stub says x86_64, .linux holds an arm64 Image.
         let err = parse(pe_file(MACHINE_X86_64, &[(".linux", &arm64_kernel())])).unwrap_err();
-        assert!(err.to_string().contains("PE machine is 0x8664 but .linux holds a arm64 kernel"), "{err}");
+        assert!(err.to_string().contains("PE machine is 0x8664 (x86_64) but .linux holds a kernel for arm64"), "{err}");
         let err = parse(pe_file(MACHINE_ARM64, &[(".linux", b"not a kernel at all, just some words")])).unwrap_err();
         assert!(err.to_string().starts_with("UKI .linux payload: not a kernel"), "{err}");
         let inner = pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel())]);

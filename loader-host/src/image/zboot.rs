@@ -16,8 +16,10 @@
 use std::fmt;
 
 use super::decompress::{decompress, Codec, MAX_DECOMPRESSED};
+// arm64's and riscv's zboot (arch/{arm64,riscv}/boot/Makefile, EFI_ZBOOT)
+// write these COFF machines.
+use super::pe::{self, machine_name, MACHINE_ARM64, MACHINE_RISCV64};
 use super::{Host, ImageError, KernelFormat, KernelImage};
-use crate::arch::Arch;
 use crate::bytes::le32;
 use crate::input::Blob;
 
@@ -35,12 +37,6 @@ const PE_OFFSET_AT: usize = 0x3c;
 const HEADER_LEN: usize = 0x40;
 /// PE/COFF signature.
 const PE_MAGIC: [u8; 4] = *b"PE\0\0";
-/// `IMAGE_FILE_MACHINE_ARM64` (PE format, "Machine Types"); arm64's zboot
-/// (arch/arm64/boot/Makefile, EFI_ZBOOT) writes it.
-pub const MACHINE_ARM64: u16 = 0xaa64;
-/// `IMAGE_FILE_MACHINE_RISCV64` (PE format, "Machine Types"); riscv's
-/// zboot (arch/riscv/boot/Makefile, EFI_ZBOOT) writes it.
-pub const MACHINE_RISCV64: u16 = 0x5064;
 
 /// A checked zboot header.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,8 +85,8 @@ pub enum ZbootError {
     PayloadArch {
         /// The COFF Machine.
         machine: u16,
-        /// The architecture of the decompressed Image.
-        payload: Arch,
+        /// The ELF machine of the decompressed Image.
+        payload: u16,
     },
     /// A compression this loader does not decode.
     UnsupportedCompression {
@@ -121,8 +117,9 @@ impl fmt::Display for ZbootError {
             ),
             Self::PayloadArch { machine, payload } => write!(
                 f,
-                "{z}: PE machine type {machine:#06x} ({}) but the payload is an {payload} Image",
-                machine_name(*machine)
+                "{z}: PE machine type {machine:#06x} ({}) but the payload is an {} Image",
+                machine_name(*machine),
+                kexec_purgatory::elf::machine_name(*payload).unwrap_or("unknown")
             ),
             Self::UnsupportedCompression { name } => write!(
                 f,
@@ -133,17 +130,6 @@ impl fmt::Display for ZbootError {
 }
 
 impl std::error::Error for ZbootError {}
-
-fn machine_name(m: u16) -> &'static str {
-    match m {
-        0x8664 => "x86_64",
-        MACHINE_RISCV64 => "riscv64",
-        0x6264 => "loongarch64",
-        0x01c4 => "arm (thumb-2)",
-        MACHINE_ARM64 => "arm64",
-        _ => "unknown",
-    }
-}
 
 fn word(b: &[u8], at: usize) -> u32 {
     // parse() checked the 0x40-byte header is there.
@@ -198,14 +184,14 @@ impl ZbootHeader {
         file.get(start..start + self.payload_size as usize).unwrap_or(&[])
     }
 
-    /// The architecture of the PE machine type, for those this loader
+    /// The ELF machine of the PE machine type, for those this loader
     /// boots from zboot (x86 kernels are bzImages, not zboot).
-    pub fn arch(&self) -> Result<Arch, ZbootError> {
+    pub fn elf_machine(&self) -> Result<u16, ZbootError> {
         match self.machine {
-            MACHINE_ARM64 => Ok(Arch::Arm64),
-            MACHINE_RISCV64 => Ok(Arch::Riscv64),
-            _ => Err(ZbootError::WrongMachine { machine: self.machine }),
+            MACHINE_ARM64 | MACHINE_RISCV64 => pe::elf_machine(self.machine),
+            _ => None,
         }
+        .ok_or(ZbootError::WrongMachine { machine: self.machine })
     }
 
     /// Makefile.zboot: comp-type-$(CONFIG_KERNEL_GZIP) := gzip,
@@ -234,13 +220,13 @@ impl KernelFormat for Zboot {
     fn probe(&self, file: &[u8]) -> bool {
         is_zboot(file)
     }
-    fn arch_hint(&self, head: &[u8]) -> Option<Arch> {
-        ZbootHeader::parse(head).ok()?.arch().ok()
+    fn machine_hint(&self, head: &[u8]) -> Option<u16> {
+        ZbootHeader::parse(head).ok()?.elf_machine().ok()
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let header = ZbootHeader::parse(&file).map_err(ImageError::Zboot)?;
         // Refuse other architectures before spending time decompressing.
-        let arch = header.arch().map_err(ImageError::Zboot)?;
+        let machine = header.elf_machine().map_err(ImageError::Zboot)?;
         let codec = header.codec().map_err(ImageError::Zboot)?;
         let format = match codec {
             Codec::Gzip => "EFI zboot (gzip)",
@@ -251,8 +237,11 @@ impl KernelFormat for Zboot {
         let wrap = |e| ImageError::Payload { format, inner: Box::new(e) };
         let kernel = super::raw_image(Blob::new(image), format, host).map_err(wrap)?;
         // The PE machine and the Image inside must agree.
-        if kernel.arch != arch {
-            return Err(ImageError::Zboot(ZbootError::PayloadArch { machine: header.machine, payload: kernel.arch }));
+        if kernel.machine != machine {
+            return Err(ImageError::Zboot(ZbootError::PayloadArch {
+                machine: header.machine,
+                payload: kernel.machine,
+            }));
         }
         Ok(kernel)
     }
@@ -293,7 +282,7 @@ pub(crate) mod tests {
         );
         assert_eq!(h.payload(&f), b"payload!");
         assert_eq!(h.codec().unwrap(), Codec::Zstd);
-        assert_eq!(h.arch(), Ok(Arch::Arm64));
+        assert_eq!(h.elf_machine(), Ok(kexec_purgatory::elf::EM_AARCH64));
     }
 
     #[test]
@@ -322,8 +311,11 @@ pub(crate) mod tests {
         assert!(matches!(ZbootHeader::parse(&f[..0x20]), Err(ZbootError::TooShort { len: 0x20 })));
 
         let h = ZbootHeader::parse(&zboot("gzip", 0x8664, b"abc")).unwrap();
-        let err = h.arch().unwrap_err();
+        let err = h.elf_machine().unwrap_err();
         assert!(err.to_string().contains("x86_64"), "{err}");
-        assert_eq!(ZbootHeader::parse(&zboot("gzip", MACHINE_RISCV64, b"abc")).unwrap().arch(), Ok(Arch::Riscv64));
+        assert_eq!(
+            ZbootHeader::parse(&zboot("gzip", MACHINE_RISCV64, b"abc")).unwrap().elf_machine(),
+            Ok(kexec_purgatory::elf::EM_RISCV)
+        );
     }
 }

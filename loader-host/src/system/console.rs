@@ -1,15 +1,14 @@
 //! Which UART the purgatory prints on: `--serial ttyXXX` through sysfs
-//! (serial_core's iomem_base/io_type/port attributes), as kexec-tools does;
-//! on riscv64 `--serial hvc0` names the SBI console.
+//! (serial_core's iomem_base/io_type/port attributes), as kexec-tools does,
+//! or a console the architecture's description names (riscv64's SBI
+//! `hvc0`, x86's I/O ports).
 
 use std::fmt;
 use std::path::Path;
 
-use kexec_purgatory::abi::{
-    ConsoleDesc, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011, CONSOLE_SBI,
-};
+use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_IO, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
 
-use crate::arch::Arch;
+use crate::arch_spec::{Arch, NamedConsole};
 
 /// serial_core `io_type` values (include/uapi/linux/serial.h UPIO_*).
 const UPIO_PORT: u32 = 0;
@@ -73,22 +72,39 @@ fn read_attr(sys_root: &Path, tty: &str, attr: &str) -> Result<u64, ConsoleError
     parsed.map_err(|_| ConsoleError::Parse { file: file.display().to_string(), value: t.into() })
 }
 
-/// The console descriptor for `--serial tty` when loading an `arch`
-/// kernel: riscv64's `hvcN` is the SBI console (the kernel's SBI hvc
-/// driver, drivers/tty/hvc/hvc_riscv_sbi.c; the purgatory writes through
-/// SBI DBCN or the legacy putchar), anything else a UART in sysfs.
-pub fn for_tty(sys_root: &Path, tty: &str, arch: Arch) -> Result<ConsoleDesc, ConsoleError> {
-    let name = tty.trim_start_matches("/dev/");
-    if name.starts_with("hvc") {
-        if arch == Arch::Riscv64 {
-            return Ok(ConsoleDesc { kind: CONSOLE_SBI, reserved: 0, base: 0 });
+/// The console descriptor for `--serial SPEC` when loading an `arch`
+/// kernel: a name the architecture's description gives (a hypervisor or
+/// firmware console such as riscv64's SBI `hvc0`, or a fixed port name),
+/// an `0x<port>` I/O port where the architecture has them (kexec-tools'
+/// x86 form), else a UART in sysfs.
+pub fn for_serial(sys_root: &Path, spec: &str, arch: Arch) -> Result<ConsoleDesc, ConsoleError> {
+    let name = spec.trim_start_matches("/dev/");
+    if arch.io_port_serial {
+        if let Some(port) = io_port(name) {
+            return Ok(ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: port });
         }
+    }
+    let named = arch.named_consoles.iter().find(|c| if c.prefix { name.starts_with(c.tty) } else { name == c.tty });
+    let desc = |c: &NamedConsole| ConsoleDesc { kind: c.kind, reserved: 0, base: c.base };
+    match named {
+        Some(c) if !c.sysfs_first => return Ok(desc(c)),
+        Some(c) => return Ok(from_sysfs(sys_root, name).unwrap_or(desc(c))),
+        None => {}
+    }
+    if name.starts_with("hvc") {
         return Err(ConsoleError::Unsupported {
             tty: name.into(),
-            why: format!("a hypervisor console the {arch} purgatory cannot drive (only riscv64's SBI console is)"),
+            why: format!("a hypervisor console the {arch} purgatory cannot drive"),
         });
     }
-    from_sysfs(sys_root, tty)
+    from_sysfs(sys_root, name)
+}
+
+/// kexec-tools' x86 `--serial=0x<hex>` form (kexec/arch/x86_64/
+/// kexec-x86_64.c arch_process_options): an 8250 at that I/O port.
+fn io_port(spec: &str) -> Option<u64> {
+    let hex = spec.strip_prefix("0x")?;
+    u64::from_str_radix(hex, 16).ok().filter(|p| *p < 65536)
 }
 
 /// The console descriptor for `tty` (e.g. "ttyAMA0", "/dev/ttyS0").
@@ -132,12 +148,13 @@ pub fn from_sysfs(sys_root: &Path, tty: &str) -> Result<ConsoleDesc, ConsoleErro
             }
         };
     }
-    Err(unsupported("only ttyAMA* (PL011), ttyS* (8250) and, on riscv64, hvc* (SBI) consoles are supported"))
+    Err(unsupported("only ttyAMA* (PL011) and ttyS* (8250) UARTs are read from sysfs"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kexec_purgatory::abi::CONSOLE_SBI;
 
     fn fake_tty(root: &Path, tty: &str, attrs: &[(&str, &str)]) {
         let d = root.join("class/tty").join(tty);
@@ -169,10 +186,21 @@ mod tests {
         );
         assert!(from_sysfs(&root, "ttyS3").unwrap_err().to_string().contains("io_type 7 is not supported"));
         assert!(from_sysfs(&root, "ttyS4").unwrap_err().to_string().contains("reg-shift other than 0"));
-        assert_eq!(for_tty(&root, "hvc0", Arch::Riscv64).unwrap().kind, CONSOLE_SBI);
-        let e = for_tty(&root, "/dev/hvc0", Arch::Arm64).unwrap_err().to_string();
+        let arch = |name| crate::arch::by_name(name).unwrap();
+        assert_eq!(for_serial(&root, "hvc0", arch("riscv64")).unwrap().kind, CONSOLE_SBI);
+        let e = for_serial(&root, "/dev/hvc0", arch("arm64")).unwrap_err().to_string();
         assert!(e.contains("the arm64 purgatory cannot drive"), "{e}");
-        assert_eq!(for_tty(&root, "ttyS2", Arch::Riscv64).unwrap().kind, CONSOLE_8250_MMIO8);
+        assert_eq!(for_serial(&root, "ttyS2", arch("riscv64")).unwrap().kind, CONSOLE_8250_MMIO8);
+        // x86: an I/O port, kexec-tools' fixed names when sysfs has none.
+        assert_eq!(
+            for_serial(&root, "0x2e8", arch("x86_64")).unwrap(),
+            ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base: 0x2e8 }
+        );
+        assert_eq!(for_serial(&root, "ttyS1", arch("x86_64")).unwrap().base, 0x1c2_8000, "sysfs first");
+        fake_tty(&root, "ttyS1", &[]);
+        std::fs::remove_dir_all(root.join("class/tty/ttyS1")).unwrap();
+        assert_eq!(for_serial(&root, "ttyS1", arch("x86_64")).unwrap().base, 0x2f8, "kexec-tools' name");
+        assert!(for_serial(&root, "0x2e8", arch("arm64")).is_err(), "no I/O ports on arm64");
         let missing = from_sysfs(&root, "ttyAMA9").unwrap_err().to_string();
         assert!(missing.starts_with("--serial ttyAMA9: cannot read") && missing.contains("iomem_base"), "{missing}");
         assert!(from_sysfs(&root, "ttyUSB0").is_err());

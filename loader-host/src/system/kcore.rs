@@ -96,9 +96,10 @@ pub fn offset_from_headers(head: &[u8], phys: u64) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crash::elfcore::{CoreLayout, EM_AARCH64};
+    use crate::crash::elfcore::CoreLayout;
     use crate::range::Range;
     use crate::system::crash_notes::NoteRegion;
+    use kexec_purgatory::elf::EM_AARCH64;
 
     #[test]
     fn picks_the_linear_map_entry() {

@@ -4,14 +4,13 @@
 //! the zero page (boot_params: setup header, command line, e820, RSDP,
 //! setup_data) the kernel receives in %rsi.
 
-pub mod boot_params;
+use kexec_purgatory::abi::{ConsoleDesc, SegmentKind, ARCH_X86_64, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS};
+use kexec_purgatory::elf::EM_X86_64;
 
-use kexec_purgatory::abi::{ConsoleDesc, SegmentKind, CONSOLE_8250_IO, PARAM_FLAG_REFRESH_SEEDS};
-
-use self::boot_params::{self as bp, BootParamsInput};
+use super::contract::{ArchInput, ArchLayout, Architecture, CmdlineLimit, PurgatoryWindow};
+use crate::arch_spec::{ArchSpec, CrashPolicy, HotplugFlag, NamedConsole};
+use crate::boot_params::{self as bp, BootParamsInput};
 use crate::cmdline;
-use crate::crash::elfcore::EM_X86_64;
-use crate::crash::CrashPolicy;
 use crate::error::LoadError;
 use crate::image::bzimage::{BzImage, ENTRY_64_OFFSET, HEADER_START};
 use crate::image::elf::ElfKernel;
@@ -19,10 +18,10 @@ use crate::image::Kernel;
 use crate::input::Blob;
 use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, PlanError};
-use crate::planner::{ArchInput, ArchLayout, PurgatoryWindow};
 use crate::range::{align_up, Range, PAGE};
 use crate::system::entropy::{random_bytes, EntropyQuality};
 use crate::system::firmware;
+use crate::uapi::KEXEC_UPDATE_ELFCOREHDR;
 
 const MIB: u64 = 1 << 20;
 const GIB4: u64 = 1 << 32;
@@ -37,17 +36,73 @@ pub const MIN_KERNEL_ADDR: u64 = MIB;
 /// arch/x86/include/asm/serial.h).
 const PC_COM_PORTS: [u64; 4] = [0x3f8, 0x2f8, 0x3e8, 0x2e8];
 
-/// x86's own elfcorehdr (arch/x86/kernel/crash.c prepare_elf_headers): all
-/// RAM incl. driver-managed, minus the low 1 MiB and the crash ranges, the
-/// kernel text mapping first; segments only in crashk_res.
-pub const CRASH: CrashPolicy = CrashPolicy {
-    machine: EM_X86_64,
-    skip_low_1m: true,
-    dump_driver_managed: true,
-    kernel_text: true,
-    no_hotplug: None,
-    skip_firmware_protected: false,
+/// x86_64 as the loader sees it.
+pub static SPEC: ArchSpec = ArchSpec {
+    name: "x86_64",
+    aliases: &["amd64", "x86-64"],
+    rust_arch: "x86_64",
+    elf_machine: EM_X86_64,
+    purgatory_arch: ARCH_X86_64,
+    // x86 has taken KEXEC_UPDATE_ELFCOREHDR since 6.5 (6.5-6.9 reject the
+    // generic 0x8; include/uapi/linux/kexec.h).
+    hotplug_flag: Some(HotplugFlag {
+        value: KEXEC_UPDATE_ELFCOREHDR,
+        name: "KEXEC_UPDATE_ELFCOREHDR (0x4)",
+        kernels: "Linux 6.5+ with CONFIG_CRASH_HOTPLUG",
+    }),
+    // x86's own elfcorehdr (arch/x86/kernel/crash.c prepare_elf_headers):
+    // all RAM incl. driver-managed, minus the low 1 MiB and the crash
+    // ranges, the kernel text mapping first; segments only in crashk_res.
+    crash: CrashPolicy {
+        skip_low_1m: true,
+        dump_driver_managed: true,
+        kernel_text: true,
+        no_hotplug: None,
+        skip_firmware_protected: false,
+    },
+    kernel_takes_first_fdt: false,
+    // kexec-tools' x86 --serial names (kexec/arch/x86_64/kexec-x86_64.c):
+    // ttyS0 0x3f8, ttyS1 0x2f8, when sysfs has no such UART.
+    named_consoles: &[
+        NamedConsole { tty: "ttyS0", prefix: false, kind: CONSOLE_8250_IO, base: PC_COM_PORTS[0], sysfs_first: true },
+        NamedConsole { tty: "ttyS1", prefix: false, kind: CONSOLE_8250_IO, base: PC_COM_PORTS[1], sysfs_first: true },
+    ],
+    io_port_serial: true,
 };
+
+/// The x86_64 planner.
+pub(crate) struct X86_64;
+
+impl Architecture for X86_64 {
+    fn spec(&self) -> &'static ArchSpec {
+        &SPEC
+    }
+
+    fn place(&self, input: ArchInput) -> Result<ArchLayout, LoadError> {
+        place(input)
+    }
+
+    fn kernel_footprint(&self, kernel: &Kernel) -> Option<u64> {
+        match kernel {
+            // boot.rst init_size: the linear memory the kernel needs.
+            Kernel::BzImage(b) => Some(b.init_size),
+            Kernel::Elf(e) => Some(e.mem_size),
+            Kernel::Image(_) => None,
+        }
+    }
+
+    fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit> {
+        // arch/x86/kernel/kexec-bzimage64.c refuses a line whose length with
+        // its NUL, plus room for `elfcorehdr=0x<64-bit>` (30 bytes), exceeds
+        // cmdline_size (every load type).
+        const ELFCOREHDR_STR_LEN: usize = 30;
+        let Kernel::BzImage(b) = kernel else { return None };
+        Some(CmdlineLimit {
+            max: (b.cmdline_size as usize).saturating_sub(1 + ELFCOREHDR_STR_LEN),
+            rule: "kexec_file_load's bzImage loader (the line, its NUL and 30 bytes for elfcorehdr= within cmdline_size, arch/x86/kernel/kexec-bzimage64.c)",
+        })
+    }
+}
 
 fn page_round(n: u64) -> u64 {
     align_up(n.max(1), PAGE).unwrap_or(u64::MAX)
@@ -266,7 +321,7 @@ fn place_vmlinux(
 }
 
 /// Place an x86_64 kernel and build its zero page.
-pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
+fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     let ArchInput { req, sys, iomem, kernel, kernel_source, initrd, free, crash, mut params, console_given, mut notes } =
         input;
     if !matches!(kernel.kernel, Kernel::BzImage(_) | Kernel::Elf(_)) {
@@ -280,7 +335,7 @@ pub(crate) fn plan(input: ArchInput) -> Result<ArchLayout, LoadError> {
         if given {
             return Err(LoadError::NotForArch {
                 option,
-                arch: kernel.arch,
+                arch: crate::arch_spec::Arch(&SPEC),
                 why: "the kernel gets boot_params, not a DTB",
             });
         }

@@ -436,7 +436,7 @@ fn kernel_arch(path: &std::path::Path) -> Result<Option<Arch>, Fail> {
     let (mut f, _) = loader_host::input::open_regular(path).map_err(|e| Fail::failed(e.to_string()))?;
     let n = f.read(&mut head).map_err(|e| Fail::failed(format!("{}: {e}", path.display())))?;
     head.truncate(n);
-    Ok(image::probe_arch(&head))
+    Ok(image::probe_machine(&head).and_then(loader_host::arch::by_machine))
 }
 
 fn print_plan(ctx: &Ctx, plan: &Plan) {
@@ -467,7 +467,7 @@ fn load(ctx: &Ctx, kernel: PathBuf, ops: &mut dyn Ops) -> Result<(), Fail> {
     }
     if !ctx.simulated {
         if let Some(arch) = kernel_arch(&kernel)? {
-            if Arch::native() != Some(arch) {
+            if loader_host::arch::native() != Some(arch) {
                 return Err(Fail::failed(format!(
                     "{}: an {arch} kernel cannot be kexec'd from this {} machine (plan works anywhere)",
                     kernel.display(),
@@ -486,14 +486,9 @@ fn load(ctx: &Ctx, kernel: PathBuf, ops: &mut dyn Ops) -> Result<(), Fail> {
     match ops.kexec_load(&plan) {
         Ok(()) => Ok(()),
         Err(mut e) if e.errno == libc::EINVAL && plan.hotplug => {
-            e.context = Some(match plan.arch {
-                Arch::X86_64 => {
-                    "this kernel rejected KEXEC_UPDATE_ELFCOREHDR (0x4): it needs Linux 6.5+ with CONFIG_CRASH_HOTPLUG"
-                        .into()
-                }
-                _ => "this kernel rejected KEXEC_CRASH_HOTPLUG_SUPPORT (0x8): it needs Linux 6.10+ with CONFIG_CRASH_HOTPLUG"
-                    .into(),
-            });
+            if let Some(f) = plan.arch.hotplug_flag {
+                e.context = Some(format!("this kernel rejected {}: it needs {}", f.name, f.kernels));
+            }
             Err(Fail::failed(e.to_string()))
         }
         Err(e) if choice == SyscallChoice::Auto && e.errno == libc::EPERM && ctx.src.lockdown_active() => {
@@ -517,10 +512,10 @@ fn load_file(ctx: &Ctx, req: &Request, ops: &mut dyn Ops) -> Result<(), Fail> {
     let a = &ctx.args;
     let mut extra = 0;
     if a.no_cma {
-        extra |= loader_host::syscall::KEXEC_FILE_NO_CMA;
+        extra |= loader_host::uapi::KEXEC_FILE_NO_CMA;
     }
     if a.force_dtb {
-        extra |= loader_host::syscall::KEXEC_FILE_FORCE_DTB;
+        extra |= loader_host::uapi::KEXEC_FILE_FORCE_DTB;
     }
     let plan = file_load::plan(req, &ctx.src, extra)?;
     if ctx.show_plan || a.debug {

@@ -6,39 +6,19 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
-use kexec_purgatory::abi::{ARCH_AARCH64, ARCH_RISCV64, ARCH_X86_64, IMAGE_FLAG_POSITION_INDEPENDENT};
-use loader_host::purgatory_image::{self as images, PurgatoryImage};
+use clap::Parser;
+use kexec_purgatory::abi::IMAGE_FLAG_POSITION_INDEPENDENT;
+use loader_host::purgatory_image::{self as images, EmbeddedImage, PurgatoryImage};
 use sha2::{Digest, Sha256};
 
-/// An architecture with an embedded purgatory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ImageArch {
-    Aarch64,
-    #[value(name = "x86_64")]
-    X86_64,
-    Riscv64,
-}
-
-impl ImageArch {
-    const ALL: [ImageArch; 3] = [ImageArch::Aarch64, ImageArch::X86_64, ImageArch::Riscv64];
-
-    fn name(self) -> &'static str {
-        match self {
-            ImageArch::Aarch64 => "aarch64",
-            ImageArch::X86_64 => "x86_64",
-            ImageArch::Riscv64 => "riscv64",
-        }
-    }
-
-    /// (flat image, ELF, header arch).
-    fn images(self) -> (&'static [u8], &'static [u8], u32) {
-        match self {
-            ImageArch::Aarch64 => (images::AARCH64_FLAT, images::AARCH64_ELF, ARCH_AARCH64),
-            ImageArch::X86_64 => (images::X86_64_FLAT, images::X86_64_ELF, ARCH_X86_64),
-            ImageArch::Riscv64 => (images::RISCV64_FLAT, images::RISCV64_ELF, ARCH_RISCV64),
-        }
-    }
+/// The embedded image `name` names: the image's own name (`aarch64`) or
+/// any name of the architecture it serves (`arm64`).
+fn image_named(name: &str) -> Result<&'static EmbeddedImage, String> {
+    let by_arch = loader_host::arch::by_name(name).and_then(|a| images::embedded(a.purgatory_arch));
+    images::EMBEDDED.iter().find(|e| e.name == name).or(by_arch).ok_or_else(|| {
+        let names: Vec<&str> = images::EMBEDDED.iter().map(|e| e.name).collect();
+        format!("--arch {name}: no such image (images: {})", names.join(", "))
+    })
 }
 
 #[derive(Debug, Parser)]
@@ -49,9 +29,10 @@ impl ImageArch {
                   rkexec purgatory --arch x86_64 --elf --output purgatory-x86_64.elf\n  rkexec purgatory --info"
 )]
 struct PurgatoryArgs {
-    /// The architecture of the image.
-    #[arg(long, value_enum)]
-    arch: Option<ImageArch>,
+    /// The architecture of the image (its name, e.g. aarch64, or the
+    /// architecture's: arm64).
+    #[arg(long)]
+    arch: Option<String>,
     /// Write the image to FILE ("-" for standard output).
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -68,9 +49,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The header of one image, as `key value` lines.
-fn info(arch: ImageArch) -> Result<String, String> {
-    let (flat, elf, abi_arch) = arch.images();
-    let img = PurgatoryImage::parse(flat, abi_arch).map_err(|e| format!("{}: {e}", arch.name()))?;
+fn info(image: &EmbeddedImage) -> Result<String, String> {
+    let (flat, elf) = (image.flat, image.elf);
+    let img = PurgatoryImage::parse(flat, image.abi_arch).map_err(|e| format!("{}: {e}", image.name))?;
     let h = img.header;
     Ok(format!(
         "arch {name}\nabi_version {}\nheader_size {}\nflags {:#x}{}\nimage_size {}\nmem_size {}\nentry_offset {:#x}\n\
@@ -87,7 +68,7 @@ fn info(arch: ImageArch) -> Result<String, String> {
         hex(&Sha256::digest(flat)),
         elf.len(),
         hex(&Sha256::digest(elf)),
-        name = arch.name(),
+        name = image.name,
     ))
 }
 
@@ -103,10 +84,18 @@ pub fn main(argv0: &str, args: &[String]) -> u8 {
             return code;
         }
     };
+    let chosen = match a.arch.as_deref().map(image_named).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{argv0}: purgatory: {e}");
+            return 1;
+        }
+    };
     if a.info {
-        let arches: Vec<ImageArch> = a.arch.map_or_else(|| ImageArch::ALL.to_vec(), |x| vec![x]);
-        for (i, arch) in arches.into_iter().enumerate() {
-            match info(arch) {
+        let all: Vec<&EmbeddedImage> = images::EMBEDDED.iter().collect();
+        let shown = chosen.map_or(all, |c| vec![c]);
+        for (i, image) in shown.into_iter().enumerate() {
+            match info(image) {
                 Ok(text) => print!("{}{text}", if i > 0 { "\n" } else { "" }),
                 Err(e) => {
                     eprintln!("{argv0}: purgatory: {e}");
@@ -118,16 +107,16 @@ pub fn main(argv0: &str, args: &[String]) -> u8 {
             return 0;
         }
     }
-    let (Some(arch), Some(out)) = (a.arch, a.output) else {
-        eprintln!("{argv0}: purgatory: give --arch aarch64|x86_64|riscv64 with --output FILE, or --info");
+    let (Some(image), Some(out)) = (chosen, a.output) else {
+        let names: Vec<&str> = images::EMBEDDED.iter().map(|e| e.name).collect();
+        eprintln!("{argv0}: purgatory: give --arch {} with --output FILE, or --info", names.join("|"));
         return 1;
     };
-    let (flat, elf, abi_arch) = arch.images();
-    if let Err(e) = PurgatoryImage::parse(flat, abi_arch) {
-        eprintln!("{argv0}: purgatory: embedded {} image: {e}", arch.name());
+    if let Err(e) = PurgatoryImage::parse(image.flat, image.abi_arch) {
+        eprintln!("{argv0}: purgatory: embedded {} image: {e}", image.name);
         return 255;
     }
-    let bytes = if a.elf { elf } else { flat };
+    let bytes = if a.elf { image.elf } else { image.flat };
     let written = if out.as_os_str() == "-" {
         use std::io::Write;
         std::io::stdout().write_all(bytes).and_then(|()| std::io::stdout().flush())

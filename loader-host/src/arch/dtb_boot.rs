@@ -10,7 +10,8 @@ use kexec_purgatory::abi::{
     PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
 };
 
-use crate::arch::Arch;
+use super::contract::{ArchInput, ArchLayout, CmdlineLimit, PurgatoryWindow};
+use crate::arch_spec::ArchSpec;
 use crate::cmdline;
 use crate::dtb::handover::{self, DtbEdits};
 use crate::error::LoadError;
@@ -18,7 +19,6 @@ use crate::image::Kernel;
 use crate::input::{self, Blob};
 use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, PlanError};
-use crate::planner::{ArchInput, ArchLayout, PurgatoryWindow};
 use crate::range::{align_down, Range};
 use crate::system::entropy::{random_bytes, EntropyQuality};
 
@@ -63,8 +63,6 @@ pub enum Placement {
 /// An architecture's rules for an Image + DTB boot.
 #[derive(Clone, Copy, Debug)]
 pub struct DtbBoot {
-    /// The architecture these rules are for.
-    pub arch: Arch,
     /// Alignment of the kernel's base.
     pub kernel_align: u64,
     /// Why (for the error when no such base is free).
@@ -80,10 +78,8 @@ pub struct DtbBoot {
     pub dtb_max: u64,
     /// Where `dtb_max` is written.
     pub dtb_rule: &'static str,
-    /// COMMAND_LINE_SIZE, the NUL included.
-    pub command_line_size: usize,
-    /// Where `command_line_size` is defined.
-    pub command_line_rule: &'static str,
+    /// COMMAND_LINE_SIZE less its NUL, and where it is defined.
+    pub command_line: CmdlineLimit,
     /// The purgatory resets through PSCI (the DTB's /psci conduit); false
     /// where it resets otherwise (riscv64: SBI SRST, docs/abi.md).
     pub psci: bool,
@@ -126,6 +122,17 @@ impl DtbBoot {
         }
     }
 
+    /// Bytes the Image needs from its aligned base: booting.rst §4 puts it
+    /// text_offset above the base; riscv's text_offset is an alignment,
+    /// not a lead (None: more than 2^64, or not an Image).
+    pub fn footprint(&self, kernel: &Kernel) -> Option<u64> {
+        let Kernel::Image(i) = kernel else { return None };
+        match self.text_offset {
+            TextOffset::Lead => i.text_offset.checked_add(i.mem_size),
+            TextOffset::Alignment => Some(i.mem_size),
+        }
+    }
+
     /// (lead, alignment) of the kernel's hole for an Image with `text_offset`.
     fn kernel_hole(&self, text_offset: u64) -> (u64, u64) {
         match self.text_offset {
@@ -147,7 +154,7 @@ fn sbi_console_in(cmdline: &str) -> bool {
 }
 
 /// Place a kernel Image and build its DTB by `rules`.
-pub(crate) fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
+pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Result<ArchLayout, LoadError> {
     let ArchInput {
         req,
         sys,
@@ -163,7 +170,7 @@ pub(crate) fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, Load
         ..
     } = input;
     let Kernel::Image(k) = &kernel.kernel else {
-        return Err(PlanError::Internal(format!("{} is not an {} Image", kernel.format, rules.arch)).into());
+        return Err(PlanError::Internal(format!("{} is not an {} Image", kernel.format, arch.name)).into());
     };
     if k.size_estimated {
         notes.push(format!(
@@ -202,11 +209,11 @@ pub(crate) fn plan(input: ArchInput, rules: &DtbBoot) -> Result<ArchLayout, Load
         crashing,
     )?;
     let final_cmdline = bootargs.clone().or_else(|| handover::bootargs(&dtb_in)).unwrap_or_default();
-    if final_cmdline.len() >= rules.command_line_size {
+    if final_cmdline.len() > rules.command_line.max {
         return Err(LoadError::CmdlineTooLong {
             len: final_cmdline.len(),
-            max: rules.command_line_size - 1,
-            rule: rules.command_line_rule,
+            max: rules.command_line.max,
+            rule: rules.command_line.rule,
         });
     }
 

@@ -1,0 +1,103 @@
+//! The contract between the generic pipeline and one architecture: what
+//! the planner hands an architecture ([`ArchInput`]), what it gets back
+//! ([`ArchLayout`]), and the hooks an architecture implements
+//! ([`Architecture`]). Generic code calls these; it never names an
+//! architecture.
+
+use kexec_purgatory::abi::PurgatoryParams;
+
+use crate::arch_spec::{Arch, ArchSpec};
+use crate::crash::CrashSetup;
+use crate::error::LoadError;
+use crate::image::{Kernel, KernelImage};
+use crate::input::Blob;
+use crate::placement::{Layout, Order};
+use crate::plan::BootData;
+use crate::range::{FreeMap, Range};
+use crate::request::Request;
+use crate::system::iomem::Iomem;
+use crate::system::SystemSources;
+
+/// The initrds, concatenated.
+#[derive(Clone, Debug)]
+pub(crate) struct Initrd {
+    pub data: Blob,
+    /// Their names, joined with " + ".
+    pub source: String,
+}
+
+/// What every architecture's planner receives.
+pub(crate) struct ArchInput<'a> {
+    pub req: &'a Request,
+    pub sys: &'a SystemSources,
+    pub iomem: &'a Iomem,
+    pub kernel: KernelImage,
+    /// "path (format)", for the plan table.
+    pub kernel_source: String,
+    pub initrd: Option<Initrd>,
+    /// Memory the segments may go to (normal RAM, or the crash ranges).
+    pub free: FreeMap,
+    pub crash: Option<CrashSetup>,
+    /// The purgatory's parameter block so far: flags from the request,
+    /// failure action, and the console if `--serial` named one.
+    pub params: PurgatoryParams,
+    /// Whether `params.console` was set by the caller.
+    pub console_given: bool,
+    /// Notes for the plan, to which the planner adds its own.
+    pub notes: Vec<String>,
+}
+
+/// Where the purgatory may go, preferred first.
+#[derive(Clone, Debug)]
+pub(crate) struct PurgatoryWindow {
+    pub window: Range,
+    pub order: Order,
+    pub rule: &'static str,
+}
+
+/// What an architecture's planner hands back.
+pub(crate) struct ArchLayout {
+    /// Kernel, initrd, elfcorehdr, boot data: placed, in kexec order.
+    pub layout: Layout,
+    pub kernel_entry: u64,
+    pub boot_data: BootData,
+    pub cmdline: String,
+    pub params: PurgatoryParams,
+    pub purgatory: Vec<PurgatoryWindow>,
+    pub notes: Vec<String>,
+}
+
+/// A limit on the kernel command line and where it is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CmdlineLimit {
+    /// Bytes allowed, without the NUL.
+    pub max: usize,
+    /// Where the limit comes from.
+    pub rule: &'static str,
+}
+
+/// One architecture: its description and the steps only it knows.
+pub(crate) trait Architecture: Sync {
+    /// Its description.
+    fn spec(&self) -> &'static ArchSpec;
+
+    /// Place the kernel, initrd, elfcorehdr and boot data of a kexec_load
+    /// image (the purgatory is placed after, in one of the returned
+    /// windows).
+    fn place(&self, input: ArchInput) -> Result<ArchLayout, LoadError>;
+
+    /// Bytes of memory `kernel` needs from its load address (what
+    /// kexec_file_load's own loader must find room for), None when it
+    /// overflows 64 bits. Only called for kernels [`Architecture::spec`]'s
+    /// formats produce.
+    fn kernel_footprint(&self, kernel: &Kernel) -> Option<u64>;
+
+    /// The command-line limit kexec_file_load's loader for `kernel`
+    /// enforces, if it has one.
+    fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit>;
+
+    /// The handle generic code passes around.
+    fn arch(&self) -> Arch {
+        Arch(self.spec())
+    }
+}
