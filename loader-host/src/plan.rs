@@ -6,6 +6,8 @@
 use std::fmt;
 
 use kexec_purgatory::abi::{PurgatoryParams, SegmentKind};
+use kexec_purgatory::report::Console;
+use kexec_purgatory::verify::{self, Failure};
 
 use crate::arch_spec::Arch;
 use crate::input::Blob;
@@ -171,8 +173,41 @@ pub enum PlanError {
         /// The rule, where it comes from, and what broke it.
         rule: String,
     },
+    /// The purgatory's own flow, rehearsed on the plan (validate.rs),
+    /// refuses it: what the purgatory would refuse after the reboot.
+    PurgatoryRefuses(Failure),
     /// A bug of ours: a plan that breaks a rule placement should have kept.
     Internal(String),
+}
+
+/// The purgatory's reason for `failure`, in its own words (the texts its
+/// console lines carry, kexec_purgatory::console_lines).
+fn purgatory_reason(failure: &Failure) -> String {
+    match failure {
+        Failure::Params(e) => {
+            let (template, args) = e.reason();
+            let mut text = Text::default();
+            text.line(template, &args);
+            format!("bad parameter block: {}", text.0.trim_end())
+        }
+        Failure::DigestMismatch { index, .. } => format!("segment {index}: sha256 mismatch"),
+        Failure::Structure { index, error } => {
+            format!("segment {index} is excluded but malformed: {}", error.describe())
+        }
+        Failure::Patch { kind, error } => {
+            format!("cannot patch the {}: {}", verify::boot_data_name(*kind), error.describe())
+        }
+    }
+}
+
+/// A purgatory console that keeps what is printed.
+#[derive(Default)]
+struct Text(String);
+
+impl kexec_purgatory::report::Console for Text {
+    fn write_bytes(&mut self, bytes: &[u8]) {
+        self.0.push_str(&String::from_utf8_lossy(bytes));
+    }
 }
 
 impl fmt::Display for PlanError {
@@ -180,6 +215,9 @@ impl fmt::Display for PlanError {
         match self {
             PlanError::NoRoom { what, size, rule } => write!(f, "no room for the {what} ({size} bytes): {rule}"),
             PlanError::Refused { rule } => write!(f, "refused before loading: {rule}"),
+            PlanError::PurgatoryRefuses(failure) => {
+                write!(f, "refused before loading: the purgatory would refuse this load: {}", purgatory_reason(failure))
+            }
             PlanError::Internal(s) => write!(f, "layout check failed: {s}"),
         }
     }

@@ -18,7 +18,7 @@
 
 use kexec_purgatory::abi::{SegmentKind, MAX_SEGMENTS};
 
-use crate::dtb::header_check::{self, FDT_HEADER_SIZE};
+use crate::dtb::header_check;
 use crate::plan::{LoadKind, Plan, PlanError};
 use crate::purgatory_image::PurgatoryImage;
 use crate::range::{Range, PAGE};
@@ -170,7 +170,7 @@ fn first_fdt_is_the_dtb(plan: &Plan) -> Result<(), PlanError> {
         .segments
         .iter()
         .enumerate()
-        .find(|(_, s)| s.memsz > FDT_HEADER_SIZE as u64 && header_check::passes(&s.data));
+        .find(|(_, s)| s.memsz > kexec_purgatory::fdt::HEADER_LEN as u64 && header_check::passes(&s.data));
     match first {
         None => Err(refuse(format!(
             "no segment passes fdt_check_header(): {}'s machine_kexec_prepare() would refuse the load (\"Device tree not included in the provided image\")",
@@ -192,23 +192,21 @@ fn first_fdt_is_the_dtb(plan: &Plan) -> Result<(), PlanError> {
 struct Rehearsal<'a> {
     plan: &'a Plan,
     copies: Vec<Option<Vec<u8>>>,
-    console: Transcript,
+    console: Silent,
 }
 
-/// The purgatory's console lines, collected.
-#[derive(Default)]
-struct Transcript(String);
+/// The purgatory's console during the rehearsal: its lines are not
+/// needed (a refusal comes back as the typed `Failure`).
+struct Silent;
 
-impl kexec_purgatory::report::Console for Transcript {
-    fn write_bytes(&mut self, bytes: &[u8]) {
-        self.0.push_str(&String::from_utf8_lossy(bytes));
-    }
+impl kexec_purgatory::report::Console for Silent {
+    fn write_bytes(&mut self, _: &[u8]) {}
 }
 
 impl kexec_purgatory::verify::Platform for Rehearsal<'_> {
-    type Con = Transcript;
+    type Con = Silent;
 
-    fn console(&mut self) -> &mut Transcript {
+    fn console(&mut self) -> &mut Silent {
         &mut self.console
     }
 
@@ -258,14 +256,8 @@ impl kexec_purgatory::verify::Platform for Rehearsal<'_> {
 fn rehearse(plan: &Plan, rules: &kexec_purgatory::verify::Rules) -> Result<(), PlanError> {
     let mut params = plan.params;
     params.flags |= kexec_purgatory::abi::PARAM_FLAG_SKIP_DIGESTS;
-    let mut r = Rehearsal { plan, copies: vec![None; plan.segments.len()], console: Transcript::default() };
-    match kexec_purgatory::verify::run(&params, rules, &mut r) {
-        Ok(_) => Ok(()),
-        Err(_) => {
-            let said = r.console.0.lines().find(|l| l.contains("REFUSED")).unwrap_or("refused").to_string();
-            Err(refuse(format!("the purgatory would refuse this load: {said}")))
-        }
-    }
+    let mut r = Rehearsal { plan, copies: vec![None; plan.segments.len()], console: Silent };
+    kexec_purgatory::verify::run(&params, rules, &mut r).map(|_| ()).map_err(PlanError::PurgatoryRefuses)
 }
 
 #[cfg(test)]
@@ -274,6 +266,7 @@ mod tests {
     use crate::input::Blob;
     use crate::request::Request;
     use crate::testing::{arm64_image, arm64_tree, ARM64_FLAGS_ANYWHERE, VIRT_1G};
+    use kexec_purgatory::verify::Failure;
 
     /// A valid arm64 plan, its purgatory and the iomem it was made from.
     fn fixture() -> (Plan, PurgatoryImage<'static>, Iomem) {
@@ -397,7 +390,14 @@ mod tests {
         dtb[36..40].copy_from_slice(&(size_struct - 8).to_be_bytes());
         p.segments[1].data = Blob::new(dtb);
         let e = plan(&p, &purg, &iomem).unwrap_err().to_string();
-        assert!(e.contains("the purgatory would refuse this load: purgatory: REFUSED: cannot patch the dtb"), "{e}");
+        assert!(e.contains("the purgatory would refuse this load: cannot patch the dtb: "), "{e}");
+        assert!(
+            matches!(
+                plan(&p, &purg, &iomem),
+                Err(PlanError::PurgatoryRefuses(Failure::Patch { kind: SegmentKind::Dtb, .. }))
+            ),
+            "the purgatory's typed failure"
+        );
     }
 
     #[test]

@@ -6,8 +6,7 @@
 //! differs between those architectures is a [`DtbBoot`] each declares.
 
 use kexec_purgatory::abi::{
-    ConsoleDesc, SegmentKind, CONSOLE_SBI, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC,
-    PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
+    ConsoleDesc, SegmentKind, CONSOLE_SBI, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_NONE,
 };
 
 use super::contract::{ArchInput, ArchLayout, CmdlineLimit, PurgatoryWindow};
@@ -297,9 +296,8 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
 
     params.flags |= PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
     // The purgatory resets through PSCI where the DTB names its conduit.
-    params.psci_conduit = match (rules.psci, facts.psci_method.as_deref()) {
-        (true, Some("hvc")) => PSCI_CONDUIT_HVC,
-        (true, Some("smc")) => PSCI_CONDUIT_SMC,
+    params.psci_conduit = match (rules.psci, facts.psci_method) {
+        (true, Some(method)) => method.conduit(),
         _ => PSCI_CONDUIT_NONE,
     };
     // The console /chosen/stdout-path names, unless --serial chose one;

@@ -17,10 +17,10 @@ use dtoolkit::{Node, Property};
 
 use crate::range::{align_up, Range};
 
-/// devicetree spec §5.2: header field offsets (big-endian u32s).
-const HEADER_LEN: usize = 40;
+use kexec_purgatory::fdt::{BOOT_CPUID_PHYS_OFFSET, HEADER_LEN, MAGIC};
+
+/// devicetree spec §5.2: `totalsize`, the second header field.
 const TOTALSIZE_AT: usize = 4;
-const BOOT_CPUID_PHYS_AT: usize = 0x1c;
 
 /// Free space appended by default, so that in-place editors (libfdt's
 /// fdt_setprop, the purgatory's patcher) can grow properties.
@@ -46,6 +46,17 @@ pub enum PsciMethod {
     Hvc,
     /// "smc": PSCI calls are SMC instructions (to secure firmware).
     Smc,
+}
+
+impl PsciMethod {
+    /// The parameter block's `psci_conduit` for this method
+    /// (kexec_purgatory::abi `PSCI_CONDUIT_*`).
+    pub fn conduit(self) -> u32 {
+        match self {
+            PsciMethod::Hvc => kexec_purgatory::abi::PSCI_CONDUIT_HVC,
+            PsciMethod::Smc => kexec_purgatory::abi::PSCI_CONDUIT_SMC,
+        }
+    }
 }
 
 /// `#address-cells` / `#size-cells` of a node.
@@ -184,7 +195,7 @@ impl DtbEditor {
         let header = blob
             .get(..HEADER_LEN)
             .ok_or_else(|| parse(format!("{} bytes is shorter than the 40-byte header", blob.len())))?;
-        if header[..4] != 0xd00d_feedu32.to_be_bytes() {
+        if header[..4] != MAGIC.to_be_bytes() {
             return Err(parse("no 0xd00dfeed magic (devicetree spec §5.2)".into()));
         }
         let be = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
@@ -209,7 +220,7 @@ impl DtbEditor {
             }
             Err(e) => return Err(parse(e.to_string())),
         };
-        Ok(DtbEditor { tree, boot_cpuid_phys: be(BOOT_CPUID_PHYS_AT), size_bound: total as u64 })
+        Ok(DtbEditor { tree, boot_cpuid_phys: be(BOOT_CPUID_PHYS_OFFSET), size_bound: total as u64 })
     }
 
     /// The model, for anything not covered here.
@@ -527,7 +538,7 @@ impl DtbEditor {
         }
         blob.resize(total, 0);
         blob[TOTALSIZE_AT..TOTALSIZE_AT + 4].copy_from_slice(&total32.to_be_bytes());
-        blob[BOOT_CPUID_PHYS_AT..BOOT_CPUID_PHYS_AT + 4].copy_from_slice(&self.boot_cpuid_phys.to_be_bytes());
+        blob[BOOT_CPUID_PHYS_OFFSET..BOOT_CPUID_PHYS_OFFSET + 4].copy_from_slice(&self.boot_cpuid_phys.to_be_bytes());
         Ok(blob)
     }
 }

@@ -11,8 +11,8 @@ use crate::range::Range;
 /// What the loader learns from the source DTB.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DtbFacts {
-    /// "hvc" or "smc" from /psci.
-    pub psci_method: Option<String>,
+    /// /psci's method.
+    pub psci_method: Option<PsciMethod>,
     /// The UART /chosen/stdout-path names, if the purgatory can drive it.
     pub console: Option<ConsoleDesc>,
     /// /memreserve/ entries other than the old initrd's.
@@ -98,15 +98,7 @@ pub fn facts(blob: &[u8]) -> Result<DtbFacts, DtbEditError> {
     let ed = DtbEditor::from_blob(blob)?;
     let old_initrd = ed.initrd()?;
     let reserved = ed.memreserve().into_iter().filter(|r| Some(*r) != old_initrd).collect();
-    Ok(DtbFacts {
-        psci_method: ed.psci_method()?.map(|m| match m {
-            PsciMethod::Hvc => "hvc".to_string(),
-            PsciMethod::Smc => "smc".to_string(),
-        }),
-        console: console_for(&ed)?,
-        reserved,
-        old_initrd,
-    })
+    Ok(DtbFacts { psci_method: ed.psci_method()?, console: console_for(&ed)?, reserved, old_initrd })
 }
 
 /// Memory that M-mode firmware keeps from S-mode with PMP: the
@@ -201,7 +193,7 @@ mod tests {
     #[test]
     fn facts_from_a_qemu_virt_like_tree() {
         let f = facts(&qemu_like_dtb()).unwrap();
-        assert_eq!(f.psci_method.as_deref(), Some("hvc"));
+        assert_eq!(f.psci_method, Some(PsciMethod::Hvc));
         assert_eq!(f.console, Some(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base: 0x900_0000 }));
         assert_eq!(f.old_initrd, Some(Range::new(0x4800_0000, 0x4810_0000)));
         assert!(f.reserved.is_empty(), "the old initrd's memreserve is not a reservation to honour");

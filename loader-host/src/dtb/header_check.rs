@@ -4,12 +4,10 @@
 //! `sizeof(struct fdt_header)` bytes of each kexec segment, in order, to
 //! decide which one is the FDT it hands to the next kernel in a1.
 
+use kexec_purgatory::fdt::{HEADER_LEN, MAGIC};
+
 use crate::bytes::be32;
 
-/// `sizeof(struct fdt_header)` (devicetree spec v0.4 §5.2: ten u32).
-pub const FDT_HEADER_SIZE: usize = 40;
-/// devicetree spec v0.4 §5.2.
-const FDT_MAGIC: u32 = 0xd00d_feed;
 /// libfdt_internal.h: FDT_FIRST_SUPPORTED_VERSION, FDT_LAST_SUPPORTED_VERSION.
 const FIRST_SUPPORTED: u32 = 0x02;
 const LAST_SUPPORTED: u32 = 0x11;
@@ -30,13 +28,13 @@ fn header_size(version: u32) -> u64 {
 /// totalsize at least the header and at most INT_MAX, and the
 /// memory-reservation, structure and strings blocks inside totalsize.
 pub fn passes(head: &[u8]) -> bool {
-    let mut h = [0u8; FDT_HEADER_SIZE];
-    let n = head.len().min(FDT_HEADER_SIZE);
+    let mut h = [0u8; HEADER_LEN];
+    let n = head.len().min(HEADER_LEN);
     h[..n].copy_from_slice(&head[..n]);
     let field = |i: usize| u64::from(be32(&h, i * 4).unwrap_or(0));
     let (magic, total, off_struct, off_strings, off_rsv) = (field(0), field(1), field(2), field(3), field(4));
     let (version, last_comp, size_strings, size_struct) = (field(5), field(6), field(8), field(9));
-    if magic != u64::from(FDT_MAGIC) {
+    if magic != u64::from(MAGIC) {
         return false;
     }
     if version < u64::from(FIRST_SUPPORTED) || last_comp > u64::from(LAST_SUPPORTED) || version < last_comp {
@@ -62,7 +60,7 @@ mod tests {
         fields.iter().flat_map(|f| f.to_be_bytes()).collect()
     }
 
-    const GOOD: [u32; 10] = [FDT_MAGIC, 0x2000, 0x40, 0x1800, 0x30, 17, 16, 0, 0x100, 0x1000];
+    const GOOD: [u32; 10] = [MAGIC, 0x2000, 0x40, 0x1800, 0x30, 17, 16, 0, 0x100, 0x1000];
 
     #[test]
     fn a_real_blob_passes_and_each_rule_fails_it() {

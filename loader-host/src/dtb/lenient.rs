@@ -6,150 +6,83 @@
 //! (Raspberry Pi 4's "arm,cpu-registers-not-fw-configured", the dwc3
 //! "snps,dis-u2-freeclk-exists-quirk"); libfdt and the kernel accept them.
 //! This reader checks only the structure (devicetree spec §5, "Flattened
-//! Devicetree (DTB) Format") and is used when dtoolkit refuses a name.
-//! Writing stays with dtoolkit.
+//! Devicetree (DTB) Format"), with the purgatory's own walker, and is used
+//! when dtoolkit refuses a name. Writing stays with dtoolkit.
 
 use std::fmt;
 
 use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+use kexec_purgatory::fdt::{self, FdtError, Token, Walker};
 
-/// spec §5.4.1 token values.
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
-const FDT_NOP: u32 = 4;
-const FDT_END: u32 = 9;
-/// spec §5.2: header is ten big-endian u32s.
-const HEADER_LEN: usize = 40;
-/// Nesting deeper than this is refused (dtoolkit's writer recurses).
-pub const MAX_DEPTH: usize = 64;
+use crate::bytes::be64;
 
+/// Why a blob cannot be read even leniently.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LenientError {
-    pub offset: usize,
-    pub why: &'static str,
+pub enum LenientError {
+    /// The structure breaks a rule of the FDT format, as the purgatory's
+    /// walker (`kexec_purgatory::fdt`) finds it.
+    Fdt(FdtError),
+    /// A node or property name is not UTF-8 (the model holds text names).
+    NotUtf8 {
+        /// The name's bytes, lossily decoded.
+        name: String,
+    },
 }
 
 impl fmt::Display for LenientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at offset {:#x}", self.why, self.offset)
+        match self {
+            Self::Fdt(e) => f.write_str(e.describe()),
+            Self::NotUtf8 { name } => write!(f, "the name {name:?} is not UTF-8"),
+        }
     }
 }
 
 impl std::error::Error for LenientError {}
 
-fn err(offset: usize, why: &'static str) -> LenientError {
-    LenientError { offset, why }
+fn text(name: &[u8]) -> Result<&str, LenientError> {
+    std::str::from_utf8(name).map_err(|_| LenientError::NotUtf8 { name: String::from_utf8_lossy(name).into_owned() })
 }
 
-fn be32(b: &[u8], at: usize) -> Result<u32, LenientError> {
-    let s = b.get(at..at.saturating_add(4)).ok_or(err(at, "truncated"))?;
-    Ok(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
-fn be64(b: &[u8], at: usize) -> Result<u64, LenientError> {
-    Ok((u64::from(be32(b, at)?) << 32) | u64::from(be32(b, at + 4)?))
-}
-
-/// A NUL-terminated UTF-8 string at `at`, not running past `end`.
-fn cstr(b: &[u8], at: usize, end: usize) -> Result<&str, LenientError> {
-    let s = b.get(at..end).ok_or(err(at, "string outside its block"))?;
-    let n = s.iter().position(|&c| c == 0).ok_or(err(at, "string is not NUL-terminated inside its block"))?;
-    std::str::from_utf8(&s[..n]).map_err(|_| err(at, "string is not UTF-8"))
-}
-
-fn align4(v: usize) -> usize {
-    v.next_multiple_of(4)
-}
-
-/// Parse `blob` (exactly `totalsize` bytes).
+/// Parse `blob` with the purgatory's bounds-checked walker (the one FDT
+/// reader of loader and purgatory): the header, every reservation entry
+/// and the whole structure block are checked as the purgatory checks
+/// them; only the model is built here.
 pub fn parse(blob: &[u8]) -> Result<DeviceTree, LenientError> {
-    if blob.len() < HEADER_LEN {
-        return Err(err(0, "shorter than the 40-byte FDT header"));
-    }
-    // spec §5.2 header fields.
-    let off_struct = be32(blob, 8)? as usize;
-    let off_strings = be32(blob, 12)? as usize;
-    let off_rsvmap = be32(blob, 16)? as usize;
-    let version = be32(blob, 20)?;
-    let size_strings = be32(blob, 32)? as usize;
-    let size_struct = be32(blob, 36)? as usize;
-    if version < 17 {
-        // size_dt_struct only exists from version 17 (spec §5.2).
-        return Err(err(20, "FDT version below 17"));
-    }
-    let struct_end = off_struct.checked_add(size_struct).filter(|&e| e <= blob.len());
-    let strings_end = off_strings.checked_add(size_strings).filter(|&e| e <= blob.len());
-    let (Some(struct_end), Some(strings_end)) = (struct_end, strings_end) else {
-        return Err(err(8, "structure or strings block outside totalsize"));
-    };
-
+    let mut walker = Walker::new(blob).map_err(LenientError::Fdt)?;
+    let hdr = *walker.header();
     let mut tree = DeviceTree::new();
-    // spec §5.3: (address, size) u64 pairs ended by a zero pair.
-    let mut at = off_rsvmap;
-    loop {
-        let (address, size) = (be64(blob, at)?, be64(blob, at + 8)?);
-        if address == 0 && size == 0 {
-            break;
-        }
+    // spec §5.3: `reservations` checked every entry up to the terminator.
+    let count = fdt::reservations(blob, &hdr).map_err(LenientError::Fdt)?;
+    for i in 0..count {
+        let at = hdr.off_mem_rsvmap + 16 * i;
+        let entry = be64(blob, at).zip(be64(blob, at + 8));
+        let (address, size) = entry.ok_or(LenientError::Fdt(FdtError::ReservationMap))?;
         tree.memory_reservations.push(MemoryReservation::new(address, size));
-        at += 16;
     }
-
-    // spec §5.4: the structure block.
+    // spec §5.4: the structure block, one token at a time.
     let mut stack: Vec<DeviceTreeNode> = Vec::new();
-    let mut root: Option<DeviceTreeNode> = None;
-    let mut at = off_struct;
-    loop {
-        if at + 4 > struct_end {
-            return Err(err(at, "structure block ends without FDT_END"));
-        }
-        let token = be32(blob, at)?;
-        at += 4;
+    while let Some(token) = walker.step().map_err(LenientError::Fdt)? {
         match token {
-            FDT_BEGIN_NODE => {
-                if root.is_some() {
-                    return Err(err(at, "second root node"));
-                }
-                let name = cstr(blob, at, struct_end)?;
-                if stack.len() >= MAX_DEPTH {
-                    return Err(err(at, "nodes nested too deeply"));
-                }
-                if stack.is_empty() != name.is_empty() {
-                    return Err(err(at, "only the root node may have an empty name"));
-                }
-                at = align4(at + name.len() + 1);
-                stack.push(DeviceTreeNode::new_unchecked(name));
+            Token::BeginNode { name, .. } => stack.push(DeviceTreeNode::new_unchecked(text(name)?)),
+            Token::Prop { name, value, .. } => {
+                // The walker checked the value lies in the structure block
+                // and that a node is open.
+                let bytes = value.bytes(blob).ok_or(LenientError::Fdt(FdtError::PropValue))?;
+                let node = stack.last_mut().ok_or(LenientError::Fdt(FdtError::Nesting))?;
+                node.add_property(DeviceTreeProperty::new_unchecked(text(name)?, bytes.to_vec()));
             }
-            FDT_PROP => {
-                let len = be32(blob, at)? as usize;
-                let nameoff = be32(blob, at + 4)? as usize;
-                let name = cstr(blob, off_strings.saturating_add(nameoff), strings_end)?;
-                let value = blob.get(at + 8..at + 8 + len).filter(|_| at + 8 + len <= struct_end);
-                let value = value.ok_or(err(at, "property value outside the structure block"))?;
-                let node = stack.last_mut().ok_or(err(at, "property outside any node"))?;
-                node.add_property(DeviceTreeProperty::new_unchecked(name, value.to_vec()));
-                at = align4(at + 8 + len);
-            }
-            FDT_NOP => {}
-            FDT_END_NODE => {
-                let node = stack.pop().ok_or(err(at, "FDT_END_NODE without a node"))?;
+            Token::EndNode { .. } => {
+                let node = stack.pop().ok_or(LenientError::Fdt(FdtError::Nesting))?;
                 match stack.last_mut() {
                     Some(parent) => parent.add_child(node),
-                    None => root = Some(node),
+                    None => tree.root = node,
                 }
             }
-            FDT_END => {
-                let Some(root) = root else {
-                    return Err(err(at, "FDT_END before the root node closed"));
-                };
-                tree.root = root;
-                return Ok(tree);
-            }
-            _ => return Err(err(at - 4, "unknown structure token")),
         }
     }
+    Ok(tree)
 }
 
 #[cfg(test)]
@@ -199,16 +132,16 @@ mod tests {
     #[test]
     fn refuses_broken_structure() {
         let blob = sample();
-        assert!(parse(&blob[..20]).is_err());
+        assert_eq!(parse(&blob[..20]), Err(LenientError::Fdt(FdtError::Magic)));
         let mut b = blob.clone();
-        let off_struct = be32(&b, 8).unwrap() as usize;
+        let off_struct = u32::from_be_bytes(b[8..12].try_into().unwrap()) as usize;
         b[off_struct + 3] = 7; // unknown token in place of FDT_BEGIN_NODE
-        assert_eq!(parse(&b).unwrap_err().why, "unknown structure token");
+        assert_eq!(parse(&b), Err(LenientError::Fdt(FdtError::Token)));
         let mut b = blob.clone();
         b[36..40].copy_from_slice(&0xffff_0000u32.to_be_bytes());
-        assert!(parse(&b).unwrap_err().why.contains("outside totalsize"));
+        assert_eq!(parse(&b), Err(LenientError::Fdt(FdtError::Blocks)));
         let mut b = blob;
-        b[20..24].copy_from_slice(&16u32.to_be_bytes());
-        assert_eq!(parse(&b).unwrap_err().why, "FDT version below 17");
+        b[20..24].copy_from_slice(&15u32.to_be_bytes());
+        assert_eq!(parse(&b), Err(LenientError::Fdt(FdtError::Version)));
     }
 }
