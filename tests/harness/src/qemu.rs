@@ -122,8 +122,10 @@ impl Qmp {
     /// Record an event; return replies.
     fn note(&mut self, v: Value) -> Option<Value> {
         if v.get("event").and_then(Value::as_str) == Some("SHUTDOWN") {
+            // The first one says why; a guest reset is followed by the
+            // host-qmp-quit of our `quit`.
             let reason = v.pointer("/data/reason").and_then(Value::as_str).unwrap_or("?");
-            self.shutdown = Some(reason.to_string());
+            self.shutdown.get_or_insert_with(|| reason.to_string());
             return None;
         }
         (v.get("return").is_some() || v.get("error").is_some()).then_some(v)
@@ -199,6 +201,11 @@ pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Du
     // Start paused (-S): the guest runs only once QMP is in command mode,
     // so no event (a reset in the first microseconds) can be missed.
     args.extend(["-S".into(), "-qmp".into(), format!("unix:{},server=on,wait=on", socket.display())]);
+    // A guest shutdown (a reset, under -no-reboot) pauses the VM instead of
+    // ending QEMU, which we then `quit`: QEMU 7.2 can hang for good in its
+    // exit path (monitor_cleanup) when it exits on its own while one of our
+    // `info registers` is in flight.
+    args.extend(["-action".into(), "shutdown=pause".into()]);
     let command = format!("{qemu} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(qemu)
@@ -239,6 +246,11 @@ pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Du
         qmp.poll_events();
         if let Some(status) = child.try_wait().expect("wait on qemu") {
             break status.code();
+        }
+        // The guest shut down (and is paused): that is how it ended.
+        if qmp.shutdown.is_some() {
+            let _ = qmp.execute("quit", None);
+            break child.wait().ok().and_then(|s| s.code());
         }
         // A guest that is still running: is it in the halt loop? (Masked
         // interrupts keep it there for good once it is.)
