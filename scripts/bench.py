@@ -101,7 +101,7 @@ def purgatory(mib):
     rows = []
     arch = None
     for line in out.splitlines():
-        m = re.match(r"^(aarch64|riscv64) purgatory:", line)
+        m = re.match(r"^(aarch64|riscv64|x86_64) purgatory:", line)
         if m:
             arch = m.group(1)
         r = ROW.match(line.strip())

@@ -11,7 +11,7 @@ echo "== hygiene: cargo fmt --check, clippy (host and bare-metal targets), rustd
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --target aarch64-unknown-none -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
-cargo clippy --locked --target x86_64-unknown-none -p kexec-purgatory -p purgatory-arch -- -D warnings
+cargo clippy --locked --target x86_64-unknown-none -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
 cargo clippy --locked --target riscv64gc-unknown-none-elf -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p loader-host -p kexec-purgatory
 

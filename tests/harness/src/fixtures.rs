@@ -1,7 +1,12 @@
 //! Synthetic segment contents: deterministic pseudo-random bytes, a DTB
-//! with seed placeholders, an ELF64 core header, and the payload image.
+//! with seed placeholders, an x86 boot_params segment (built by the
+//! loader's own code around a minimal setup header), an ELF64 core header,
+//! and the payload image.
 
-use object::{Object, ObjectSegment, ObjectSymbol};
+use loader_host::arch::x86_64::boot_params::{self, BootParamsInput, RNG_SEED_LEN};
+use loader_host::range::Range;
+use loader_host::system::firmware::{E820Entry, E820_RAM};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 /// Seed placeholders the "loader" writes; the purgatory replaces them when
 /// the CPU has an entropy source.
@@ -70,14 +75,85 @@ pub fn dtb_with_cpu(mem_base: u64, mem_size: u64, riscv_isa: Option<&str>) -> Ve
     build().expect("vm-fdt builds a fixed tree")
 }
 
+/// x86: the SETUP_RNG_SEED bytes the "loader" writes; the purgatory mixes
+/// fresh entropy into them when the CPU has RDSEED or RDRAND.
+pub const X86_RNG_PLACEHOLDER: [u8; RNG_SEED_LEN] = [0x33; RNG_SEED_LEN];
+/// x86: the command line the boot_params segment carries.
+pub const X86_CMDLINE: &str = "console=ttyS0 harness";
+
+/// boot.rst's setup header (0x1f1..0x268, protocol 2.15) of a relocatable
+/// 64-bit kernel, as a bzImage carries it: what the loader copies into
+/// boot_params. Offsets below are boot_params offsets.
+fn x86_setup_header(init_size: u32) -> Vec<u8> {
+    const HDR: usize = 0x1f1;
+    let mut h = vec![0u8; 0x268 - HDR];
+    let mut put = |off: usize, bytes: &[u8]| h[off - HDR..off - HDR + bytes.len()].copy_from_slice(bytes);
+    put(0x1f1, &[4]); // setup_sects
+    put(0x1fe, &0xaa55u16.to_le_bytes()); // boot_flag
+    put(0x202, b"HdrS"); // header
+    put(0x206, &0x020fu16.to_le_bytes()); // version 2.15
+    put(0x211, &[1]); // loadflags: LOADED_HIGH
+    put(0x22c, &0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+    put(0x230, &0x20_0000u32.to_le_bytes()); // kernel_alignment
+    put(0x234, &[1]); // relocatable_kernel
+    put(0x236, &0x3u16.to_le_bytes()); // xloadflags: XLF_KERNEL_64 | XLF_CAN_BE_LOADED_ABOVE_4G
+    put(0x238, &2047u32.to_le_bytes()); // cmdline_size
+    put(0x258, &0x100_0000u64.to_le_bytes()); // pref_address
+    put(0x260, &init_size.to_le_bytes()); // init_size
+    h
+}
+
+/// The boot_params segment a loader builds for the stand-in kernel, at
+/// physical `base`: zero page with the setup header, [`X86_CMDLINE`], the
+/// initrd, an e820 map of `ram_size` bytes (the low 640 KiB and from 1
+/// MiB on) and a SETUP_RNG_SEED node holding [`X86_RNG_PLACEHOLDER`].
+/// Built by loader-host's own `boot_params::build`.
+pub fn x86_boot_params(base: u64, kernel_len: u64, initrd: Range, ram_size: u64) -> Vec<u8> {
+    let header = x86_setup_header(u32::try_from(kernel_len.next_multiple_of(4096)).expect("small kernel"));
+    let e820 = [
+        E820Entry { addr: 0, size: 0xa_0000, kind: E820_RAM },
+        E820Entry { addr: 0x10_0000, size: ram_size - 0x10_0000, kind: E820_RAM },
+    ];
+    let input = BootParamsInput {
+        setup_header: &header,
+        can_load_above_4g: true,
+        cmdline: X86_CMDLINE,
+        initrd: Some(initrd),
+        e820: &e820,
+        acpi_rsdp_addr: 0,
+        screen_info: None,
+        rng_seed: X86_RNG_PLACEHOLDER,
+    };
+    boot_params::build(&input, base).expect("the fixture's boot_params build")
+}
+
+/// Offset of the first setup_data node in a [`x86_boot_params`] segment
+/// (the head of the chain, boot_params.hdr.setup_data at 0x250), given
+/// the segment's physical `base`.
+pub fn x86_setup_data_head(bp: &[u8], base: u64) -> usize {
+    let head = u64::from_le_bytes(bp[0x250..0x258].try_into().expect("8 bytes"));
+    usize::try_from(head - base).expect("node in the segment")
+}
+
 /// An ELF64 ET_CORE header with one PT_NOTE and `loads` PT_LOAD entries,
-/// the shape of a kdump elfcorehdr.
+/// the shape of a kdump elfcorehdr (for an arm64 kernel; see
+/// [`elfcorehdr_for`]).
 pub fn elfcorehdr(loads: u16) -> Vec<u8> {
+    elfcorehdr_for(EM_AARCH64, loads)
+}
+
+/// ELF e_machine values (ELF gABI; include/uapi/linux/elf-em.h).
+pub const EM_AARCH64: u16 = 183;
+pub const EM_X86_64: u16 = 62;
+pub const EM_RISCV: u16 = 243;
+
+/// As [`elfcorehdr`], for a kernel of `machine`.
+pub fn elfcorehdr_for(machine: u16, loads: u16) -> Vec<u8> {
     let phnum = loads + 1;
     let mut d = vec![0u8; 64 + 56 * phnum as usize];
     d[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
     d[16..18].copy_from_slice(&4u16.to_le_bytes()); // ET_CORE
-    d[18..20].copy_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    d[18..20].copy_from_slice(&machine.to_le_bytes()); // e_machine
     d[20..24].copy_from_slice(&1u32.to_le_bytes());
     d[32..40].copy_from_slice(&64u64.to_le_bytes()); // e_phoff
     d[52..54].copy_from_slice(&64u16.to_le_bytes());
@@ -94,8 +170,8 @@ pub fn elfcorehdr(loads: u16) -> Vec<u8> {
 }
 
 /// The stand-in kernel: flat bytes at its link address and the addresses
-/// of its firmware stub (aarch64: the VHE stub; riscv64: the M-mode stub)
-/// and the stub's jump target slot.
+/// of its firmware stub (aarch64: the VHE stub; riscv64: the M-mode stub;
+/// x86_64: the launcher) and the stub's jump target slot.
 pub struct Payload {
     pub load_addr: u64,
     pub bytes: Vec<u8>,
@@ -104,10 +180,35 @@ pub struct Payload {
     pub vhe_stub_target: u64,
     /// riscv64 only: the slot the M-mode stub loads a1 (the DTB) from.
     pub stub_dtb: Option<u64>,
+    /// x86_64 only: the launcher, which is no part of the kernel image but
+    /// the end of the `-bios` image (it holds `vhe_stub` and
+    /// `vhe_stub_target`).
+    pub rom: Option<Rom>,
+}
+
+/// Bytes QEMU maps read-only at `addr` (the end of the `-bios` image is
+/// mapped just below 4 GiB).
+#[derive(Clone, Debug)]
+pub struct Rom {
+    pub addr: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl Rom {
+    /// QEMU's PC machines take a `-bios` image whose size is a multiple of
+    /// 64 KiB, mapped to end at 4 GiB: this ROM at the end, zeros before.
+    pub fn bios_image(&self) -> Vec<u8> {
+        let size = self.bytes.len().next_multiple_of(64 << 10);
+        assert_eq!(self.addr + self.bytes.len() as u64, 1 << 32, "the launcher ends at 4 GiB");
+        let mut image = vec![0u8; size - self.bytes.len()];
+        image.extend_from_slice(&self.bytes);
+        image
+    }
 }
 
 pub static PAYLOAD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-aarch64.elf"));
 pub static PAYLOAD_ELF_RISCV64: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-riscv64.elf"));
+pub static PAYLOAD_ELF_X86_64: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-x86_64.elf"));
 
 impl Payload {
     pub fn load() -> Self {
@@ -119,6 +220,12 @@ impl Payload {
         Self::from_elf(PAYLOAD_ELF_RISCV64, "mstub", "mstub_target", Some("mstub_dtb"))
     }
 
+    /// The x86_64 payload; its `launcher` (a ROM below 4 GiB) plays
+    /// firmware and relocate_kernel.
+    pub fn load_x86_64() -> Self {
+        Self::from_elf(PAYLOAD_ELF_X86_64, "launcher_start", "launcher_target", None)
+    }
+
     fn from_elf(elf: &[u8], stub: &str, target: &str, dtb_slot: Option<&str>) -> Self {
         let file = object::File::parse(elf).expect("payload ELF parses");
         let sym = |name: &str| {
@@ -127,7 +234,12 @@ impl Payload {
                 .map(|s| s.address())
                 .unwrap_or_else(|| panic!("payload lacks {name}"))
         };
-        let segs: Vec<_> = file.segments().filter(|s| s.file_range().1 > 0).collect();
+        // x86_64: the launcher section is ROM, not kernel.
+        let rom = file
+            .section_by_name(".launcher")
+            .map(|sec| Rom { addr: sec.address(), bytes: sec.data().expect("launcher bytes").to_vec() });
+        let in_rom = |addr: u64| rom.as_ref().is_some_and(|r| addr >= r.addr && addr < r.addr + r.bytes.len() as u64);
+        let segs: Vec<_> = file.segments().filter(|s| s.file_range().1 > 0 && !in_rom(s.address())).collect();
         let base = segs.iter().map(|s| s.address()).min().expect("payload has loadable bytes");
         let end = segs.iter().map(|s| s.address() + s.size()).max().expect("payload has loadable bytes");
         let mut bytes = vec![0u8; (end - base) as usize];
@@ -143,6 +255,7 @@ impl Payload {
             vhe_stub: sym(stub),
             vhe_stub_target: sym(target),
             stub_dtb: dtb_slot.map(sym),
+            rom,
         }
     }
 

@@ -1,9 +1,9 @@
-//! Running qemu-system-aarch64 / qemu-system-riscv64 and collecting what
-//! the guest printed and how the run really ended, through QMP: a PSCI or
-//! SBI reset is the SHUTDOWN event QEMU sends under -no-reboot (reason
-//! "guest-reset"), and a halt is the vCPU's PC inside the purgatory's
-//! `purgatory_halt` loop, read with `info registers`. Neither is inferred
-//! from silence or a timeout.
+//! Running qemu-system-aarch64 / -riscv64 / -x86_64 and collecting what
+//! the guest printed and how the run really ended, through QMP: a PSCI,
+//! SBI or port 0xcf9 reset is the SHUTDOWN event QEMU sends under
+//! -no-reboot (reason "guest-reset"), and a halt is the vCPU's PC inside
+//! the purgatory's `purgatory_halt` loop, read with `info registers`.
+//! Neither is inferred from silence or a timeout.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -19,8 +19,9 @@ use serde_json::Value;
 pub struct Outcome {
     pub console: String,
     /// QEMU's exit status: the payload's semihosting or sifive_test exit
-    /// code, or 0 after a shutdown (reset under -no-reboot, or our `quit`
-    /// after a halt); None when the harness had to kill it.
+    /// code (x86_64: isa-debug-exit's, `(value << 1) | 1`), or 0 after a
+    /// shutdown (reset under -no-reboot, or our `quit` after a halt); None
+    /// when the harness had to kill it.
     pub exit: Option<i32>,
     /// The `reason` of QEMU's SHUTDOWN event: "guest-reset" for a PSCI
     /// SYSTEM_RESET or SBI SRST, "host-qmp-quit" when the harness ended a
@@ -32,9 +33,17 @@ pub struct Outcome {
     /// The deadline passed with the guest in no recognised final state;
     /// QEMU was killed.
     pub killed: bool,
+    /// x86: QEMU logged a triple fault (`-d cpu_reset` into
+    /// [`CPU_RESET_LOG`]), which resets the machine just as port 0xcf9
+    /// does: a crash, not a reset the guest asked for.
+    pub triple_fault: bool,
     pub wall: Duration,
     pub command: String,
 }
+
+/// The file in the run's directory that `-d cpu_reset -D` writes; QEMU's
+/// x86 target logs "Triple fault" there before the reset it causes.
+pub const CPU_RESET_LOG: &str = "cpu-reset.log";
 
 impl Outcome {
     pub fn contains(&self, needle: &str) -> bool {
@@ -50,9 +59,10 @@ impl Outcome {
         self.console.lines().find(|l| l.contains(needle))
     }
 
-    /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST).
+    /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST, port
+    /// 0xcf9), and not by crashing (an x86 triple fault).
     pub fn reset(&self) -> bool {
-        self.shutdown.as_deref() == Some("guest-reset")
+        self.shutdown.as_deref() == Some("guest-reset") && !self.triple_fault
     }
 }
 
@@ -112,8 +122,10 @@ impl Qmp {
     /// Record an event; return replies.
     fn note(&mut self, v: Value) -> Option<Value> {
         if v.get("event").and_then(Value::as_str) == Some("SHUTDOWN") {
+            // The first one says why; a guest reset is followed by the
+            // host-qmp-quit of our `quit`.
             let reason = v.pointer("/data/reason").and_then(Value::as_str).unwrap_or("?");
-            self.shutdown = Some(reason.to_string());
+            self.shutdown.get_or_insert_with(|| reason.to_string());
             return None;
         }
         (v.get("return").is_some() || v.get("error").is_some()).then_some(v)
@@ -162,14 +174,14 @@ impl Qmp {
         }
     }
 
-    /// The vCPU's program counter, from `info registers`: aarch64 prints
-    /// " PC=%016x ", riscv64 a line " pc       %016x".
+    /// The vCPU's program counter, from `info registers`: x86_64 prints
+    /// "RIP=%016x", aarch64 " PC=%016x ", riscv64 a line " pc       %016x".
     fn pc(&mut self) -> Result<u64, String> {
         let text =
             self.execute("human-monitor-command", Some(serde_json::json!({ "command-line": "info registers" })))?;
         let text = text.as_str().unwrap_or_default();
-        let value = match text.find("PC=") {
-            Some(at) => &text[at + 3..],
+        let value = match text.find("RIP=").map(|at| at + 4).or_else(|| text.find("PC=").map(|at| at + 3)) {
+            Some(at) => &text[at..],
             None => text
                 .lines()
                 .find_map(|l| l.trim_start().strip_prefix("pc ").map(str::trim_start))
@@ -189,6 +201,11 @@ pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Du
     // Start paused (-S): the guest runs only once QMP is in command mode,
     // so no event (a reset in the first microseconds) can be missed.
     args.extend(["-S".into(), "-qmp".into(), format!("unix:{},server=on,wait=on", socket.display())]);
+    // A guest shutdown (a reset, under -no-reboot) pauses the VM instead of
+    // ending QEMU, which we then `quit`: QEMU 7.2 can hang for good in its
+    // exit path (monitor_cleanup) when it exits on its own while one of our
+    // `info registers` is in flight.
+    args.extend(["-action".into(), "shutdown=pause".into()]);
     let command = format!("{qemu} {}", args.join(" "));
     let start = Instant::now();
     let mut child = Command::new(qemu)
@@ -230,6 +247,11 @@ pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Du
         if let Some(status) = child.try_wait().expect("wait on qemu") {
             break status.code();
         }
+        // The guest shut down (and is paused): that is how it ended.
+        if qmp.shutdown.is_some() {
+            let _ = qmp.execute("quit", None);
+            break child.wait().ok().and_then(|s| s.code());
+        }
         // A guest that is still running: is it in the halt loop? (Masked
         // interrupts keep it there for good once it is.)
         match qmp.pc() {
@@ -266,5 +288,6 @@ pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Du
         console.push_str("\n[qemu stderr] ");
         console.push_str(err.trim());
     }
-    Outcome { console, exit, shutdown: qmp.shutdown, halted_at, killed, wall: start.elapsed(), command }
+    let triple_fault = std::fs::read_to_string(dir.join(CPU_RESET_LOG)).is_ok_and(|log| log.contains("Triple fault"));
+    Outcome { console, exit, shutdown: qmp.shutdown, halted_at, killed, triple_fault, wall: start.elapsed(), command }
 }

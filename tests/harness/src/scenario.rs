@@ -1,19 +1,21 @@
-//! One guest run: segments, parameter block, CPU model, corruption.
+//! One guest run: segments, parameter block, CPU model, corruption, on
+//! QEMU virt (aarch64, riscv64) or a PC machine (x86_64).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use kexec_purgatory::abi::{
-    PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_MMIO8, CONSOLE_PL011, ON_FAILURE_HALT, ON_FAILURE_RESET,
-    PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
-    SEGMENT_FLAG_EXCLUDED,
+    PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_IO, CONSOLE_8250_MMIO8, CONSOLE_PL011, ON_FAILURE_HALT,
+    ON_FAILURE_RESET, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
+    PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
 };
-use loader_host::purgatory_image::{PurgatoryImage, AARCH64_ELF, RISCV64_ELF};
+use loader_host::purgatory_image::{PurgatoryImage, AARCH64_ELF, RISCV64_ELF, X86_64_ELF};
+use loader_host::range::Range;
 use object::{Object, ObjectSymbol};
 use sha2::{Digest, Sha256};
 
-use crate::fixtures::{self, Payload};
+use crate::fixtures::{self, Payload, Rom};
 use crate::qemu::{self, HaltLoop, Outcome};
 
 /// QEMU virt's PL011 and RAM.
@@ -41,11 +43,29 @@ pub const RV_ELFCOREHDR_ADDR: u64 = 0x8a10_0000;
 pub const RV_OTHER_ADDR: u64 = 0x8a20_0000;
 pub const RV_PURGATORY_ADDR: u64 = 0x8b00_0000;
 
+/// QEMU's PC machines (`-M pc`, `-M q35`) with no firmware but the
+/// payload's launcher (`-bios`): RAM from 0, COM1 at I/O port 0x3f8,
+/// isa-debug-exit at port 0xf4. The payload ("kernel") links at 16 MiB
+/// (the kernel's default LOAD_PHYSICAL_ADDR) and is entered at +0x200;
+/// the launcher's page tables and stack take [8 MiB, 8 MiB + 32 KiB),
+/// which no scenario may use. Where the x86_64 scenario puts things:
+pub const X86_COM1: u64 = 0x3f8;
+pub const X86_RAM_BASE: u64 = 0;
+pub const X86_KERNEL_ADDR: u64 = 0x0100_0000;
+pub const X86_INITRD_ADDR: u64 = 0x0400_0000;
+pub const X86_BOOT_PARAMS_ADDR: u64 = 0x0a00_0000;
+pub const X86_ELFCOREHDR_ADDR: u64 = 0x0a10_0000;
+pub const X86_OTHER_ADDR: u64 = 0x0a20_0000;
+pub const X86_PURGATORY_ADDR: u64 = 0x0b00_0000;
+/// The launcher's page tables and stack (payload_x86_64.rs).
+pub const X86_LAUNCHER_MEM: std::ops::Range<u64> = 0x80_0000..0x80_8000;
+
 /// The QEMU system a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Aarch64,
     Riscv64,
+    X86_64,
 }
 
 /// The riscv,isa strings QEMU 7.2 writes for hart 0 (docs/riscv64.md).
@@ -67,6 +87,8 @@ pub struct Cell {
     pub mstub: bool,
     /// riscv64: the `riscv,isa` string of hart 0 in the handed-over DTB.
     pub isa: &'static str,
+    /// x86_64: the QEMU machine (`pc` or `q35`).
+    pub machine: &'static str,
 }
 
 impl Cell {
@@ -86,12 +108,26 @@ impl Cell {
     /// sets mseccfg.SSEED (an ePMP CSR in QEMU 7.2, hence x-epmp).
     pub const RV_MSTUB: Cell = Cell::rv("rv64,zknh=true,zkr=true,x-epmp=true", true, RV_ISA_ZKNH_ZKR);
 
+    /// x86_64 on the i440FX PC with QEMU's default CPU (qemu64: neither
+    /// SHA-NI nor RDRAND/RDSEED).
+    pub const X86: Cell = Cell::x86("pc", "qemu64");
+    /// x86_64 with `-cpu max`: RDRAND under TCG, and still no SHA-NI (QEMU
+    /// 7.2's TCG does not implement it).
+    pub const X86_MAX: Cell = Cell::x86("pc", "max");
+    /// x86_64 on the Q35 (ICH9) machine, whose reset control register at
+    /// port 0xcf9 is the ICH9 LPC's.
+    pub const X86_Q35: Cell = Cell::x86("q35", "qemu64");
+
     const fn arm(cpu: &'static str, el2: bool, vhe: bool) -> Cell {
-        Cell { arch: Arch::Aarch64, cpu, el2, vhe, mstub: false, isa: "" }
+        Cell { arch: Arch::Aarch64, cpu, el2, vhe, mstub: false, isa: "", machine: "virt" }
     }
 
     const fn rv(cpu: &'static str, mstub: bool, isa: &'static str) -> Cell {
-        Cell { arch: Arch::Riscv64, cpu, el2: false, vhe: false, mstub, isa }
+        Cell { arch: Arch::Riscv64, cpu, el2: false, vhe: false, mstub, isa, machine: "virt" }
+    }
+
+    const fn x86(machine: &'static str, cpu: &'static str) -> Cell {
+        Cell { arch: Arch::X86_64, cpu, el2: false, vhe: false, mstub: false, isa: "", machine }
     }
 
     /// Expected CurrentEL value at the kernel.
@@ -142,7 +178,12 @@ pub struct Scenario {
     pub deadline: Duration,
     /// Index of the kernel segment (its payload entry is the kernel entry).
     pub kernel_index: usize,
+    /// Index of the boot-data segment (`boot_data`): the DTB, on x86_64
+    /// the boot_params.
     pub dtb_index: Option<usize>,
+    /// x86_64: where the launcher jumps instead of the purgatory's entry
+    /// (a negative control: straight into the kernel).
+    pub launch_at: Option<u64>,
     payload: PayloadInfo,
 }
 
@@ -152,6 +193,9 @@ struct PayloadInfo {
     vhe_stub: u64,
     vhe_target_offset: usize,
     stub_dtb_offset: Option<usize>,
+    /// x86_64: the launcher ROM and the offset in it of the slot holding
+    /// the address it jumps to.
+    rom: Option<(Rom, usize)>,
 }
 
 /// Where a scenario puts its segments.
@@ -166,6 +210,14 @@ struct Layout {
 
 fn layout(arch: Arch) -> Layout {
     match arch {
+        Arch::X86_64 => Layout {
+            ram_base: X86_RAM_BASE,
+            initrd: X86_INITRD_ADDR,
+            dtb: X86_BOOT_PARAMS_ADDR,
+            elfcorehdr: X86_ELFCOREHDR_ADDR,
+            other: X86_OTHER_ADDR,
+            purgatory: X86_PURGATORY_ADDR,
+        },
         Arch::Aarch64 => Layout {
             ram_base: RAM_BASE,
             initrd: INITRD_ADDR,
@@ -207,7 +259,8 @@ fn riscv_launcher(entry: u64, dtb: u64) -> Vec<u8> {
 static RUN_ID: AtomicU32 = AtomicU32::new(0);
 
 impl Scenario {
-    /// kernel (payload), initrd, dtb, elfcorehdr and an "other" segment.
+    /// kernel (payload), initrd, dtb (x86_64: boot_params), elfcorehdr and
+    /// an "other" segment.
     pub fn standard(name: &str, cell: Cell) -> Self {
         Self::with_initrd(name, cell, 1 << 20)
     }
@@ -215,23 +268,50 @@ impl Scenario {
     /// As `standard`, with an initrd of `initrd_len` bytes.
     pub fn with_initrd(name: &str, cell: Cell, initrd_len: usize) -> Self {
         let l = layout(cell.arch);
-        let (payload, dtb) = match cell.arch {
-            Arch::Aarch64 => (Payload::load(), fixtures::dtb(l.ram_base, RAM_SIZE)),
-            Arch::Riscv64 => (Payload::load_riscv64(), fixtures::dtb_with_cpu(l.ram_base, RAM_SIZE, Some(cell.isa))),
+        let (payload, boot_kind, dtb, core) = match cell.arch {
+            Arch::Aarch64 => {
+                (Payload::load(), SegmentKind::Dtb, fixtures::dtb(l.ram_base, RAM_SIZE), fixtures::EM_AARCH64)
+            }
+            Arch::Riscv64 => {
+                let dtb = fixtures::dtb_with_cpu(l.ram_base, RAM_SIZE, Some(cell.isa));
+                (Payload::load_riscv64(), SegmentKind::Dtb, dtb, fixtures::EM_RISCV)
+            }
+            Arch::X86_64 => {
+                let payload = Payload::load_x86_64();
+                let initrd = Range::new(l.initrd, l.initrd + initrd_len as u64);
+                let bp = fixtures::x86_boot_params(l.dtb, payload.bytes.len() as u64, initrd, RAM_SIZE);
+                (payload, SegmentKind::BootParams, bp, fixtures::EM_X86_64)
+            }
         };
         let segments = vec![
             SegmentSpec::new(SegmentKind::Kernel, payload.load_addr, payload.bytes.clone()),
             SegmentSpec::new(SegmentKind::Initrd, l.initrd, fixtures::pseudo_random(initrd_len, 7)),
-            SegmentSpec::new(SegmentKind::Dtb, l.dtb, dtb),
-            SegmentSpec::new(SegmentKind::ElfCoreHdr, l.elfcorehdr, fixtures::elfcorehdr(2)),
+            SegmentSpec::new(boot_kind, l.dtb, dtb),
+            SegmentSpec::new(SegmentKind::ElfCoreHdr, l.elfcorehdr, fixtures::elfcorehdr_for(core, 2)),
             SegmentSpec::new(SegmentKind::Other, l.other, fixtures::pseudo_random(12345, 99)),
         ];
+        // What rkexec asks for: the seed refresh on x86 (boot_params has no
+        // boot CPU to set; loader-host/src/arch/x86_64/mod.rs), both on the
+        // DTB machines (loader-host/src/dtb_boot.rs).
+        let flags = match cell.arch {
+            Arch::X86_64 => PARAM_FLAG_REFRESH_SEEDS,
+            _ => PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU,
+        };
+        // The stub's jump target slot: in the kernel image, or (x86_64) in
+        // the launcher ROM.
+        let (vhe_target_offset, rom) = match payload.rom.clone() {
+            Some(rom) => {
+                let slot = (payload.vhe_stub_target - rom.addr) as usize;
+                (0, Some((rom, slot)))
+            }
+            None => ((payload.vhe_stub_target - payload.load_addr) as usize, None),
+        };
         Scenario {
             name: name.into(),
             cell,
             segments,
             purgatory_addr: l.purgatory,
-            flags: PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU,
+            flags,
             on_failure: ON_FAILURE_RESET,
             corrupt: Vec::new(),
             edit_params: None,
@@ -240,11 +320,13 @@ impl Scenario {
             deadline: Duration::from_secs(60),
             kernel_index: 0,
             dtb_index: Some(2),
+            launch_at: None,
             payload: PayloadInfo {
                 entry: payload.entry,
                 vhe_stub: payload.vhe_stub,
-                vhe_target_offset: (payload.vhe_stub_target - payload.load_addr) as usize,
+                vhe_target_offset,
                 stub_dtb_offset: payload.stub_dtb.map(|a| (a - payload.load_addr) as usize),
+                rom,
             },
         }
     }
@@ -270,6 +352,11 @@ impl Scenario {
             Arch::Riscv64 => {
                 p.console.kind = CONSOLE_8250_MMIO8;
                 p.console.base = RV_UART_BASE;
+                p.psci_conduit = PSCI_CONDUIT_NONE;
+            }
+            Arch::X86_64 => {
+                p.console.kind = CONSOLE_8250_IO;
+                p.console.base = X86_COM1;
                 p.psci_conduit = PSCI_CONDUIT_NONE;
             }
         }
@@ -299,8 +386,10 @@ impl Scenario {
 
     /// QEMU arguments for this scenario, writing segment files to `dir`.
     pub fn qemu_args(&self, dir: &std::path::Path) -> Vec<String> {
-        if self.cell.arch == Arch::Riscv64 {
-            return self.qemu_args_riscv64(dir);
+        match self.cell.arch {
+            Arch::Riscv64 => return self.qemu_args_riscv64(dir),
+            Arch::X86_64 => return self.qemu_args_x86_64(dir),
+            Arch::Aarch64 => {}
         }
         let image = PurgatoryImage::aarch64().expect("embedded purgatory is valid");
         let params = self.params();
@@ -424,12 +513,91 @@ impl Scenario {
         args
     }
 
+    /// The x86_64 guest: no firmware but the payload's launcher as the
+    /// `-bios` image, which the CPU resets into; it enters long mode and
+    /// jumps to the purgatory (or `launch_at`) as relocate_kernel would.
+    /// The payload exits through isa-debug-exit.
+    fn qemu_args_x86_64(&self, dir: &std::path::Path) -> Vec<String> {
+        let image = PurgatoryImage::x86_64().expect("embedded x86_64 purgatory is valid");
+        let mut purgatory = image.with_params(&self.params());
+        for &(off, mask) in &self.corrupt_purgatory {
+            purgatory[off] ^= mask;
+        }
+        let entry = self.purgatory_addr + image.header.entry_offset;
+        // The launcher builds its page tables and stack in RAM: a scenario
+        // that loads something there would be overwritten, not tested.
+        let spans = self.segments.iter().map(|s| (s.addr, s.data.len() as u64));
+        for (addr, len) in spans.chain([(self.purgatory_addr, image.mem_size())]) {
+            let clear = addr + len <= X86_LAUNCHER_MEM.start || addr >= X86_LAUNCHER_MEM.end;
+            assert!(clear, "{addr:#x}+{len:#x} overlaps the launcher's memory {X86_LAUNCHER_MEM:#x?}");
+        }
+        let (mut rom, slot) = self.payload.rom.clone().expect("the x86_64 payload carries its launcher");
+        rom.bytes[slot..slot + 8].copy_from_slice(&self.launch_at.unwrap_or(entry).to_le_bytes());
+        let mut args: Vec<String> = [
+            "-M",
+            self.cell.machine,
+            "-cpu",
+            self.cell.cpu,
+            "-m",
+            "512M",
+            "-smp",
+            "1",
+            "-nodefaults",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // A triple fault resets the machine like port 0xcf9 does; QEMU
+        // says which it was only in this log (Outcome::triple_fault).
+        args.extend([
+            "-d".into(),
+            "cpu_reset".into(),
+            "-D".into(),
+            dir.join(qemu::CPU_RESET_LOG).display().to_string(),
+        ]);
+        if self.icount {
+            args.extend(["-icount".into(), "shift=0".into()]);
+        }
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            path
+        };
+        args.push("-bios".into());
+        args.push(write("launcher.rom", &rom.bios_image()).display().to_string());
+        for (i, s) in self.segments.iter().enumerate() {
+            let mut data = s.data.clone();
+            for &(idx, off, mask) in &self.corrupt {
+                if idx == i {
+                    data[off] ^= mask;
+                }
+            }
+            let path = write(&format!("seg{i}-{:?}.bin", s.kind), &data);
+            args.push("-device".into());
+            args.push(format!("loader,file={},addr={:#x},force-raw=on", path.display(), s.addr));
+        }
+        let path = write("purgatory.bin", &purgatory);
+        args.push("-device".into());
+        args.push(format!("loader,file={},addr={:#x},force-raw=on", path.display(), self.purgatory_addr));
+        args
+    }
+
     /// The purgatory's halt loop where this scenario loads it (symbols of
     /// the embedded ELF, linked at 0).
     pub fn halt_loop(&self) -> HaltLoop {
         let elf = match self.cell.arch {
             Arch::Aarch64 => AARCH64_ELF,
             Arch::Riscv64 => RISCV64_ELF,
+            Arch::X86_64 => X86_64_ELF,
         };
         let file = object::File::parse(elf).expect("embedded purgatory ELF parses");
         let sym = |name: &str| {
@@ -444,9 +612,9 @@ impl Scenario {
         }
     }
 
-    /// Run the guest. Stops when QEMU exits (payload's semihosting or
-    /// sifive_test exit, PSCI/SBI reset) or as soon as the vCPU sits in the
-    /// purgatory's halt loop.
+    /// Run the guest. Stops when QEMU exits (payload's semihosting,
+    /// sifive_test or isa-debug-exit exit, PSCI/SBI/port 0xcf9 reset) or as
+    /// soon as the vCPU sits in the purgatory's halt loop.
     pub fn run(&self) -> Outcome {
         let mut sc = self.clone();
         if sc.cell.vhe || sc.cell.mstub {
@@ -463,6 +631,7 @@ impl Scenario {
         let qemu = match sc.cell.arch {
             Arch::Aarch64 => "qemu-system-aarch64",
             Arch::Riscv64 => "qemu-system-riscv64",
+            Arch::X86_64 => "qemu-system-x86_64",
         };
         let out = qemu::run(qemu, &args, &dir, sc.halt_loop(), sc.deadline);
         let _ = std::fs::remove_dir_all(&dir);
@@ -474,6 +643,7 @@ impl Scenario {
         match self.cell.arch {
             Arch::Aarch64 => PurgatoryImage::aarch64(),
             Arch::Riscv64 => PurgatoryImage::riscv64(),
+            Arch::X86_64 => PurgatoryImage::x86_64(),
         }
         .expect("embedded purgatory is valid")
     }
