@@ -61,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = facts(&out);
     // ... and the purgatory must accept it and find the seeds it refreshes.
     assert_eq!(check_fdt(&out), Ok(()), "purgatory refuses the loader's DTB");
-    // The loader always writes both seeds (dtb_boot), which makes /chosen;
+    // The loader always writes both seeds (arch::dtb_boot), which makes /chosen;
     // with no seeds requested (sel bit 5) and no /chosen in the input,
     // none may exist, and then only that may be missing.
     match find_seed_spans(&out) {

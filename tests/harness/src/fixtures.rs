@@ -3,7 +3,7 @@
 //! loader's own code around a minimal setup header), an ELF64 core header,
 //! and the payload image.
 
-use loader_host::arch::x86_64::boot_params::{self, BootParamsInput, RNG_SEED_LEN};
+use loader_host::boot_params::{self, BootParamsInput, RNG_SEED_LEN};
 use loader_host::range::Range;
 use loader_host::system::firmware::{E820Entry, E820_RAM};
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};

@@ -292,7 +292,7 @@ impl Scenario {
         ];
         // What rkexec asks for: the seed refresh on x86 (boot_params has no
         // boot CPU to set; loader-host/src/arch/x86_64/mod.rs), both on the
-        // DTB machines (loader-host/src/dtb_boot.rs).
+        // DTB machines (loader-host/src/arch/dtb_boot.rs).
         let flags = match cell.arch {
             Arch::X86_64 => PARAM_FLAG_REFRESH_SEEDS,
             _ => PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU,
