@@ -66,7 +66,7 @@ fn run(
     let plan = plan(&req, &sys)?;
 
     // 4. A look at it.
-    print!("{}", loader_host::report::table(&plan));
+    print!("{}", loader_host::render::table(&plan));
     println!(
         "\n{} kexec segments for {}, {} bytes to verify; the purgatory at {:#x} enters the kernel at {:#x} with the {} at {:#x}",
         plan.segments.len(),

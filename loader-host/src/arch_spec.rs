@@ -75,6 +75,8 @@ pub struct ArchSpec {
     pub aliases: &'static [&'static str],
     /// `std::env::consts::ARCH` of a loader running on it.
     pub rust_arch: &'static str,
+    /// Debian's name for it (its packages, the fixtures' cache folders).
+    pub debian_arch: &'static str,
     /// ELF `e_machine` (ELF gABI; include/uapi/linux/elf-em.h): the
     /// elfcorehdr's machine, and kexec_load's `KEXEC_ARCH_*` in the top 16
     /// bits of its flags.

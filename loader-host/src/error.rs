@@ -84,7 +84,7 @@ pub enum LoadError {
         why: &'static str,
     },
     /// No room for a segment, or the finished plan breaks a rule of
-    /// kexec_load or the purgatory (`validate`).
+    /// kexec_load or the purgatory (`preflight`).
     Plan(PlanError),
     /// The embedded purgatory image fails its own header check (a build
     /// defect, not bad input).

@@ -91,7 +91,7 @@ pub struct FilePlan {
 
 /// Plan a kexec_file_load of `req`; `extra_flags` are added to the flags
 /// (KEXEC_FILE_NO_CMA, KEXEC_FILE_FORCE_DTB).
-pub fn plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<FilePlan, LoadError> {
+pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result<FilePlan, LoadError> {
     let crash = req.crash.is_some();
     // The kexec_load path's bound (kernel_file::open): nothing larger than
     // the memory the kernel could place it in is read or handed over, nor

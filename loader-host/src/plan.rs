@@ -168,12 +168,12 @@ pub enum PlanError {
         /// The window and alignment it was limited to, and why.
         rule: String,
     },
-    /// A rule the loader checks on the finished plan (validate.rs).
+    /// A rule the loader checks on the finished plan (preflight.rs).
     Refused {
         /// The rule, where it comes from, and what broke it.
         rule: String,
     },
-    /// The purgatory's own flow, rehearsed on the plan (validate.rs),
+    /// The purgatory's own flow, rehearsed on the plan (preflight.rs),
     /// refuses it: what the purgatory would refuse after the reboot.
     PurgatoryRefuses(Failure),
     /// A bug of ours: a plan that breaks a rule placement should have kept.

@@ -10,7 +10,7 @@
 //! 5. the purgatory is placed, every segment hashed and the parameter
 //!    block filled (`digest`, `purgatory_image`),
 //! 6. the finished plan is checked against every rule the kernel and the
-//!    purgatory would apply after the system call (`validate`).
+//!    purgatory would apply after the system call (`preflight`).
 
 use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_SKIP_DIGESTS};
 
@@ -27,7 +27,7 @@ use crate::purgatory_image::PurgatoryImage;
 use crate::range::Range;
 use crate::request::Request;
 use crate::system::{self, console, SystemSources};
-use crate::validate;
+use crate::preflight;
 
 /// Plan the load `req` describes on the machine `sys` describes. Nothing
 /// is loaded; the plan has passed every check the load would make.
@@ -102,7 +102,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     let plan = finish(arch, kind, arch_layout, &purgatory, core, req, &format)?;
 
     // 6. Everything the kernel and the purgatory will check, checked now.
-    validate::plan(&plan, &purgatory, &iomem).map_err(LoadError::Plan)?;
+    preflight::check(&plan, &purgatory, &iomem).map_err(LoadError::Plan)?;
     Ok(plan)
 }
 

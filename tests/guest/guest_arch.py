@@ -1,5 +1,5 @@
 """Architecture profiles of the guest tier: everything that differs between
-arm64, amd64 (and, later, riscv64) guests, in one record per architecture.
+arm64, amd64 and riscv64 guests, in one record per architecture.
 
 An Arch says how to start QEMU (binary, machine, CPU, extra arguments), how
 the Debian kernel talks on its serial console (console name, early console
@@ -19,9 +19,17 @@ its fixtures and builds its tools from this table, and the grid
 (guest_cells.grid) gives it its kexec and kdump cells.
 """
 import dataclasses
+import json
 import os
 import re
 import struct
+
+# What the loader says of each architecture (the "arch" of a plan, the boot
+# data kind, the purgatory image), by Debian name: generated from
+# loader-host's architecture descriptions (loader-host/tests/arch_facts.rs).
+ARCH_FACTS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "arch_facts.json")
+with open(ARCH_FACTS_JSON) as _f:
+    LOADER_FACTS = json.load(_f)
 
 # A line that can only come from a freshly booting kernel. With `earlycon`
 # (arm64) / `earlyprintk=serial` (x86) it is printed right at kernel entry.
@@ -49,7 +57,6 @@ class Mode:
 @dataclasses.dataclass(frozen=True)
 class Arch:
     name: str             # Debian architecture; also the cache subdirectory
-    plan_arch: str        # the "arch" of `rkexec plan --json`
     qemu: str
     qemu_extra: tuple
     console: str          # console= device name
@@ -59,7 +66,6 @@ class Arch:
     suites: tuple
     modes: tuple          # Mode, the first is the default
     syscalls: tuple       # "load" (kexec_load) and/or "file" (kexec_file_load) in the Debian kernels
-    boot_data: str        # boot data kind the kernel receives: "dtb" | "boot-params"
     exit_re: str          # kernel 1's last line before jumping (machine_kexec)
     crash_exit_re: str    # the same on the panic path
     smp_re: str           # "N processors activated" (group 1: N)
@@ -72,6 +78,17 @@ class Arch:
     loaders: tuple = ("rkexec", "kexec-tools")  # loaders with fixtures for this arch (Debian has no riscv64 kexec-tools)
     nokaslr: bool = True  # riscv64's Debian kernel takes no nokaslr
     purgatory_forbid: tuple = ()  # line template keys our purgatory must not print on this arch
+
+    # -- what the loader says of it (arch_facts.json) -----------------------------
+    @property
+    def plan_arch(self):
+        """The "arch" of `rkexec plan --json`."""
+        return LOADER_FACTS[self.name]["plan_arch"]
+
+    @property
+    def boot_data(self):
+        """The boot data kind the kernel receives: "dtb" | "boot-params"."""
+        return LOADER_FACTS[self.name]["boot_data"]
 
     # -- fixtures ---------------------------------------------------------------
     def arch_dir(self, cache):
@@ -168,7 +185,7 @@ ARM64_FACTS = (
 )
 
 ARM64 = Arch(
-    name="arm64", plan_arch="arm64", qemu="qemu-system-aarch64", qemu_extra=(),
+    name="arm64", qemu="qemu-system-aarch64", qemu_extra=(),
     console="ttyAMA0", early="earlycon", kernel_file="Image", guest_target="aarch64-unknown-linux-musl",
     suites=("bookworm", "trixie"),
     modes=(
@@ -189,17 +206,17 @@ ARM64 = Arch(
              (("el", "EL2"), ("vhe", "yes"), ("kvm", "yes")), (("started", (("mode", "EL2 VHE"),)),)),
     ),
     syscalls=("load",),  # Debian arm64 kernels: CONFIG_KEXEC_FILE is not set
-    boot_data="dtb", exit_re=r"\] Bye!$", crash_exit_re=r"Starting crashdump kernel",
+    exit_re=r"\] Bye!$", crash_exit_re=r"Starting crashdump kernel",
     smp_re=r"SMP: Total of (\d+) processors? activated", facts=ARM64_FACTS, has_dtb=True,
 )
 
 AMD64 = Arch(
-    name="amd64", plan_arch="x86_64", qemu="qemu-system-x86_64",
+    name="amd64", qemu="qemu-system-x86_64",
     qemu_extra=("-nic", "none"),  # q35's default e1000e only adds an iPXE ROM to the boot
     console="ttyS0", early="earlyprintk=serial", kernel_file="vmlinuz", guest_target="x86_64-unknown-linux-musl",
     suites=("bookworm", "trixie"),
     modes=(Mode("q35", "q35, -cpu max", "q35", "max", (), (("started", (("mode", "long mode"),)),)),),
-    syscalls=("load", "file"), boot_data="boot-params",
+    syscalls=("load", "file"),
     exit_re=r"kexec_core: Starting new kernel", crash_exit_re=r"Kernel Offset: |end Kernel panic",
     smp_re=r"smpboot: Total of (\d+) processors? activated", cell_prefix="x86-",
     # The 8250 driver sends tty output from its transmit buffer by interrupt;
@@ -208,7 +225,7 @@ AMD64 = Arch(
 )
 
 RISCV64 = Arch(
-    name="riscv64", plan_arch="riscv64", qemu="qemu-system-riscv64",
+    name="riscv64", qemu="qemu-system-riscv64",
     qemu_extra=("-bios", "default"),  # OpenSBI fw_dynamic (qemu-system-data), docs/riscv64.md
     # earlycon without arguments takes /chosen/stdout-path (uart0, a 16550):
     # kernel 2's first line is printed at its entry.
@@ -222,7 +239,7 @@ RISCV64 = Arch(
              (("verified", (("engine", "portable"),)), ("riscv_isa", (("zknh", "no-zknh"),)), ("setup_riscv", ()))),
     ),
     syscalls=("load",),  # Debian riscv64: CONFIG_KEXEC_FILE is not set
-    boot_data="dtb", exit_re=r"kexec_core: Starting new kernel", crash_exit_re=r"Starting crashdump kernel",
+    exit_re=r"kexec_core: Starting new kernel", crash_exit_re=r"Starting crashdump kernel",
     smp_re=r"smp: Brought up \d+ nodes?, (\d+) CPUs?",  # riscv prints no "SMP: Total of N processors"
     cell_prefix="rv-", crash_drain_s=1, has_dtb=True, loaders=("rkexec",),
     # the kernel handed the purgatory another FDT than the loader named; a trap

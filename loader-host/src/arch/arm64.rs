@@ -34,6 +34,7 @@ pub static SPEC: ArchSpec = ArchSpec {
     name: "arm64",
     aliases: &["aarch64"],
     rust_arch: "aarch64",
+    debian_arch: "arm64",
     elf_machine: EM_AARCH64,
     purgatory_arch: ARCH_AARCH64,
     // The generic flag (include/uapi/linux/kexec.h), 6.10+.

@@ -1,13 +1,13 @@
 //! The architectures a kernel can be loaded for: one module each, listed
-//! once in [`ARCHITECTURES`]. Each module declares its
+//! once in `ARCHITECTURES`. Each module declares its
 //! [`ArchSpec`](crate::arch_spec::ArchSpec) and implements
-//! [`contract::Architecture`]: placement and boot data for kexec_load,
+//! `contract::Architecture`: placement and boot data for kexec_load,
 //! what kexec_file_load's own loader requires. They share only what lives
 //! in this folder's `contract` and `dtb_boot` and outside it (placement,
 //! crash, dtb, boot_params, system), never each other.
 //!
 //! Adding an architecture is one module here and one line in
-//! [`ARCHITECTURES`] (docs/loader.md "Adding an architecture").
+//! `ARCHITECTURES` (docs/loader.md "Adding an architecture").
 
 pub mod arm64;
 pub(crate) mod contract;

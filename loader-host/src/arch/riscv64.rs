@@ -43,6 +43,7 @@ pub static SPEC: ArchSpec = ArchSpec {
     name: "riscv64",
     aliases: &[],
     rust_arch: "riscv64",
+    debian_arch: "riscv64",
     elf_machine: EM_RISCV,
     purgatory_arch: ARCH_RISCV64,
     hotplug_flag: None,

@@ -6,7 +6,7 @@
 
 use kexec_purgatory::fdt::{HEADER_LEN, MAGIC};
 
-use crate::bytes::be32;
+use crate::fields::be32;
 
 /// libfdt_internal.h: FDT_FIRST_SUPPORTED_VERSION, FDT_LAST_SUPPORTED_VERSION.
 const FIRST_SUPPORTED: u32 = 0x02;

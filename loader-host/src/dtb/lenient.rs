@@ -15,7 +15,7 @@ use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use kexec_purgatory::fdt::{self, FdtError, Token, Walker};
 
-use crate::bytes::be64;
+use crate::fields::be64;
 
 /// Why a blob cannot be read even leniently.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::fmt;
 use kexec_purgatory::elf::EM_AARCH64;
 
 use super::{Host, ImageError, ImageKernel, Kernel, KernelFormat, KernelImage};
-use crate::bytes::le64;
+use crate::fields::le64;
 use crate::input::Blob;
 use crate::range::PAGE;
 
@@ -107,7 +107,7 @@ impl Arm64Header {
 
 /// Why a buffer is not a usable arm64 Image.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HeaderError {
+pub enum Arm64HeaderError {
     /// Shorter than the 64-byte header.
     TooShort {
         /// The file's length in bytes.
@@ -156,7 +156,7 @@ pub enum HeaderError {
     },
 }
 
-impl fmt::Display for HeaderError {
+impl fmt::Display for Arm64HeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooShort { len } => write!(
@@ -197,14 +197,14 @@ impl fmt::Display for HeaderError {
     }
 }
 
-impl std::error::Error for HeaderError {}
+impl std::error::Error for Arm64HeaderError {}
 
 fn kib(bytes: u64) -> String {
     format!("{}K", bytes >> 10)
 }
 
 fn hex4(b: &[u8; 4]) -> String {
-    crate::bytes::magic_hex(b)
+    crate::fields::magic_hex(b)
 }
 
 fn field(b: &[u8], at: usize) -> u64 {
@@ -219,13 +219,13 @@ pub fn has_magic(bytes: &[u8]) -> bool {
 
 /// Parse and check the header of a raw Image. `host_page_size` is the
 /// running kernel's page size in bytes.
-pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, HeaderError> {
+pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, Arm64HeaderError> {
     if image.len() < HEADER_LEN {
-        return Err(HeaderError::TooShort { len: image.len() });
+        return Err(Arm64HeaderError::TooShort { len: image.len() });
     }
     if !has_magic(image) {
-        let found = crate::bytes::array(image, MAGIC_OFFSET).unwrap_or([0; 4]);
-        return Err(HeaderError::BadMagic { found });
+        let found = crate::fields::array(image, MAGIC_OFFSET).unwrap_or([0; 4]);
+        return Err(Arm64HeaderError::BadMagic { found });
     }
     let image_size = field(image, IMAGE_SIZE_AT);
     // booting.rst §4: "As of v3.17, all fields are little endian"; before
@@ -250,21 +250,21 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
         Arm64Header { text_offset: field(image, TEXT_OFFSET_AT), image_size, flags, size_estimated: false }
     };
     if header.is_big_endian() {
-        return Err(HeaderError::BigEndian);
+        return Err(Arm64HeaderError::BigEndian);
     }
     if let Some(kernel) = header.page_size().bytes() {
         // booting.rst §4 bits 1-2. A kernel built for another granule may not
         // be supported by this CPU (ID_AA64MMFR0_EL1.TGran*); the running
         // kernel's page size is the one we know works.
         if kernel != host_page_size {
-            return Err(HeaderError::PageSizeMismatch { kernel, host: host_page_size });
+            return Err(Arm64HeaderError::PageSizeMismatch { kernel, host: host_page_size });
         }
     }
     if !header.text_offset.is_multiple_of(PAGE) {
-        return Err(HeaderError::TextOffset { text_offset: header.text_offset });
+        return Err(Arm64HeaderError::TextOffset { text_offset: header.text_offset });
     }
     if header.text_offset.checked_add(header.image_size).is_none() {
-        return Err(HeaderError::SizeOverflow { text_offset: header.text_offset, image_size: header.image_size });
+        return Err(Arm64HeaderError::SizeOverflow { text_offset: header.text_offset, image_size: header.image_size });
     }
     Ok(header)
 }
@@ -272,8 +272,8 @@ pub fn parse_header(image: &[u8], host_page_size: u64) -> Result<Arm64Header, He
 /// The bytes an Image with an EFI stub must have (see
 /// [`super::pe_stub::extent`]); None for an Image without the stub ("MZ"
 /// at 0 is how booting.rst §4's code0 marks it).
-pub fn pe_extent(image: &[u8]) -> Result<Option<u64>, HeaderError> {
-    super::pe_stub::extent(image).map_err(|offset| HeaderError::BadPeHeader { offset })
+pub fn pe_extent(image: &[u8]) -> Result<Option<u64>, Arm64HeaderError> {
+    super::pe_stub::extent(image).map_err(|offset| Arm64HeaderError::BadPeHeader { offset })
 }
 
 /// The raw Image as an [`ImageKernel`], for this format and the ones that
@@ -283,7 +283,7 @@ pub fn kernel_from_raw(data: Blob, format: &'static str, host: Host) -> Result<K
     if let Some(needed) = pe_extent(&data).map_err(ImageError::Arm64)? {
         let file = data.len() as u64;
         if file < needed {
-            return Err(ImageError::Arm64(HeaderError::Truncated { file, needed }));
+            return Err(ImageError::Arm64(Arm64HeaderError::Truncated { file, needed }));
         }
     }
     // booting.rst §4: "At least image_size bytes from the start of the image
@@ -377,21 +377,21 @@ pub(crate) mod tests {
     #[test]
     fn big_endian_kernel_is_refused() {
         let err = parse_header(&image(0, 1 << 24, FLAG_BE | FLAGS_4K, 0), 4096).unwrap_err();
-        assert_eq!(err, HeaderError::BigEndian);
+        assert_eq!(err, Arm64HeaderError::BigEndian);
         assert!(err.to_string().contains("big-endian kernel, this loader runs little-endian"));
     }
 
     #[test]
     fn page_size_mismatch_is_refused() {
         let err = parse_header(&image(0, 1 << 24, FLAGS_64K, 0), 4096).unwrap_err();
-        assert_eq!(err, HeaderError::PageSizeMismatch { kernel: 65536, host: 4096 });
+        assert_eq!(err, Arm64HeaderError::PageSizeMismatch { kernel: 65536, host: 4096 });
         assert!(err.to_string().contains("64K pages but the running kernel uses 4K"), "{err}");
         assert!(parse_header(&image(0, 1 << 24, FLAGS_64K, 0), 65536).is_ok());
     }
 
     #[test]
     fn short_or_magicless_buffers_are_refused() {
-        assert_eq!(parse_header(&[0u8; 63], 4096), Err(HeaderError::TooShort { len: 63 }));
+        assert_eq!(parse_header(&[0u8; 63], 4096), Err(Arm64HeaderError::TooShort { len: 63 }));
         let mut img = image(0, 1 << 24, 0, 0);
         img[MAGIC_OFFSET] = b'X';
         let err = parse_header(&img, 4096).unwrap_err();
@@ -403,10 +403,10 @@ pub(crate) mod tests {
         // text_offset near 2^64 (issue: the addition wrapped and a kernel
         // was placed outside RAM).
         let err = parse_header(&image(u64::MAX - 0xfff, 1 << 24, FLAGS_4K, 0), 4096).unwrap_err();
-        assert!(matches!(err, HeaderError::SizeOverflow { .. }), "{err}");
+        assert!(matches!(err, Arm64HeaderError::SizeOverflow { .. }), "{err}");
         assert!(err.to_string().contains("overflows 64 bits"), "{err}");
         let err = parse_header(&image(0x800, 1 << 24, FLAGS_4K, 0), 4096).unwrap_err();
-        assert_eq!(err, HeaderError::TextOffset { text_offset: 0x800 });
+        assert_eq!(err, Arm64HeaderError::TextOffset { text_offset: 0x800 });
         // A huge but representable image_size parses; placement refuses it.
         assert!(parse_header(&image(0, 1 << 62, FLAGS_4K, 0), 4096).is_ok());
     }

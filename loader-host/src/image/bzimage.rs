@@ -8,7 +8,7 @@ use std::fmt;
 use kexec_purgatory::elf::EM_X86_64;
 
 use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
-use crate::bytes::{le16, le32, le64};
+use crate::fields::{le16, le32, le64};
 use crate::input::Blob;
 
 /// boot.rst: the setup header starts at 0x1f1 (struct boot_params.hdr).
@@ -256,7 +256,7 @@ impl BzImage {
             return Err(BzImageError::BootFlag(boot_flag));
         }
         // boot.rst: header "Contains the magic number 'HdrS'".
-        let magic = crate::bytes::array(file, HEADER_MAGIC).unwrap_or([0; 4]);
+        let magic = crate::fields::array(file, HEADER_MAGIC).unwrap_or([0; 4]);
         if &magic != b"HdrS" {
             return Err(BzImageError::Magic(magic));
         }

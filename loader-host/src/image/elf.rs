@@ -23,7 +23,7 @@ use kexec_purgatory::elf::{
     PHDR64_SIZE as PHDR_LEN, PT_INTERP, PT_LOAD,
 };
 
-use crate::bytes::{le16, le32, le64};
+use crate::fields::{le16, le32, le64};
 use crate::input::Blob;
 
 /// Largest gap between two PT_LOADs that is zero-filled into one span (a

@@ -19,12 +19,12 @@ use std::fmt;
 
 use crate::input::Blob;
 
-use self::arm64_image::HeaderError;
+use self::arm64_image::Arm64HeaderError;
 use self::bzimage::{BzImage, BzImageError};
 use self::decompress::DecompressError;
 use self::elf::{ElfError, ElfKernel};
 use self::pe::PeError;
-use self::riscv_image::HeaderError as RiscvHeaderError;
+use self::riscv_image::RiscvHeaderError;
 use self::uki::UkiError;
 use self::zboot::ZbootError;
 
@@ -143,7 +143,7 @@ pub enum ImageError {
     },
     /// An arm64 Image header (or its EFI stub's PE header) breaks
     /// booting.rst §4.
-    Arm64(HeaderError),
+    Arm64(Arm64HeaderError),
     /// A riscv64 Image header (or its EFI stub's PE header) breaks
     /// boot-image-header.rst.
     Riscv(RiscvHeaderError),
@@ -199,7 +199,7 @@ impl fmt::Display for ImageError {
             Self::NotAnImage { found } => write!(
                 f,
                 "no Image magic at 0x38: found {} (arm64 \"ARM\\x64\" 41 52 4d 64, riscv64 \"RSC\\x05\" 52 53 43 05)",
-                crate::bytes::magic_hex(found)
+                crate::fields::magic_hex(found)
             ),
             Self::BzImage(e) => write!(f, "{e}"),
             Self::Zboot(e) => write!(f, "{e}"),
@@ -252,7 +252,7 @@ pub fn raw_image(data: Blob, format: &'static str, host: Host) -> Result<KernelI
     } else if riscv_image::has_magic(&data) {
         riscv_image::kernel_from_raw(data, format, host)
     } else {
-        Err(ImageError::NotAnImage { found: crate::bytes::array(&data, 0x38).unwrap_or([0; 4]) })
+        Err(ImageError::NotAnImage { found: crate::fields::array(&data, 0x38).unwrap_or([0; 4]) })
     }
 }
 
@@ -290,7 +290,7 @@ pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelI
     }
     match FORMATS.iter().find(|f| f.probe(&file)) {
         Some(format) => format.parse(file, host),
-        None => Err(ImageError::Unknown { magic: crate::bytes::magic_hex(&file) }),
+        None => Err(ImageError::Unknown { magic: crate::fields::magic_hex(&file) }),
     }
 }
 

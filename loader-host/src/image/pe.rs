@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::bytes::{le16, le32};
+use crate::fields::{le16, le32};
 use crate::input::Blob;
 
 /// "MZ" (the MS-DOS stub's signature).

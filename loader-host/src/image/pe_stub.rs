@@ -3,7 +3,7 @@
 //! how far its PE section table says the file extends, so a truncated
 //! Image is refused before it is loaded.
 
-use crate::bytes::{le16, le32};
+use crate::fields::{le16, le32};
 
 /// The end of the furthest PE section (PE format: the COFF header after
 /// "PE\0\0", the section table after the optional header; each section's

@@ -21,7 +21,7 @@ use std::fmt;
 use kexec_purgatory::elf::EM_RISCV;
 
 use super::{Host, ImageError, ImageKernel, Kernel, KernelFormat, KernelImage};
-use crate::bytes::{le32, le64};
+use crate::fields::{le32, le64};
 use crate::input::Blob;
 use crate::range::PAGE;
 
@@ -62,7 +62,7 @@ pub struct RiscvHeader {
 
 /// Why a buffer is not a usable riscv64 Image.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HeaderError {
+pub enum RiscvHeaderError {
     /// Shorter than the 64-byte header.
     TooShort {
         /// The file's length in bytes.
@@ -105,7 +105,7 @@ pub enum HeaderError {
     },
 }
 
-impl fmt::Display for HeaderError {
+impl fmt::Display for RiscvHeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let h = "riscv64 Image header";
         match self {
@@ -116,7 +116,7 @@ impl fmt::Display for HeaderError {
             Self::BadMagic { found } => write!(
                 f,
                 "{h}: magic2 at 0x38 is {} instead of \"RSC\\x05\" (52 53 43 05, boot-image-header.rst)",
-                crate::bytes::magic_hex(found)
+                crate::fields::magic_hex(found)
             ),
             Self::OldVersion { version } => write!(
                 f,
@@ -147,7 +147,7 @@ impl fmt::Display for HeaderError {
     }
 }
 
-impl std::error::Error for HeaderError {}
+impl std::error::Error for RiscvHeaderError {}
 
 /// Whether `bytes` carries the riscv Image's magic2.
 pub fn has_magic(bytes: &[u8]) -> bool {
@@ -155,13 +155,13 @@ pub fn has_magic(bytes: &[u8]) -> bool {
 }
 
 /// Parse and check the header of a raw riscv64 Image.
-pub fn parse_header(image: &[u8]) -> Result<RiscvHeader, HeaderError> {
+pub fn parse_header(image: &[u8]) -> Result<RiscvHeader, RiscvHeaderError> {
     if image.len() < HEADER_LEN {
-        return Err(HeaderError::TooShort { len: image.len() });
+        return Err(RiscvHeaderError::TooShort { len: image.len() });
     }
     if !has_magic(image) {
-        let found = crate::bytes::array(image, MAGIC2_OFFSET).unwrap_or([0; 4]);
-        return Err(HeaderError::BadMagic { found });
+        let found = crate::fields::array(image, MAGIC2_OFFSET).unwrap_or([0; 4]);
+        return Err(RiscvHeaderError::BadMagic { found });
     }
     // parse_header checked the 64-byte header is there.
     let field = |at| le64(image, at).unwrap_or(0);
@@ -172,17 +172,17 @@ pub fn parse_header(image: &[u8]) -> Result<RiscvHeader, HeaderError> {
         version: le32(image, VERSION_AT).unwrap_or(0),
     };
     if h.version < MIN_VERSION {
-        return Err(HeaderError::OldVersion { version: h.version });
+        return Err(RiscvHeaderError::OldVersion { version: h.version });
     }
     if h.image_size == 0 {
-        return Err(HeaderError::NoImageSize);
+        return Err(RiscvHeaderError::NoImageSize);
     }
     if h.flags & FLAG_BE != 0 {
-        return Err(HeaderError::BigEndian);
+        return Err(RiscvHeaderError::BigEndian);
     }
     let t = h.text_offset;
     if t != 0 && !(t.is_power_of_two() && (PAGE..=MAX_TEXT_OFFSET).contains(&t)) {
-        return Err(HeaderError::TextOffset { text_offset: t });
+        return Err(RiscvHeaderError::TextOffset { text_offset: t });
     }
     Ok(h)
 }
@@ -192,11 +192,11 @@ pub fn parse_header(image: &[u8]) -> Result<RiscvHeader, HeaderError> {
 pub fn kernel_from_raw(data: Blob, format: &'static str, _host: Host) -> Result<KernelImage, ImageError> {
     let err = ImageError::Riscv;
     let h = parse_header(&data).map_err(err)?;
-    let pe = super::pe_stub::extent(&data).map_err(|offset| err(HeaderError::BadPeHeader { offset }))?;
+    let pe = super::pe_stub::extent(&data).map_err(|offset| err(RiscvHeaderError::BadPeHeader { offset }))?;
     if let Some(needed) = pe {
         let file = data.len() as u64;
         if file < needed {
-            return Err(err(HeaderError::Truncated { file, needed }));
+            return Err(err(RiscvHeaderError::Truncated { file, needed }));
         }
     }
     // boot-image-header.rst: image_size is the effective size the kernel
@@ -265,22 +265,22 @@ pub(crate) mod tests {
 
     #[test]
     fn each_header_rule_is_refused_with_the_field_named() {
-        assert_eq!(parse_header(&[0u8; 63]), Err(HeaderError::TooShort { len: 63 }));
+        assert_eq!(parse_header(&[0u8; 63]), Err(RiscvHeaderError::TooShort { len: 63 }));
         let mut img = image(0x20_0000, 1 << 24, 0, 0);
         img[MAGIC2_OFFSET + 3] = 4;
         assert!(parse_header(&img).unwrap_err().to_string().contains("52 53 43 04"));
         let mut img = image(0x20_0000, 1 << 24, 0, 0);
         img[VERSION_AT..VERSION_AT + 4].copy_from_slice(&1u32.to_le_bytes());
         let e = parse_header(&img).unwrap_err();
-        assert_eq!(e, HeaderError::OldVersion { version: 1 });
+        assert_eq!(e, RiscvHeaderError::OldVersion { version: 1 });
         assert!(e.to_string().contains("version (0x20) is 0.1"), "{e}");
         let e = parse_header(&image(0x20_0000, 0, 0, 0)).unwrap_err();
         assert!(e.to_string().contains("image_size (0x10) is 0"), "{e}");
         let e = parse_header(&image(0x20_0000, 1 << 24, FLAG_BE, 0)).unwrap_err();
-        assert_eq!(e, HeaderError::BigEndian);
+        assert_eq!(e, RiscvHeaderError::BigEndian);
         for bad in [0x800, 0x30_0000, 1 << 31, u64::MAX] {
             let e = parse_header(&image(bad, 1 << 24, 0, 0)).unwrap_err();
-            assert_eq!(e, HeaderError::TextOffset { text_offset: bad });
+            assert_eq!(e, RiscvHeaderError::TextOffset { text_offset: bad });
         }
         assert!(parse_header(&image(0, 1 << 24, 0, 0)).is_ok(), "text_offset 0: the 2 MiB rule alone");
     }

@@ -111,7 +111,7 @@ impl KernelFormat for Uki {
             FORMATS.iter().filter(|f| f.names()[0] != "uki").find(|f| f.probe(&linux)).ok_or_else(|| {
                 ImageError::Payload {
                     format: "UKI .linux",
-                    inner: Box::new(ImageError::Unknown { magic: crate::bytes::magic_hex(&linux) }),
+                    inner: Box::new(ImageError::Unknown { magic: crate::fields::magic_hex(&linux) }),
                 }
             })?;
         let inner = inner_format

@@ -20,7 +20,7 @@ use super::decompress::{decompress, Codec, MAX_DECOMPRESSED};
 // write these COFF machines.
 use super::pe::{self, machine_name, MACHINE_ARM64, MACHINE_RISCV64};
 use super::{Host, ImageError, KernelFormat, KernelImage};
-use crate::bytes::le32;
+use crate::fields::le32;
 use crate::input::Blob;
 
 /// zboot-header.S: the image type at 0x04 that tells zboot from a plain

@@ -220,10 +220,10 @@ pub fn read_running(sys_root: &Path) -> RunningBootParams {
 /// holds it (fields a shorter blob does not reach stay unset).
 pub fn running_from_boot_params(bp: &[u8]) -> RunningBootParams {
     let mut out = RunningBootParams::default();
-    if let Some(r) = crate::bytes::le64(bp, ACPI_RSDP_ADDR) {
+    if let Some(r) = crate::fields::le64(bp, ACPI_RSDP_ADDR) {
         out.acpi_rsdp_addr = r;
     }
-    out.screen_info = crate::bytes::array(bp, SCREEN_INFO);
+    out.screen_info = crate::fields::array(bp, SCREEN_INFO);
     out
 }
 

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::bytes::{le16, le32, le64};
+use crate::fields::{le16, le32, le64};
 
 /// `vaddr - paddr` of the largest PT_LOAD that covers `phys`, or None when
 /// /proc/kcore is unreadable or has no such entry.

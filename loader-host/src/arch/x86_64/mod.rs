@@ -41,6 +41,7 @@ pub static SPEC: ArchSpec = ArchSpec {
     name: "x86_64",
     aliases: &["amd64", "x86-64"],
     rust_arch: "x86_64",
+    debian_arch: "amd64",
     elf_machine: EM_X86_64,
     purgatory_arch: ARCH_X86_64,
     // x86 has taken KEXEC_UPDATE_ELFCOREHDR since 6.5 (6.5-6.9 reject the
@@ -476,7 +477,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bytes::{le32, le64};
+    use crate::fields::{le32, le64};
     use crate::image::bzimage::tests::sample;
     use crate::plan::Plan;
     use crate::request::{CmdlineChoice, CrashOptions, Request};

@@ -17,7 +17,7 @@ use loader_host::image;
 use loader_host::plan::Plan;
 use loader_host::request::{CmdlineChoice, CrashOptions, OnFailure as ReqOnFailure, Request};
 use loader_host::system::iomem::Iomem;
-use loader_host::{report, Arch, LoadError, SystemSources};
+use loader_host::{render, Arch, LoadError, SystemSources};
 
 use crate::actions::{self, Actions, Early};
 use crate::args::{Args, OnFailure, Shell, SyscallChoice};
@@ -441,17 +441,17 @@ fn kernel_arch(path: &std::path::Path) -> Result<Option<Arch>, Fail> {
 
 fn print_plan(ctx: &Ctx, plan: &Plan) {
     if ctx.args.json {
-        println!("{}", report::json(plan));
+        println!("{}", render::json(plan));
     } else {
-        print!("{}", report::table(plan));
+        print!("{}", render::table(plan));
     }
 }
 
 fn print_file_plan(ctx: &Ctx, plan: &FilePlan) {
     if ctx.args.json {
-        println!("{}", report::file_json(plan));
+        println!("{}", render::file_json(plan));
     } else {
-        print!("{}", report::file_table(plan));
+        print!("{}", render::file_table(plan));
     }
 }
 
@@ -517,7 +517,7 @@ fn load_file(ctx: &Ctx, req: &Request, ops: &mut dyn Ops) -> Result<(), Fail> {
     if a.force_dtb {
         extra |= loader_host::uapi::KEXEC_FILE_FORCE_DTB;
     }
-    let plan = file_load::plan(req, &ctx.src, extra)?;
+    let plan = file_load::file_plan(req, &ctx.src, extra)?;
     if ctx.show_plan || a.debug {
         print_file_plan(ctx, &plan);
     }

@@ -29,7 +29,7 @@ fn refuse(rule: impl Into<String>) -> PlanError {
 }
 
 /// Check `plan` (see the module comment); `Err` names the rule broken.
-pub fn plan(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<(), PlanError> {
+pub fn check(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<(), PlanError> {
     segments(plan, iomem)?;
     handoff(plan, purgatory)?;
     // The purgatory's checks, on the block exactly as it will be loaded.
@@ -270,7 +270,7 @@ mod tests {
 
     /// A valid arm64 plan, its purgatory and the iomem it was made from.
     fn fixture() -> (Plan, PurgatoryImage<'static>, Iomem) {
-        let t = arm64_tree("validate", VIRT_1G);
+        let t = arm64_tree("preflight", VIRT_1G);
         let req = Request::new(t.write("Image", arm64_image(0, 4 << 20, ARM64_FLAGS_ANYWHERE, 4096)));
         let p = crate::planner::plan(&req, &t.sys()).unwrap();
         (p, PurgatoryImage::aarch64().unwrap(), Iomem::parse(VIRT_1G).unwrap())
@@ -279,13 +279,13 @@ mod tests {
     fn refused(edit: impl FnOnce(&mut Plan)) -> String {
         let (mut p, purg, iomem) = fixture();
         edit(&mut p);
-        plan(&p, &purg, &iomem).unwrap_err().to_string()
+        check(&p, &purg, &iomem).unwrap_err().to_string()
     }
 
     #[test]
     fn a_planned_load_passes() {
         let (p, purg, iomem) = fixture();
-        plan(&p, &purg, &iomem).unwrap();
+        check(&p, &purg, &iomem).unwrap();
     }
 
     #[test]
@@ -320,7 +320,7 @@ mod tests {
         p.params = params;
         let last = p.segments.len() - 1;
         p.segments[last].data = Blob::new(purg.with_params(&params));
-        plan(&p, &purg, &iomem).unwrap_err().to_string()
+        check(&p, &purg, &iomem).unwrap_err().to_string()
     }
 
     #[test]
@@ -376,7 +376,7 @@ mod tests {
         p.params.console.base = 0x900_0000;
         let last = p.segments.len() - 1;
         p.segments[last].data = Blob::new(purg.with_params(&p.params));
-        plan(&p, &purg, &iomem).unwrap();
+        check(&p, &purg, &iomem).unwrap();
     }
 
     #[test]
@@ -389,11 +389,11 @@ mod tests {
         let size_struct = u32::from_be_bytes(dtb[36..40].try_into().unwrap());
         dtb[36..40].copy_from_slice(&(size_struct - 8).to_be_bytes());
         p.segments[1].data = Blob::new(dtb);
-        let e = plan(&p, &purg, &iomem).unwrap_err().to_string();
+        let e = check(&p, &purg, &iomem).unwrap_err().to_string();
         assert!(e.contains("the purgatory would refuse this load: cannot patch the dtb: "), "{e}");
         assert!(
             matches!(
-                plan(&p, &purg, &iomem),
+                check(&p, &purg, &iomem),
                 Err(PlanError::PurgatoryRefuses(Failure::Patch { kind: SegmentKind::Dtb, .. }))
             ),
             "the purgatory's typed failure"
@@ -425,23 +425,23 @@ mod tests {
     #[test]
     fn riscv_kernels_must_find_our_dtb_first() {
         use crate::testing::{riscv_image, riscv_tree, RISCV_VIRT_1G};
-        let t = riscv_tree("validate-rv", RISCV_VIRT_1G);
+        let t = riscv_tree("preflight-rv", RISCV_VIRT_1G);
         let req = Request::new(t.write("Image", riscv_image(0x20_0000, 4 << 20, 4096)));
         let p = crate::planner::plan(&req, &t.sys()).unwrap();
         let purg = PurgatoryImage::riscv64().unwrap();
         let iomem = Iomem::parse(RISCV_VIRT_1G).unwrap();
-        plan(&p, &purg, &iomem).unwrap();
+        check(&p, &purg, &iomem).unwrap();
         // The DTB damaged: the kernel would find no device tree at all.
         let mut q = p.clone();
         let mut d = q.segments[1].data.to_vec();
         d[4..8].copy_from_slice(&0x10u32.to_be_bytes()); // totalsize below the header
         q.segments[1].data = Blob::new(d);
-        let e = plan(&q, &purg, &iomem).unwrap_err().to_string();
+        let e = check(&q, &purg, &iomem).unwrap_err().to_string();
         assert!(e.contains("no segment passes fdt_check_header()"), "{e}");
         // The boot data naming another address than the FDT the kernel takes.
         let mut q = p.clone();
         q.boot_data.addr += 8;
-        let e = plan(&q, &purg, &iomem).unwrap_err().to_string();
+        let e = check(&q, &purg, &iomem).unwrap_err().to_string();
         assert!(e.contains("segment 1 (dtb)") && e.contains("starts like an FDT and comes before the DTB"), "{e}");
     }
 }
