@@ -166,18 +166,18 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
     })
 }
 
-/// The kernel's bytes as the kernel's kexec_file loaders take them: a
-/// bzImage (arch/x86/kernel/kexec-bzimage64.c) or an uncompressed arm64 or
-/// riscv64 Image (arch/arm64/kernel/kexec_image.c,
-/// arch/riscv/kernel/kexec_image.c; trixie's riscv64 kernel has no
-/// kexec_file_load at all); and the notes that says.
+/// The kernel's bytes as the kernel's kexec_file loaders take them: the
+/// kernel file itself when it is the kernel as is (a bzImage,
+/// arch/x86/kernel/kexec-bzimage64.c; an uncompressed Image,
+/// arch/{arm64,riscv}/kernel/kexec_image.c), else the kernel taken out of
+/// its container or decompressed, in a memfd; and the notes that says.
 fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError> {
     let (req, k) = (&file.req, &file.image);
     let path = req.kernel.display();
     match (&k.kernel, &k.embedded) {
         (Kernel::Elf(_), _) => Err(PlanError::Refused {
             rule: format!(
-                "{path}: kexec_file_load takes a bzImage or an arm64 Image, not a vmlinux ELF (kexec-tools fails the same way); load it with kexec_load (-c, or rkexec's default)"
+                "{path}: kexec_file_load takes a bzImage or an Image, not a vmlinux ELF (kexec-tools fails the same way); load it with kexec_load (-c, or rkexec's default)"
             ),
         }
         .into()),
@@ -185,11 +185,11 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
             FileInput::Memory { data: e.linux.clone(), source: format!("{path} .linux") },
             vec![format!("{} .linux ({}) is passed in a memfd", e.container, e.inner_format)],
         )),
-        (Kernel::BzImage(_), None) => Ok((FileInput::File(req.kernel.clone()), Vec::new())),
+        (_, None) if k.whole_file => Ok((FileInput::File(req.kernel.clone()), Vec::new())),
+        (Kernel::BzImage(_), None) => {
+            Err(PlanError::Internal(format!("{path}: a {} is not a whole bzImage file", k.format)).into())
+        }
         (Kernel::Image(i), e) => {
-            if e.is_none() && matches!(k.format, "Image" | "riscv64 Image") {
-                return Ok((FileInput::File(req.kernel.clone()), Vec::new()));
-            }
             let what = match e {
                 Some(e) => format!("{path} .linux ({})", e.inner_format),
                 None => format!("{path} ({})", k.format),

@@ -23,11 +23,11 @@ use crate::input::Blob;
 use crate::kernel_file::{self, KernelFile};
 use crate::placement::KexecBuf;
 use crate::plan::{CoreSummary, KernelSummary, LoadKind, Plan};
+use crate::preflight;
 use crate::purgatory_image::PurgatoryImage;
 use crate::range::Range;
 use crate::request::Request;
 use crate::system::{self, console, SystemSources};
-use crate::preflight;
 
 /// Plan the load `req` describes on the machine `sys` describes. Nothing
 /// is loaded; the plan has passed every check the load would make.

@@ -317,7 +317,7 @@ impl KernelFormat for Arm64Image {
         Some(EM_AARCH64)
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
-        kernel_from_raw(file, "Image", host)
+        kernel_from_raw(file, "Image", host).map(KernelImage::as_whole_file)
     }
 }
 

@@ -351,7 +351,7 @@ impl KernelFormat for BzImageFormat {
     }
     fn parse(&self, file: Blob, _host: Host) -> Result<KernelImage, ImageError> {
         let bz = BzImage::parse(&file).map_err(ImageError::BzImage)?;
-        Ok(KernelImage::plain(EM_X86_64, "bzImage", Kernel::BzImage(bz)))
+        Ok(KernelImage::plain(EM_X86_64, "bzImage", Kernel::BzImage(bz)).as_whole_file())
     }
 }
 

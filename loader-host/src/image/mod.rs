@@ -114,12 +114,21 @@ pub struct KernelImage {
     pub kernel: Kernel,
     /// Set by container formats (UKI).
     pub embedded: Option<Embedded>,
+    /// The kernel is the file's bytes as they are (no container, no
+    /// compression, no ELF wrapping): a kexec_file_load loader can be
+    /// handed the file itself.
+    pub whole_file: bool,
 }
 
 impl KernelImage {
     /// A kernel file that is only a kernel.
     pub fn plain(machine: u16, format: &'static str, kernel: Kernel) -> Self {
-        KernelImage { machine, format, kernel, embedded: None }
+        KernelImage { machine, format, kernel, embedded: None, whole_file: false }
+    }
+
+    /// The same, marked as the whole file (`whole_file`).
+    pub fn as_whole_file(self) -> Self {
+        KernelImage { whole_file: true, ..self }
     }
 }
 

@@ -224,7 +224,7 @@ impl KernelFormat for RiscvImage {
         Some(EM_RISCV)
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
-        kernel_from_raw(file, "riscv64 Image", host)
+        kernel_from_raw(file, "riscv64 Image", host).map(KernelImage::as_whole_file)
     }
 }
 

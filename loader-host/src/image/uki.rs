@@ -163,7 +163,13 @@ impl KernelFormat for Uki {
             uname,
             notes,
         };
-        Ok(KernelImage { machine: inner.machine, format: "UKI", kernel: inner.kernel, embedded: Some(embedded) })
+        Ok(KernelImage {
+            machine: inner.machine,
+            format: "UKI",
+            kernel: inner.kernel,
+            embedded: Some(embedded),
+            whole_file: false,
+        })
     }
 }
 
