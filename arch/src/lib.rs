@@ -112,7 +112,7 @@ mod sha_ni_on_host {
 
     /// The engine the x86_64 purgatory picks on this CPU (x86_64/cpu.rs:
     /// SHA-NI when CPUID.(EAX=7,ECX=0):EBX.SHA[bit 29] and
-    /// CPUID.01H:ECX.SSE4_1[bit 19] are set, else the portable loop) must
+    /// CPUID.01H:ECX.SSE4_1[bit 19] are set, else the portable engine) must
     /// follow the raw CPUID bits and agree with the sha2 crate. On a CPU
     /// with SHA-NI that runs the assembly; on one without, it checks that
     /// the assembly is not offered and the fallback is right.

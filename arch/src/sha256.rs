@@ -1,19 +1,30 @@
-//! SHA-256 block compression (FIPS 180-4 §6.2.2) in portable Rust, and the
-//! round constants every engine of an image shares.
+//! SHA-256 block compression (FIPS 180-4 §6.2.2) for the purgatory: the
+//! portable engine, which is the `sha2` crate's, and the round loop and
+//! round constants of the instruction engines.
 //!
-//! One loop serves two engines: the portable one ([`compress_portable`],
-//! σ/Σ as rotations) and riscv64's Zknh one (the same loop with σ/Σ as
-//! single instructions, `riscv64::sha256_zknh`). The assembly engines
-//! (Armv8 SHA256H*, SHA-NI) load [`K`] by symbol, so an image holds one
-//! copy of the table.
+//! The portable engine ([`compress_portable`]) is
+//! `sha2::block_api::compress256`, RustCrypto's audited code, built for the
+//! images with its `soft` backend, compact variant, forced by the
+//! bare-metal rustflags (`.cargo/config.toml`,
+//! `build-support/src/settings.rs`): never the crate's run-time dispatch,
+//! which on x86_64 could reach SSE code before the purgatory enabled SSE.
+//! Compact because the unrolled variant puts every image over the 20 KiB
+//! bar; docs/sha256-engines.md has the measurements.
 //!
-//! Compact on purpose: four rounds are written out (the working variables
-//! rotate by renaming) and run sixteen times over a full 64-word schedule
-//! computed first; between passes the two halves of the variables swap.
-//! About 0.6-0.9 KiB of code instead of 8-14 KiB for 64 unrolled rounds.
-//! Measured with `bench-purgatory` (guest instructions per byte, exact):
-//! fewer instructions than writing eight rounds out (less register
-//! pressure), a third fewer than one round with moves.
+//! The instruction engines are ours where they beat the crate or the crate
+//! cannot be chosen at run time (docs/sha256-engines.md), each checked
+//! against the crate in tests: the Armv8 SHA256H* and SHA-NI assembly load
+//! [`K`] by symbol, so they share one table; riscv64's Zknh engine
+//! (`riscv64::sha256_zknh`) is [`compress_with`] with σ/Σ as single
+//! instructions.
+//!
+//! That loop is compact on purpose: four rounds are written out (the
+//! working variables rotate by renaming) and run sixteen times over a full
+//! 64-word schedule computed first; between passes the two halves of the
+//! variables swap. About 0.6-0.9 KiB of code instead of 8-14 KiB for 64
+//! unrolled rounds; measured with `bench-purgatory` (guest instructions per
+//! byte, exact): fewer instructions than writing eight rounds out (less
+//! register pressure), a third fewer than one round with moves.
 
 /// The FIPS 180-4 §4.2.2 round constants, 16-byte aligned for the SSE
 /// memory operands of the SHA-NI loop.
@@ -33,6 +44,12 @@ pub static K: RoundConstants = RoundConstants([
     0xc67178f2,
 ]);
 
+/// The portable engine: `sha2`'s block compression (same contract as
+/// `kexec_purgatory::sha256::CompressFn`).
+pub fn compress_portable(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+    sha2::block_api::compress256(state, blocks);
+}
+
 /// The four functions of FIPS 180-4 §4.1.2, (4.4) to (4.7).
 pub trait Sigmas {
     /// Σ0: ROTR 2 ^ ROTR 13 ^ ROTR 22.
@@ -43,33 +60,6 @@ pub trait Sigmas {
     fn small0(x: u32) -> u32;
     /// σ1: ROTR 17 ^ ROTR 19 ^ SHR 10.
     fn small1(x: u32) -> u32;
-}
-
-/// The σ/Σ functions as the standard writes them.
-pub struct Rotations;
-
-impl Sigmas for Rotations {
-    #[inline(always)]
-    fn big0(x: u32) -> u32 {
-        x.rotate_right(2) ^ x.rotate_right(13) ^ x.rotate_right(22)
-    }
-    #[inline(always)]
-    fn big1(x: u32) -> u32 {
-        x.rotate_right(6) ^ x.rotate_right(11) ^ x.rotate_right(25)
-    }
-    #[inline(always)]
-    fn small0(x: u32) -> u32 {
-        x.rotate_right(7) ^ x.rotate_right(18) ^ (x >> 3)
-    }
-    #[inline(always)]
-    fn small1(x: u32) -> u32 {
-        x.rotate_right(17) ^ x.rotate_right(19) ^ (x >> 10)
-    }
-}
-
-/// The portable engine: same contract as `kexec_purgatory::sha256::CompressFn`.
-pub fn compress_portable(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
-    compress_with::<Rotations>(state, blocks);
 }
 
 /// FIPS 180-4 §6.2.2 over `blocks` with the σ/Σ functions of `S`.
@@ -124,38 +114,39 @@ pub fn compress_with<S: Sigmas>(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
     }
 }
 
-/// W[0..16]: the block's 16 big-endian words (FIPS 180-4 §3.1). Segment
-/// memory is page aligned: read whole words from it (targets built with
-/// strict alignment would otherwise load byte by byte); only a block that
-/// is not 4-byte aligned (a padding tail on the stack, an odd segment) is
-/// assembled from bytes.
+/// W[0..16]: the block's 16 big-endian words (FIPS 180-4 §3.1), assembled
+/// from bytes: the loop serves riscv64 only, where without Zbb a byte swap
+/// of an aligned word load costs as much, and any alignment is fine.
 #[inline(always)]
 fn message_words(block: &[u8; 64], w: &mut [u32; 64]) {
-    // Not on riscv64: without Zbb a byte swap costs as much as assembling
-    // the word from bytes, so the byte path alone is as fast.
-    if let Some(words) = aligned_words(block).filter(|_| !cfg!(target_arch = "riscv64")) {
-        for (dst, src) in w.iter_mut().zip(words) {
-            *dst = u32::from_be(*src);
-        }
-    } else {
-        for (dst, src) in w.iter_mut().zip(block.as_chunks::<4>().0) {
-            *dst = u32::from_be_bytes(*src);
-        }
+    for (dst, src) in w.iter_mut().zip(block.as_chunks::<4>().0) {
+        *dst = u32::from_be_bytes(*src);
     }
-}
-
-/// The block as 16 words, if it is 4-byte aligned.
-#[inline(always)]
-fn aligned_words(block: &[u8; 64]) -> Option<&[u32; 16]> {
-    let p = block.as_ptr().cast::<[u32; 16]>();
-    // SAFETY: 64 readable bytes borrowed for as long as the result, at a
-    // 4-byte aligned address (checked); every bit pattern is a valid u32.
-    p.is_aligned().then(|| unsafe { &*p })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The σ/Σ functions as the standard writes them: the Zknh engine's
+    /// loop with plain rotations, so that the host can check the loop
+    /// (the instructions themselves are checked in the riscv64 QEMU tests).
+    struct Rotations;
+
+    impl Sigmas for Rotations {
+        fn big0(x: u32) -> u32 {
+            x.rotate_right(2) ^ x.rotate_right(13) ^ x.rotate_right(22)
+        }
+        fn big1(x: u32) -> u32 {
+            x.rotate_right(6) ^ x.rotate_right(11) ^ x.rotate_right(25)
+        }
+        fn small0(x: u32) -> u32 {
+            x.rotate_right(7) ^ x.rotate_right(18) ^ (x >> 3)
+        }
+        fn small1(x: u32) -> u32 {
+            x.rotate_right(17) ^ x.rotate_right(19) ^ (x >> 10)
+        }
+    }
 
     fn blocks(data: &[u8]) -> Vec<[u8; 64]> {
         data.chunks_exact(64).map(|c| c.try_into().unwrap()).collect()
@@ -165,12 +156,12 @@ mod tests {
         [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
     #[test]
-    fn matches_the_sha2_crate() {
+    fn the_loop_matches_the_sha2_crate() {
         let data: Vec<u8> = (0..64 * 41).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
         for n in [0usize, 1, 2, 3, 16, 41] {
             let b = blocks(&data[..n * 64]);
             let mut ours = H0;
-            compress_portable(&mut ours, &b);
+            compress_with::<Rotations>(&mut ours, &b);
             let mut theirs = H0;
             sha2::block_api::compress256(&mut theirs, &b);
             assert_eq!(ours, theirs, "{n} blocks");
@@ -178,8 +169,8 @@ mod tests {
     }
 
     #[test]
-    fn unaligned_blocks_read_the_same_words() {
-        // The byte-assembling path: the same data at every offset mod 4.
+    fn the_loop_reads_unaligned_blocks() {
+        // The same data at every offset mod 4.
         let data: Vec<u8> = (0..64 * 3).map(|i: u32| (i * 37 + 11) as u8).collect();
         let mut want = H0;
         sha2::block_api::compress256(&mut want, &blocks(&data[..192]));
@@ -187,19 +178,24 @@ mod tests {
             let mut buf = vec![0u8; shift];
             buf.extend_from_slice(&data[..192]);
             let mut got = H0;
-            compress_portable(&mut got, buf[shift..].as_chunks::<64>().0);
+            compress_with::<Rotations>(&mut got, buf[shift..].as_chunks::<64>().0);
             assert_eq!(got, want, "offset {shift}");
         }
     }
 
     #[test]
     fn fips_180_4_abc() {
-        // FIPS 180-2 appendix B.1: "abc", padded to one block.
+        // FIPS 180-2 appendix B.1: "abc", padded to one block; the loop
+        // and the portable engine.
         let mut block = [0u8; 64];
         block[..4].copy_from_slice(b"abc\x80");
         block[63] = 24;
+        let want = [0xba7816bf, 0x8f01cfea, 0x414140de, 0x5dae2223, 0xb00361a3, 0x96177a9c, 0xb410ff61, 0xf20015ad];
+        let mut s = H0;
+        compress_with::<Rotations>(&mut s, &[block]);
+        assert_eq!(s, want, "the loop");
         let mut s = H0;
         compress_portable(&mut s, &[block]);
-        assert_eq!(s, [0xba7816bf, 0x8f01cfea, 0x414140de, 0x5dae2223, 0xb00361a3, 0x96177a9c, 0xb410ff61, 0xf20015ad]);
+        assert_eq!(s, want, "the portable engine");
     }
 }

@@ -13,13 +13,48 @@
 /// Per-target rustflags (`target.<triple>.rustflags` in the workspace's
 /// `.cargo/config.toml`).
 const RUSTFLAGS: &[(&str, &[&str])] = &[
-    ("aarch64-unknown-none", &["-C", "relocation-model=pie", "-C", "lto=fat", "-C", "embed-bitcode=yes"]),
-    ("x86_64-unknown-none", &["-C", "relocation-model=pie"]),
+    (
+        "aarch64-unknown-none",
+        &[
+            "-C",
+            "relocation-model=pie",
+            "-C",
+            "lto=fat",
+            "-C",
+            "embed-bitcode=yes",
+            "--cfg",
+            SHA2_BACKEND,
+            "--cfg",
+            SHA2_BACKEND_SOFT,
+        ],
+    ),
+    ("x86_64-unknown-none", &["-C", "relocation-model=pie", "--cfg", SHA2_BACKEND, "--cfg", SHA2_BACKEND_SOFT]),
     (
         "riscv64gc-unknown-none-elf",
-        &["-C", "relocation-model=pie", "-C", "lto=fat", "-C", "embed-bitcode=yes", "-C", "target-feature=+relax"],
+        &[
+            "-C",
+            "relocation-model=pie",
+            "-C",
+            "lto=fat",
+            "-C",
+            "embed-bitcode=yes",
+            "-C",
+            "target-feature=+relax",
+            "--cfg",
+            SHA2_BACKEND,
+            "--cfg",
+            SHA2_BACKEND_SOFT,
+        ],
     ),
 ];
+
+/// The `sha2` crate's portable backend for the purgatory's portable
+/// engine, never its run-time dispatch (sha2 0.11 README "Backends").
+const SHA2_BACKEND: &str = "sha2_backend=\"soft\"";
+
+/// Its compact variant: the unrolled one puts every image over the 20 KiB
+/// bar (docs/sha256-engines.md).
+const SHA2_BACKEND_SOFT: &str = "sha2_backend_soft=\"compact\"";
 
 /// The release profile (`[profile.release]` of the workspace's
 /// `Cargo.toml`): dotted key under `profile.release`, TOML value.
@@ -129,7 +164,12 @@ mod tests {
 
     #[test]
     fn encoded_rustflags_separate_with_unit_separator() {
-        assert_eq!(encoded_rustflags("x86_64-unknown-none").as_deref(), Some("-C\u{1f}relocation-model=pie"));
+        assert_eq!(
+            encoded_rustflags("x86_64-unknown-none").as_deref(),
+            Some(
+                "-C\u{1f}relocation-model=pie\u{1f}--cfg\u{1f}sha2_backend=\"soft\"\u{1f}--cfg\u{1f}sha2_backend_soft=\"compact\""
+            )
+        );
         assert_eq!(encoded_rustflags("x86_64-unknown-linux-gnu"), None);
     }
 

@@ -296,6 +296,31 @@ mod tests {
         }
     }
 
+    /// The size bar every embedded image meets: at most 20 KiB of flat
+    /// file, what a loader copies into memory. The portable SHA-256 engine
+    /// (the sha2 crate's) is the largest single function; its unrolled
+    /// variant does not fit (docs/sha256-engines.md).
+    #[test]
+    fn flat_images_are_at_most_20_kib() {
+        const BAR: usize = 20 * 1024;
+        for (arch, flat) in [("aarch64", AARCH64_FLAT), ("x86_64", X86_64_FLAT), ("riscv64", RISCV64_FLAT)] {
+            assert!(flat.len() <= BAR, "{arch}: flat image is {} bytes, over the {BAR}-byte bar", flat.len());
+        }
+    }
+
+    /// The portable SHA-256 engine is the sha2 crate's block compression,
+    /// not a loop of ours: its round-constant table (`sha2::consts::K32`,
+    /// legacy-mangled) is linked into every image, which it is only when
+    /// the crate's compression code is.
+    #[test]
+    fn the_portable_engine_is_the_sha2_crates() {
+        for (arch, elf_bytes, _) in images() {
+            let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).unwrap();
+            let linked = file.symbols().any(|s| s.name().is_ok_and(|n| n.contains("4sha26consts3K32")));
+            assert!(linked, "{arch}: sha2::consts::K32 is not in the image: is the portable engine still sha2's?");
+        }
+    }
+
     #[test]
     fn params_are_written_where_the_header_says() {
         let img = PurgatoryImage::aarch64().unwrap();

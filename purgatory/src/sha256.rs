@@ -1,6 +1,6 @@
 //! SHA-256 over one contiguous memory range, driven by a block-compression
 //! function the platform chooses (ARMv8 SHA2 instructions, SHA-NI, Zknh,
-//! or the portable code of `purgatory_arch::sha256`).
+//! or the portable engine: the `sha2` crate's block compression).
 //!
 //! Only padding lives here (FIPS 180-4 §5.1.1): full 64-byte blocks are fed
 //! to the compression function straight from memory, without copying.
@@ -13,8 +13,8 @@ pub type CompressFn = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);
 /// FIPS 180-4 §5.3.3 initial hash value.
 const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
-/// The portable compression function (a compact loop, the same on every
-/// architecture).
+/// The portable compression function: `sha2::block_api::compress256`, the
+/// same on every architecture (its `soft` backend in the images).
 pub use purgatory_arch::sha256::compress_portable;
 
 /// SHA-256 of `data` using `compress`.
