@@ -6,17 +6,18 @@
 #     (the workspace's target/release is reused, as cargo does for --path):
 #     the installed rkexec prints its images' headers and plans a load of a
 #     synthetic Image on the fixture trees;
-#  3. `cargo package` of kexec-purgatory + purgatory-arch and of loader-host
-#     + build-support, with cargo's verification build: loader-host's build
-#     script builds the purgatory from the packaged crates; the images that
-#     build embedded must be byte-identical to the installed rkexec's.
+#  3. `cargo package` of kexec-purgatory + purgatory-arch + purgatory-linker
+#     (the link: linker script, settings, nested build) and of loader-host,
+#     with cargo's verification build: loader-host's build script builds the
+#     purgatory from the packaged crates; the images that build embedded
+#     must be byte-identical to the installed rkexec's.
 # Nothing here loads a kernel: `plan` never reaches a kexec system call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FIXTURES=loader-host/tests/fixtures/virt-arm64
 PKG_TARGET=target/package-check
-CRATES=(purgatory-arch kexec-purgatory build-support loader-host)
+CRATES=(purgatory-linker purgatory-arch kexec-purgatory loader-host)
 PKG_ARGS=()
 for c in "${CRATES[@]}"; do PKG_ARGS+=(-p "$c"); done
 tmp=$(mktemp -d)
@@ -118,7 +119,7 @@ package() {
         ls "$PKG_TARGET"/package/"$c"-*.crate >/dev/null 2>&1 || fail "no $c .crate"
     done
     # The verification build of loader-host: its OUT_DIR holds the scratch
-    # workspace build-support made from the packaged crates.
+    # workspace purgatory-linker made from the packaged crates.
     local scratch
     scratch=$(ls -d "$PKG_TARGET"/debug/build/loader-host-*/out/bare-metal-workspace 2>/dev/null) ||
         fail "the loader-host verification build made no scratch workspace (did it build in the repository?)"
@@ -130,6 +131,10 @@ package() {
         fail "the verification built stale kexec-purgatory sources"
     diff -r --exclude=target --exclude=.cargo-ok "$PKG_TARGET"/package/purgatory-arch-*[0-9]/ "$scratch/arch" ||
         fail "the verification built stale purgatory-arch sources"
+    diff -r --exclude=target --exclude=.cargo-ok "$PKG_TARGET"/package/purgatory-linker-*[0-9]/ "$scratch/linker" ||
+        fail "the verification built stale purgatory-linker sources"
+    [ -f "$PKG_TARGET"/package/purgatory-linker-*[0-9]/purgatory.ld ] ||
+        fail "the packaged purgatory-linker has no purgatory.ld"
     for arch in aarch64 x86_64 riscv64; do
         for kind in bin elf; do
             cmp "$out/purgatory-$arch.$kind" "$tmp/installed-$arch.$kind" ||

@@ -6,7 +6,7 @@
 //! `sha2::block_api::compress256`, RustCrypto's audited code, built for the
 //! images with its `soft` backend, compact variant, forced by the
 //! bare-metal rustflags (`.cargo/config.toml`,
-//! `build-support/src/settings.rs`): never the crate's run-time dispatch,
+//! `linker/src/settings.rs`): never the crate's run-time dispatch,
 //! which on x86_64 could reach SSE code before the purgatory enabled SSE.
 //! Compact because the unrolled variant puts every image over the 20 KiB
 //! bar; docs/sha256-engines.md has the measurements.

@@ -7,23 +7,10 @@ use kexec_purgatory::abi::{
     IMAGE_FLAG_POSITION_INDEPENDENT, IMAGE_MAGIC,
 };
 
-/// The aarch64 purgatory as a flat, position-independent image.
-pub static AARCH64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-aarch64.bin"));
-/// The same image as an ELF with symbols (`PURGATORY_PARAMS`, `_start`).
-pub static AARCH64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-aarch64.elf"));
-/// The x86_64 purgatory as a flat, position-independent image.
-pub static X86_64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.bin"));
-/// The x86_64 image as an ELF with symbols.
-pub static X86_64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-x86_64.elf"));
-/// The riscv64 purgatory as a flat, position-independent image.
-pub static RISCV64_FLAT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.bin"));
-/// The riscv64 image as an ELF with symbols.
-pub static RISCV64_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/purgatory-riscv64.elf"));
-
 /// One embedded image.
 #[derive(Debug)]
 pub struct EmbeddedImage {
-    /// Its name: the Rust target_arch it was built for (`aarch64`).
+    /// Its name: the machine name `uname -m` reports (`aarch64`).
     pub name: &'static str,
     /// The header's `arch` (`ARCH_*`).
     pub abi_arch: u32,
@@ -33,12 +20,10 @@ pub struct EmbeddedImage {
     pub elf: &'static [u8],
 }
 
-/// Every image this loader embeds.
-pub static EMBEDDED: [EmbeddedImage; 3] = [
-    EmbeddedImage { name: "aarch64", abi_arch: ARCH_AARCH64, flat: AARCH64_FLAT, elf: AARCH64_ELF },
-    EmbeddedImage { name: "x86_64", abi_arch: ARCH_X86_64, flat: X86_64_FLAT, elf: X86_64_ELF },
-    EmbeddedImage { name: "riscv64", abi_arch: ARCH_RISCV64, flat: RISCV64_FLAT, elf: RISCV64_ELF },
-];
+// The images loader-host's build script built, one per image the linker
+// crate lists (purgatory_linker::settings::PURGATORY_IMAGES): a
+// `<NAME>_FLAT` and `<NAME>_ELF` static each, and `EMBEDDED`.
+include!(concat!(env!("OUT_DIR"), "/images.rs"));
 
 /// The embedded image whose header names `abi_arch`.
 pub fn embedded(abi_arch: u32) -> Option<&'static EmbeddedImage> {
@@ -188,6 +173,18 @@ mod tests {
     fn symbol_in(elf_bytes: &'static [u8], name: &str) -> u64 {
         let file: ElfFile64<'static> = ElfFile64::parse(elf_bytes).expect("ELF parses");
         file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address()).unwrap_or_else(|| panic!("no symbol {name}"))
+    }
+
+    #[test]
+    fn every_architecture_has_its_image_and_every_image_its_header() {
+        for e in &EMBEDDED {
+            let img = PurgatoryImage::parse(e.flat, e.abi_arch).unwrap_or_else(|err| panic!("{}: {err}", e.name));
+            assert_eq!(img.header.arch, e.abi_arch, "{}", e.name);
+        }
+        for a in crate::arch::all() {
+            assert!(embedded(a.purgatory_arch).is_some(), "{a}: no embedded image");
+            PurgatoryImage::for_arch(a).unwrap_or_else(|err| panic!("{a}: {err}"));
+        }
     }
 
     #[test]

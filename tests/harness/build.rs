@@ -2,7 +2,7 @@
 //! architecture the harness runs and stage the ELFs.
 use std::path::PathBuf;
 
-use build_support::{build, rerun_if_changed, workspace_root, BareMetal, Sources};
+use purgatory_linker::{build, rerun_if_changed, workspace_root, BareMetal, Sources};
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));

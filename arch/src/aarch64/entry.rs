@@ -3,7 +3,7 @@
 //! The header layout is `kexec_purgatory::abi::ImageHeader` (docs/abi.md);
 //! the loader's tests parse it from the built image, so the two cannot
 //! drift silently. Symbols starting with `__` come from
-//! the purgatory crate's linker script (purgatory/purgatory.ld).
+//! the purgatory's linker script (linker/purgatory.ld).
 
 core::arch::global_asm!(
     r#"

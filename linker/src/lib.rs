@@ -1,19 +1,25 @@
-//! Helpers for build scripts that embed bare-metal images: run a nested
-//! `cargo build` for a `*-unknown-none` target — in the repository's
+//! The purgatory's link, end to end: its linker script and link arguments
+//! ([`link`], used by the purgatory's build script), the compiler and
+//! relocation settings of each bare-metal target ([`settings`]), the
+//! nested `cargo build` that makes the images — in the repository's
 //! workspace, or for packaged crates in a scratch workspace laid out like
-//! it ([`Sources`]) — with every compiler setting passed explicitly
-//! ([`settings`]), and turn the resulting ELF into the flat image loaders
-//! copy into memory.
+//! it ([`Sources`]) — and the ELF → flat image step ([`flatten`]) whose
+//! output loaders copy into memory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use object::{Object, ObjectSegment};
 
+pub mod link;
 pub mod settings;
 mod sources;
 
 pub use sources::{Crate, Sources};
+
+/// This crate's source directory as cargo compiled it: where a loader's
+/// build script finds it to copy it into a scratch workspace.
+pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Environment variable: `1` makes [`build`] reuse the images a previous
 /// build made in the repository's workspace instead of building them. For
@@ -66,7 +72,7 @@ pub fn build(sources: &Sources, what: &BareMetal) -> Result<PathBuf, String> {
         return prebuilt(sources, elf);
     }
     let rustflags = settings::encoded_rustflags(what.target)
-        .ok_or_else(|| format!("no bare-metal settings for target {} (build-support/src/settings.rs)", what.target))?;
+        .ok_or_else(|| format!("no bare-metal settings for target {} (linker/src/settings.rs)", what.target))?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(sources.root())
@@ -149,7 +155,7 @@ mod tests {
 
     #[test]
     fn prebuilt_images_come_only_from_a_workspace_build() {
-        let dir = std::env::temp_dir().join(format!("build-support-prebuilt-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("purgatory-linker-prebuilt-{}", std::process::id()));
         let ws = Sources::Workspace { root: dir.clone() };
         let elf = ws.target_dir().join("aarch64-unknown-none/release/purgatory");
         let err = prebuilt(&ws, elf.clone()).unwrap_err();

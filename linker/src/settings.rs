@@ -10,6 +10,15 @@
 //! when the two sides differ. The reasons for each setting are the
 //! comments in those two files.
 
+/// Every purgatory image: its name (the machine name `uname -m` reports,
+/// docs/loader.md "Names") and the bare-metal target it is built for. The
+/// one list of images: loader-host's build script builds and embeds these.
+pub const PURGATORY_IMAGES: &[(&str, &str)] = &[
+    ("aarch64", "aarch64-unknown-none"),
+    ("x86_64", "x86_64-unknown-none"),
+    ("riscv64", "riscv64gc-unknown-none-elf"),
+];
+
 /// Per-target rustflags (`target.<triple>.rustflags` in the workspace's
 /// `.cargo/config.toml`).
 const RUSTFLAGS: &[(&str, &[&str])] = &[
@@ -160,6 +169,14 @@ mod tests {
         theirs.sort_by(|a, b| a.0.cmp(&b.0));
         ours.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn every_image_has_its_target_settings() {
+        for (name, target) in PURGATORY_IMAGES {
+            assert!(rustflags(target).is_some(), "{name}: no settings for {target}");
+        }
+        assert_eq!(PURGATORY_IMAGES.len(), targets().count(), "a target with settings but no image");
     }
 
     #[test]
