@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Full-kexec QEMU tier: real Debian kernels kexec real Debian kernels with our
 # loader (rkexec + purgatory), in QEMU guests only, on every architecture of
-# tests/guest/guest_arch.py (arm64, amd64), in one run of the one driver
+# tests/guest/guest_arch.py (arm64, amd64, riscv64), in one run of the one driver
 # (tests/guest/kexec_matrix.py, incl. the amd64 crash-hotplug cells).
 #
 #   scripts/test-guests.sh [kexec_matrix.py args, e.g. --cells el1,x86-kdump -v, --arch amd64]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Full-kexec QEMU tier: real Debian kernels kexec real Debian kernels, on
-every architecture of guest_arch.ARCHES (arm64, amd64), in one driver.
+every architecture of guest_arch.ARCHES (arm64, amd64, riscv64), in one driver.
 
 For every cell QEMU boots kernel 1 (the Debian cloud kernel of the cell's
 suite) with an initramfs holding busybox, the loader under test (rkexec, or

@@ -1,7 +1,7 @@
 //! The DTB handed to the new kernel: facts read from the source DTB
 //! (PSCI conduit, console, reservations, old initrd) and the edits applied
 //! to it (command line, initrd, seeds, crash properties, user edits).
-//! Built on `dtb_edit::DtbEditor`.
+//! Built on `edit::DtbEditor`.
 
 use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
 

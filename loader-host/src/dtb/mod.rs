@@ -1,5 +1,5 @@
-//! Device tree blobs handed to the next kernel (arm64 today, riscv64 next):
-//! `edit` parses, edits and serialises a blob (dtoolkit, with `lenient` for
+//! Device tree blobs handed to the next kernel by the architectures that
+//! boot with one: `edit` parses, edits and serialises a blob (dtoolkit, with `lenient` for
 //! blobs whose names break the spec), `handover` knows which facts the
 //! loader reads and which edits a kexec'd kernel needs.
 
