@@ -32,6 +32,9 @@ fn main() {
         ("aarch64", "aarch64-unknown-none"),
         ("x86_64", "x86_64-unknown-none"),
         ("riscv64", "riscv64gc-unknown-none-elf"),
+        // Built no_std for a hosted target (.cargo/config.toml): Rust has
+        // no bare-metal powerpc64le one.
+        ("ppc64le", "powerpc64le-unknown-linux-gnu"),
     ] {
         let what = BareMetal { package: "kexec-purgatory", bin: "purgatory", target };
         let elf_path = build(&sources, &what).unwrap_or_else(|e| panic!("{e}"));

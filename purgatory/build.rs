@@ -13,7 +13,10 @@ fn main() {
     println!("cargo::metadata=root={}", root.display());
     let script = root.join("purgatory.ld");
     println!("cargo:rerun-if-changed={}", script.display());
-    if ["aarch64-unknown-none", "x86_64-unknown-none", "riscv64gc-unknown-none-elf"].contains(&target.as_str()) {
+    let ppc64le = target == "powerpc64le-unknown-linux-gnu";
+    if ppc64le
+        || ["aarch64-unknown-none", "x86_64-unknown-none", "riscv64gc-unknown-none-elf"].contains(&target.as_str())
+    {
         // Static PIE: position independent, only RELATIVE relocations
         // (checked by loader-host's image tests), no dynamic loader.
         for arg in [
@@ -29,6 +32,11 @@ fn main() {
             "--gc-sections".into(),
         ] {
             println!("cargo:rustc-link-arg-bins={arg}");
+        }
+        if ppc64le {
+            // A hosted target used without its C library (.cargo/config.toml):
+            // no crt objects, no libc, no search paths of the toolchain.
+            println!("cargo:rustc-link-arg-bins=-nostdlib");
         }
     }
 }

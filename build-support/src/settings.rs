@@ -19,6 +19,10 @@ const RUSTFLAGS: &[(&str, &[&str])] = &[
         "riscv64gc-unknown-none-elf",
         &["-C", "relocation-model=pie", "-C", "lto=fat", "-C", "embed-bitcode=yes", "-C", "target-feature=+relax"],
     ),
+    (
+        "powerpc64le-unknown-linux-gnu",
+        &["-C", "linker=rust-lld", "-C", "relocation-model=pie", "-C", "panic=abort", "--cfg", "rkx_bare_metal"],
+    ),
 ];
 
 /// The release profile (`[profile.release]` of the workspace's
@@ -94,16 +98,18 @@ mod tests {
         let config = workspace_file(".cargo/config.toml");
         let tables = config["target"].as_table().expect("[target] tables");
         // Every target the workspace gives rustflags to that is bare-metal
-        // (OS `none`) is in our list, with the same flags in the same order;
-        // hosted targets (the guest binaries') are not our business.
+        // (OS `none`, or built as the bare-metal image with `--cfg
+        // rkx_bare_metal`: ppc64le) is in our list, with the same flags in
+        // the same order; hosted targets (the guest binaries') are not our
+        // business.
         let mut seen = Vec::new();
         for (triple, settings) in tables {
             let Some(flags) = settings.get("rustflags") else { continue };
-            if !triple.split('-').any(|part| part == "none") {
-                continue;
-            }
             let flags: Vec<&str> =
                 flags.as_array().expect("rustflags is an array").iter().map(|f| f.as_str().expect("string")).collect();
+            if !triple.split('-').any(|part| part == "none") && !flags.contains(&"rkx_bare_metal") {
+                continue;
+            }
             assert_eq!(rustflags(triple), Some(flags.as_slice()), "rustflags of {triple}");
             seen.push(triple.clone());
         }

@@ -10,7 +10,11 @@ fn main() {
     let root = workspace_root(&manifest);
     rerun_if_changed(&root, &["tests/payload", "Cargo.lock"]);
     let sources = Sources::Workspace { root };
-    for (arch, target) in [("aarch64", "aarch64-unknown-none"), ("riscv64", "riscv64gc-unknown-none-elf")] {
+    for (arch, target) in [
+        ("aarch64", "aarch64-unknown-none"),
+        ("riscv64", "riscv64gc-unknown-none-elf"),
+        ("ppc64le", "powerpc64le-unknown-linux-gnu"),
+    ] {
         let what = BareMetal { package: "test-payload", bin: "test-payload", target };
         let elf = build(&sources, &what).unwrap_or_else(|e| panic!("{e}"));
         let dest = out.join(format!("test-payload-{arch}.elf"));
