@@ -50,9 +50,16 @@ impl Outcome {
         self.console.lines().find(|l| l.contains(needle))
     }
 
-    /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST).
+    /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST, RTAS
+    /// system-reboot).
     pub fn reset(&self) -> bool {
         self.shutdown.as_deref() == Some("guest-reset")
+    }
+
+    /// The guest powered the system off (the ppc64le payload's RTAS
+    /// power-off).
+    pub fn powered_off(&self) -> bool {
+        self.shutdown.as_deref() == Some("guest-shutdown")
     }
 }
 
@@ -163,13 +170,13 @@ impl Qmp {
     }
 
     /// The vCPU's program counter, from `info registers`: aarch64 prints
-    /// " PC=%016x ", riscv64 a line " pc       %016x".
+    /// " PC=%016x ", riscv64 a line " pc       %016x", ppc64 "NIP %016x".
     fn pc(&mut self) -> Result<u64, String> {
         let text =
             self.execute("human-monitor-command", Some(serde_json::json!({ "command-line": "info registers" })))?;
         let text = text.as_str().unwrap_or_default();
-        let value = match text.find("PC=") {
-            Some(at) => &text[at + 3..],
+        let value = match text.find("PC=").map(|at| at + 3).or_else(|| text.find("NIP ").map(|at| at + 4)) {
+            Some(at) => &text[at..],
             None => text
                 .lines()
                 .find_map(|l| l.trim_start().strip_prefix("pc ").map(str::trim_start))
