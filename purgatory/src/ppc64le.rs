@@ -10,12 +10,15 @@
 //! kernel's first 256 bytes, and its run_at_load word is copied into the
 //! kernel (kexec-tools' v2wrap.S); caches need no code (real mode).
 
-use kexec_purgatory::abi::{PPC64LE_ENTRY_BLOCK_SIZE, PPC64LE_ENTRY_FILL_START, PPC64LE_RUN_AT_LOAD_OFFSET};
+use kexec_purgatory::abi::{
+    PARAM_FLAG_SKIP_DIGESTS, PPC64LE_ENTRY_BLOCK_SIZE, PPC64LE_ENTRY_FILL_START, PPC64LE_RUN_AT_LOAD_OFFSET,
+};
 use kexec_purgatory::console_lines::{ENTRY_BLOCK_MISMATCH, NOT_ENTERING, PPC_CPU, RUN_AT_LOAD, SETUP_PPC64LE};
 use kexec_purgatory::ppc_dt::{self, PpcDt};
 use kexec_purgatory::report::{Arg, Console};
+use kexec_purgatory::sha256::{compress_portable, digest};
 use kexec_purgatory::template;
-use kexec_purgatory::verify::{MemSpan, Platform};
+use kexec_purgatory::verify::{boot_data_segment, MemSpan, Platform};
 use purgatory_arch::ppc64le::machine::{self, BootCpu};
 use purgatory_arch::ppc64le::rtas::{below_4g, Rtas};
 use purgatory_arch::ppc64le::{cpu, entry, handoff};
@@ -39,17 +42,35 @@ fn usable_rtas(dt: &PpcDt, v: &Validated) -> Option<(Rtas, u32)> {
     ok.then_some((Rtas { base: node.base, entry: node.entry }, node.system_reboot))
 }
 
+/// The DTB, if it may be believed before the shared flow verifies it: its
+/// segment's digest matches (hashed here with the portable engine, since
+/// the engine choice depends on the DTB; DTBs are a page or a few), or the
+/// loader excluded it or asked for no hashing (`-i`); the walker checks
+/// its structure either way. A DTB that fails its digest is read for
+/// nothing: no RTAS is called from a corrupted one.
+fn trusted_dtb(v: &Validated) -> Option<&'static [u8]> {
+    let params = v.params();
+    let seg = params.active_segments().get(boot_data_segment(params, &v.rules()).ok()??)?;
+    let bytes = v.boot_data_bytes()?;
+    if seg.is_excluded() || params.flags & PARAM_FLAG_SKIP_DIGESTS != 0 {
+        return Some(bytes);
+    }
+    // SAFETY: a validated segment: RAM, physically addressed (real mode),
+    // outside the purgatory image; only read here.
+    let whole = unsafe { core::slice::from_raw_parts(seg.mem as *const u8, seg.len as usize) };
+    (digest(whole, compress_portable) == seg.sha256).then_some(bytes)
+}
+
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64, cpu_id: u64, msr_at_entry: u64) -> ! {
     // 1. Validate the block; nothing happens before (nor without) that.
     let v = Validated::check(base);
 
-    // 2. The boot CPU from its PVR and the (validated, not yet verified)
-    // DTB, only to choose the engine, the entropy source, the clock and
-    // the reset: the rest of the DTB is verified before it is used, and
+    // 2. The boot CPU from its PVR and the DTB (once its digest matched),
+    // to choose the engine, the entropy source, the clock and the reset;
     // the level never exceeds what the PVR says the processor is.
     let id = cpu_id as u32;
-    let dt = v.boot_data_bytes().map(|d| ppc_dt::read(d, id)).unwrap_or_default();
+    let dt = trusted_dtb(&v).map(|d| ppc_dt::read(d, id)).unwrap_or_default();
     let pvr = cpu::pvr();
     let level = ppc_dt::isa_level(pvr, dt.cpu_version);
     let boot = BootCpu { id, vcrypto: level.vcrypto(), darn: level.darn(), timebase_hz: dt.timebase_hz.unwrap_or(0) };
