@@ -25,6 +25,9 @@ pub enum Uart {
     /// riscv64: the SBI debug console or legacy putchar.
     #[cfg(target_arch = "riscv64")]
     Sbi(crate::riscv64::sbi::SbiConsole),
+    /// ppc64le: the PAPR virtual terminal (hypercalls, no MMIO).
+    #[cfg(target_arch = "powerpc64")]
+    Hvterm(crate::ppc64le::hcall::Vterm),
 }
 
 /// Status polls per byte before writing anyway.
@@ -82,6 +85,8 @@ impl Uart {
             }
             #[cfg(target_arch = "riscv64")]
             Self::Sbi(con) => con.put_byte(b),
+            #[cfg(target_arch = "powerpc64")]
+            Self::Hvterm(vterm) => vterm.write(&[b]),
             #[cfg(target_arch = "x86_64")]
             Self::Ns16550Io(base) => {
                 use crate::x86_64::port::{inb, outb};
@@ -93,6 +98,11 @@ impl Uart {
 
     /// Write bytes, turning `\n` into `\r\n`.
     pub fn write(self, bytes: &[u8]) {
+        // The vterm takes up to 16 bytes per hypercall.
+        #[cfg(target_arch = "powerpc64")]
+        if let Self::Hvterm(vterm) = self {
+            return vterm.write(bytes);
+        }
         crate::for_each_crlf(bytes, |b| self.put_byte(b));
     }
 

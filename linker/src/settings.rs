@@ -17,6 +17,9 @@ pub const PURGATORY_IMAGES: &[(&str, &str)] = &[
     ("aarch64", "aarch64-unknown-none"),
     ("x86_64", "x86_64-unknown-none"),
     ("riscv64", "riscv64gc-unknown-none-elf"),
+    // Built no_std for a hosted target: Rust has no bare-metal powerpc64le
+    // one (`--cfg rkx_bare_metal` below tells the crates it is the image).
+    ("ppc64le", "powerpc64le-unknown-linux-gnu"),
 ];
 
 /// Per-target rustflags (`target.<triple>.rustflags` in the workspace's
@@ -54,6 +57,10 @@ const RUSTFLAGS: &[(&str, &[&str])] = &[
             "--cfg",
             SHA2_BACKEND_SOFT,
         ],
+    ),
+    (
+        "powerpc64le-unknown-linux-gnu",
+        &["-C", "linker=rust-lld", "-C", "relocation-model=pie", "-C", "panic=abort", "--cfg", "rkx_bare_metal"],
     ),
 ];
 
@@ -138,16 +145,18 @@ mod tests {
         let config = workspace_file(".cargo/config.toml");
         let tables = config["target"].as_table().expect("[target] tables");
         // Every target the workspace gives rustflags to that is bare-metal
-        // (OS `none`) is in our list, with the same flags in the same order;
-        // hosted targets (the guest binaries') are not our business.
+        // (OS `none`, or built as the bare-metal image with `--cfg
+        // rkx_bare_metal`: ppc64le) is in our list, with the same flags in
+        // the same order; hosted targets (the guest binaries') are not our
+        // business.
         let mut seen = Vec::new();
         for (triple, settings) in tables {
             let Some(flags) = settings.get("rustflags") else { continue };
-            if !triple.split('-').any(|part| part == "none") {
-                continue;
-            }
             let flags: Vec<&str> =
                 flags.as_array().expect("rustflags is an array").iter().map(|f| f.as_str().expect("string")).collect();
+            if !triple.split('-').any(|part| part == "none") && !flags.contains(&"rkx_bare_metal") {
+                continue;
+            }
             assert_eq!(rustflags(triple), Some(flags.as_slice()), "rustflags of {triple}");
             seen.push(triple.clone());
         }

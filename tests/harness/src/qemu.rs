@@ -60,9 +60,16 @@ impl Outcome {
     }
 
     /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST, port
-    /// 0xcf9), and not by crashing (an x86 triple fault).
+    /// 0xcf9, RTAS system-reboot), and not by crashing (an x86 triple
+    /// fault).
     pub fn reset(&self) -> bool {
         self.shutdown.as_deref() == Some("guest-reset") && !self.triple_fault
+    }
+
+    /// The guest powered the system off (the ppc64le payload's RTAS
+    /// power-off).
+    pub fn powered_off(&self) -> bool {
+        self.shutdown.as_deref() == Some("guest-shutdown")
     }
 }
 
@@ -175,12 +182,18 @@ impl Qmp {
     }
 
     /// The vCPU's program counter, from `info registers`: x86_64 prints
-    /// "RIP=%016x", aarch64 " PC=%016x ", riscv64 a line " pc       %016x".
+    /// "RIP=%016x", aarch64 " PC=%016x ", riscv64 a line " pc       %016x",
+    /// ppc64 "NIP %016x".
     fn pc(&mut self) -> Result<u64, String> {
         let text =
             self.execute("human-monitor-command", Some(serde_json::json!({ "command-line": "info registers" })))?;
         let text = text.as_str().unwrap_or_default();
-        let value = match text.find("RIP=").map(|at| at + 4).or_else(|| text.find("PC=").map(|at| at + 3)) {
+        let value = match text
+            .find("RIP=")
+            .map(|at| at + 4)
+            .or_else(|| text.find("PC=").map(|at| at + 3))
+            .or_else(|| text.find("NIP ").map(|at| at + 4))
+        {
             Some(at) => &text[at..],
             None => text
                 .lines()

@@ -1,0 +1,94 @@
+//! PAPR hypervisor calls (pseries): `sc 1` with the opcode in r3 and the
+//! arguments in r4.., the status back in r3 (LoPAPR, "Hypervisor Call
+//! Semantics"; the kernel's plpar_hcall_norets in
+//! arch/powerpc/platforms/pseries/hvCall.S). Only made when MSR[HV] is 0:
+//! with HV set (powernv, bare metal) `sc 1` would enter our own CPU's
+//! system-call vector, the old kernel's code.
+
+/// H_PUT_TERM_CHAR (arch/powerpc/include/asm/hvcall.h).
+const H_PUT_TERM_CHAR: u64 = 0x58;
+/// H_SUCCESS, H_BUSY and the long-busy range (hvcall.h): retry those.
+const H_SUCCESS: i64 = 0;
+const H_BUSY: i64 = 1;
+const H_LONG_BUSY_START: i64 = 9900;
+const H_LONG_BUSY_END: i64 = 9905;
+/// Tries per chunk before the bytes are dropped: a console that never
+/// takes them slows the purgatory down but cannot hang it.
+const BUSY_LIMIT: u32 = 100_000;
+
+/// One hypervisor call with up to four arguments; its status.
+fn hcall4(op: u64, a: u64, b: u64, c: u64, d: u64) -> i64 {
+    let status: u64;
+    // SAFETY: a hypercall made from a pseries guest (callers checked
+    // MSR[HV] = 0); the hypervisor returns here with the status in r3. It
+    // may change r0 and r3-r12, CTR, XER and CR (the kernel's hvCall.S
+    // saves CR around it): all declared.
+    unsafe {
+        core::arch::asm!(
+            "sc 1",
+            inlateout("r3") op => status,
+            inlateout("r4") a => _,
+            inlateout("r5") b => _,
+            inlateout("r6") c => _,
+            inlateout("r7") d => _,
+            out("cr2") _,
+            out("cr3") _,
+            out("cr4") _,
+            clobber_abi("C"),
+            options(nostack),
+        );
+    }
+    status as i64
+}
+
+/// The PAPR virtual terminal `vterm` (the vty node's `reg`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vterm(pub u64);
+
+impl Vterm {
+    /// H_PUT_TERM_CHAR(vterm, len <= 16, bytes 0..7, bytes 8..15): the
+    /// bytes packed big-endian into r6 and r7, the first byte most
+    /// significant (the kernel's hvc_put_chars; QEMU's h_put_term_char
+    /// unpacks them the same way).
+    fn put_chunk(self, chunk: &[u8]) {
+        let mut buf = [0u8; 16];
+        let n = chunk.len().min(16);
+        for (d, s) in buf.iter_mut().zip(chunk.iter().take(n)) {
+            *d = *s;
+        }
+        let hi = u64::from_be_bytes([buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]]);
+        let lo = u64::from_be_bytes([buf[8], buf[9], buf[10], buf[11], buf[12], buf[13], buf[14], buf[15]]);
+        for _ in 0..BUSY_LIMIT {
+            match hcall4(H_PUT_TERM_CHAR, self.0, n as u64, hi, lo) {
+                H_BUSY | H_LONG_BUSY_START..=H_LONG_BUSY_END => {}
+                H_SUCCESS | _ => return,
+            }
+        }
+    }
+
+    /// Write `bytes`, `\n` as `\r\n`, up to 16 bytes per call.
+    pub fn write(self, bytes: &[u8]) {
+        let mut buf = [0u8; 16];
+        let mut n = 0;
+        crate::for_each_crlf(bytes, |b| {
+            if let Some(slot) = buf.get_mut(n) {
+                *slot = b;
+                n += 1;
+            }
+            if n == buf.len() {
+                self.put_chunk(&buf);
+                n = 0;
+            }
+        });
+        if n > 0 {
+            self.put_chunk(buf.get(..n).unwrap_or_default());
+        }
+    }
+}
+
+/// QEMU's `KVMPPC_H_RTAS` (0xf000, QEMU include/hw/ppc/spapr.h): QEMU
+/// runs the RTAS call whose big-endian `rtas_args` block is at `args`
+/// itself. Only QEMU has it (PowerVM does not); the purgatory enters RTAS
+/// the portable way (`rtas.rs`), and QEMU's own RTAS blob is this call.
+/// The test payload and harness use it; the purgatory does not.
+pub const KVMPPC_H_RTAS: u64 = 0xf000;
