@@ -65,6 +65,17 @@ pub(crate) struct ArchLayout {
     pub params: PurgatoryParams,
     pub purgatory: Vec<PurgatoryWindow>,
     pub notes: Vec<String>,
+    /// Bytes the architecture writes into the purgatory image, from its
+    /// entry point on (ppc64le: the kernel's first 256 bytes into the
+    /// entry block, docs/abi.md); None for most.
+    pub entry_fill: Option<EntryFill>,
+}
+
+/// Bytes written into the purgatory image at `offset` from its entry.
+#[derive(Clone, Debug)]
+pub(crate) struct EntryFill {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// A limit on the kernel command line and where it is written.

@@ -39,9 +39,7 @@ pub struct Host {
 impl Host {
     /// This machine: sysconf(_SC_PAGESIZE), 4 KiB if that fails.
     pub fn current() -> Host {
-        // SAFETY: sysconf has no preconditions.
-        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        Host { page_size: u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096) }
+        Host { page_size: crate::system::host_page_size() }
     }
 }
 
