@@ -187,10 +187,12 @@ fn finish(
             let params_end = params_at.saturating_add(std::mem::size_of::<PurgatoryParams>());
             match image.get_mut(at..end) {
                 Some(dst) if end <= params_at || at >= params_end => dst.copy_from_slice(&fill.bytes),
-                _ => return Err(crate::plan::PlanError::Internal(format!(
+                _ => {
+                    return Err(crate::plan::PlanError::Internal(format!(
                     "the entry fill {at:#x}..{end:#x} is not inside the purgatory image or covers its parameter block"
                 ))
-                .into()),
+                    .into())
+                }
             }
         }
         last.data = Blob::new(image);

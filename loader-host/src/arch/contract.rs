@@ -107,6 +107,13 @@ pub(crate) trait Architecture: Sync {
     /// enforces, if it has one.
     fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit>;
 
+    /// Whether kexec_file_load's loader for this architecture takes a
+    /// vmlinux ELF (powerpc's: arch/powerpc/kexec/elf_64.c); the others
+    /// take a bzImage or an Image only.
+    fn file_load_takes_vmlinux(&self) -> bool {
+        false
+    }
+
     /// The handle generic code passes around.
     fn arch(&self) -> Arch {
         Arch(self.spec())

@@ -69,9 +69,10 @@ pub enum Kernel {
     Image(ImageKernel),
     /// x86 bzImage (boot.rst 64-bit boot protocol).
     BzImage(BzImage),
-    /// An x86_64 vmlinux ELF: its PT_LOAD segments at their physical
-    /// addresses, entered at e_entry with boot_params (kexec-tools'
-    /// elf-x86_64 --args-linux).
+    /// A vmlinux ELF as one span: x86_64's at its physical addresses,
+    /// entered at e_entry with boot_params (kexec-tools' elf-x86_64
+    /// --args-linux); ppc64le's anywhere, entered at its e_entry offset
+    /// with a DTB (kexec-tools' elf-ppc64).
     Elf(ElfKernel),
 }
 

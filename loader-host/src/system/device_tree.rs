@@ -230,7 +230,10 @@ mod tests {
         // SAFETY: a valid path string.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = read_tree(&d).unwrap_err().to_string();
-        assert!(e.contains("stdout-path") && e.contains("is neither a node (directory) nor a property (regular file)"), "{e}");
+        assert!(
+            e.contains("stdout-path") && e.contains("is neither a node (directory) nor a property (regular file)"),
+            "{e}"
+        );
         std::fs::remove_file(&fifo).unwrap();
         std::os::unix::fs::symlink("/dev/zero", &fifo).unwrap();
         let e = read_tree(&d).unwrap_err().to_string();
