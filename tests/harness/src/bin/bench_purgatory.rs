@@ -2,10 +2,11 @@
 //! 64 MiB of segments, each digest mode, instructions per byte under
 //! `-icount shift=0` (deterministic) and wall time without it; aarch64
 //! (armv8-sha2 / portable / caches off), then riscv64 (Zknh / portable),
-//! then the engines this host can run natively (SHA-NI, the portable loop)
-//! against the `sha2` crate.
+//! then ppc64le (POWER9 and POWER8 vector crypto / portable), then the
+//! engines this host can run natively (SHA-NI, the portable loop) against
+//! the `sha2` crate.
 //!
-//! Usage: cargo run --release -p test-harness --bin bench-purgatory [-- --mib N] [--arch aarch64|riscv64]
+//! Usage: cargo run --release -p test-harness --bin bench-purgatory [-- --mib N] [--arch aarch64|riscv64|ppc64le]
 
 use std::time::Duration;
 
@@ -61,8 +62,9 @@ fn main() {
     match only {
         None | Some("aarch64") => {}
         Some("riscv64") => return riscv64(mib),
+        Some("ppc64le") => return ppc64le(mib),
         Some(other) => {
-            eprintln!("bench-purgatory: --arch takes aarch64 or riscv64 (got '{other}')");
+            eprintln!("bench-purgatory: --arch takes aarch64, riscv64 or ppc64le (got '{other}')");
             std::process::exit(2);
         }
     }
@@ -124,6 +126,7 @@ fn main() {
     println!("\nspeedup = wall time of the kexec-tools-style row / this row, same run.");
     if only.is_none() {
         riscv64(mib);
+        ppc64le(mib);
     }
     host_engines(mib);
 }
@@ -187,7 +190,34 @@ fn riscv64(mib: usize) {
         Mode { name: "zknh", cell: Cell::RV_ZKNH, flags: 0 },
         Mode { name: "portable", cell: Cell::RV_ZKNH, flags: PARAM_FLAG_DEBUG_SOFT_SHA256 },
     ];
-    let image = match PurgatoryImage::riscv64() {
+    let intro = "QEMU TCG, -M virt -bios default -cpu rv64,zknh=true (S-mode under OpenSBI)";
+    table("riscv64", PurgatoryImage::riscv64(), intro, &modes, mib);
+}
+
+/// The ppc64le rows: vector crypto against the portable code on the same
+/// CPU (`-M pseries -cpu power9`, and power8), the last portable row as
+/// the anchor.
+fn ppc64le(mib: usize) {
+    let modes = [
+        Mode { name: "vcrypto, power9", cell: Cell::P9, flags: 0 },
+        Mode { name: "vcrypto, power8", cell: Cell::P8, flags: 0 },
+        Mode { name: "portable, power8", cell: Cell::P8, flags: PARAM_FLAG_DEBUG_SOFT_SHA256 },
+        Mode { name: "portable, power9", cell: Cell::P9, flags: PARAM_FLAG_DEBUG_SOFT_SHA256 },
+    ];
+    let intro = "QEMU TCG, -M pseries,x-vof=on (real mode, entered as kexec_sequence does)";
+    table("ppc64le", PurgatoryImage::ppc64le(), intro, &modes, mib);
+}
+
+/// One architecture's table: each mode counted (-icount) and timed, the
+/// last row the speedup anchor.
+fn table(
+    arch: &str,
+    image: Result<PurgatoryImage<'static>, loader_host::purgatory_image::PurgatoryImageError>,
+    intro: &str,
+    modes: &[Mode],
+    mib: usize,
+) {
+    let image = match image {
         Ok(i) => i,
         Err(e) => {
             eprintln!("bench-purgatory: {e}");
@@ -195,17 +225,17 @@ fn riscv64(mib: usize) {
         }
     };
     println!(
-        "\nriscv64 purgatory: flat image {} bytes, memory footprint {} KiB",
+        "\n{arch} purgatory: flat image {} bytes, memory footprint {} KiB",
         image.bytes.len(),
         image.mem_size() / 1024
     );
-    println!("QEMU TCG, -M virt -bios default -cpu rv64,zknh=true (S-mode under OpenSBI), {mib} MiB of segments\n");
+    println!("{intro}, {mib} MiB of segments\n");
     println!(
         "{:<46} {:>10} {:>12} {:>14} {:>12} {:>10}",
         "mode", "engine", "insns/byte", "guest ms", "hash wall ms", "speedup"
     );
     let mut rows = Vec::new();
-    for mode in &modes {
+    for mode in modes {
         match (run(mode, mib, true), run(mode, mib, false)) {
             (Ok((engine, bytes, icount_us, _)), Ok((_, _, wall_us, _))) => {
                 rows.push((mode.name, engine, icount_us as f64 * 1000.0 / bytes as f64, icount_us, wall_us))
@@ -228,5 +258,5 @@ fn riscv64(mib: usize) {
             anchor / (*wall_us).max(1) as f64
         );
     }
-    println!("\nspeedup = wall time of the portable row / this row, same run.");
+    println!("\nspeedup = wall time of the last (portable) row / this row, same run.");
 }
