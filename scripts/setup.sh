@@ -9,9 +9,12 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 log "rustup targets and components"
 # riscv64's guest tools are static glibc binaries (riscv64gc-unknown-linux-gnu):
 # Rust ships no riscv64gc-unknown-linux-musl standard library (.cargo/config.toml).
+# The ppc64le purgatory and its test payload are built no_std for
+# powerpc64le-unknown-linux-gnu (Rust has no bare-metal powerpc64le target;
+# its precompiled core is position independent).
 rustup target add aarch64-unknown-none x86_64-unknown-none \
     riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl \
-    riscv64gc-unknown-linux-gnu >/dev/null
+    riscv64gc-unknown-linux-gnu powerpc64le-unknown-linux-gnu >/dev/null
 rustup component add rust-src llvm-tools rustfmt clippy >/dev/null
 
 # System packages. --no-install-recommends: a plain install of qemu-system-*
@@ -22,6 +25,10 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 # qemu-system-riscv64 is in qemu-system-misc. `-M virt -bios default` loads
 # OpenSBI's fw_dynamic, which qemu-system-data ships (docs/riscv64.md).
 command -v qemu-system-riscv64 >/dev/null || need_pkgs+=(qemu-system-misc)
+# The ppc64le harness runs -M pseries,x-vof=on (QEMU's vof.bin is in
+# qemu-system-data).
+command -v qemu-system-ppc64 >/dev/null || need_pkgs+=(qemu-system-ppc)
+[ -e /usr/share/qemu/vof.bin ] || need_pkgs+=(qemu-system-data)
 [ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] || need_pkgs+=(qemu-system-data)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v zstd >/dev/null || need_pkgs+=(zstd)

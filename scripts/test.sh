@@ -13,10 +13,11 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --target aarch64-unknown-none -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
 cargo clippy --locked --target x86_64-unknown-none -p kexec-purgatory -p purgatory-arch -- -D warnings
 cargo clippy --locked --target riscv64gc-unknown-none-elf -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
+cargo clippy --locked --target powerpc64le-unknown-linux-gnu -p kexec-purgatory -p purgatory-arch -p test-payload -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --locked --no-deps -p loader-host -p kexec-purgatory
 
-echo "== purgatory builds for aarch64-unknown-none, x86_64-unknown-none and riscv64gc-unknown-none-elf (release, then the plain dev build)"
-(cd purgatory && for target in aarch64-unknown-none x86_64-unknown-none riscv64gc-unknown-none-elf; do
+echo "== purgatory builds for aarch64-unknown-none, x86_64-unknown-none, riscv64gc-unknown-none-elf and powerpc64le-unknown-linux-gnu (no_std, .cargo/config.toml) (release, then the plain dev build)"
+(cd purgatory && for target in aarch64-unknown-none x86_64-unknown-none riscv64gc-unknown-none-elf powerpc64le-unknown-linux-gnu; do
     cargo build --release --locked --target "$target"
     cargo build --locked --target "$target"
 done)

@@ -7,8 +7,7 @@
 
 /// H_PUT_TERM_CHAR (arch/powerpc/include/asm/hvcall.h).
 const H_PUT_TERM_CHAR: u64 = 0x58;
-/// H_SUCCESS, H_BUSY and the long-busy range (hvcall.h): retry those.
-const H_SUCCESS: i64 = 0;
+/// H_BUSY and the long-busy range (hvcall.h): retry those.
 const H_BUSY: i64 = 1;
 const H_LONG_BUSY_START: i64 = 9900;
 const H_LONG_BUSY_END: i64 = 9905;
@@ -67,7 +66,8 @@ impl Vterm {
         for _ in 0..BUSY_LIMIT {
             match hcall4(H_PUT_TERM_CHAR, self.0, len, hi, lo) {
                 H_BUSY | H_LONG_BUSY_START..=H_LONG_BUSY_END => {}
-                H_SUCCESS | _ => return,
+                // H_SUCCESS, or an error a retry cannot change.
+                _ => return,
             }
         }
     }
