@@ -25,8 +25,10 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 # qemu-system-riscv64 is in qemu-system-misc. `-M virt -bios default` loads
 # OpenSBI's fw_dynamic, which qemu-system-data ships (docs/riscv64.md).
 command -v qemu-system-riscv64 >/dev/null || need_pkgs+=(qemu-system-misc)
-# qemu-system-ppc64 (pseries; its VOF firmware is built in: -M pseries,x-vof=on).
+# qemu-system-ppc64 (-M pseries,x-vof=on: QEMU's vof.bin is in
+# qemu-system-data).
 command -v qemu-system-ppc64 >/dev/null || need_pkgs+=(qemu-system-ppc)
+[ -e /usr/share/qemu/vof.bin ] || need_pkgs+=(qemu-system-data)
 [ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] || need_pkgs+=(qemu-system-data)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v zstd >/dev/null || need_pkgs+=(zstd)

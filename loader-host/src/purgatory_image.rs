@@ -236,6 +236,7 @@ mod tests {
         assert_eq!(h.code1, 0x6000_0000, "code1 is nop");
         let at = h.entry_offset as usize;
         assert_eq!(at % 256, 0, "entry block 256-byte aligned");
+        assert_eq!(at, 0x100, "the header and the hand-off code fit before the entry block");
         let word = |off: usize| u32::from_le_bytes(img.bytes[at + off..at + off + 4].try_into().unwrap());
         assert_eq!(word(0) >> 26, 18, "word 0 is a branch");
         assert_eq!(word(0) & 3, 0, "relative, no link");

@@ -7,7 +7,7 @@
 //!
 //! Placeholders: `{entry}`, `{image}`, `{mem}`, `{len}`, `{boot_data}`,
 //! `{cpu}`, `{cr0}`, `{cr4}`, `{addr}`, `{flags}`, `{base}`, `{hart}`, `{a1}`,
-//! `{scause}`, `{sepc}`, `{stval}`, `{msr}`, `{pvr}`, `{cpu_version}`,
+//! `{scause}`, `{sepc}`, `{stval}`, `{pvr}`, `{cpu_version}`,
 //! `{offset}`, `{word}` are 0x-prefixed
 //! lowercase hex without leading zeros; `{index}`, `{other}`, `{segments}`,
 //! `{bytes}`, `{us}`, `{refreshed}`, `{kept}`, `{count}`, `{version}`,
@@ -34,12 +34,12 @@ pub const RISCV_A1_NOTE: &str = "purgatory: note: the kernel found the FDT at a1
 /// riscv64: a trap that was no guarded probe.
 pub const UNEXPECTED_TRAP: &str =
     "purgatory: unexpected trap scause {scause} sepc {sepc} stval {stval}, not entering the kernel";
-/// ppc64le: the CPU id kexec passed in r3, the MSR we were entered with.
-pub const SETUP_PPC64LE: &str = "cpu {cpu}, msr {msr}, caches on (real mode)";
-/// ppc64le: what the boot CPU implements: its PVR, the logical PVR of its
-/// DTB cpu node's `cpu-version` (0: none), the ISA level they give;
-/// `{vcrypto}` is "vcrypto" or "no-vcrypto", `{darn}` "darn" or "no-darn".
-pub const PPC_CPU: &str = "purgatory: cpu pvr {pvr}, dtb cpu-version {cpu_version}, isa {isa}: {vcrypto} {darn}";
+/// ppc64le: the CPU id kexec passed in r3 and what that CPU implements: its
+/// PVR, the logical PVR of its DTB cpu node's `cpu-version` (0: none or
+/// DTB not believed), the ISA level they give; `{vcrypto}` is "vcrypto"
+/// or "no-vcrypto", `{darn}` "darn" or "no-darn".
+pub const SETUP_PPC64LE: &str =
+    "cpu {cpu}, pvr {pvr}, dtb cpu-version {cpu_version}, isa {isa}: {vcrypto} {darn}, caches on (real mode)";
 /// ppc64le: the entry block is not the kernel's first 256 bytes.
 pub const ENTRY_BLOCK_MISMATCH: &str =
     "purgatory: REFUSED: entry block {addr} differs from the kernel's first 256 bytes at {offset}";
@@ -152,7 +152,6 @@ pub const HEX_PLACEHOLDERS: &[&str] = &[
     "scause",
     "sepc",
     "stval",
-    "msr",
     "pvr",
     "cpu_version",
     "offset",
@@ -192,7 +191,6 @@ pub const LINES: &[(&str, &str)] = &[
     ("riscv_a1_note", RISCV_A1_NOTE),
     ("unexpected_trap", UNEXPECTED_TRAP),
     ("setup_ppc64le", SETUP_PPC64LE),
-    ("ppc_cpu", PPC_CPU),
     ("entry_block_mismatch", ENTRY_BLOCK_MISMATCH),
     ("run_at_load", RUN_AT_LOAD),
     ("no_clock", NO_CLOCK),

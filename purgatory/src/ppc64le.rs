@@ -13,7 +13,7 @@
 use kexec_purgatory::abi::{
     PARAM_FLAG_SKIP_DIGESTS, PPC64LE_ENTRY_BLOCK_SIZE, PPC64LE_ENTRY_FILL_START, PPC64LE_RUN_AT_LOAD_OFFSET,
 };
-use kexec_purgatory::console_lines::{ENTRY_BLOCK_MISMATCH, NOT_ENTERING, PPC_CPU, RUN_AT_LOAD, SETUP_PPC64LE};
+use kexec_purgatory::console_lines::{ENTRY_BLOCK_MISMATCH, NOT_ENTERING, RUN_AT_LOAD, SETUP_PPC64LE};
 use kexec_purgatory::ppc_dt::{self, PpcDt};
 use kexec_purgatory::report::{Arg, Console};
 use kexec_purgatory::sha256::{compress_portable, digest};
@@ -77,12 +77,12 @@ extern "C" fn purgatory_main(base: u64, cpu_id: u64, msr_at_entry: u64) -> ! {
     machine::init(boot, usable_rtas(&dt, &v));
     let mut m = Machine::new(v);
 
-    m.hello("real mode", template!(SETUP_PPC64LE), &[Arg::Hex(cpu_id), Arg::Hex(msr_at_entry)]);
     let vcrypto = if boot.vcrypto { "vcrypto" } else { "no-vcrypto" };
     let darn = if boot.darn { "darn" } else { "no-darn" };
     let version = Arg::Hex(dt.cpu_version.unwrap_or(0) as u64);
-    let cpu_args = [Arg::Hex(pvr as u64), version, Arg::Text(level.name()), Arg::Text(vcrypto), Arg::Text(darn)];
-    m.console().line(template!(PPC_CPU), &cpu_args);
+    let setup =
+        [Arg::Hex(cpu_id), Arg::Hex(pvr as u64), version, Arg::Text(level.name()), Arg::Text(vcrypto), Arg::Text(darn)];
+    m.hello("real mode", template!(SETUP_PPC64LE), &setup);
 
     // 3. Verify and patch (never returns on failure).
     let h = m.verify();

@@ -39,40 +39,34 @@ pub struct RtasNode {
     pub system_reboot: u32,
 }
 
-/// One or two big-endian cells.
-fn cells(v: &[u8]) -> Option<u64> {
-    matches!(v.len(), 4 | 8).then(|| be_uint(v))
-}
+/// The properties the walk reads, by index: five of a cpu node, then four
+/// of /rtas. One table and one lookup (a comparison per name written out
+/// is much more code).
+const DEVICE_TYPE: usize = 0;
+const REG: usize = 1;
+const SERVERS: usize = 2;
+const CPU_VERSION: usize = 3;
+const TIMEBASE: usize = 4;
+const RTAS_BASE: usize = 5;
+const RTAS_ENTRY: usize = 6;
+const RTAS_SIZE: usize = 7;
+const SYSTEM_REBOOT: usize = 8;
+purgatory_arch::str_table!(static NAMES = [
+    "device_type",
+    "reg",
+    "ibm,ppc-interrupt-server#s",
+    "cpu-version",
+    "timebase-frequency",
+    "linux,rtas-base",
+    "linux,rtas-entry",
+    "rtas-size",
+    "system-reboot",
+]);
 
-/// Exactly one cell.
-fn cell(v: &[u8]) -> Option<u32> {
-    (v.len() == 4).then(|| be_uint(v) as u32)
-}
-
-/// A cpu node as read so far.
-#[derive(Default)]
-struct Cpu {
-    is_cpu: bool,
-    reg: Option<u64>,
-    /// `ibm,ppc-interrupt-server#s` lists the id / has the property.
-    servers_match: bool,
-    has_servers: bool,
-    version: Option<u32>,
-    timebase: Option<u64>,
-}
-
-impl Cpu {
-    fn is(&self, id: u32) -> bool {
-        self.is_cpu && if self.has_servers { self.servers_match } else { self.reg == Some(id as u64) }
-    }
-}
-
-#[derive(Default)]
-struct RtasProps {
-    base: Option<u64>,
-    entry: Option<u64>,
-    size: Option<u64>,
-    reboot: Option<u32>,
+/// The index of `name` in `NAMES`.
+#[inline(never)]
+fn prop_index(name: &[u8]) -> Option<usize> {
+    (DEVICE_TYPE..=SYSTEM_REBOOT).find(|&i| same(NAMES.get(i).as_bytes(), name))
 }
 
 /// Read the boot CPU's node (the one listing physical id `cpu_id`) and
@@ -84,63 +78,70 @@ pub fn read(dtb: &[u8], cpu_id: u32) -> PpcDt {
 fn read_walk(dtb: &[u8], cpu_id: u32) -> Option<PpcDt> {
     let mut out = PpcDt::default();
     let mut walker = Walker::new(dtb).ok()?;
-    let (mut in_cpus, mut in_rtas) = (false, false);
-    let mut cpu: Option<Cpu> = None;
-    let mut rtas = RtasProps::default();
+    // Where the walk is: 1 inside /cpus, 2 inside the first /rtas.
+    let mut scope = 0u8;
     let mut rtas_seen = false;
+    // The open cpu node's numbers and /rtas's, by property index, and
+    // which of them were present (bit i); for a cpu node, DEVICE_TYPE's
+    // bit means "cpu" and SERVERS's value 1 means the id is listed.
+    let (mut vals, mut have) = ([0u64; 9], 0u16);
+    let (mut rtas, mut rtas_have) = ([0u64; 9], 0u16);
+    let bit = |i: usize| 1u16 << i;
     while let Some(token) = walker.step().ok()? {
         match token {
             Token::BeginNode { name, depth: 2 } => {
-                in_cpus = same(name, b"cpus");
-                // The first node named "rtas" (the kernel's
-                // of_find_node_by_path("/rtas")).
-                in_rtas = !rtas_seen && same(name, b"rtas");
-                rtas_seen |= in_rtas;
+                // /rtas: the first node of that name (of_find_node_by_path).
+                scope = if same(name, b"cpus") {
+                    1
+                } else if !rtas_seen && same(name, b"rtas") {
+                    rtas_seen = true;
+                    2
+                } else {
+                    0
+                };
             }
-            Token::BeginNode { depth: 3, .. } if in_cpus => cpu = Some(Cpu::default()),
-            Token::BeginNode { .. } => {}
-            Token::EndNode { depth: 2 } => (in_cpus, in_rtas) = (false, false),
+            Token::BeginNode { depth: 3, .. } => have = 0,
+            Token::EndNode { depth: 2 } => scope = 0,
             Token::EndNode { depth: 3 } => {
-                if let Some(c) = cpu.take().filter(|c| !out.cpu_found && c.is(cpu_id)) {
+                let listed = if have & bit(SERVERS) != 0 {
+                    vals[SERVERS] == 1
+                } else {
+                    have & bit(REG) != 0 && vals[REG] == cpu_id as u64
+                };
+                if scope == 1 && have & bit(DEVICE_TYPE) != 0 && listed && !out.cpu_found {
                     out.cpu_found = true;
-                    out.cpu_version = c.version;
-                    out.timebase_hz = c.timebase;
+                    out.cpu_version = (have & bit(CPU_VERSION) != 0).then_some(vals[CPU_VERSION] as u32);
+                    out.timebase_hz = (have & bit(TIMEBASE) != 0).then_some(vals[TIMEBASE]);
                 }
             }
-            Token::EndNode { .. } => {}
-            Token::Prop { name, value, depth: 3 } => {
-                let (Some(c), Some(v)) = (cpu.as_mut(), value.bytes(dtb)) else { continue };
-                if same(name, b"device_type") {
-                    c.is_cpu = same(v, b"cpu\0");
-                } else if same(name, b"reg") {
-                    c.reg = cells(v);
-                } else if same(name, b"ibm,ppc-interrupt-server#s") {
-                    c.has_servers = true;
-                    c.servers_match = v.chunks_exact(4).any(|w| be_uint(w) == cpu_id as u64);
-                } else if same(name, b"cpu-version") {
-                    c.version = cell(v);
-                } else if same(name, b"timebase-frequency") {
-                    c.timebase = cells(v);
+            Token::Prop { name, value, depth } if (scope, depth) == (1, 3) || (scope, depth) == (2, 2) => {
+                let (Some(i), Some(v)) = (prop_index(name), value.bytes(dtb)) else { continue };
+                let value = match i {
+                    DEVICE_TYPE if same(v, b"cpu\0") => 0,
+                    SERVERS => v.chunks_exact(4).any(|w| be_uint(w) == cpu_id as u64) as u64,
+                    // cpu-version and the RTAS token: exactly one cell;
+                    // the others one or two.
+                    CPU_VERSION | SYSTEM_REBOOT if v.len() == 4 => be_uint(v),
+                    REG | TIMEBASE | RTAS_BASE | RTAS_ENTRY | RTAS_SIZE if matches!(v.len(), 4 | 8) => be_uint(v),
+                    _ => continue,
+                };
+                let (table, seen) = if depth == 3 { (&mut vals, &mut have) } else { (&mut rtas, &mut rtas_have) };
+                if let Some(slot) = table.get_mut(i) {
+                    *slot = value;
+                    *seen |= bit(i);
                 }
             }
-            Token::Prop { name, value, depth: 2 } if in_rtas => {
-                let Some(v) = value.bytes(dtb) else { continue };
-                if same(name, b"linux,rtas-base") {
-                    rtas.base = cells(v);
-                } else if same(name, b"linux,rtas-entry") {
-                    rtas.entry = cells(v);
-                } else if same(name, b"rtas-size") {
-                    rtas.size = cells(v);
-                } else if same(name, b"system-reboot") {
-                    rtas.reboot = cell(v);
-                }
-            }
-            Token::Prop { .. } => {}
+            _ => {}
         }
     }
-    if let (Some(base), Some(entry), Some(size), Some(system_reboot)) = (rtas.base, rtas.entry, rtas.size, rtas.reboot)
-    {
-        out.rtas = Some(RtasNode { base, entry, size, system_reboot });
+    let all = bit(RTAS_BASE) | bit(RTAS_ENTRY) | bit(RTAS_SIZE) | bit(SYSTEM_REBOOT);
+    if rtas_have & all == all {
+        out.rtas = Some(RtasNode {
+            base: rtas[RTAS_BASE],
+            entry: rtas[RTAS_ENTRY],
+            size: rtas[RTAS_SIZE],
+            system_reboot: rtas[SYSTEM_REBOOT] as u32,
+        });
     }
     Some(out)
 }

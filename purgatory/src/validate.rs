@@ -680,6 +680,38 @@ mod tests {
     }
 
     #[test]
+    fn ppc64le_rules_take_the_hvterm_and_want_the_kernels_head() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        // The PAPR vterm: a terminal number, not memory: any base, even
+        // one that is also a segment's address; on ppc64le only.
+        let (mut params, _plat) = setup();
+        params.console.kind = crate::abi::CONSOLE_HVTERM;
+        for base in [0x7100_0000, 0, params.segments[1].mem] {
+            params.console.base = base;
+            assert_eq!(validate(&params, &ppc), Ok(()), "vterm {base:#x}");
+            assert!(console_usable(&params, &ppc));
+        }
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_HVTERM)));
+        assert_eq!(
+            validate(&params, &Rules::riscv64(RULES.own_image)),
+            Err(ParamError::ConsoleKind(crate::abi::CONSOLE_HVTERM))
+        );
+        // The kernel's first 256 bytes from kernel_entry in its segment
+        // (8192 bytes): the last entry that fits is 256 from the end.
+        let (mut params, _plat) = setup();
+        params.kernel_entry = params.segments[0].mem + 8192 - 256;
+        assert_eq!(validate(&params, &ppc), Ok(()));
+        params.kernel_entry += 1;
+        assert_eq!(validate(&params, &ppc), Err(ParamError::KernelHead(params.kernel_entry)));
+        assert_eq!(validate(&params, &RULES), Ok(()), "only ppc64le has the rule");
+        assert_eq!(Rules::for_arch(ARCH_PPC64LE, RULES.own_image), Some(ppc));
+        assert_eq!(
+            ParamError::KernelHead(0x200_0f01).to_string(),
+            "kernel entry 0x2000f01: the kernel's first 256 bytes are not inside its segment"
+        );
+    }
+
+    #[test]
     fn console_span_covers_the_register_window_rounded_to_pages() {
         assert_eq!(console_span(0x0900_0000), MemSpan::new(0x0900_0000, 0x1000));
         assert_eq!(console_span(0x0900_0ff0), MemSpan::new(0x0900_0000, 0x2000));

@@ -7,8 +7,7 @@
 
 /// H_PUT_TERM_CHAR (arch/powerpc/include/asm/hvcall.h).
 const H_PUT_TERM_CHAR: u64 = 0x58;
-/// H_SUCCESS, H_BUSY and the long-busy range (hvcall.h): retry those.
-const H_SUCCESS: i64 = 0;
+/// H_BUSY and the long-busy range (hvcall.h): retry those.
 const H_BUSY: i64 = 1;
 const H_LONG_BUSY_START: i64 = 9900;
 const H_LONG_BUSY_END: i64 = 9905;
@@ -22,7 +21,8 @@ fn hcall4(op: u64, a: u64, b: u64, c: u64, d: u64) -> i64 {
     // SAFETY: a hypercall made from a pseries guest (callers checked
     // MSR[HV] = 0); the hypervisor returns here with the status in r3. It
     // may change r0 and r3-r12, CTR, XER and CR (the kernel's hvCall.S
-    // saves CR around it): all declared.
+    // saves CR around it): all declared, one by one (clobber_abi("C")
+    // would also save the 18 non-volatile FPRs, which no hcall touches).
     unsafe {
         core::arch::asm!(
             "sc 1",
@@ -31,10 +31,22 @@ fn hcall4(op: u64, a: u64, b: u64, c: u64, d: u64) -> i64 {
             inlateout("r5") b => _,
             inlateout("r6") c => _,
             inlateout("r7") d => _,
+            out("r0") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("ctr") _,
+            out("xer") _,
+            out("cr0") _,
+            out("cr1") _,
             out("cr2") _,
             out("cr3") _,
             out("cr4") _,
-            clobber_abi("C"),
+            out("cr5") _,
+            out("cr6") _,
+            out("cr7") _,
             options(nostack),
         );
     }
@@ -49,39 +61,40 @@ impl Vterm {
     /// H_PUT_TERM_CHAR(vterm, len <= 16, bytes 0..7, bytes 8..15): the
     /// bytes packed big-endian into r6 and r7, the first byte most
     /// significant (the kernel's hvc_put_chars; QEMU's h_put_term_char
-    /// unpacks them the same way).
-    fn put_chunk(self, chunk: &[u8]) {
-        let mut buf = [0u8; 16];
-        let n = chunk.len().min(16);
-        for (d, s) in buf.iter_mut().zip(chunk.iter().take(n)) {
-            *d = *s;
-        }
-        let hi = u64::from_be_bytes([buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]]);
-        let lo = u64::from_be_bytes([buf[8], buf[9], buf[10], buf[11], buf[12], buf[13], buf[14], buf[15]]);
+    /// unpacks them the same way). Retried while the hypervisor is busy.
+    fn put(self, hi: u64, lo: u64, len: u64) {
         for _ in 0..BUSY_LIMIT {
-            match hcall4(H_PUT_TERM_CHAR, self.0, n as u64, hi, lo) {
+            match hcall4(H_PUT_TERM_CHAR, self.0, len, hi, lo) {
                 H_BUSY | H_LONG_BUSY_START..=H_LONG_BUSY_END => {}
-                H_SUCCESS | _ => return,
+                // H_SUCCESS, or an error a retry cannot change.
+                _ => return,
             }
         }
     }
 
-    /// Write `bytes`, `\n` as `\r\n`, up to 16 bytes per call.
+    /// Write `bytes`, `\n` as `\r\n`, up to 16 bytes per call: shifted
+    /// into a 128-bit big-endian buffer (hi:lo), then left-aligned.
     pub fn write(self, bytes: &[u8]) {
-        let mut buf = [0u8; 16];
-        let mut n = 0;
+        let (mut hi, mut lo, mut n) = (0u64, 0u64, 0u64);
         crate::for_each_crlf(bytes, |b| {
-            if let Some(slot) = buf.get_mut(n) {
-                *slot = b;
-                n += 1;
-            }
-            if n == buf.len() {
-                self.put_chunk(&buf);
-                n = 0;
+            hi = hi << 8 | lo >> 56;
+            lo = lo << 8 | b as u64;
+            n += 1;
+            if n == 16 {
+                self.put(hi, lo, 16);
+                (hi, lo, n) = (0, 0, 0);
             }
         });
         if n > 0 {
-            self.put_chunk(buf.get(..n).unwrap_or_default());
+            // The first byte must be the most significant of hi: shift
+            // the 8n bits up by the 16 - n bytes missing.
+            let shift = (16 - n) * 8;
+            if shift >= 64 {
+                (hi, lo) = (lo << (shift - 64), 0);
+            } else {
+                (hi, lo) = (hi << shift | lo >> (64 - shift), lo << shift);
+            }
+            self.put(hi, lo, n);
         }
     }
 }

@@ -40,7 +40,11 @@ fn p9_boots_with_vector_crypto_and_darn_seeds() {
     let second = Scenario::standard("p9-again", Cell::P9).run();
     for out in [&first, &second] {
         assert_booted(out);
-        assert!(out.contains("purgatory: ppc64le real mode, image 0xb000000, cpu 0x0,"), "{}", out.console);
+        assert!(
+            out.contains("purgatory: ppc64le real mode, image 0xb000000, cpu 0x0, pvr 0x4e1200,"),
+            "{}",
+            out.console
+        );
         assert!(out.contains("dtb cpu-version 0xf000005, isa 3.0: vcrypto darn"), "{}", out.console);
         assert!(out.contains("hashed with vcrypto"), "{}", out.console);
         // darn: the loader's rng-seed replaced; boot_cpuid_phys = r3.
@@ -60,7 +64,11 @@ fn p9_boots_with_vector_crypto_and_darn_seeds() {
 fn p8_hash_mmu_cpu_has_vector_crypto_but_no_darn() {
     let out = Scenario::standard("p8", Cell::P8).run();
     assert_booted(&out);
-    assert!(out.contains("cpu pvr 0x4d0200, dtb cpu-version 0xf000004, isa 2.07: vcrypto no-darn"), "{}", out.console);
+    assert!(
+        out.contains("cpu 0x0, pvr 0x4d0200, dtb cpu-version 0xf000004, isa 2.07: vcrypto no-darn"),
+        "{}",
+        out.console
+    );
     assert!(out.contains("hashed with vcrypto"), "{}", out.console);
     assert!(out.contains("seeds refreshed 0, kept 1; boot cpu 0x0"), "{}", out.console);
     assert!(dtb_line(&out).contains(&format!("rng-seed={}", hex(&RNG_PLACEHOLDER))), "{}", out.console);
