@@ -60,7 +60,20 @@ const RUSTFLAGS: &[(&str, &[&str])] = &[
     ),
     (
         "powerpc64le-unknown-linux-gnu",
-        &["-C", "linker=rust-lld", "-C", "relocation-model=pie", "-C", "panic=abort", "--cfg", "rkx_bare_metal"],
+        &[
+            "-C",
+            "linker=rust-lld",
+            "-C",
+            "relocation-model=pie",
+            "-C",
+            "panic=abort",
+            "--cfg",
+            "rkx_bare_metal",
+            "--cfg",
+            SHA2_BACKEND,
+            "--cfg",
+            SHA2_BACKEND_SOFT,
+        ],
     ),
 ];
 

@@ -335,9 +335,16 @@ mod tests {
     /// variant does not fit (docs/sha256-engines.md).
     #[test]
     fn flat_images_are_at_most_20_kib() {
+        // ppc64le's bar is higher: the same code is 1.35 times its aarch64
+        // size there (fixed 32-bit instructions, TOC-relative addressing,
+        // up to five instructions per 64-bit constant): report_failure
+        // 1380 bytes against 1096, fdt::Walker::step 832 against 580
+        // (docs/dependencies.md "Image sizes").
         const BAR: usize = 20 * 1024;
-        for (arch, flat) in [("aarch64", AARCH64_FLAT), ("x86_64", X86_64_FLAT), ("riscv64", RISCV64_FLAT)] {
-            assert!(flat.len() <= BAR, "{arch}: flat image is {} bytes, over the {BAR}-byte bar", flat.len());
+        const PPC64LE_BAR: usize = 23 * 1024;
+        for e in &EMBEDDED {
+            let bar = if e.abi_arch == kexec_purgatory::abi::ARCH_PPC64LE { PPC64LE_BAR } else { BAR };
+            assert!(e.flat.len() <= bar, "{}: flat image is {} bytes, over the {bar}-byte bar", e.name, e.flat.len());
         }
     }
 
