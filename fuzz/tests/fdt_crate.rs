@@ -1,0 +1,257 @@
+//! The `fdt` crate 0.2.0-alpha3 against the purgatory's needs
+//! (docs/fdt-crate-evaluation.md): what it does with the blobs that made
+//! 0.1.5 panic, the minimized findings of the `fdt_crate` fuzz target (each
+//! still panics, at the site named), and where a well-formed blob reads
+//! differently from `kexec_purgatory::fdt`, our walker.
+//!
+//! Run: `cd fuzz && RKEXEC_PREBUILT_BARE_METAL=1 cargo +nightly test --test
+//! fdt_crate` (after `cargo build -p loader-host --lib`, as scripts/fuzz.sh).
+//! The sites are those of a build with overflow checks (debug, and the fuzz
+//! build); a release build wraps instead, where noted.
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, UnwindSafe};
+use std::sync::Once;
+
+use fdt_alpha::Fdt;
+use kexec_purgatory::fdt::{self as ours, FdtError};
+use rkexec_fuzz::fdt_crate::{known, walk_both};
+
+thread_local!(static SITE: RefCell<Option<String>> = const { RefCell::new(None) });
+
+/// Where `f` panicked: `src/FILE:LINE` inside the crate (or the caller's
+/// file when the crate's `#[track_caller]` points there), and the message.
+fn panic_site(f: impl FnOnce() + UnwindSafe) -> Option<(String, String)> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let file = info.location().map(|l| {
+                let f = l.file();
+                let f = f.rsplit_once("fdt-0.2.0-alpha3/").map_or(f, |(_, rest)| rest);
+                format!("{f}:{}", l.line())
+            });
+            let p = info.payload();
+            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            SITE.with(|s| *s.borrow_mut() = Some(format!("{}\n{}", file.unwrap_or_default(), msg.unwrap_or_default())));
+        }))
+    });
+    SITE.with(|s| *s.borrow_mut() = None);
+    catch_unwind(f).err()?;
+    let site = SITE.with(|s| s.borrow_mut().take()).expect("the hook saw the panic");
+    let (file, msg) = site.split_once('\n').expect("two lines");
+    Some((file.to_string(), msg.to_string()))
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// The blob as the aligned parser takes it (zero-padded to whole words).
+fn words(blob: &[u8]) -> Vec<u32> {
+    blob.chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_ne_bytes(w)
+        })
+        .collect()
+}
+
+/// Header (§5.2), empty reservation map at 40, the structure block
+/// `words` at 56, the strings block after it.
+fn with_struct(words: &[u32], strings: &[u8]) -> Vec<u8> {
+    let mut s: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+    let off_strings = 56 + s.len();
+    let total = off_strings + strings.len();
+    let mut b = Vec::new();
+    for v in [0xd00d_feed, total as u32, 56, off_strings as u32, 40, 17, 16, 0, strings.len() as u32, s.len() as u32] {
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    b.extend_from_slice(&[0; 16]);
+    b.append(&mut s);
+    b.extend_from_slice(strings);
+    b
+}
+
+/// fdt 0.1.5's panics (docs/upstream/fdt-0.1.5-panics.md; the same hex
+/// as purgatory::fdt::tests::what_panics_the_fdt_crate_is_refused_or_read).
+/// In 0.2.0-alpha3's no-panic mode (`new_unaligned_fallible`/`new_fallible`)
+/// none panics through the whole walk; its panic mode (`new_unaligned`, the
+/// API 0.1.5 had) unwraps the parse error of five, by design.
+#[test]
+fn the_blobs_that_panicked_0_1_5_do_not_panic_the_no_panic_mode() {
+    const HEAD: &str = "d00dfeed";
+    // (0.1.5's site, rest of the hex, our verdict, 0.2.0-alpha3's panic mode panics)
+    let cases: [(&str, &str, Result<(), FdtError>, bool); 12] = [
+        ("control", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300000004000000000000000100000002000000096100", Ok(()), false),
+        ("lib.rs:413", "0000005a00000038000000580000002800000011000000100000000000000002000010200000000000000000000000000000000000000001000000000000000300000004000000000000000100000002000000096100", Err(FdtError::Blocks), false),
+        ("lib.rs:409", "0000005a00000038000000580000002800000011000000100000000000001002000000200000000000000000000000000000000000000001000000000000000300000004000000000000000100000002000000096100", Err(FdtError::Blocks), false),
+        ("lib.rs:401 nameoff", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300000004000000640000000000000002000000096100", Err(FdtError::PropName), false),
+        ("lib.rs:401 no NUL", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300000004000000000000000000000002000000096162", Err(FdtError::PropName), false),
+        ("lib.rs:405", "0000005a0000003800000058000000280000001100000010000000000000000200000020000000000000000000000000000000000000000100000000000000030000000400000000000000000000000200000009ff00", Ok(()), false),
+        ("node.rs:508", "0000005a00000038000000580000002800000011000000100000000000000002000000200000000000000000000000000000000000000001000000000000000300001000000000000000000000000002000000096100", Err(FdtError::PropValue), true),
+        ("node.rs:505", "00000046000000380000004400000028000000110000001000000000000000020000000c000000000000000000000000000000000000000100000000000000036100", Err(FdtError::Truncated), true),
+        ("node.rs:426 no NUL", "000000400000003800000040000000280000001100000010000000000000000000000008000000000000000000000000000000000000000161626364", Err(FdtError::NodeName), true),
+        ("node.rs:426 not UTF-8", "00000054000000380000005400000028000000110000001000000000000000000000001c00000000000000000000000000000000000000010000000000000001ff000000000000020000000200000009", Ok(()), false),
+        ("node.rs:408/448", "0000004c000000380000004c000000280000001100000010000000000000000000000014000000000000000000000000000000000000000200000001000000000000000200000009", Err(FdtError::Nesting), true),
+        ("node.rs:472", "0000004c000000380000004c000000280000001100000010000000000000000000000014000000000000000000000000000000000000000100000000000000016300000000000009", Err(FdtError::Nesting), true),
+    ];
+    for (site, rest, verdict, panic_mode_panics) in cases {
+        let blob = hex(&format!("{HEAD}{rest}"));
+        assert_eq!(ours::check(&blob), verdict, "{site}");
+        assert_eq!(panic_site(|| drop(walk_both(&blob))), None, "{site}: the no-panic mode panicked");
+        let panic_mode = panic_site(|| {
+            if let Ok(fdt) = Fdt::new_unaligned(&blob) {
+                for (_, n) in fdt.root().all_nodes() {
+                    n.properties().iter().for_each(drop);
+                    n.children().iter().for_each(drop);
+                }
+            }
+        });
+        assert_eq!(panic_mode.is_some(), panic_mode_panics, "{site}: panic mode {panic_mode:?}");
+        if let Some((_, msg)) = panic_mode {
+            assert!(msg.starts_with("called `Result::unwrap()` on an `Err` value: ParseError"), "{site}: {msg}");
+        }
+    }
+    // 0.1.5's node.rs:433 (64 levels): no panic; see all_nodes_ends_silently_below_depth_15.
+    assert_eq!(panic_site(|| drop(walk_both(&nested(64, &[])))), None);
+}
+
+/// Root, then nodes named "a" down to `depth` (the root is depth 1), then
+/// the siblings `after` of the outermost "a" (name, kaslr-seed byte).
+fn nested(depth: usize, after: &[(&str, u8)]) -> Vec<u8> {
+    let mut w = vec![1, 0];
+    for _ in 1..depth {
+        w.extend([1, 0x6100_0000]);
+    }
+    w.extend(std::iter::repeat_n(2, depth - 1));
+    let strings = b"kaslr-seed\0";
+    for (name, seed) in after {
+        w.push(1);
+        let mut n = name.as_bytes().to_vec();
+        n.resize((n.len() + 4) & !3, 0);
+        w.extend(n.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())));
+        w.extend([3, 8, 0, u32::from_ne_bytes([*seed; 4]), u32::from_ne_bytes([*seed; 4]), 2]);
+    }
+    w.extend([2, 9]);
+    with_struct(&w, strings)
+}
+
+/// Finding 1 (fuzz: 15 executions into the campaign): `Fdt::new_unaligned`
+/// and `Fdt::new`, hence their no-panic forms, add `off_dt_strings +
+/// size_dt_strings` and `off_dt_struct + size_dt_struct` as `u32`. A header
+/// alone (40 bytes) is enough. With overflow checks both panic on the sum;
+/// without (release), the unaligned one slices at the wrapped offset and
+/// panics there, the aligned one (`.get`) refuses the blob. Our header
+/// check refuses these blobs (`Blocks`): behind it the crate never sees
+/// them.
+#[test]
+fn finding_1_header_offset_plus_size_overflows() {
+    // (offset word, size word, unaligned site, aligned site, release unaligned site)
+    let cases = [
+        (3, 8, "src/lib.rs:230", "src/lib.rs:272", "src/lib.rs:236"),
+        (2, 9, "src/lib.rs:231", "src/lib.rs:273", "src/lib.rs:237"),
+    ];
+    for (off, size, unaligned, aligned, unaligned_wrapped) in cases {
+        let mut h = [0xd00d_feed, 40, 40, 40, 40, 17, 16, 0, 0, 0];
+        h[off] = u32::MAX;
+        h[size] = 1;
+        let blob: Vec<u8> = h.iter().flat_map(|w| w.to_be_bytes()).collect();
+        assert!(known::header_sum_overflows(&blob));
+        assert_eq!(ours::header(&blob).err(), Some(FdtError::Blocks));
+        let w = words(&blob);
+        let unaligned_site = panic_site(|| drop(Fdt::new_unaligned_fallible(&blob)));
+        let aligned_site = panic_site(|| drop(Fdt::new_fallible(&w)));
+        if cfg!(debug_assertions) {
+            let overflow = "attempt to add with overflow".to_string();
+            assert_eq!(unaligned_site, Some((unaligned.to_string(), overflow.clone())));
+            assert_eq!(aligned_site, Some((aligned.to_string(), overflow)));
+        } else {
+            let out_of_range = "range start index 4294967295 out of range for slice of length 40".to_string();
+            assert_eq!(unaligned_site, Some((unaligned_wrapped.to_string(), out_of_range)));
+            assert_eq!(aligned_site, None);
+        }
+    }
+    // The fuzzer's own reproducer after `cargo fuzz tmin` (37 bytes: short
+    // of a header for the unaligned parser, whole once padded).
+    let tmin = hex("d00dfeed00a600858585858585858585858585850000000100000000858585858500000000");
+    assert!(known::header_sum_overflows(&[tmin.as_slice(), &[0; 3]].concat()));
+    let w = words(&tmin);
+    let site = panic_site(|| drop(Fdt::new_fallible(&w))).map(|s| s.0);
+    assert_eq!(site, cfg!(debug_assertions).then(|| "src/lib.rs:272".to_string()));
+}
+
+/// Not a panic: `Root::all_nodes` keeps 16 parents and ends the iteration
+/// (`None`, no error) at the first node 16 deep. Everything after it is
+/// invisible, /chosen included, to `find_node` and `Root::chosen` too.
+/// Our walker reads the tree (Linux unflattens 64 levels).
+#[test]
+fn all_nodes_ends_silently_below_depth_15() {
+    let blob = nested(17, &[("chosen", 0x11)]);
+    assert_eq!(ours::check(&blob), Ok(()));
+    let (chosen, [seed]) = ours::chosen_props(&blob, ["kaslr-seed"]).unwrap();
+    assert!(chosen && seed.is_some());
+    let seen = walk_both(&blob);
+    assert_eq!(seen.nodes.len(), 15, "{:?}", seen.nodes);
+    assert!(!seen.nodes_error);
+    assert!(!seen.chosen && seen.seeds == [None, None]);
+    // Up to 15 levels the same tree reads whole.
+    let seen = walk_both(&nested(16, &[("chosen", 0x11)]));
+    assert!(seen.chosen && seen.seeds[0].is_some());
+}
+
+/// Not a panic: `find_node("/chosen")` (and so `Root::chosen`) takes the
+/// first node named "chosen" at depth 1 *or deeper*: /a/chosen before
+/// /chosen wins. Linux (libfdt's fdt_path_offset) and our walker take
+/// /chosen: the purgatory would refresh seeds the kernel never reads.
+#[test]
+fn find_node_takes_a_deeper_chosen_first() {
+    let mut w = vec![1, 0, 1, 0x6100_0000];
+    // /a/chosen { kaslr-seed = 0x11.. }, then /chosen { kaslr-seed = 0x22.. }
+    for (seed, close_a) in [(0x11u8, true), (0x22, false)] {
+        w.extend([1, u32::from_be_bytes(*b"chos"), u32::from_be_bytes(*b"en\0\0")]);
+        w.extend([3, 8, 0, u32::from_ne_bytes([seed; 4]), u32::from_ne_bytes([seed; 4]), 2]);
+        if close_a {
+            w.push(2);
+        }
+    }
+    w.extend([2, 9]);
+    let blob = with_struct(&w, b"kaslr-seed\0");
+    assert_eq!(ours::check(&blob), Ok(()));
+    let (_, [ours_seed]) = ours::chosen_props(&blob, ["kaslr-seed"]).unwrap();
+    let ours_seed = ours_seed.unwrap();
+    assert_eq!(ours_seed.bytes(&blob), Some(&[0x22; 8][..]));
+    let seen = walk_both(&blob);
+    let (off, len) = seen.seeds[0].unwrap();
+    assert_eq!(&blob[off..off + len], &[0x11; 8]);
+}
+
+/// Not a panic: the header rules the crate does not check (`Fdt::new*`
+/// checks the magic and that the blocks and `totalsize` fit the slice):
+/// version, last_comp_version, alignment, blocks overlapping the header,
+/// the memory reservation block (it has no API for it at all).
+#[test]
+fn header_rules_the_crate_leaves_out() {
+    let good = with_struct(&[1, 0, 2, 9], b"");
+    assert_eq!(ours::check(&good), Ok(()));
+    let set = |i: usize, v: u32| {
+        let mut b = good.clone();
+        b[4 * i..4 * i + 4].copy_from_slice(&v.to_be_bytes());
+        b
+    };
+    let rsv_unterminated = {
+        let mut b = good.clone();
+        b[40..56].fill(1);
+        b
+    };
+    for (blob, ours_says) in [
+        (set(5, 1), FdtError::Version),
+        (set(6, 99), FdtError::Version),
+        (set(2, 0), FdtError::Blocks),  // structure block over the header
+        (set(4, 44), FdtError::Blocks), // reservation map misaligned
+        (rsv_unterminated, FdtError::ReservationMap),
+    ] {
+        assert_eq!(ours::check(&blob), Err(ours_says));
+        assert!(Fdt::new_unaligned_fallible(&blob).is_ok(), "{ours_says:?}");
+    }
+}
