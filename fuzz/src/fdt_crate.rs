@@ -101,8 +101,9 @@ pub fn walk<'a, Q: Parser<'a>>(blob: Span, fdt: &Fdt<'a, (Q, NoPanic)>) -> Seen 
         return seen;
     };
     seen.root = true;
-    // Bound every iteration: the crate's iterators make progress on each
-    // item, but the target must not depend on that.
+    // Bound every iteration. Iterators over children (`NodeChildren`,
+    // `Cpus::iter`, the topology's) stop at their first error: they repeat
+    // it forever (finding 2, `known::CHILDREN_REPEAT_THEIR_ERROR`).
     let cap = 1 + (blob.end - blob.start);
 
     // Every node, depth-first; every property and child of each.
@@ -182,19 +183,18 @@ pub fn walk<'a, Q: Parser<'a>>(blob: Span, fdt: &Fdt<'a, (Q, NoPanic)>) -> Seen 
         seen.timebase = cpus.common_timebase_frequency().ok().flatten();
         if let Ok(Some(topology)) = cpus.topology() {
             if let Ok(sockets) = topology.sockets() {
-                for s in sockets.take(cap).flatten() {
+                for s in sockets.take(cap).map_while(Result::ok) {
                     let _ = s.id();
                 }
             }
             if let Ok(clusters) = topology.clusters() {
-                for c in clusters.take(cap).flatten() {
+                for c in clusters.take(cap).map_while(Result::ok) {
                     let _ = c.id();
                 }
             }
         }
         if let Ok(iter) = cpus.iter() {
-            for cpu in iter.take(cap) {
-                let Ok(cpu) = cpu else { continue };
+            for cpu in iter.take(cap).map_while(Result::ok) {
                 let mut id = None;
                 // `Cpu`'s getters take `self` (Copy only for Copy parsers).
                 if let Ok(ids) = cpu.clone().reg::<u64>() {
@@ -248,7 +248,7 @@ fn visit<'a, Q: Parser<'a>>(blob: Span, node: Node<'a, (Q, NoPanic)>, cap: usize
         let _ = parent.name();
     }
     if let Ok(children) = node.children() {
-        for child in children.iter().take(cap).flatten() {
+        for child in children.iter().take(cap).map_while(Result::ok) {
             let _ = child.name();
         }
     }
@@ -291,6 +291,14 @@ pub mod known {
         let sum = |off, size| Some(word(data, off)?.checked_add(word(data, size)?).is_none());
         sum(3, 8) == Some(true) || sum(2, 9) == Some(true)
     }
+
+    /// Finding 2 (a timeout of the campaign): `NodeChildren::advance`
+    /// (nodes.rs:609-616) keeps its position when `parse_node` fails, so
+    /// the children iterator (and `Cpus::iter`, the topology's iterators,
+    /// built on it) yields the same `Err` forever. A caller that skips
+    /// errors (`.flatten()`, `.filter_map(Result::ok)`) never returns. The
+    /// walk stops each children iteration at its first error instead.
+    pub const CHILDREN_REPEAT_THEIR_ERROR: () = ();
 }
 
 /// Both parsers on `data`: the unaligned one on the bytes, the aligned one

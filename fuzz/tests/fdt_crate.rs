@@ -181,6 +181,27 @@ fn finding_1_header_offset_plus_size_overflows() {
     assert_eq!(site, cfg!(debug_assertions).then(|| "src/lib.rs:272".to_string()));
 }
 
+/// Finding 2 (a timeout of the campaign, 7555 bytes: the QEMU virt seed
+/// mutated): when `parse_node` fails on a child, `NodeChildren::advance`
+/// (nodes.rs:609-616) returns the error without moving on, so the
+/// iterator yields that `Err` forever; `Cpus::iter` and the topology's
+/// iterators are built on it. A caller that skips errors (`.flatten()`,
+/// `.filter_map(Result::ok)`) never returns: in the purgatory, a hang. The
+/// smallest case: an FDT_END token inside a child (`parse_node`:
+/// `InvalidTokenValue`). Our walker refuses it (`Nesting`).
+#[test]
+fn finding_2_children_repeat_their_error_forever() {
+    use fdt_alpha::nodes::AsNode;
+    // root { a { FDT_END }; }; FDT_END
+    let blob = with_struct(&[1, 0, 1, 0x6100_0000, 9, 2, 2, 9], b"");
+    assert_eq!(ours::check(&blob), Err(FdtError::Nesting));
+    let fdt = Fdt::new_unaligned_fallible(&blob).unwrap();
+    let root = fdt.root().unwrap();
+    let children = root.as_node().children().unwrap();
+    let errors = children.iter().take(10_000).filter(|c| c.is_err()).count();
+    assert_eq!(errors, 10_000, "the iterator moved past its error");
+}
+
 /// Not a panic: `Root::all_nodes` keeps 16 parents and ends the iteration
 /// (`None`, no error) at the first node 16 deep. Everything after it is
 /// invisible, /chosen included, to `find_node` and `Root::chosen` too.
