@@ -202,6 +202,51 @@ fn finding_2_children_repeat_their_error_forever() {
     assert_eq!(errors, 10_000, "the iterator moved past its error");
 }
 
+/// Finding 3 (fuzz, 150 k executions into the hunt; `cargo fuzz tmin`
+/// left 825 of its 828 bytes, this is the same shape by hand): a structure
+/// block of one FDT_BEGIN_NODE. `Parser::parse_root`, where `Fdt::root` and
+/// every lookup start, takes `byte_data.len() - 4` of the 0 bytes after
+/// it (release: wraps, and `.get` refuses the block). Our walker refuses it
+/// (`NodeName`: the root's name is missing).
+#[test]
+fn finding_3_root_token_alone_underflows() {
+    let blob = with_struct(&[1], b"");
+    assert_eq!(ours::check(&blob), Err(FdtError::NodeName));
+    let fdt = Fdt::new_unaligned_fallible(&blob).unwrap();
+    assert!(known::root_token_ends_the_block(fdt.structs_block()));
+    let site = panic_site(|| {
+        let _ = fdt.root();
+    });
+    let expected = ("src/parsing.rs:344".to_string(), "attempt to subtract with overflow".to_string());
+    assert_eq!(site, cfg!(debug_assertions).then_some(expected.clone()));
+    let w = words(&blob);
+    let fdt = Fdt::new_fallible(&w).unwrap();
+    assert_eq!(
+        panic_site(|| {
+            let _ = fdt.root();
+        }),
+        cfg!(debug_assertions).then_some(expected)
+    );
+    // NOPs first, or a stray byte after the token: the same.
+    for words in [&[4, 4, 1][..], &[1, 0x0100_0000]] {
+        let mut blob = with_struct(words, b"");
+        if words.len() == 2 {
+            // size_dt_struct 5: the token and one byte
+            blob[36..40].copy_from_slice(&5u32.to_be_bytes());
+        }
+        let fdt = Fdt::new_unaligned_fallible(&blob).unwrap();
+        assert!(known::root_token_ends_the_block(fdt.structs_block()));
+        assert_eq!(
+            panic_site(|| {
+                let _ = fdt.root();
+            })
+            .is_some(),
+            cfg!(debug_assertions),
+            "{words:x?}"
+        );
+    }
+}
+
 /// Not a panic: `Root::all_nodes` keeps 16 parents and ends the iteration
 /// (`None`, no error) at the first node 16 deep. Everything after it is
 /// invisible, /chosen included, to `find_node` and `Root::chosen` too.
