@@ -321,3 +321,98 @@ fn header_rules_the_crate_leaves_out() {
         assert!(Fdt::new_unaligned_fallible(&blob).is_ok(), "{ours_says:?}");
     }
 }
+
+/// How the crate reads a blob our walker accepts, next to our reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Reading {
+    /// `Fdt::new*` or `Fdt::root` refused it.
+    Refused,
+    /// The same nodes, depth-first, at the same depths.
+    SameTree,
+    /// Our nodes up to the first one 16 deep (`all_nodes`' limit), then none.
+    Truncated,
+    /// A node name that is not UTF-8 (ours compares bytes).
+    NameNotUtf8,
+    /// Anything else.
+    OtherTree,
+}
+
+/// The crate's reading of `blob` against ours: the tree, and whether the
+/// /chosen seeds (`kaslr-seed`, `rng-seed`) are the same bytes.
+fn compare(blob: &[u8]) -> Option<(Reading, bool)> {
+    ours::check(blob).ok()?;
+    // Ours: every node below the root, depth-first, with the crate's depth
+    // numbering (the root's children are 1), names as the crate prints them.
+    let mut nodes = Vec::new();
+    for t in ours::Walker::new(blob).ok()? {
+        if let Ok(ours::Token::BeginNode { name, depth }) = t {
+            if depth >= 2 {
+                nodes.push((depth - 1, String::from_utf8(name.to_vec()).ok()));
+            }
+        }
+    }
+    let (_, [k, r]) = ours::chosen_props(blob, ["kaslr-seed", "rng-seed"]).ok()?;
+    let ours_seeds = [k, r].map(|b| b.map(|b| (b.off, b.len)));
+    let seen = walk_both(blob);
+    let same_seeds = seen.seeds == ours_seeds;
+    if !seen.root {
+        return Some((Reading::Refused, same_seeds));
+    }
+    let theirs: Vec<(usize, Option<String>)> =
+        seen.nodes.iter().map(|(d, n)| (*d, (n != "?").then(|| n.clone()))).collect();
+    let reading = if theirs == nodes {
+        Reading::SameTree
+    } else if nodes.iter().any(|(_, n)| n.is_none()) {
+        Reading::NameNotUtf8
+    } else if nodes.get(theirs.len()).is_some_and(|(d, _)| *d >= 16) && nodes.starts_with(&theirs) {
+        Reading::Truncated
+    } else {
+        Reading::OtherTree
+    };
+    Some((reading, same_seeds))
+}
+
+/// The committed seeds (fuzz/corpus/fdt_crate) our walker accepts: the
+/// crate reads the same tree and seeds, but for the 63-deep one, which it
+/// cuts at depth 15.
+#[test]
+fn the_seeds_read_as_ours_do_but_the_deep_one() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/fdt_crate");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    let mut got = Vec::new();
+    for path in names {
+        let blob = std::fs::read(&path).unwrap();
+        got.push((path.file_name().unwrap().to_string_lossy().into_owned(), compare(&blob)));
+    }
+    let want = [
+        ("chosen-seeds", Some((Reading::SameTree, true))),
+        ("chosen-unit-address-first", Some((Reading::SameTree, true))),
+        ("minimal", Some((Reading::SameTree, true))),
+        ("nested-63", Some((Reading::Truncated, true))),
+        ("nested-65", None),
+        ("qemu-virt", Some((Reading::SameTree, true))),
+    ];
+    let want: Vec<_> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+    assert_eq!(got, want);
+}
+
+/// A census of a campaign corpus (`FDT_CRATE_CORPUS=dir`, e.g.
+/// fuzz/target/corpus/fdt_crate): for each blob our walker accepts, how the
+/// crate reads it. Prints the counts (docs/fdt-crate-evaluation.md).
+#[test]
+#[ignore = "needs a corpus: FDT_CRATE_CORPUS=dir"]
+fn corpus_census() {
+    let dir = std::env::var("FDT_CRATE_CORPUS").expect("FDT_CRATE_CORPUS");
+    let mut counts = std::collections::BTreeMap::new();
+    let (mut total, mut refused_by_ours) = (0, 0);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let blob = std::fs::read(entry.unwrap().path()).unwrap();
+        total += 1;
+        match compare(&blob) {
+            Some(r) => *counts.entry(r).or_insert(0) += 1,
+            None => refused_by_ours += 1,
+        }
+    }
+    println!("{total} blobs; our walker refuses {refused_by_ours}; of the rest, (reading, same seeds): {counts:?}");
+}
