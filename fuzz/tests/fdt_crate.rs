@@ -416,3 +416,100 @@ fn corpus_census() {
     }
     println!("{total} blobs; our walker refuses {refused_by_ours}; of the rest, (reading, same seeds): {counts:?}");
 }
+
+/// A well-formed tree from `nodes`: (depth below the root, name,
+/// properties), depth-first; the root (depth 0) first.
+fn tree(nodes: &[(usize, &str, &[(&str, &[u8])])]) -> Vec<u8> {
+    let mut strings: Vec<u8> = Vec::new();
+    let mut w: Vec<u32> = Vec::new();
+    let mut open = 0usize;
+    let pad = |bytes: &[u8], w: &mut Vec<u32>| {
+        let mut b = bytes.to_vec();
+        b.resize(b.len().div_ceil(4) * 4, 0);
+        w.extend(b.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())));
+    };
+    for (depth, name, props) in nodes {
+        while open > *depth {
+            w.push(2);
+            open -= 1;
+        }
+        w.push(1);
+        pad(&[name.as_bytes(), &[0]].concat(), &mut w);
+        open += 1;
+        for (p, value) in props.iter() {
+            let key = [p.as_bytes(), &[0]].concat();
+            let off = strings.windows(key.len()).position(|s| s == key).unwrap_or_else(|| {
+                strings.extend_from_slice(&key);
+                strings.len() - key.len()
+            });
+            w.extend([3, value.len() as u32, off as u32]);
+            pad(value, &mut w);
+        }
+    }
+    w.extend(std::iter::repeat_n(2, open));
+    w.push(9);
+    with_struct(&w, &strings)
+}
+
+/// Sites read in the source and confirmed by hand on well-formed trees
+/// (our walker accepts each; the campaign had not reached them when this
+/// was written): reading /memory's `reg` when the root has
+/// `#address-cells = <0>` and `#size-cells = <0>` divides by zero
+/// (reg.rs:51, `len % (cells * 4)`, release too); the first id of a cpu
+/// whose `reg` is shorter than /cpus' `#address-cells` unwraps `None`
+/// (cpus.rs:598, `CpuIds::first`, release too); an empty `bootargs` in
+/// /chosen underflows (chosen.rs:35, `len() - 1`; release: slices out of
+/// range on the same line).
+#[test]
+fn well_formed_trees_that_panic_the_crate() {
+    let zero = 0u32.to_be_bytes();
+    let two = 2u32.to_be_bytes();
+    // reg.rs:51
+    let cells0 = tree(&[
+        (0, "", &[("#address-cells", &zero), ("#size-cells", &zero)]),
+        (1, "memory@0", &[("device_type", b"memory\0"), ("reg", &[])]),
+    ]);
+    assert_eq!(ours::check(&cells0), Ok(()));
+    let fdt = Fdt::new_unaligned_fallible(&cells0).unwrap();
+    let root = fdt.root().unwrap();
+    let memory = root.memory().unwrap();
+    let site = panic_site(|| {
+        let _ = memory.reg();
+    });
+    assert_eq!(
+        site,
+        Some(("src/properties/reg.rs:51".into(), "attempt to calculate the remainder with a divisor of zero".into()))
+    );
+
+    // cpus.rs:598
+    let short_reg = tree(&[
+        (0, "", &[]),
+        (1, "cpus", &[("#address-cells", &two), ("#size-cells", &zero)]),
+        (2, "cpu@0", &[("device_type", b"cpu\0"), ("reg", &zero)]),
+    ]);
+    assert_eq!(ours::check(&short_reg), Ok(()));
+    let fdt = Fdt::new_unaligned_fallible(&short_reg).unwrap();
+    let cpus = fdt.root().unwrap().cpus().unwrap();
+    let cpu = cpus.iter().unwrap().next().unwrap().unwrap();
+    let ids = cpu.reg::<u64>().unwrap();
+    assert!(ids.iter().next().is_none());
+    let site = panic_site(|| {
+        let _ = ids.first();
+    });
+    assert_eq!(site.map(|s| s.0), Some("src/nodes/cpus.rs:598".into()));
+
+    // chosen.rs:35
+    let empty_args = tree(&[(0, "", &[]), (1, "chosen", &[("bootargs", &[])])]);
+    assert_eq!(ours::check(&empty_args), Ok(()));
+    let fdt = Fdt::new_unaligned_fallible(&empty_args).unwrap();
+    let chosen = fdt.root().unwrap().chosen().unwrap();
+    let site = panic_site(|| {
+        let _ = chosen.bootargs();
+    });
+    let msg = if cfg!(debug_assertions) {
+        "attempt to subtract with overflow"
+    } else {
+        "range end index 18446744073709551615 out of range for slice of length 0"
+    };
+    assert_eq!(site, Some(("src/nodes/chosen.rs:35".into(), msg.into())));
+}
