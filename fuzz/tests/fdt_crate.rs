@@ -202,6 +202,36 @@ fn finding_2_children_repeat_their_error_forever() {
     assert_eq!(errors, 10_000, "the iterator moved past its error");
 }
 
+/// Finding 4 (a timeout of the campaign, 498 bytes: the /chosen seed
+/// with its first property token turned into FDT_END): when a node's next
+/// token is neither a property nor a node boundary, `NodeProperties::advance`
+/// (nodes.rs:464-471) returns `UnexpectedToken` without moving on, so the
+/// properties iterator yields it forever, and the crate's own
+/// `Chosen::bootargs` (chosen.rs:32: `.into_iter().flatten()`) never
+/// returns. Our walker refuses the blob (`Nesting`).
+#[test]
+fn finding_4_bootargs_never_returns() {
+    // root { chosen { FDT_END }; }; FDT_END
+    let blob = with_struct(&[1, 0, 1, u32::from_be_bytes(*b"chos"), u32::from_be_bytes(*b"en\0\0"), 9, 2, 2, 9], b"");
+    assert_eq!(ours::check(&blob), Err(FdtError::Nesting));
+    let fdt = Fdt::new_unaligned_fallible(&blob).unwrap();
+    let root = fdt.root().unwrap();
+    let node = root.find_node("/chosen").unwrap().unwrap();
+    let errors = node.properties().unwrap().iter().take(10_000).filter(|p| p.is_err()).count();
+    assert_eq!(errors, 10_000, "the iterator moved past its error");
+    assert!(!known::properties_read_cleanly(node, 10_000));
+    // `bootargs` spins; the thread is left to it until the test binary exits.
+    let (done, finished) = std::sync::mpsc::channel();
+    let owned = blob.clone();
+    std::thread::spawn(move || {
+        let fdt = Fdt::new_unaligned_fallible(&owned).unwrap();
+        let _ = fdt.root().unwrap().chosen().unwrap().bootargs();
+        let _ = done.send(());
+    });
+    let waited = finished.recv_timeout(std::time::Duration::from_secs(2));
+    assert_eq!(waited, Err(std::sync::mpsc::RecvTimeoutError::Timeout), "bootargs returned");
+}
+
 /// Finding 3 (fuzz, 150 k executions into the hunt; `cargo fuzz tmin`
 /// left 825 of its 828 bytes, this is the same shape by hand): a structure
 /// block of one FDT_BEGIN_NODE. `Parser::parse_root`, where `Fdt::root` and
