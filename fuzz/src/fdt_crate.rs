@@ -204,7 +204,10 @@ pub fn walk<'a, Q: Parser<'a>>(blob: Span, fdt: &Fdt<'a, (Q, NoPanic)>) -> Seen 
                 if let Ok(ids) = cpu.clone().reg::<u64>() {
                     id = ids.iter().next().and_then(Result::ok);
                     let _ = ids.iter().take(cap).count();
-                    let _ = ids.first();
+                    // `first` unwraps what `iter().next()` gives (finding 5).
+                    if known::cpu_ids_first_has_an_id(&ids) {
+                        let _ = ids.first();
+                    }
                 }
                 seen.cpu_ids.push(id);
                 let _ = (cpu.clone().timebase_frequency(), cpu.clone().clock_frequency());
@@ -315,6 +318,16 @@ pub mod known {
     /// /chosen whose properties read without error.
     pub fn properties_read_cleanly<'a, Q: Parser<'a>>(node: Node<'a, (Q, NoPanic)>, cap: usize) -> bool {
         node.properties().is_ok_and(|p| p.iter().take(cap).all(|p| p.is_ok()))
+    }
+
+    /// Finding 5: `CpuIds::first` (cpus.rs:598) is `iter().next().unwrap()`,
+    /// and the iterator gives nothing when `reg` is shorter than /cpus'
+    /// `#address-cells` cells (release too): a well-formed tree can say so.
+    /// The walk calls `first` only when there is a first id.
+    pub fn cpu_ids_first_has_an_id<C: fdt_alpha::cell_collector::CellCollector>(
+        ids: &fdt_alpha::nodes::cpus::CpuIds<'_, C>,
+    ) -> bool {
+        ids.iter().next().is_some()
     }
 
     /// Finding 3: `Parser::parse_root` (parsing.rs:344), where every
