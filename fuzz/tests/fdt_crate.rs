@@ -447,9 +447,11 @@ fn corpus_census() {
     println!("{total} blobs; our walker refuses {refused_by_ours}; of the rest, (reading, same seeds): {counts:?}");
 }
 
-/// A well-formed tree from `nodes`: (depth below the root, name,
-/// properties), depth-first; the root (depth 0) first.
-fn tree(nodes: &[(usize, &str, &[(&str, &[u8])])]) -> Vec<u8> {
+/// A node of [`tree`]: depth below the root, name, properties.
+type TreeNode<'a> = (usize, &'a str, &'a [(&'a str, &'a [u8])]);
+
+/// A well-formed tree from `nodes`, depth-first; the root (depth 0) first.
+fn tree(nodes: &[TreeNode]) -> Vec<u8> {
     let mut strings: Vec<u8> = Vec::new();
     let mut w: Vec<u32> = Vec::new();
     let mut open = 0usize;
