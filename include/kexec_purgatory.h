@@ -95,6 +95,7 @@ struct rkx_image_header {
 #define RKX_KIND_DTB             3u
 #define RKX_KIND_ELFCOREHDR      4u
 #define RKX_KIND_BOOT_PARAMS     5u
+#define RKX_KIND_BACKUP          6u  /* ppc64le kdump: gets a copy of [0, len) */
 
 /* rkx_console.kind */
 #define RKX_CONSOLE_NONE         0u

@@ -114,6 +114,12 @@ pub enum SegmentKind {
     ElfCoreHdr = 4,
     /// x86 boot_params / setup data.
     BootParams = 5,
+    /// kdump on ppc64le: after every segment is verified, the purgatory
+    /// copies physical memory `[0, len)` into this segment (the low memory
+    /// the capture kernel overwrites with its exception vectors; kexec-tools'
+    /// purgatory/arch/ppc64/crashdump_backup.c). Hashed as the loader wrote
+    /// it (zeros). Only where the architecture's rules allow one.
+    Backup = 6,
 }
 
 impl SegmentKind {
@@ -125,13 +131,14 @@ impl SegmentKind {
             3 => Self::Dtb,
             4 => Self::ElfCoreHdr,
             5 => Self::BootParams,
+            6 => Self::Backup,
             _ => return None,
         })
     }
 
     pub fn name(self) -> &'static str {
         // In discriminant order (a table without relocations).
-        purgatory_arch::str_table!(static NAMES = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params"]);
+        purgatory_arch::str_table!(static NAMES = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params", "backup"]);
         NAMES.get(self as usize)
     }
 }
@@ -289,11 +296,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_with_their_names() {
-        let names = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params"];
+        let names = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params", "backup"];
         for (raw, name) in names.iter().enumerate() {
             let kind = SegmentKind::from_raw(raw as u32).expect("known kind");
             assert_eq!((kind as u32, kind.name()), (raw as u32, *name));
         }
-        assert_eq!(SegmentKind::from_raw(6), None);
+        assert_eq!(SegmentKind::from_raw(7), None);
     }
 }
