@@ -144,7 +144,7 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
         ),
         (!req.verify, "-i is ignored: the kernel's own purgatory always checks its digests"),
         (
-            req.crash.is_some_and(|c| c.hotplug),
+            req.crash.is_some_and(|c| c.hotplug == crate::request::Hotplug::Required),
             "--hotplug: kexec_file_load images are updated on hotplug by the kernel itself (CONFIG_CRASH_HOTPLUG)",
         ),
         (

@@ -54,6 +54,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         Some(opts) => {
             let setup = crash::prepare(sys, &iomem, arch, opts)?;
             notes.push(setup.note.clone());
+            notes.push(format!("crash hotplug: {}", setup.hotplug_why));
             (setup.free.clone(), Some(setup))
         }
     };

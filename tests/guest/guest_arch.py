@@ -80,6 +80,7 @@ class Arch:
     purgatory_forbid: tuple = ()  # line template keys our purgatory must not print on this arch
     kexec_smp: int = 1    # QEMU -smp of the kexec cells (ppc64el: the secondary-CPU hand-off is the point)
     kdump: bool = True    # the grid has kdump cells for it
+    crashkernel: str = "256M"  # kernel 1's crashkernel= in the kdump cells
 
     # -- what the loader says of it (arch_facts.json) -----------------------------
     @property
@@ -267,7 +268,11 @@ PPC64EL = Arch(
     syscalls=("load",),  # Debian ppc64el: CONFIG_KEXEC_FILE is not set on any release
     exit_re=r"kexec: Starting switchover sequence", crash_exit_re=r"kexec: Starting switchover sequence",
     smp_re=r"smp: Brought up \d+ nodes?, (\d+) CPUs?",
-    cell_prefix="ppc-", kexec_smp=2, kdump=False,
+    cell_prefix="ppc-", kexec_smp=2,
+    # A ppc64el capture kernel (Debian's is ~40 MB in memory) with its
+    # initrd in 256M runs out of memory; kexec-tools' own ppc64 runs use
+    # 512M (docs/ppc64le.md, "kdump").
+    crashkernel="512M",
 )
 
 ARCHES = {a.name: a for a in (ARM64, AMD64, RISCV64, PPC64EL)}

@@ -84,6 +84,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 read -r CMDLINE </proc/cmdline
 read -r UP _rest </proc/uptime
 echo "KDUMP-""INIT-OK uptime=$UP cmdline: $CMDLINE"
+[ -d /proc/device-tree/cpus ] && echo "KDUMP-DT-CPUS $(ls /proc/device-tree/cpus | grep @ | tr '\n' ' ')"
 if [ -e /proc/vmcore ]; then
     echo "KDUMP-VMCORE-PRESENT $(ls -l /proc/vmcore)"
     /vmcore-check /proc/vmcore $(echo "$VMCORE_COVERS" | tr , ' ')

@@ -6,6 +6,7 @@
 //! error names the file.
 
 pub mod console;
+pub mod cpu_list;
 pub mod crash_notes;
 pub mod device_tree;
 pub mod entropy;

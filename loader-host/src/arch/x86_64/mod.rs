@@ -60,6 +60,9 @@ pub static SPEC: ArchSpec = ArchSpec {
         kernel_text: true,
         no_hotplug: None,
         skip_firmware_protected: false,
+        backup_low: None,
+        linear_map_base: None,
+        hotplug_rewrites_dtb: false,
     },
     kernel_takes_first_fdt: false,
     // kexec-tools' x86 --serial names (kexec/arch/x86_64/kexec-x86_64.c):
@@ -481,7 +484,7 @@ mod tests {
     use crate::fields::{le32, le64};
     use crate::image::bzimage::tests::sample;
     use crate::plan::Plan;
-    use crate::request::{CmdlineChoice, CrashOptions, Request};
+    use crate::request::{CmdlineChoice, CrashOptions, Hotplug, Request};
     use crate::testing::Tree;
 
     const IOMEM: &str = "\
@@ -632,7 +635,7 @@ mod tests {
         let initrd = t.write("initrd", [1u8; 100]);
         let p = plan_with(&t, sample(4096), |r| {
             r.initrds.push(initrd.clone());
-            r.crash = Some(CrashOptions { hotplug: false, exclude: true });
+            r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
             r.cmdline = CmdlineChoice::Reuse("-- single".into());
         })
         .unwrap();
@@ -662,10 +665,13 @@ mod tests {
         assert_eq!(p.elfcorehdr.map(|c| c.pt_load), Some(2));
         // --hotplug needs the kernel's crash_elfcorehdr_size.
         let err =
-            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap_err();
+            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: Hotplug::Required, exclude: true }))
+                .unwrap_err();
         assert!(err.to_string().contains("crash_elfcorehdr_size is missing"), "{err}");
         t.write("sys/kernel/crash_elfcorehdr_size", "8192\n");
-        let p = plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap();
+        let p =
+            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: Hotplug::Required, exclude: true }))
+                .unwrap();
         let core = p.segments.iter().find(|s| s.kind == Some(SegmentKind::ElfCoreHdr)).unwrap();
         assert_eq!((core.memsz, core.excluded, p.hotplug), (page_round(64 + 8192), true, true));
     }
@@ -698,7 +704,8 @@ mod tests {
             "00001000-0009fbff : System RAM\n00100000-7ffeffff : System RAM\n  6b000000-7affffff : Crash kernel\n",
         );
         t2.crash_notes(1);
-        let err = plan_with(&t2, f, |r| r.crash = Some(CrashOptions { hotplug: false, exclude: true })).unwrap_err();
+        let err =
+            plan_with(&t2, f, |r| r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true })).unwrap_err();
         assert!(err.to_string().contains("crashkernel= region must contain"), "{err}");
     }
 

@@ -188,9 +188,12 @@ pub struct Args {
     /// Reuse the initrd of the first boot (needs retain_initrd; not supported).
     #[arg(long = "reuseinitrd", help_heading = "Kernel")]
     pub reuseinitrd: bool,
-    /// Crash hotplug: the kernel may rewrite the elfcorehdr after CPU/memory hotplug (with -p).
-    #[arg(long = "hotplug", help_heading = "Kernel")]
+    /// Crash hotplug: require that the kernel may rewrite the crash image (elfcorehdr; the DTB on ppc64) after CPU/memory hotplug (with -p). On by default wherever the running kernel supports it.
+    #[arg(long = "hotplug", help_heading = "Kernel", conflicts_with = "no_hotplug")]
     pub hotplug: bool,
+    /// Crash hotplug off (with -p): the crash image stays as loaded; reload it after CPU/memory hotplug.
+    #[arg(long = "no-hotplug", help_heading = "Kernel")]
+    pub no_hotplug: bool,
     /// kexec_file_load: don't use CMA for the segments (KEXEC_FILE_NO_CMA).
     #[arg(long = "no-cma", help_heading = "Kernel")]
     pub no_cma: bool,

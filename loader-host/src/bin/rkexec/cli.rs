@@ -15,7 +15,7 @@ use clap::{CommandFactory, FromArgMatches};
 use loader_host::file_load::{self, FilePlan};
 use loader_host::image;
 use loader_host::plan::Plan;
-use loader_host::request::{CmdlineChoice, CrashOptions, OnFailure as ReqOnFailure, Request};
+use loader_host::request::{CmdlineChoice, CrashOptions, Hotplug, OnFailure as ReqOnFailure, Request};
 use loader_host::{render, Arch, LoadError, SystemSources};
 
 use crate::actions::{self, Actions, Early};
@@ -313,8 +313,8 @@ fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool) -> Resul
             "--load-jump-back-helper is not supported: rkexec's purgatory never returns to the old kernel",
         ));
     }
-    if act.load && a.hotplug && !act.crash {
-        return Err(Fail::usage("--hotplug applies to crash kernels: use it with -p"));
+    if act.load && (a.hotplug || a.no_hotplug) && !act.crash {
+        return Err(Fail::usage("--hotplug/--no-hotplug apply to crash kernels: use them with -p"));
     }
     // arch_process_options: a bad value makes result -1: nothing is loaded.
     let mut result = 0u8;
@@ -402,7 +402,12 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<Request, Fail> {
     req.mem_min = ctx.act.mem_min;
     req.mem_max = ctx.act.mem_max;
     if ctx.act.crash {
-        req.crash = Some(CrashOptions { hotplug: a.hotplug, exclude: !a.debug_hash_excluded });
+        let hotplug = match (a.hotplug, a.no_hotplug) {
+            (true, _) => Hotplug::Required,
+            (false, true) => Hotplug::Off,
+            (false, false) => Hotplug::Auto,
+        };
+        req.crash = Some(CrashOptions { hotplug, exclude: !a.debug_hash_excluded });
     }
     for s in &a.dtb_set {
         let (path, value) = s

@@ -48,6 +48,7 @@ pub const KEXEC_TOOLS_LONG: &[&str] = &[
     "status",
     "print-ckr-size",
     "hotplug",
+    "no-hotplug",
     "no-cma",
     "force-dtb",
     // x86 (i386/include/arch/options.h KEXEC_ALL_OPTIONS)
