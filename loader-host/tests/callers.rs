@@ -319,11 +319,25 @@ fn kdump_utils_crash_loads_a_uki_with_its_kdump_initrd() {
     assert_eq!(p["kernel"]["format"], "UKI (bzImage)");
     assert_eq!(p["kernel"]["fd"]["fd"], "memfd", ".linux in a memfd");
     assert_eq!(p["kernel"]["fd"]["bytes"], bzimage(20_000).len());
-    // The UKI's initrd first (padded to 4), then --initrd's.
-    assert_eq!(p["initrd"]["bytes"], 5004 + 100);
+    // issue 21 item 2: --initrd replaces the UKI's .initrd, as in
+    // kexec-tools (kexec-bzImage64.c bzImage64_load_file uses the UKI's
+    // implicit_initrd_fd only without --initrd): the kdump initrd alone,
+    // handed over as the file itself.
+    assert_eq!(p["initrd"]["bytes"], 100, "{p}");
+    assert_eq!(p["initrd"]["fd"], "file", "{p}");
+    assert!(p["notes"].to_string().contains("--initrd replaces the UKI's .initrd"), "{p}");
     assert_eq!(p["cmdline"], "irqpoll");
     let o = t.run(&argv);
     assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(woulds(&o)[0].contains(&format!("initrd {},", i.display())), "{:?}", woulds(&o));
+    // The same on the kexec_load path: one initrd segment, kdump.img's bytes.
+    let argv = ["-p", "--command-line=irqpoll", ii.as_str(), efi.to_str().unwrap()];
+    let p = t.plan(&argv);
+    assert_eq!(kinds(&p), ["kernel", "initrd", "elfcorehdr", "boot-params", "purgatory"]);
+    assert_eq!(p["segments"][1]["bufsz"], 100, "{p}");
+    // Without --initrd the UKI's own .initrd is the initrd (systemd-stub).
+    let p = t.plan(&["-p", "--command-line=irqpoll", efi.to_str().unwrap()]);
+    assert_eq!(p["segments"][1]["bufsz"], 5001, "{p}");
 }
 
 #[test]
