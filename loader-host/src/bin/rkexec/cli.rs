@@ -329,9 +329,8 @@ fn arch_option_errors(a: &Args, build: Option<&Build>) -> Option<String> {
 /// newline allowed).
 fn hotplug_size_error(src: &SystemSources) -> Option<String> {
     let path = src.sys_root.join("kernel/crash_elfcorehdr_size");
-    let size = loader_host::system::read_text(&path)
-        .ok()
-        .and_then(|t| actions::c_number(t.strip_suffix('\n').unwrap_or(&t)).filter(|_| !t.is_empty()));
+    let size =
+        loader_host::system::read_text(&path).ok().and_then(|t| actions::c_number(t.strip_suffix('\n').unwrap_or(&t)));
     match size {
         Some(n) if n != 0 => None,
         _ => Some(format!("Path {} does not exist, the kernel needs CONFIG_CRASH_HOTPLUG", path.display())),
