@@ -174,15 +174,16 @@ class KexecKind:
                     append=gs.sh_quote(self.new_append(run)))
 
     def load_and_plan(self, run, extra=""):
-        """(load command, plan command): `plan` with the load's own arguments."""
+        """(load command, plan command): the load's own arguments with --dry-run (not `rkexec plan`:
+        invoked as kexec, rkexec has no subcommands and `plan` would be a kernel file)."""
         c, f = run.cell, self.fields(run)
         if c.load:
-            return c.load.format(loader="$LOADER", **f), c.load.format(loader="$LOADER plan", **f)
+            return c.load.format(loader="$LOADER", **f), c.load.format(loader="$LOADER --dry-run", **f)
         flags = (["-s"] if c.syscall == "file" else []) + run.load_flags.split()
         words = [f["kernel"], f"--initrd={f['initrd']}", *(["--dtb=/tmp/k1.dtb"] if c.dtb_override else []),
                  "--reuse-cmdline" if c.reuse_cmdline else f"--append={f['append']}", *([extra] if extra else [])]
         return (" ".join(["$LOADER", *flags, self.load_opt, *words]),
-                " ".join(["$LOADER plan", *flags, self.load_opt, *words]))
+                " ".join(["$LOADER --dry-run", *flags, self.load_opt, *words]))
 
     def load_lines(self, run, extra=""):
         """-S before, the plan, the load, -S after (this image and the other one)."""
@@ -435,7 +436,7 @@ class ImaKind(KexecKind):
     falls back and load kernel 2 through kexec_file_load, which the kernel
     appraises by the same policy. Judged on kernel 1's lines (the kernel's
     refusal, rkexec's fallback line) and kernel 2's boot, init and command
-    line, against the kexec_file_load plan (`plan -s`)."""
+    line, against the kexec_file_load plan (`--dry-run -s`)."""
 
     name = "ima"
     # Debian's kernels (CONFIG_IMA_APPRAISE, no CONFIG_IMA_WRITE_POLICY: the
@@ -478,7 +479,7 @@ class ImaKind(KexecKind):
         # of what the fallback loads.
         f = self.fields(run)
         words = [f["kernel"], f"--initrd={f['initrd']}", f"--append={f['append']}"]
-        return " ".join(["$LOADER -l", *words]), " ".join(["$LOADER plan -s -l", *words])
+        return " ".join(["$LOADER -l", *words]), " ".join(["$LOADER --dry-run -s -l", *words])
 
     def steps(self, run, tr, info, bits):
         i_exec = tr.find(r"^KEXEC-EXEC-START$")

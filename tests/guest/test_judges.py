@@ -283,7 +283,7 @@ class CallerArgv(unittest.TestCase):
         self.assertIn("do_exec $LOADER -e", script)
         self.assertIn("status before $LOADER -S -l", script)
         self.assertIn("status other $LOADER -S\n", script)
-        self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
+        self.assertIn(f"PLAN-JSON $($LOADER --dry-run --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
 
 
 class ModeLines(unittest.TestCase):
