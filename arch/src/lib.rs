@@ -21,10 +21,10 @@ pub mod strtab;
 /// build script of this crate would change the image's bytes (cargo folds
 /// it into the crate's metadata hash, hence the symbol hashes the linker
 /// lays functions out by). Host builds only.
-#[cfg(not(target_os = "none"))]
+#[cfg(not(any(target_os = "none", rkx_bare_metal)))]
 pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", rkx_bare_metal))]
 pub mod uart;
 
 /// A SHA-256 block-compression function (FIPS 180-4 §6.2.2): the same
@@ -43,6 +43,9 @@ pub enum UartKind {
     Ns16550Mmio8,
     /// riscv64: the SBI console (DBCN or the legacy putchar).
     Sbi,
+    /// ppc64le: the PAPR hypervisor's virtual terminal (H_PUT_TERM_CHAR).
+    #[cfg(target_arch = "powerpc64")]
+    Hvterm,
 }
 
 /// The PSCI conduit the loader found in the DTB's `/psci/method`. Only
@@ -78,6 +81,13 @@ pub use x86_64::machine;
 pub mod riscv64;
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 pub use riscv64::machine;
+
+// ppc64le: built for powerpc64le-unknown-linux-gnu without its C library;
+// `rkx_bare_metal` (.cargo/config.toml) marks that build as the image.
+#[cfg(all(target_arch = "powerpc64", target_endian = "little", rkx_bare_metal))]
+pub mod ppc64le;
+#[cfg(all(target_arch = "powerpc64", target_endian = "little", rkx_bare_metal))]
+pub use ppc64le::machine;
 
 /// The x86_64 purgatory's SHA-NI assembly is plain SysV code: on an x86_64
 /// host the very same file is assembled here, so tests can check it

@@ -174,7 +174,7 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
     let (req, k) = (&file.req, &file.image);
     let path = req.kernel.display();
     match (&k.kernel, &k.embedded) {
-        (Kernel::Elf(_), _) => Err(PlanError::Refused {
+        (Kernel::Elf(_), _) if !file.arch.file_load_takes_vmlinux() => Err(PlanError::Refused {
             rule: format!(
                 "{path}: kexec_file_load takes a bzImage or an Image, not a vmlinux ELF (kexec-tools fails the same way); load it with kexec_load (-c, or rkexec's default)"
             ),
@@ -185,9 +185,11 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
             vec![format!("{} .linux ({}) is passed in a memfd", e.container, e.inner_format)],
         )),
         (_, None) if k.whole_file => Ok((FileInput::File(req.kernel.clone()), Vec::new())),
-        (Kernel::BzImage(_), None) => {
-            Err(PlanError::Internal(format!("{path}: a {} is not a whole bzImage file", k.format)).into())
-        }
+        (Kernel::BzImage(_) | Kernel::Elf(_), _) => Err(PlanError::Internal(format!(
+            "{path}: a {} to be handed over is neither the file itself nor in a container",
+            k.format
+        ))
+        .into()),
         (Kernel::Image(i), e) => {
             let what = match e {
                 Some(e) => format!("{path} .linux ({})", e.inner_format),
@@ -206,7 +208,7 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
 /// the kernel's own loaders would fail to place it (kexec_add_buffer), and
 /// the kexec_load path refuses the same kernel ("no room for the kernel").
 fn check_footprint(file: &KernelFile) -> Result<(), LoadError> {
-    if matches!(file.image.kernel, Kernel::Elf(_)) {
+    if matches!(file.image.kernel, Kernel::Elf(_)) && !file.arch.file_load_takes_vmlinux() {
         // Refused by kernel_input: kexec_file_load takes no vmlinux.
         return Ok(());
     }

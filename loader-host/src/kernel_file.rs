@@ -57,7 +57,7 @@ pub(crate) struct KernelFile {
 pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Result<KernelFile, LoadError> {
     // Memory first, so that no input is read that could not be placed.
     let path = sys.iomem_path();
-    let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
+    let iomem = sys.memory_map()?;
     let crash = req.crash.is_some();
     // kexec/kexec.c main(): a crash load needs the crashkernel= region.
     if crash && iomem.crash_kernel().is_empty() {
@@ -70,7 +70,7 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
     };
 
     let file = input::read_file(&req.kernel, limit.bytes, limit.why)?;
-    let image = image::load(file, req.kernel_type.as_deref(), Host::current())
+    let image = image::load(file, req.kernel_type.as_deref(), Host { page_size: sys.page_size })
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let arch = arch::for_machine(image.machine).ok_or_else(|| {
         let name = kexec_purgatory::elf::machine_name(image.machine).unwrap_or("unknown");

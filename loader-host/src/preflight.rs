@@ -67,14 +67,18 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
         LoadKind::Crash => iomem.crash_usable(),
     };
     let ram_pages = iomem.system_ram().iter().map(|r| r.len() / PAGE).sum::<u64>();
+    let page = plan.page_size.max(PAGE);
     let mut total_pages = 0u64;
     for (i, s) in segs.iter().enumerate() {
         let name = s.kind_name();
         let r = Range::checked(s.mem, s.memsz)
             .ok_or_else(|| refuse(format!("segment {i} ({name}) wraps the address space")))?;
-        // sanity_check_segment_list: mem and memsz page aligned, bufsz <= memsz.
-        if !s.mem.is_multiple_of(PAGE) || !s.memsz.is_multiple_of(PAGE) {
-            return Err(refuse(format!("segment {i} ({name}) {r} is not page aligned")));
+        // sanity_check_segment_list: mem and memsz aligned to the running
+        // kernel's PAGE_SIZE, bufsz <= memsz.
+        if !s.mem.is_multiple_of(page) || !s.memsz.is_multiple_of(page) {
+            return Err(refuse(format!(
+                "segment {i} ({name}) {r} is not aligned to the kernel's {page:#x}-byte pages"
+            )));
         }
         if s.data.len() as u64 > s.digest_len || s.digest_len > s.memsz {
             return Err(PlanError::Internal(format!("segment {i} ({name}) has more bytes than it hashes or holds")));
@@ -297,7 +301,7 @@ mod tests {
         let e = refused(|p| p.segments[1].mem = 0x9000_0000);
         assert!(e.contains("is not inside usable System RAM"), "outside RAM: {e}");
         let e = refused(|p| p.segments[1].mem += 0x10);
-        assert!(e.contains("not page aligned"), "{e}");
+        assert!(e.contains("is not aligned to the kernel's 0x1000-byte pages"), "{e}");
         let e = refused(|p| p.segments[1].mem = p.segments[0].mem);
         assert!(e.contains("overlaps segment 0"), "{e}");
         let e = refused(|p| {

@@ -47,6 +47,13 @@ mod nr {
     pub const KEXEC_LOAD: libc::c_long = 104;
     pub const KEXEC_FILE_LOAD: libc::c_long = 294;
 }
+// arch/powerpc/kernel/syscalls/syscall.tbl: 268 kexec_load, 382
+// kexec_file_load.
+#[cfg(target_arch = "powerpc64")]
+mod nr {
+    pub const KEXEC_LOAD: libc::c_long = 268;
+    pub const KEXEC_FILE_LOAD: libc::c_long = 382;
+}
 
 /// `KEXEC_ARCH_*` for the machine we run on (0: KEXEC_ARCH_DEFAULT).
 fn native_arch_flag() -> u64 {

@@ -296,13 +296,14 @@ fn purgatory_images_are_written_for_other_loaders() {
     let info = run(&["purgatory", "--info"]);
     assert!(info.status.success(), "{}", stderr(&info));
     let text = String::from_utf8(info.stdout).unwrap();
-    for arch in ["aarch64", "x86_64", "riscv64"] {
+    for arch in ["aarch64", "x86_64", "riscv64", "ppc64le"] {
         assert!(text.contains(&format!("arch {arch}\nabi_version 1\nheader_size 96\n")), "{text}");
     }
     for (arch, flat, elf) in [
         ("aarch64", loader_host::purgatory_image::AARCH64_FLAT, loader_host::purgatory_image::AARCH64_ELF),
         ("x86_64", loader_host::purgatory_image::X86_64_FLAT, loader_host::purgatory_image::X86_64_ELF),
         ("riscv64", loader_host::purgatory_image::RISCV64_FLAT, loader_host::purgatory_image::RISCV64_ELF),
+        ("ppc64le", loader_host::purgatory_image::PPC64LE_FLAT, loader_host::purgatory_image::PPC64LE_ELF),
     ] {
         let out = dir.join(format!("p-{arch}"));
         let o = run(&["purgatory", "--arch", arch, "--output", out.to_str().unwrap()]);
@@ -317,7 +318,11 @@ fn purgatory_images_are_written_for_other_loaders() {
     }
     let o = run(&["purgatory", "--arch", "sparc", "--output", "x"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--arch sparc: no such image (images: aarch64, x86_64, riscv64)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--arch sparc: no such image (images: aarch64, x86_64, riscv64, ppc64le)"),
+        "{}",
+        stderr(&o)
+    );
     // The architecture's own name finds its image too.
     let out = dir.join("p-arm64");
     let o = run(&["purgatory", "--arch", "arm64", "--output", out.to_str().unwrap()]);

@@ -11,6 +11,8 @@ use crate::abi::{
     ON_FAILURE_RESET, PARAMS_MAGIC, PARAMS_VERSION, PARAM_FLAGS_KNOWN, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
     PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
 };
+#[cfg(not(target_os = "none"))]
+use crate::abi::{ARCH_PPC64LE, CONSOLE_HVTERM, PPC64LE_ENTRY_BLOCK_SIZE};
 use crate::console_lines::param;
 use crate::report::Arg;
 #[cfg(not(target_os = "none"))]
@@ -66,19 +68,76 @@ pub struct Rules {
     pub io_port_console: bool,
     /// The SBI console kind exists on this architecture (riscv64).
     pub sbi_console: bool,
+    /// ppc64le: the hvterm console kind (PAPR H_PUT_TERM_CHAR) exists.
+    ///
+    /// This field, `kernel_head` and the rules they enable are compiled
+    /// only where they can apply: on the host (a loader checks blocks for
+    /// every architecture) and in the ppc64le image. The aarch64, x86_64
+    /// and riscv64 images (`target_os = "none"`) never enable them, and
+    /// leaving the code out keeps those images as they were.
+    #[cfg(not(target_os = "none"))]
+    pub hvterm_console: bool,
+    /// ppc64le: the kernel segment must hold the kernel's first 256 bytes
+    /// from `kernel_entry`: the purgatory writes its run_at_load word
+    /// (abi::PPC64LE_RUN_AT_LOAD_OFFSET) and compares the entry block with
+    /// them.
+    #[cfg(not(target_os = "none"))]
+    pub kernel_head: bool,
 }
 
 impl Rules {
     pub const fn aarch64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: false }
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::Dtb,
+            io_port_console: false,
+            sbi_console: false,
+            #[cfg(not(target_os = "none"))]
+            hvterm_console: false,
+            #[cfg(not(target_os = "none"))]
+            kernel_head: false,
+        }
     }
 
     pub const fn x86_64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::BootParams, io_port_console: true, sbi_console: false }
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::BootParams,
+            io_port_console: true,
+            sbi_console: false,
+            #[cfg(not(target_os = "none"))]
+            hvterm_console: false,
+            #[cfg(not(target_os = "none"))]
+            kernel_head: false,
+        }
     }
 
     pub const fn riscv64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: true }
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::Dtb,
+            io_port_console: false,
+            sbi_console: true,
+            #[cfg(not(target_os = "none"))]
+            hvterm_console: false,
+            #[cfg(not(target_os = "none"))]
+            kernel_head: false,
+        }
+    }
+
+    /// ppc64le (Documentation/arch/powerpc/booting.rst: r3 = the DTB):
+    /// the DTB is the boot data, the console may be the hypervisor's
+    /// vterm, and the kernel's first 256 bytes must be in its segment.
+    #[cfg(not(target_os = "none"))]
+    pub const fn ppc64le(own_image: MemSpan) -> Self {
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::Dtb,
+            io_port_console: false,
+            sbi_console: false,
+            hvterm_console: true,
+            kernel_head: true,
+        }
     }
 
     /// The rules of the purgatory image whose header says `arch`
@@ -88,6 +147,8 @@ impl Rules {
             ARCH_AARCH64 => Some(Self::aarch64(own_image)),
             ARCH_X86_64 => Some(Self::x86_64(own_image)),
             ARCH_RISCV64 => Some(Self::riscv64(own_image)),
+            #[cfg(not(target_os = "none"))]
+            ARCH_PPC64LE => Some(Self::ppc64le(own_image)),
             _ => None,
         }
     }
@@ -133,6 +194,10 @@ pub enum ParamError {
     ConsoleInImage(u64),
     /// An I/O-port console above port 0xffff.
     ConsolePort(u64),
+    /// ppc64le: the kernel's first 256 bytes from this `kernel_entry` are
+    /// not all inside its kernel segment (see `Rules::kernel_head`).
+    #[cfg(not(target_os = "none"))]
+    KernelHead(u64),
 }
 
 impl ParamError {
@@ -167,8 +232,19 @@ impl ParamError {
             ConsoleInSegment,
             ConsoleInImage,
             ConsolePort,
+            #[cfg(not(target_os = "none"))]
+            KernelHead,
         }
-        purgatory_arch::str_table!(static TEMPLATES = [
+        // The ppc64le-only template last, where it exists (see Rules).
+        #[cfg(not(target_os = "none"))]
+        macro_rules! last_templates {
+            ($($t:expr),* $(,)?) => { purgatory_arch::str_table!(static TEMPLATES = [$($t,)* template!(param::KERNEL_HEAD)]); };
+        }
+        #[cfg(target_os = "none")]
+        macro_rules! last_templates {
+            ($($t:expr),* $(,)?) => { purgatory_arch::str_table!(static TEMPLATES = [$($t),*]); };
+        }
+        last_templates!(
             template!(param::MAGIC),
             template!(param::VERSION),
             template!(param::SIZE),
@@ -191,7 +267,7 @@ impl ParamError {
             template!(param::CONSOLE_IN_SEGMENT),
             template!(param::CONSOLE_IN_IMAGE),
             template!(param::CONSOLE_PORT),
-        ]);
+        );
         // Bit i set: value i prints as hex.
         const X0: u8 = 1;
         const X1: u8 = 2;
@@ -225,6 +301,8 @@ impl ParamError {
             Self::ConsoleInSegment(b, i) => (T::ConsoleInSegment, [b, i as u64, 0], X0),
             Self::ConsoleInImage(b) => (T::ConsoleInImage, [b, 0, 0], X0),
             Self::ConsolePort(b) => (T::ConsolePort, [b, 0, 0], X0),
+            #[cfg(not(target_os = "none"))]
+            Self::KernelHead(a) => (T::KernelHead, [a, 0, 0], X0),
         };
         let arg = |i: u8, value: u64| if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
         let [v0, v1, v2] = v;
@@ -269,9 +347,29 @@ pub fn console_span(base: u64) -> MemSpan {
 pub fn validate(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
     check_header(params)?;
     check_segments(params, rules)?;
-    kernel_segment(params)?;
+    let kernel = kernel_segment(params)?;
+    #[cfg(not(target_os = "none"))]
+    check_kernel_head(params, rules, kernel)?;
+    #[cfg(target_os = "none")]
+    let _ = kernel;
     boot_data_segment(params, rules)?;
     check_console(params, rules)
+}
+
+/// ppc64le: `[kernel_entry, + 256)` inside the kernel segment `kernel`
+/// (head_64.S `first_256B`: the purgatory writes `__run_at_load` at 0x5c).
+#[cfg(not(target_os = "none"))]
+fn check_kernel_head(params: &PurgatoryParams, rules: &Rules, kernel: usize) -> Result<(), ParamError> {
+    let Some(seg) = params.active_segments().get(kernel) else {
+        return Ok(());
+    };
+    // kernel_entry lies in the segment (kernel_segment), so this is the
+    // room from it to the segment's end, without wrapping.
+    let room = seg.len - (params.kernel_entry - seg.mem);
+    if rules.kernel_head && room < PPC64LE_ENTRY_BLOCK_SIZE {
+        return Err(ParamError::KernelHead(params.kernel_entry));
+    }
+    Ok(())
 }
 
 /// Magic, version, size, flags, failure policy, segment count.
@@ -377,6 +475,11 @@ pub fn check_console(params: &PurgatoryParams, rules: &Rules) -> Result<(), Para
         CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8 => {}
         // The SBI console: firmware calls, no address (`base` ignored).
         CONSOLE_SBI if rules.sbi_console => return Ok(()),
+        // The PAPR vterm: hypervisor calls, `base` is a terminal number
+        // (any value, 0 included: PAPR lets a partition name its first
+        // vty 0, QEMU's spapr_vty does too), not memory.
+        #[cfg(not(target_os = "none"))]
+        CONSOLE_HVTERM if rules.hvterm_console => return Ok(()),
         CONSOLE_8250_IO if rules.io_port_console => {
             // An I/O port: not memory, so no segment can hold it.
             return match base {
@@ -574,6 +677,38 @@ mod tests {
         assert_eq!(validate(&params, &Rules::riscv64(RULES.own_image)), Ok(()));
         assert!(console_usable(&params, &Rules::riscv64(RULES.own_image)));
         assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_SBI)));
+    }
+
+    #[test]
+    fn ppc64le_rules_take_the_hvterm_and_want_the_kernels_head() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        // The PAPR vterm: a terminal number, not memory: any base, even
+        // one that is also a segment's address; on ppc64le only.
+        let (mut params, _plat) = setup();
+        params.console.kind = crate::abi::CONSOLE_HVTERM;
+        for base in [0x7100_0000, 0, params.segments[1].mem] {
+            params.console.base = base;
+            assert_eq!(validate(&params, &ppc), Ok(()), "vterm {base:#x}");
+            assert!(console_usable(&params, &ppc));
+        }
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_HVTERM)));
+        assert_eq!(
+            validate(&params, &Rules::riscv64(RULES.own_image)),
+            Err(ParamError::ConsoleKind(crate::abi::CONSOLE_HVTERM))
+        );
+        // The kernel's first 256 bytes from kernel_entry in its segment
+        // (8192 bytes): the last entry that fits is 256 from the end.
+        let (mut params, _plat) = setup();
+        params.kernel_entry = params.segments[0].mem + 8192 - 256;
+        assert_eq!(validate(&params, &ppc), Ok(()));
+        params.kernel_entry += 1;
+        assert_eq!(validate(&params, &ppc), Err(ParamError::KernelHead(params.kernel_entry)));
+        assert_eq!(validate(&params, &RULES), Ok(()), "only ppc64le has the rule");
+        assert_eq!(Rules::for_arch(ARCH_PPC64LE, RULES.own_image), Some(ppc));
+        assert_eq!(
+            ParamError::KernelHead(0x200_0f01).to_string(),
+            "kernel entry 0x2000f01: the kernel's first 256 bytes are not inside its segment"
+        );
     }
 
     #[test]

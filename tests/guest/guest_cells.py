@@ -513,7 +513,10 @@ def grid():
                                                                      else [])
                     how = "kexec_load (-l)" if sc == "load" else "kexec_file_load (-s -l): the kernel's own purgatory"
                     cells.append(Cell(f"{arch.cell_prefix}{'-'.join(parts)}{sfx}", arch.name, "kexec",
-                                      f"{mode.doc}; {suite}; {how}", suite=suite, mode=mode.name, syscall=sc))
+                                      f"{mode.doc}; {suite}; {how}", suite=suite, mode=mode.name, syscall=sc,
+                                      smp=arch.kexec_smp))
+                if not arch.kdump:
+                    continue
                 name = f"{arch.cell_prefix}kdump" + (f"-{mode.name}" if many_modes else "") + sfx
                 cells.append(Cell(name, arch.name, "kdump",
                                   f"{mode.doc}; {suite}; -smp 2, crashkernel={KDUMP_CRASHKERNEL}, -p capture kernel, "

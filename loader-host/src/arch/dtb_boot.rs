@@ -242,7 +242,7 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     for r in &facts.reserved {
         free.remove(*r);
     }
-    let mut layout = Layout::new(free);
+    let mut layout = Layout::with_page(free, sys.page_size);
 
     // arm64: top-down for a normal load (destination pages are then usually
     // free, so relocate_kernel copies nothing at reboot); bottom-up into the
@@ -334,5 +334,6 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
             PurgatoryWindow { window: Range::ALL, order, rule: "needs 4 KiB aligned RAM" },
         ],
         notes,
+        entry_fill: None,
     })
 }

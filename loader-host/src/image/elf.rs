@@ -8,6 +8,12 @@
 //!   64-bit boot protocol (boot_params in %rsi). rkexec keeps the PT_LOADs
 //!   as one span (they are contiguous up to alignment gaps, which are
 //!   zero-filled).
+//! - ppc64le (kexec/arch/ppc64/kexec-elf-ppc64.c `elf_ppc64_load`): a
+//!   relocatable kernel (Debian: ET_EXEC, one PT_LOAD at vaddr
+//!   0xc000000000000000 / paddr 0, e_entry its first byte) loaded as one
+//!   span anywhere the loader finds room, entered at e_entry's offset in
+//!   it; the kernel copies itself to 0 unless told to run where it is
+//!   (`__run_at_load`, arch/powerpc/kernel/head_64.S).
 //! - arm64 (kexec/arch/arm64/kexec-elf-arm64.c): the arm64 Image header sits
 //!   at e_entry (vmlinux.lds.S `ENTRY(_text)`); the PT_LOADs laid out from
 //!   there by virtual address are the Image (arch/arm64/boot/Makefile
@@ -19,7 +25,7 @@ use std::fmt;
 use super::decompress::MAX_DECOMPRESSED;
 use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
 use kexec_purgatory::elf::{
-    EHDR64_SIZE as EHDR_LEN, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC,
+    EHDR64_SIZE as EHDR_LEN, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_AARCH64, EM_PPC64, EM_X86_64, ET_DYN, ET_EXEC,
     PHDR64_SIZE as PHDR_LEN, PT_INTERP, PT_LOAD,
 };
 
@@ -30,7 +36,7 @@ use crate::input::Blob;
 /// vmlinux's gaps are alignment padding, at most a 2 MiB page).
 pub const MAX_GAP: u64 = 16 << 20;
 
-/// A checked x86_64 vmlinux, as one span of physical memory.
+/// A checked x86_64 or ppc64le vmlinux, as one span of physical memory.
 #[derive(Clone, Debug)]
 pub struct ElfKernel {
     /// The PT_LOADs' bytes from the first p_paddr, gaps zero-filled.
@@ -132,7 +138,9 @@ impl fmt::Display for ElfError {
                 "{e}: EI_CLASS {class} / EI_DATA {data}; only 64-bit little-endian (ELFCLASS64, ELFDATA2LSB) kernels boot"
             ),
             Self::Type(t) => write!(f, "{e}: e_type {t} is neither ET_EXEC (2) nor ET_DYN (3)"),
-            Self::Machine(m) => write!(f, "{e}: e_machine {m} is neither EM_X86_64 (62) nor EM_AARCH64 (183)"),
+            Self::Machine(m) => {
+                write!(f, "{e}: e_machine {m} is none of EM_X86_64 (62), EM_AARCH64 (183), EM_PPC64 (21)")
+            }
             Self::Interp => write!(f, "{e}: has a PT_INTERP (a program, not a kernel)"),
             Self::PhentSize(n) => write!(f, "{e}: e_phentsize {n} is not sizeof(Elf64_Phdr) = 56"),
             Self::NoLoad => write!(f, "{e}: no PT_LOAD segment with memory"),
@@ -192,7 +200,7 @@ fn parse_headers(file: &[u8]) -> Result<Parsed, ElfError> {
     if etype != ET_EXEC && etype != ET_DYN {
         return Err(ElfError::Type(etype));
     }
-    if machine != EM_X86_64 && machine != EM_AARCH64 {
+    if !matches!(machine, EM_X86_64 | EM_AARCH64 | EM_PPC64) {
         return Err(ElfError::Machine(machine));
     }
     let entry = le64(file, 24).unwrap_or(0);
@@ -286,6 +294,20 @@ fn x86_64(file: &[u8], p: &Parsed) -> Result<ElfKernel, ElfError> {
     Ok(ElfKernel { data: Blob::new(data), paddr, mem_size, entry: p.entry, loads: p.loads.len() })
 }
 
+/// A ppc64le vmlinux: its PT_LOADs as one span by physical address, the
+/// entry where e_entry (a virtual address) falls in it. Relocatable: the
+/// span is placed anywhere (`arch::ppc64le`), not at p_paddr.
+fn ppc64(file: &[u8], p: &Parsed) -> Result<ElfKernel, ElfError> {
+    let inside = p.loads.iter().find(|l| p.entry >= l.vaddr && p.entry < l.vaddr + l.memsz);
+    let Some(l) = inside else {
+        return Err(ElfError::EntryOutside { entry: p.entry });
+    };
+    let paddr = p.loads.iter().map(|l| l.paddr).min().unwrap_or(0);
+    let entry = l.paddr + (p.entry - l.vaddr);
+    let (data, mem_size) = flatten(file, &p.loads, |l| l.paddr, paddr)?;
+    Ok(ElfKernel { data: Blob::new(data), paddr, mem_size, entry, loads: p.loads.len() })
+}
+
 /// The arm64 Image inside an arm64 vmlinux.
 fn arm64_image(file: &[u8], p: &Parsed) -> Result<Vec<u8>, ElfError> {
     let inside = p.loads.iter().find(|l| p.entry >= l.vaddr && p.entry < l.vaddr + l.filesz);
@@ -304,8 +326,9 @@ pub struct Vmlinux;
 
 impl KernelFormat for Vmlinux {
     fn names(&self) -> &'static [&'static str] {
-        // kexec-tools: "elf-x86_64" (x86_64), "vmlinux" (arm64).
-        &["vmlinux", "elf-x86_64", "elf-arm64", "elf"]
+        // kexec-tools: "elf-x86_64" (x86_64), "vmlinux" (arm64), "elf-ppc64"
+        // (ppc64, kexec/arch/ppc64/kexec-ppc64.c file_type[]).
+        &["vmlinux", "elf-x86_64", "elf-arm64", "elf-ppc64", "elf"]
     }
     fn describe(&self) -> &'static str {
         "vmlinux ELF (7f 45 4c 46)"
@@ -314,7 +337,7 @@ impl KernelFormat for Vmlinux {
         file.starts_with(&ELFMAG)
     }
     fn machine_hint(&self, head: &[u8]) -> Option<u16> {
-        le16(head, 18).filter(|m| matches!(*m, EM_X86_64 | EM_AARCH64))
+        le16(head, 18).filter(|m| matches!(*m, EM_X86_64 | EM_AARCH64 | EM_PPC64))
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let p = parse_headers(&file).map_err(ImageError::Elf)?;
@@ -322,6 +345,12 @@ impl KernelFormat for Vmlinux {
             EM_X86_64 => {
                 let k = x86_64(&file, &p).map_err(ImageError::Elf)?;
                 Ok(KernelImage::plain(EM_X86_64, "vmlinux ELF", Kernel::Elf(k)))
+            }
+            EM_PPC64 => {
+                // kexec_file_load's ppc64 loader takes the file as it is
+                // (arch/powerpc/kexec/elf_64.c).
+                let k = ppc64(&file, &p).map_err(ImageError::Elf)?;
+                Ok(KernelImage::plain(EM_PPC64, "vmlinux ELF", Kernel::Elf(k)).as_whole_file())
             }
             _ => {
                 let image = arm64_image(&file, &p).map_err(ImageError::Elf)?;

@@ -376,7 +376,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     // reboot (measured: ~0.3 s of the hand-off under TCG). Crash loads go
     // into the reservation bottom-up, as kexec-tools does.
     let order = if crashing { Order::BottomUp } else { Order::TopDown };
-    let mut layout = Layout::new(free);
+    let mut layout = Layout::with_page(free, sys.page_size);
     let placed = match &kernel.kernel {
         Kernel::BzImage(bz) => place_bzimage(bz, &kernel_source, order, &mut layout, &mut notes)?,
         Kernel::Elf(elf) => place_vmlinux(elf, &kernel_source, order, &mut layout, &mut notes, crashing)?,
@@ -481,6 +481,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
             },
         ],
         notes,
+        entry_fill: None,
     })
 }
 

@@ -16,7 +16,6 @@ use loader_host::file_load::{self, FilePlan};
 use loader_host::image;
 use loader_host::plan::Plan;
 use loader_host::request::{CmdlineChoice, CrashOptions, OnFailure as ReqOnFailure, Request};
-use loader_host::system::iomem::Iomem;
 use loader_host::{render, Arch, LoadError, SystemSources};
 
 use crate::actions::{self, Actions, Early};
@@ -203,11 +202,7 @@ fn early_exit(early: Early, args: Option<Args>, argv0: &str) -> ExitCode {
         Early::PrintCkrSize => {
             // kexec/kexec.c print_crashkernel_region_size: decimal, 0 if none.
             let src = args.map_or_else(SystemSources::running, |a| SystemSources::new(a.proc_root, a.sys_root));
-            let size = src
-                .iomem()
-                .ok()
-                .and_then(|t| Iomem::parse(&t).ok())
-                .map_or(0, |i| i.crash_kernel().iter().map(|r| r.len()).sum::<u64>());
+            let size = src.memory_map().ok().map_or(0, |i| i.crash_kernel().iter().map(|r| r.len()).sum::<u64>());
             println!("{size}");
         }
         Early::Man => {
@@ -303,7 +298,7 @@ fn note(msg: &str) {
 /// kexec/kexec.c is_crashkernel_mem_reserved: a "Crash kernel" range in
 /// /proc/iomem.
 fn crash_reserved(src: &SystemSources) -> bool {
-    src.iomem().ok().and_then(|t| Iomem::parse(&t).ok()).is_some_and(|i| !i.crash_kernel().is_empty())
+    src.memory_map().ok().is_some_and(|i| !i.crash_kernel().is_empty())
 }
 
 /// kexec-tools' x86 arch_process_options checks (kexec/arch/x86_64/
