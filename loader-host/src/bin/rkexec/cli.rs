@@ -552,10 +552,19 @@ fn print_file_plan(ctx: &Ctx, plan: &FilePlan) {
     show(ctx, if ctx.args.json { format!("{}\n", render::file_json(plan)) } else { render::file_table(plan) });
 }
 
-/// The kexec-tools build whose loader rules apply to `kernel`: the one of
-/// its architecture, else (a file that does not say) the running one's.
+/// The kexec-tools build whose loader rules apply to a kernel of `arch`:
+/// that architecture's (None: no build is described for it, rkexec's own
+/// rules), or the running one's when the file does not say.
+fn build_for(arch: Option<Arch>) -> Option<&'static Build> {
+    match arch {
+        Some(a) => Build::for_arch(a.name),
+        None => Build::running(),
+    }
+}
+
+/// `build_for` the architecture of the kernel file at `kernel`.
 fn loader_build(kernel: Option<&std::path::Path>) -> Option<&'static Build> {
-    kernel.and_then(|k| kernel_arch(k).ok().flatten()).and_then(|a| Build::for_arch(a.name)).or_else(Build::running)
+    build_for(kernel.and_then(|k| kernel_arch(k).ok().flatten()))
 }
 
 /// Why kexec_load's errno lets `--syscall auto` go on with kexec_file_load,
@@ -601,7 +610,7 @@ fn load(ctx: &Ctx, kernel: PathBuf, ops: &mut dyn Ops) -> Result<(), Fail> {
         note(&n);
     }
     let arch = kernel_arch(&kernel)?;
-    let build = arch.and_then(|a| Build::for_arch(a.name)).or_else(Build::running);
+    let build = build_for(arch);
     let mut req = request(ctx, kernel.clone())?;
     if let Some(b) = build {
         loader_rules(ctx, b, arch, &mut req);
@@ -783,5 +792,20 @@ fn unload(ctx: &Ctx, ops: &mut dyn Ops) -> Result<(), Fail> {
             ops.unload(crash, true).map_err(|e| Fail::failed(e.to_string()))
         }
         Err(e) => Err(Fail::failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loader_rules_follow_the_kernels_architecture() {
+        let by = |n: &str| build_for(loader_host::arch::by_name(n)).map(|b| b.dir);
+        assert_eq!(by("arm64"), Some("arm64"));
+        assert_eq!(by("x86_64"), Some("x86_64"));
+        // No kexec-tools build is described for ppc64le: rkexec's own rules,
+        // never the running machine's (x86's --serial rule would refuse hvc0).
+        assert_eq!(by("ppc64le"), None);
     }
 }
