@@ -20,7 +20,7 @@ use crate::image::{Kernel, KernelImage};
 use crate::input::{self, Blob};
 use crate::kernel_file::{self, KernelFile, Limit, PLACEABLE};
 use crate::plan::{LoadKind, PlanError};
-use crate::request::{CmdlineChoice, Request};
+use crate::request::Request;
 use crate::system::SystemSources;
 use crate::uapi::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
 
@@ -107,13 +107,12 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
     let kernel = kernel.0;
     let req = &req;
 
-    // Command line: kexec-tools passes --append / --reuse-cmdline's text
-    // (concat_cmdline), or an empty one.
-    let cmdline = match &req.cmdline {
-        CmdlineChoice::Keep => String::new(),
-        CmdlineChoice::Set(s) => s.clone(),
-        CmdlineChoice::Reuse(extra) => cmdline::concat(&cmdline::inherited(&sys.cmdline()?, crash), extra),
-    };
+    // Command line: --append / --reuse-cmdline's text (kexec-tools'
+    // concat_cmdline), else what the architecture keeps, the same line the
+    // kexec_load path gives (`Architecture::kept_cmdline`).
+    let running = || sys.cmdline().map_err(LoadError::System);
+    let cmdline =
+        cmdline::resolve(&req.cmdline, running, || architecture.kept_cmdline(sys), crash)?.unwrap_or_default();
     if cmdline.contains('\0') {
         return Err(PlanError::Refused { rule: "the command line contains a NUL byte".into() }.into());
     }

@@ -119,15 +119,16 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
                 s.kind_name()
             )));
         }
-        // ppc64 rewrites the first segment that starts with the FDT magic
-        // on a CPU hot-add (arch/powerpc/kexec/crash.c get_fdt_index):
-        // that must be the DTB the capture kernel boots with.
+        // An architecture whose kernel rewrites the DTB on a CPU hot-add
+        // finds it as the first segment that starts with the FDT magic
+        // (the architecture's crash.c get_fdt_index): that must be the DTB
+        // the capture kernel boots with.
         if plan.arch.crash.hotplug_rewrites_dtb {
             let magic = kexec_purgatory::fdt::MAGIC.to_be_bytes();
             if let Some(s) = segs.iter().find(|s| s.data.starts_with(&magic)) {
                 if s.kind != Some(SegmentKind::Dtb) {
                     return Err(refuse(format!(
-                        "crash hotplug: the {} starts with the FDT magic; the kernel would rewrite it instead of the DTB (arch/powerpc/kexec/crash.c get_fdt_index)",
+                        "crash hotplug: the {} starts with the FDT magic; the kernel's crash-hotplug update would rewrite it instead of the DTB (get_fdt_index)",
                         s.kind_name()
                     )));
                 }

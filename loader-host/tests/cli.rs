@@ -201,10 +201,23 @@ fn crash_errors_name_the_missing_piece() {
     let o = rkexec(&["-p", kernel.to_str().unwrap(), "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("crashkernel="), "{}", stderr(&o));
-    // --hotplug on a kernel without crash hotplug.
-    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--hotplug"], &format!("{CRASH_FIXTURES}/sys"));
-    assert_eq!(o.status.code(), Some(255));
-    assert!(stderr(&o).contains("crash_elfcorehdr_size is missing"), "{}", stderr(&o));
+    // --hotplug on a kernel without crash hotplug: kexec-tools' die()
+    // (kexec/kexec.c main(), before anything is read or loaded), exit 1.
+    let sys = format!("{CRASH_FIXTURES}/sys");
+    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--hotplug"], &sys);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "rkexec: Path {sys}/kernel/crash_elfcorehdr_size does not exist, the kernel needs CONFIG_CRASH_HOTPLUG\n"
+        )
+    );
+    // Whatever the action: -u --hotplug, -S --hotplug die the same way.
+    for argv in [&["-p", "-u", "--hotplug", "--dry-run"][..], &["-S", "--hotplug"][..]] {
+        let o = rkexec_crash(argv, &sys);
+        assert_eq!(o.status.code(), Some(1), "{argv:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("needs CONFIG_CRASH_HOTPLUG"), "{argv:?}: {}", stderr(&o));
+    }
     // --hotplug without -p.
     let o = rkexec(&["-l", kernel.to_str().unwrap(), "--dry-run", "--hotplug"]);
     assert_eq!(o.status.code(), Some(1));
@@ -249,14 +262,29 @@ fn man_page_and_completions_come_from_the_option_table() {
         assert!(man.contains(word), "{word} missing from the man page");
     }
     assert!(!man.contains("proc\\-root"), "hidden test options stay out of the man page");
+    // issue 21 item 9: section 8, as kexec(8) is installed.
+    assert!(man.contains(".TH rkexec 8 "), "{}", &man[..200.min(man.len())]);
     let o = rkexec(&["--completions=bash"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bash = String::from_utf8(o.stdout).unwrap();
     assert!(bash.contains("--reuse-cmdline") && bash.contains("--kexec-syscall-auto") && bash.contains("complete -F"));
+    let mut scripts = vec![("bash", bash)];
     for shell in ["zsh", "fish"] {
         let o = rkexec(&["--completions", shell]);
         assert!(o.status.success() && o.stdout.len() > 1000, "{shell}: {}", stderr(&o));
+        scripts.push((shell, String::from_utf8(o.stdout).unwrap()));
     }
+    // Registered for both names, and no hidden option offered.
+    for (shell, script) in &scripts {
+        for hidden in ["--proc-root", "--sys-root", "--debug-hash-excluded", "--man", "--completions"] {
+            assert!(!script.contains(hidden), "{shell} completions offer the hidden {hidden}");
+        }
+        // fish spells long options without their dashes (-l proc-root).
+        assert!(!script.contains("proc-root"), "{shell}");
+    }
+    assert!(scripts[0].1.contains("complete -F _rkexec") && scripts[0].1.contains("complete -F _kexec"), "bash");
+    assert!(scripts[1].1.starts_with("#compdef rkexec kexec\n"), "zsh");
+    assert!(scripts[2].1.contains("complete -c rkexec") && scripts[2].1.contains("complete -c kexec"), "fish");
     let o = rkexec(&["--completions=tcsh"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }

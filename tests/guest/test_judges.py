@@ -283,7 +283,7 @@ class CallerArgv(unittest.TestCase):
         self.assertIn("do_exec $LOADER -e", script)
         self.assertIn("status before $LOADER -S -l", script)
         self.assertIn("status other $LOADER -S\n", script)
-        self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
+        self.assertIn(f"PLAN-JSON $($LOADER --dry-run --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
 
 
 class ModeLines(unittest.TestCase):
@@ -344,7 +344,7 @@ class Grid(unittest.TestCase):
         names = [c.name for c in cells] + [a for c in cells for a in c.aliases]
         self.assertEqual(len(names), len(set(names)))
         for want in ("el1", "el2-nvhe", "el2-vhe", "kdump-el1", "kdump-el2-vhe-trixie", "dtb-override",
-                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown",
+                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown", "x86-ima",
                      "x86-hp-memory-negative", "x86-hp-cpu-online-negative"):
             self.assertIn(want, names)
         self.assertTrue(all(dataclasses.is_dataclass(c) for c in cells))

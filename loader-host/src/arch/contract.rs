@@ -107,6 +107,19 @@ pub(crate) trait Architecture: Sync {
     /// enforces, if it has one.
     fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit>;
 
+    /// The command line a new kernel gets when the caller gives none
+    /// (`CmdlineChoice::Keep`), the same on kexec_load and kexec_file_load
+    /// (a capture kernel's crashkernel= is taken out after,
+    /// `cmdline::resolve`); None: none at all. By default the running
+    /// DTB's /chosen/bootargs, which kexec-tools' arm64 kexec_load keeps
+    /// (kexec/arch/arm64/kexec-arm64.c set_bootargs leaves the DTB alone
+    /// without --append) and which the kernel's own kexec_file_load DTB
+    /// (drivers/of/kexec.c of_kexec_alloc_and_setup_fdt, a copy of the
+    /// running one) gets only when it is passed as the command line.
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+        super::dtb_boot::running_bootargs(sys)
+    }
+
     /// Whether kexec_file_load's loader for this architecture takes a
     /// vmlinux ELF (powerpc's: arch/powerpc/kexec/elf_64.c); the others
     /// take a bzImage or an Image only.

@@ -40,6 +40,7 @@ use crate::plan::{BootData, PlanError};
 use crate::range::{align_up, Range};
 use crate::system::device_tree;
 use crate::system::entropy::{random_bytes, EntropyQuality};
+use crate::system::SystemSources;
 use crate::uapi::KEXEC_CRASH_HOTPLUG_SUPPORT;
 
 const KIB: u64 = 1 << 10;
@@ -144,6 +145,16 @@ impl Architecture for Ppc64le {
         // arch/powerpc/kexec/file_load.c setup_cmdline: the line goes into
         // the DTB's bootargs, read into COMMAND_LINE_SIZE.
         Some(CMDLINE)
+    }
+
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+        // place() rebuilds the DTB from the live tree (/proc/device-tree,
+        // kexec-tools' fs2dt) and keeps its bootargs without --append;
+        // kexec_file_load gets the same line (arch/powerpc/kexec/elf_64.c
+        // hands the kernel's of_kexec_alloc_and_setup_fdt the command line
+        // it is given, and drops bootargs without one).
+        let tree = device_tree::read_tree(&sys.device_tree_dir()).map_err(LoadError::System)?;
+        Ok(handover::bootargs(&tree.to_dtb()))
     }
 
     fn file_load_takes_vmlinux(&self) -> bool {
@@ -548,6 +559,18 @@ mod tests {
 
     fn kinds(p: &Plan) -> Vec<&'static str> {
         p.segments.iter().map(|s| s.kind_name()).collect()
+    }
+
+    /// issue 21 item 8: without --append kexec_file_load gets the command
+    /// line kexec_load keeps, the live tree's bootargs.
+    #[test]
+    fn kexec_file_load_keeps_the_same_command_line() {
+        let t = pseries_tree("ppc-keep");
+        let p = plan_with(&t, 4096, |_| {}).unwrap();
+        let req = Request::new(t.root.join("vmlinux"));
+        let f = crate::file_load::file_plan(&req, &t.sys().with_page_size(4096), 0).unwrap();
+        assert_eq!(p.cmdline, "console=hvc0 crashkernel=512M");
+        assert_eq!(f.cmdline, p.cmdline);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::plan::{BootData, PlanError};
 use crate::range::{align_up, Range, PAGE};
 use crate::system::entropy::{random_bytes, EntropyQuality};
 use crate::system::firmware;
+use crate::system::SystemSources;
 use crate::uapi::KEXEC_UPDATE_ELFCOREHDR;
 
 const MIB: u64 = 1 << 20;
@@ -93,6 +94,16 @@ impl Architecture for X86_64 {
             Kernel::Elf(e) => Some(e.mem_size),
             Kernel::Image(_) => None,
         }
+    }
+
+    /// The running kernel's command line minus BOOT_IMAGE= (the boot
+    /// loader's, not ours; kexec-tools' get_command_line), on both system
+    /// calls: an x86 kernel has no DTB to keep bootargs in, and kexec-tools'
+    /// empty line (kexec/arch/x86_64/kexec-bzImage64.c bzImage64_load and
+    /// bzImage64_load_file without --append) rarely boots a system.
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+        let running = sys.cmdline().map_err(LoadError::System)?;
+        Ok(Some(cmdline::inherited(&running, false)))
     }
 
     fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit> {
@@ -350,8 +361,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     let crashing = crash.is_some();
     let running = || sys.cmdline().map_err(LoadError::System);
     let mut cmdline =
-        cmdline::resolve(&req.cmdline, running, || Ok(Some(cmdline::inherited(&running()?, crashing))), crashing)?
-            .unwrap_or_default();
+        cmdline::resolve(&req.cmdline, running, || X86_64.kept_cmdline(sys), crashing)?.unwrap_or_default();
 
     let (e820, e820_source) = firmware::read_e820(&sys.sys_root, iomem)?;
     notes.push(format!("e820: {} entries from {e820_source}", e820.len()));
