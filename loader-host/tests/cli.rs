@@ -159,6 +159,41 @@ fn status_without_the_sysfs_file_is_255_and_silent() {
     assert!(o.stdout.is_empty() && stderr(&o).is_empty(), "{}", stderr(&o));
 }
 
+#[test]
+fn status_with_debug_says_whether_the_crash_kernel_is_hotplug_aware() {
+    let dir = tmp("status-hp");
+    let sys = dir.join("sys");
+    std::fs::create_dir_all(sys.join("kernel")).unwrap();
+    std::fs::create_dir_all(sys.join("devices/system/cpu")).unwrap();
+    std::fs::create_dir_all(sys.join("devices/system/memory")).unwrap();
+    let status = |crash_loaded: &str, cpu: &str, mem: &str| {
+        std::fs::write(sys.join("kernel/kexec_crash_loaded"), crash_loaded).unwrap();
+        std::fs::write(sys.join("devices/system/cpu/crash_hotplug"), cpu).unwrap();
+        std::fs::write(sys.join("devices/system/memory/crash_hotplug"), mem).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_rkexec"))
+            .args(["-S", "-d", "--sys-root", sys.to_str().unwrap()])
+            .output()
+            .expect("run rkexec");
+        (o.status.code(), stderr(&o))
+    };
+    let (code, e) = status("1\n", "1\n", "1\n");
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("crash kernel: loaded, hotplug-aware") && e.contains("cpu 1, memory 1"), "{e}");
+    let (code, e) = status("1\n", "0\n", "0\n");
+    assert_eq!(code, Some(1));
+    assert!(e.contains("not hotplug-aware (loaded with --no-hotplug"), "{e}");
+    let (code, e) = status("0\n", "0\n", "0\n");
+    assert_eq!(code, Some(0));
+    assert!(e.contains("crash kernel: not loaded"), "{e}");
+    // Without -d: silent, as kexec-tools.
+    let o = Command::new(env!("CARGO_BIN_EXE_rkexec"))
+        .args(["-S", "--sys-root", sys.to_str().unwrap()])
+        .output()
+        .expect("run rkexec");
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 const CRASH_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64-crash");
 
 fn rkexec_crash(args: &[&str], sys_root: &str) -> Output {

@@ -322,6 +322,39 @@ fn arch_option_errors(a: &Args, build: Option<&Build>) -> Option<String> {
 /// before anything else is done, whatever the action, and dies (exit 1)
 /// when it is missing, 0 or not a number (strtoul base 0, one trailing
 /// newline allowed).
+/// `-S -d`: what is loaded, and for a crash kernel whether the running
+/// kernel updates it on CPU and memory hotplug (the crash_hotplug files,
+/// drivers/base/cpu.c and memory.c crash_hotplug_show: 1 only for a loaded
+/// hotplug-aware crash image).
+fn status_detail(src: &SystemSources, crash: bool, loaded: Option<i64>) -> String {
+    let what = if crash { "crash kernel" } else { "kernel" };
+    let Some(n) = loaded else {
+        return format!(
+            "{what}: cannot tell (/sys/kernel/kexec{}_loaded unreadable)",
+            if crash { "_crash" } else { "" }
+        );
+    };
+    if n != 1 {
+        return format!("{what}: not loaded");
+    }
+    if !crash {
+        return format!("{what}: loaded");
+    }
+    let read = |dev: &str| {
+        let p = src.sys_root.join(format!("devices/system/{dev}/crash_hotplug"));
+        loader_host::system::read_text(&p).ok().map(|t| t.trim() == "1")
+    };
+    match (read("cpu"), read("memory")) {
+        (None, None) => format!("{what}: loaded; not hotplug-aware (the running kernel has no crash hotplug)"),
+        (cpu, mem) if cpu.unwrap_or(false) || mem.unwrap_or(false) => format!(
+            "{what}: loaded, hotplug-aware: the kernel updates it on CPU and memory hotplug (crash_hotplug cpu {}, memory {})",
+            u8::from(cpu.unwrap_or(false)),
+            u8::from(mem.unwrap_or(false))
+        ),
+        _ => format!("{what}: loaded, not hotplug-aware (loaded with --no-hotplug or by another loader): reload it after CPU or memory hotplug"),
+    }
+}
+
 fn hotplug_size_error(src: &SystemSources) -> Option<String> {
     let path = src.sys_root.join("kernel/crash_elfcorehdr_size");
     let size =
@@ -430,8 +463,13 @@ fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool, how: Inv
         return Err(Fail::die("--reuseinitrd is not supported by rkexec: give the initrd with --initrd"));
     }
     if act.status {
-        // k_status: 1 loaded, 0 not, 255 when the file cannot be read; silent.
-        return Ok(match ops.loaded(act.crash) {
+        // k_status: 1 loaded, 0 not, 255 when the file cannot be read;
+        // silent, as kexec-tools, unless -d asks what is loaded.
+        let loaded = ops.loaded(act.crash);
+        if a.debug {
+            eprintln!("{}", status_detail(&ctx.src, act.crash, loaded));
+        }
+        return Ok(match loaded {
             Some(v) => (v & 0xff) as u8,
             None => EXIT_FAILED,
         });
