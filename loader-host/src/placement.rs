@@ -178,8 +178,15 @@ impl Layout {
         // The purgatory hashes the bytes and their zero padding to the page
         // end; the rest of memsz is room the kernel clears or does not read
         // (arm64 bss, x86 init_size) — hashing megabytes of zeros proves
-        // nothing the kernel relies on.
-        let digest_len = align_up(buf.data.len() as u64, PAGE).unwrap_or(memsz).min(memsz);
+        // nothing the kernel relies on. An excluded segment is checked
+        // whole: the kernel may rewrite all of memsz (a crash-hotplug
+        // elfcorehdr grows into it), and the purgatory's structure check
+        // must see what it wrote.
+        let digest_len = if buf.excluded {
+            memsz
+        } else {
+            align_up(buf.data.len() as u64, PAGE).unwrap_or(memsz).min(memsz)
+        };
         self.segments.push(PlannedSegment {
             kind: buf.kind,
             mem,

@@ -765,6 +765,8 @@ mod tests {
         // page-rounded; both rewritable segments excluded.
         assert_eq!(core.memsz, align_up(458_984 + 64, 4096).unwrap());
         assert!(core.excluded && d.excluded);
+        // Checked whole by the purgatory: the kernel may write all of it.
+        assert_eq!((core.digest_len, d.digest_len), (core.memsz, d.memsz));
         // Room for two more POWER9 cores inside totalsize (libfdt's
         // fdt_add_subnode splices within it).
         let total = u32::from_be_bytes(d.data[4..8].try_into().unwrap()) as usize;
