@@ -102,12 +102,19 @@ LIVE_CPUS = r"""echo "K1-DT-CPUS $(ls /proc/device-tree/cpus | grep @ | tr '\n' 
 # memory: wait for the DIMM's System RAM (pseries onlines hot-added LMBs
 # itself: hotplug-memory.c dlpar_add_lmb -> dlpar_online_lmb).
 MEMORY_BODY = r"""echo K1-READY-MEMORY
+_ram() {  # is physical address $1 inside a top-level System RAM line?
+    while IFS='- ' read -r _a _b _rest; do
+        [ "$_rest" = ": System RAM" ] && [ $((0x$_a)) -le $1 ] && [ $((0x$_b)) -ge $1 ] && return 0
+    done </proc/iomem
+    return 1
+}
 _i=0
-until grep -q '^@DIMM_HEX@-[0-9a-f]* : System RAM' /proc/iomem; do
-    _i=$((_i + 1)); [ $_i -le 240 ] || { echo "K1-HOTPLUG-TIMEOUT no System RAM at @DIMM_HEX@"; return 1; }
+until _ram $((0x@DIMM_HEX@)) && _ram $((0x@DIMM_LAST_HEX@)); do
+    _i=$((_i + 1)); [ $_i -le 240 ] || { echo "K1-HOTPLUG-TIMEOUT the DIMM is not all System RAM"; return 1; }
     sleep 0.5
 done
-echo "K1-IOMEM-NEW $(grep '^@DIMM_HEX@-[0-9a-f]* : System RAM' /proc/iomem)"
+grep ' : System RAM$' /proc/iomem | while read -r _l; do echo "K1-IOMEM-RAM $_l"; done
+echo K1-DIMM-ONLINE
 """
 
 KLOG = x86.KLOG.replace("grep -E '@KLOG_MARK@|crash hp|hp_action|elfcorehdr'",
@@ -139,7 +146,8 @@ class PpcHotplugKind(x86.HotplugKind):
                  AFTER_LOAD, body, KLOG,
                  *gs.crash_lines(run.arch, cpu=1 if cpu and sc.aware else 0)]
         s = "\n".join(p.strip("\n") for p in parts if p) + "\n"
-        return (s.replace("@KLOG_MARK@", x86.KLOG_MARK).replace("@DIMM_HEX@", f"{DIMM_START:x}"))
+        return (s.replace("@KLOG_MARK@", x86.KLOG_MARK).replace("@DIMM_HEX@", f"{DIMM_START:x}")
+                .replace("@DIMM_LAST_HEX@", f"{DIMM_START + DIMM_SIZE - 1:x}"))
 
     def steps(self, run, tr, info, bits):
         sc = self.scenario(run)
@@ -208,11 +216,10 @@ class PpcHotplugKind(x86.HotplugKind):
     def saw(self, sc, tr, bits, i_ready, end):
         """What kernel 1 saw of the hot-add."""
         if sc.hotplug == "memory":
-            i_new = tr.need(r"^K1-IOMEM-NEW ", "kernel 1 never printed the hot-added System RAM range", i_ready, end)
-            m = re.match(r"K1-IOMEM-NEW ([0-9a-f]+)-([0-9a-f]+) : System RAM", tr.T[i_new])
-            if not m or int(m.group(1), 16) != DIMM_START or int(m.group(2), 16) + 1 - DIMM_START != DIMM_SIZE:
-                raise gj.Fail(f"hot-added range is not {DIMM_SIZE >> 20} MiB at {DIMM_START:#x}: {tr.text(i_new)}")
-            bits.insert(0, f"hot-added System RAM {DIMM_START:#x}+{DIMM_SIZE:#x}")
+            tr.need(r"^K1-DIMM-ONLINE$", "kernel 1 never saw the whole DIMM as System RAM", i_ready, end)
+            ram = [tr.T[j].split(" ", 1)[1] for j in range(i_ready, end) if tr.T[j].startswith("K1-IOMEM-RAM ")]
+            new = [r for r in ram if int(r.split("-")[0], 16) >= DIMM_START]
+            bits.insert(0, f"hot-added System RAM {', '.join(r.split(' ')[0] for r in new)} (one range per LMB)")
             return
         tr.need(r"^K1-CPU1-ONLINE ", "kernel 1 never brought cpu1 online", i_ready, end)
         i_dt = tr.need(r"^K1-DT-CPUS ", "kernel 1 printed no live /cpus", i_ready, end)

@@ -81,6 +81,7 @@ class Arch:
     kexec_smp: int = 1    # QEMU -smp of the kexec cells (ppc64el: the secondary-CPU hand-off is the point)
     kdump: bool = True    # the grid has kdump cells for it
     crashkernel: str = "256M"  # kernel 1's crashkernel= in the kdump cells
+    backup_low: int = 0   # low memory the purgatory backs up for the capture kernel (ppc64: 64 KiB)
 
     # -- what the loader says of it (arch_facts.json) -----------------------------
     @property
@@ -273,6 +274,7 @@ PPC64EL = Arch(
     # initrd in 256M runs out of memory; kexec-tools' own ppc64 runs use
     # 512M (docs/ppc64le.md, "kdump").
     crashkernel="512M",
+    backup_low=0x10000,
 )
 
 ARCHES = {a.name: a for a in (ARM64, AMD64, RISCV64, PPC64EL)}

@@ -340,6 +340,14 @@ class KdumpKind(KexecKind):
         gj.cmdline_step(tr, info, i_ok, run.marker, plan, who="the capture kernel", lacks=run.cell.k2_lacks)
         gj.expect_step(tr, bits, run.cell.expect)
         facts, covers = gj.vmcore_step(tr, info, bits, i_ok, info["k1_release"])
+        if run.arch.backup_low:
+            # The first PT_LOAD is [0, backup_low), read from the backup the
+            # purgatory filled after verification: zeros if it never copied.
+            l0 = info["load0"]
+            if l0["paddr"] != 0 or l0["read"] != run.arch.backup_low or l0["nonzero"] == 0:
+                raise gj.Fail(f"/proc/vmcore's first PT_LOAD is not the crashed kernel's low {run.arch.backup_low:#x} "
+                              f"bytes from the backup: {l0}")
+            bits.append(f"[0, {run.arch.backup_low:#x}) from the backup: {l0['nonzero']} non-zero bytes")
         pt_load = plan.pt_load if pt_load is None else pt_load
         if pt_load is not None and count_loads:
             if info["pt_load"] != pt_load:

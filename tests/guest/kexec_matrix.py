@@ -59,7 +59,7 @@ from guest_judges import Transcript, Verdict  # noqa: E402
 
 KINDS = {**gcl.KINDS, **hotplug.KINDS, **hotplug_ppc.KINDS, **c_loader.KINDS, **dropin.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
-COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15, "ima": 20}
+COST = {"hotplug": 60, "hotplug-ppc": 80, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15, "ima": 20}
 
 
 def all_cells():

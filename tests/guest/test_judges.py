@@ -237,7 +237,7 @@ class HotplugJudge(unittest.TestCase):
                  "[    0.000000] Linux version " + cpu + " (x)",
                  f"KDUMP-INIT-OK uptime=4.7 cmdline: {self.CMDLINE}",
                  "VMCORE phnum=4 pt_note=1 pt_load=3", "VMCORE OSRELEASE=" + cpu, "VMCORE notes prstatus=2 vmcoreinfo=1",
-                 "VMCORE load0 paddr=0x1000000 read=4096 ok", "VMCORE load-covers 0x1000000 yes",
+                 "VMCORE load0 paddr=0x1000000 read=65536 ok nonzero=9000", "VMCORE load-covers 0x1000000 yes",
                  "KDUMP-VMCORE-CHECK rc=0", "KDUMP-DONE"]
         return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
 

@@ -134,10 +134,14 @@ fn run() -> Result<(), String> {
     println!("VMCORE notes prstatus={prstatus} vmcoreinfo={vmcoreinfo}");
 
     let first = loads.first().ok_or("no PT_LOAD")?;
-    let mut page = vec![0u8; 4096.min(first.filesz as usize)];
+    // Its first 64 KiB (ppc64: all of the backed-up low memory, read
+    // from the backup the purgatory copied it into) and how much of that
+    // is not zero.
+    let mut page = vec![0u8; 0x10000.min(first.filesz as usize)];
     f.seek(SeekFrom::Start(first.offset)).map_err(|e| e.to_string())?;
     f.read_exact(&mut page).map_err(|e| format!("{path}: reading the first PT_LOAD: {e}"))?;
-    println!("VMCORE load0 paddr={:#x} read={} ok", first.paddr, page.len());
+    let nonzero = page.iter().filter(|b| **b != 0).count();
+    println!("VMCORE load0 paddr={:#x} read={} ok nonzero={nonzero}", first.paddr, page.len());
     for a in covers {
         let hit = loads.iter().any(|l| l.paddr <= a && a < l.paddr + l.filesz);
         println!("VMCORE load-covers {a:#x} {}", if hit { "yes" } else { "no" });
