@@ -95,7 +95,14 @@ struct rkx_image_header {
 #define RKX_KIND_DTB             3u
 #define RKX_KIND_ELFCOREHDR      4u
 #define RKX_KIND_BOOT_PARAMS     5u
-#define RKX_KIND_BACKUP          6u  /* ppc64le kdump: gets a copy of [0, len) */
+#define RKX_KIND_BACKUP          6u  /* ppc64le kdump only (refused elsewhere): after
+                                      * every segment verified, and before the DTB
+                                      * patch, the purgatory copies physical [0, len)
+                                      * here, as kexec-tools' crashdump_backup.c; load
+                                      * it zero-filled and hash the zeros. At most one,
+                                      * not excluded; [0, len) must overlap no segment,
+                                      * not the purgatory, no MMIO console (docs/abi.md
+                                      * "The kdump backup (ppc64le)") */
 
 /* rkx_console.kind */
 #define RKX_CONSOLE_NONE         0u

@@ -27,6 +27,9 @@ pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 #[cfg(any(target_os = "none", rkx_bare_metal))]
 pub mod uart;
 
+#[cfg(any(target_os = "none", rkx_bare_metal))]
+pub mod lowmem;
+
 /// A SHA-256 block-compression function (FIPS 180-4 §6.2.2): the same
 /// shape as `kexec_purgatory::sha256::CompressFn`.
 pub type Compress = fn(state: &mut [u32; 8], blocks: &[[u8; 64]]);

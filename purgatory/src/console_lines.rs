@@ -45,6 +45,9 @@ pub const ENTRY_BLOCK_MISMATCH: &str =
     "purgatory: REFUSED: entry block {addr} differs from the kernel's first 256 bytes at {offset}";
 /// ppc64le: the run_at_load word copied into the kernel.
 pub const RUN_AT_LOAD: &str = "purgatory: run_at_load {word} written to {addr}";
+/// ppc64le kdump: physical `[0, len)` copied into the backup segment at
+/// `{addr}` after verification (kexec-tools' crashdump_backup.c).
+pub const BACKUP_COPIED: &str = "purgatory: backup 0x0+{len} copied to {addr}";
 pub const NO_CLOCK: &str = "purgatory: no clock to time the verification: times read 0";
 
 pub const SEGMENT_OK: &str = "purgatory: segment {index} ({kind}) {mem}+{len} sha256 ok";
@@ -99,6 +102,11 @@ pub mod param {
     pub const CONSOLE_IN_IMAGE: &str = "console page {base} lies inside the purgatory image";
     pub const CONSOLE_PORT: &str = "console I/O port {base} is above 0xffff";
     pub const KERNEL_HEAD: &str = "kernel entry {addr}: the kernel's first 256 bytes are not inside its segment";
+    pub const BACKUP_NOT_HERE: &str =
+        "segment {index}: a backup segment, but this architecture's capture kernel needs none";
+    pub const BACKUP_TWICE: &str = "segments {index} and {other} are both backup segments";
+    pub const BACKUP_SOURCE: &str =
+        "segment {index}: its backup source 0x0+{len} is not the crashed kernel's memory from {addr} on";
 }
 
 /// Why an excluded segment is malformed (`{reason}` of [`MALFORMED`]).
@@ -193,6 +201,7 @@ pub const LINES: &[(&str, &str)] = &[
     ("setup_ppc64le", SETUP_PPC64LE),
     ("entry_block_mismatch", ENTRY_BLOCK_MISMATCH),
     ("run_at_load", RUN_AT_LOAD),
+    ("backup_copied", BACKUP_COPIED),
     ("no_clock", NO_CLOCK),
     ("segment_ok", SEGMENT_OK),
     ("excluded_ok", EXCLUDED_OK),
@@ -242,6 +251,9 @@ pub const PARAM_REASONS: &[(&str, &str)] = &[
     ("console_in_image", param::CONSOLE_IN_IMAGE),
     ("console_port", param::CONSOLE_PORT),
     ("kernel_head", param::KERNEL_HEAD),
+    ("backup_not_here", param::BACKUP_NOT_HERE),
+    ("backup_twice", param::BACKUP_TWICE),
+    ("backup_source", param::BACKUP_SOURCE),
 ];
 
 /// `{reason}` texts of [`MALFORMED`] (the `fdt_*` ones also of

@@ -302,6 +302,17 @@ impl Platform for Machine {
     fn now_us(&self) -> u64 {
         self.clock.as_ref().map_or(0, arch::Clock::now_us)
     }
+
+    #[cfg(not(target_os = "none"))]
+    fn copy_low_memory(&mut self, dst: u64, len: u64) {
+        // SAFETY: only ppc64le's rules allow a backup segment; validate()
+        // checked that [0, len) overlaps no segment, not this image and no
+        // MMIO console page: the crashed kernel's RAM, outside every Rust
+        // allocation (this image is not there), read in real mode; and that
+        // [dst, + len) is the one backup segment, loaded RAM, not wrapping
+        // and (as a segment) not starting inside [0, len).
+        unsafe { purgatory_arch::lowmem::copy_from_zero(dst, len) }
+    }
 }
 
 /// A bug of ours, never a verification result: say so on the console if it

@@ -6,9 +6,11 @@
 //! DTB, read once the block is validated and before the shared code picks
 //! an engine; the other CPUs spin in the kernel's own `__secondary_hold`,
 //! which kexec copied to physical 0x60 from our entry block (we never
-//! touch 0..0xff); after verification the entry block must match the
-//! kernel's first 256 bytes, and its run_at_load word is copied into the
-//! kernel (kexec-tools' v2wrap.S); caches need no code (real mode).
+//! write 0..0xff; a kdump backup segment gets a copy of [0, len) in the
+//! shared flow, after verification and before the DTB patch); after
+//! verification the entry block must match the kernel's first 256 bytes,
+//! and its run_at_load word is copied into the kernel (kexec-tools'
+//! v2wrap.S); caches need no code (real mode).
 
 use kexec_purgatory::abi::{
     PARAM_FLAG_SKIP_DIGESTS, PPC64LE_ENTRY_BLOCK_SIZE, PPC64LE_ENTRY_FILL_START, PPC64LE_RUN_AT_LOAD_OFFSET,

@@ -83,6 +83,14 @@ pub struct Rules {
     /// them.
     #[cfg(not(target_os = "none"))]
     pub kernel_head: bool,
+    /// ppc64le kdump: the block may name one segment of kind Backup, into
+    /// which the purgatory copies physical `[0, len)` after verification
+    /// (kexec-tools' purgatory/arch/ppc64/crashdump_backup.c). Elsewhere
+    /// (and in the aarch64, x86_64 and riscv64 images, which are built
+    /// without this field) a Backup segment is refused: those capture
+    /// kernels leave the crashed kernel's low memory alone.
+    #[cfg(not(target_os = "none"))]
+    pub backup: bool,
 }
 
 impl Rules {
@@ -96,6 +104,8 @@ impl Rules {
             hvterm_console: false,
             #[cfg(not(target_os = "none"))]
             kernel_head: false,
+            #[cfg(not(target_os = "none"))]
+            backup: false,
         }
     }
 
@@ -109,6 +119,8 @@ impl Rules {
             hvterm_console: false,
             #[cfg(not(target_os = "none"))]
             kernel_head: false,
+            #[cfg(not(target_os = "none"))]
+            backup: false,
         }
     }
 
@@ -122,12 +134,17 @@ impl Rules {
             hvterm_console: false,
             #[cfg(not(target_os = "none"))]
             kernel_head: false,
+            #[cfg(not(target_os = "none"))]
+            backup: false,
         }
     }
 
     /// ppc64le (Documentation/arch/powerpc/booting.rst: r3 = the DTB):
     /// the DTB is the boot data, the console may be the hypervisor's
-    /// vterm, and the kernel's first 256 bytes must be in its segment.
+    /// vterm, the kernel's first 256 bytes must be in its segment, and a
+    /// capture kernel may come with a backup segment for the low 64 KiB it
+    /// overwrites (head_64.S `__after_prom_start` copies its exception
+    /// vectors to 0 even when it runs where it was loaded).
     #[cfg(not(target_os = "none"))]
     pub const fn ppc64le(own_image: MemSpan) -> Self {
         Self {
@@ -137,6 +154,7 @@ impl Rules {
             sbi_console: false,
             hvterm_console: true,
             kernel_head: true,
+            backup: true,
         }
     }
 
@@ -198,6 +216,20 @@ pub enum ParamError {
     /// not all inside its kernel segment (see `Rules::kernel_head`).
     #[cfg(not(target_os = "none"))]
     KernelHead(u64),
+    /// A segment of kind Backup where the rules allow none
+    /// (`Rules::backup`). Not in the ppc64le image (`rkx_bare_metal`),
+    /// whose rules always allow one.
+    #[cfg(not(rkx_bare_metal))]
+    BackupNotHere(usize),
+    /// ppc64le: a second Backup segment (the first one's index, then this).
+    #[cfg(not(target_os = "none"))]
+    BackupTwice(usize, usize),
+    /// ppc64le: the backup's source `[0, len)` (index, len) is not all the
+    /// crashed kernel's memory: from the last value on it holds a segment
+    /// (loaded, not crashed, memory; the backup itself included), the
+    /// purgatory image or an MMIO console's page (device registers).
+    #[cfg(not(target_os = "none"))]
+    BackupSource(usize, u64, u64),
 }
 
 impl ParamError {
@@ -234,15 +266,44 @@ impl ParamError {
             ConsolePort,
             #[cfg(not(target_os = "none"))]
             KernelHead,
+            #[cfg(not(target_os = "none"))]
+            BackupTwice,
+            #[cfg(not(target_os = "none"))]
+            BackupSource,
+            #[cfg(not(rkx_bare_metal))]
+            BackupNotHere,
         }
-        // The ppc64le-only template last, where it exists (see Rules).
-        #[cfg(not(target_os = "none"))]
+        // The ppc64le-only templates after the common ones, where they
+        // exist (see Rules); BACKUP_NOT_HERE last, where it can be printed
+        // (not in the ppc64le image, whose rules always allow a backup).
+        #[cfg(all(not(target_os = "none"), not(rkx_bare_metal)))]
         macro_rules! last_templates {
-            ($($t:expr),* $(,)?) => { purgatory_arch::str_table!(static TEMPLATES = [$($t,)* template!(param::KERNEL_HEAD)]); };
+            ($($t:expr),* $(,)?) => {
+                purgatory_arch::str_table!(static TEMPLATES = [
+                    $($t,)*
+                    template!(param::KERNEL_HEAD),
+                    template!(param::BACKUP_TWICE),
+                    template!(param::BACKUP_SOURCE),
+                    template!(param::BACKUP_NOT_HERE),
+                ]);
+            };
+        }
+        #[cfg(rkx_bare_metal)]
+        macro_rules! last_templates {
+            ($($t:expr),* $(,)?) => {
+                purgatory_arch::str_table!(static TEMPLATES = [
+                    $($t,)*
+                    template!(param::KERNEL_HEAD),
+                    template!(param::BACKUP_TWICE),
+                    template!(param::BACKUP_SOURCE),
+                ]);
+            };
         }
         #[cfg(target_os = "none")]
         macro_rules! last_templates {
-            ($($t:expr),* $(,)?) => { purgatory_arch::str_table!(static TEMPLATES = [$($t),*]); };
+            ($($t:expr),* $(,)?) => {
+                purgatory_arch::str_table!(static TEMPLATES = [$($t,)* template!(param::BACKUP_NOT_HERE)]);
+            };
         }
         last_templates!(
             template!(param::MAGIC),
@@ -301,8 +362,14 @@ impl ParamError {
             Self::ConsoleInSegment(b, i) => (T::ConsoleInSegment, [b, i as u64, 0], X0),
             Self::ConsoleInImage(b) => (T::ConsoleInImage, [b, 0, 0], X0),
             Self::ConsolePort(b) => (T::ConsolePort, [b, 0, 0], X0),
+            #[cfg(not(rkx_bare_metal))]
+            Self::BackupNotHere(i) => (T::BackupNotHere, [i as u64, 0, 0], 0),
             #[cfg(not(target_os = "none"))]
             Self::KernelHead(a) => (T::KernelHead, [a, 0, 0], X0),
+            #[cfg(not(target_os = "none"))]
+            Self::BackupTwice(i, j) => (T::BackupTwice, [i as u64, j as u64, 0], 0),
+            #[cfg(not(target_os = "none"))]
+            Self::BackupSource(i, len, at) => (T::BackupSource, [i as u64, len, at], X1 | X2),
         };
         let arg = |i: u8, value: u64| if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
         let [v0, v1, v2] = v;
@@ -334,7 +401,9 @@ impl core::fmt::Display for ParamError {
 }
 
 /// The page(s) the console UART's registers occupy and the purgatory maps
-/// as Device memory: 4 KiB from `base`, rounded out to pages.
+/// as Device memory: 4 KiB from `base`, rounded out to pages. (Inlined:
+/// `check_backup` needs only the start, a mask.)
+#[inline(always)]
 pub fn console_span(base: u64) -> MemSpan {
     const PAGE: u64 = 4096;
     let start = base & !(PAGE - 1);
@@ -353,7 +422,65 @@ pub fn validate(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamErro
     #[cfg(target_os = "none")]
     let _ = kernel;
     boot_data_segment(params, rules)?;
+    check_backup(params, rules)?;
     check_console(params, rules)
+}
+
+/// The Backup segment: only where the rules allow one; on ppc64le at most
+/// one, and its source `[0, len)` the crashed kernel's memory: no segment,
+/// not this image, no MMIO console page (kexec-tools places its backup
+/// segment in the crash region and copies 0..0x10000:
+/// kexec/arch/ppc64/crashdump-ppc64.c `load_crashdump_segments`,
+/// purgatory/arch/ppc64/crashdump_backup.c).
+fn check_backup(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
+    let segs = params.active_segments();
+    let is_backup = |s: &SegmentDesc| s.kind == SegmentKind::Backup as u32;
+    let Some(i) = segs.iter().position(is_backup) else {
+        return Ok(());
+    };
+    #[cfg(not(rkx_bare_metal))]
+    if !backup_allowed(rules) {
+        return Err(ParamError::BackupNotHere(i));
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        // Excluded, it would not be hashed: verify_segments refuses that
+        // (checks::check_excluded: only dtb and elfcorehdr segments may
+        // be), before anything is copied. Not repeated here: the ppc64le
+        // image is within 0.1 KiB of its size bar.
+        let backup = &segs[i];
+        // A span [m, m + l), l > 0 and not wrapping (check_segments; a
+        // console page is 4 KiB or more), overlaps [0, len) iff m < len:
+        // the lowest such start is where the source stops being the
+        // crashed kernel's.
+        let image = rules.own_image;
+        let mut lowest = if image.len != 0 { image.start } else { u64::MAX };
+        if matches!(params.console.kind, CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8) {
+            lowest = lowest.min(console_span(params.console.base).start);
+        }
+        for (j, s) in segs.iter().enumerate() {
+            if j > i && is_backup(s) {
+                return Err(ParamError::BackupTwice(i, j));
+            }
+            lowest = lowest.min(s.mem);
+        }
+        if lowest < backup.len {
+            return Err(ParamError::BackupSource(i, backup.len, lowest));
+        }
+    }
+    Ok(())
+}
+
+/// `Rules::backup`; false in the images built without the field.
+#[cfg(not(rkx_bare_metal))]
+const fn backup_allowed(rules: &Rules) -> bool {
+    #[cfg(not(target_os = "none"))]
+    return rules.backup;
+    #[cfg(target_os = "none")]
+    {
+        let _ = rules;
+        false
+    }
 }
 
 /// ppc64le: `[kernel_entry, + 256)` inside the kernel segment `kernel`
@@ -709,6 +836,145 @@ mod tests {
             ParamError::KernelHead(0x200_0f01).to_string(),
             "kernel entry 0x2000f01: the kernel's first 256 bytes are not inside its segment"
         );
+    }
+
+    /// The standard block with a 64 KiB backup segment as index 4 (the
+    /// address is only checked, never read, here).
+    fn backup(p: &mut PurgatoryParams) {
+        p.segments[4] =
+            SegmentDesc { mem: 0x30_0000, len: 0x1_0000, kind: SegmentKind::Backup as u32, ..p.segments[0] };
+        p.nr_segments = 5;
+    }
+
+    #[test]
+    fn a_backup_segment_only_on_ppc64le() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        assert_eq!(check(backup, &ppc), Ok(()));
+        let x86 = Rules::x86_64(RULES.own_image);
+        let x86_block: Edit = |p| {
+            backup(p);
+            p.segments[2].kind = SegmentKind::BootParams as u32;
+        };
+        assert_eq!(check(x86_block, &x86), Err(ParamError::BackupNotHere(4)));
+        assert_eq!(check(backup, &RULES), Err(ParamError::BackupNotHere(4)));
+        assert_eq!(check(backup, &Rules::riscv64(RULES.own_image)), Err(ParamError::BackupNotHere(4)));
+        // Whatever its position.
+        let first: Edit = |p| {
+            backup(p);
+            p.segments[..5].rotate_right(1);
+            p.kernel_entry = p.segments[1].mem;
+        };
+        assert_eq!(check(first, &RULES), Err(ParamError::BackupNotHere(0)));
+        assert_eq!(check(first, &ppc), Ok(()));
+    }
+
+    #[test]
+    fn ppc64le_backup_rules() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        let cases: [(Edit, ParamError); 6] = [
+            // At most one.
+            (
+                |p| {
+                    backup(p);
+                    p.segments[5] = SegmentDesc { mem: 0x40_0000, ..p.segments[4] };
+                    p.nr_segments = 6;
+                },
+                ParamError::BackupTwice(4, 5),
+            ),
+            // Its source [0, len) is the crashed kernel's memory: no
+            // segment (itself included), not the purgatory, named by where
+            // the first of them starts.
+            (
+                |p| {
+                    backup(p);
+                    p.segments[1].mem = 0xf000;
+                    p.segments[1].len = 0x1000;
+                },
+                ParamError::BackupSource(4, 0x1_0000, 0xf000),
+            ),
+            (
+                |p| {
+                    backup(p);
+                    p.segments[4].mem = 0x8000;
+                },
+                ParamError::BackupSource(4, 0x1_0000, 0x8000),
+            ),
+            (
+                |p| {
+                    backup(p);
+                    p.segments[4].len = 0x10_0001;
+                },
+                ParamError::BackupSource(4, 0x10_0001, 0x10_0000),
+            ),
+            // Nor an MMIO console's page: device registers, not memory.
+            (
+                |p| {
+                    backup(p);
+                    p.console.kind = CONSOLE_PL011;
+                    p.console.base = 0xfff8;
+                },
+                ParamError::BackupSource(4, 0x1_0000, 0xf000),
+            ),
+            // The lowest of them.
+            (
+                |p| {
+                    backup(p);
+                    p.segments[4].len = 0x10_0001;
+                    p.segments[1].mem = 0xf_f000;
+                    p.segments[1].len = 0x1000;
+                    p.console.kind = crate::abi::CONSOLE_8250_MMIO8;
+                    p.console.base = 0xf_e000;
+                },
+                ParamError::BackupSource(4, 0x10_0001, 0xf_e000),
+            ),
+        ];
+        for (edit, want) in cases {
+            assert_eq!(check(edit, &ppc), Err(want));
+        }
+        // Adjacent is fine: a segment at len, the image at len, a console
+        // page from len, the vterm (a number, not memory) anywhere.
+        let fine: [Edit; 4] = [
+            |p| {
+                backup(p);
+                p.segments[1].mem = 0x1_0000;
+                p.segments[1].len = 0x1000;
+            },
+            |p| {
+                backup(p);
+                p.segments[4].len = 0x10_0000;
+            },
+            |p| {
+                backup(p);
+                p.console.kind = CONSOLE_PL011;
+                p.console.base = 0x1_0000;
+            },
+            |p| {
+                backup(p);
+                p.console.kind = CONSOLE_HVTERM;
+                p.console.base = 0x100;
+            },
+        ];
+        for edit in fine {
+            assert_eq!(check(edit, &ppc), Ok(()));
+        }
+    }
+
+    #[test]
+    fn backup_reasons_read_as_text() {
+        let cases = [
+            (
+                ParamError::BackupNotHere(5),
+                "segment 5: a backup segment, but this architecture's capture kernel needs none",
+            ),
+            (ParamError::BackupTwice(4, 6), "segments 4 and 6 are both backup segments"),
+            (
+                ParamError::BackupSource(4, 0x10000, 0xb000),
+                "segment 4: its backup source 0x0+0x10000 is not the crashed kernel's memory from 0xb000 on",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 
     #[test]

@@ -75,6 +75,16 @@ pub const PPC_OTHER_ADDR: u64 = 0x0a20_0000;
 pub const PPC_PURGATORY_ADDR: u64 = 0x0b00_0000;
 pub const PPC_RTAS_ADDR: u64 = 0x0c00_0000;
 pub const PPC_RTAS_SIZE: u32 = 0x1000;
+/// ppc64le kdump: the 64 KiB backup segment (kexec-tools' BACKUP_SRC_SIZE)
+/// `Scenario::ppc_kdump` adds; the ppc64le payload compares what it finds
+/// there with physical [0, 0x10000) (payload_ppc64le.rs `BACKUP`).
+pub const PPC_BACKUP_ADDR: u64 = 0x0a30_0000;
+pub const PPC_BACKUP_LEN: usize = 0x1_0000;
+/// ppc64le kdump: where `Scenario::ppc_kdump` puts the crashed kernel's
+/// low memory (a pattern), in the part of [0, 0x10000) QEMU's VOF leaves
+/// free (its code at 0..0xc38, its stack at 0x8000..0x10000:
+/// hw/ppc/spapr_vof.c `spapr_vof_reset`).
+pub const PPC_CRASHED_LOW: std::ops::Range<u64> = 0x1000..0x8000;
 
 /// The QEMU system a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,6 +232,9 @@ pub struct Scenario {
     /// ppc64le: the run_at_load word the loader puts at entry block + 0x5c
     /// (None: the kernel's own, as a plain kexec does; Some(1): kdump).
     pub run_at_load: Option<u32>,
+    /// ppc64le: (address, bytes) loaded into RAM besides the segments and
+    /// never described to the purgatory: memory the crashed kernel left.
+    pub preload: Vec<(u64, Vec<u8>)>,
     payload: PayloadInfo,
 }
 
@@ -374,6 +387,7 @@ impl Scenario {
             dtb_index: Some(2),
             launch_at: None,
             run_at_load: None,
+            preload: Vec::new(),
             payload: PayloadInfo {
                 entry: payload.entry,
                 vhe_stub: payload.vhe_stub,
@@ -382,6 +396,21 @@ impl Scenario {
                 rom,
             },
         }
+    }
+
+    /// ppc64le kdump as kexec-tools loads it: the standard segments, then a
+    /// zero-filled 64 KiB backup segment (kexec/arch/ppc64/crashdump-ppc64.c
+    /// `load_crashdump_segments`) at [`PPC_BACKUP_ADDR`], run_at_load 1,
+    /// and a pattern in the crashed kernel's low memory
+    /// ([`PPC_CRASHED_LOW`]) for the purgatory to back up.
+    pub fn ppc_kdump(name: &str, cell: Cell) -> Self {
+        assert_eq!(cell.arch, Arch::Ppc64le, "the backup segment is ppc64le's");
+        let mut sc = Self::standard(name, cell);
+        sc.segments.push(SegmentSpec::new(SegmentKind::Backup, PPC_BACKUP_ADDR, vec![0; PPC_BACKUP_LEN]));
+        sc.run_at_load = Some(1);
+        let len = (PPC_CRASHED_LOW.end - PPC_CRASHED_LOW.start) as usize;
+        sc.preload.push((PPC_CRASHED_LOW.start, fixtures::pseudo_random(len, 0x6b64)));
+        sc
     }
 
     pub fn index_of(&self, kind: SegmentKind) -> usize {
@@ -727,6 +756,9 @@ impl Scenario {
         }
         load(&mut args, "purgatory.bin", self.purgatory_addr, &self.ppc64le_image_bytes());
         load(&mut args, "rtas.bin", PPC_RTAS_ADDR, &fixtures::ppc_rtas_blob());
+        for (i, (addr, bytes)) in self.preload.iter().enumerate() {
+            load(&mut args, &format!("preload{i}.bin"), *addr, bytes);
+        }
         let (mut launcher, slots) = fixtures::ppc64le_launcher();
         let secondary: i64 = if self.cell.smp > 1 { 1 } else { -1 };
         for (i, v) in [entry, 0, secondary as u64, fixtures::PPC_RTAS_START_CPU as u64].into_iter().enumerate() {
@@ -765,6 +797,7 @@ impl Scenario {
     /// soon as the vCPU sits in the purgatory's halt loop.
     pub fn run(&self) -> Outcome {
         let mut sc = self.clone();
+        assert!(sc.preload.is_empty() || sc.cell.arch == Arch::Ppc64le, "preload is ppc64le's");
         if sc.cell.vhe || sc.cell.mstub {
             let entry = sc.purgatory_addr + sc.image().header.entry_offset;
             let off = sc.payload.vhe_target_offset;

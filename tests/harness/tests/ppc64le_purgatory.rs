@@ -6,14 +6,15 @@
 //! for, both digest engines (vector crypto on POWER9 and POWER8), darn
 //! seeds on POWER9 only, the corruption matrix, exclusions and malformed
 //! input, relocation at odd addresses, RTAS reset or halt, the entry-block
-//! and run_at_load rules. Every assertion is on what the guest printed or
-//! how the run ended as QEMU reports it over QMP (a guest-reset or
-//! guest-shutdown SHUTDOWN event, the PC in the purgatory's halt loop).
+//! and run_at_load rules, the kdump backup of physical [0, 64 KiB). Every
+//! assertion is on what the guest printed or how the run ended as QEMU
+//! reports it over QMP (a guest-reset or guest-shutdown SHUTDOWN event, the
+//! PC in the purgatory's halt loop).
 
 use kexec_purgatory::abi::{SegmentKind, PARAM_FLAG_DEBUG_SOFT_SHA256};
 use test_harness::checks::{assert_engine_hashes_odd_lengths, assert_refused, hex, with_odd_segments};
 use test_harness::fixtures::{RNG_PLACEHOLDER, STALE_BOOT_CPUID};
-use test_harness::scenario::{PPC_DTB_ADDR, PPC_PURGATORY_ADDR};
+use test_harness::scenario::{PPC_BACKUP_ADDR, PPC_DTB_ADDR, PPC_PURGATORY_ADDR};
 use test_harness::{Cell, Outcome, Scenario};
 
 /// The kernel ran and found booting.rst's entry state: r3 = the DTB, r4 =
@@ -21,12 +22,17 @@ use test_harness::{Cell, Outcome, Scenario};
 /// checks them and the boot CPU; see payload_ppc64le.rs), then powered
 /// QEMU off.
 fn assert_booted(out: &Outcome) {
+    assert_booted_with(out, 5);
+}
+
+/// As `assert_booted`, for a block of `segments` segments.
+fn assert_booted_with(out: &Outcome, segments: usize) {
     assert!(out.contains("payload: checks passed"), "payload did not pass:\n{}", out.console);
     assert!(out.powered_off(), "no RTAS power-off: {out:?}");
     let entered = out.line_with("payload: entered").expect("entry line");
     let want = format!("r3={PPC_DTB_ADDR:#x} r4=0x2000000 r5=0x0 ");
     assert!(entered.contains(&want), "registers: {entered}");
-    assert!(out.contains("purgatory: verified 5 segments"), "no summary:\n{}", out.console);
+    assert!(out.contains(&format!("purgatory: verified {segments} segments")), "no summary:\n{}", out.console);
     assert!(out.contains(&format!("purgatory: entering kernel at 0x2000000, dtb {PPC_DTB_ADDR:#x}")));
 }
 
@@ -56,6 +62,9 @@ fn p9_boots_with_vector_crypto_and_darn_seeds() {
         assert!(out.contains("purgatory: run_at_load 0x72756e30 written to 0x200005c"), "{}", out.console);
         assert!(out.contains("payload: run_at_load=0x72756e30"), "{}", out.console);
         assert!(out.contains("payload: no CPU held at 0x60"), "{}", out.console);
+        // No backup segment: nothing copied, nothing found.
+        assert!(!out.contains("purgatory: backup"), "{}", out.console);
+        assert!(out.contains(&format!("payload: no backup at {PPC_BACKUP_ADDR:#x}")), "{}", out.console);
     }
     assert_ne!(dtb_line(&first), dtb_line(&second), "two boots got the same seed");
 }
@@ -119,15 +128,50 @@ fn a_cpu_held_at_0x60_stays_held_and_runs_when_the_kernel_releases_it() {
 }
 
 #[test]
-fn kdump_run_at_load_reaches_the_kernel() {
+fn kdump_backs_up_low_memory_and_reaches_the_kernel_with_run_at_load() {
     // kexec-tools writes 1 for a crash kernel (it runs where it was
-    // loaded); the purgatory copies whatever the loader put there.
-    let mut sc = Scenario::standard("p9-run-at-load", Cell::P9);
-    sc.run_at_load = Some(1);
+    // loaded); the purgatory copies whatever the loader put there. After
+    // verifying every segment, the backup's zeros included, it copies
+    // physical [0, 64 KiB) into the backup (crashdump_backup.c), before
+    // the DTB patch and run_at_load (purgatory.c, v2wrap.S).
+    let sc = Scenario::ppc_kdump("p9-kdump", Cell::P9);
+    let backup = sc.index_of(SegmentKind::Backup);
     let out = sc.run();
-    assert_booted(&out);
-    assert!(out.contains("purgatory: run_at_load 0x1 written to 0x200005c"), "{}", out.console);
+    assert_booted_with(&out, 6);
+    let at = |needle: &str| {
+        out.console
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?}:\n{}", out.console))
+    };
+    let seg = format!("purgatory: segment {backup} (backup) {PPC_BACKUP_ADDR:#x}+0x10000 sha256 ok");
+    let copied = format!("purgatory: backup 0x0+0x10000 copied to {PPC_BACKUP_ADDR:#x}");
+    let order = [at(&seg), at("purgatory: verified 6 segments"), at(&copied), at("purgatory: dtb: seeds")];
+    let run_at_load = at("purgatory: run_at_load 0x1 written to 0x200005c");
+    assert!(order.is_sorted() && order[3] < run_at_load, "out of order {order:?} {run_at_load}:\n{}", out.console);
     assert!(out.contains("payload: run_at_load=0x1"), "{}", out.console);
+    // The payload found physical [0, 0x10000) (VOF's code, the entry
+    // block kexec copied to 0, the crashed kernel's pattern at
+    // 0x1000..0x8000) in the backup, byte for byte.
+    let line = out.line_with("payload: backup ").unwrap_or_else(|| panic!("no backup line:\n{}", out.console));
+    let want = format!("payload: backup {PPC_BACKUP_ADDR:#x} equals physical 0x0+0x10000 (");
+    assert!(line.starts_with(&want) && line.ends_with("bytes non-zero), 0x4..0x100 our head"), "{line}");
+    let nonzero: usize = line[want.len()..].split(' ').next().and_then(|n| n.parse().ok()).expect("a count");
+    assert!(nonzero > 0x7000 - 0x100, "the pattern at 0x1000..0x8000 is not in the backup: {line}");
+}
+
+#[test]
+fn a_backup_segment_written_before_the_purgatory_is_refused() {
+    // Not the loader's zeros: something wrote the crash region after the
+    // load. The digest names the backup; nothing is copied or entered.
+    let mut sc = Scenario::ppc_kdump("p9-kdump-bad-backup", Cell::P9).halting();
+    let backup = sc.index_of(SegmentKind::Backup);
+    sc.corrupt.push((backup, 0x8000, 0x01));
+    let out = sc.run();
+    assert_refused(&out, backup, SegmentKind::Backup, "sha256 mismatch");
+    assert!(!out.contains("purgatory: backup "), "{}", out.console);
+    assert!(out.halted_at.is_some(), "not in the halt loop: {out:?}");
+    assert!(!out.payload_ran(), "{}", out.console);
 }
 
 #[test]

@@ -10,7 +10,9 @@
 //! that boot_cpuid_phys is the CPU it runs on and names a cpu node (the
 //! kernel BUG()s otherwise: prom.c early_init_dt_scan_cpus), that the held
 //! CPU acknowledged at physical 0x40 and runs when released through 0x38,
-//! prints what it found on the hvterm and powers QEMU off through RTAS.
+//! that a kdump backup segment (if the harness loaded one) holds physical
+//! [0, 0x10000) as the purgatory found it, prints what it found on the
+//! hvterm and powers QEMU off through RTAS.
 //!
 //! `launcher` is harness-only: the firmware (QEMU's VOF) enters it as the
 //! boot image, big-endian and 32-bit. It recreates the state
@@ -330,6 +332,48 @@ fn hex(out: &mut Hvterm, bytes: &[u8]) {
     }
 }
 
+/// Where the harness loads the kdump backup segment, and its length
+/// (tests/harness/src/scenario.rs `PPC_BACKUP_ADDR`, `PPC_BACKUP_LEN`).
+const BACKUP: usize = 0x0a30_0000;
+const BACKUP_LEN: usize = 0x1_0000;
+
+/// A byte of physical memory outside every Rust allocation (address 0
+/// included: `read_volatile` allows it through a pointer without
+/// provenance).
+fn phys(addr: usize) -> u8 {
+    // SAFETY: RAM (QEMU pseries, 2 GiB from 0), real mode; reads have no
+    // side effects.
+    unsafe { core::ptr::read_volatile(core::ptr::without_provenance::<u8>(addr)) }
+}
+
+/// kdump: the purgatory copied physical [0, BACKUP_LEN) into the backup
+/// segment after verifying it (zeros as loaded). Nothing has written low
+/// memory since (the purgatory, this payload and QEMU's hypercalls leave
+/// it alone; the held CPU is released only below), so it must equal low
+/// memory now, and its 4..0x100 must be the entry block kexec copied to 0:
+/// our own head (word 0 is the purgatory's branch). All zeros: no backup.
+/// Returns whether the checks held.
+fn check_backup(out: &mut Hvterm, base: usize) -> bool {
+    let nonzero = (0..BACKUP_LEN).filter(|&i| phys(BACKUP + i) != 0).count();
+    if nonzero == 0 {
+        let _ = writeln!(out, "payload: no backup at {BACKUP:#x}");
+        return true;
+    }
+    if let Some(i) = (0..BACKUP_LEN).find(|&i| phys(BACKUP + i) != phys(i)) {
+        let _ = writeln!(out, "payload: FAIL backup {BACKUP:#x} differs from physical memory at {i:#x}");
+        return false;
+    }
+    if let Some(i) = (4..0x100).find(|&i| phys(BACKUP + i) != phys(base + i)) {
+        let _ = writeln!(out, "payload: FAIL backup {BACKUP:#x} differs from the entry block (our head) at {i:#x}");
+        return false;
+    }
+    let _ = writeln!(
+        out,
+        "payload: backup {BACKUP:#x} equals physical 0x0+{BACKUP_LEN:#x} ({nonzero} bytes non-zero), 0x4..0x100 our head"
+    );
+    true
+}
+
 /// MSR bits (Power ISA Book III "Machine State Register").
 const MSR_SF: u64 = 1 << 63;
 const MSR_EE: u64 = 1 << 15;
@@ -413,6 +457,10 @@ extern "C" fn payload_main(st: &EntryState) -> ! {
             }
         }
         Err(_) => fail(&mut out, "r3 is not a valid DTB"),
+    }
+    // Before the held CPU is released (it writes low memory).
+    if !check_backup(&mut out, base as usize) {
+        fail(&mut out, "the backup is not physical [0, 0x10000)");
     }
     // A CPU held in our __secondary_hold (at physical 0x60, copied there
     // from the purgatory's entry block) acknowledged at physical 0x40
