@@ -11,7 +11,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod pagetable;
-pub mod sha256;
+pub mod sha256_compress;
 pub mod strtab;
 
 /// Where cargo keeps this crate's sources (its CARGO_MANIFEST_DIR), for the
@@ -100,7 +100,7 @@ pub use ppc64le::machine;
 pub mod host_sha_ni {
     extern crate std;
 
-    core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"), k = sym crate::sha256::K);
+    core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"), k = sym crate::sha256_compress::K);
 
     unsafe extern "C" {
         fn rkx_sha256_ni(state: *mut u32, data: *const u8, nblocks: usize);
@@ -140,7 +140,7 @@ mod sha_ni_on_host {
         assert_eq!(offered.is_some(), cpuid_has_sha_ni, "SHA-NI offered iff CPUID reports SHA and SSE4.1");
         let (name, compress) = match offered {
             Some(ni) => ("SHA-NI assembly", ni),
-            None => ("portable", crate::sha256::compress_portable as crate::Compress),
+            None => ("portable", crate::sha256_compress::compress_portable as crate::Compress),
         };
         let data: Vec<u8> = (0..64 * 37).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for nblocks in [0usize, 1, 2, 5, 37] {

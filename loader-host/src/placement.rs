@@ -182,11 +182,8 @@ impl Layout {
         // whole: the kernel may rewrite all of memsz (a crash-hotplug
         // elfcorehdr grows into it), and the purgatory's structure check
         // must see what it wrote.
-        let digest_len = if buf.excluded {
-            memsz
-        } else {
-            align_up(buf.data.len() as u64, PAGE).unwrap_or(memsz).min(memsz)
-        };
+        let digest_len =
+            if buf.excluded { memsz } else { align_up(buf.data.len() as u64, PAGE).unwrap_or(memsz).min(memsz) };
         self.segments.push(PlannedSegment {
             kind: buf.kind,
             mem,

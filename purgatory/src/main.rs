@@ -1,4 +1,4 @@
-//! The purgatory image: `machine` is the shared glue between the
+//! The purgatory image: `platform` is the shared glue between the
 //! architecture code (`purgatory-arch`) and the portable flow
 //! (`kexec_purgatory::verify`); `aarch64`, `x86_64`, `riscv64` and
 //! `ppc64le` hold what only that
@@ -7,7 +7,7 @@
 #![cfg_attr(any(target_os = "none", rkx_bare_metal), no_std, no_main)]
 
 #[cfg(any(target_os = "none", rkx_bare_metal))]
-mod machine;
+mod platform;
 
 #[cfg(all(target_arch = "aarch64", target_os = "none"))]
 mod aarch64;

@@ -25,7 +25,7 @@ use purgatory_arch::ppc64le::machine::{self, BootCpu};
 use purgatory_arch::ppc64le::rtas::{below_4g, Rtas};
 use purgatory_arch::ppc64le::{cpu, entry, handoff};
 
-use crate::machine::{fail_with, Machine, Validated};
+use crate::platform::{fail_with, Machine, Validated};
 
 /// RTAS as the DTB describes it, if the purgatory may call it: the entry
 /// inside `[base, base + size)`, all of it below 4 GiB (RTAS runs 32-bit)

@@ -24,7 +24,7 @@ pub fn compress(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
             state.as_mut_ptr(),
             blocks.as_ptr().cast(),
             blocks.len(),
-            crate::sha256::K.0.as_ptr(),
+            crate::sha256_compress::K.0.as_ptr(),
             BYTE_SWAP.0.as_ptr(),
         )
     }
