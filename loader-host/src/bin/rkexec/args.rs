@@ -68,8 +68,9 @@ a security policy refuses kexec_load (lockdown, IMA) or the kernel lacks it (kex
 kexec_load only.
 
 `rkexec plan KERNEL ...` (or --dry-run with any load) shows what would be loaded, without \
-privileges and without loading anything. Invoked as `kexec`, there are no such words: \
-`kexec -l plan` loads the file called plan.";
+privileges and without loading anything. `rkexec status` says what is loaded and whether the \
+crash kernel is hotplug-aware (-S only exits with it, silently, as kexec-tools). Invoked as \
+`kexec`, there are no such words: `kexec -l plan` loads the file called plan.";
 
 pub const AFTER_HELP: &str = "\
 Kernel formats: bzImage (x86_64), Image, Image.gz, Image.zst, EFI zboot vmlinuz (arm64), \

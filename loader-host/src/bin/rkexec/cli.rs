@@ -133,6 +133,26 @@ pub fn main() -> ExitCode {
     if plan_cmd {
         scanned.operands.remove(0);
     }
+    // `rkexec status`: what is loaded, in words (-S stays kexec-tools'
+    // silent exit status).
+    if subcommands && scanned.operands.first().is_some_and(|a| a == "status") {
+        return match Args::command()
+            .try_get_matches_from(getopt::canonical(&table, &scanned))
+            .and_then(|m| Args::from_arg_matches(&m))
+        {
+            Ok(a) => {
+                let src = SystemSources::new(a.proc_root, a.sys_root);
+                for crash in [false, true] {
+                    println!("{}", status_detail(&src, crash, ops::read_loaded(&src, crash)));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{argv0}: {}", e.render().to_string().lines().next().unwrap_or("bad arguments"));
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
     let parsed = Args::command()
         .try_get_matches_from(getopt::canonical(&table, &scanned))
         .and_then(|m| Args::from_arg_matches(&m));
@@ -322,7 +342,7 @@ fn arch_option_errors(a: &Args, build: Option<&Build>) -> Option<String> {
 /// before anything else is done, whatever the action, and dies (exit 1)
 /// when it is missing, 0 or not a number (strtoul base 0, one trailing
 /// newline allowed).
-/// `-S -d`: what is loaded, and for a crash kernel whether the running
+/// `rkexec status`: what is loaded, and for a crash kernel whether the running
 /// kernel updates it on CPU and memory hotplug (the crash_hotplug files,
 /// drivers/base/cpu.c and memory.c crash_hotplug_show: 1 only for a loaded
 /// hotplug-aware crash image).
@@ -464,12 +484,8 @@ fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool, how: Inv
     }
     if act.status {
         // k_status: 1 loaded, 0 not, 255 when the file cannot be read;
-        // silent, as kexec-tools, unless -d asks what is loaded.
-        let loaded = ops.loaded(act.crash);
-        if a.debug {
-            eprintln!("{}", status_detail(&ctx.src, act.crash, loaded));
-        }
-        return Ok(match loaded {
+        // silent, as kexec-tools (`rkexec status` says more).
+        return Ok(match ops.loaded(act.crash) {
             Some(v) => (v & 0xff) as u8,
             None => EXIT_FAILED,
         });
