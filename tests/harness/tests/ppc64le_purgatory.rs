@@ -309,6 +309,19 @@ fn malformed_excluded_segments_are_refused() {
     let out = sc.run();
     assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT magic is not 0xd00dfeed");
 
+    // Damage inside the structure block, as a bad in-place rewrite would
+    // leave it (the crash-hotplug CPU update splices /cpus there): the
+    // first token is no longer FDT_BEGIN_NODE.
+    let mut sc = Scenario::standard("p9-bad-excluded-dtb-struct", Cell::P9);
+    let dtb = sc.index_of(SegmentKind::Dtb);
+    sc.segments[dtb].excluded = true;
+    let data = &sc.segments[dtb].data;
+    let off_struct = u32::from_be_bytes([data[8], data[9], data[10], data[11]]) as usize;
+    sc.corrupt.push((dtb, off_struct, 0xf0));
+    let out = sc.run();
+    assert_refused(&out, dtb, SegmentKind::Dtb, "excluded but malformed: FDT structure block has an unknown token");
+    assert!(!out.payload_ran(), "{}", out.console);
+
     let mut sc = Scenario::standard("p9-bad-excluded-core", Cell::P9);
     let core = sc.index_of(SegmentKind::ElfCoreHdr);
     sc.segments[core].excluded = true;
