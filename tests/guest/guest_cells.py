@@ -25,7 +25,12 @@ the run and judges the transcript (guest_judges). Kinds:
             is refused with EACCES (-c proves it), the auto load says it
             falls back and kernel 2 boots through kexec_file_load.
   (hotplug: crash_hotplug_x86.py, the crash-hotplug scenarios; c-loader:
-  c_loader_cells.py, examples/c-loader as the loader.)
+  c_loader_cells.py, examples/c-loader as the loader; vterm: ppc_cells.py,
+  kernel 2 and the purgatory on a second PAPR vterm.)
+
+A kexec cell started with -smp N > 1 also requires both kernels to report
+N CPUs brought up (guest_judges.cpus_step): the other CPUs took the
+hand-off path.
 
 Room for later cells (a few lines each): `load` / `exec` templates run the
 loader with a caller's exact argv (placeholders {loader} {kernel} {initrd}
@@ -97,6 +102,7 @@ class CellRun:
     dir: str = None            # the cell's run directory (console log, cell.sh, scratch files)
     scratch: list = dataclasses.field(default_factory=list)  # files to delete after the run
     extra: dict = dataclasses.field(default_factory=dict)  # what the kind noted while running
+    consoles: dict = dataclasses.field(default_factory=dict)  # {name: [Line]}: the QEMU run's other consoles
 
     @property
     def syscall(self):
@@ -249,6 +255,7 @@ class KexecKind:
         gj.cmdline_step(tr, info, i_ok, run.marker, plan, lacks=run.cell.k2_lacks)
         gj.expect_step(tr, bits, run.cell.expect)
         gj.kernels_step(tr, info, bits, arch, run.mode, (0, i_exec), (i_boot, i_ok))
+        gj.cpus_step(tr, info, bits, arch, gj.smp_cpus(run.cell.smp), (0, i_exec), (i_boot, i_ok))
 
 
 class KdumpKind(KexecKind):

@@ -125,6 +125,7 @@ class PlanFacts:
     cmdline: str = None         # the final command line the new kernel must see
     cmdline_prefix: str = None  # regex of one word the kernel may put in front (x86 kexec_file crash: elfcorehdr=)
     boot_data_kind: str = None
+    console: dict = None        # the purgatory's console ({"kind", "base"}: include/kexec_purgatory.h)
 
     @property
     def n_segments(self):
@@ -201,6 +202,7 @@ def _plan_facts(p, ctx, crash):
                                 f"segments' digest_len ({f.hashed})")
         f.cmdline = p["cmdline"]
         f.boot_data_kind = p["boot_data"]["kind"]
+        f.console = (p.get("purgatory") or {}).get("console")
         if crash:
             core = p["elfcorehdr"]
             f.cpu_notes, f.pt_load = int(core["cpu_notes"]), int(core["pt_load"])
