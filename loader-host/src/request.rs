@@ -85,7 +85,7 @@ pub struct Request {
     pub kernel_type: Option<String>,
     /// Initrds, concatenated in this order.
     pub initrds: Vec<PathBuf>,
-    /// A DTB to hand over instead of the running one (arm64, riscv64).
+    /// A DTB to hand over instead of the running one (arm64, riscv64, ppc64le).
     pub dtb: Option<PathBuf>,
     /// The new kernel's command line.
     pub cmdline: CmdlineChoice,

@@ -171,7 +171,7 @@ pub struct Args {
     /// Initrd, also --ramdisk (repeat to concatenate several, an rkexec extension).
     #[arg(long = "initrd", visible_alias = "ramdisk", value_name = "FILE", action = ArgAction::Append, help_heading = "Kernel")]
     pub initrd: Vec<PathBuf>,
-    /// DTB to hand over instead of the running one (arm64, riscv64; ignored with -s;
+    /// DTB to hand over instead of the running one (arm64, riscv64, ppc64le; ignored with -s;
     /// on x86 kexec-tools' "unrecognized option" warning, and ignored).
     #[arg(long = "dtb", value_name = "FILE", help_heading = "Kernel")]
     pub dtb: Option<PathBuf>,
