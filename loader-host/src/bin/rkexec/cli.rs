@@ -181,7 +181,7 @@ pub fn main() -> ExitCode {
 
 /// How the command was invoked, for kexec-tools' getopt warnings.
 struct Invoked {
-    /// argv[0]'s file name, as glibc's getopt messages start.
+    /// argv\[0\]'s file name, as glibc's getopt messages start.
     argv0: String,
     /// Each `--dtb` as written (`--dtb=FILE`, `--dtb`): what an x86
     /// loader's getopt_long calls an unrecognized option.

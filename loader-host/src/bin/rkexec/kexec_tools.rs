@@ -1,5 +1,5 @@
 //! What kexec-tools' build for one architecture accepts, read from its
-//! sources (kexec-tools 2.0.32, kexec/kexec.h and kexec/arch/<dir>/): the
+//! sources (kexec-tools 2.0.32, kexec/kexec.h and `kexec/arch/<dir>/`): the
 //! long options its main() scans argv with (KEXEC_OPTIONS plus the arch's
 //! include/arch/options.h KEXEC_ALL_OPTIONS, in table order: glibc's
 //! getopt_long resolves a prefix against this table, and lists the
@@ -36,7 +36,7 @@ pub enum SerialRule {
 pub struct Build {
     /// The architecture's name as rkexec spells it (`ArchSpec::name`).
     pub arch: &'static str,
-    /// kexec-tools' directory: kexec/arch/<dir>.
+    /// kexec-tools' directory: `kexec/arch/<dir>`.
     pub dir: &'static str,
     /// main()'s long options (KEXEC_ALL_OPTIONS), in table order.
     pub long: &'static [&'static str],
