@@ -49,7 +49,7 @@ static_bins() {  # static_bins TARGET: build rkexec + the guest tools for TARGET
     fi
     grep -q "^\[target\.$t\]" .cargo/config.toml \
         || { echo "test-guests: .cargo/config.toml has no [target.$t] (its linker)" >&2; exit 2; }
-    cargo build --release --locked --target "$t" -p loader-host --bin rkexec -p guest-tools
+    cargo build --release --locked --target "$t" -p loader-host -p guest-tools --bin rkexec --bin vmcore-check --bin fdt-edit
     local bin
     for bin in "target/$t/release/rkexec" "target/$t/release/vmcore-check" "target/$t/release/fdt-edit"; do
         [ -x "$bin" ] || { echo "test-guests: $bin was not built" >&2; exit 2; }

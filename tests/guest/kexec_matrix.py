@@ -22,7 +22,7 @@ ppc_cells (ppc64el: Petitboot's --dtb on a second vterm, 4 CPUs, -S/-u/-s),
 guest_judges; host tests of the judges: test_judges.py.
 
     scripts/fetch-fixtures.sh --arch all
-    cargo build --release --locked --target <guest target> -p loader-host --bin rkexec -p guest-tools
+    cargo build --release --locked --target <guest target> -p loader-host -p guest-tools --bin rkexec --bin vmcore-check --bin fdt-edit
     tests/guest/kexec_matrix.py [--arch arm64|amd64|all] [--loader rkexec|kexec-tools]
                                 [--cells el1,x86-kdump,'kdump-*'] [--jobs 2] [--timeout 180]
                                 [-v] [--json out.json] [--list]
