@@ -55,6 +55,7 @@ pub mod crash;
 pub mod digest;
 pub mod dtb;
 pub mod error;
+pub mod escape;
 pub mod fields;
 pub mod file_load;
 pub mod image;
