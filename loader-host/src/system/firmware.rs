@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::iomem::Iomem;
-use crate::range::Range;
+use crate::range::{FreeMap, Range};
 
 /// zero-page.rst: screen_info occupies the first 0x40 bytes.
 pub const SCREEN_INFO_LEN: usize = 0x40;
@@ -103,11 +103,16 @@ pub enum FirmwareError {
 impl fmt::Display for FirmwareError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Read { path, why } => write!(f, "{}: {why}", path.display()),
+            Self::Read { path, why } => write!(f, "{}: {why}", crate::escape::path(path)),
             Self::Parse { path, value } => {
-                write!(f, "{}: '{value}' is not what drivers/firmware/memmap.c writes", path.display())
+                write!(
+                    f,
+                    "{}: '{}' is not what drivers/firmware/memmap.c writes",
+                    crate::escape::path(path),
+                    crate::escape::text(value)
+                )
             }
-            Self::Inverted { dir } => write!(f, "{}: end is below start", dir.display()),
+            Self::Inverted { dir } => write!(f, "{}: end is below start", crate::escape::path(dir)),
             Self::NoMemoryMap => {
                 write!(f, "no e820 memory map: /sys/firmware/memmap is empty and /proc/iomem has no e820 entries")
             }
@@ -185,6 +190,21 @@ pub fn read_e820(sys_root: &Path, iomem: &Iomem) -> Result<(Vec<E820Entry>, &'st
         return Err(FirmwareError::NoMemoryMap);
     }
     Ok((io, "/proc/iomem"))
+}
+
+/// Keep `free` inside the RAM entries (E820_RAM) of `e820`, the map the
+/// new kernel gets, noting what /proc/iomem offered that the map does not
+/// call RAM.
+pub fn within_e820_ram(free: &mut FreeMap, e820: &[E820Entry], source: &str, notes: &mut Vec<String>) {
+    let ram = FreeMap::new(e820.iter().filter(|e| e.kind == E820_RAM).map(E820Entry::range).collect());
+    let mut dropped = free.clone();
+    free.intersect(&ram);
+    dropped.remove_all(ram.ranges().iter().copied());
+    for r in dropped.ranges() {
+        notes.push(format!(
+            "not using {r}: System RAM in /proc/iomem, but not RAM in the e820 map the new kernel gets ({source})"
+        ));
+    }
 }
 
 /// What the running kernel was handed, from /sys/kernel/boot_params/data

@@ -296,16 +296,36 @@ impl Iomem {
             }
         }
         let mut free = FreeMap::new(regions);
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.name == name || KEEP_CHILDREN.contains(&e.name.as_str()) {
-                continue;
-            }
-            if below[i] || !above[i] {
-                free.remove(e.range);
-            }
-        }
-        free.remove(Range::new(0, PAGE));
+        let cuts = self.entries.iter().enumerate().filter_map(|(i, e)| {
+            let kept = e.name == name || KEEP_CHILDREN.contains(&e.name.as_str());
+            (!kept && (below[i] || !above[i])).then_some(e.range)
+        });
+        // One sweep for all of them: linear after a sort, however many
+        // lines the file has.
+        free.remove_all(cuts.chain([Range::new(0, PAGE)]));
         free
+    }
+
+    /// The first "Crash kernel" entry that does not lie inside System RAM,
+    /// if any. crashkernel= reserves RAM (kernel/crash_reserve.c,
+    /// reserve_crashkernel_generic allocates it from memblock memory) and
+    /// the architectures insert the resource into System RAM; one outside
+    /// it is a broken or forged map, and a capture kernel placed there
+    /// would be placed in memory that is not RAM.
+    pub fn crash_kernel_outside_ram(&self) -> Option<&IomemEntry> {
+        let ram = FreeMap::new(self.system_ram());
+        self.entries.iter().filter(|e| e.name == CRASH_KERNEL).find(|e| !ram.covers(&e.range))
+    }
+
+    /// Whether `name` names memory rather than a device: System RAM (boot
+    /// or driver-managed), the crash reservation, memblock reservations
+    /// ("reserved", x86's "Reserved") and the running kernel's image.
+    pub fn is_memory_name(name: &str) -> bool {
+        name == SYSTEM_RAM
+            || name == CRASH_KERNEL
+            || name.eq_ignore_ascii_case("reserved")
+            || KEEP_CHILDREN.contains(&name)
+            || name.starts_with("System RAM (") && name.ends_with(')')
     }
 
     /// Where a crash kernel's (KEXEC_ON_CRASH) segments may go: the
