@@ -59,6 +59,9 @@ pub enum LoadError {
         path: PathBuf,
         /// What is wrong with it.
         err: DtbEditError,
+        /// `--dtb-set` / `--dtb-delete` edited it before it was read: the
+        /// fault may be theirs.
+        edited: bool,
     },
     /// x86: the zero page (boot_params) cannot be built.
     BootParams(BootParamsError),
@@ -95,14 +98,17 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Input(e) => write!(f, "{e}"),
-            Self::Kernel { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Kernel { path, err } => write!(f, "{}: {err}", crate::escape::path(path)),
             Self::System(e) => write!(f, "{e}"),
-            Self::Iomem { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Iomem { path, err } => write!(f, "{}: {err}", crate::escape::path(path)),
             Self::Hotplug(e) => write!(f, "{e}"),
             Self::Firmware(e) => write!(f, "{e}"),
             Self::Console(e) => write!(f, "{e}"),
             Self::Entropy(e) => write!(f, "{e}"),
-            Self::Dtb { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Dtb { path, err, edited: false } => write!(f, "{}: {err}", crate::escape::path(path)),
+            Self::Dtb { path, err, edited: true } => {
+                write!(f, "{} as edited by --dtb-set/--dtb-delete: {err}", crate::escape::path(path))
+            }
             Self::BootParams(e) => write!(f, "{e}"),
             Self::Crash(e) => write!(f, "{e}"),
             Self::CmdlineTooLong { len, max, rule } => {

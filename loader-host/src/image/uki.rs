@@ -37,6 +37,11 @@ pub enum UkiError {
     },
     /// `.cmdline` is not UTF-8 text.
     CmdlineNotText,
+    /// `.cmdline` holds a NUL byte inside its text.
+    CmdlineNul {
+        /// Its offset in the trimmed text.
+        at: usize,
+    },
 }
 
 impl fmt::Display for UkiError {
@@ -53,6 +58,10 @@ impl fmt::Display for UkiError {
                 )
             }
             Self::CmdlineNotText => write!(f, "{spec}: .cmdline is not UTF-8 text"),
+            Self::CmdlineNul { at } => write!(
+                f,
+                "{spec}: .cmdline holds a NUL byte at offset {at} of its text: a kernel command line is one NUL-terminated string"
+            ),
         }
     }
 }
@@ -89,11 +98,18 @@ impl KernelFormat for Uki {
         "UKI (PE with a .linux section)"
     }
     fn probe(&self, file: &[u8]) -> bool {
-        Pe::parse(file).is_ok_and(|pe| pe.section(".linux").is_some())
-            || pe::is_pe(file) && file.windows(8).take(64 * 1024).any(|w| w == b".linux\0\0")
+        // The section table itself, not a search for the bytes ".linux":
+        // an EFI-stub kernel Image may hold them anywhere in its code or
+        // data. The table is in the first bytes (a probe of a file's head
+        // sees it); its sections' data need not be.
+        Pe::section_table(file).is_ok_and(|pe| pe.section(".linux").is_some())
     }
     fn machine_hint(&self, head: &[u8]) -> Option<u16> {
-        pe::elf_machine(Pe::parse(head).ok()?.machine)
+        pe::elf_machine(Pe::section_table(head).ok()?.machine)
+    }
+    fn file_limit(&self) -> Option<u64> {
+        // A container: the initrd sections too (the machine bounds it).
+        None
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let pe = Pe::parse(&file).map_err(ImageError::Pe)?;
@@ -143,6 +159,9 @@ impl KernelFormat for Uki {
             Ok(s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
         };
         let cmdline = get(".cmdline")?.map(text).transpose()?;
+        if let Some(at) = cmdline.as_deref().and_then(|c| c.find('\0')) {
+            return Err(ImageError::Uki(UkiError::CmdlineNul { at }));
+        }
         let uname = get(".uname")?.and_then(|b| text(b).ok());
         let dtb = get(".dtb")?;
         let mut notes = Vec::new();
