@@ -818,4 +818,26 @@ mod tests {
         assert_eq!(e.drop_initrd_memreserve(Range::new(0x4f00_0000, 0x4f00_0800), 4096), 1);
         assert!(e.memreserve().is_empty());
     }
+
+    #[test]
+    fn cells_are_inherited_as_linux_reads_them() {
+        let mut e = DtbEditor::from_blob(&fixture()).unwrap();
+        // /soc has none: its children's reg is in the root's 2/2.
+        e.set_property("/soc/uart@1000", "reg", &[0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x10, 0]).unwrap();
+        assert_eq!(e.cells("/soc").unwrap(), Cells { address: 2, size: 2 });
+        assert_eq!(e.reg_ranges("/soc/uart@1000").unwrap(), [Range::new(0x1000, 0x2000)]);
+        e.set_property("/soc", "#size-cells", &1u32.to_be_bytes()).unwrap();
+        assert_eq!(e.cells("/soc").unwrap(), Cells { address: 2, size: 1 }, "its own size, the root's address");
+        let e = e.reg_ranges("/soc/uart@1000").unwrap_err().to_string();
+        assert!(e.contains("16 bytes is not a list of 12-byte entries"), "{e}");
+    }
+
+    #[test]
+    fn numbers_take_up_to_four_cells_and_must_fit_64_bits() {
+        assert_eq!(read_number(&[]), Some(0));
+        assert_eq!(read_number(&[0, 0, 0, 5]), Some(5));
+        assert_eq!(read_number(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2]), Some(0x1_0000_0002));
+        assert_eq!(read_number(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]), None, "past 64 bits");
+        assert_eq!(read_number(&[0, 0, 1]), None);
+    }
 }

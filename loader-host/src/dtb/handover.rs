@@ -584,4 +584,153 @@ mod tests {
         assert_eq!(split_property_path("chosen/x"), None);
         assert_eq!(split_property_path("/chosen/"), None);
     }
+
+    /// A tree with root `cells`, memory nodes and /reserved-memory, as
+    /// `edit` leaves it.
+    fn tree(cells: (u32, u32), edit: impl FnOnce(&mut DtbEditor)) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", cells.0).unwrap();
+        w.property_u32("#size-cells", cells.1).unwrap();
+        let chosen = w.begin_node("chosen").unwrap();
+        w.end_node(chosen).unwrap();
+        w.end_node(root).unwrap();
+        let mut ed = DtbEditor::from_blob(&w.finish().unwrap()).unwrap();
+        edit(&mut ed);
+        ed.to_blob(0).unwrap()
+    }
+
+    fn with_memory(ed: &mut DtbEditor, node: &str, reg: &[u8]) {
+        ed.set_property(node, "device_type", b"memory\0").unwrap();
+        ed.set_property(node, "reg", reg).unwrap();
+    }
+
+    fn be(cells: &[u32]) -> Vec<u8> {
+        cells.iter().flat_map(|c| c.to_be_bytes()).collect()
+    }
+
+    #[test]
+    fn kdump_properties_take_any_root_cells_and_refuse_what_does_not_fit() {
+        let core = Range::new(0x7f00_0000, 0x7f01_0000);
+        let crash = vec![Range::new(0x6000_0000, 0x7000_0000)];
+        let edits = DtbEdits { elfcorehdr: Some(core), usable_memory: Some(crash), ..Default::default() };
+        for ((a, s), want) in [
+            ((1, 1), be(&[0x7f00_0000, 0x1_0000])),
+            ((2, 1), be(&[0, 0x7f00_0000, 0x1_0000])),
+            ((3, 2), be(&[0, 0, 0x7f00_0000, 0, 0x1_0000])),
+            ((4, 4), be(&[0, 0, 0, 0x7f00_0000, 0, 0, 0, 0x1_0000])),
+        ] {
+            let out = apply(&tree((a, s), |_| {}), &edits).unwrap();
+            let ed = DtbEditor::from_blob(&out).unwrap();
+            assert_eq!(ed.property("/chosen", "linux,elfcorehdr").unwrap(), Some(&want[..]), "cells {a}/{s}");
+        }
+        // One cell cannot hold an address or a size of 4 GiB or more.
+        let high = DtbEdits { elfcorehdr: Some(Range::new(0x1_0000_0000, 0x1_0000_1000)), ..Default::default() };
+        let e = apply(&tree((1, 1), |_| {}), &high).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "DTB property /chosen/linux,elfcorehdr: the address 0x100000000 does not fit the root's #address-cells of 1 (32 bits); kexec-tools refuses it too (\"doesn't fit cells-size\")"
+        );
+        let big = DtbEdits { usable_memory: Some(vec![Range::new(0x8000_0000, 0x1_8000_0000)]), ..Default::default() };
+        let e = apply(&tree((1, 1), |_| {}), &big).unwrap_err().to_string();
+        assert!(
+            e.contains("linux,usable-memory-range: the size 0x100000000 does not fit the root's #size-cells of 1"),
+            "{e}"
+        );
+        assert!(apply(&tree((2, 2), |_| {}), &big).is_ok());
+        for cells in [(0, 1), (2, 0), (5, 2), (2, 5)] {
+            let e = apply(&tree(cells, |_| {}), &edits).unwrap_err().to_string();
+            assert!(e.contains("Linux reads this property in 1 to 4 cells per number"), "{cells:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn memory_nodes_uefi_maps_and_reserved_memory_are_read_as_linux_reads_them() {
+        let f = |blob: Vec<u8>| facts(&blob).unwrap();
+        assert_eq!(f(tree((2, 2), |_| {})).memory, DtbMemory::Absent);
+        let uefi = tree((2, 2), |ed| ed.set_property("/chosen", "linux,uefi-mmap-start", &[0; 8]).unwrap());
+        assert_eq!(f(uefi).memory, DtbMemory::Uefi);
+        let nodes = tree((2, 1), |ed| {
+            with_memory(ed, "/memory@40000000", &be(&[0, 0x4000_0000, 0x4000_0000, 1, 0, 0x1000]));
+            // linux,usable-memory wins over reg (drivers/of/fdt.c).
+            with_memory(ed, "/memory@100000000", &be(&[1, 0, 0x1000_0000]));
+            ed.set_property("/memory@100000000", "linux,usable-memory", &be(&[1, 0, 0x800_0000])).unwrap();
+            // Disabled, or not device_type memory: not memory.
+            with_memory(ed, "/memory@200000000", &be(&[2, 0, 0x1000_0000]));
+            ed.set_property("/memory@200000000", "status", b"disabled\0").unwrap();
+            ed.set_property("/sram@300000000", "reg", &be(&[3, 0, 0x1000])).unwrap();
+            // /reserved-memory in the root's cells.
+            ed.set_property("/reserved-memory/a@48000000", "reg", &be(&[0, 0x4800_0000, 0x10_0000])).unwrap();
+            ed.set_property("/reserved-memory/a@48000000", "no-map", &[]).unwrap();
+            ed.set_property("/reserved-memory/b@49000000", "reg", &be(&[0, 0x4900_0000, 0x10_0000])).unwrap();
+            ed.set_property("/reserved-memory/b@49000000", "reusable", &[]).unwrap();
+            ed.set_property("/reserved-memory/dyn", "size", &be(&[0x10_0000])).unwrap();
+        });
+        let read = f(nodes);
+        assert_eq!(
+            read.memory,
+            DtbMemory::Nodes(vec![Range::new(0x4000_0000, 0x8000_0000), Range::new(0x1_0000_0000, 0x1_0800_0000)]),
+            "the size-0 range dropped, usable-memory used, the disabled node skipped"
+        );
+        let rsv: Vec<_> = read.reserved_memory.iter().map(|r| (r.range.start, r.no_map, r.reusable)).collect();
+        assert_eq!(rsv, [(0x4800_0000, true, false), (0x4900_0000, false, true)], "the dynamic region is not one");
+        let zero = tree((2, 2), |ed| with_memory(ed, "/memory@0", &be(&[0, 0, 0, 0])));
+        assert_eq!(f(zero).memory, DtbMemory::Nodes(vec![]));
+        let garbage = tree((2, 2), |ed| with_memory(ed, "/memory@0", b"garbage\0"));
+        let e = facts(&garbage).unwrap_err().to_string();
+        assert_eq!(e, "DTB property /memory@0/reg: 8 bytes is not a list of 16-byte entries");
+    }
+
+    #[test]
+    fn user_edits_come_first_and_may_not_touch_what_the_loader_writes() {
+        let blob = qemu_like_dtb();
+        let user = |set: &[(&str, &str)], delete: &[&str]| DtbEdits {
+            set_strings: set.iter().map(|(p, v)| (p.to_string(), v.to_string())).collect(),
+            delete: delete.iter().map(|p| p.to_string()).collect(),
+            ..Default::default()
+        };
+        // What the loader reads is the edited tree.
+        let s = SourceDtb::new(&blob, &user(&[("/chosen/bootargs", "edited")], &["/chosen/stdout-path"])).unwrap();
+        assert!(s.edited);
+        assert_eq!(s.bootargs().unwrap().as_deref(), Some("edited"));
+        assert_eq!(s.facts().unwrap().console, None);
+        for (set, delete) in [
+            (vec![("/chosen/linux,initrd-start", "foo")], vec![]),
+            (vec![("/chosen@0/kaslr-seed", "x")], vec![]),
+            (vec![], vec!["/chosen/linux,elfcorehdr"]),
+            (vec![], vec!["/chosen/linux,usable-memory-range"]),
+        ] {
+            let e = SourceDtb::new(&blob, &user(&set, &delete)).unwrap_err();
+            assert!(matches!(e, SourceError::Edit(UserEditError::Owned { .. })), "{set:?} {delete:?}: {e}");
+            assert!(e.to_string().contains("the loader writes this property itself"), "{e}");
+        }
+        // Elsewhere the same names are the user's.
+        assert!(SourceDtb::new(&blob, &user(&[("/other/linux,initrd-start", "1")], &[])).is_ok());
+        let e = SourceDtb::new(&blob, &user(&[("chosen/x", "1")], &[])).unwrap_err();
+        assert!(e.to_string().contains("is not an absolute node path"), "{e}");
+    }
+
+    #[test]
+    fn the_blob_handed_over_is_read_back_against_the_plan() {
+        let edits = DtbEdits {
+            bootargs: Some("console=ttyAMA0".into()),
+            initrd: Some(Range::new(0x4400_0000, 0x4400_1000)),
+            elfcorehdr: Some(Range::new(0x7f00_0000, 0x7f01_0000)),
+            usable_memory: Some(vec![Range::new(0x6000_0000, 0x8000_0000)]),
+            remove_crash_properties: true,
+            ..Default::default()
+        };
+        let out = apply(&qemu_like_dtb(), &edits).unwrap();
+        check_handed_over(&out, &edits).unwrap();
+        // Any field that does not say what the plan says is caught.
+        let other = |f: fn(&mut DtbEdits)| {
+            let mut e = edits.clone();
+            f(&mut e);
+            check_handed_over(&out, &e).unwrap_err().to_string()
+        };
+        assert!(other(|e| e.bootargs = Some("quiet".into())).contains("bootargs: is not the command line planned"));
+        assert!(other(|e| e.initrd = None).contains("linux,initrd-start: does not name the planned initrd"));
+        assert!(other(|e| e.elfcorehdr = Some(Range::new(0, 0x1000))).contains("linux,elfcorehdr: does not hold"));
+        assert!(other(|e| e.usable_memory = None).contains("linux,usable-memory-range: does not hold"));
+    }
 }

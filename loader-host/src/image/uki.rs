@@ -296,4 +296,26 @@ mod tests {
         let err = parse(f).unwrap_err();
         assert!(err.to_string().contains("section .initrd") && err.to_string().contains("truncated"), "{err}");
     }
+
+    #[test]
+    fn the_probe_reads_the_section_table_not_the_bytes() {
+        // An EFI-stub kernel Image is a PE file too; ".linux\0\0" in its code
+        // does not make it a UKI.
+        let mut stub = arm64_kernel();
+        crate::image::pe_stub::tests::add_stub(&mut stub, *b"MZ\0\x91", MACHINE_ARM64);
+        stub[0x800..0x808].copy_from_slice(b".linux\0\0");
+        assert!(!Uki.probe(&stub));
+        assert_eq!(parse(stub).unwrap().format, "Image");
+        // A UKI is one from its first 4 KiB, though its sections lie beyond.
+        let f = pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel()), (".initrd", &[1u8; 9000])]);
+        assert!(Uki.probe(&f[..4096]));
+        assert_eq!(Uki.machine_hint(&f[..4096]), Some(kexec_purgatory::elf::EM_AARCH64));
+        // A NUL inside .cmdline is the UKI's fault, and said so.
+        let f = pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel()), (".cmdline", b"root=/dev/vda\0quiet\n")]);
+        let err = parse(f).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unified kernel image (UAPI.5): .cmdline holds a NUL byte at offset 13 of its text: a kernel command line is one NUL-terminated string"
+        );
+    }
 }

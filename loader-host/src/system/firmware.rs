@@ -346,4 +346,18 @@ mod tests {
         assert_eq!(r.screen_info.map(|s| s[0]), Some(9));
         std::fs::remove_dir_all(&root).unwrap();
     }
+
+    #[test]
+    fn placement_stays_inside_the_e820_ram_handed_over() {
+        let e820 = [
+            E820Entry { addr: 0x1000, size: 0x9_f000, kind: E820_RAM },
+            E820Entry { addr: 0x10_0000, size: 0x7ff0_0000, kind: E820_RAM },
+            E820Entry { addr: 0x1_0000_0000, size: 0x8000_0000, kind: E820_RESERVED },
+        ];
+        let mut free = FreeMap::new(vec![Range::new(0x10_0000, 0x8000_0000), Range::new(0x1_0000_0000, 0x1_8000_0000)]);
+        let mut notes = Vec::new();
+        within_e820_ram(&mut free, &e820, "/sys/firmware/memmap", &mut notes);
+        assert_eq!(free.ranges(), &[Range::new(0x10_0000, 0x8000_0000)]);
+        assert_eq!(notes, ["not using 0x100000000-0x17fffffff: System RAM in /proc/iomem, but not RAM in the e820 map the new kernel gets (/sys/firmware/memmap)"]);
+    }
 }

@@ -531,4 +531,35 @@ fffc0000-ffffffff : Reserved
         assert_eq!(m.crash_kernel().len(), 2);
         assert_eq!(m.crash_usable().ranges(), &[r(0x1_8000_0000, 0x1_bfff_ffff)]);
     }
+
+    #[test]
+    fn a_crash_range_outside_system_ram_is_found() {
+        let inside = Iomem::parse("40000000-bfffffff : System RAM\n  a0000000-afffffff : Crash kernel\n").unwrap();
+        assert_eq!(inside.crash_kernel_outside_ram(), None);
+        let across =
+            "40000000-7fffffff : System RAM\n80000000-bfffffff : System RAM\n78000000-87ffffff : Crash kernel\n";
+        assert_eq!(Iomem::parse(across).unwrap().crash_kernel_outside_ram(), None, "adjacent RAM entries hold it");
+        let outside = Iomem::parse("40000000-bfffffff : System RAM\nc0000000-cfffffff : Crash kernel\n").unwrap();
+        assert_eq!(outside.crash_kernel_outside_ram().map(|e| e.line), Some(2));
+        for name in ["System RAM", "reserved", "Reserved", "Crash kernel", "Kernel code", "System RAM (kmem)"] {
+            assert!(Iomem::is_memory_name(name), "{name}");
+        }
+        for name in ["pl011@9000000", "GICD", "PCI Bus 0000:00", "System ROM"] {
+            assert!(!Iomem::is_memory_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_lines_are_parsed_and_cut_in_linear_time() {
+        let mut text = String::from("40000000-83fffffff : System RAM\n");
+        for i in 0..100_000u64 {
+            let at = 0x1_0000_0000 + i * 0x2_0000;
+            text.push_str(&format!("  {:x}-{:x} : reserved\n", at, at + 0xfff));
+        }
+        let start = std::time::Instant::now();
+        let m = Iomem::parse(&text).unwrap();
+        let free = m.usable_ram();
+        assert_eq!(free.ranges().len(), 100_001);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+    }
 }

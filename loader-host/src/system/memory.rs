@@ -76,3 +76,26 @@ pub fn total_ram(sys: &SystemSources, iomem: &Iomem) -> Result<TotalRam, ReadErr
     let bytes = kb.checked_mul(1024).ok_or_else(|| bad(format!("MemTotal {kb} kB does not fit in 64 bits")))?;
     Ok(TotalRam { bytes, source: "MemTotal in /proc/meminfo" })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_ram_is_memtotal_else_the_system_ram_listed() {
+        let t = crate::testing::Tree::new("meminfo");
+        t.iomem("40000000-7fffffff : System RAM\n");
+        let iomem = Iomem::parse("40000000-7fffffff : System RAM\n").unwrap();
+        assert_eq!(
+            total_ram(&t.sys(), &iomem).unwrap(),
+            TotalRam { bytes: 1 << 30, source: "System RAM in /proc/iomem" }
+        );
+        t.write("proc/meminfo", "MemTotal:         996452 kB\nMemFree:  1 kB\n");
+        let r = total_ram(&t.sys(), &iomem).unwrap();
+        assert_eq!(r.bytes, 996_452 * 1024);
+        assert_eq!(r.half(), (996_452 * 1024 / 4096 / 2) * 4096, "half, in whole pages");
+        t.write("proc/meminfo", "MemTotal: lots\n");
+        let e = total_ram(&t.sys(), &iomem).unwrap_err().to_string();
+        assert!(e.ends_with("meminfo: MemTotal \"lots\" is not \"<number> kB\""), "{e}");
+    }
+}
