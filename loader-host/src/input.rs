@@ -210,14 +210,40 @@ fn read_into(path: &Path, f: std::fs::File, size: u64, out: &mut Vec<u8>) -> Res
     Ok(())
 }
 
-/// The first `n` bytes of a regular file (fewer if it is shorter), opened
-/// as [`open_regular`] opens it: what a format probe looks at before the
-/// file's size is bounded by its format.
-pub fn read_head(path: &Path, n: u64) -> Result<Vec<u8>, InputError> {
-    let (f, _) = open_regular(path)?;
-    let mut out = Vec::new();
-    f.take(n).read_to_end(&mut out).map_err(|e| io_error(path, e))?;
-    Ok(out)
+/// A regular file opened by [`open_regular`], its first bytes read: what a
+/// format probe looks at before the file's size is bounded by its format.
+/// [`Opened::read_rest`] reads the rest onto them, so every byte is read
+/// once, from one descriptor.
+pub struct Opened {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Its size by fstat.
+    pub size: u64,
+    /// Its first bytes (all of it when shorter).
+    pub head: Vec<u8>,
+}
+
+/// Open `path` and read its first `n` bytes.
+pub fn open_with_head(path: &Path, n: u64) -> Result<Opened, InputError> {
+    let (file, size) = open_regular(path)?;
+    let mut head = Vec::new();
+    (&file).take(n.min(size)).read_to_end(&mut head).map_err(|e| io_error(path, e))?;
+    Ok(Opened { path: path.to_path_buf(), file, size, head })
+}
+
+impl Opened {
+    /// The whole file, at most `limit` bytes (refused before the rest is
+    /// read when fstat says more).
+    pub fn read_rest(self, limit: u64, why: impl Into<Cow<'static, str>>) -> Result<Blob, InputError> {
+        let Opened { path, file, size, head } = self;
+        if size > limit {
+            return Err(InputError::TooLarge { path, size, limit, why: why.into() });
+        }
+        let done = head.len() as u64;
+        let mut out = buffer(&path, head, size)?;
+        read_into(&path, file, size - done.min(size), &mut out)?;
+        Ok(Blob::new(out))
+    }
 }
 
 /// Read one input file of at most `limit` bytes.

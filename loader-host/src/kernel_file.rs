@@ -109,15 +109,15 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
     // The format, from the file's first bytes: a kernel image is bounded by
     // the loader's cap on one, and a file no format recognises is refused
     // before the rest of it is read.
-    let head = input::read_head(&req.kernel, HEAD)?;
-    let format = image::select(&head, req.kernel_type.as_deref())
+    let opened = input::open_with_head(&req.kernel, HEAD)?;
+    let format = image::select(&opened.head, req.kernel_type.as_deref())
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let kernel_limit = match format.file_limit() {
         Some(max) => limit.clone().min(Limit { bytes: max, why: KERNEL_IMAGE.into() }),
         None => limit.clone(),
     };
 
-    let file = input::read_file(&req.kernel, kernel_limit.bytes, kernel_limit.why)?;
+    let file = opened.read_rest(kernel_limit.bytes, kernel_limit.why)?;
     let image = image::load(file, req.kernel_type.as_deref(), Host::current())
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let arch = arch::for_machine(image.machine).ok_or_else(|| {
