@@ -241,6 +241,13 @@ impl FreeMap {
         self.ranges.iter().fold(0u64, |t, r| t.saturating_add(r.len()))
     }
 
+    /// Does any free range share an address with `r`? (A binary search:
+    /// the ranges are sorted and disjoint.)
+    pub fn overlaps(&self, r: &Range) -> bool {
+        let i = self.ranges.partition_point(|f| f.end <= r.start);
+        self.ranges.get(i).is_some_and(|f| f.overlaps(r))
+    }
+
     /// Is `r` entirely free?
     pub fn covers(&self, r: &Range) -> bool {
         self.ranges.iter().any(|f| f.contains_range(r))
@@ -329,6 +336,15 @@ mod tests {
                 Range::new(0x10_0000, 0xffff_0000),
             ]
         );
+    }
+
+    #[test]
+    fn overlaps_finds_a_shared_address_by_binary_search() {
+        let m = FreeMap::new(vec![Range::new(0x1000, 0x2000), Range::new(0x4000, 0x5000)]);
+        assert!(m.overlaps(&Range::new(0x1fff, 0x3000)));
+        assert!(m.overlaps(&Range::new(0, 0x10_0000)));
+        assert!(!m.overlaps(&Range::new(0x2000, 0x4000)), "between the two");
+        assert!(!m.overlaps(&Range::new(0x5000, 0x6000)));
     }
 
     #[test]

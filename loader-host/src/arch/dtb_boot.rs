@@ -315,7 +315,7 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     };
     let before = free.clone();
     free.remove_all(facts.reserved.iter().copied().chain(facts.reserved_memory.iter().map(|r| r.range)));
-    for r in facts.reserved_memory.iter().filter(|r| before.ranges().iter().any(|f| f.overlaps(&r.range))) {
+    for r in facts.reserved_memory.iter().filter(|r| before.overlaps(&r.range)) {
         let how = match (r.no_map, r.reusable) {
             (true, _) => "no-map",
             (false, true) => "reusable",
