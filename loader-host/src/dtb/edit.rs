@@ -213,6 +213,35 @@ fn hex_cells(b: &[u8]) -> String {
     format!("<{}>", cells.join(" "))
 }
 
+/// `<address size>` pairs of the property `prop` (value `v`) of the node
+/// at `path`, in `cells` (see [`DtbEditor::address_size_pairs`]).
+pub fn pairs(path: &str, prop: &str, v: &[u8], cells: Cells) -> Result<Vec<Range>, DtbEditError> {
+    let (a, s) = (cells.address as usize, cells.size as usize);
+    if !(1..=OF_MAX_ADDR_CELLS).contains(&a) || s > OF_MAX_ADDR_CELLS {
+        return Err(bad_value(
+            path,
+            prop,
+            format!("#address-cells {a} / #size-cells {s}: Linux reads 1 to 4 address cells (drivers/of/address.c OF_MAX_ADDR_CELLS)"),
+        ));
+    }
+    let entry = (a + s) * 4;
+    if !v.len().is_multiple_of(entry) {
+        return Err(bad_value(path, prop, format!("{} bytes is not a list of {entry}-byte entries", v.len())));
+    }
+    let number = |b: &[u8]| {
+        read_number(b).ok_or_else(|| bad_value(path, prop, format!("{} does not fit in 64 bits", hex_cells(b))))
+    };
+    let mut out = Vec::with_capacity(v.len() / entry);
+    for e in v.chunks_exact(entry) {
+        let base = number(&e[..a * 4])?;
+        let size = number(&e[a * 4..])?;
+        let r = Range::checked(base, size)
+            .ok_or_else(|| bad_value(path, prop, format!("{base:#x} + {size:#x} wraps the address space")))?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
 /// A DTB being edited.
 #[derive(Clone, Debug)]
 pub struct DtbEditor {
@@ -565,30 +594,21 @@ impl DtbEditor {
         let cells = self.cells(&format!("/{}", parent.join("/")))?;
         let node = self.node(path)?.ok_or_else(|| DtbEditError::NoNode { path: path.to_string() })?;
         let Some(v) = value_of(node, prop) else { return Ok(Vec::new()) };
-        let (a, s) = (cells.address as usize, cells.size as usize);
-        if !(1..=OF_MAX_ADDR_CELLS).contains(&a) || s > OF_MAX_ADDR_CELLS {
-            return Err(bad_value(
-                path,
-                prop,
-                format!("#address-cells {a} / #size-cells {s}: Linux reads 1 to 4 address cells (drivers/of/address.c OF_MAX_ADDR_CELLS)"),
-            ));
-        }
-        let entry = (a + s) * 4;
-        if v.len() % entry != 0 {
-            return Err(bad_value(path, prop, format!("{} bytes is not a list of {entry}-byte entries", v.len())));
-        }
-        let number = |b: &[u8]| {
-            read_number(b).ok_or_else(|| bad_value(path, prop, format!("{} does not fit in 64 bits", hex_cells(b))))
-        };
-        let mut out = Vec::with_capacity(v.len() / entry);
-        for e in v.chunks_exact(entry) {
-            let base = number(&e[..a * 4])?;
-            let size = number(&e[a * 4..])?;
-            let r = Range::checked(base, size)
-                .ok_or_else(|| bad_value(path, prop, format!("{base:#x} + {size:#x} wraps the address space")))?;
-            out.push(r);
-        }
-        Ok(out)
+        pairs(path, prop, v, cells)
+    }
+
+    /// For every child of the node at `path` (none if it does not exist),
+    /// its name and the values of the properties `names`, in one walk: a
+    /// node with thousands of children costs as much as reading them (a
+    /// lookup by path per child would cost their square).
+    #[allow(clippy::type_complexity)] // (name, one value per asked name)
+    pub fn children_properties(
+        &self,
+        path: &str,
+        names: &[&str],
+    ) -> Result<Vec<(String, Vec<Option<&[u8]>>)>, DtbEditError> {
+        let Some(node) = self.node(path)? else { return Ok(Vec::new()) };
+        Ok(node.children().map(|c| (c.name().to_string(), names.iter().map(|n| value_of(c, n)).collect())).collect())
     }
 
     /// Serialise with dtoolkit, carry `boot_cpuid_phys` over, and append
