@@ -492,10 +492,15 @@ pub fn facts(blob: &[u8]) -> Result<DtbFacts, DtbEditError> {
 /// reading it through /proc/vmcore gets EFAULT).
 pub fn firmware_protected(blob: &[u8]) -> Result<Vec<Range>, DtbEditError> {
     let ed = DtbEditor::from_blob(blob)?;
+    let children = ed.children_properties("/reserved-memory", &["reg"])?;
+    if children.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cells = ed.cells("/reserved-memory")?;
     let mut out = Vec::new();
-    for name in ed.child_names("/reserved-memory")? {
-        if name.starts_with("mmode_resv") {
-            out.extend(ed.reg_ranges(&format!("/reserved-memory/{name}"))?);
+    for (name, v) in children.iter().filter(|(name, _)| name.starts_with("mmode_resv")) {
+        if let Some(reg) = v[0] {
+            out.extend(pairs(&format!("/reserved-memory/{name}"), "reg", reg, cells)?);
         }
     }
     Ok(out)
