@@ -8,9 +8,10 @@
 #
 # 1. fetches the fixtures of each architecture (cached under $RKEXEC_CACHE,
 #    default cache/; no network when present),
-# 2. builds the static guest-side rkexec and vmcore-check (the crash cells'
-#    /proc/vmcore inspector) for each architecture's guest target (musl, or
-#    static glibc on riscv64),
+# 2. builds the static guest-side rkexec, vmcore-check (the crash cells'
+#    /proc/vmcore inspector) and fdt-edit (a DTB edit as a boot loader makes
+#    it) for each architecture's guest target (musl, or static glibc on
+#    riscv64 and ppc64el),
 # 3. runs the judges' host tests (tests/guest/test_judges.py, no QEMU),
 # 4. runs tests/guest/kexec_matrix.py --loader rkexec --jobs 2 over the whole
 #    grid (extra arguments go to it).
@@ -40,17 +41,17 @@ took "fixtures"
 
 # scripts/setup.sh adds the targets; do it here too so this script stands alone.
 # .cargo/config.toml links them with rust-lld (no cross gcc needed).
-static_bins() {  # static_bins TARGET: build rkexec + vmcore-check for TARGET, check they are static
+static_bins() {  # static_bins TARGET: build rkexec + the guest tools for TARGET, check they are static
     local t=$1
-    echo "== rkexec + vmcore-check (static, $t)"
+    echo "== rkexec + vmcore-check + fdt-edit (static, $t)"
     if ! rustup target list --installed 2>/dev/null | grep -qx "$t"; then
         rustup target add "$t"
     fi
     grep -q "^\[target\.$t\]" .cargo/config.toml \
         || { echo "test-guests: .cargo/config.toml has no [target.$t] (its linker)" >&2; exit 2; }
-    cargo build --release --locked --target "$t" -p loader-host --bin rkexec -p guest-tools --bin vmcore-check
+    cargo build --release --locked --target "$t" -p loader-host --bin rkexec -p guest-tools
     local bin
-    for bin in "target/$t/release/rkexec" "target/$t/release/vmcore-check"; do
+    for bin in "target/$t/release/rkexec" "target/$t/release/vmcore-check" "target/$t/release/fdt-edit"; do
         [ -x "$bin" ] || { echo "test-guests: $bin was not built" >&2; exit 2; }
         # They run in bare busybox initramfses: they must not need a dynamic loader.
         if readelf -l "$bin" | grep -q 'Requesting program interpreter'; then

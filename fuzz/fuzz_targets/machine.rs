@@ -25,7 +25,7 @@ use loader_host::cmdline::{strip_param, ELFCOREHDR};
 use loader_host::dtb::edit::{read_number, DtbEditor};
 use loader_host::dtb::handover::{DtbEdits, DtbMemory, SourceDtb};
 use loader_host::range::{FreeMap, Range};
-use loader_host::request::{CmdlineChoice, CrashOptions, Request};
+use loader_host::request::{CmdlineChoice, CrashOptions, Hotplug, Request};
 use loader_host::{file_load, SystemSources};
 
 /// Lines the repeated iomem may reach.
@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut req = Request::new(root.join("Image"));
     if sel & 1 != 0 {
-        req.crash = Some(CrashOptions { hotplug: false, exclude: true });
+        req.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
     }
     if sel & 2 != 0 {
         req.initrds.push(root.join("initrd"));

@@ -9,6 +9,7 @@ use crate::arch_spec::Arch;
 use crate::boot_params::BootParamsError;
 use crate::crash::CrashError;
 use crate::dtb::edit::DtbEditError;
+use crate::dtb::handover::{SourceError, UserEditError};
 use crate::image::ImageError;
 use crate::input::InputError;
 use crate::plan::PlanError;
@@ -122,6 +123,29 @@ impl fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+impl LoadError {
+    /// A DTB from `path` that could not be read or edited: an edit of a
+    /// property the loader writes is the option's fault (refused naming
+    /// it), the others the file's, `edited` saying whether the user's
+    /// edits made it what it is.
+    pub fn from_dtb_source(path: &std::path::Path, err: SourceError, edited: bool) -> LoadError {
+        match err {
+            SourceError::Dtb(err) => LoadError::Dtb { path: path.to_path_buf(), err, edited: false },
+            SourceError::Edit(UserEditError::Dtb(err)) => LoadError::Dtb { path: path.to_path_buf(), err, edited },
+            SourceError::Edit(owned) => PlanError::Refused { rule: owned.to_string() }.into(),
+        }
+    }
+}
+
+impl From<crate::system::MemoryMapError> for LoadError {
+    fn from(e: crate::system::MemoryMapError) -> Self {
+        match e {
+            crate::system::MemoryMapError::Read(e) => LoadError::System(e),
+            crate::system::MemoryMapError::Iomem { path, err } => LoadError::Iomem { path, err },
+        }
+    }
+}
 
 impl From<InputError> for LoadError {
     fn from(e: InputError) -> Self {

@@ -411,7 +411,7 @@ fn class01_the_capture_kernel_reads_its_elfcorehdr_in_the_roots_cells() {
         let dtb = m.write("c.dtb", uefi_dtb(Some(a), Some(s)).build());
         let mut req = loader_host::Request::new(&k);
         req.dtb = Some(dtb.into());
-        req.crash = Some(loader_host::CrashOptions { hotplug: false, exclude: true });
+        req.crash = Some(loader_host::CrashOptions { hotplug: loader_host::request::Hotplug::Off, exclude: true });
         let sys = loader_host::SystemSources::new(m.path("proc"), m.path("sys"));
         let plan = loader_host::plan(&req, &sys).unwrap_or_else(|e| panic!("cells {a}/{s}: {e}"));
         let seg = plan.segments.iter().find(|s| s.kind_name() == "dtb").unwrap();
@@ -644,7 +644,8 @@ fn class05_proc_and_sys_files_never_block_nor_read_without_end() {
         ("proc/cmdline", &["--reuse-cmdline"], &["plan", "-l", "-p", "-s -l", "-s -p"]),
         ("sys/devices/system/cpu/cpu0/crash_notes", &[], &["-p"]),
         ("sys/devices/system/memory/memory8/state", &[], &["plan", "-l"]),
-        ("sys/firmware/fdt", &[], &["plan", "-l", "-p"]),
+        // kexec_file_load keeps the running DTB's bootargs too (kept_cmdline).
+        ("sys/firmware/fdt", &[], &["plan", "-l", "-p", "-s -l", "-s -p"]),
         ("proc/kcore", &[], &["-p"]),
     ];
     let x86: [Row; 1] = [("sys/firmware/memmap/0/type", &[], &["plan", "-l", "-p"])];

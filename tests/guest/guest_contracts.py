@@ -6,7 +6,8 @@
    them into regexes whose named groups are the placeholders (integers and
    0x-hex numbers come back as int).
 
-2. The loader's plan: `rkexec plan ... --json` prints ONE line of JSON
+2. The loader's plan: `rkexec --dry-run ... --json` (what `rkexec plan` prints;
+   as /sbin/kexec there is no `plan` word) prints ONE line of JSON
    (docs/plan-json.md, schema "rkexec-plan/1": arch, kind, kernel, entry,
    boot_data, cmdline, segments[{index, kind, start, end, memsz, bufsz,
    digest_len, sha256, excluded, source}], hashed_bytes, elfcorehdr{addr,
@@ -124,6 +125,7 @@ class PlanFacts:
     cmdline: str = None         # the final command line the new kernel must see
     cmdline_prefix: str = None  # regex of one word the kernel may put in front (x86 kexec_file crash: elfcorehdr=)
     boot_data_kind: str = None
+    console: dict = None        # the purgatory's console ({"kind", "base"}: include/kexec_purgatory.h)
 
     @property
     def n_segments(self):
@@ -131,7 +133,7 @@ class PlanFacts:
 
 
 def plan_line(loader, plan_cmd):
-    """/cell.sh line that prints `plan_cmd --json` (`$LOADER plan` with the
+    """/cell.sh line that prints `plan_cmd --json` (`$LOADER --dry-run` with the
     load's own arguments) as one PLAN-JSON line; ':' for loaders without a plan."""
     if not loader.plans:
         return ":"
@@ -200,6 +202,7 @@ def _plan_facts(p, ctx, crash):
                                 f"segments' digest_len ({f.hashed})")
         f.cmdline = p["cmdline"]
         f.boot_data_kind = p["boot_data"]["kind"]
+        f.console = (p.get("purgatory") or {}).get("console")
         if crash:
             core = p["elfcorehdr"]
             f.cpu_notes, f.pt_load = int(core["cpu_notes"]), int(core["pt_load"])

@@ -223,6 +223,30 @@ def kernels_step(tr, info, bits, arch, mode, k1, k2, who="kernel 2"):
     bits.append(f"{f1['version']}" + (f" {' '.join(shown)}" if shown else "") + f" -> {who} same")
 
 
+def smp_cpus(smp):
+    """The CPUs a QEMU -smp value starts ("4", 4, "1,maxcpus=4" -> 1)."""
+    head = str(smp).split(",", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def cpus_step(tr, info, bits, arch, want, k1, k2, who="kernel 2"):
+    """With `want` (> 1) CPUs started, kernel 1 and the new kernel each
+    bring all of them up: the other CPUs took the hand-off path (parked by
+    the old kernel, released by the new one). arch.smp_re's group 1 is the
+    count the kernel reports; k1, k2: (start, end) index ranges."""
+    if not want or want < 2:
+        return
+    got = {}
+    for name, (lo, hi) in (("kernel 1", k1), (who, k2)):
+        i = tr.find(arch.smp_re, lo, hi)
+        got[name] = int(re.search(arch.smp_re, tr.T[i]).group(1)) if i is not None else None
+        if got[name] != want:
+            raise Fail(f"{name} brought up {got[name] if got[name] is not None else 'an unreported number of'} "
+                       f"CPUs, QEMU started {want} ({tr.text(i) if i is not None else 'no line matches ' + arch.smp_re})")
+    info["k2_cpus"] = got[who]
+    bits.append(f"{who} brought up {want} CPUs")
+
+
 def cmdline_step(tr, info, i_ok, marker, plan, who="kernel 2", lacks=()):
     """The command line the new kernel's init read from /proc/cmdline: the
     marker, the plan's cmdline (after a prefix the kernel may add), none of
@@ -289,8 +313,11 @@ def vmcore_step(tr, info, bits, i_ok, k1_release):
         raise Fail("the merged PT_NOTE holds no NT_PRSTATUS note")
     if facts.get("OSRELEASE") != k1_release:
         raise Fail(f"vmcoreinfo OSRELEASE={facts.get('OSRELEASE')!r}, kernel 1 is {k1_release!r}")
-    if not any(re.match(r"VMCORE load0 paddr=0x[0-9a-f]+ read=\d+ ok$", t) for t in vm):
+    load0 = next((m for m in (re.match(r"VMCORE load0 paddr=(0x[0-9a-f]+) read=(\d+) ok nonzero=(\d+)$", t)
+                              for t in vm) if m), None)
+    if load0 is None:
         raise Fail("no 'VMCORE load0 ... ok' line")
+    info["load0"] = dict(paddr=int(load0.group(1), 16), read=int(load0.group(2)), nonzero=int(load0.group(3)))
     bits.append(f"vmcore pt_note={pt_note} pt_load={pt_load} prstatus={prstatus} vmcoreinfo={vmcoreinfo} "
                 f"OSRELEASE={facts['OSRELEASE']}")
     return facts, covers

@@ -16,12 +16,13 @@ ignores --append cannot pass.
 A cell passes only on what the new kernel and our purgatory printed, judged
 against contracts (guest_contracts: the purgatory's line templates, the
 loader's plan, the -S status rule). Cells, kinds and judges: guest_cells,
-crash_hotplug_x86 (crash hotplug scenarios), c_loader_cells (the C loader),
+crash_hotplug_x86 and crash_hotplug_ppc (crash hotplug scenarios), c_loader_cells (the C loader),
 dropin_cells (rkexec as /sbin/kexec with callers' argv, UKI, vmlinux ELF),
+ppc_cells (ppc64el: Petitboot's --dtb on a second vterm, 4 CPUs, -S/-u/-s),
 guest_judges; host tests of the judges: test_judges.py.
 
     scripts/fetch-fixtures.sh --arch all
-    cargo build --release --locked --target <guest target> -p loader-host --bin rkexec -p guest-tools --bin vmcore-check
+    cargo build --release --locked --target <guest target> -p loader-host --bin rkexec -p guest-tools
     tests/guest/kexec_matrix.py [--arch arm64|amd64|all] [--loader rkexec|kexec-tools]
                                 [--cells el1,x86-kdump,'kdump-*'] [--jobs 2] [--timeout 180]
                                 [-v] [--json out.json] [--list]
@@ -47,22 +48,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # keep the tree free of __pycache__
 sys.path.insert(0, HERE)
 import c_loader_cells as c_loader  # noqa: E402
+import crash_hotplug_ppc as hotplug_ppc  # noqa: E402
 import crash_hotplug_x86 as hotplug  # noqa: E402
 import dropin_cells as dropin  # noqa: E402
 import guest_cells as gcl  # noqa: E402
 import guest_contracts as gc  # noqa: E402
 import guest_images as gi  # noqa: E402
+import ppc_cells  # noqa: E402
 import qemu_kexec  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript, Verdict  # noqa: E402
 
-KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS, **dropin.KINDS}
+KINDS = {**gcl.KINDS, **hotplug.KINDS, **hotplug_ppc.KINDS, **c_loader.KINDS, **dropin.KINDS, **ppc_cells.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
-COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15}
+COST = {"hotplug": 60, "hotplug-ppc": 80, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15, "ima": 20,
+        "vterm": 20}
 
 
 def all_cells():
-    return gcl.grid() + hotplug.cells() + c_loader.cells() + dropin.cells()
+    return gcl.grid() + hotplug.cells() + hotplug_ppc.cells() + c_loader.cells() + dropin.cells() + ppc_cells.cells()
 
 
 @dataclasses.dataclass
@@ -132,6 +136,7 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
         except OSError:
             pass
     tr = Transcript(list(q.lines))
+    run.consoles = {name: list(c.lines) for name, c in q.consoles.items()}
     v = kind.judge(run, tr)
     if err and not v.ok:
         v = Verdict(False, f"{v.reason} [{err}]", v.info, v.bits)

@@ -16,6 +16,11 @@ Library:
     q.lines  # [Line(t, text), ...]
     handoff_time(q.lines)
 
+    # a second console: a QEMU device on a chardev this module reads
+    with Qemu(..., consoles=(("vty2", "spapr-vty,reg=0x71000010"),)) as q:
+        q.wait_for(r"KERNEL2-INIT-OK", timeout=120, console="vty2")
+    q.console("vty2").lines
+
 CLI:
     tests/guest/qemu_kexec.py --kernel Image --initrd x.cpio.gz \\
         [--append ...] [--until REGEX] [--timeout 300] [--cpu cortex-a72]
@@ -27,6 +32,7 @@ import argparse
 import json
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -57,58 +63,36 @@ class QemuError(RuntimeError):
     pass
 
 
-class Qemu:
-    """One QEMU process whose serial console (stdio) is read line by line.
+class Console:
+    """One console's lines, read from a file descriptor by a thread and
+    stamped with seconds since `t0` (see the module docstring)."""
 
-    memory and smp are QEMU's own -m / -smp values ("1G,slots=4,maxmem=4G",
-    "1,maxcpus=2" or plain numbers). qmp=True adds a QMP server on a private
-    unix socket (see qmp_client())."""
-
-    def __init__(self, kernel, initrd=None, append=DEFAULT_APPEND, *,
-                 machine="virt", virtualization=False, cpu="cortex-a72",
-                 memory=2048, smp=1, accel="tcg", extra_args=(),
-                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False):
-        for p in (kernel, initrd):
-            if p and not os.path.isfile(p):
-                raise FileNotFoundError(f"qemu_kexec: {p} not found (run scripts/fetch-fixtures.sh?)")
-        m = machine + (",virtualization=on" if virtualization else "")
-        self.argv = [qemu, "-M", m, "-cpu", cpu, "-m", str(memory),
-                     "-smp", str(smp), "-accel", accel, "-nographic",
-                     "-no-reboot", "-kernel", kernel]
-        if initrd:
-            self.argv += ["-initrd", initrd]
-        self.argv += ["-append", append, *extra_args]
-        self._qmp_dir = None
-        self.qmp_path = None
-        if qmp:
-            self._qmp_dir = tempfile.mkdtemp(prefix="qemu-qmp-")
-            self.qmp_path = os.path.join(self._qmp_dir, "qmp.sock")
-            self.argv += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+    def __init__(self, name, echo=False, log_path=None):
+        self.name = name
         self.echo = echo
         self.log = open(log_path, "w") if log_path else None
         self.lines = []
-        self.proc = None
         self.t0 = None
         self._cv = threading.Condition()
         self._eof = False
+        self._stop = threading.Event()
         self._reader = None
 
-    # -- process control ------------------------------------------------------
-    def start(self):
-        self.t0 = time.monotonic()
-        try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        except FileNotFoundError as e:
-            raise QemuError(f"cannot start {self.argv[0]}: {e}") from e
-        self._reader = threading.Thread(target=self._read, daemon=True)
+    def start(self, fd, t0, writer_gone=None):
+        """Read fd from now on. writer_gone: fd never sees EOF (a FIFO held
+        open read-write) and this console owns it; reading ends once
+        writer_gone() is true (QEMU exited) and nothing is left to read."""
+        self.t0 = t0
+        self._reader = threading.Thread(target=self._read, args=(fd, writer_gone), daemon=True)
         self._reader.start()
-        return self
 
-    def _read(self):
-        fd = self.proc.stdout.fileno()
+    def _read(self, fd, writer_gone):
         buf, t_first = b"", None  # partial line and when its first byte came
         while True:
+            if writer_gone and not select.select([fd], [], [], 0.1)[0]:
+                if writer_gone() or self._stop.is_set():  # drained, and nothing more can come
+                    break
+                continue
             chunk = os.read(fd, 65536)
             now = time.monotonic() - self.t0
             if not chunk:
@@ -125,6 +109,8 @@ class Qemu:
                 buf, t_first, start = b"", None, nl + 1
         if buf:
             self._emit(t_first, buf)
+        if writer_gone:
+            os.close(fd)
         with self._cv:
             self._eof = True
             self._cv.notify_all()
@@ -135,7 +121,7 @@ class Qemu:
         text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
         line = Line(t, text)
         if self.echo:
-            print(line, flush=True)
+            print(line if self.name is None else f"{self.name}: {line}", flush=True)
         if self.log:
             self.log.write(f"{line}\n")
             self.log.flush()
@@ -143,19 +129,118 @@ class Qemu:
             self.lines.append(line)
             self._cv.notify_all()
 
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-        if self.proc:
-            self.proc.wait()
+    def close(self):
+        """After QEMU exited: let the reader drain, close the log."""
+        self._stop.set()
         if self._reader:
             self._reader.join(timeout=5)
         if self.log:
             self.log.close()
             self.log = None
-        if self._qmp_dir:
-            shutil.rmtree(self._qmp_dir, ignore_errors=True)
-            self._qmp_dir = None
+
+    def wait_index(self, regex, timeout, start_index=0, exited=lambda: None):
+        """Index of the first line at or after start_index matching regex.
+        Raises QemuError on timeout, or once the console ended (exited()
+        gives QEMU's exit status for the message)."""
+        pat = re.compile(regex)
+        deadline = time.monotonic() + timeout
+        i = start_index
+        where = "" if self.name is None else f" on {self.name}"
+        with self._cv:
+            while True:
+                while i < len(self.lines):
+                    if pat.search(self.lines[i].text):
+                        return i
+                    i += 1
+                if self._eof:
+                    raise QemuError(f"QEMU exited (rc={exited()}) before /{regex}/ appeared{where}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise QemuError(f"timeout after {timeout}s waiting for /{regex}/{where}")
+                self._cv.wait(left)
+
+
+class Qemu:
+    """One QEMU process whose serial console (stdio) is read line by line.
+
+    memory and smp are QEMU's own -m / -smp values ("1G,slots=4,maxmem=4G",
+    "1,maxcpus=2" or plain numbers). qmp=True adds a QMP server on a private
+    unix socket (see qmp_client()). consoles: ((name, device), ...) more
+    consoles, each a QEMU device (e.g. "spapr-vty,reg=0x71000010") on a
+    chardev of that id, a pipe this module reads like stdio (console(name);
+    its log beside log_path, console-<name>.log)."""
+
+    def __init__(self, kernel, initrd=None, append=DEFAULT_APPEND, *,
+                 machine="virt", virtualization=False, cpu="cortex-a72",
+                 memory=2048, smp=1, accel="tcg", extra_args=(),
+                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False, consoles=()):
+        for p in (kernel, initrd):
+            if p and not os.path.isfile(p):
+                raise FileNotFoundError(f"qemu_kexec: {p} not found (run scripts/fetch-fixtures.sh?)")
+        m = machine + (",virtualization=on" if virtualization else "")
+        self.argv = [qemu, "-M", m, "-cpu", cpu, "-m", str(memory),
+                     "-smp", str(smp), "-accel", accel, "-nographic",
+                     "-no-reboot", "-kernel", kernel]
+        if initrd:
+            self.argv += ["-initrd", initrd]
+        self.argv += ["-append", append, *extra_args]
+        self._tmp = tempfile.mkdtemp(prefix="qemu-kexec-") if qmp or consoles else None
+        self.qmp_path = None
+        if qmp:
+            self.qmp_path = os.path.join(self._tmp, "qmp.sock")
+            self.argv += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        self.main = Console(None, echo, log_path)
+        self.consoles = {}
+        self._pipes = {}
+        for name, device in consoles:
+            # -chardev pipe,path=P: QEMU writes P.out, reads P.in, both opened
+            # read-write (chardev/char-pipe.c), so what the guest prints
+            # before the reader opens P.out waits in the FIFO.
+            base = os.path.join(self._tmp, name)
+            for end in (".in", ".out"):
+                os.mkfifo(base + end)
+            self._pipes[name] = base + ".out"
+            log = os.path.join(os.path.dirname(log_path), f"console-{name}.log") if log_path else None
+            self.consoles[name] = Console(name, echo, log)
+            self.argv += ["-chardev", f"pipe,id={name},path={base}", "-device", f"{device},chardev={name}"]
+        self.proc = None
+        self.t0 = None
+
+    @property
+    def lines(self):
+        """The main (stdio) console's lines."""
+        return self.main.lines
+
+    def console(self, name=None):
+        """A console by name (None: the main one)."""
+        return self.main if name is None else self.consoles[name]
+
+    # -- process control ------------------------------------------------------
+    def start(self):
+        self.t0 = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except FileNotFoundError as e:
+            raise QemuError(f"cannot start {self.argv[0]}: {e}") from e
+        self.main.start(self.proc.stdout.fileno(), self.t0)
+        for name, c in self.consoles.items():
+            # O_RDWR: the open does not wait for QEMU, and EOF never comes
+            # from the FIFO itself; the reader ends when kill() closes it.
+            c.start(os.open(self._pipes[name], os.O_RDWR), self.t0, lambda: self.proc.poll() is not None)
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc:
+            self.proc.wait()
+        self.main.close()
+        for c in self.consoles.values():
+            c.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
 
     def qmp_client(self, timeout=30):
         """A connected Qmp client (the machine must have been made with qmp=True)."""
@@ -170,30 +255,17 @@ class Qemu:
         self.kill()
 
     # -- waiting ----------------------------------------------------------------
-    def wait_for(self, regex, timeout, start_index=0):
-        """Block until a line at index >= start_index matches `regex`.
+    def wait_for(self, regex, timeout, start_index=0, console=None):
+        """Block until a line at index >= start_index of a console (None:
+        the main one) matches `regex`.
 
         Returns the Line. Raises QemuError on timeout or if QEMU exits first.
         """
-        return self.lines[self.wait_index(regex, timeout, start_index)]
+        return self.console(console).lines[self.wait_index(regex, timeout, start_index, console)]
 
-    def wait_index(self, regex, timeout, start_index=0):
-        """As wait_for, but returns the matching line's index in self.lines."""
-        pat = re.compile(regex)
-        deadline = time.monotonic() + timeout
-        i = start_index
-        with self._cv:
-            while True:
-                while i < len(self.lines):
-                    if pat.search(self.lines[i].text):
-                        return i
-                    i += 1
-                if self._eof:
-                    raise QemuError(f"QEMU exited (rc={self.proc.poll()}) before /{regex}/ appeared")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise QemuError(f"timeout after {timeout}s waiting for /{regex}/")
-                self._cv.wait(left)
+    def wait_index(self, regex, timeout, start_index=0, console=None):
+        """As wait_for, but returns the matching line's index in the console's lines."""
+        return self.console(console).wait_index(regex, timeout, start_index, lambda: self.proc.poll())
 
     def wait_exit(self, timeout):
         """Wait for QEMU to exit by itself (guest poweroff); returns its rc."""

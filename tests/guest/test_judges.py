@@ -25,6 +25,8 @@ import guest_cells as gcl  # noqa: E402
 import guest_contracts as gc  # noqa: E402
 import guest_images as gi  # noqa: E402
 import kexec_matrix as km  # noqa: E402
+import ppc_cells  # noqa: E402
+import qemu_kexec  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript  # noqa: E402
 from qemu_kexec import Line  # noqa: E402
@@ -237,7 +239,7 @@ class HotplugJudge(unittest.TestCase):
                  "[    0.000000] Linux version " + cpu + " (x)",
                  f"KDUMP-INIT-OK uptime=4.7 cmdline: {self.CMDLINE}",
                  "VMCORE phnum=4 pt_note=1 pt_load=3", "VMCORE OSRELEASE=" + cpu, "VMCORE notes prstatus=2 vmcoreinfo=1",
-                 "VMCORE load0 paddr=0x1000000 read=4096 ok", "VMCORE load-covers 0x1000000 yes",
+                 "VMCORE load0 paddr=0x1000000 read=65536 ok nonzero=9000", "VMCORE load-covers 0x1000000 yes",
                  "KDUMP-VMCORE-CHECK rc=0", "KDUMP-DONE"]
         return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
 
@@ -283,7 +285,7 @@ class CallerArgv(unittest.TestCase):
         self.assertIn("do_exec $LOADER -e", script)
         self.assertIn("status before $LOADER -S -l", script)
         self.assertIn("status other $LOADER -S\n", script)
-        self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
+        self.assertIn(f"PLAN-JSON $($LOADER --dry-run --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
 
 
 class ModeLines(unittest.TestCase):
@@ -344,10 +346,14 @@ class Grid(unittest.TestCase):
         names = [c.name for c in cells] + [a for c in cells for a in c.aliases]
         self.assertEqual(len(names), len(set(names)))
         for want in ("el1", "el2-nvhe", "el2-vhe", "kdump-el1", "kdump-el2-vhe-trixie", "dtb-override",
-                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown",
+                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown", "x86-ima",
                      "x86-hp-memory-negative", "x86-hp-cpu-online-negative"):
             self.assertIn(want, names)
         self.assertTrue(all(dataclasses.is_dataclass(c) for c in cells))
+        everything = [c.name for c in km.all_cells()]
+        self.assertEqual(len(everything), len(set(everything)))
+        for want in ("ppc-load", "ppc-load-trixie", "ppc-petitboot", "ppc-load-smp4"):
+            self.assertIn(want, everything)
 
 
 class StalledKernel1(unittest.TestCase):
@@ -404,6 +410,159 @@ class StalledKernel1(unittest.TestCase):
         self.assertEqual((r.ok, n, kept), (False, 1, False))
         r, n, _ = self.run_with(self.result(True, True, ""))
         self.assertEqual((r.ok, n), (True, 1))
+
+
+PPC_SEGS = [("kernel", 0x3fb0000, 0x2755000), ("initrd", 0x6850000, 0x13d000), ("dtb", 0x7fffa000, 0x6000)]
+PPC_VERSION = "6.12.95+deb12-powerpc64le"
+
+
+def ppc_kernel(cpus, t0=0.0):
+    return [f"[    0.000000] Linux version {PPC_VERSION} (debian-kernel@lists.debian.org)",
+            "[    0.000000] printk: legacy bootconsole [udbg0] enabled",
+            f"[    0.391136] smp: Brought up 1 node, {cpus} CPUs"]
+
+
+def lines(texts, t0=0.0):
+    return [Line(t0 + i, t) for i, t in enumerate(texts)]
+
+
+class CpusStep(unittest.TestCase):
+    """-smp N > 1: both kernels must report N CPUs (the secondary CPUs' hand-off path)."""
+
+    def test_smp_values(self):
+        import guest_judges as gj
+        self.assertEqual([gj.smp_cpus(v) for v in (4, "2", "1,maxcpus=4", "x")], [4, 2, 1, None])
+
+    def test_counts(self):
+        import guest_judges as gj
+        arch = ARCHES["ppc64el"]
+        for k1, k2, want, why in ((4, 4, 4, None), (4, 2, 4, "kernel 2 brought up 2 CPUs, QEMU started 4"),
+                                  (2, 4, 4, "kernel 1 brought up 2"), (None, 4, 4, "an unreported number"),
+                                  (1, 1, 1, None), (None, None, 1, None)):
+            texts = (ppc_kernel(k1)[:2] if k1 is None else ppc_kernel(k1)) + ["KEXEC-EXEC-START"]
+            n1 = len(texts)
+            texts += ppc_kernel(k2)[:2] if k2 is None else ppc_kernel(k2)
+            tr = Transcript(lines(texts))
+            bits = []
+            try:
+                gj.cpus_step(tr, {}, bits, arch, want, (0, n1), (n1, len(texts)))
+                self.assertIsNone(why)
+                self.assertEqual(bits, [f"kernel 2 brought up {want} CPUs"] if want > 1 else [])
+            except gj.Fail as e:
+                self.assertIsNotNone(why, str(e))
+                self.assertIn(why, str(e))
+
+
+class VtermJudge(unittest.TestCase):
+    """ppc-petitboot: the purgatory and kernel 2 on the second vterm, none of them on the first."""
+
+    def setUp(self):
+        self.files = Files(self, PPC_SEGS[0][2] - 4096, PPC_SEGS[1][2] - 4096)
+        cell = next(c for c in ppc_cells.cells() if c.name == "ppc-petitboot")
+        arch = ARCHES[cell.arch]
+        self.marker = "ppc-petitboot-0123456789ab"
+        self.run_ = gcl.CellRun(cell, arch, arch.mode(cell.mode), dataclasses.replace(RKEXEC, cmd="/sbin/kexec"),
+                                self.marker, "/nonexistent", kernel_path=self.files.kernel,
+                                initrd_path=self.files.initrd)
+        self.kind = km.KINDS["vterm"]
+
+    def transcripts(self, console_base=ppc_cells.VTERM, on_first=(), vty=True, edited=True):
+        cmdline = f"rdinit=/init MARKER={self.marker}"
+        plan = json.loads(plan_json(segs=PPC_SEGS, cmdline=cmdline)[len("PLAN-JSON "):])
+        plan.update(arch="ppc64le", purgatory={**plan["purgatory"], "console": {"kind": 6, "base": console_base}})
+        first = [*ppc_kernel(2), "INIT1-START 3.0 1.0"]
+        if edited:
+            first += ["FDT-EDIT in version=16 size=24576 out version=17 size=17036",
+                      *[f"FDT-EDIT set /chosen/{p}=/vdevice/vty@71000010 was=/vdevice/vty@71000000"
+                        for p in ("linux,stdout-path", "stdout-path")]]
+        first += [status("before", False, "kexec-tools"), "PLAN-JSON " + json.dumps(plan),
+                  "KEXEC-LOAD-START /sbin/kexec -l --debug", "KEXEC-LOAD-DONE rc=0 ns=1000719119",
+                  status("after", True, "kexec-tools"), status("other", False, "kexec-tools"), "KEXEC-EXEC-START",
+                  "[    8.343406] kexec: Starting switchover sequence.", "Linux ppc64le", *on_first]
+        second = ["purgatory: ppc64le real mode, image 0x698d000, cpu 0x0, pvr 0x4e1200"]
+        second += [f"purgatory: segment {i} ({k}) {a:#x}+{n:#x} sha256 ok" for i, (k, a, n) in enumerate(PPC_SEGS)]
+        second += [f"purgatory: verified 3 segments, {sum(n for _, _, n in PPC_SEGS)} bytes hashed with vcrypto "
+                   "in 10515228 us", "purgatory: entering kernel at 0x3fb0000, dtb 0x7fffa000", *ppc_kernel(2),
+                   f"KERNEL2-INIT-OK uptime=3.31 cmdline: {cmdline}"]
+        self.run_.consoles = {ppc_cells.VTERM_NAME: lines(second, 30.0) if vty else []}
+        return Transcript(lines(first))
+
+    def test_pass(self):
+        v = self.kind.judge(self.run_, self.transcripts())
+        self.assertTrue(v.ok, v.reason)
+        self.assertIn("purgatory and kernel 2 on vterm 0x71000010", v.bits[0])
+        # kernel 2's first line (the 7th on vty2, from t=30) - KEXEC-EXEC-START (the 14th on the first, from t=0)
+        self.assertAlmostEqual(v.info["handoff_s"], (30.0 + 6) - 13)
+
+    def test_failures(self):
+        for kw, why in ((dict(on_first=("purgatory: verified 3 segments, 1 bytes hashed with vcrypto in 1 us",)),
+                         "our purgatory printed on the first vterm"),
+                        (dict(on_first=(f"[    0.000000] Linux version {PPC_VERSION}",)), "a kernel's first line"),
+                        (dict(on_first=(f"[    1.000000] Linux version {PPC_VERSION}",)), "a kernel banner"),
+                        (dict(on_first=("KERNEL2-INIT-OK uptime=1",)), "kernel 2's init printed on the first"),
+                        (dict(vty=False), "nothing on the second vterm"),
+                        (dict(console_base=0x71000000), "not hvterm 0x71000010"),
+                        (dict(edited=False), "did not edit its /sys/firmware/fdt")):
+            v = self.kind.judge(self.run_, self.transcripts(**kw))
+            self.assertFalse(v.ok, kw)
+            self.assertIn(why, v.reason)
+
+
+class StatusFacts(unittest.TestCase):
+    """ppc-load-smp4's -s / -u / -S facts, on the lines rkexec and kexec-tools 2.0.25 printed."""
+
+    RKEXEC_LINES = ["PPC-S-RC=253", "PPC-S-ERR rkexec: kexec_file_load failed: Function not implemented (os error 38)",
+                    "PPC-S-ERR syscall kexec_file_load not available.", "PPC-LOADED-AFTER-S 1", "PPC-U-RC=0",
+                    "KEXEC-STATUS when=unloaded rc=0 out=[]", "PPC-LOADED-AFTER-U 0", "PPC-RELOAD-RC=0",
+                    "KEXEC-STATUS when=reloaded rc=1 out=[]"]
+
+    def test_pass_and_each_fact_can_fail(self):
+        import guest_judges as gj
+        cell = next(c for c in ppc_cells.cells() if c.name == "ppc-load-smp4")
+        self.assertEqual(cell.smp, 4)
+        gj.expect_step(Transcript(lines(self.RKEXEC_LINES)), [], cell.expect)
+        kexec_tools = [t for t in self.RKEXEC_LINES if "rkexec:" not in t]
+        gj.expect_step(Transcript(lines(kexec_tools)), [], cell.expect)
+        for bad, good in (("PPC-S-RC=255", "PPC-S-RC=253"), ("PPC-LOADED-AFTER-S 0", "PPC-LOADED-AFTER-S 1"),
+                          ("KEXEC-STATUS when=unloaded rc=1 out=[]", "KEXEC-STATUS when=unloaded rc=0 out=[]"),
+                          ("KEXEC-STATUS when=unloaded rc=0 out=[not loaded]", "KEXEC-STATUS when=unloaded rc=0 out=[]"),
+                          ("PPC-LOADED-AFTER-U 1", "PPC-LOADED-AFTER-U 0"),
+                          ("PPC-S-ERR kexec_file_load failed", "PPC-S-ERR syscall kexec_file_load not available.")):
+            texts = [bad if t == good else t for t in kexec_tools]
+            with self.assertRaises(gj.Fail, msg=bad):
+                gj.expect_step(Transcript(lines(texts)), [], cell.expect)
+
+
+class SecondConsole(unittest.TestCase):
+    """qemu_kexec: a second console is a device on a pipe chardev, read like stdio."""
+
+    def test_argv_and_reader(self):
+        with tempfile.TemporaryDirectory() as d:
+            kernel = os.path.join(d, "vmlinux")
+            open(kernel, "wb").close()
+            q = qemu_kexec.Qemu(kernel, consoles=(("vty2", "spapr-vty,reg=0x71000010"),),
+                                log_path=os.path.join(d, "console.log"))
+            try:
+                i = q.argv.index("-chardev")
+                self.assertEqual(q.argv[i:i + 4], ["-chardev", f"pipe,id=vty2,path={q._tmp}/vty2", "-device",
+                                                   "spapr-vty,reg=0x71000010,chardev=vty2"])
+                self.assertTrue(all(os.path.exists(f"{q._tmp}/vty2{e}") for e in (".in", ".out")))
+            finally:
+                q.kill()
+            r, w = os.pipe()
+            done = []
+            c = qemu_kexec.Console("vty2", log_path=os.path.join(d, "console-vty2.log"))
+            c.start(r, 0.0, writer_gone=lambda: bool(done))
+            os.write(w, b"purgatory: verified\r\nKERNEL2-INIT-OK x\npartial")
+            self.assertEqual(c.wait_index(r"KERNEL2-INIT-OK", 5), 1)
+            done.append(1)  # "QEMU exited": the reader drains, ends, closes its fd
+            c.close()
+            os.close(w)
+            self.assertEqual([l.text for l in c.lines], ["purgatory: verified", "KERNEL2-INIT-OK x", "partial"])
+            with self.assertRaises(qemu_kexec.QemuError):
+                c.wait_index(r"never", 5)
+            with open(os.path.join(d, "console-vty2.log")) as f:
+                self.assertEqual(len(f.read().splitlines()), 3)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ use super::contract::{ArchInput, ArchLayout, CmdlineLimit, PurgatoryWindow};
 use crate::arch_spec::ArchSpec;
 use crate::cmdline;
 use crate::dtb::edit::DtbEditError;
-use crate::dtb::handover::{DtbEdits, DtbMemory, SourceDtb, SourceError, UserEditError};
+use crate::dtb::handover::{self, DtbEdits, DtbMemory, SourceDtb};
 use crate::error::LoadError;
 use crate::escape;
 use crate::image::Kernel;
@@ -22,6 +22,19 @@ use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, PlanError};
 use crate::range::{align_down, FreeMap, Range};
 use crate::system::entropy::{random_bytes, EntropyQuality};
+use crate::system::SystemSources;
+
+/// The most of /sys/firmware/fdt read for its bootargs: the largest DTB a
+/// DTB architecture's kernel takes (arm64 MAX_FDT_SIZE, 2 MiB).
+const RUNNING_FDT_MAX: u64 = 2 << 20;
+
+/// The running DTB's (/sys/firmware/fdt, the kernel's initial_boot_params)
+/// /chosen/bootargs: what a new kernel keeps without --append
+/// (`Architecture::kept_cmdline`).
+pub(crate) fn running_bootargs(sys: &SystemSources) -> Result<Option<String>, LoadError> {
+    let fdt = input::read_file(&sys.fdt_path(), RUNNING_FDT_MAX, "a DTB may have")?;
+    Ok(handover::bootargs(&fdt))
+}
 
 /// What the Image header's text_offset means for placement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,11 +269,7 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     let user = DtbEdits { set_strings: req.dtb_set.clone(), delete: req.dtb_delete.clone(), ..Default::default() };
     let edited = user.set_strings.len() + user.delete.len() > 0;
     let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err, edited };
-    let source = SourceDtb::new(&dtb_in, &user).map_err(|e| match e {
-        SourceError::Dtb(err) => LoadError::Dtb { path: dtb_path.clone(), err, edited: false },
-        SourceError::Edit(UserEditError::Dtb(err)) => dtb_err(err),
-        SourceError::Edit(owned) => PlanError::Refused { rule: owned.to_string() }.into(),
-    })?;
+    let source = SourceDtb::new(&dtb_in, &user).map_err(|e| LoadError::from_dtb_source(&dtb_path, e, edited))?;
     let facts = source.facts().map_err(dtb_err)?;
 
     // Without --append the DTB keeps its bootargs (kexec-tools' arm64
@@ -323,7 +332,7 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
         };
         notes.push(format!("not using {} {} ({how}: the new kernel reserves it)", escape::text(&r.node), r.range));
     }
-    let mut layout = Layout::new(free);
+    let mut layout = Layout::with_page(free, sys.page_size);
 
     // arm64: top-down for a normal load (destination pages are then usually
     // free, so relocate_kernel copies nothing at reboot); bottom-up into the
@@ -421,5 +430,6 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
             PurgatoryWindow { window: Range::ALL, order, rule: "needs 4 KiB aligned RAM" },
         ],
         notes,
+        entry_fill: None,
     })
 }
