@@ -422,6 +422,94 @@ def purgatory():
     put("setup_data", "no-entropy", struct.pack("<Q", 0x10_0000) + bytes([0]) + bp)
 
 
+def fdt_tree(tree, memreserve=()):
+    """devicetree spec §5 blob of `tree` = (name, [(property, value)],
+    [children]), nested, with /memreserve/ entries (address, size)."""
+    strings = bytearray()
+
+    def node(name, props, children):
+        n = name.encode() + b"\0"
+        out = struct.pack(">I", 1) + n + bytes(-len(n) % 4)
+        for prop, value in props:
+            key = prop.encode() + b"\0"
+            at = strings.find(key)
+            if at < 0:
+                at = len(strings)
+                strings.extend(key)
+            out += struct.pack(">III", 3, len(value), at) + value + bytes(-len(value) % 4)
+        for c in children:
+            out += node(*c)
+        return out + struct.pack(">I", 2)
+
+    st = node(*tree) + struct.pack(">I", 9)
+    rsv = b"".join(struct.pack(">QQ", a, n) for a, n in memreserve) + bytes(16)
+    off_rsv = 40
+    off_struct = off_rsv + len(rsv)
+    off_strings = off_struct + len(st)
+    total = off_strings + len(strings)
+    hdr = struct.pack(">10I", 0xd00dfeed, total, off_struct, off_strings, off_rsv, 17, 16, 0, len(strings), len(st))
+    return hdr + rsv + st + bytes(strings)
+
+
+def u32s(*v):
+    return b"".join(struct.pack(">I", x) for x in v)
+
+
+def cells(v, n):
+    """`v` in `n` cells (the high ones zero)."""
+    return b"".join(struct.pack(">I", (v >> (32 * i)) & 0xffffffff if i < 2 else 0) for i in reversed(range(n)))
+
+
+def virt_tree(acells=2, scells=2, memory=((0x4000_0000, 0x8000_0000),), reserved=(), uefi=False, console=True):
+    """QEMU virt as the loader reads it: root cells, memory nodes,
+    /reserved-memory (name, address, size, flag), PSCI, a PL011, /chosen."""
+    reg = lambda a, n: cells(a, acells) + cells(n, scells)  # noqa: E731
+    kids = [("memory@%x" % a, [("device_type", b"memory\0"), ("reg", reg(a, n))], []) for a, n in memory]
+    if reserved:
+        kids.append(("reserved-memory", [("#address-cells", u32s(acells)), ("#size-cells", u32s(scells)),
+                                         ("ranges", b"")],
+                     [("%s@%x" % (name, a), [("reg", reg(a, n))] + ([(flag, b"")] if flag else []), [])
+                      for name, a, n, flag in reserved]))
+    kids.append(("psci", [("method", b"hvc\0")], []))
+    chosen = [("bootargs", b"console=ttyAMA0 root=/dev/vda\0")]
+    if console:
+        kids.append(("pl011@9000000", [("compatible", b"arm,pl011\0arm,primecell\0"), ("reg", reg(0x900_0000, 0x1000))],
+                     []))
+        chosen.append(("stdout-path", b"/pl011@9000000\0"))
+    if uefi:
+        chosen.append(("linux,uefi-mmap-start", struct.pack(">Q", 0x7e00_0000)))
+    kids.append(("chosen", chosen, []))
+    return ("", [("#address-cells", u32s(acells)), ("#size-cells", u32s(scells))], kids)
+
+
+def machine():
+    """The machine target: sel, iomem (u16 length), cmdline (u8 length),
+    then the DTB (see fuzz_targets/machine.rs)."""
+    def one(sel, iomem, cmdline, dtb):
+        return bytes([sel]) + struct.pack("<H", len(iomem)) + iomem + bytes([len(cmdline)]) + cmdline + dtb
+
+    iomem = fixture("virt-arm64-crash", "proc", "iomem")
+    virt = fixture("virt-arm64-crash", "sys", "firmware", "fdt")
+    line = b"console=ttyAMA0 crashkernel=256M elfcorehdr=0x1234 rdinit=/init"
+    carve = [("carveout", 0xbe00_0000, 0x200_0000, "no-map"), ("cma", 0xbc00_0000, 0x200_0000, "reusable"),
+             ("fw", 0xa000_0000, 0x100_0000, "no-map")]
+    put("machine", "virt", one(0x02, iomem, line, virt))
+    put("machine", "virt-crash", one(0x03, iomem, line, virt))
+    put("machine", "virt-edits", one(0x06, iomem, line, virt))
+    put("machine", "virt-owned-edit", one(0x09, iomem, line, virt))
+    put("machine", "virt-iomem-x1024", one(0xa2, iomem, line, virt))
+    put("machine", "reserved-memory", one(0x03, iomem, line, fdt_tree(virt_tree(reserved=carve),
+                                                                       memreserve=[(0xb900_0000, 0x100_0000)])))
+    put("machine", "small-memory", one(0x02, iomem, line, fdt_tree(virt_tree(memory=((0x4000_0000, 0x400_0000),)))))
+    put("machine", "uefi-one-cell", one(0x03, iomem, line, fdt_tree(virt_tree(1, 1, memory=(), uefi=True,
+                                                                             console=False))))
+    put("machine", "three-two-cells", one(0x03, iomem, line, fdt_tree(virt_tree(3, 2, console=False))))
+    put("dtb", "reserved-memory-crash-edits", fdt_tree(virt_tree(reserved=carve)) + bytes([0x1f]))
+    put("dtb", "one-cell-kdump", fdt_tree(virt_tree(1, 1, memory=(), uefi=True, console=False)) + bytes([0x09]))
+    put("dtb", "three-two-cells-kdump", fdt_tree(virt_tree(3, 2, console=False)) + bytes([0x09]))
+    put("dtb", "owned-edit", fixture("virt-arm64", "sys", "firmware", "fdt") + bytes([0x49]))
+
+
 def main():
     if len(sys.argv) > 1:
         sys.exit("usage: make_seeds.py (no arguments)")
@@ -429,6 +517,7 @@ def main():
     system()
     dtbs()
     purgatory()
+    machine()
 
 
 if __name__ == "__main__":

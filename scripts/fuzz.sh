@@ -77,6 +77,7 @@ extra_args() {
     case "$1" in
         purgatory_run) echo "-max_len=16536" ;;
         dtb|fdt_patch|fdt_walk|fdt_crate|excluded_checks|image_uki) echo "-max_len=16384" ;;
+        machine) echo "-max_len=65536" ;;
         *) echo "" ;;
     esac
 }

@@ -3,14 +3,18 @@
 //! `apply` writes must parse again, keep its edits, and be a DTB the
 //! purgatory accepts (structure check, seed placeholders found).
 //! The last input byte chooses the edits (bytes past the header's totalsize
-//! are ignored by the parser).
+//! are ignored by the parser): the user's `--dtb-set`/`--dtb-delete` come
+//! first, an edit of a loader-owned property is refused, the memory nodes
+//! and /reserved-memory read are well formed, and the blob handed over
+//! says what was asked (check_handed_over: bootargs, initrd, the kdump
+//! properties in the root's cells, whatever the cells are).
 #![no_main]
 
 use kexec_purgatory::checks::check_fdt;
 use kexec_purgatory::fdt_patch::{find_seed_spans, PatchError};
 use libfuzzer_sys::fuzz_target;
 use loader_host::dtb::edit::DtbEditor;
-use loader_host::dtb::handover::{apply, bootargs, facts, DtbEdits};
+use loader_host::dtb::handover::{apply, bootargs, check_handed_over, facts, DtbEdits, DtbFacts, DtbMemory, SourceDtb};
 use loader_host::range::Range;
 
 fn edits(sel: u8) -> DtbEdits {
@@ -28,13 +32,31 @@ fn edits(sel: u8) -> DtbEdits {
         e.usable_memory = Some(vec![Range::new(0x6000_0000, 0x7000_0000), Range::new(0x7f00_0000, 0x7f01_0000)]);
     }
     if sel & 16 != 0 {
-        e.set_strings = vec![("/chosen/stdout-path".into(), "serial0:115200n8".into())];
-        e.delete = vec!["/psci/method".into(), "/chosen/linux,elfcorehdr".into()];
+        // The user's edits, applied before anything is read.
+        e.set_strings = vec![
+            ("/chosen/stdout-path".into(), "serial0:115200n8".into()),
+            ("/memory@40000000/status".into(), "disabled".into()),
+        ];
+        e.delete = vec!["/psci/method".into(), "/chosen/linux,booted".into(), "/reserved-memory/a/no-map".into()];
+    }
+    if sel & 64 != 0 {
+        // An edit of what the loader writes: always refused.
+        e.delete.push("/chosen/linux,elfcorehdr".into());
     }
     if sel & 32 != 0 {
         e.kaslr_seed = None;
     }
     e
+}
+
+/// The memory and reservations the loader reads are well formed: sorted,
+/// disjoint, non-empty ranges, as placement takes them.
+fn check_facts(f: &DtbFacts) {
+    if let DtbMemory::Nodes(m) = &f.memory {
+        assert!(m.iter().all(|r| !r.is_empty()), "an empty memory range");
+        assert!(m.windows(2).all(|w| w[0].end < w[1].start), "memory ranges unsorted or touching: {m:?}");
+    }
+    assert!(f.reserved_memory.iter().all(|r| !r.range.is_empty()), "an empty /reserved-memory range");
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -48,10 +70,18 @@ fuzz_target!(|data: &[u8]| {
         drop(e.to_string());
     }
     let edits = edits(sel);
+    if let Ok(source) = SourceDtb::new(data, &edits) {
+        if let Ok(f) = source.facts() {
+            check_facts(&f);
+        }
+    }
     let out = match apply(data, &edits) {
         Ok(out) => out,
         Err(e) => return drop(e.to_string()),
     };
+    assert!(sel & 64 == 0, "an edit of linux,elfcorehdr was applied");
+    // The blob says what was asked, read back in the root's cells.
+    assert_eq!(check_handed_over(&out, &edits), Ok(()), "the handed-over DTB does not say what was planned");
     // What the loader hands over must read back with its edits applied.
     let again = DtbEditor::from_blob(&out).expect("apply's output does not parse");
     if let Some(args) = &edits.bootargs {

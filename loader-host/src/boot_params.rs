@@ -84,7 +84,7 @@ impl fmt::Display for BootParamsError {
                 f,
                 "boot_params {field} would be {addr:#x}, above 4 GiB, but the kernel lacks XLF_CAN_BE_LOADED_ABOVE_4G (boot.rst)"
             ),
-            Self::CmdlineNul => write!(f, "the kernel command line contains a NUL byte"),
+            Self::CmdlineNul => write!(f, "the command line given (--append/--command-line) contains a NUL byte"),
         }
     }
 }

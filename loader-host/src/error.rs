@@ -9,6 +9,7 @@ use crate::arch_spec::Arch;
 use crate::boot_params::BootParamsError;
 use crate::crash::CrashError;
 use crate::dtb::edit::DtbEditError;
+use crate::dtb::handover::{SourceError, UserEditError};
 use crate::image::ImageError;
 use crate::input::InputError;
 use crate::plan::PlanError;
@@ -59,6 +60,9 @@ pub enum LoadError {
         path: PathBuf,
         /// What is wrong with it.
         err: DtbEditError,
+        /// `--dtb-set` / `--dtb-delete` edited it before it was read: the
+        /// fault may be theirs.
+        edited: bool,
     },
     /// x86: the zero page (boot_params) cannot be built.
     BootParams(BootParamsError),
@@ -95,14 +99,17 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Input(e) => write!(f, "{e}"),
-            Self::Kernel { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Kernel { path, err } => write!(f, "{}: {err}", crate::escape::path(path)),
             Self::System(e) => write!(f, "{e}"),
-            Self::Iomem { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Iomem { path, err } => write!(f, "{}: {err}", crate::escape::path(path)),
             Self::Hotplug(e) => write!(f, "{e}"),
             Self::Firmware(e) => write!(f, "{e}"),
             Self::Console(e) => write!(f, "{e}"),
             Self::Entropy(e) => write!(f, "{e}"),
-            Self::Dtb { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Dtb { path, err, edited: false } => write!(f, "{}: {err}", crate::escape::path(path)),
+            Self::Dtb { path, err, edited: true } => {
+                write!(f, "{} as edited by --dtb-set/--dtb-delete: {err}", crate::escape::path(path))
+            }
             Self::BootParams(e) => write!(f, "{e}"),
             Self::Crash(e) => write!(f, "{e}"),
             Self::CmdlineTooLong { len, max, rule } => {
@@ -116,6 +123,20 @@ impl fmt::Display for LoadError {
 }
 
 impl std::error::Error for LoadError {}
+
+impl LoadError {
+    /// A DTB from `path` that could not be read or edited: an edit of a
+    /// property the loader writes is the option's fault (refused naming
+    /// it), the others the file's, `edited` saying whether the user's
+    /// edits made it what it is.
+    pub fn from_dtb_source(path: &std::path::Path, err: SourceError, edited: bool) -> LoadError {
+        match err {
+            SourceError::Dtb(err) => LoadError::Dtb { path: path.to_path_buf(), err, edited: false },
+            SourceError::Edit(UserEditError::Dtb(err)) => LoadError::Dtb { path: path.to_path_buf(), err, edited },
+            SourceError::Edit(owned) => PlanError::Refused { rule: owned.to_string() }.into(),
+        }
+    }
+}
 
 impl From<crate::system::MemoryMapError> for LoadError {
     fn from(e: crate::system::MemoryMapError) -> Self {

@@ -16,10 +16,12 @@ use crate::arch::contract::Architecture;
 use crate::arch_spec::Arch;
 use crate::cmdline;
 use crate::error::LoadError;
+use crate::escape;
 use crate::image::{Kernel, KernelImage};
-use crate::input::{self, Blob};
+use crate::input::{self, Blob, InputError};
 use crate::kernel_file::{self, KernelFile, Limit, PLACEABLE};
 use crate::plan::{LoadKind, PlanError};
+use crate::range::PAGE;
 use crate::request::Request;
 use crate::system::SystemSources;
 use crate::uapi::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
@@ -49,7 +51,7 @@ impl FileInput {
     /// plan table.
     pub fn describe(&self) -> String {
         match self {
-            FileInput::File(p) => p.display().to_string(),
+            FileInput::File(p) => crate::escape::path(p).to_string(),
             FileInput::Memory { data, source } => format!("{source} ({} bytes, in a memfd)", data.len()),
         }
     }
@@ -96,12 +98,13 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
     // The kexec_load path's bound (kernel_file::open): nothing larger than
     // the memory the kernel could place it in is read or handed over, nor
     // more than kexec_file_load reads.
-    let cap = Limit { bytes: FILE_LIMIT, why: "kexec_file_load reads" };
+    let cap = Limit { bytes: FILE_LIMIT, why: "kexec_file_load reads".into() };
     let mut file = kernel_file::open(req, sys, Some(cap))?;
     let kernel = kernel_input(&file)?;
     check_footprint(&file)?;
     let own = file.take_own_initrd();
     let initrd = initrd_input(&file, own)?;
+    check_half_of_ram(&file, initrd.as_ref())?;
     let KernelFile { arch: architecture, image: parsed, req, format, mut notes, .. } = file;
     notes.extend(kernel.1);
     let kernel = kernel.0;
@@ -109,12 +112,17 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
 
     // Command line: --append / --reuse-cmdline's text (kexec-tools'
     // concat_cmdline), else what the architecture keeps, the same line the
-    // kexec_load path gives (`Architecture::kept_cmdline`).
+    // kexec_load path gives (`Architecture::kept_cmdline`); a capture
+    // kernel's without elfcorehdr= (the kernel adds its own:
+    // cmdline::resolve).
     let running = || sys.cmdline().map_err(LoadError::System);
-    let cmdline =
-        cmdline::resolve(&req.cmdline, running, || architecture.kept_cmdline(sys), crash)?.unwrap_or_default();
+    let keep = || architecture.kept_cmdline(sys);
+    let cmdline = cmdline::resolve(&req.cmdline, running, keep, crash, &mut notes)?.unwrap_or_default();
     if cmdline.contains('\0') {
-        return Err(PlanError::Refused { rule: "the command line contains a NUL byte".into() }.into());
+        return Err(PlanError::Refused {
+            rule: "the command line given (--append/--command-line) contains a NUL byte".into(),
+        }
+        .into());
     }
     check_cmdline(&cmdline, architecture, &parsed)?;
     let mut flags = extra_flags;
@@ -172,7 +180,7 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
 /// its container or decompressed, in a memfd; and the notes that says.
 fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError> {
     let (req, k) = (&file.req, &file.image);
-    let path = req.kernel.display();
+    let path = crate::escape::path(&req.kernel);
     match (&k.kernel, &k.embedded) {
         (Kernel::Elf(_), _) if !file.arch.file_load_takes_vmlinux() => Err(PlanError::Refused {
             rule: format!(
@@ -218,12 +226,38 @@ fn check_footprint(file: &KernelFile) -> Result<(), LoadError> {
         n => Err(PlanError::Refused {
             rule: format!(
                 "{}: no room for the kernel ({} bytes): more than the {placeable} bytes {PLACEABLE}",
-                file.req.kernel.display(),
+                crate::escape::path(&file.req.kernel),
                 n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
             ),
         }
         .into()),
     }
+}
+
+/// kexec_file_load applies kexec_load's segment rules to the segments its
+/// loader made (kernel/kexec_file.c kimage_file_alloc_init calls
+/// sanity_check_segment_list): no segment, and not all of them together,
+/// may take more than half of RAM (totalram_pages() / 2), or the call
+/// fails with EINVAL. The kernel's segment spans its footprint (bzImage
+/// init_size, arch/x86/kernel/kexec-bzimage64.c; an Image's image_size,
+/// arch/{arm64,riscv}/kernel/kexec_image.c), the initrd its length; the
+/// boot data and purgatory add pages this check leaves out.
+fn check_half_of_ram(file: &KernelFile, initrd: Option<&FileInput>) -> Result<(), LoadError> {
+    let pages = |n: u64| n.div_ceil(PAGE).saturating_mul(PAGE);
+    let kernel = file.arch.kernel_footprint(&file.image.kernel).map_or(u64::MAX, pages);
+    let initrd = initrd.map_or(Some(0), FileInput::byte_len).map_or(u64::MAX, pages);
+    let half = file.total_ram.half();
+    let total = kernel.saturating_add(initrd);
+    if total <= half {
+        return Ok(());
+    }
+    Err(PlanError::Refused {
+        rule: format!(
+            "kexec_file_load would fail with EINVAL: the kernel ({kernel} bytes) and initrd ({initrd} bytes) take {total} bytes, more than half of RAM ({half} of {} bytes, {}; kernel/kexec_core.c sanity_check_segment_list)",
+            file.total_ram.bytes, file.total_ram.source
+        ),
+    }
+    .into())
 }
 
 /// The command line must fit what the new kernel takes, by the rule its
@@ -244,12 +278,17 @@ fn check_cmdline(cmdline: &str, arch: &dyn Architecture, k: &KernelImage) -> Res
 /// itself (unread, but checked as a read would be), else `own` (a UKI's)
 /// and the files concatenated in a memfd.
 fn initrd_input(file: &KernelFile, own: Option<(Blob, String)>) -> Result<Option<FileInput>, LoadError> {
-    let limit = file.limit;
+    let limit = &file.initrd_limit;
     if let (None, [one]) = (&own, file.req.initrds.as_slice()) {
         let size = input::regular_size(one)?;
         if size > limit.bytes {
-            let err = input::InputError::TooLarge { path: one.clone(), size, limit: limit.bytes, why: limit.why };
+            let err = InputError::TooLarge { path: one.clone(), size, limit: limit.bytes, why: limit.why.clone() };
             return Err(err.into());
+        }
+        // The same refusal as the kexec_load path's, which the kernel would
+        // make too (fs/kernel_read_file.c: an empty file is EINVAL).
+        if size == 0 {
+            return Err(InputError::EmptyInitrd { source: escape::path(one).to_string() }.into());
         }
         return Ok(Some(FileInput::File(one.clone())));
     }

@@ -3,6 +3,7 @@
 //! once into memory that the segments share ([`Blob`]), so that neither a
 //! bzImage's payload nor concatenated initrds are copied a second time.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 use std::ops::Deref;
@@ -97,7 +98,7 @@ pub enum InputError {
         limit: u64,
         /// What the limit is ("that can be placed in this machine's usable
         /// memory", "a DTB may have", ...).
-        why: &'static str,
+        why: Cow<'static, str>,
     },
     /// Together, the files are larger than the limit.
     TooLargeTogether {
@@ -108,7 +109,13 @@ pub enum InputError {
         /// The most bytes they may have together.
         limit: u64,
         /// What the limit is.
-        why: &'static str,
+        why: Cow<'static, str>,
+    },
+    /// The initrd (one file, several concatenated, or a unified kernel
+    /// image's sections) holds no byte.
+    EmptyInitrd {
+        /// Where it came from, as the plan names it.
+        source: String,
     },
     /// The file changed size while it was read.
     Changed {
@@ -120,17 +127,24 @@ pub enum InputError {
 impl fmt::Display for InputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Io { path, why } => write!(f, "{}: {why}", path.display()),
+            Self::Io { path, why } => write!(f, "{}: {why}", crate::escape::path(path)),
             Self::NotRegular { path, what } => {
-                write!(f, "{}: is a {what}, not a regular file (only files are loaded)", path.display())
+                write!(f, "{}: is a {what}, not a regular file (only files are loaded)", crate::escape::path(path))
             }
             Self::TooLarge { path, size, limit, why } => {
-                write!(f, "{}: {size} bytes is more than the {limit} bytes {why}", path.display())
+                write!(f, "{}: {size} bytes is more than the {limit} bytes {why}", crate::escape::path(path))
             }
             Self::TooLargeTogether { what, size, limit, why } => {
                 write!(f, "the {what} are {size} bytes together, more than the {limit} bytes {why}")
             }
-            Self::Changed { path } => write!(f, "{}: the file changed size while it was read", path.display()),
+            Self::EmptyInitrd { source } => write!(
+                f,
+                "{source}: the initrd is empty (0 bytes): there is no archive for the kernel to unpack, and \
+                 kexec_file_load refuses an empty file (fs/kernel_read_file.c: EINVAL); leave out --initrd"
+            ),
+            Self::Changed { path } => {
+                write!(f, "{}: the file changed size while it was read", crate::escape::path(path))
+            }
         }
     }
 }
@@ -166,23 +180,21 @@ fn io_error(path: &Path, e: std::io::Error) -> InputError {
 fn regular_len(path: &Path, meta: &std::fs::Metadata) -> Result<u64, InputError> {
     let ft = meta.file_type();
     if !ft.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if ft.is_dir() {
-            "directory"
-        } else if ft.is_char_device() {
-            "character device"
-        } else if ft.is_block_device() {
-            "block device"
-        } else if ft.is_fifo() {
-            "FIFO"
-        } else if ft.is_socket() {
-            "socket"
-        } else {
-            "special file"
-        };
-        return Err(InputError::NotRegular { path: path.to_path_buf(), what });
+        return Err(InputError::NotRegular { path: path.to_path_buf(), what: crate::system::file_kind(ft) });
     }
     Ok(meta.len())
+}
+
+/// A buffer of `cap` bytes to read into, or the error saying this process
+/// cannot have that much memory (rather than an abort on allocation).
+fn buffer(path: &Path, head: Vec<u8>, cap: u64) -> Result<Vec<u8>, InputError> {
+    let mut out = head;
+    let more = usize::try_from(cap.saturating_sub(out.len() as u64)).unwrap_or(usize::MAX);
+    out.try_reserve_exact(more).map_err(|_| InputError::Io {
+        path: path.to_path_buf(),
+        why: format!("cannot allocate {cap} bytes to read it into"),
+    })?;
+    Ok(out)
 }
 
 /// Read the opened regular file `f` (`path`, `size` bytes by fstat) into
@@ -198,14 +210,49 @@ fn read_into(path: &Path, f: std::fs::File, size: u64, out: &mut Vec<u8>) -> Res
     Ok(())
 }
 
+/// A regular file opened by [`open_regular`], its first bytes read: what a
+/// format probe looks at before the file's size is bounded by its format.
+/// [`Opened::read_rest`] reads the rest onto them, so every byte is read
+/// once, from one descriptor.
+pub struct Opened {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Its size by fstat.
+    pub size: u64,
+    /// Its first bytes (all of it when shorter).
+    pub head: Vec<u8>,
+}
+
+/// Open `path` and read its first `n` bytes.
+pub fn open_with_head(path: &Path, n: u64) -> Result<Opened, InputError> {
+    let (file, size) = open_regular(path)?;
+    let mut head = Vec::new();
+    (&file).take(n.min(size)).read_to_end(&mut head).map_err(|e| io_error(path, e))?;
+    Ok(Opened { path: path.to_path_buf(), file, size, head })
+}
+
+impl Opened {
+    /// The whole file, at most `limit` bytes (refused before the rest is
+    /// read when fstat says more).
+    pub fn read_rest(self, limit: u64, why: impl Into<Cow<'static, str>>) -> Result<Blob, InputError> {
+        let Opened { path, file, size, head } = self;
+        if size > limit {
+            return Err(InputError::TooLarge { path, size, limit, why: why.into() });
+        }
+        let done = head.len() as u64;
+        let mut out = buffer(&path, head, size)?;
+        read_into(&path, file, size - done.min(size), &mut out)?;
+        Ok(Blob::new(out))
+    }
+}
+
 /// Read one input file of at most `limit` bytes.
-pub fn read_file(path: &Path, limit: u64, why: &'static str) -> Result<Blob, InputError> {
+pub fn read_file(path: &Path, limit: u64, why: impl Into<Cow<'static, str>>) -> Result<Blob, InputError> {
     let (f, size) = open_regular(path)?;
     if size > limit {
-        return Err(InputError::TooLarge { path: path.to_path_buf(), size, limit, why });
+        return Err(InputError::TooLarge { path: path.to_path_buf(), size, limit, why: why.into() });
     }
-    let cap = usize::try_from(size).map_err(|_| InputError::TooLarge { path: path.to_path_buf(), size, limit, why })?;
-    let mut out = Vec::with_capacity(cap);
+    let mut out = buffer(path, Vec::new(), size)?;
     read_into(path, f, size, &mut out)?;
     Ok(Blob::new(out))
 }
@@ -217,7 +264,7 @@ pub fn read_concatenated(
     paths: &[PathBuf],
     limit: u64,
     what: &'static str,
-    why: &'static str,
+    why: impl Into<Cow<'static, str>>,
 ) -> Result<Blob, InputError> {
     read_concatenated_after(Vec::new(), paths, limit, what, why)
 }
@@ -225,32 +272,42 @@ pub fn read_concatenated(
 /// [`read_concatenated`], the files appended to the bytes of `head` (a
 /// unified kernel image's own initrd, padded): the files are read straight
 /// into the one buffer, and `limit` bounds the whole.
+///
+/// Sizes come first, from `stat` (which opens nothing: a FIFO is refused
+/// without waiting, and a thousand initrds do not need a thousand
+/// descriptors); then each file is opened as it is read, checked again on
+/// its descriptor and read for exactly the size counted (a file swapped or
+/// grown in between is refused as changed).
 pub fn read_concatenated_after(
     head: Vec<u8>,
     paths: &[PathBuf],
     limit: u64,
     what: &'static str,
-    why: &'static str,
+    why: impl Into<Cow<'static, str>>,
 ) -> Result<Blob, InputError> {
-    let mut opened = Vec::with_capacity(paths.len());
+    let why = why.into();
+    let mut sizes = Vec::with_capacity(paths.len());
     let mut total = head.len() as u64;
     for p in paths {
-        let (f, size) = open_regular(p)?;
+        let size = regular_size(p)?;
         if size > limit {
-            return Err(InputError::TooLarge { path: p.clone(), size, limit, why });
+            return Err(InputError::TooLarge { path: p.clone(), size, limit, why: why.clone() });
         }
-        total = total.checked_add(size).filter(|t| *t <= limit).ok_or(InputError::TooLargeTogether {
+        total = total.checked_add(size).filter(|t| *t <= limit).ok_or_else(|| InputError::TooLargeTogether {
             what,
             size: total.saturating_add(size),
             limit,
-            why,
+            why: why.clone(),
         })?;
-        opened.push((f, size));
+        sizes.push(size);
     }
-    let cap = usize::try_from(total).map_err(|_| InputError::TooLargeTogether { what, size: total, limit, why })?;
-    let mut out = head;
-    out.reserve_exact(cap - out.len());
-    for (p, (f, size)) in paths.iter().zip(opened) {
+    let first = paths.first().map_or(Path::new(what), PathBuf::as_path);
+    let mut out = buffer(first, head, total)?;
+    for (p, size) in paths.iter().zip(sizes) {
+        let (f, now) = open_regular(p)?;
+        if now != size {
+            return Err(InputError::Changed { path: p.clone() });
+        }
         read_into(p, f, size, &mut out)?;
     }
     Ok(Blob::new(out))

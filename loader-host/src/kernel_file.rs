@@ -4,38 +4,68 @@
 //! format; the architecture it is for; and what a unified kernel image
 //! brings (its `.cmdline` as the default command line, its initrd).
 
+use std::borrow::Cow;
+
 use crate::arch;
 use crate::arch::contract::Architecture;
 use crate::crash::CrashError;
 use crate::error::LoadError;
+use crate::escape;
 use crate::image::{self, Host, KernelImage};
-use crate::input::{self, Blob};
+use crate::input::{self, Blob, InputError};
 use crate::plan::PlanError;
 use crate::request::{CmdlineChoice, Request};
 use crate::system::iomem::Iomem;
+use crate::system::memory::{self, TotalRam};
 use crate::system::SystemSources;
 
 /// Why an input may be no larger than the usable RAM (or crash
 /// reservation) /proc/iomem lists.
 pub(crate) const PLACEABLE: &str = "that can be placed in this machine's usable memory (/proc/iomem)";
 
+/// Why an input may be no larger than half of RAM: kexec_load and
+/// kexec_file_load alike refuse an image whose segments take more.
+pub(crate) const HALF_OF_RAM: &str =
+    "kexec takes for all segments together (half of RAM: kernel/kexec_core.c sanity_check_segment_list)";
+
+/// Why a kernel file (not a container) may be no larger than the cap on a
+/// kernel image.
+pub(crate) const KERNEL_IMAGE: &str = "a kernel image may have (the loader's cap on one, image::MAX_KERNEL_IMAGE)";
+
+/// How much of the kernel file the format probes look at.
+const HEAD: u64 = 64 << 10;
+
 /// A bound on what is read: the most bytes, and why.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Limit {
     pub bytes: u64,
-    pub why: &'static str,
+    pub why: Cow<'static, str>,
+}
+
+impl Limit {
+    /// The tighter of two bounds.
+    fn min(self, other: Limit) -> Limit {
+        if other.bytes < self.bytes {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// The request's kernel, read and recognised on this machine.
 pub(crate) struct KernelFile {
     /// /proc/iomem as read.
     pub iomem: Iomem,
-    /// What any input may be at most: the memory the segments could take
-    /// (usable RAM, or the crash reservation for `-p`), or the caller's
-    /// lower cap.
-    pub limit: Limit,
+    /// What the initrds could be at most together: what the kernel file
+    /// could be (the memory the segments could take: usable RAM, or the
+    /// crash reservation for `-p`; half of RAM; the caller's lower cap),
+    /// or less, the window the architecture's kernel reads an initrd from.
+    pub initrd_limit: Limit,
     /// Bytes of that memory (the kernel's footprint must fit it).
     pub placeable: u64,
+    /// What the kernel counts as RAM for the half-of-memory rule.
+    pub total_ram: TotalRam,
     /// The architecture the kernel is for.
     pub arch: &'static dyn Architecture,
     /// The parsed kernel.
@@ -53,7 +83,9 @@ pub(crate) struct KernelFile {
 }
 
 /// Read `req.kernel` on the machine `sys` describes; nothing larger than
-/// `cap` (when given) or than the memory it could be placed in is read.
+/// `cap` (when given), than the memory it could be placed in or than half
+/// of RAM is read: every bound is known from the file's size (fstat)
+/// before a byte of it is read.
 pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Result<KernelFile, LoadError> {
     // Memory first, so that no input is read that could not be placed.
     let path = sys.iomem_path();
@@ -63,13 +95,29 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
     if crash && iomem.crash_kernel().is_empty() {
         return Err(CrashError::NoCrashKernel(path).into());
     }
+    if let Some(e) = iomem.crash_kernel_outside_ram().filter(|_| crash) {
+        return Err(CrashError::OutsideRam { path, line: e.line, range: e.range }.into());
+    }
     let placeable = if crash { iomem.crash_usable() } else { iomem.usable_ram() }.total();
-    let limit = match cap {
-        Some(c) if c.bytes < placeable => c,
-        _ => Limit { bytes: placeable, why: PLACEABLE },
+    let total_ram = memory::total_ram(sys, &iomem)?;
+    // What any input may be at most on this machine.
+    let mut limit = Limit { bytes: placeable, why: PLACEABLE.into() }
+        .min(Limit { bytes: total_ram.half(), why: HALF_OF_RAM.into() });
+    if let Some(c) = cap {
+        limit = limit.min(c);
+    }
+    // The format, from the file's first bytes: a kernel image is bounded by
+    // the loader's cap on one, and a file no format recognises is refused
+    // before the rest of it is read.
+    let opened = input::open_with_head(&req.kernel, HEAD)?;
+    let format = image::select(&opened.head, req.kernel_type.as_deref())
+        .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
+    let kernel_limit = match format.file_limit() {
+        Some(max) => limit.clone().min(Limit { bytes: max, why: KERNEL_IMAGE.into() }),
+        None => limit.clone(),
     };
 
-    let file = input::read_file(&req.kernel, limit.bytes, limit.why)?;
+    let file = opened.read_rest(kernel_limit.bytes, kernel_limit.why)?;
     let image = image::load(file, req.kernel_type.as_deref(), Host { page_size: sys.page_size })
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let arch = arch::for_machine(image.machine).ok_or_else(|| {
@@ -77,16 +125,20 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
         PlanError::Refused {
             rule: format!(
                 "{}: a kernel for ELF machine {} ({name}), which rkexec does not load",
-                req.kernel.display(),
+                escape::path(&req.kernel),
                 image.machine
             ),
         }
     })?;
+    let initrd_limit = match arch.initrd_limit() {
+        Some((bytes, why)) => limit.min(Limit { bytes, why: why.into() }),
+        None => limit,
+    };
     let format = match &image.embedded {
         Some(e) => format!("{} ({})", image.format, e.inner_format),
         None => image.format.to_string(),
     };
-    let source = format!("{} ({format})", req.kernel.display());
+    let source = format!("{} ({format})", escape::path(&req.kernel));
 
     let mut notes = Vec::new();
     let mut req = req.clone();
@@ -97,7 +149,7 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
             notes.push(format!("command line from the {} .cmdline section", e.container));
         }
     }
-    Ok(KernelFile { iomem, limit, placeable, arch, image, req, format, source, notes })
+    Ok(KernelFile { iomem, initrd_limit, placeable, total_ram, arch, image, req, format, source, notes })
 }
 
 impl KernelFile {
@@ -111,7 +163,7 @@ impl KernelFile {
     /// `--initrd=kdump.img` must not bring the boot initramfs into the
     /// crash reservation.
     pub fn take_own_initrd(&mut self) -> Option<(Blob, String)> {
-        let path = self.req.kernel.display().to_string();
+        let path = escape::path(&self.req.kernel).to_string();
         let e = self.image.embedded.as_mut()?;
         let source = format!("{path} {}", e.initrd_source);
         let own = e.initrd.take().map(|d| (d, source));
@@ -127,22 +179,27 @@ impl KernelFile {
 /// `own` (a UKI's initrd) followed by the `--initrd` files, concatenated as
 /// the kernel's initramfs unpacker allows: it skips zero padding between
 /// cpio archives only in 4-byte steps (init/initramfs.c), so `own` is
-/// padded to 4 bytes first. None when there is neither.
+/// padded to 4 bytes first. None when there is neither; an initrd of no
+/// byte at all is refused, on every load path alike.
 pub(crate) fn concatenated_initrds(
     own: Option<(Blob, String)>,
     paths: &[std::path::PathBuf],
-    limit: Limit,
+    limit: &Limit,
 ) -> Result<Option<(Blob, String)>, LoadError> {
-    let names = || paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
-    Ok(match (own, paths) {
+    let names = || paths.iter().map(|p| escape::path(p).to_string()).collect::<Vec<_>>().join(" + ");
+    let out = match (own, paths) {
         (None, []) => None,
-        (None, paths) => Some((input::read_concatenated(paths, limit.bytes, "initrds", limit.why)?, names())),
+        (None, paths) => Some((input::read_concatenated(paths, limit.bytes, "initrds", limit.why.clone())?, names())),
         (Some(own), []) => Some(own),
         (Some((own, source)), paths) => {
             let mut head = own.into_vec();
             head.resize(head.len().next_multiple_of(4), 0);
-            let data = input::read_concatenated_after(head, paths, limit.bytes, "initrds", limit.why)?;
+            let data = input::read_concatenated_after(head, paths, limit.bytes, "initrds", limit.why.clone())?;
             Some((data, format!("{source} + {}", names())))
         }
-    })
+    };
+    match out {
+        Some((data, source)) if data.is_empty() => Err(InputError::EmptyInitrd { source }.into()),
+        out => Ok(out),
+    }
 }

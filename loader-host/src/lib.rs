@@ -41,9 +41,9 @@
 //! - [`syscall`]: kexec_load, kexec_file_load ([`file_load`] plans what it
 //!   gets), reboot, and what each errno means; [`uapi`]: the kexec flags.
 //!
-//! [`fields`], [`cmdline`] and [`range`] are the helpers they share:
-//! bounds-checked fixed-width reads, the command-line rules, physical
-//! address ranges.
+//! [`fields`], [`cmdline`], [`range`] and [`escape`] are the helpers they
+//! share: bounds-checked fixed-width reads, the command-line rules,
+//! physical address ranges, names from outside as messages print them.
 
 #![warn(missing_docs)]
 
@@ -55,6 +55,7 @@ pub mod crash;
 pub mod digest;
 pub mod dtb;
 pub mod error;
+pub mod escape;
 pub mod fields;
 pub mod file_load;
 pub mod image;

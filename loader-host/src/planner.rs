@@ -22,7 +22,7 @@ use crate::error::LoadError;
 use crate::input::Blob;
 use crate::kernel_file::{self, KernelFile};
 use crate::placement::KexecBuf;
-use crate::plan::{CoreSummary, KernelSummary, LoadKind, Plan};
+use crate::plan::{CoreSummary, KernelSummary, LoadKind, Plan, PlanError};
 use crate::preflight;
 use crate::purgatory_image::PurgatoryImage;
 use crate::range::Range;
@@ -38,9 +38,9 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     // 3. Initrds, concatenated: the image's own first (systemd-stub
     // order), then --initrd's, read straight onto its buffer.
     let own = file.take_own_initrd();
-    let initrd = kernel_file::concatenated_initrds(own, &file.req.initrds, file.limit)?
+    let initrd = kernel_file::concatenated_initrds(own, &file.req.initrds, &file.initrd_limit)?
         .map(|(data, source)| Initrd { data, source });
-    let KernelFile { iomem, arch: architecture, image, req, format, source, mut notes, .. } = file;
+    let KernelFile { iomem, total_ram, arch: architecture, image, req, format, source, mut notes, .. } = file;
     let arch = architecture.arch();
     let req = &req;
 
@@ -62,10 +62,21 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
     // --mem-min / --mem-max (kexec/kexec.c: mem_min, mem_max bound every
     // locate_hole): clip the memory every placement takes from.
     let mut free = free;
-    if let Some(window) = mem_window(req)? {
+    let window = mem_window(req)?;
+    if let Some(window) = window {
         free.clip(window);
         notes.push(format!("segments restricted to {window} (--mem-min/--mem-max)"));
     }
+    // A segment that finds no room inside the window says so: the window,
+    // not the machine, may be what is too small.
+    let in_window = |e: LoadError| match (e, window) {
+        (LoadError::Plan(PlanError::NoRoom { what, size, rule }), Some(w)) => LoadError::Plan(PlanError::NoRoom {
+            what,
+            size,
+            rule: format!("{rule}; --mem-min/--mem-max restrict every segment to {w}"),
+        }),
+        (e, _) => e,
+    };
 
     let mut params = PurgatoryParams::new();
     if !req.verify {
@@ -96,14 +107,14 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         console_given,
         notes,
     };
-    let arch_layout = architecture.place(input)?;
+    let arch_layout = architecture.place(input).map_err(in_window)?;
 
     // 5. The purgatory, digests, the parameter block.
     let purgatory = PurgatoryImage::for_arch(arch)?;
-    let plan = finish(arch, kind, arch_layout, &purgatory, core, req, &format)?;
+    let plan = finish(arch, kind, arch_layout, &purgatory, core, req, &format).map_err(in_window)?;
 
     // 6. Everything the kernel and the purgatory will check, checked now.
-    preflight::check(&plan, &purgatory, &iomem).map_err(LoadError::Plan)?;
+    preflight::check(&plan, &purgatory, &iomem, total_ram).map_err(LoadError::Plan)?;
     Ok(plan)
 }
 
@@ -115,7 +126,7 @@ fn mem_window(req: &Request) -> Result<Option<Range>, LoadError> {
     let min = req.mem_min.unwrap_or(0);
     let end = req.mem_max.map_or(u64::MAX, |m| m.saturating_add(1));
     if min >= end {
-        return Err(crate::plan::PlanError::Refused {
+        return Err(PlanError::Refused {
             rule: format!("--mem-min {min:#x} is above --mem-max {:#x}: no memory is left", end.wrapping_sub(1)),
         }
         .into());

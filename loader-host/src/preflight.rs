@@ -19,18 +19,20 @@
 use kexec_purgatory::abi::{SegmentKind, MAX_SEGMENTS};
 
 use crate::dtb::header_check;
+use crate::escape;
 use crate::plan::{LoadKind, Plan, PlanError};
 use crate::purgatory_image::PurgatoryImage;
 use crate::range::{Range, PAGE};
-use crate::system::iomem::Iomem;
+use crate::system::iomem::{Iomem, IomemEntry, CRASH_KERNEL, SYSTEM_RAM};
+use crate::system::memory::TotalRam;
 
 fn refuse(rule: impl Into<String>) -> PlanError {
     PlanError::Refused { rule: rule.into() }
 }
 
 /// Check `plan` (see the module comment); `Err` names the rule broken.
-pub fn check(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<(), PlanError> {
-    segments(plan, iomem)?;
+pub fn check(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem, total_ram: TotalRam) -> Result<(), PlanError> {
+    segments(plan, iomem, total_ram)?;
     handoff(plan, purgatory)?;
     // The purgatory's checks, on the block exactly as it will be loaded.
     let purg = plan.purgatory().ok_or_else(|| refuse("the purgatory is not the last segment"))?;
@@ -55,7 +57,7 @@ pub fn check(plan: &Plan, purgatory: &PurgatoryImage, iomem: &Iomem) -> Result<(
 }
 
 /// kexec_load's segment rules and the memory map.
-fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
+fn segments(plan: &Plan, iomem: &Iomem, total_ram: TotalRam) -> Result<(), PlanError> {
     let segs = &plan.segments;
     // include/uapi/linux/kexec.h KEXEC_SEGMENT_MAX; the purgatory describes
     // all but itself in MAX_SEGMENTS descriptors.
@@ -66,7 +68,7 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
         LoadKind::Kexec => iomem.usable_ram(),
         LoadKind::Crash => iomem.crash_usable(),
     };
-    let ram_pages = iomem.system_ram().iter().map(|r| r.len() / PAGE).sum::<u64>();
+    let ram_pages = total_ram.bytes / PAGE;
     let page = plan.page_size.max(PAGE);
     let mut total_pages = 0u64;
     for (i, s) in segs.iter().enumerate() {
@@ -101,12 +103,13 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
         total_pages = total_pages.saturating_add(s.memsz / PAGE);
     }
     // sanity_check_segment_list: "Verify that no more than half of memory
-    // will be consumed" (totalram_pages() / 2).
-    if plan.kind == LoadKind::Kexec && total_pages > ram_pages / 2 {
+    // will be consumed" (totalram_pages() / 2), for every kind of image.
+    if total_pages > ram_pages / 2 {
         return Err(refuse(format!(
-            "the segments take {} MiB, more than half of System RAM ({} MiB): kexec_load refuses that",
+            "the segments take {} MiB, more than half of RAM ({} MiB, {}): kexec_load refuses that (kernel/kexec_core.c sanity_check_segment_list)",
             (total_pages * PAGE) >> 20,
-            (ram_pages * PAGE) >> 20
+            (ram_pages * PAGE) >> 20,
+            total_ram.source
         )));
     }
     // With crash hotplug the kernel takes the last ELF-looking segment for
@@ -139,28 +142,43 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
 }
 
 /// An MMIO console's registers are a device's, not RAM: the purgatory
-/// writes them after verification, so a base in System RAM (which the
-/// purgatory cannot tell from a UART) would change memory the next kernel
-/// gets. The purgatory already refuses a base inside a segment or its own
-/// image; only the loader sees /proc/iomem.
+/// writes them after verification, so a base in RAM (which the purgatory
+/// cannot tell from a UART) would change memory the next kernel gets. The
+/// purgatory already refuses a base inside a segment or its own image;
+/// only the loader sees /proc/iomem.
+///
+/// The rule: a base that /proc/iomem puts in System RAM or the crash
+/// reservation, at any depth (a "reserved" child is still RAM: memblock
+/// reservations, firmware tables), is refused unless a device's resource
+/// holds it too (a device listed across RAM by a hostile or odd map stays
+/// allowed: it is not RAM the kernel uses).
 fn console_is_a_device(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
     use kexec_purgatory::abi::{CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
     let c = plan.params.console;
     if !matches!(c.kind, CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8) {
         return Ok(());
     }
-    // RAM a kernel may use: usable System RAM and the crash reservation.
-    // A device listed across System RAM (a hostile or odd /proc/iomem) is
-    // not usable RAM and stays allowed.
-    let usable = iomem.usable_ram();
-    let ram = usable.ranges().iter().copied().chain(iomem.crash_kernel());
-    match ram.into_iter().find(|r| r.contains(c.base)) {
-        Some(r) => Err(refuse(format!(
-            "the console base {:#x} is in usable System RAM {r} (/proc/iomem), not a device: the purgatory would write memory the next kernel gets",
-            c.base
-        ))),
-        None => Ok(()),
+    let holding: Vec<&IomemEntry> = iomem.entries().iter().filter(|e| e.range.contains(c.base)).collect();
+    if holding.iter().any(|e| !Iomem::is_memory_name(&e.name)) {
+        return Ok(());
     }
+    let Some(ram) = holding.iter().find(|e| e.name == SYSTEM_RAM || e.name == CRASH_KERNEL) else {
+        return Ok(());
+    };
+    // The innermost entry holding it names what the memory is.
+    let inner = holding.iter().max_by_key(|e| e.depth).copied().unwrap_or(ram);
+    let within = if inner.line == ram.line {
+        String::new()
+    } else {
+        format!(" inside {} {} (line {})", escape::text(&ram.name), ram.range, ram.line)
+    };
+    Err(refuse(format!(
+        "the console base {:#x} is RAM, not a device: {} {} (/proc/iomem line {}){within}; the purgatory would write memory the next kernel gets",
+        c.base,
+        escape::text(&inner.name),
+        inner.range,
+        inner.line,
+    )))
 }
 
 /// The entry and the purgatory's segment.
@@ -287,6 +305,12 @@ mod tests {
     use crate::testing::{arm64_image, arm64_tree, ARM64_FLAGS_ANYWHERE, VIRT_1G};
     use kexec_purgatory::verify::Failure;
 
+    /// The RAM the half-of-memory rule counts, as on a tree without a
+    /// /proc/meminfo.
+    fn total(iomem: &Iomem) -> TotalRam {
+        TotalRam { bytes: iomem.system_ram().iter().map(|r| r.len()).sum(), source: "test" }
+    }
+
     /// A valid arm64 plan, its purgatory and the iomem it was made from.
     fn fixture() -> (Plan, PurgatoryImage<'static>, Iomem) {
         let t = arm64_tree("preflight", VIRT_1G);
@@ -298,13 +322,13 @@ mod tests {
     fn refused(edit: impl FnOnce(&mut Plan)) -> String {
         let (mut p, purg, iomem) = fixture();
         edit(&mut p);
-        check(&p, &purg, &iomem).unwrap_err().to_string()
+        check(&p, &purg, &iomem, total(&iomem)).unwrap_err().to_string()
     }
 
     #[test]
     fn a_planned_load_passes() {
         let (p, purg, iomem) = fixture();
-        check(&p, &purg, &iomem).unwrap();
+        check(&p, &purg, &iomem, total(&iomem)).unwrap();
     }
 
     #[test]
@@ -339,7 +363,7 @@ mod tests {
         p.params = params;
         let last = p.segments.len() - 1;
         p.segments[last].data = Blob::new(purg.with_params(&params));
-        check(&p, &purg, &iomem).unwrap_err().to_string()
+        check(&p, &purg, &iomem, total(&iomem)).unwrap_err().to_string()
     }
 
     #[test]
@@ -388,14 +412,23 @@ mod tests {
             q.console.kind = CONSOLE_PL011;
             q.console.base = free;
         });
-        assert!(e.contains(&format!("the console base {free:#x} is in usable System RAM")), "{e}");
+        assert!(e.contains(&format!("the console base {free:#x} is RAM, not a device: System RAM 0x40000000-0x7fffffff (/proc/iomem line 2)")), "{e}");
+        // A base in a "reserved" child of System RAM is RAM too.
+        let e = refused_params(|q, _| {
+            q.console.kind = CONSOLE_PL011;
+            q.console.base = 0x4176_0000;
+        });
+        assert!(
+            e.contains("the console base 0x41760000 is RAM, not a device: reserved 0x41760000-0x41c2ffff (/proc/iomem line 4) inside System RAM 0x40000000-0x7fffffff (line 2)"),
+            "{e}"
+        );
         // The QEMU virt UART (MMIO, outside RAM) passes.
         let (mut p, purg, iomem) = fixture();
         p.params.console.kind = CONSOLE_PL011;
         p.params.console.base = 0x900_0000;
         let last = p.segments.len() - 1;
         p.segments[last].data = Blob::new(purg.with_params(&p.params));
-        check(&p, &purg, &iomem).unwrap();
+        check(&p, &purg, &iomem, total(&iomem)).unwrap();
     }
 
     #[test]
@@ -408,11 +441,11 @@ mod tests {
         let size_struct = u32::from_be_bytes(dtb[36..40].try_into().unwrap());
         dtb[36..40].copy_from_slice(&(size_struct - 8).to_be_bytes());
         p.segments[1].data = Blob::new(dtb);
-        let e = check(&p, &purg, &iomem).unwrap_err().to_string();
+        let e = check(&p, &purg, &iomem, total(&iomem)).unwrap_err().to_string();
         assert!(e.contains("the purgatory would refuse this load: cannot patch the dtb: "), "{e}");
         assert!(
             matches!(
-                check(&p, &purg, &iomem),
+                check(&p, &purg, &iomem, total(&iomem)),
                 Err(PlanError::PurgatoryRefuses(Failure::Patch { kind: SegmentKind::Dtb, .. }))
             ),
             "the purgatory's typed failure"
@@ -449,18 +482,18 @@ mod tests {
         let p = crate::planner::plan(&req, &t.sys()).unwrap();
         let purg = PurgatoryImage::riscv64().unwrap();
         let iomem = Iomem::parse(RISCV_VIRT_1G).unwrap();
-        check(&p, &purg, &iomem).unwrap();
+        check(&p, &purg, &iomem, total(&iomem)).unwrap();
         // The DTB damaged: the kernel would find no device tree at all.
         let mut q = p.clone();
         let mut d = q.segments[1].data.to_vec();
         d[4..8].copy_from_slice(&0x10u32.to_be_bytes()); // totalsize below the header
         q.segments[1].data = Blob::new(d);
-        let e = check(&q, &purg, &iomem).unwrap_err().to_string();
+        let e = check(&q, &purg, &iomem, total(&iomem)).unwrap_err().to_string();
         assert!(e.contains("no segment passes fdt_check_header()"), "{e}");
         // The boot data naming another address than the FDT the kernel takes.
         let mut q = p.clone();
         q.boot_data.addr += 8;
-        let e = check(&q, &purg, &iomem).unwrap_err().to_string();
+        let e = check(&q, &purg, &iomem, total(&iomem)).unwrap_err().to_string();
         assert!(e.contains("segment 1 (dtb)") && e.contains("starts like an FDT and comes before the DTB"), "{e}");
     }
 }

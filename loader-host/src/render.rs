@@ -67,7 +67,7 @@ pub fn table(plan: &Plan) -> String {
         plan.segments.len(),
         human_size(plan.hashed_bytes())
     ));
-    out.push_str(&format!("command line: {}\n", plan.cmdline));
+    out.push_str(&format!("command line: {}\n", crate::escape::text(&plan.cmdline)));
     for n in &plan.notes {
         out.push_str(&format!("note: {n}\n"));
     }
@@ -127,10 +127,15 @@ pub fn file_table(p: &FilePlan) -> String {
     let what = if p.kind == LoadKind::Crash { " crash kernel" } else { "" };
     let mut out =
         format!("rkexec plan ({}{what}, kexec_file_load: the kernel loads, places and verifies the image):\n", p.arch);
-    out.push_str(&format!("kernel: {} ({}) -> {}\n", p.kernel_path.display(), p.format, p.kernel.describe()));
+    out.push_str(&format!(
+        "kernel: {} ({}) -> {}\n",
+        crate::escape::path(&p.kernel_path),
+        p.format,
+        p.kernel.describe()
+    ));
     out.push_str(&format!("initrd: {}\n", p.initrd.as_ref().map_or("none".to_string(), FileInput::describe)));
     out.push_str(&format!("flags: {:#x}\n", p.flags));
-    out.push_str(&format!("command line: {}\n", p.cmdline));
+    out.push_str(&format!("command line: {}\n", crate::escape::text(&p.cmdline)));
     for n in &p.notes {
         out.push_str(&format!("note: {n}\n"));
     }

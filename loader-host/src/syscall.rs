@@ -159,6 +159,12 @@ impl SyscallError {
             }
             (KexecFileLoad, libc::ENOEXEC) => "the kernel refused the image format (or its signature, with KEXEC_SIG)",
             (KexecFileLoad, libc::EKEYREJECTED) => "the kernel image signature was rejected",
+            (KexecFileLoad, libc::EINVAL) => {
+                "the kernel refused the image or its arguments: flags it does not know, a command line its \
+                 loader refuses, an empty initrd, segments over half of RAM or outside the crash \
+                 reservation (kernel/kexec_file.c, kexec_core.c sanity_check_segment_list); the call \
+                 exists, so kexec_load would not do better with the same image"
+            }
             (_, libc::EINVAL) => {
                 "invalid argument: unknown flags for this kernel, a segment not page aligned, overlapping, \
                  too large, or more than 16 segments"

@@ -77,6 +77,10 @@ pub const ARM64_FLAGS_ANYWHERE: u64 = (1 << 1) | (1 << 3);
 /// ... as low as possible in RAM (bit 3 clear).
 pub const ARM64_FLAGS_LOW: u64 = 1 << 1;
 
+/// The size of the test DTBs' memory node: 1 TiB, more than any test's
+/// /proc/iomem lists.
+pub const TEST_RAM_SIZE: u64 = 1 << 40;
+
 /// A DTB shaped like QEMU virt's: PSCI over hvc, a PL011 console at
 /// 0x9000000, bootargs, 2 address / 2 size cells.
 pub fn qemu_virt_dtb(bootargs: &str) -> Vec<u8> {
@@ -91,6 +95,12 @@ pub fn qemu_virt_dtb_with(bootargs: &str, memreserve: &[(u64, u64)], chosen_u64:
     let root = w.begin_node("").unwrap();
     w.property_u32("#address-cells", 2).unwrap();
     w.property_u32("#size-cells", 2).unwrap();
+    // QEMU virt's memory node, made large enough for every test's
+    // /proc/iomem (the new kernel's RAM is what memory nodes describe).
+    let mem = w.begin_node("memory@0").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[0, TEST_RAM_SIZE]).unwrap();
+    w.end_node(mem).unwrap();
     let psci = w.begin_node("psci").unwrap();
     w.property_string("method", "hvc").unwrap();
     w.end_node(psci).unwrap();
@@ -150,6 +160,10 @@ pub fn riscv_virt_dtb(bootargs: &str) -> Vec<u8> {
     w.property_array_u64("reg", &[0x8000_0000, 0x8_0000]).unwrap();
     w.end_node(m).unwrap();
     w.end_node(rsv).unwrap();
+    let mem = w.begin_node("memory@80000000").unwrap();
+    w.property_string("device_type", "memory").unwrap();
+    w.property_array_u64("reg", &[0x8000_0000, TEST_RAM_SIZE]).unwrap();
+    w.end_node(mem).unwrap();
     let chosen = w.begin_node("chosen").unwrap();
     w.property_string("bootargs", bootargs).unwrap();
     w.property_string("stdout-path", "/soc/serial@10000000").unwrap();

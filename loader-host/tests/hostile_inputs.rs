@@ -151,7 +151,11 @@ fn iomem_ranges_over_ram_receive_no_segment() {
     std::fs::write(proc.join("cmdline"), "console=ttyAMA0\n").unwrap();
     let k = d.join("Image");
     std::fs::write(&k, image(0, 4 << 20, LOW, 4032)).unwrap();
-    let r = rkexec_in(&["plan", k.to_str().unwrap(), "--json"], &proc);
+    // The DTB the new kernel gets describes the same RAM (from 0, 1 GiB).
+    let dtb = d.join("virt.dtb");
+    std::fs::write(&dtb, common::Dtb { memory: Some(vec![(0, 0x4000_0000)]), ..common::Dtb::virt() }.build()).unwrap();
+    let (k, dtb) = (k.to_str().unwrap(), dtb.to_str().unwrap());
+    let r = rkexec_in(&["plan", k, "--dtb", dtb, "--json"], &proc);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     for s in v["segments"].as_array().unwrap() {
@@ -163,8 +167,8 @@ fn iomem_ranges_over_ram_receive_no_segment() {
     // The same map without the UART's own line puts the DTB's console
     // (stdout-path, pl011@9000000) in usable RAM: refused, not written.
     std::fs::write(proc.join("iomem"), "00000000-3fffffff : System RAM\n00000000-001fffff : GICD\n").unwrap();
-    let r = rkexec_in(&["plan", k.to_str().unwrap()], &proc);
-    refused(&r, "the console base 0x9000000 is in usable System RAM 0x200000-0x3fffffff (/proc/iomem), not a device");
+    let r = rkexec_in(&["plan", k, "--dtb", dtb], &proc);
+    refused(&r, "the console base 0x9000000 is RAM, not a device: System RAM 0x0-0x3fffffff (/proc/iomem line 1)");
 }
 
 #[test]

@@ -93,6 +93,10 @@ impl Architecture for Arm64 {
         BOOT.footprint(kernel)
     }
 
+    fn initrd_limit(&self) -> Option<(u64, String)> {
+        Some(BOOT.initrd_limit())
+    }
+
     fn file_load_cmdline_limit(&self, _: &Kernel) -> Option<CmdlineLimit> {
         // arch/arm64/kernel/machine_kexec_file.c copies bootargs into the
         // DTB; the kernel keeps COMMAND_LINE_SIZE - 1 of them.

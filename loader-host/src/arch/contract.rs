@@ -107,6 +107,14 @@ pub(crate) trait Architecture: Sync {
     /// enforces, if it has one.
     fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit>;
 
+    /// The most bytes an initrd may have on this architecture whatever the
+    /// machine's size (the window its kernel reads an initrd from), and
+    /// the rule, so that a larger file is refused before it is read; None
+    /// where only the machine's memory bounds it.
+    fn initrd_limit(&self) -> Option<(u64, String)> {
+        None
+    }
+
     /// The command line a new kernel gets when the caller gives none
     /// (`CmdlineChoice::Keep`), the same on kexec_load and kexec_file_load
     /// (a capture kernel's crashkernel= is taken out after,

@@ -12,13 +12,15 @@ use kexec_purgatory::abi::{
 use super::contract::{ArchInput, ArchLayout, CmdlineLimit, PurgatoryWindow};
 use crate::arch_spec::ArchSpec;
 use crate::cmdline;
-use crate::dtb::handover::{self, DtbEdits};
+use crate::dtb::edit::DtbEditError;
+use crate::dtb::handover::{self, DtbEdits, DtbMemory, SourceDtb};
 use crate::error::LoadError;
+use crate::escape;
 use crate::image::Kernel;
 use crate::input::{self, Blob};
 use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, PlanError};
-use crate::range::{align_down, Range};
+use crate::range::{align_down, FreeMap, Range};
 use crate::system::entropy::{random_bytes, EntropyQuality};
 use crate::system::SystemSources;
 
@@ -145,6 +147,16 @@ impl DtbBoot {
         }
     }
 
+    /// The largest initrd the window after the kernel can hold (arm64's
+    /// 32 GiB window, riscv64's linear map), and why.
+    pub fn initrd_limit(&self) -> (u64, String) {
+        let bytes = match self.placement {
+            Placement::KernelWindow { size, .. } => size,
+            Placement::AboveKernel { linear_map } => linear_map,
+        };
+        (bytes, format!("an initrd may have ({})", self.window_rule))
+    }
+
     /// (lead, alignment) of the kernel's hole for an Image with `text_offset`.
     fn kernel_hole(&self, text_offset: u64) -> (u64, u64) {
         match self.text_offset {
@@ -163,6 +175,51 @@ fn sbi_console_in(cmdline: &str) -> bool {
         Some(c) => c.starts_with("hvc"),
         None => cmdline.split_whitespace().any(|t| t == "earlycon=sbi"),
     }
+}
+
+/// Confine `free` to the RAM the DTB describes (see [`DtbMemory`]);
+/// returns where that RAM starts when memory nodes give it. A DTB that
+/// describes no RAM is refused: the new kernel would have none
+/// (drivers/of/fdt.c early_init_dt_scan_memory finds nothing and there is
+/// no UEFI memory map to fall back on). kexec-tools places by /proc/iomem
+/// alone and would load it. Also returns the RAM list when it left out
+/// memory /proc/iomem offers (placement errors name it).
+fn dtb_memory(
+    memory: &DtbMemory,
+    free: &mut FreeMap,
+    notes: &mut Vec<String>,
+) -> Result<(Option<u64>, Option<String>), DtbEditError> {
+    let nodes = match memory {
+        DtbMemory::Uefi => return Ok((None, None)),
+        DtbMemory::Absent => {
+            return Err(DtbEditError::Unusable {
+                why: "has no memory node (device_type = \"memory\") and no UEFI memory map (/chosen/linux,uefi-mmap-start): the new kernel would find no RAM (drivers/of/fdt.c early_init_dt_scan_memory)".into(),
+            })
+        }
+        DtbMemory::Nodes(m) if m.is_empty() => {
+            return Err(DtbEditError::Unusable {
+                why: "has memory nodes that describe no RAM (every reg range has size 0): the new kernel would find none (drivers/of/fdt.c early_init_dt_scan_memory)".into(),
+            })
+        }
+        DtbMemory::Nodes(m) => m,
+    };
+    let before = free.total();
+    free.intersect(&FreeMap::new(nodes.clone()));
+    let list = nodes.iter().map(Range::to_string).collect::<Vec<_>>().join(", ");
+    if before > 0 && free.total() == 0 {
+        return Err(DtbEditError::Unusable {
+            why: format!(
+                "has memory nodes for {list}, none of it usable memory here (/proc/iomem): the new kernel would run in RAM it does not know of"
+            ),
+        });
+    }
+    let clipped = (free.total() < before).then(|| {
+        notes.push(format!(
+            "segments only in the RAM the DTB's memory nodes describe ({list}): the new kernel knows no other"
+        ));
+        list
+    });
+    Ok((nodes.first().map(|r| r.start), clipped))
 }
 
 /// Place a kernel Image and build its DTB by `rules`.
@@ -194,7 +251,8 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
 
     // The DTB to hand over, and what it tells us: --dtb, else a UKI's .dtb
     // (systemd-stub installs it in place of the firmware's), else the
-    // running one.
+    // running one. The user's --dtb-set/--dtb-delete are applied first:
+    // everything below reads the DTB the new kernel gets.
     let own_dtb = kernel.embedded.as_ref().and_then(|e| e.dtb.clone());
     let (dtb_path, dtb_in) = match (&req.dtb, own_dtb) {
         (Some(p), _) => (p.clone(), input::read_file(p, rules.dtb_max, "a DTB may have")?),
@@ -208,19 +266,32 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
             (p, d)
         }
     };
-    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err };
-    let facts = handover::facts(&dtb_in).map_err(dtb_err)?;
+    let user = DtbEdits { set_strings: req.dtb_set.clone(), delete: req.dtb_delete.clone(), ..Default::default() };
+    let edited = user.set_strings.len() + user.delete.len() > 0;
+    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err, edited };
+    let source = SourceDtb::new(&dtb_in, &user).map_err(|e| LoadError::from_dtb_source(&dtb_path, e, edited))?;
+    let facts = source.facts().map_err(dtb_err)?;
 
     // Without --append the DTB keeps its bootargs (kexec-tools' arm64
-    // behaviour), minus crashkernel= for a capture kernel.
+    // behaviour), minus crashkernel= (and elfcorehdr=) for a capture kernel.
     let crashing = crash.is_some();
+    let dtb_bootargs = source.bootargs().map_err(dtb_err)?;
     let bootargs = cmdline::resolve(
         &req.cmdline,
         || sys.cmdline().map_err(LoadError::System),
-        || Ok(handover::bootargs(&dtb_in)),
+        || Ok(dtb_bootargs.clone()),
         crashing,
+        &mut notes,
     )?;
-    let final_cmdline = bootargs.clone().or_else(|| handover::bootargs(&dtb_in)).unwrap_or_default();
+    let final_cmdline = bootargs.clone().or(dtb_bootargs).unwrap_or_default();
+    if final_cmdline.contains('\0') {
+        // /proc/cmdline, a UKI's .cmdline and the DTB's bootargs are
+        // refused where they are read: the line was given.
+        return Err(PlanError::Refused {
+            rule: "the command line given (--append/--command-line) contains a NUL byte".into(),
+        }
+        .into());
+    }
     if final_cmdline.len() > rules.command_line.max {
         return Err(LoadError::CmdlineTooLong {
             len: final_cmdline.len(),
@@ -236,11 +307,30 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     }
     random_bytes(&mut rng_seed)?;
 
-    // Memory the DTB reserves (/memreserve/) stays untouched even when
-    // /proc/iomem does not show it.
+    // The DTB is the new kernel's memory map: segments only in the RAM its
+    // memory nodes describe, and never in what it reserves (/memreserve/,
+    // /reserved-memory), even where /proc/iomem does not show it.
     let mut free = free;
-    for r in &facts.reserved {
-        free.remove(*r);
+    let (dtb_ram_start, dtb_ram) = dtb_memory(&facts.memory, &mut free, &mut notes).map_err(dtb_err)?;
+    // A segment without room says so when the DTB's memory, not the
+    // machine's, is what is too small.
+    let room = |e: PlanError| match (e, &dtb_ram) {
+        (PlanError::NoRoom { what, size, rule }, Some(list)) => PlanError::NoRoom {
+            what,
+            size,
+            rule: format!("{rule}; only the RAM the DTB's memory nodes describe is used ({list})"),
+        },
+        (e, _) => e,
+    };
+    let before = free.clone();
+    free.remove_all(facts.reserved.iter().copied().chain(facts.reserved_memory.iter().map(|r| r.range)));
+    for r in facts.reserved_memory.iter().filter(|r| before.overlaps(&r.range)) {
+        let how = match (r.no_map, r.reusable) {
+            (true, _) => "no-map",
+            (false, true) => "reusable",
+            (false, false) => "reserved",
+        };
+        notes.push(format!("not using {} {} ({how}: the new kernel reserves it)", escape::text(&r.node), r.range));
     }
     let mut layout = Layout::with_page(free, sys.page_size);
 
@@ -250,20 +340,23 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     // says so. riscv64: see Placement::AboveKernel.
     let (kernel_order, order) = rules.orders(k.anywhere, crashing);
     let (lead, align) = rules.kernel_hole(k.text_offset);
-    let kr = layout.add(
-        KexecBuf::new(SegmentKind::Kernel, k.data.clone(), kernel_source)
-            .memsz(k.mem_size)
-            .lead(lead)
-            .align(align)
-            .order(kernel_order)
-            .window(Range::ALL, rules.kernel_rule),
-    )?;
+    let kr = layout
+        .add(
+            KexecBuf::new(SegmentKind::Kernel, k.data.clone(), kernel_source)
+                .memsz(k.mem_size)
+                .lead(lead)
+                .align(align)
+                .order(kernel_order)
+                .window(Range::ALL, rules.kernel_rule),
+        )
+        .map_err(room)?;
     let base = kr.start - lead;
     // The new kernel's memory: the crash ranges it is confined to, else
-    // all System RAM.
-    let ram_start = match &crash {
-        Some(c) => c.ranges.iter().map(|r| r.start).min(),
-        None => iomem.system_ram().iter().map(|r| r.start).min(),
+    // what the DTB describes, else all System RAM.
+    let ram_start = match (&crash, dtb_ram_start) {
+        (Some(c), _) => c.ranges.iter().map(|r| r.start).min(),
+        (None, Some(start)) => Some(start),
+        (None, None) => iomem.system_ram().iter().map(|r| r.start).min(),
     }
     .unwrap_or(0);
     let window = rules.window(base, kr.end, order, ram_start);
@@ -272,7 +365,9 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     let mut initrd_range = None;
     if let Some(i) = initrd {
         let len = i.data.len() as u64;
-        let r = layout.add(KexecBuf::new(SegmentKind::Initrd, i.data, i.source).order(order).window(window, &rule))?;
+        let r = layout
+            .add(KexecBuf::new(SegmentKind::Initrd, i.data, i.source).order(order).window(window, &rule))
+            .map_err(room)?;
         initrd_range = Some(Range::new(r.start, r.start + len));
     }
 
@@ -282,30 +377,31 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
         kaslr_seed: Some(kaslr_seed),
         rng_seed: Some(rng_seed),
         remove_crash_properties: true,
-        set_strings: req.dtb_set.clone(),
-        delete: req.dtb_delete.clone(),
         ..Default::default()
     };
     if let Some(c) = &crash {
-        let r = layout.add(
-            KexecBuf::new(SegmentKind::ElfCoreHdr, Blob::new(c.header.clone()), "generated elfcorehdr")
-                .memsz(c.memsz)
-                .excluded(c.excluded)
-                .order(order)
-                .window(window, &rule),
-        )?;
+        let r = layout
+            .add(
+                KexecBuf::new(SegmentKind::ElfCoreHdr, Blob::new(c.header.clone()), "generated elfcorehdr")
+                    .memsz(c.memsz)
+                    .excluded(c.excluded)
+                    .order(order)
+                    .window(window, &rule),
+            )
+            .map_err(room)?;
         // Documentation/devicetree/bindings/chosen.txt: the capture kernel
         // finds its elfcorehdr and may use only the crash ranges.
         edits.elfcorehdr = Some(r);
         edits.usable_memory = Some(c.ranges.clone());
     }
-    let dtb = handover::apply(&dtb_in, &edits).map_err(dtb_err)?;
+    let dtb = source.finish(&edits).map_err(dtb_err)?;
     if dtb.len() as u64 > rules.dtb_max {
         let rule = format!("{}: the DTB must not exceed {} MiB", rules.dtb_rule, rules.dtb_max >> 20);
         return Err(PlanError::NoRoom { what: "dtb", size: dtb.len() as u64, rule }.into());
     }
     let dtb_r = layout
-        .add(KexecBuf::new(SegmentKind::Dtb, Blob::new(dtb), "generated DTB").order(order).window(window, &rule))?;
+        .add(KexecBuf::new(SegmentKind::Dtb, Blob::new(dtb), "generated DTB").order(order).window(window, &rule))
+        .map_err(room)?;
 
     params.flags |= PARAM_FLAG_REFRESH_SEEDS | PARAM_FLAG_SET_BOOT_CPU;
     // The purgatory resets through PSCI where the DTB names its conduit.

@@ -115,6 +115,10 @@ impl Architecture for Riscv64 {
         BOOT.footprint(kernel)
     }
 
+    fn initrd_limit(&self) -> Option<(u64, String)> {
+        Some(BOOT.initrd_limit())
+    }
+
     fn file_load_cmdline_limit(&self, _: &Kernel) -> Option<CmdlineLimit> {
         // arch/riscv/kernel/machine_kexec_file.c puts the line into the
         // DTB's bootargs; the kernel keeps COMMAND_LINE_SIZE - 1 of them.
@@ -201,7 +205,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no room for the initrd"), "{err}");
-        assert!(err.contains("between 0x80400000 and 0x2080000000"), "{err}");
+        // The kernel above OpenSBI's /reserved-memory (0x80000000, 512 KiB).
+        assert!(err.contains("between 0x80600000 and 0x2080000000"), "{err}");
         assert!(err.contains("Sv39 kernel maps linearly"), "{err}");
     }
 
@@ -228,7 +233,10 @@ mod tests {
         t.fdt(&riscv_virt_dtb("console=hvc0"));
         let img = riscv_image(TEXT_OFFSET, 4 * MIB, 4096);
         let p = plan_with(&t, img.clone(), |r| r.dtb_delete.push("/chosen/stdout-path".into())).unwrap();
-        assert_eq!(p.params.console.kind, CONSOLE_8250_MMIO8, "--dtb-delete edits the new DTB, not the facts");
+        assert_eq!(
+            p.params.console.kind, CONSOLE_SBI,
+            "--dtb-delete edits the DTB before the loader reads it: no stdout-path UART, the SBI console"
+        );
         let mut dtb = DtbEditor::from_blob(&riscv_virt_dtb("console=hvc0")).unwrap();
         dtb.delete_property("/chosen", "stdout-path").unwrap();
         t.fdt(&dtb.to_blob(0).unwrap());

@@ -15,7 +15,7 @@ use crate::range::{FreeMap, Range};
 use crate::request::{CrashOptions, Hotplug};
 use crate::system::crash_notes::{self, CrashNotesError};
 use crate::system::iomem::Iomem;
-use crate::system::{device_tree, kcore, SystemSources};
+use crate::system::{device_tree, kcore, ReadError, SystemSources};
 
 use self::elfcore::{Backup, CoreLayout, ElfCoreError};
 
@@ -71,6 +71,16 @@ impl CrashSetup {
 pub enum CrashError {
     /// No crashkernel= reservation.
     NoCrashKernel(PathBuf),
+    /// A "Crash kernel" range that is not inside System RAM
+    /// (`Iomem::crash_kernel_outside_ram`).
+    OutsideRam {
+        /// /proc/iomem.
+        path: PathBuf,
+        /// Its line.
+        line: usize,
+        /// The range.
+        range: Range,
+    },
     /// The per-CPU crash notes, vmcoreinfo or the kernel's hotplug
     /// elfcorehdr size could not be read from sysfs.
     Notes(CrashNotesError),
@@ -85,6 +95,9 @@ pub enum CrashError {
         /// Why it could not be read or parsed.
         why: String,
     },
+    /// /proc/kcore is there but is no regular file (its program headers
+    /// give the elfcorehdr's p_vaddr).
+    Kcore(ReadError),
     /// The kernel's hotplug size is smaller than the header we built.
     TooSmall {
         /// Bytes of the header we built.
@@ -101,13 +114,20 @@ impl fmt::Display for CrashError {
             Self::NoCrashKernel(p) => write!(
                 f,
                 "{}: no \"Crash kernel\" range: boot the running kernel with crashkernel=256M (or larger) to load a crash kernel",
-                p.display()
+                crate::escape::path(p)
+            ),
+            Self::OutsideRam { path, line, range } => write!(
+                f,
+                "{} line {line}: the \"Crash kernel\" range {range} is not inside System RAM: crashkernel= reserves RAM \
+                 (kernel/crash_reserve.c), so a capture kernel placed there would not be in memory",
+                crate::escape::path(path)
             ),
             Self::NoHotplug(why) => write!(f, "--hotplug: {why}; load the crash kernel without --hotplug"),
             Self::FirmwareFdt { path, why } => {
-                write!(f, "{}: {why} (read for the memory M-mode firmware protects, left out of the dump)", path.display())
+                write!(f, "{}: {why} (read for the memory M-mode firmware protects, left out of the dump)", crate::escape::path(path))
             }
             Self::Notes(e) => write!(f, "{e}"),
+            Self::Kcore(e) => write!(f, "{e}"),
             Self::ElfCore(e) => write!(f, "{e}"),
             Self::TooSmall { needed, available } => write!(
                 f,
@@ -200,9 +220,17 @@ pub(crate) fn prepare(
         machine: arch.elf_machine,
         cpu_notes: crash_notes::read_cpu_notes(&sys.sys_root).map_err(CrashError::Notes)?,
         vmcoreinfo: crash_notes::read_vmcoreinfo(&sys.sys_root).map_err(CrashError::Notes)?,
-        virt_offset: ram.first().and_then(|r| kcore::linear_offset(&kcore_path, r.start)).or(policy.linear_map_base),
+        virt_offset: match ram.first() {
+            Some(r) => kcore::linear_offset(&kcore_path, r.start).map_err(CrashError::Kcore)?,
+            None => None,
+        }
+        .or(policy.linear_map_base),
         ram,
-        kernel_text: if policy.kernel_text { kcore::kernel_text(&kcore_path) } else { None },
+        kernel_text: if policy.kernel_text {
+            kcore::kernel_text(&kcore_path).map_err(CrashError::Kcore)?
+        } else {
+            None
+        },
         backup: backup.map(|source| Backup { source, copy_at: 0 }),
     };
     let header = layout.build().map_err(CrashError::ElfCore)?;

@@ -15,6 +15,7 @@ use dtoolkit::memreserve::MemoryReservation;
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 use dtoolkit::{Node, Property};
 
+use crate::escape;
 use crate::range::{align_up, Range};
 
 use kexec_purgatory::fdt::{BOOT_CPUID_PHYS_OFFSET, HEADER_LEN, MAGIC};
@@ -35,6 +36,11 @@ pub const RNG_SEED_LEN: usize = 64;
 /// by kexec_file (drivers/of/kexec.c, remove_ima_buffer).
 pub const STALE_CHOSEN_PROPERTIES: [&str; 3] =
     ["linux,elfcorehdr", "linux,usable-memory-range", "linux,ima-kexec-buffer"];
+
+/// drivers/of/of_private.h OF_ROOT_NODE_ADDR_CELLS_DEFAULT (but on SPARC).
+pub const ROOT_ADDRESS_CELLS: u32 = 1;
+/// drivers/of/of_private.h OF_ROOT_NODE_SIZE_CELLS_DEFAULT.
+pub const ROOT_SIZE_CELLS: u32 = 1;
 
 const INITRD_START: &str = "linux,initrd-start";
 const INITRD_END: &str = "linux,initrd-end";
@@ -102,6 +108,11 @@ pub enum DtbEditError {
         /// What shape was expected.
         why: String,
     },
+    /// The tree cannot describe what the new kernel needs (no RAM).
+    Unusable {
+        /// What it lacks, and the rule.
+        why: String,
+    },
     /// The result would not fit the FDT's 32-bit sizes.
     TooLarge {
         /// The size the blob would have.
@@ -114,13 +125,14 @@ impl fmt::Display for DtbEditError {
         match self {
             Self::Parse { why } => write!(f, "DTB does not parse: {why}"),
             Self::BadPath { path } => {
-                write!(f, "DTB path {path:?} is not an absolute node path (\"/\" or \"/a/b@1\")")
+                write!(f, "DTB path {:?} is not an absolute node path (\"/\" or \"/a/b@1\")", escape::text(path))
             }
-            Self::BadName { name, why } => write!(f, "DTB name {name:?}: {why}"),
-            Self::NoNode { path } => write!(f, "DTB has no node {path}"),
+            Self::BadName { name, why } => write!(f, "DTB name {:?}: {why}", escape::text(name)),
+            Self::NoNode { path } => write!(f, "DTB has no node {}", escape::text(path)),
             Self::BadValue { path, name, why } => {
-                write!(f, "DTB property {}/{name}: {why}", path.trim_end_matches('/'))
+                write!(f, "DTB property {}/{}: {why}", escape::text(path.trim_end_matches('/')), escape::text(name))
             }
+            Self::Unusable { why } => write!(f, "DTB {why}"),
             Self::TooLarge { bytes } => {
                 write!(f, "DTB would be {bytes} bytes, over the 4 GiB limit of the FDT header's 32-bit totalsize")
             }
@@ -174,6 +186,60 @@ fn read_cells(value: &[u8]) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+/// drivers/of/address.c OF_MAX_ADDR_CELLS: the most cells Linux takes for
+/// an address.
+pub const OF_MAX_ADDR_CELLS: usize = 4;
+
+/// A big-endian number of any whole count of cells (none: 0), as Linux's
+/// of_read_number reads it into 64 bits; None when a cell above the low
+/// two is not zero (the number does not fit).
+pub fn read_number(cells: &[u8]) -> Option<u64> {
+    if !cells.len().is_multiple_of(4) {
+        return None;
+    }
+    let (high, low) = cells.split_at(cells.len().saturating_sub(8));
+    if high.iter().any(|b| *b != 0) {
+        return None;
+    }
+    Some(low.iter().fold(0u64, |n, b| n << 8 | u64::from(*b)))
+}
+
+/// Cells as `<0x1 0x2>`, for messages.
+fn hex_cells(b: &[u8]) -> String {
+    let cells: Vec<String> =
+        b.chunks(4).map(|c| format!("{:#x}", c.iter().fold(0u32, |n, b| n << 8 | u32::from(*b)))).collect();
+    format!("<{}>", cells.join(" "))
+}
+
+/// `<address size>` pairs of the property `prop` (value `v`) of the node
+/// at `path`, in `cells` (see [`DtbEditor::address_size_pairs`]).
+pub fn pairs(path: &str, prop: &str, v: &[u8], cells: Cells) -> Result<Vec<Range>, DtbEditError> {
+    let (a, s) = (cells.address as usize, cells.size as usize);
+    if !(1..=OF_MAX_ADDR_CELLS).contains(&a) || s > OF_MAX_ADDR_CELLS {
+        return Err(bad_value(
+            path,
+            prop,
+            format!("#address-cells {a} / #size-cells {s}: Linux reads 1 to 4 address cells (drivers/of/address.c OF_MAX_ADDR_CELLS)"),
+        ));
+    }
+    let entry = (a + s) * 4;
+    if !v.len().is_multiple_of(entry) {
+        return Err(bad_value(path, prop, format!("{} bytes is not a list of {entry}-byte entries", v.len())));
+    }
+    let number = |b: &[u8]| {
+        read_number(b).ok_or_else(|| bad_value(path, prop, format!("{} does not fit in 64 bits", hex_cells(b))))
+    };
+    let mut out = Vec::with_capacity(v.len() / entry);
+    for e in v.chunks_exact(entry) {
+        let base = number(&e[..a * 4])?;
+        let size = number(&e[a * 4..])?;
+        let r = Range::checked(base, size)
+            .ok_or_else(|| bad_value(path, prop, format!("{base:#x} + {size:#x} wraps the address space")))?;
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// A DTB being edited.
@@ -437,20 +503,35 @@ impl DtbEditor {
         }
     }
 
-    /// `#address-cells`/`#size-cells` of the node at `path`; missing ones
-    /// default to 2 and 1 (devicetree spec §2.3.5).
+    /// `#address-cells`/`#size-cells` that apply to the children of the
+    /// node at `path`, as Linux reads them (drivers/of/base.c
+    /// of_bus_n_addr_cells / of_bus_n_size_cells): the node's own, else
+    /// the nearest ancestor's, else OF_ROOT_NODE_ADDR_CELLS_DEFAULT and
+    /// OF_ROOT_NODE_SIZE_CELLS_DEFAULT, 1 and 1 (drivers/of/of_private.h;
+    /// the flat-tree scan uses the same defaults for the root,
+    /// drivers/of/fdt.c early_init_dt_scan_root, and so does kexec-tools'
+    /// arm64 get_cells_size).
     pub fn cells(&self, path: &str) -> Result<Cells, DtbEditError> {
-        let node = self.node(path)?.ok_or_else(|| DtbEditError::NoNode { path: path.to_string() })?;
-        let read = |name: &str, default: u32| -> Result<u32, DtbEditError> {
-            match node.property(name) {
-                None => Ok(default),
-                Some(p) => match p.value() {
-                    [a, b, c, d] => Ok(u32::from_be_bytes([*a, *b, *c, *d])),
-                    v => Err(bad_value(path, name, format!("{} bytes is not one u32 cell", v.len()))),
-                },
+        let parts = components(path)?;
+        if self.node(path)?.is_none() {
+            return Err(DtbEditError::NoNode { path: path.to_string() });
+        }
+        let read = |name: &str| -> Result<Option<u32>, DtbEditError> {
+            for depth in (0..=parts.len()).rev() {
+                let at = format!("/{}", parts[..depth].join("/"));
+                let Some(node) = self.node(&at)? else { continue };
+                match value_of(node, name) {
+                    None => continue,
+                    Some([a, b, c, d]) => return Ok(Some(u32::from_be_bytes([*a, *b, *c, *d]))),
+                    Some(v) => return Err(bad_value(&at, name, format!("{} bytes is not one u32 cell", v.len()))),
+                }
             }
+            Ok(None)
         };
-        Ok(Cells { address: read("#address-cells", 2)?, size: read("#size-cells", 1)? })
+        Ok(Cells {
+            address: read("#address-cells")?.unwrap_or(ROOT_ADDRESS_CELLS),
+            size: read("#size-cells")?.unwrap_or(ROOT_SIZE_CELLS),
+        })
     }
 
     /// The root node's cells: the encoding of `reg` in its children and
@@ -494,30 +575,40 @@ impl DtbEditor {
     /// Every (address, size) pair of the node's `reg`, in its parent's
     /// #address-cells / #size-cells (devicetree spec §2.3.6).
     pub fn reg_ranges(&self, path: &str) -> Result<Vec<Range>, DtbEditError> {
+        self.address_size_pairs(path, "reg")
+    }
+
+    /// Every (address, size) pair of the property `prop` of the node at
+    /// `path` (`reg`, `linux,usable-memory`), in the cells that apply to
+    /// it ([`DtbEditor::cells`] of its parent). Each number may take up to
+    /// OF_MAX_ADDR_CELLS (4) cells, read as Linux reads them (its low 64
+    /// bits, drivers/of of_read_number) when the cells above are zero; a
+    /// value that is not whole entries, a number past 64 bits or a range
+    /// past 2^64 is an error naming the property. None of the property: no
+    /// pairs.
+    pub fn address_size_pairs(&self, path: &str, prop: &str) -> Result<Vec<Range>, DtbEditError> {
         let parts = components(path)?;
         let Some((_, parent)) = parts.split_last() else {
             return Err(DtbEditError::BadPath { path: path.to_string() });
         };
         let cells = self.cells(&format!("/{}", parent.join("/")))?;
-        let (a, s) = (cells.address as usize * 4, cells.size as usize * 4);
-        if !(4..=8).contains(&a) || s > 8 {
-            return Err(bad_value(path, "reg", format!("#address-cells {} / #size-cells {}", a / 4, s / 4)));
-        }
         let node = self.node(path)?.ok_or_else(|| DtbEditError::NoNode { path: path.to_string() })?;
-        let Some(reg) = node.property("reg") else { return Ok(Vec::new()) };
-        let v = reg.value();
-        if v.len() % (a + s) != 0 {
-            return Err(bad_value(path, "reg", format!("{} bytes is not a list of {}-byte entries", v.len(), a + s)));
-        }
-        let mut out = Vec::new();
-        for e in v.chunks_exact(a + s) {
-            let base = read_cells(&e[..a]).unwrap_or(0);
-            let size = if s == 0 { 0 } else { read_cells(&e[a..]).unwrap_or(0) };
-            let r = Range::checked(base, size)
-                .ok_or_else(|| bad_value(path, "reg", format!("{base:#x} + {size:#x} wraps the address space")))?;
-            out.push(r);
-        }
-        Ok(out)
+        let Some(v) = value_of(node, prop) else { return Ok(Vec::new()) };
+        pairs(path, prop, v, cells)
+    }
+
+    /// For every child of the node at `path` (none if it does not exist),
+    /// its name and the values of the properties `names`, in one walk: a
+    /// node with thousands of children costs as much as reading them (a
+    /// lookup by path per child would cost their square).
+    #[allow(clippy::type_complexity)] // (name, one value per asked name)
+    pub fn children_properties(
+        &self,
+        path: &str,
+        names: &[&str],
+    ) -> Result<Vec<(String, Vec<Option<&[u8]>>)>, DtbEditError> {
+        let Some(node) = self.node(path)? else { return Ok(Vec::new()) };
+        Ok(node.children().map(|c| (c.name().to_string(), names.iter().map(|n| value_of(c, n)).collect())).collect())
     }
 
     /// Serialise with dtoolkit, carry `boot_cpuid_phys` over, and append
@@ -696,7 +787,7 @@ mod tests {
         let mut e = DtbEditor::from_blob(&w.finish().unwrap()).unwrap();
         assert_eq!(e.bootargs().unwrap(), None);
         assert_eq!(e.psci_method().unwrap(), None);
-        assert_eq!(e.root_cells().unwrap(), Cells { address: 2, size: 1 }, "spec §2.3.5 defaults");
+        assert_eq!(e.root_cells().unwrap(), Cells { address: 1, size: 1 }, "Linux's root defaults (of_private.h)");
         e.set_bootargs("console=ttyS0").unwrap();
         let blob = e.to_blob(64).unwrap();
         assert_eq!(reparse(&blob).chosen().bootargs(), Some("console=ttyS0"));
@@ -746,5 +837,27 @@ mod tests {
         assert_eq!(e.memreserve(), vec![Range::new(0x4f00_0000, 0x4f00_1000)]);
         assert_eq!(e.drop_initrd_memreserve(Range::new(0x4f00_0000, 0x4f00_0800), 4096), 1);
         assert!(e.memreserve().is_empty());
+    }
+
+    #[test]
+    fn cells_are_inherited_as_linux_reads_them() {
+        let mut e = DtbEditor::from_blob(&fixture()).unwrap();
+        // /soc has none: its children's reg is in the root's 2/2.
+        e.set_property("/soc/uart@1000", "reg", &[0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x10, 0]).unwrap();
+        assert_eq!(e.cells("/soc").unwrap(), Cells { address: 2, size: 2 });
+        assert_eq!(e.reg_ranges("/soc/uart@1000").unwrap(), [Range::new(0x1000, 0x2000)]);
+        e.set_property("/soc", "#size-cells", &1u32.to_be_bytes()).unwrap();
+        assert_eq!(e.cells("/soc").unwrap(), Cells { address: 2, size: 1 }, "its own size, the root's address");
+        let e = e.reg_ranges("/soc/uart@1000").unwrap_err().to_string();
+        assert!(e.contains("16 bytes is not a list of 12-byte entries"), "{e}");
+    }
+
+    #[test]
+    fn numbers_take_up_to_four_cells_and_must_fit_64_bits() {
+        assert_eq!(read_number(&[]), Some(0));
+        assert_eq!(read_number(&[0, 0, 0, 5]), Some(5));
+        assert_eq!(read_number(&[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2]), Some(0x1_0000_0002));
+        assert_eq!(read_number(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2]), None, "past 64 bits");
+        assert_eq!(read_number(&[0, 0, 1]), None);
     }
 }

@@ -346,6 +346,11 @@ impl KernelFormat for Vmlinux {
     fn machine_hint(&self, head: &[u8]) -> Option<u16> {
         le16(head, 18).filter(|m| matches!(*m, EM_X86_64 | EM_AARCH64 | EM_PPC64))
     }
+    fn file_limit(&self) -> Option<u64> {
+        // A vmlinux carries its symbols and debug sections (the machine
+        // bounds it; the span loaded is capped by parse).
+        None
+    }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let p = parse_headers(&file).map_err(ImageError::Elf)?;
         match p.machine {

@@ -198,10 +198,11 @@ impl fmt::Display for ImageError {
             ),
             Self::UnknownType { name } => write!(
                 f,
-                "--type {name}: no such kernel type (known: {})",
+                "--type {}: no such kernel type (known: {})",
+                crate::escape::text(name),
                 FORMATS.iter().flat_map(|x| x.names().iter().copied()).collect::<Vec<_>>().join(", ")
             ),
-            Self::NotOfType { name } => write!(f, "--type {name}: the file is not of that type"),
+            Self::NotOfType { name } => write!(f, "--type {}: the file is not of that type", crate::escape::text(name)),
             Self::Arm64(e) => write!(f, "{e}"),
             Self::Riscv(e) => write!(f, "{e}"),
             Self::NotAnImage { found } => write!(
@@ -215,7 +216,7 @@ impl fmt::Display for ImageError {
             Self::Pe(e) => write!(f, "{e}"),
             Self::Elf(e) => write!(f, "{e}"),
             Self::Uki(e) => write!(f, "{e}"),
-            Self::UnsupportedType { name, why } => write!(f, "--type {name}: {why}"),
+            Self::UnsupportedType { name, why } => write!(f, "--type {}: {why}", crate::escape::text(name)),
             Self::Payload { format, inner } => write!(f, "{format} payload: {inner}"),
         }
     }
@@ -236,7 +237,20 @@ pub trait KernelFormat: Sync {
     fn machine_hint(&self, head: &[u8]) -> Option<u16>;
     /// Check and unpack the file.
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError>;
+    /// The largest file of this format the loader reads, known from its
+    /// first bytes before the rest is read: a kernel is at most
+    /// [`MAX_KERNEL_IMAGE`]; None for files that carry more than a kernel
+    /// (a UKI's initrd, a vmlinux's debug sections), bounded by the
+    /// machine only.
+    fn file_limit(&self) -> Option<u64> {
+        Some(MAX_KERNEL_IMAGE)
+    }
 }
+
+/// The loader's cap on a kernel image, compressed or not: the one
+/// decompression stops at ([`decompress::MAX_DECOMPRESSED`]), ten times
+/// the largest distribution kernels.
+pub const MAX_KERNEL_IMAGE: u64 = decompress::MAX_DECOMPRESSED;
 
 /// Every format, in probe order: a UKI first (a PE file with a `.linux`
 /// section, which no kernel's own EFI stub has), zboot before Image (both
@@ -282,6 +296,12 @@ const KEXEC_TOOLS_UNSUPPORTED: &[(&str, &str)] = &[
 /// zboot, rkexec's older alias a gzip'd Image) the one that recognises the
 /// file is used.
 pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelImage, ImageError> {
+    select(&file, kernel_type)?.parse(file, host)
+}
+
+/// The format of a file from its first bytes (every probe looks at the
+/// head only), or the one `-t` names if it recognises them.
+pub fn select(head: &[u8], kernel_type: Option<&str>) -> Result<&'static dyn KernelFormat, ImageError> {
     if let Some(name) = kernel_type {
         let named: Vec<&&dyn KernelFormat> =
             FORMATS.iter().filter(|f| f.names().iter().any(|n| n.eq_ignore_ascii_case(name))).collect();
@@ -291,14 +311,14 @@ pub fn load(file: Blob, kernel_type: Option<&str>, host: Host) -> Result<KernelI
             }
             return Err(ImageError::UnknownType { name: name.to_string() });
         }
-        return match named.iter().find(|f| f.probe(&file)) {
-            Some(format) => format.parse(file, host),
+        return match named.iter().find(|f| f.probe(head)) {
+            Some(format) => Ok(**format),
             None => Err(ImageError::NotOfType { name: name.to_string() }),
         };
     }
-    match FORMATS.iter().find(|f| f.probe(&file)) {
-        Some(format) => format.parse(file, host),
-        None => Err(ImageError::Unknown { magic: crate::fields::magic_hex(&file) }),
+    match FORMATS.iter().find(|f| f.probe(head)) {
+        Some(format) => Ok(*format),
+        None => Err(ImageError::Unknown { magic: crate::fields::magic_hex(head) }),
     }
 }
 

@@ -115,11 +115,13 @@ impl fmt::Display for PeError {
             }
             Self::SectionTruncated { name, offset, size, file } => write!(
                 f,
-                "{pe}: section {name} (PointerToRawData {offset:#x} + SizeOfRawData {size:#x}) runs past the end of the {file}-byte file (truncated?)"
+                "{pe}: section {} (PointerToRawData {offset:#x} + SizeOfRawData {size:#x}) runs past the end of the {file}-byte file (truncated?)",
+                crate::escape::text(name)
             ),
             Self::SectionShort { name, virtual_size, raw_size } => write!(
                 f,
-                "{pe}: section {name} has VirtualSize {virtual_size:#x} but only {raw_size:#x} bytes in the file"
+                "{pe}: section {} has VirtualSize {virtual_size:#x} but only {raw_size:#x} bytes in the file",
+                crate::escape::text(name)
             ),
         }
     }
@@ -173,6 +175,25 @@ impl Pe {
     /// Read the headers and the section table; every section's raw data is
     /// checked to lie inside the file.
     pub fn parse(file: &[u8]) -> Result<Pe, PeError> {
+        let pe = Pe::section_table(file)?;
+        for s in &pe.sections {
+            let data_end = u64::from(s.raw_offset) + u64::from(s.raw_size);
+            if data_end > file.len() as u64 {
+                return Err(PeError::SectionTruncated {
+                    name: s.name.clone(),
+                    offset: s.raw_offset,
+                    size: s.raw_size,
+                    file: file.len(),
+                });
+            }
+        }
+        Ok(pe)
+    }
+
+    /// Read the headers and the section table only (which must lie inside
+    /// `file`), without looking at the sections' data: what a format
+    /// probe on a file's first bytes can see.
+    pub fn section_table(file: &[u8]) -> Result<Pe, PeError> {
         let at = pe_offset(file)?;
         let coff = at + PE_SIGNATURE.len();
         let field16 = |o: usize| le16(file, coff + o);
@@ -200,15 +221,6 @@ impl Pe {
                 raw_size: word(16),
                 raw_offset: word(20),
             };
-            let data_end = u64::from(s.raw_offset) + u64::from(s.raw_size);
-            if data_end > file.len() as u64 {
-                return Err(PeError::SectionTruncated {
-                    name: s.name,
-                    offset: s.raw_offset,
-                    size: s.raw_size,
-                    file: file.len(),
-                });
-            }
             sections.push(s);
         }
         Ok(Pe { machine, sections })

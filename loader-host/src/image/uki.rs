@@ -37,6 +37,11 @@ pub enum UkiError {
     },
     /// `.cmdline` is not UTF-8 text.
     CmdlineNotText,
+    /// `.cmdline` holds a NUL byte inside its text.
+    CmdlineNul {
+        /// Its offset in the trimmed text.
+        at: usize,
+    },
 }
 
 impl fmt::Display for UkiError {
@@ -53,6 +58,10 @@ impl fmt::Display for UkiError {
                 )
             }
             Self::CmdlineNotText => write!(f, "{spec}: .cmdline is not UTF-8 text"),
+            Self::CmdlineNul { at } => write!(
+                f,
+                "{spec}: .cmdline holds a NUL byte at offset {at} of its text: a kernel command line is one NUL-terminated string"
+            ),
         }
     }
 }
@@ -89,11 +98,18 @@ impl KernelFormat for Uki {
         "UKI (PE with a .linux section)"
     }
     fn probe(&self, file: &[u8]) -> bool {
-        Pe::parse(file).is_ok_and(|pe| pe.section(".linux").is_some())
-            || pe::is_pe(file) && file.windows(8).take(64 * 1024).any(|w| w == b".linux\0\0")
+        // The section table itself, not a search for the bytes ".linux":
+        // an EFI-stub kernel Image may hold them anywhere in its code or
+        // data. The table is in the first bytes (a probe of a file's head
+        // sees it); its sections' data need not be.
+        Pe::section_table(file).is_ok_and(|pe| pe.section(".linux").is_some())
     }
     fn machine_hint(&self, head: &[u8]) -> Option<u16> {
-        pe::elf_machine(Pe::parse(head).ok()?.machine)
+        pe::elf_machine(Pe::section_table(head).ok()?.machine)
+    }
+    fn file_limit(&self) -> Option<u64> {
+        // A container: the initrd sections too (the machine bounds it).
+        None
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let pe = Pe::parse(&file).map_err(ImageError::Pe)?;
@@ -143,6 +159,9 @@ impl KernelFormat for Uki {
             Ok(s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
         };
         let cmdline = get(".cmdline")?.map(text).transpose()?;
+        if let Some(at) = cmdline.as_deref().and_then(|c| c.find('\0')) {
+            return Err(ImageError::Uki(UkiError::CmdlineNul { at }));
+        }
         let uname = get(".uname")?.and_then(|b| text(b).ok());
         let dtb = get(".dtb")?;
         let mut notes = Vec::new();
@@ -276,5 +295,27 @@ mod tests {
         f.truncate(f.len() - 1000);
         let err = parse(f).unwrap_err();
         assert!(err.to_string().contains("section .initrd") && err.to_string().contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn the_probe_reads_the_section_table_not_the_bytes() {
+        // An EFI-stub kernel Image is a PE file too; ".linux\0\0" in its code
+        // does not make it a UKI.
+        let mut stub = arm64_kernel();
+        crate::image::pe_stub::tests::add_stub(&mut stub, *b"MZ\0\x91", MACHINE_ARM64);
+        stub[0x800..0x808].copy_from_slice(b".linux\0\0");
+        assert!(!Uki.probe(&stub));
+        assert_eq!(parse(stub).unwrap().format, "Image");
+        // A UKI is one from its first 4 KiB, though its sections lie beyond.
+        let f = pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel()), (".initrd", &[1u8; 9000])]);
+        assert!(Uki.probe(&f[..4096]));
+        assert_eq!(Uki.machine_hint(&f[..4096]), Some(kexec_purgatory::elf::EM_AARCH64));
+        // A NUL inside .cmdline is the UKI's fault, and said so.
+        let f = pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel()), (".cmdline", b"root=/dev/vda\0quiet\n")]);
+        let err = parse(f).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unified kernel image (UAPI.5): .cmdline holds a NUL byte at offset 13 of its text: a kernel command line is one NUL-terminated string"
+        );
     }
 }

@@ -48,9 +48,13 @@ pub enum ConsoleError {
 impl fmt::Display for ConsoleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConsoleError::Missing { tty, file, err } => write!(f, "--serial {tty}: cannot read {file}: {err}"),
-            ConsoleError::Parse { file, value } => write!(f, "{file}: '{value}' is not a number"),
-            ConsoleError::Unsupported { tty, why } => write!(f, "--serial {tty}: {why}"),
+            ConsoleError::Missing { tty, file, err } => {
+                write!(f, "--serial {}: cannot read {file}: {err}", crate::escape::text(tty))
+            }
+            ConsoleError::Parse { file, value } => {
+                write!(f, "{file}: '{}' is not a number", crate::escape::text(value))
+            }
+            ConsoleError::Unsupported { tty, why } => write!(f, "--serial {}: {why}", crate::escape::text(tty)),
         }
     }
 }
@@ -61,7 +65,7 @@ fn read_attr(sys_root: &Path, tty: &str, attr: &str) -> Result<u64, ConsoleError
     let file = sys_root.join("class/tty").join(tty).join(attr);
     let text = super::read_text(&file).map_err(|e| ConsoleError::Missing {
         tty: tty.into(),
-        file: file.display().to_string(),
+        file: crate::escape::path(&file).to_string(),
         err: e.why,
     })?;
     let t = text.trim();
@@ -69,7 +73,7 @@ fn read_attr(sys_root: &Path, tty: &str, attr: &str) -> Result<u64, ConsoleError
         Some(hex) => u64::from_str_radix(hex, 16),
         None => t.parse(),
     };
-    parsed.map_err(|_| ConsoleError::Parse { file: file.display().to_string(), value: t.into() })
+    parsed.map_err(|_| ConsoleError::Parse { file: crate::escape::path(&file).to_string(), value: t.into() })
 }
 
 /// The console descriptor for `--serial SPEC` when loading an `arch`

@@ -41,7 +41,7 @@ impl fmt::Display for CrashNotesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Read(e) => write!(f, "{e}"),
-            Self::Parse { path, value } => write!(f, "{path}: cannot parse '{value}'"),
+            Self::Parse { path, value } => write!(f, "{path}: cannot parse '{}'", crate::escape::text(value)),
             Self::NoCpuNotes(dir) => {
                 write!(f, "{dir}: no cpuN/crash_notes files (kernel without CONFIG_CRASH_DUMP?)")
             }
@@ -62,11 +62,11 @@ fn required(path: &Path) -> Result<String, CrashNotesError> {
 
 fn parse_hex(path: &Path, s: &str) -> Result<u64, CrashNotesError> {
     u64::from_str_radix(s.trim_start_matches("0x"), 16)
-        .map_err(|_| CrashNotesError::Parse { path: path.display().to_string(), value: s.into() })
+        .map_err(|_| CrashNotesError::Parse { path: crate::escape::path(path).to_string(), value: s.into() })
 }
 
 fn parse_dec(path: &Path, s: &str) -> Result<u64, CrashNotesError> {
-    s.parse().map_err(|_| CrashNotesError::Parse { path: path.display().to_string(), value: s.into() })
+    s.parse().map_err(|_| CrashNotesError::Parse { path: crate::escape::path(path).to_string(), value: s.into() })
 }
 
 /// Per-CPU crash note regions: cpuN/crash_notes (hex address) and
@@ -89,7 +89,7 @@ pub fn read_cpu_notes(sys_root: &Path) -> Result<Vec<NoteRegion>, CrashNotesErro
         cpus.push((n, NoteRegion { addr, size }));
     }
     if cpus.is_empty() {
-        return Err(CrashNotesError::NoCpuNotes(dir.display().to_string()));
+        return Err(CrashNotesError::NoCpuNotes(crate::escape::path(&dir).to_string()));
     }
     cpus.sort_by_key(|c| c.0);
     Ok(cpus.into_iter().map(|c| c.1).collect())
@@ -101,7 +101,7 @@ pub fn read_vmcoreinfo(sys_root: &Path) -> Result<NoteRegion, CrashNotesError> {
     let text = required(&path)?;
     let mut it = text.split_whitespace();
     let (Some(a), Some(s)) = (it.next(), it.next()) else {
-        return Err(CrashNotesError::Parse { path: path.display().to_string(), value: text });
+        return Err(CrashNotesError::Parse { path: crate::escape::path(&path).to_string(), value: text });
     };
     Ok(NoteRegion { addr: parse_hex(&path, a)?, size: parse_hex(&path, s)? })
 }
@@ -121,12 +121,13 @@ pub fn hotplug_elfcorehdr_size(sys_root: &Path) -> Result<u64, CrashNotesError> 
     const EHDR_SIZE: u64 = 64;
     let path = sys_root.join("kernel/crash_elfcorehdr_size");
     if !path.exists() {
-        return Err(CrashNotesError::NoCrashHotplug(path.display().to_string()));
+        return Err(CrashNotesError::NoCrashHotplug(crate::escape::path(&path).to_string()));
     }
     let phdrs = parse_dec(&path, &required(&path)?)?;
-    phdrs
-        .checked_add(EHDR_SIZE)
-        .ok_or_else(|| CrashNotesError::Parse { path: path.display().to_string(), value: phdrs.to_string() })
+    phdrs.checked_add(EHDR_SIZE).ok_or_else(|| CrashNotesError::Parse {
+        path: crate::escape::path(&path).to_string(),
+        value: phdrs.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::iomem::Iomem;
-use crate::range::Range;
+use crate::range::{FreeMap, Range};
 
 /// zero-page.rst: screen_info occupies the first 0x40 bytes.
 pub const SCREEN_INFO_LEN: usize = 0x40;
@@ -103,11 +103,16 @@ pub enum FirmwareError {
 impl fmt::Display for FirmwareError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Read { path, why } => write!(f, "{}: {why}", path.display()),
+            Self::Read { path, why } => write!(f, "{}: {why}", crate::escape::path(path)),
             Self::Parse { path, value } => {
-                write!(f, "{}: '{value}' is not what drivers/firmware/memmap.c writes", path.display())
+                write!(
+                    f,
+                    "{}: '{}' is not what drivers/firmware/memmap.c writes",
+                    crate::escape::path(path),
+                    crate::escape::text(value)
+                )
             }
-            Self::Inverted { dir } => write!(f, "{}: end is below start", dir.display()),
+            Self::Inverted { dir } => write!(f, "{}: end is below start", crate::escape::path(dir)),
             Self::NoMemoryMap => {
                 write!(f, "no e820 memory map: /sys/firmware/memmap is empty and /proc/iomem has no e820 entries")
             }
@@ -185,6 +190,21 @@ pub fn read_e820(sys_root: &Path, iomem: &Iomem) -> Result<(Vec<E820Entry>, &'st
         return Err(FirmwareError::NoMemoryMap);
     }
     Ok((io, "/proc/iomem"))
+}
+
+/// Keep `free` inside the RAM entries (E820_RAM) of `e820`, the map the
+/// new kernel gets, noting what /proc/iomem offered that the map does not
+/// call RAM.
+pub fn within_e820_ram(free: &mut FreeMap, e820: &[E820Entry], source: &str, notes: &mut Vec<String>) {
+    let ram = FreeMap::new(e820.iter().filter(|e| e.kind == E820_RAM).map(E820Entry::range).collect());
+    let mut dropped = free.clone();
+    free.intersect(&ram);
+    dropped.remove_all(ram.ranges().iter().copied());
+    for r in dropped.ranges() {
+        notes.push(format!(
+            "not using {r}: System RAM in /proc/iomem, but not RAM in the e820 map the new kernel gets ({source})"
+        ));
+    }
 }
 
 /// What the running kernel was handed, from /sys/kernel/boot_params/data
@@ -325,5 +345,19 @@ mod tests {
         assert_eq!(r.acpi_rsdp_addr, 0xe_0000);
         assert_eq!(r.screen_info.map(|s| s[0]), Some(9));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn placement_stays_inside_the_e820_ram_handed_over() {
+        let e820 = [
+            E820Entry { addr: 0x1000, size: 0x9_f000, kind: E820_RAM },
+            E820Entry { addr: 0x10_0000, size: 0x7ff0_0000, kind: E820_RAM },
+            E820Entry { addr: 0x1_0000_0000, size: 0x8000_0000, kind: E820_RESERVED },
+        ];
+        let mut free = FreeMap::new(vec![Range::new(0x10_0000, 0x8000_0000), Range::new(0x1_0000_0000, 0x1_8000_0000)]);
+        let mut notes = Vec::new();
+        within_e820_ram(&mut free, &e820, "/sys/firmware/memmap", &mut notes);
+        assert_eq!(free.ranges(), &[Range::new(0x10_0000, 0x8000_0000)]);
+        assert_eq!(notes, ["not using 0x100000000-0x17fffffff: System RAM in /proc/iomem, but not RAM in the e820 map the new kernel gets (/sys/firmware/memmap)"]);
     }
 }

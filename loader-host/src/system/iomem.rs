@@ -318,16 +318,36 @@ impl Iomem {
             }
         }
         let mut free = FreeMap::new(regions);
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.name == name || KEEP_CHILDREN.contains(&e.name.as_str()) {
-                continue;
-            }
-            if below[i] || !above[i] {
-                free.remove(e.range);
-            }
-        }
-        free.remove(Range::new(0, PAGE));
+        let cuts = self.entries.iter().enumerate().filter_map(|(i, e)| {
+            let kept = e.name == name || KEEP_CHILDREN.contains(&e.name.as_str());
+            (!kept && (below[i] || !above[i])).then_some(e.range)
+        });
+        // One sweep for all of them: linear after a sort, however many
+        // lines the file has.
+        free.remove_all(cuts.chain([Range::new(0, PAGE)]));
         free
+    }
+
+    /// The first "Crash kernel" entry that does not lie inside System RAM,
+    /// if any. crashkernel= reserves RAM (kernel/crash_reserve.c,
+    /// reserve_crashkernel_generic allocates it from memblock memory) and
+    /// the architectures insert the resource into System RAM; one outside
+    /// it is a broken or forged map, and a capture kernel placed there
+    /// would be placed in memory that is not RAM.
+    pub fn crash_kernel_outside_ram(&self) -> Option<&IomemEntry> {
+        let ram = FreeMap::new(self.system_ram());
+        self.entries.iter().filter(|e| e.name == CRASH_KERNEL).find(|e| !ram.covers(&e.range))
+    }
+
+    /// Whether `name` names memory rather than a device: System RAM (boot
+    /// or driver-managed), the crash reservation, memblock reservations
+    /// ("reserved", x86's "Reserved") and the running kernel's image.
+    pub fn is_memory_name(name: &str) -> bool {
+        name == SYSTEM_RAM
+            || name == CRASH_KERNEL
+            || name.eq_ignore_ascii_case("reserved")
+            || KEEP_CHILDREN.contains(&name)
+            || name.starts_with("System RAM (") && name.ends_with(')')
     }
 
     /// Where a crash kernel's (KEXEC_ON_CRASH) segments may go: the
@@ -532,5 +552,36 @@ fffc0000-ffffffff : Reserved
         let m = Iomem::parse(text).unwrap();
         assert_eq!(m.crash_kernel().len(), 2);
         assert_eq!(m.crash_usable().ranges(), &[r(0x1_8000_0000, 0x1_bfff_ffff)]);
+    }
+
+    #[test]
+    fn a_crash_range_outside_system_ram_is_found() {
+        let inside = Iomem::parse("40000000-bfffffff : System RAM\n  a0000000-afffffff : Crash kernel\n").unwrap();
+        assert_eq!(inside.crash_kernel_outside_ram(), None);
+        let across =
+            "40000000-7fffffff : System RAM\n80000000-bfffffff : System RAM\n78000000-87ffffff : Crash kernel\n";
+        assert_eq!(Iomem::parse(across).unwrap().crash_kernel_outside_ram(), None, "adjacent RAM entries hold it");
+        let outside = Iomem::parse("40000000-bfffffff : System RAM\nc0000000-cfffffff : Crash kernel\n").unwrap();
+        assert_eq!(outside.crash_kernel_outside_ram().map(|e| e.line), Some(2));
+        for name in ["System RAM", "reserved", "Reserved", "Crash kernel", "Kernel code", "System RAM (kmem)"] {
+            assert!(Iomem::is_memory_name(name), "{name}");
+        }
+        for name in ["pl011@9000000", "GICD", "PCI Bus 0000:00", "System ROM"] {
+            assert!(!Iomem::is_memory_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_lines_are_parsed_and_cut_in_linear_time() {
+        let mut text = String::from("40000000-83fffffff : System RAM\n");
+        for i in 0..100_000u64 {
+            let at = 0x1_0000_0000 + i * 0x2_0000;
+            text.push_str(&format!("  {:x}-{:x} : reserved\n", at, at + 0xfff));
+        }
+        let start = std::time::Instant::now();
+        let m = Iomem::parse(&text).unwrap();
+        let free = m.usable_ram();
+        assert_eq!(free.ranges().len(), 100_001);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
     }
 }

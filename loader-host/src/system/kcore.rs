@@ -6,12 +6,15 @@
 use std::io::Read;
 use std::path::Path;
 
+use super::ReadError;
 use crate::fields::{le16, le32, le64};
 
-/// `vaddr - paddr` of the largest PT_LOAD that covers `phys`, or None when
-/// /proc/kcore is unreadable or has no such entry.
-pub fn linear_offset(kcore: &Path, phys: u64) -> Option<u64> {
-    offset_from_headers(&read_head(kcore)?, phys)
+/// `vaddr - paddr` of the largest PT_LOAD that covers `phys`; None when
+/// /proc/kcore cannot be opened (absent, or refused: lockdown denies it)
+/// or has no such entry. A /proc/kcore that is not a regular file (a FIFO,
+/// a link to a device) is an error naming it.
+pub fn linear_offset(kcore: &Path, phys: u64) -> Result<Option<u64>, ReadError> {
+    Ok(read_head(kcore)?.and_then(|head| offset_from_headers(&head, phys)))
 }
 
 /// The program headers of an ELF64 little-endian file's first bytes, as
@@ -44,25 +47,33 @@ fn program_headers(head: &[u8]) -> Option<Vec<(u32, u64, u64, u64)>> {
 
 /// x86_64: the kernel text PT_LOAD of /proc/kcore (KCORE_TEXT: vaddr in
 /// the __START_KERNEL_map region, p_paddr its physical address) as
-/// (vaddr, paddr, size).
-pub fn kernel_text(kcore: &Path) -> Option<(u64, u64, u64)> {
-    let head = read_head(kcore)?;
-    text_from_headers(&head)
+/// (vaddr, paddr, size); errors and absence as [`linear_offset`].
+pub fn kernel_text(kcore: &Path) -> Result<Option<(u64, u64, u64)>, ReadError> {
+    Ok(read_head(kcore)?.and_then(|head| text_from_headers(&head)))
 }
 
-fn read_head(kcore: &Path) -> Option<Vec<u8>> {
-    let mut f = std::fs::File::open(kcore).ok()?;
-    let mut head = vec![0u8; 64 * 1024];
-    let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return None,
-        }
-    }
-    head.truncate(n);
-    Some(head)
+/// The first 64 KiB of /proc/kcore (its ELF and program headers; the file
+/// is as large as the address space, so only this much is read), opened
+/// without blocking and checked to be a regular file. None when it cannot
+/// be opened at all.
+fn read_head(kcore: &Path) -> Result<Option<Vec<u8>>, ReadError> {
+    const HEAD: u64 = 64 * 1024;
+    let f = match super::open_regular(kcore) {
+        Ok(f) => f,
+        // Absent, or not permitted (lockdown=confidentiality, no
+        // CAP_SYS_RAWIO): p_vaddr and the text entry are left out.
+        Err(e) if is_special(kcore) => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    let mut head = Vec::new();
+    f.take(HEAD).read_to_end(&mut head).map_err(|e| ReadError { path: kcore.to_path_buf(), why: e.to_string() })?;
+    Ok(Some(head))
+}
+
+/// Whether `path` names something other than a regular file (a FIFO, a
+/// device), without opening it.
+fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file())
 }
 
 /// x86_64 __START_KERNEL_map (Documentation/arch/x86/x86_64/mm.rst).

@@ -84,20 +84,19 @@ pub enum HotplugError {
 impl fmt::Display for HotplugError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Read { path, why } => write!(f, "{}: cannot read: {why}", path.display()),
-            Self::Invalid { path, why } => write!(f, "{}: {why}", path.display()),
+            Self::Read { path, why } => write!(f, "{}: cannot read: {why}", crate::escape::path(path)),
+            Self::Invalid { path, why } => write!(f, "{}: {why}", crate::escape::path(path)),
         }
     }
 }
 
 impl std::error::Error for HotplugError {}
 
+/// A block attribute, bounded and opened without blocking
+/// (`system::read_attr`): a FIFO or a link to /dev/zero in its place is
+/// refused, not waited on or read without end.
 fn read_attr(path: &Path) -> Result<Option<String>, HotplugError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s.trim().to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(HotplugError::Read { path: path.to_path_buf(), why: e.to_string() }),
-    }
+    super::read_attr(path).map_err(|e| HotplugError::Read { path: e.path, why: e.why })
 }
 
 fn required(path: &Path) -> Result<String, HotplugError> {

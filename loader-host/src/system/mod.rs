@@ -45,7 +45,7 @@ pub struct ReadError {
 
 impl fmt::Display for ReadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.why)
+        write!(f, "{}: {}", crate::escape::path(&self.path), self.why)
     }
 }
 
@@ -78,14 +78,66 @@ impl fmt::Display for MemoryMapError {
 impl std::error::Error for MemoryMapError {}
 
 /// The most any /proc or /sys text file is read for (a real /proc/iomem is
-/// a few KiB; a hostile or broken one must not exhaust memory).
+/// a few KiB, 100 000 lines are 5 MiB; a hostile or broken one must not
+/// exhaust memory).
 pub const TEXT_LIMIT: u64 = 16 << 20;
 
+/// The most a sysfs attribute or a one-line procfs file (/proc/cmdline) is
+/// read for: sysfs formats an attribute into one page
+/// (fs/sysfs/file.c sysfs_kf_seq_show, PAGE_SIZE, at most 64 KiB on the
+/// architectures rkexec loads for); /proc/cmdline is saved_command_line
+/// (COMMAND_LINE_SIZE, plus a bootconfig's at most 32 KiB).
+pub const ATTR_LIMIT: u64 = 64 << 10;
+
+/// What a file is when it is not a regular one, for messages.
+pub fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
+/// Open a /proc, /sys or firmware file without waiting: O_NONBLOCK (a FIFO
+/// is not waited on for a writer; regular files ignore it), O_NOCTTY, and
+/// on the opened descriptor (no window for the path to be swapped) the
+/// check that it is a regular file, as every procfs and sysfs file is
+/// (S_IFREG; /sys/firmware/fdt is a binary attribute). A FIFO, a device (a
+/// link to /dev/zero), a socket or a directory is refused before a byte is
+/// read.
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ReadError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |why: String| ReadError { path: path.to_path_buf(), why };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| err(e.to_string()))?;
+    let ft = f.metadata().map_err(|e| err(e.to_string()))?.file_type();
+    if !ft.is_file() {
+        return Err(err(format!(
+            "is a {}, not a regular file (the kernel's /proc and /sys files are regular files)",
+            file_kind(ft)
+        )));
+    }
+    Ok(f)
+}
+
 /// Read at most `limit` bytes of `path` (proc and sysfs files report size
-/// 0, so the bound is on the read), naming the file in errors.
+/// 0, so the bound is on the read), naming the file in errors. Opened by
+/// [`open_regular`]: never blocks, never reads a device.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let err = |why: String| ReadError { path: path.to_path_buf(), why };
-    let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let f = open_regular(path)?;
     let mut out = Vec::new();
     f.take(limit.saturating_add(1)).read_to_end(&mut out).map_err(|e| err(e.to_string()))?;
     if out.len() as u64 > limit {
@@ -96,15 +148,21 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
 
 /// A bounded text file.
 pub fn read_text(path: &Path) -> Result<String, ReadError> {
-    let bytes = read_bounded(path, TEXT_LIMIT)?;
+    read_text_within(path, TEXT_LIMIT)
+}
+
+/// A text file of at most `limit` bytes.
+pub fn read_text_within(path: &Path, limit: u64) -> Result<String, ReadError> {
+    let bytes = read_bounded(path, limit)?;
     String::from_utf8(bytes).map_err(|_| ReadError { path: path.to_path_buf(), why: "not UTF-8 text".into() })
 }
 
-/// A small sysfs attribute, trimmed; None when the file does not exist.
+/// A small sysfs attribute (at most [`ATTR_LIMIT`] bytes), trimmed; None
+/// when the file does not exist.
 pub fn read_attr(path: &Path) -> Result<Option<String>, ReadError> {
-    match read_text(path) {
+    match read_text_within(path, ATTR_LIMIT) {
         Ok(s) => Ok(Some(s.trim().to_string())),
-        Err(_) if !path.exists() => Ok(None),
+        Err(_) if std::fs::symlink_metadata(path).is_err() => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -164,8 +222,20 @@ impl SystemSources {
     }
 
     /// The running kernel's command line, without the trailing newline.
+    /// A NUL inside it is refused, naming the file: the kernel prints
+    /// saved_command_line, one C string, and a line with a NUL cannot be
+    /// handed on (it would be cut there, or blamed on the boot data).
     pub fn cmdline(&self) -> Result<String, ReadError> {
-        Ok(read_text(&self.proc_root.join("cmdline"))?.trim_end_matches(['\n', '\0']).to_string())
+        let path = self.proc_root.join("cmdline");
+        let text = read_text_within(&path, ATTR_LIMIT)?;
+        let line = text.trim_end_matches(['\n', '\0']);
+        if let Some(at) = line.find('\0') {
+            return Err(ReadError {
+                path,
+                why: format!("holds a NUL byte at offset {at}: a kernel command line is one NUL-terminated string"),
+            });
+        }
+        Ok(line.to_string())
     }
 
     /// The DTB the running kernel booted with.
@@ -187,13 +257,14 @@ impl SystemSources {
     /// /sys/kernel/kexec_loaded (or kexec_crash_loaded): "1" when loaded.
     pub fn kexec_loaded(&self, crash: bool) -> Result<bool, ReadError> {
         let file = if crash { "kernel/kexec_crash_loaded" } else { "kernel/kexec_loaded" };
-        Ok(read_text(&self.sys_root.join(file))?.trim() == "1")
+        Ok(read_text_within(&self.sys_root.join(file), ATTR_LIMIT)?.trim() == "1")
     }
 
     /// /sys/kernel/security/lockdown shows `[none] integrity
     /// confidentiality` with the active mode in brackets.
     pub fn lockdown_active(&self) -> bool {
-        read_text(&self.sys_root.join("kernel/security/lockdown")).is_ok_and(|s| !s.contains("[none]"))
+        read_text_within(&self.sys_root.join("kernel/security/lockdown"), ATTR_LIMIT)
+            .is_ok_and(|s| !s.contains("[none]"))
     }
 }
 

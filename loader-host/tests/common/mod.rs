@@ -24,3 +24,126 @@ pub fn bzimage(payload: usize) -> Vec<u8> {
     }
     f
 }
+
+/// A device tree like QEMU virt arm64's, as far as the loader reads one:
+/// root cells, memory nodes, /reserved-memory, /memreserve/, PSCI, a
+/// PL011 named by stdout-path, bootargs; each part can be changed to make
+/// a hostile one.
+#[allow(dead_code)] // each test binary uses what it needs
+#[derive(Clone, Debug)]
+pub struct Dtb {
+    /// The root's `#address-cells` (None: no property).
+    pub address_cells: Option<u32>,
+    /// The root's `#size-cells` (None: no property).
+    pub size_cells: Option<u32>,
+    /// One `memory@…` node per (address, size), in root cells; None: no
+    /// memory node at all.
+    pub memory: Option<Vec<(u64, u64)>>,
+    /// /chosen/linux,uefi-mmap-start (a UEFI memory map describes RAM).
+    pub uefi: bool,
+    /// /reserved-memory children: (name, address, size, "no-map" /
+    /// "reusable" / "").
+    pub reserved_memory: Vec<(&'static str, u64, u64, &'static str)>,
+    /// /memreserve/ entries (address, size).
+    pub memreserve: Vec<(u64, u64)>,
+    /// A PL011 named by /chosen/stdout-path.
+    pub console: bool,
+    /// Its base.
+    pub console_base: u64,
+    /// /chosen/bootargs.
+    pub bootargs: String,
+}
+
+#[allow(dead_code)]
+impl Dtb {
+    /// QEMU virt with 2 GiB at 0x40000000, 2/2 cells.
+    pub fn virt() -> Dtb {
+        Dtb {
+            address_cells: Some(2),
+            size_cells: Some(2),
+            memory: Some(vec![(0x4000_0000, 0x8000_0000)]),
+            uefi: false,
+            reserved_memory: Vec::new(),
+            memreserve: Vec::new(),
+            console: true,
+            console_base: 0x900_0000,
+            bootargs: "console=ttyAMA0 root=/dev/vda".into(),
+        }
+    }
+
+    /// `v` in `cells` big-endian 32-bit cells (the low ones).
+    fn cells(v: u64, cells: u32, out: &mut Vec<u32>) {
+        for i in (0..cells).rev() {
+            out.push(if i >= 2 { 0 } else { (v >> (32 * i)) as u32 });
+        }
+    }
+
+    fn reg(&self, pairs: &[(u64, u64)]) -> Vec<u32> {
+        let mut v = Vec::new();
+        for (a, s) in pairs {
+            Dtb::cells(*a, self.address_cells.unwrap_or(1), &mut v);
+            Dtb::cells(*s, self.size_cells.unwrap_or(1), &mut v);
+        }
+        v
+    }
+
+    /// The blob.
+    pub fn build(&self) -> Vec<u8> {
+        let rsv: Vec<_> = self.memreserve.iter().map(|&(a, s)| vm_fdt::FdtReserveEntry::new(a, s).unwrap()).collect();
+        let mut w = vm_fdt::FdtWriter::new_with_mem_reserv(&rsv).unwrap();
+        let root = w.begin_node("").unwrap();
+        if let Some(a) = self.address_cells {
+            w.property_u32("#address-cells", a).unwrap();
+        }
+        if let Some(s) = self.size_cells {
+            w.property_u32("#size-cells", s).unwrap();
+        }
+        w.property_string("compatible", "linux,dummy-virt").unwrap();
+        for (a, s) in self.memory.iter().flatten() {
+            let m = w.begin_node(&format!("memory@{a:x}")).unwrap();
+            w.property_string("device_type", "memory").unwrap();
+            w.property_array_u32("reg", &self.reg(&[(*a, *s)])).unwrap();
+            w.end_node(m).unwrap();
+        }
+        if !self.reserved_memory.is_empty() {
+            let r = w.begin_node("reserved-memory").unwrap();
+            if let Some(a) = self.address_cells {
+                w.property_u32("#address-cells", a).unwrap();
+            }
+            if let Some(s) = self.size_cells {
+                w.property_u32("#size-cells", s).unwrap();
+            }
+            w.property_null("ranges").unwrap();
+            for (name, a, s, flag) in &self.reserved_memory {
+                let n = w.begin_node(&format!("{name}@{a:x}")).unwrap();
+                w.property_array_u32("reg", &self.reg(&[(*a, *s)])).unwrap();
+                if !flag.is_empty() {
+                    w.property_null(flag).unwrap();
+                }
+                w.end_node(n).unwrap();
+            }
+            w.end_node(r).unwrap();
+        }
+        let psci = w.begin_node("psci").unwrap();
+        w.property_string("method", "hvc").unwrap();
+        w.end_node(psci).unwrap();
+        if self.console {
+            let uart = w.begin_node(&format!("pl011@{:x}", self.console_base)).unwrap();
+            w.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()]).unwrap();
+            w.property_array_u32("reg", &self.reg(&[(self.console_base, 0x1000)])).unwrap();
+            w.end_node(uart).unwrap();
+        }
+        let chosen = w.begin_node("chosen").unwrap();
+        if self.console {
+            w.property_string("stdout-path", &format!("/pl011@{:x}", self.console_base)).unwrap();
+        }
+        w.property_string("bootargs", &self.bootargs).unwrap();
+        if self.uefi {
+            w.property_u64("linux,uefi-mmap-start", 0x7e00_0000).unwrap();
+            w.property_u32("linux,uefi-mmap-size", 0x1000).unwrap();
+        }
+        w.end_node(chosen).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+}

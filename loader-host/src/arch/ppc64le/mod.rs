@@ -296,7 +296,8 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
             (dir, Blob::new(tree.to_dtb()))
         }
     };
-    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err };
+    let edited = !req.dtb_set.is_empty() || !req.dtb_delete.is_empty();
+    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err, edited: false };
     let facts = handover::facts(&dtb_in).map_err(dtb_err)?;
     let src = DtbEditor::from_blob(&dtb_in).map_err(dtb_err)?;
 
@@ -308,6 +309,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
         || sys.cmdline().map_err(LoadError::System),
         || Ok(handover::bootargs(&dtb_in)),
         crash.is_some(),
+        &mut notes,
     )?;
     let mut final_cmdline = bootargs.clone().or_else(|| handover::bootargs(&dtb_in)).unwrap_or_default();
     let mut rng_seed = [0u8; 64];
@@ -317,6 +319,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
 
     // Memory: below the first block's end, aligned to this kernel's pages.
     let top = rma_top(&src).map_err(dtb_err)?.ok_or_else(|| LoadError::Dtb {
+        edited: false,
         path: dtb_path.clone(),
         err: crate::dtb::edit::DtbEditError::NoNode { path: "/memory@…".into() },
     })?;
@@ -433,7 +436,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
         elfcorehdr: capture.as_ref().map(|(_, _, core)| *core),
         ..Default::default()
     };
-    let mut dtb = handover::apply(&dtb_in, &edits).map_err(dtb_err)?;
+    let mut dtb = handover::apply(&dtb_in, &edits).map_err(|e| LoadError::from_dtb_source(&dtb_path, e, edited))?;
     let mut dtb_excluded = false;
     if let Some((c, backup, core)) = &capture {
         let crash_range = kernel_window;

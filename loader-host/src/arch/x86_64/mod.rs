@@ -360,11 +360,20 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     // BOOT_IMAGE=, and crashkernel= for a capture kernel).
     let crashing = crash.is_some();
     let running = || sys.cmdline().map_err(LoadError::System);
-    let mut cmdline =
-        cmdline::resolve(&req.cmdline, running, || X86_64.kept_cmdline(sys), crashing)?.unwrap_or_default();
+    let keep = || X86_64.kept_cmdline(sys);
+    let mut cmdline = cmdline::resolve(&req.cmdline, running, keep, crashing, &mut notes)?.unwrap_or_default();
 
     let (e820, e820_source) = firmware::read_e820(&sys.sys_root, iomem)?;
     notes.push(format!("e820: {} entries from {e820_source}", e820.len()));
+    // The new kernel's RAM is what this e820 map says (kexec-tools places
+    // by /sys/firmware/memmap too, kexec/arch/i386/kexec-x86-common.c
+    // get_memory_ranges_sysfs): no segment where it says no RAM, whatever
+    // /proc/iomem says. A capture kernel's map is built from its
+    // reservation (bp::crash_e820), so it holds there by construction.
+    let mut free = free;
+    if !crashing {
+        firmware::within_e820_ram(&mut free, &e820, e820_source, &mut notes);
+    }
     let running_bp = firmware::read_running(&sys.sys_root);
     if running_bp.acpi_rsdp_addr == 0 {
         notes.push("ACPI RSDP unknown (no /sys/kernel/boot_params/data or /sys/firmware/efi/systab): acpi_rsdp_addr left 0, the kernel scans the BIOS areas".into());

@@ -316,9 +316,11 @@ fn note(msg: &str) {
 }
 
 /// kexec/kexec.c is_crashkernel_mem_reserved: a "Crash kernel" range in
-/// /proc/iomem.
+/// /proc/iomem. A /proc/iomem that cannot be read or parsed is not taken
+/// for "not reserved": the load reads it again and names what is wrong
+/// with it (a FIFO, a device, a malformed line), on every path alike.
 fn crash_reserved(src: &SystemSources) -> bool {
-    src.memory_map().ok().is_some_and(|i| !i.crash_kernel().is_empty())
+    src.memory_map().ok().is_none_or(|i| !i.crash_kernel().is_empty())
 }
 
 /// kexec-tools' x86 arch_process_options checks (kexec/arch/x86_64/
@@ -803,8 +805,11 @@ fn load_file(ctx: &Ctx, req: &Request, ops: &mut dyn Ops) -> Result<(), Fail> {
     result.map_err(|(msg, errno)| {
         // kexec/kexec.c: with -s there is no fallback, and ENOSYS, EINVAL,
         // ENOEXEC, ENOTSUP end as EFALLBACK: "syscall kexec_file_load not
-        // available.", exit 253.
-        let unavailable = matches!(errno, libc::ENOSYS | libc::EINVAL | libc::ENOEXEC | libc::EOPNOTSUPP);
+        // available.", exit 253. Not EINVAL here: the call exists and
+        // refused this image (its rules are checked before the call,
+        // file_load::file_plan), and saying it is missing sends the user
+        // looking for the wrong fault; it is a failed load, 255.
+        let unavailable = matches!(errno, libc::ENOSYS | libc::ENOEXEC | libc::EOPNOTSUPP);
         if unavailable && ctx.act.syscall == SyscallChoice::File {
             Fail {
                 msg: format!("{msg}\nsyscall kexec_file_load not available."),

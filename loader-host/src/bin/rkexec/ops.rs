@@ -17,6 +17,11 @@ use loader_host::system::{read_text, SystemSources};
 /// machine is made (nor is shutdown exec'd); each is printed instead.
 pub const SEAM_ENV: &str = "RKEXEC_TEST_NO_SYSCALLS";
 
+/// With the seam (or --dry-run): the errno a simulated kexec_file_load
+/// fails with, so that what the command makes of the kernel's answer is
+/// tested without the call.
+pub const FILE_LOAD_ERRNO_ENV: &str = "RKEXEC_TEST_FILE_LOAD_ERRNO";
+
 /// kexec-tools' my_shutdown (kexec/kexec.c): these, in order, with argv
 /// "shutdown -r now".
 pub const SHUTDOWN_PATHS: [&str; 3] = ["/sbin/shutdown", "/etc/shutdown", "/bin/shutdown"];
@@ -254,6 +259,10 @@ impl Ops for Simulated {
             if let FileInput::File(p) = i {
                 loader_host::input::open_regular(p).map_err(|e| (e.to_string(), 0))?;
             }
+        }
+        if let Some(errno) = std::env::var(FILE_LOAD_ERRNO_ENV).ok().and_then(|v| v.parse::<i32>().ok()) {
+            let e = SyscallError { call: syscall::Call::KexecFileLoad, errno, context: None };
+            return Err((e.to_string(), errno));
         }
         would(&format!(
             "kexec_file_load: kernel {}, initrd {}, cmdline {:?} ({} bytes with the NUL), flags {:#x}",
