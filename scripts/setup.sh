@@ -11,7 +11,7 @@ log "rustup targets and components"
 # Rust ships no riscv64gc-unknown-linux-musl standard library (.cargo/config.toml).
 rustup target add aarch64-unknown-none x86_64-unknown-none \
     riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl \
-    riscv64gc-unknown-linux-gnu >/dev/null
+    riscv64gc-unknown-linux-gnu powerpc64le-unknown-linux-gnu >/dev/null
 rustup component add rust-src llvm-tools rustfmt clippy >/dev/null
 
 # System packages. --no-install-recommends: a plain install of qemu-system-*
@@ -36,6 +36,18 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu
 # The riscv64 guest tools: the cross gcc links them statically against glibc.
 command -v riscv64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-riscv64-linux-gnu)
 [ -e /usr/riscv64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-riscv64-cross)
+# The Debian package (scripts/build-deb.sh): ppc64el's static rkexec is
+# linked against glibc by the cross gcc; lintian checks the packages.
+command -v powerpc64le-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-powerpc64le-linux-gnu)
+[ -e /usr/powerpc64le-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-ppc64el-cross)
+command -v lintian >/dev/null || need_pkgs+=(lintian)
+# The systemd cells' Debian images (scripts/mk-systemd-image.sh): mmdebstrap,
+# and qemu-user for the arm64 maintainer scripts (arch-test: mmdebstrap's
+# check that the foreign architecture runs).
+command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
+command -v arch-test >/dev/null || need_pkgs+=(arch-test)
+command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static)
+command -v mke2fs >/dev/null || need_pkgs+=(e2fsprogs)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -49,5 +61,10 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     log "cargo install cargo-fuzz"
     cargo install -q cargo-fuzz --locked --version 0.13.2
+fi
+# scripts/build-deb.sh: cargo-deb builds the .deb from loader-host's metadata.
+if ! command -v cargo-deb >/dev/null || [ "$(cargo-deb --version 2>/dev/null | awk '{print $NF}')" != 3.8.0 ]; then
+    log "cargo install cargo-deb"
+    cargo install -q --locked cargo-deb --version 3.8.0
 fi
 log "done"
