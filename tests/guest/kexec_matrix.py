@@ -53,16 +53,17 @@ import guest_cells as gcl  # noqa: E402
 import guest_contracts as gc  # noqa: E402
 import guest_images as gi  # noqa: E402
 import qemu_kexec  # noqa: E402
+import systemd_cells as systemd  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript, Verdict  # noqa: E402
 
-KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS, **dropin.KINDS}
+KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS, **dropin.KINDS, **systemd.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
-COST = {"hotplug": 60, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15}
+COST = {"systemd": 400, "hotplug": 60, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15}
 
 
 def all_cells():
-    return gcl.grid() + hotplug.cells() + c_loader.cells() + dropin.cells()
+    return gcl.grid() + hotplug.cells() + c_loader.cells() + dropin.cells() + systemd.cells()
 
 
 @dataclasses.dataclass
@@ -106,6 +107,8 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
                       images.cache, load_flags, dir=cdir)
     log = os.path.join(cdir, "console.log")
     t0 = time.monotonic()
+    if hasattr(kind, "boot"):  # a kind that boots its own disk image (systemd_cells)
+        return run_booted(run, kind, images, log, t0, timeout, echo)
     kernel, base = images.base(arch, cell.suite, loaders_in_image or (loader,))
     run.kernel_path = kernel
     if cell.kernel2:
@@ -143,6 +146,34 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
             window = tr.lines[i:i + 30]
     return Result(cell.name, arch.name, loader.name, v.ok, v.reason, v.info, v.bits, time.monotonic() - t0, log,
                   tr.lines[-60:], window, k1_user_space=k1_reached_init(tr))
+
+
+def run_booted(run, kind, images, log, t0, timeout, echo):
+    """run_cell for a kind whose kernel 1 boots a disk image: kind.boot gives
+    kernel, initrd, command line and extra QEMU arguments."""
+    arch, cell = run.arch, run.cell
+    kernel, initrd, append, args = kind.boot(run, images)
+    q = qemu_kexec.Qemu(kernel, initrd, append, echo=echo, log_path=log,
+                        **(arch.qemu_kwargs(run.mode) | {"extra_args": (*arch.qemu_extra, *args)}
+                           | kind.qemu_opts(run)))
+    err = None
+    with q:
+        try:
+            kind.wait(run, q, timeout)
+        except (qemu_kexec.QemuError, OSError) as e:
+            err = f"{type(e).__name__}: {e}"
+    for p in run.scratch:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+    tr = Transcript(list(q.lines))
+    v = kind.judge(run, tr)
+    if err and not v.ok:
+        v = Verdict(False, f"{v.reason} [{err}]", v.info, v.bits)
+    v.info["marker"] = run.marker
+    return Result(cell.name, arch.name, run.loader.name, v.ok, v.reason, v.info, v.bits, time.monotonic() - t0, log,
+                  tr.lines[-60:], k1_user_space=True)
 
 
 def k1_reached_init(tr):
@@ -228,6 +259,8 @@ def main(argv=None, prog=None):
             if arch.name not in run_loader:
                 run_loader[arch.name] = images.loader(arch, a.loader)
             loader_of[c.name] = KINDS[c.kind].own_loader(images, arch, c) or run_loader[arch.name]
+            if hasattr(KINDS[c.kind], "boot"):  # builds its own image as it runs (systemd_cells)
+                continue
             builds.add((images.base, arch, c.suite, (loader_of[c.name],)))
             if c.kind in ("kdump", "hotplug"):
                 builds.add((images.capture_initrd, arch))

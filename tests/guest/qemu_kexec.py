@@ -62,19 +62,20 @@ class Qemu:
 
     memory and smp are QEMU's own -m / -smp values ("1G,slots=4,maxmem=4G",
     "1,maxcpus=2" or plain numbers). qmp=True adds a QMP server on a private
-    unix socket (see qmp_client())."""
+    unix socket (see qmp_client()). reboot=True lets a guest reboot restart
+    the machine (QEMU loads -kernel/-initrd again) instead of ending QEMU."""
 
     def __init__(self, kernel, initrd=None, append=DEFAULT_APPEND, *,
                  machine="virt", virtualization=False, cpu="cortex-a72",
                  memory=2048, smp=1, accel="tcg", extra_args=(),
-                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False):
+                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False, reboot=False):
         for p in (kernel, initrd):
             if p and not os.path.isfile(p):
                 raise FileNotFoundError(f"qemu_kexec: {p} not found (run scripts/fetch-fixtures.sh?)")
         m = machine + (",virtualization=on" if virtualization else "")
         self.argv = [qemu, "-M", m, "-cpu", cpu, "-m", str(memory),
                      "-smp", str(smp), "-accel", accel, "-nographic",
-                     "-no-reboot", "-kernel", kernel]
+                     *([] if reboot else ["-no-reboot"]), "-kernel", kernel]
         if initrd:
             self.argv += ["-initrd", initrd]
         self.argv += ["-append", append, *extra_args]
