@@ -3,7 +3,7 @@
 # [package.metadata.deb]) for each architecture, checks what it holds and runs
 # lintian on it.
 #
-#   scripts/build-deb.sh [--arch amd64|arm64|riscv64|ppc64el|all] [--no-lintian]
+#   scripts/build-deb.sh [--arch amd64|arm64|riscv64|ppc64el|all]... [--no-lintian]
 #
 # `all` is amd64, arm64 and riscv64. ppc64el builds with `--arch ppc64el` once
 # loader-host builds for powerpc64le (today it stops at syscall.rs: no
@@ -37,13 +37,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
 ALL=(amd64 arm64 riscv64)
-ARCHES=("${ALL[@]}")
+ARCHES=()
 LINTIAN=1
 while [ $# -gt 0 ]; do
     case $1 in
         --arch) case ${2:-} in
-                    all) ARCHES=("${ALL[@]}") ;;
-                    amd64|arm64|riscv64|ppc64el) ARCHES=("$2") ;;
+                    all) ARCHES+=("${ALL[@]}") ;;
+                    amd64|arm64|riscv64|ppc64el) ARCHES+=("$2") ;;
                     *) echo "build-deb: --arch wants amd64, arm64, riscv64, ppc64el or all" >&2; exit 2 ;;
                 esac; shift 2 ;;
         --no-lintian) LINTIAN=0; shift ;;
@@ -51,6 +51,7 @@ while [ $# -gt 0 ]; do
         *) echo "build-deb: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
+[ ${#ARCHES[@]} -gt 0 ] || ARCHES=("${ALL[@]}")
 log() { printf 'build-deb: %s\n' "$*" >&2; }
 die() { printf 'build-deb: ERROR: %s\n' "$*" >&2; exit 1; }
 command -v cargo-deb >/dev/null || die "cargo-deb missing (scripts/setup.sh installs it)"
