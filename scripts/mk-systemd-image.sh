@@ -17,7 +17,8 @@
 #                 (with their dependencies) but not installed, and the apt
 #                 lists are kept, so stage 2 installs them offline. No docs,
 #                 man pages or locales. KEY: this script and the suite/arch.
-#  image-KEY2/    the base plus the .deb (KEY2: KEY and the .deb's SHA-256):
+#  image-KEY2/    the base plus the .deb (KEY2: KEY, the .deb's and the guest files'
+#                 SHA-256, this script's):
 #                 disk.img (raw ext4, the root file system), vmlinuz and
 #                 initrd.img (the image's own kernel and initramfs, for QEMU's
 #                 -kernel/-initrd), os-release, kernel-release, install.log.
@@ -168,7 +169,9 @@ t1=$SECONDS
 OVERLAY=$ROOT/tests/guest/systemd-image
 [ -d "$OVERLAY" ] || die "$OVERLAY missing"
 OV_HASH=$( (cd "$OVERLAY" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)
-IMG=$OUT/image-$KEY-$DEB_HASH-$OV_HASH
+# stage 2's key: the base, the .deb, the guest files and this script
+SELF_HASH=$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-8)
+IMG=$OUT/image-$KEY-$DEB_HASH-$OV_HASH-$SELF_HASH
 if [ -s "$IMG/disk.img" ] && [ -s "$IMG/done" ]; then
     log "cached: $IMG"
     touch "$IMG/done"
@@ -197,6 +200,11 @@ expect() {  # expect STEP PKG STATE
 }
 echo "kdump-tools kdump-tools/use_kdump boolean true" | debconf-set-selections
 echo "kexec-tools kexec-tools/load_kexec boolean false" | debconf-set-selections
+# kdump-tools ships initramfs hooks, so installing it triggers an
+# update-initramfs -u of the boot initramfs, which its hooks leave as it was
+# (they act only for kdump-tools' own initrd, CONFDIR=/var/lib/kdump/...):
+# skipped here (minutes under qemu-user on arm64), restored at the end.
+sed -i 's/^update_initramfs=.*/update_initramfs=no/' /etc/initramfs-tools/update-initramfs.conf
 echo "== 1. apt-get install $DEB_IN"
 $APT install "$DEB_IN"
 expect 1 rkexec installed; expect 1 kexec-tools absent
@@ -224,6 +232,7 @@ cp /etc/kdump/sysctl.conf "/var/lib/kdump/latest_sysctls-$kver"
 kdump-config symlinks "$kver"
 ls -l /var/lib/kdump/
 [ -s "/var/lib/kdump/initrd.img-$kver" ] || { echo "no kdump initrd"; exit 1; }
+sed -i 's/^update_initramfs=.*/update_initramfs=yes/' /etc/initramfs-tools/update-initramfs.conf
 rm -rf /tmp/notchroot "$DEB_IN"
 apt-get clean
 EOF
