@@ -16,7 +16,7 @@
 #                 dependencies; kdump-tools and kexec-tools are downloaded
 #                 (with their dependencies) but not installed, and the apt
 #                 lists are kept, so stage 2 installs them offline. No docs,
-#                 man pages or locales. KEY: this script and the suite/arch.
+#                 man pages or locales. KEY: the package list and the mmdebstrap call.
 #  image-KEY2/    the base plus the .deb (KEY2: KEY, the .deb's and the guest files'
 #                 SHA-256, this script's):
 #                 disk.img (raw ext4, the root file system), vmlinuz and
