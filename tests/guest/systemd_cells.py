@@ -238,8 +238,12 @@ class SystemdKind(gcl.KexecKind):
             want, floor = (r'--load "/run/boot-loader-entries/+vmlinuz" --append ".*rkexec_cell.stage=%d.*" '
                            r'--initrd "/run/boot-loader-entries/+initrd.img"' % (k + 1)), "kernel + initrd"
         else:
+            # no --initrd: the UKI brings its own (systemd 257 prints "(null)"
+            # after the --append word where the initrd would be)
             want, floor = (r'--load "/run/boot-loader-entries/+EFI/Linux/rkexec-cell.efi" --append ".*rkexec_cell'
-                           r'.stage=%d rkexec_cell.uki=%s"$' % (k + 1, run.extra["uki_token"])), "the UKI's kernel + initrd"
+                           r'.stage=%d rkexec_cell.uki=%s"' % (k + 1, run.extra["uki_token"])), "the UKI's kernel + initrd"
+            if "--initrd" in dry:
+                raise gj.Fail(f"stage {k}: systemctl would pass an initrd with the UKI: {dry.strip()}")
         if not re.search(want, dry):
             raise gj.Fail(f"stage {k}: systemctl would not load the {step} entry as expected: {dry.strip()}")
         i_go = tr.need(rf"CELL-SYSTEMCTL-KEXEC step={step} stage={k}$", f"stage {k}: systemctl kexec not run", i_dry)
