@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -83,10 +84,36 @@ def deb_for(arch):
 _images = {}
 
 
+def prebuild(images, cells):
+    """Start building the images of `cells` in background threads (the
+    matrix runs the other cells meanwhile); a cell that finds its image
+    still building waits for it (the script's lock), one whose build failed
+    fails with the script's error when it builds again."""
+    from guest_arch import ARCHES
+    for key in sorted({(c.arch, c.suite) for c in cells}):
+        threading.Thread(target=_prebuild_one, args=(images, ARCHES[key[0]], key[1]), daemon=True).start()
+
+
+def _prebuild_one(images, arch, suite):
+    try:
+        image(images, arch, suite)
+    except (OSError, RuntimeError) as e:
+        print(f"systemd_cells: background build of {arch.name}/{suite} failed (its cell will retry): "
+              f"{str(e).splitlines()[0]}", flush=True)
+
+
 def image(images, arch, suite):
     """The image directory for (arch, suite) from scripts/mk-systemd-image.sh
     (cached under the cache by the script itself)."""
     key = (images.cache, arch.name, suite)
+    with _locks.setdefault(key, threading.Lock()):
+        return _image(images, arch, suite, key)
+
+
+_locks = {}
+
+
+def _image(images, arch, suite, key):
     if key not in _images:
         env = dict(os.environ, RKEXEC_CACHE=images.cache)
         t0 = time.monotonic()
