@@ -142,6 +142,8 @@ expected_files() {  # the package's file list, sorted (dpkg-deb -c names, withou
 }
 
 DEBS=()
+EPOCH=$(date -d "$(sed -n 's/^ -- .*>  //p' loader-host/debian/changelog | head -1)" +%s) \
+    || die "no date in loader-host/debian/changelog's first entry"
 for arch in "${ARCHES[@]}"; do
     t=$(target_of "$arch")
     log "== $arch ($t)"
@@ -168,7 +170,11 @@ for arch in "${ARCHES[@]}"; do
     sed -i '/^Depends: *$/d' "$x/DEBIAN/control"
     (cd "$x" && find usr -type f -print0 | sort -z | xargs -0 md5sum >DEBIAN/md5sums)
     chmod 0644 "$x/DEBIAN/md5sums"
-    dpkg-deb --root-owner-group -Zxz -b "$x" "$deb" >/dev/null
+    # Reproducible: every timestamp is the changelog's (as cargo-deb's own),
+    # so the same sources give the same .deb (the systemd cells' images are
+    # cached by its SHA-256).
+    find "$x" -exec touch -h -d "@$EPOCH" {} +
+    SOURCE_DATE_EPOCH=$EPOCH dpkg-deb --root-owner-group -Zxz -b "$x" "$deb" >/dev/null
     rm -rf "$x"
 
     # The control fields.
