@@ -15,7 +15,7 @@
 #                 on the machine), makedumpfile and kdump-tools' other
 #                 dependencies; kdump-tools and kexec-tools are downloaded
 #                 (with their dependencies) but not installed, and the apt
-#                 lists are kept, so stage 2 installs them offline. No docs,
+#                 lists are kept, so stage 2 installs them from there. No docs,
 #                 man pages or locales. KEY: the package list and the mmdebstrap call.
 #  image-KEY2/    the base plus the .deb (KEY2: KEY, the .deb's and the guest files'
 #                 SHA-256, this script's):
@@ -96,6 +96,9 @@ if [ "$ARCH" != "$host_arch" ]; then
         grep -v '^#' $conf >$bf/register || die "cannot register qemu-aarch64"
     fi
     grep -q '^enabled' $bf/qemu-aarch64 || die "binfmt_misc qemu-aarch64 is disabled"
+    # F: the interpreter is opened at registration, so it runs in the chroot
+    grep -q '^flags:.*F' $bf/qemu-aarch64 \
+        || die "binfmt_misc qemu-aarch64 is registered without the F flag (the chroot has no interpreter)"
 fi
 
 OUT=$CACHE/systemd-images/$ARCH/$SUITE
@@ -135,7 +138,7 @@ build_base() {  # build_base WITH_UPDATES(1|0)
     # guest needs for its virtio root disk (MODULES=most is large,
     # MODULES=dep would look at the build host).
     # customize hook: kdump-tools, kexec-tools and their dependencies into
-    # apt's cache (kept with the lists) for stage 2's offline installs.
+    # apt's cache (kept with the lists): stage 2 installs them from there.
     mmdebstrap --mode=root --variant=minbase --arch="$ARCH" --format=tar \
         --include="$BASE_PKGS" "${NODOCS[@]}" \
         --aptopt='Acquire::Languages "none"' --aptopt='APT::Install-Recommends "false"' \
