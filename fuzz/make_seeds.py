@@ -320,12 +320,14 @@ def dtbs():
     unit_first = fdt_nodes([("chosen@9020000", [("kaslr-seed", bytes(8))]), ("chosen", [("rng-seed", bytes(64))])])
     put("dtb", "chosen-unit-address-first", unit_first + bytes([0x03]))
     put("fdt_patch", "chosen-unit-address-first", bytes([8]) + unit_first)
-    put("fdt_walk", "chosen-unit-address-first", unit_first)
-    put("fdt_walk", "qemu-virt", virt)
-    put("fdt_walk", "chosen-seeds", seeds)
-    put("fdt_walk", "minimal", fdt_minimal())
-    for depth in (63, 65):
-        put("fdt_walk", f"nested-{depth}", fdt_nested(depth))
+    # fdt_crate (the fdt crate under evaluation) starts from fdt_walk's seeds.
+    for target in ("fdt_walk", "fdt_crate"):
+        put(target, "chosen-unit-address-first", unit_first)
+        put(target, "qemu-virt", virt)
+        put(target, "chosen-seeds", seeds)
+        put(target, "minimal", fdt_minimal())
+        for depth in (63, 65):
+            put(target, f"nested-{depth}", fdt_nested(depth))
     put("excluded_checks", "fdt-qemu-virt", virt)
     put("excluded_checks", "elf-core", elf_core(3))
 

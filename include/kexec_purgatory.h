@@ -17,6 +17,12 @@
  *      bufsz = image_size, memsz = mem_size rounded up to 4 KiB (kexec_load
  *      zero-fills past bufsz; _start zeroes .bss again);
  *   4. makes load address + header.entry_offset the kexec entry point.
+ * ppc64le adds one step before 3: the entry point is a 256-byte block
+ * (RKX_PPC64LE_ENTRY_BLOCK_SIZE at header.entry_offset) that the kernel's
+ * kexec_sequence copies to physical 0; the loader fills its bytes
+ * RKX_PPC64LE_ENTRY_FILL_START..0xff with the new kernel's own bytes at
+ * those offsets (kexec-tools does the same), and may set the run_at_load
+ * word at RKX_PPC64LE_RUN_AT_LOAD_OFFSET (1 for a crash kernel).
  */
 #ifndef KEXEC_PURGATORY_H
 #define KEXEC_PURGATORY_H
@@ -31,6 +37,19 @@
 #define RKX_ARCH_AARCH64         1u
 #define RKX_ARCH_X86_64          2u
 #define RKX_ARCH_RISCV64         3u
+#define RKX_ARCH_PPC64LE         4u
+
+/* ppc64le: the entry block at header.entry_offset (256-byte aligned).
+ * Word 0 is the purgatory's branch; bytes FILL_START..BLOCK_SIZE are the
+ * loader's: copy the new kernel's bytes at the same offsets there (its
+ * __secondary_hold at 0x60 holds the other CPUs kexec releases to 0x60;
+ * its __run_at_load word at 0x5c, which the purgatory copies back into the
+ * kernel after verification: keep it, or write 1 for a crash kernel that
+ * must run where it was loaded). The purgatory refuses to enter a kernel
+ * whose first 256 bytes (0x5c..0x5f aside) differ from the block. */
+#define RKX_PPC64LE_ENTRY_BLOCK_SIZE   0x100u
+#define RKX_PPC64LE_ENTRY_FILL_START   4u
+#define RKX_PPC64LE_RUN_AT_LOAD_OFFSET 0x5cu
 
 #define RKX_IMAGE_FLAG_POSITION_INDEPENDENT (1u << 0)
 
@@ -76,6 +95,14 @@ struct rkx_image_header {
 #define RKX_KIND_DTB             3u
 #define RKX_KIND_ELFCOREHDR      4u
 #define RKX_KIND_BOOT_PARAMS     5u
+#define RKX_KIND_BACKUP          6u  /* ppc64le kdump only (refused elsewhere): after
+                                      * every segment verified, and before the DTB
+                                      * patch, the purgatory copies physical [0, len)
+                                      * here, as kexec-tools' crashdump_backup.c; load
+                                      * it zero-filled and hash the zeros. At most one,
+                                      * not excluded; [0, len) must overlap no segment,
+                                      * not the purgatory, no MMIO console (docs/abi.md
+                                      * "The kdump backup (ppc64le)") */
 
 /* rkx_console.kind */
 #define RKX_CONSOLE_NONE         0u
@@ -87,6 +114,9 @@ struct rkx_image_header {
 #define RKX_CONSOLE_8250_IO      3u  /* 16550 at an x86 I/O port (x86_64 only, <= 0xffff) */
 #define RKX_CONSOLE_8250_MMIO8   4u  /* 16550, 8-bit registers: reg-shift 0 */
 #define RKX_CONSOLE_SBI          5u  /* riscv64: SBI DBCN / legacy putchar, base ignored */
+#define RKX_CONSOLE_HVTERM       6u  /* ppc64le under PAPR (pseries): H_PUT_TERM_CHAR to the
+                                      * vterm number in base (the vty node's reg; QEMU:
+                                      * 0x71000000); not memory, any value */
 
 /* rkx_params.on_failure */
 #define RKX_ON_FAILURE_HALT      0u
@@ -112,7 +142,7 @@ struct rkx_segment {
 struct rkx_console {
 	uint32_t kind;           /* RKX_CONSOLE_* */
 	uint32_t reserved;
-	uint64_t base;           /* MMIO base or I/O port */
+	uint64_t base;           /* MMIO base, I/O port or (hvterm) vterm number */
 };
 
 struct rkx_params {
@@ -123,9 +153,12 @@ struct rkx_params {
 	uint32_t flags;          /* RKX_PARAM_* */
 	uint64_t kernel_entry;   /* physical address jumped to, inside a KERNEL
 	                          * segment: aarch64/riscv64 base + text_offset,
-	                          * x86_64 load address + 0x200 */
-	uint64_t boot_data;      /* boot data the kernel receives: DTB on aarch64 (x0)
-	                          * and riscv64 (a1), boot_params on x86_64 (rsi);
+	                          * x86_64 load address + 0x200, ppc64le the
+	                          * kernel's first byte (its first 256 bytes must
+	                          * be in the segment) */
+	uint64_t boot_data;      /* boot data the kernel receives: DTB on aarch64 (x0),
+	                          * riscv64 (a1) and ppc64le (r3), boot_params on
+	                          * x86_64 (rsi);
 	                          * its kind is the kind of the segment holding it
 	                          * (RKX_KIND_DTB / RKX_KIND_BOOT_PARAMS); 0: none */
 	struct rkx_console console;

@@ -44,17 +44,21 @@ example() {
     expect "$tmp/example.txt" '^3 kexec segments for arm64' "example: its own look at the Plan"
 }
 
+# The images the loader embeds (linker/src/settings.rs PURGATORY_IMAGES).
+PURGATORY_ARCHES="aarch64 x86_64 riscv64 ppc64le"
+
 install() {
     cargo install --locked --quiet --path loader-host --root "$tmp/root"
     local rkexec=$tmp/root/bin/rkexec
     [ -x "$rkexec" ] || fail "cargo install left no $rkexec"
     "$rkexec" purgatory --info >"$tmp/info.txt"
-    for arch in aarch64 x86_64 riscv64; do
+    for arch in $PURGATORY_ARCHES; do
         expect "$tmp/info.txt" "^arch $arch$" "purgatory --info: no $arch image"
         "$rkexec" purgatory --arch "$arch" --output "$tmp/installed-$arch.bin"
         "$rkexec" purgatory --arch "$arch" --elf --output "$tmp/installed-$arch.elf"
     done
-    [ "$(grep -c '^abi_version 1$' "$tmp/info.txt")" = 3 ] || fail "purgatory --info: abi_version"
+    [ "$(grep -c '^abi_version 1$' "$tmp/info.txt")" = "$(echo $PURGATORY_ARCHES | wc -w)" ] ||
+        fail "purgatory --info: not one abi_version 1 per image ($PURGATORY_ARCHES)"
     # A synthetic arm64 Image (booting.rst header: image_size 8 MiB, 4K
     # pages, magic ARM\x64 at 0x38).
     python3 - "$tmp/Image" <<'EOF'
@@ -135,7 +139,7 @@ package() {
         fail "the verification built stale purgatory-linker sources"
     [ -f "$PKG_TARGET"/package/purgatory-linker-*[0-9]/purgatory.ld ] ||
         fail "the packaged purgatory-linker has no purgatory.ld"
-    for arch in aarch64 x86_64 riscv64; do
+    for arch in $PURGATORY_ARCHES; do
         for kind in bin elf; do
             cmp "$out/purgatory-$arch.$kind" "$tmp/installed-$arch.$kind" ||
                 fail "purgatory-$arch.$kind built from the packages differs from the workspace's"

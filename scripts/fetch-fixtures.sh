@@ -2,14 +2,16 @@
 # Fetches the Debian test fixtures (kernels, busybox, kexec-tools + its shared
 # libraries) into $RKEXEC_CACHE (default: <repo>/cache, git-ignored).
 #
-#   scripts/fetch-fixtures.sh [--arch arm64|amd64|riscv64|all] [--refresh]
+#   scripts/fetch-fixtures.sh [--arch arm64|amd64|riscv64|ppc64el|all] [--refresh]
 #
-# Layout produced (ARCH = arm64 | amd64 | riscv64, SUITE = bookworm | trixie):
+# Layout produced (ARCH = arm64 | amd64 | riscv64 | ppc64el, SUITE = bookworm | trixie):
 #   cache/ARCH/SUITE/vmlinuz   the kernel as Debian ships it (arm64: an
 #                              uncompressed Image today, amd64: bzImage,
 #                              riscv64: /boot/vmlinux-*, an Image with an EFI
 #                              stub, see docs/riscv64.md)
 #   cache/ARCH/SUITE/Image     arm64, riscv64: the (decompressed if needed) Image
+#   cache/ppc64el/SUITE/vmlinux  ppc64el: /boot/vmlinux-*, the ELF vmlinux
+#                              (bookworm 6.1: 64 KiB pages, trixie 6.12: 4 KiB)
 #   cache/ARCH/SUITE/config    the kernel's /boot/config-*
 #   cache/ARCH/SUITE/version   "<package> <version>" and the uname release
 #   cache/ARCH/busybox         static busybox (from busybox-static)
@@ -25,7 +27,12 @@
 # riscv64 has only trixie (it is not a release architecture of bookworm):
 # the trixie kernel (linux-image-riscv64; there is no cloud flavour), and
 # busybox-static from trixie. Debian ships no kexec-tools for riscv64, so
-# there is none here either (rkexec is the riscv64 loader).
+# there is none here either (rkexec is the riscv64 loader). ppc64el's
+# kexec-tools comes from bookworm like the others (2.0.25; the mirror this
+# runs against serves no trixie ppc64el libc6 now), whose ppc64 loader caps
+# placement at 768 MiB (fine for the 2 GiB guests); there is no UKI stub
+# for ppc64el (no EFI on POWER). A trixie kernel the mirror does not serve
+# is taken from bookworm-backports (the same 6.12 series).
 #
 # All apt operations go through a PRIVATE apt root per (suite, arch) under
 # cache/apt/ (own sources.list, lists, dpkg status and archive cache), so the
@@ -36,7 +43,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${RKEXEC_CACHE:-$ROOT/cache}
-ARCHES=(arm64 amd64 riscv64)
+ARCHES=(arm64 amd64 riscv64 ppc64el)
 REFRESH=0
 
 log() { printf 'fetch-fixtures: %s\n' "$*" >&2; }
@@ -46,9 +53,9 @@ while [ $# -gt 0 ]; do
     case $1 in
         --arch)
             case ${2:-} in
-                arm64|amd64|riscv64) ARCHES=("$2") ;;
-                all) ARCHES=(arm64 amd64 riscv64) ;;
-                *) die "--arch wants arm64, amd64, riscv64 or all (got '${2:-}')" ;;
+                arm64|amd64|riscv64|ppc64el) ARCHES=("$2") ;;
+                all) ARCHES=(arm64 amd64 riscv64 ppc64el) ;;
+                *) die "--arch wants arm64, amd64, riscv64, ppc64el or all (got '${2:-}')" ;;
             esac
             shift 2 ;;
         --refresh) REFRESH=1; shift ;;
@@ -107,15 +114,28 @@ apt_setup() {  # apt_setup SUITE ARCH: write sources.list and run update once pe
     case $UPDATED in *" $suite-$arch "*) return 0 ;; esac
     mkdir -p "$d/state/lists/partial" "$d/cache/archives/partial"
     touch "$d/state/status"
-    cat >"$d/sources.list" <<EOF
+    case $suite in
+        *-backports) echo "deb [arch=$arch signed-by=$KEYRING] $MIRROR $suite main" >"$d/sources.list" ;;
+        *) cat >"$d/sources.list" <<EOF
 deb [arch=$arch signed-by=$KEYRING] $MIRROR $suite main
 deb [arch=$arch signed-by=$KEYRING] $MIRROR $suite-updates main
 deb [arch=$arch signed-by=$KEYRING] $SECURITY $suite-security main
 EOF
+        ;;
+    esac
     log "apt-get update ($suite, $arch) from $MIRROR"
     apt_priv "$suite" "$arch" apt-get update >"$d/update.log" 2>&1 \
         || { cat "$d/update.log" >&2; die "apt-get update for $suite/$arch failed (see above)"; }
     UPDATED+="$suite-$arch "
+}
+
+# try_download SUITE ARCH PKG: apt-get download PKG (its newest version);
+# non-zero when the mirror does not serve it (a version the index names can
+# 404 for a while after an update).
+try_download() {
+    local suite=$1 arch=$2 pkg=$3 dl=$CACHE/apt/$1-$2/debs
+    mkdir -p "$dl"
+    (cd "$dl" && apt_priv "$suite" "$arch" apt-get download "$pkg:$arch" >/dev/null 2>"$dl/err.log")
 }
 
 # download SUITE ARCH PKG DESTDIR: apt-get download PKG and extract it into DESTDIR.
@@ -123,7 +143,7 @@ EOF
 download() {
     local suite=$1 arch=$2 pkg=$3 dest=$4 dl=$CACHE/apt/$1-$2/debs
     mkdir -p "$dl" "$dest"
-    (cd "$dl" && apt_priv "$suite" "$arch" apt-get download "$pkg:$arch" >/dev/null 2>"$dl/err.log") \
+    try_download "$suite" "$arch" "$pkg" \
         || { cat "$dl/err.log" >&2; die "apt-get download $pkg:$arch ($suite) failed"; }
     local ver deb
     ver=$(apt_priv "$suite" "$arch" apt-cache show --no-all-versions "$pkg:$arch" | sed -n 's/^Version: //p' | head -1)
@@ -133,14 +153,16 @@ download() {
     echo "$pkg $ver"
 }
 
-# resolve_meta SUITE ARCH META: name of the versioned package META depends on.
+# resolve_meta SUITE ARCH META: the versioned kernel packages META depends
+# on, one per line, newest version of META first (every version the index
+# lists: -security, -updates and the release can each point elsewhere).
 resolve_meta() {
-    local dep
-    dep=$(apt_priv "$1" "$2" apt-cache show --no-all-versions "$3:$2" 2>/dev/null \
+    local deps
+    deps=$(apt_priv "$1" "$2" apt-cache show "$3:$2" 2>/dev/null \
         | sed -n 's/^Depends: //p' | tr ',' '\n' | sed 's/^ *//; s/[ (].*//' \
-        | grep -m1 '^linux-image-' || true)
-    [ -n "$dep" ] || die "could not resolve the kernel package behind $3 in $1/$2"
-    echo "$dep"
+        | grep '^linux-image-' | awk '!seen[$0]++' || true)
+    [ -n "$deps" ] || die "could not resolve the kernel package behind $3 in $1/$2"
+    echo "$deps"
 }
 
 # first PATH...: the first of the given paths that exists (empty if none).
@@ -154,6 +176,10 @@ lib_deps() {
         | grep -E '^(lib|zlib)' | sort -u || true
 }
 
+# fallback_suite SUITE: where the same kernel series is built too, when
+# SUITE's packages are not served (trixie's 6.12 is in bookworm-backports).
+fallback_suite() { [ "$1" = trixie ] && echo bookworm-backports; return 0; }
+
 # --- fixtures ---------------------------------------------------------------------
 fetch_kernel() {  # fetch_kernel SUITE ARCH
     local suite=$1 arch=$2 out=$CACHE/$2/$1
@@ -162,13 +188,26 @@ fetch_kernel() {  # fetch_kernel SUITE ARCH
     fi
     apt_setup "$suite" "$arch"
     local pkg tmp pv meta=linux-image-cloud-$arch
-    # riscv64 has no cloud flavour: the generic image is what a riscv64
-    # machine runs.
+    # riscv64 and ppc64el have no cloud flavour: the generic image is what
+    # such a machine runs.
     [ "$arch" = riscv64 ] && meta=linux-image-riscv64
-    pkg=$(resolve_meta "$suite" "$arch" "$meta")
-    log "$suite/$arch: $meta -> $pkg"
+    [ "$arch" = ppc64el ] && meta=linux-image-powerpc64le
+    # The newest kernel the mirror serves: a package the index names can
+    # 404 for a while, then the one the previous version of META named,
+    # then (trixie) the same kernel series built for bookworm-backports.
+    local candidate from
+    pkg=
+    for from in "$suite" $(fallback_suite "$suite"); do
+        apt_setup "$from" "$arch"
+        for candidate in $(resolve_meta "$from" "$arch" "$meta"); do
+            if try_download "$from" "$arch" "$candidate"; then pkg=$candidate; break 2; fi
+            log "$from/$arch: $candidate is not served by the mirror now; trying the previous one"
+        done
+    done
+    [ -n "$pkg" ] || die "no kernel package behind $meta ($suite/$arch) could be downloaded"
+    log "$suite/$arch: $meta -> $pkg ($from)"
     tmp=$(mktemp -d "$CACHE/tmp.XXXXXX")
-    pv=$(download "$suite" "$arch" "$pkg" "$tmp")
+    pv=$(download "$from" "$arch" "$pkg" "$tmp")
     local vmlinuz config
     # riscv64 ships /boot/vmlinux-* (no z: not compressed), which is an
     # Image with an EFI stub.
@@ -188,6 +227,15 @@ img = gzip.decompress(src) if src[:2] == b"\x1f\x8b" else src
 if img[0x38:0x3c] != b"RSC\x05":
     sys.exit("kernel lacks the riscv64 Image magic2 RSC\\x05 at 0x38")
 open(sys.argv[2], "wb").write(img)
+EOF
+    elif [ "$arch" = ppc64el ]; then
+        # /boot/vmlinux-*: an ELF64 little-endian vmlinux (EM_PPC64).
+        python3 - "$out/vmlinuz" "$out/vmlinux" <<'EOF' || die "$out/vmlinuz is not a little-endian ppc64 vmlinux"
+import struct, sys
+src = open(sys.argv[1], "rb").read()
+if src[:6] != b"\x7fELF\x02\x01" or struct.unpack_from("<H", src, 18)[0] != 21:
+    sys.exit("not an ELF64 LE EM_PPC64 file")
+open(sys.argv[2], "wb").write(src)
 EOF
     elif [ "$arch" = arm64 ]; then
         # Debian's arm64 vmlinuz is in fact an uncompressed Image on both
@@ -239,18 +287,22 @@ fetch_busybox() {  # fetch_busybox ARCH
 }
 
 fetch_kexec_tools() {  # fetch_kexec_tools ARCH
-    local arch=$1 out=$CACHE/$1/kexec-tools triplet
-    case $arch in arm64) triplet=aarch64-linux-gnu ;; amd64) triplet=x86_64-linux-gnu ;; esac
+    local arch=$1 out=$CACHE/$1/kexec-tools triplet suite=bookworm
+    case $arch in
+        arm64) triplet=aarch64-linux-gnu ;;
+        amd64) triplet=x86_64-linux-gnu ;;
+        ppc64el) triplet=powerpc64le-linux-gnu ;;
+    esac
     if [ $REFRESH = 0 ] && [ -x "$out/sbin/kexec" ] && [ -s "$out/version" ]; then
         log "cached: $out ($(head -1 "$out/version"))"; return 0
     fi
-    apt_setup bookworm "$arch"
+    apt_setup "$suite" "$arch"
     # Built in $tmp/out and renamed into place at the end, so a failed run
     # never leaves a half-populated tree that a later run takes as cached.
     local tmp stage final=$out
     tmp=$(mktemp -d "$CACHE/tmp.XXXXXX"); stage=$tmp/stage; out=$tmp/out
     mkdir -p "$out/sbin" "$out/lib/$triplet"
-    download bookworm "$arch" kexec-tools "$tmp/kt" >"$out/version"
+    download "$suite" "$arch" kexec-tools "$tmp/kt" >"$out/version"
     local bin
     bin=$(first "$tmp"/kt/sbin/kexec "$tmp"/kt/usr/sbin/kexec)
     [ -n "$bin" ] || die "kexec-tools:$arch has no sbin/kexec"
@@ -260,13 +312,13 @@ fetch_kexec_tools() {  # fetch_kexec_tools ARCH
     # /sbin/kexec links). Non-library dependencies (debconf ...) are skipped;
     # libc6 also ships the dynamic loader.
     local -a todo_pkgs; local done_pkgs=" " p
-    mapfile -t todo_pkgs < <(lib_deps bookworm "$arch" kexec-tools)
+    mapfile -t todo_pkgs < <(lib_deps "$suite" "$arch" kexec-tools)
     while [ ${#todo_pkgs[@]} -gt 0 ]; do
         p=${todo_pkgs[0]}; todo_pkgs=("${todo_pkgs[@]:1}")
         case $done_pkgs in *" $p "*) continue ;; esac
         done_pkgs+="$p "
-        download bookworm "$arch" "$p" "$stage" >>"$out/version"
-        mapfile -t -O ${#todo_pkgs[@]} todo_pkgs < <(lib_deps bookworm "$arch" "$p")
+        download "$suite" "$arch" "$p" "$stage" >>"$out/version"
+        mapfile -t -O ${#todo_pkgs[@]} todo_pkgs < <(lib_deps "$suite" "$arch" "$p")
     done
     local deps=$done_pkgs
     # Copy the NEEDED closure of sbin/kexec (real files, under their soname).
@@ -286,9 +338,17 @@ fetch_kexec_tools() {  # fetch_kexec_tools ARCH
     local interp
     interp=$(readelf -l "$out/sbin/kexec" | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')
     [ -n "$interp" ] || die "no PT_INTERP in sbin/kexec"
-    [ -e "$stage$interp" ] || die "dynamic loader $interp not found in libc6:$arch"
+    # ppc64el's /lib64/ld64.so.2 is a symlink to an absolute path: follow
+    # it inside the staged tree, not on this machine.
+    local loader=$stage$interp
+    if [ -L "$loader" ]; then
+        local target
+        target=$(readlink "$loader")
+        case $target in /*) loader=$stage$target ;; *) loader=$(dirname "$loader")/$target ;; esac
+    fi
+    [ -e "$loader" ] || die "dynamic loader $interp not found in libc6:$arch"
     mkdir -p "$out$(dirname "$interp")"
-    cp -L "$stage$interp" "$out$interp"
+    cp -L "$loader" "$out$interp"
     chmod 0755 "$out$interp" "$out/sbin/kexec"
     rm -rf "$final"; mv "$out" "$final"; rm -rf "$tmp"
     log "fetched: $final ($(tr '\n' ' ' <"$final/version"))"
@@ -331,7 +391,7 @@ for arch in "${ARCHES[@]}"; do
     # purgatory): nothing to fetch.
     [ "$arch" = riscv64 ] || fetch_kexec_tools "$arch"
     # UKI stubs (systemd-boot-efi 252) and the amd64 vmlinux ELF.
-    [ "$arch" = riscv64 ] || fetch_systemd_stub "$arch"
+    case $arch in arm64|amd64) fetch_systemd_stub "$arch" ;; esac
     if [ "$arch" = amd64 ]; then
         extract_vmlinux bookworm
         extract_vmlinux trixie

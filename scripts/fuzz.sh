@@ -76,7 +76,7 @@ bin_dir=$root/fuzz/target/x86_64-unknown-linux-gnu/release
 extra_args() {
     case "$1" in
         purgatory_run) echo "-max_len=16536" ;;
-        dtb|fdt_patch|fdt_walk|excluded_checks|image_uki) echo "-max_len=16384" ;;
+        dtb|fdt_patch|fdt_walk|fdt_crate|excluded_checks|image_uki) echo "-max_len=16384" ;;
         *) echo "" ;;
     esac
 }

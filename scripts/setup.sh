@@ -9,6 +9,9 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 log "rustup targets and components"
 # riscv64's guest tools are static glibc binaries (riscv64gc-unknown-linux-gnu):
 # Rust ships no riscv64gc-unknown-linux-musl standard library (.cargo/config.toml).
+# ppc64le: the purgatory is built no_std for powerpc64le-unknown-linux-gnu
+# (Rust has no bare-metal powerpc64le target), the guest tools static glibc
+# for the same triple (no powerpc64le musl standard library here).
 rustup target add aarch64-unknown-none x86_64-unknown-none \
     riscv64gc-unknown-none-elf aarch64-unknown-linux-musl x86_64-unknown-linux-musl \
     riscv64gc-unknown-linux-gnu powerpc64le-unknown-linux-gnu >/dev/null
@@ -22,6 +25,10 @@ command -v qemu-system-x86_64 >/dev/null || need_pkgs+=(qemu-system-x86)
 # qemu-system-riscv64 is in qemu-system-misc. `-M virt -bios default` loads
 # OpenSBI's fw_dynamic, which qemu-system-data ships (docs/riscv64.md).
 command -v qemu-system-riscv64 >/dev/null || need_pkgs+=(qemu-system-misc)
+# qemu-system-ppc64 (-M pseries,x-vof=on: QEMU's vof.bin is in
+# qemu-system-data).
+command -v qemu-system-ppc64 >/dev/null || need_pkgs+=(qemu-system-ppc)
+[ -e /usr/share/qemu/vof.bin ] || need_pkgs+=(qemu-system-data)
 [ -e /usr/share/qemu/opensbi-riscv64-generic-fw_dynamic.bin ] || need_pkgs+=(qemu-system-data)
 command -v cpio >/dev/null || need_pkgs+=(cpio)
 command -v zstd >/dev/null || need_pkgs+=(zstd)
@@ -36,10 +43,11 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-aarch64-linux-gnu
 # The riscv64 guest tools: the cross gcc links them statically against glibc.
 command -v riscv64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-riscv64-linux-gnu)
 [ -e /usr/riscv64-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-riscv64-cross)
-# The Debian package (scripts/build-deb.sh): ppc64el's static rkexec is
-# linked against glibc by the cross gcc; lintian checks the packages.
+# The ppc64le guest tools, likewise.
 command -v powerpc64le-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-powerpc64le-linux-gnu)
 [ -e /usr/powerpc64le-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-ppc64el-cross)
+# The Debian package (scripts/build-deb.sh): lintian checks the packages
+# (ppc64el's static rkexec is linked by the cross gcc above).
 command -v lintian >/dev/null || need_pkgs+=(lintian)
 # The systemd cells' Debian images (scripts/mk-systemd-image.sh): mmdebstrap,
 # and qemu-user for the arm64 maintainer scripts (arch-test: mmdebstrap's

@@ -11,7 +11,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod pagetable;
-pub mod sha256;
+pub mod sha256_compress;
 pub mod strtab;
 
 /// Where cargo keeps this crate's sources (its CARGO_MANIFEST_DIR), for the
@@ -21,11 +21,14 @@ pub mod strtab;
 /// build script of this crate would change the image's bytes (cargo folds
 /// it into the crate's metadata hash, hence the symbol hashes the linker
 /// lays functions out by). Host builds only.
-#[cfg(not(target_os = "none"))]
+#[cfg(not(any(target_os = "none", rkx_bare_metal)))]
 pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-#[cfg(target_os = "none")]
+#[cfg(any(target_os = "none", rkx_bare_metal))]
 pub mod uart;
+
+#[cfg(any(target_os = "none", rkx_bare_metal))]
+pub mod lowmem;
 
 /// A SHA-256 block-compression function (FIPS 180-4 §6.2.2): the same
 /// shape as `kexec_purgatory::sha256::CompressFn`.
@@ -43,6 +46,9 @@ pub enum UartKind {
     Ns16550Mmio8,
     /// riscv64: the SBI console (DBCN or the legacy putchar).
     Sbi,
+    /// ppc64le: the PAPR hypervisor's virtual terminal (H_PUT_TERM_CHAR).
+    #[cfg(target_arch = "powerpc64")]
+    Hvterm,
 }
 
 /// The PSCI conduit the loader found in the DTB's `/psci/method`. Only
@@ -79,6 +85,13 @@ pub mod riscv64;
 #[cfg(all(target_arch = "riscv64", target_os = "none"))]
 pub use riscv64::machine;
 
+// ppc64le: built for powerpc64le-unknown-linux-gnu without its C library;
+// `rkx_bare_metal` (.cargo/config.toml) marks that build as the image.
+#[cfg(all(target_arch = "powerpc64", target_endian = "little", rkx_bare_metal))]
+pub mod ppc64le;
+#[cfg(all(target_arch = "powerpc64", target_endian = "little", rkx_bare_metal))]
+pub use ppc64le::machine;
+
 /// The x86_64 purgatory's SHA-NI assembly is plain SysV code: on an x86_64
 /// host the very same file is assembled here, so tests can check it
 /// against the `sha2` crate and the benchmark can time it on real hardware
@@ -87,7 +100,7 @@ pub use riscv64::machine;
 pub mod host_sha_ni {
     extern crate std;
 
-    core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"), k = sym crate::sha256::K);
+    core::arch::global_asm!(include_str!("x86_64/sha256_ni.s"), k = sym crate::sha256_compress::K);
 
     unsafe extern "C" {
         fn rkx_sha256_ni(state: *mut u32, data: *const u8, nblocks: usize);
@@ -127,7 +140,7 @@ mod sha_ni_on_host {
         assert_eq!(offered.is_some(), cpuid_has_sha_ni, "SHA-NI offered iff CPUID reports SHA and SSE4.1");
         let (name, compress) = match offered {
             Some(ni) => ("SHA-NI assembly", ni),
-            None => ("portable", crate::sha256::compress_portable as crate::Compress),
+            None => ("portable", crate::sha256_compress::compress_portable as crate::Compress),
         };
         let data: Vec<u8> = (0..64 * 37).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for nblocks in [0usize, 1, 2, 5, 37] {

@@ -25,6 +25,9 @@ pub enum Uart {
     /// riscv64: the SBI debug console or legacy putchar.
     #[cfg(target_arch = "riscv64")]
     Sbi(crate::riscv64::sbi::SbiConsole),
+    /// ppc64le: the PAPR virtual terminal (hypercalls, no MMIO).
+    #[cfg(target_arch = "powerpc64")]
+    Hvterm(crate::ppc64le::hcall::Vterm),
 }
 
 /// Status polls per byte before writing anyway.
@@ -65,6 +68,7 @@ fn wait_while(mut busy: impl FnMut() -> bool) {
 }
 
 impl Uart {
+    #[cfg_attr(target_arch = "powerpc64", allow(dead_code))]
     fn put_byte(self, b: u8) {
         match self {
             Self::None => {}
@@ -82,6 +86,9 @@ impl Uart {
             }
             #[cfg(target_arch = "riscv64")]
             Self::Sbi(con) => con.put_byte(b),
+            // Never reached: `write` sends the vterm's bytes itself.
+            #[cfg(target_arch = "powerpc64")]
+            Self::Hvterm(_) => {}
             #[cfg(target_arch = "x86_64")]
             Self::Ns16550Io(base) => {
                 use crate::x86_64::port::{inb, outb};
@@ -93,6 +100,13 @@ impl Uart {
 
     /// Write bytes, turning `\n` into `\r\n`.
     pub fn write(self, bytes: &[u8]) {
+        // ppc64le: the vterm (up to 16 bytes per hypercall) is the only
+        // console its machine::uart hands out; no MMIO UART code is kept.
+        #[cfg(target_arch = "powerpc64")]
+        if let Self::Hvterm(vterm) = self {
+            vterm.write(bytes);
+        }
+        #[cfg(not(target_arch = "powerpc64"))]
         crate::for_each_crlf(bytes, |b| self.put_byte(b));
     }
 

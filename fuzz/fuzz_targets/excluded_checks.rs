@@ -10,7 +10,7 @@ use kexec_purgatory::fdt_patch::{find_seed_spans, PatchError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for raw in 0..=5 {
+    for raw in 0..=6 {
         let kind = SegmentKind::from_raw(raw).expect("ABI kind");
         let verdict = check_excluded(kind, data);
         if let Err(e) = verdict {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use kexec_purgatory::elf::{EM_AARCH64, EM_RISCV, EM_X86_64};
+use kexec_purgatory::elf::{EM_AARCH64, EM_PPC64, EM_RISCV, EM_X86_64};
 use loader_host::image::{self, Host, Kernel, KernelImage, FORMATS};
 use loader_host::input::Blob;
 
@@ -38,7 +38,7 @@ fn check(k: &KernelImage, file: &[u8]) {
             assert!(b.cmdline_size > 0);
         }
         Kernel::Elf(e) => {
-            assert_eq!(k.machine, EM_X86_64);
+            assert!(matches!(k.machine, EM_X86_64 | EM_PPC64), "a vmlinux span for machine {}", k.machine);
             assert!(e.data.len() as u64 <= e.mem_size, "span shorter than its data");
             let end = e.paddr.checked_add(e.mem_size).expect("span wraps");
             assert!((e.paddr..end).contains(&e.entry), "entry outside the span");

@@ -47,6 +47,8 @@ fn model_accepts(p: &PurgatoryParams, arch: usize, image: Span) -> bool {
             && s.mem != 0
             && sp.1 <= u128::from(u64::MAX)
             && SegmentKind::from_raw(s.kind).is_some()
+            // Kind 6 (backup) is ppc64le's; these rules refuse it.
+            && s.kind != SegmentKind::Backup as u32
             && s.flags & !SEGMENT_FLAG_EXCLUDED == 0
             && !meet(*sp, image)
     });

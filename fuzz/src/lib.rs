@@ -3,6 +3,8 @@
 //! buffer (as purgatory/src/verify.rs's tests do), which also checks that
 //! the purgatory only touches memory inside the segments it validated.
 
+pub mod fdt_crate;
+
 use kexec_purgatory::abi::{ConsoleDesc, PurgatoryParams, SegmentDesc, MAX_SEGMENTS};
 use kexec_purgatory::report::Console;
 use kexec_purgatory::sha256::{compress_portable, CompressFn};

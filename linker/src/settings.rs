@@ -17,6 +17,9 @@ pub const PURGATORY_IMAGES: &[(&str, &str)] = &[
     ("aarch64", "aarch64-unknown-none"),
     ("x86_64", "x86_64-unknown-none"),
     ("riscv64", "riscv64gc-unknown-none-elf"),
+    // Built no_std for a hosted target: Rust has no bare-metal powerpc64le
+    // one (`--cfg rkx_bare_metal` below tells the crates it is the image).
+    ("ppc64le", "powerpc64le-unknown-linux-gnu"),
 ];
 
 /// Per-target rustflags (`target.<triple>.rustflags` in the workspace's
@@ -49,6 +52,23 @@ const RUSTFLAGS: &[(&str, &[&str])] = &[
             "embed-bitcode=yes",
             "-C",
             "target-feature=+relax",
+            "--cfg",
+            SHA2_BACKEND,
+            "--cfg",
+            SHA2_BACKEND_SOFT,
+        ],
+    ),
+    (
+        "powerpc64le-unknown-linux-gnu",
+        &[
+            "-C",
+            "linker=rust-lld",
+            "-C",
+            "relocation-model=pie",
+            "-C",
+            "panic=abort",
+            "--cfg",
+            "rkx_bare_metal",
             "--cfg",
             SHA2_BACKEND,
             "--cfg",
@@ -137,25 +157,29 @@ mod tests {
     fn rustflags_are_the_workspace_config() {
         let config = workspace_file(".cargo/config.toml");
         let tables = config["target"].as_table().expect("[target] tables");
-        // Every target the workspace gives rustflags to that is bare-metal
-        // (OS `none`) is in our list, with the same flags in the same order;
-        // hosted targets (the guest binaries') are not our business.
+        // Every bare-metal target (OS `none`) the workspace gives rustflags
+        // to is in our list, with the same flags in the same order, and the
+        // other way round. A purgatory built for a hosted triple (ppc64le)
+        // takes its flags only from here: the workspace's table for that
+        // triple is the guest tools' and must not make a purgatory.
         let mut seen = Vec::new();
         for (triple, settings) in tables {
             let Some(flags) = settings.get("rustflags") else { continue };
-            if !triple.split('-').any(|part| part == "none") {
-                continue;
-            }
             let flags: Vec<&str> =
                 flags.as_array().expect("rustflags is an array").iter().map(|f| f.as_str().expect("string")).collect();
+            if !triple.split('-').any(|part| part == "none") {
+                assert!(!flags.contains(&"rkx_bare_metal"), "{triple}: the guest tools' table builds no purgatory");
+                continue;
+            }
             assert_eq!(rustflags(triple), Some(flags.as_slice()), "rustflags of {triple}");
             seen.push(triple.clone());
         }
-        let ours: Vec<String> = targets().map(String::from).collect();
+        let mut ours: Vec<String> =
+            targets().filter(|t| t.split('-').any(|part| part == "none")).map(String::from).collect();
         seen.sort();
-        let mut ours_sorted = ours.clone();
-        ours_sorted.sort();
-        assert_eq!(seen, ours_sorted, "targets with rustflags");
+        ours.sort();
+        assert_eq!(seen, ours, "bare-metal targets with rustflags");
+        assert!(rustflags("powerpc64le-unknown-linux-gnu").is_some_and(|f| f.contains(&"rkx_bare_metal")));
     }
 
     #[test]

@@ -32,6 +32,23 @@ pub struct CrashPolicy {
     /// from S-mode (the running DTB's OpenSBI /reserved-memory/mmode_resv*
     /// nodes): the capture kernel cannot read it.
     pub skip_firmware_protected: bool,
+    /// ppc64: the capture kernel runs where it is loaded but still writes
+    /// its exception vectors over low memory, so the first this many bytes
+    /// of RAM are copied by the purgatory into a backup segment after
+    /// verification, and the elfcorehdr's PT_LOAD for them points there
+    /// (kexec-tools kexec/arch/ppc64/crashdump-ppc64.h BACKUP_SRC_SIZE,
+    /// the kernel's arch/powerpc/include/asm/crashdump-ppc64.h).
+    pub backup_low: Option<u64>,
+    /// The linear map's base for the elfcorehdr's p_vaddr (p_paddr + it)
+    /// when /proc/kcore does not say (ppc64: PAGE_OFFSET
+    /// 0xc000000000000000, arch/powerpc/include/asm/page.h; kexec-tools
+    /// crashdump-ppc64.c elf_info64). None: p_vaddr from /proc/kcore or 0.
+    pub linear_map_base: Option<u64>,
+    /// With crash hotplug the kernel rewrites the DTB segment in place too
+    /// (ppc64: the /cpus nodes on a CPU hot-add, arch/powerpc/kexec/crash.c
+    /// update_crash_fdt): it is then excluded from the digest and loaded
+    /// with room to grow.
+    pub hotplug_rewrites_dtb: bool,
 }
 
 /// The kexec_load flag that lets the kernel rewrite a crash image after a

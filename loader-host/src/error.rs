@@ -117,6 +117,15 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+impl From<crate::system::MemoryMapError> for LoadError {
+    fn from(e: crate::system::MemoryMapError) -> Self {
+        match e {
+            crate::system::MemoryMapError::Read(e) => LoadError::System(e),
+            crate::system::MemoryMapError::Iomem { path, err } => LoadError::Iomem { path, err },
+        }
+    }
+}
+
 impl From<InputError> for LoadError {
     fn from(e: InputError) -> Self {
         LoadError::Input(e)

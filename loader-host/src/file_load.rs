@@ -20,7 +20,7 @@ use crate::image::{Kernel, KernelImage};
 use crate::input::{self, Blob};
 use crate::kernel_file::{self, KernelFile, Limit, PLACEABLE};
 use crate::plan::{LoadKind, PlanError};
-use crate::request::{CmdlineChoice, Request};
+use crate::request::Request;
 use crate::system::SystemSources;
 use crate::uapi::{KEXEC_FILE_NO_INITRAMFS, KEXEC_FILE_ON_CRASH};
 
@@ -107,13 +107,12 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
     let kernel = kernel.0;
     let req = &req;
 
-    // Command line: kexec-tools passes --append / --reuse-cmdline's text
-    // (concat_cmdline), or an empty one.
-    let cmdline = match &req.cmdline {
-        CmdlineChoice::Keep => String::new(),
-        CmdlineChoice::Set(s) => s.clone(),
-        CmdlineChoice::Reuse(extra) => cmdline::concat(&cmdline::inherited(&sys.cmdline()?, crash), extra),
-    };
+    // Command line: --append / --reuse-cmdline's text (kexec-tools'
+    // concat_cmdline), else what the architecture keeps, the same line the
+    // kexec_load path gives (`Architecture::kept_cmdline`).
+    let running = || sys.cmdline().map_err(LoadError::System);
+    let cmdline =
+        cmdline::resolve(&req.cmdline, running, || architecture.kept_cmdline(sys), crash)?.unwrap_or_default();
     if cmdline.contains('\0') {
         return Err(PlanError::Refused { rule: "the command line contains a NUL byte".into() }.into());
     }
@@ -144,7 +143,7 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
         ),
         (!req.verify, "-i is ignored: the kernel's own purgatory always checks its digests"),
         (
-            req.crash.is_some_and(|c| c.hotplug),
+            req.crash.is_some_and(|c| c.hotplug == crate::request::Hotplug::Required),
             "--hotplug: kexec_file_load images are updated on hotplug by the kernel itself (CONFIG_CRASH_HOTPLUG)",
         ),
         (
@@ -175,7 +174,7 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
     let (req, k) = (&file.req, &file.image);
     let path = req.kernel.display();
     match (&k.kernel, &k.embedded) {
-        (Kernel::Elf(_), _) => Err(PlanError::Refused {
+        (Kernel::Elf(_), _) if !file.arch.file_load_takes_vmlinux() => Err(PlanError::Refused {
             rule: format!(
                 "{path}: kexec_file_load takes a bzImage or an Image, not a vmlinux ELF (kexec-tools fails the same way); load it with kexec_load (-c, or rkexec's default)"
             ),
@@ -186,9 +185,11 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
             vec![format!("{} .linux ({}) is passed in a memfd", e.container, e.inner_format)],
         )),
         (_, None) if k.whole_file => Ok((FileInput::File(req.kernel.clone()), Vec::new())),
-        (Kernel::BzImage(_), None) => {
-            Err(PlanError::Internal(format!("{path}: a {} is not a whole bzImage file", k.format)).into())
-        }
+        (Kernel::BzImage(_) | Kernel::Elf(_), _) => Err(PlanError::Internal(format!(
+            "{path}: a {} to be handed over is neither the file itself nor in a container",
+            k.format
+        ))
+        .into()),
         (Kernel::Image(i), e) => {
             let what = match e {
                 Some(e) => format!("{path} .linux ({})", e.inner_format),
@@ -207,7 +208,7 @@ fn kernel_input(file: &KernelFile) -> Result<(FileInput, Vec<String>), LoadError
 /// the kernel's own loaders would fail to place it (kexec_add_buffer), and
 /// the kexec_load path refuses the same kernel ("no room for the kernel").
 fn check_footprint(file: &KernelFile) -> Result<(), LoadError> {
-    if matches!(file.image.kernel, Kernel::Elf(_)) {
+    if matches!(file.image.kernel, Kernel::Elf(_)) && !file.arch.file_load_takes_vmlinux() {
         // Refused by kernel_input: kexec_file_load takes no vmlinux.
         return Ok(());
     }

@@ -57,7 +57,7 @@ pub(crate) struct KernelFile {
 pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Result<KernelFile, LoadError> {
     // Memory first, so that no input is read that could not be placed.
     let path = sys.iomem_path();
-    let iomem = Iomem::parse(&sys.iomem()?).map_err(|err| LoadError::Iomem { path: path.clone(), err })?;
+    let iomem = sys.memory_map()?;
     let crash = req.crash.is_some();
     // kexec/kexec.c main(): a crash load needs the crashkernel= region.
     if crash && iomem.crash_kernel().is_empty() {
@@ -70,7 +70,7 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
     };
 
     let file = input::read_file(&req.kernel, limit.bytes, limit.why)?;
-    let image = image::load(file, req.kernel_type.as_deref(), Host::current())
+    let image = image::load(file, req.kernel_type.as_deref(), Host { page_size: sys.page_size })
         .map_err(|err| LoadError::Kernel { path: req.kernel.clone(), err })?;
     let arch = arch::for_machine(image.machine).ok_or_else(|| {
         let name = kexec_purgatory::elf::machine_name(image.machine).unwrap_or("unknown");
@@ -102,13 +102,25 @@ pub(crate) fn open(req: &Request, sys: &SystemSources, cap: Option<Limit>) -> Re
 
 impl KernelFile {
     /// The kernel file's own initrd (a UKI's `.ucode` + `.initrd`) and
-    /// where it came from, taken out of the image so that `--initrd` files
-    /// can be read straight after it.
+    /// where it came from, taken out of the image; None when it has none or
+    /// when `--initrd` is given, which replaces it as in kexec-tools (its
+    /// UKI type hands the loaders `.initrd` as implicit_initrd_fd, used
+    /// only without --initrd: kexec/arch/x86_64/kexec-bzImage64.c
+    /// bzImage64_load_file, kexec/arch/arm64/kexec-image-arm64.c
+    /// image_arm64_load; `.ucode` it never passes). kdumpctl's
+    /// `--initrd=kdump.img` must not bring the boot initramfs into the
+    /// crash reservation.
     pub fn take_own_initrd(&mut self) -> Option<(Blob, String)> {
         let path = self.req.kernel.display().to_string();
         let e = self.image.embedded.as_mut()?;
         let source = format!("{path} {}", e.initrd_source);
-        e.initrd.take().map(|d| (d, source))
+        let own = e.initrd.take().map(|d| (d, source));
+        if own.is_some() && !self.req.initrds.is_empty() {
+            let container = e.container;
+            self.notes.push(format!("--initrd replaces the {container}'s {}, as in kexec-tools", e.initrd_source));
+            return None;
+        }
+        own
     }
 }
 

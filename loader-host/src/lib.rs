@@ -79,5 +79,5 @@ pub use arch_spec::Arch;
 pub use error::LoadError;
 pub use plan::Plan;
 pub use planner::plan;
-pub use request::{CmdlineChoice, CrashOptions, OnFailure, Request};
+pub use request::{CmdlineChoice, CrashOptions, Hotplug, OnFailure, Request};
 pub use system::SystemSources;

@@ -105,15 +105,15 @@ impl KexecBuf {
         self.kind.map_or("purgatory", SegmentKind::name)
     }
 
-    /// Segment memsz (page-rounded, at least the data) and the size of the
-    /// hole (lead + memsz); an error when they overflow.
-    fn sizes(&self) -> Result<(u64, u64), PlanError> {
+    /// Segment memsz (rounded to `page`, at least the data) and the size
+    /// of the hole (lead + memsz); an error when they overflow.
+    fn sizes(&self, page: u64) -> Result<(u64, u64), PlanError> {
         let too_big = || PlanError::NoRoom {
             what: self.what(),
             size: self.memsz,
             rule: "its size overflows the address space".into(),
         };
-        let memsz = align_up(self.memsz.max(self.data.len() as u64).max(1), PAGE).ok_or_else(too_big)?;
+        let memsz = align_up(self.memsz.max(self.data.len() as u64).max(1), page).ok_or_else(too_big)?;
         let hole = self.lead.checked_add(memsz).ok_or_else(too_big)?;
         Ok((memsz, hole))
     }
@@ -124,23 +124,34 @@ impl KexecBuf {
 pub struct Layout {
     free: FreeMap,
     segments: Vec<PlannedSegment>,
+    /// The running kernel's page size: every segment's mem and memsz are
+    /// multiples of it (kernel/kexec_core.c sanity_check_segment_list).
+    page: u64,
 }
 
 impl Layout {
-    pub fn new(free: FreeMap) -> Self {
-        Layout { free, segments: Vec::new() }
+    /// Placement into `free` for a kernel with `page`-byte pages (a power
+    /// of two, at least 4 KiB).
+    pub fn with_page(free: FreeMap, page: u64) -> Self {
+        Layout { free, segments: Vec::new(), page: page.max(PAGE) }
+    }
+
+    /// The page size segments are aligned and sized to.
+    pub fn page(&self) -> u64 {
+        self.page
     }
 
     /// Where `buf` would go (the hole's range), without taking it.
     pub fn find(&self, buf: &KexecBuf) -> Option<Range> {
-        let (_, hole) = buf.sizes().ok()?;
+        let (_, hole) = buf.sizes(self.page).ok()?;
         if !buf.align.is_power_of_two() || buf.align < PAGE || !buf.lead.is_multiple_of(PAGE) {
             return None;
         }
+        let align = buf.align.max(self.page);
         let (min, max) = (buf.window.start, buf.window.end);
         let at = match buf.order {
-            Order::BottomUp => self.free.find(hole, buf.align, min, max),
-            Order::TopDown => self.free.find_highest(hole, buf.align, min, max),
+            Order::BottomUp => self.free.find(hole, align, min, max),
+            Order::TopDown => self.free.find_highest(hole, align, min, max),
         }?;
         Some(Range::new(at, at + hole))
     }
@@ -148,7 +159,7 @@ impl Layout {
     /// Place `buf` (kexec_add_buffer): take its hole from the free memory
     /// and append the segment. Returns the segment's range.
     pub fn add(&mut self, buf: KexecBuf) -> Result<Range, PlanError> {
-        let (memsz, hole_len) = buf.sizes()?;
+        let (memsz, hole_len) = buf.sizes(self.page)?;
         if !buf.align.is_power_of_two() || buf.align < PAGE || !buf.lead.is_multiple_of(PAGE) {
             return Err(PlanError::Internal(format!(
                 "{}: alignment {:#x} / lead {:#x} are not page multiples",
@@ -160,15 +171,19 @@ impl Layout {
         let hole = self.find(&buf).ok_or_else(|| PlanError::NoRoom {
             what: buf.what(),
             size: hole_len,
-            rule: format!("{} ({:#x} aligned)", buf.rule, buf.align),
+            rule: format!("{} ({:#x} aligned)", buf.rule, buf.align.max(self.page)),
         })?;
         self.free.remove(hole);
         let mem = hole.start + buf.lead;
         // The purgatory hashes the bytes and their zero padding to the page
         // end; the rest of memsz is room the kernel clears or does not read
         // (arm64 bss, x86 init_size) — hashing megabytes of zeros proves
-        // nothing the kernel relies on.
-        let digest_len = align_up(buf.data.len() as u64, PAGE).unwrap_or(memsz).min(memsz);
+        // nothing the kernel relies on. An excluded segment is checked
+        // whole: the kernel may rewrite all of memsz (a crash-hotplug
+        // elfcorehdr grows into it), and the purgatory's structure check
+        // must see what it wrote.
+        let digest_len =
+            if buf.excluded { memsz } else { align_up(buf.data.len() as u64, PAGE).unwrap_or(memsz).min(memsz) };
         self.segments.push(PlannedSegment {
             kind: buf.kind,
             mem,
@@ -219,7 +234,10 @@ mod tests {
     }
 
     fn ram() -> Layout {
-        Layout::new(FreeMap::new(vec![Range::new(0x4000_0000, 0x4100_0000), Range::new(0x8000_0000, 0x8100_0000)]))
+        Layout::with_page(
+            FreeMap::new(vec![Range::new(0x4000_0000, 0x4100_0000), Range::new(0x8000_0000, 0x8100_0000)]),
+            PAGE,
+        )
     }
 
     #[test]

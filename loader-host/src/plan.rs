@@ -142,6 +142,9 @@ pub struct Plan {
     pub params: PurgatoryParams,
     /// Things the user should know (memory skipped and why, fallbacks).
     pub notes: Vec<String>,
+    /// The running kernel's page size, which every segment is aligned and
+    /// sized to.
+    pub page_size: u64,
 }
 
 impl Plan {

@@ -54,6 +54,7 @@ pub fn plan(req: &Request, sys: &SystemSources) -> Result<Plan, LoadError> {
         Some(opts) => {
             let setup = crash::prepare(sys, &iomem, arch, opts)?;
             notes.push(setup.note.clone());
+            notes.push(format!("crash hotplug: {}", setup.hotplug_why));
             (setup.free.clone(), Some(setup))
         }
     };
@@ -132,7 +133,17 @@ fn finish(
     req: &Request,
     format: &str,
 ) -> Result<Plan, LoadError> {
-    let ArchLayout { mut layout, kernel_entry, boot_data, cmdline, mut params, purgatory: windows, mut notes } = a;
+    let ArchLayout {
+        mut layout,
+        kernel_entry,
+        boot_data,
+        cmdline,
+        mut params,
+        purgatory: windows,
+        mut notes,
+        entry_fill,
+    } = a;
+    let page_size = layout.page();
     let image = Blob::new(purgatory.bytes.to_vec());
     let mut placed = None;
     let mut last_err = None;
@@ -167,7 +178,25 @@ fn finish(
         };
     }
     if let Some(last) = segments.last_mut() {
-        last.data = Blob::new(purgatory.with_params(&params));
+        let mut image = purgatory.with_params(&params);
+        // What the architecture writes into the image from the entry on
+        // (ppc64le: the kernel's first bytes in the entry block, docs/abi.md).
+        if let Some(fill) = &entry_fill {
+            let at = usize::try_from(purgatory.header.entry_offset.saturating_add(fill.offset)).unwrap_or(usize::MAX);
+            let end = at.saturating_add(fill.bytes.len());
+            let params_at = usize::try_from(purgatory.header.params_offset).unwrap_or(0);
+            let params_end = params_at.saturating_add(std::mem::size_of::<PurgatoryParams>());
+            match image.get_mut(at..end) {
+                Some(dst) if end <= params_at || at >= params_end => dst.copy_from_slice(&fill.bytes),
+                _ => {
+                    return Err(crate::plan::PlanError::Internal(format!(
+                    "the entry fill {at:#x}..{end:#x} is not inside the purgatory image or covers its parameter block"
+                ))
+                    .into())
+                }
+            }
+        }
+        last.data = Blob::new(image);
     }
     if !req.verify {
         notes.push("digest verification is off (-i): the purgatory checks the block and boots without hashing".into());
@@ -195,5 +224,6 @@ fn finish(
         params,
         notes,
         segments,
+        page_size,
     })
 }

@@ -67,14 +67,18 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
         LoadKind::Crash => iomem.crash_usable(),
     };
     let ram_pages = iomem.system_ram().iter().map(|r| r.len() / PAGE).sum::<u64>();
+    let page = plan.page_size.max(PAGE);
     let mut total_pages = 0u64;
     for (i, s) in segs.iter().enumerate() {
         let name = s.kind_name();
         let r = Range::checked(s.mem, s.memsz)
             .ok_or_else(|| refuse(format!("segment {i} ({name}) wraps the address space")))?;
-        // sanity_check_segment_list: mem and memsz page aligned, bufsz <= memsz.
-        if !s.mem.is_multiple_of(PAGE) || !s.memsz.is_multiple_of(PAGE) {
-            return Err(refuse(format!("segment {i} ({name}) {r} is not page aligned")));
+        // sanity_check_segment_list: mem and memsz aligned to the running
+        // kernel's PAGE_SIZE, bufsz <= memsz.
+        if !s.mem.is_multiple_of(page) || !s.memsz.is_multiple_of(page) {
+            return Err(refuse(format!(
+                "segment {i} ({name}) {r} is not aligned to the kernel's {page:#x}-byte pages"
+            )));
         }
         if s.data.len() as u64 > s.digest_len || s.digest_len > s.memsz {
             return Err(PlanError::Internal(format!("segment {i} ({name}) has more bytes than it hashes or holds")));
@@ -114,6 +118,21 @@ fn segments(plan: &Plan, iomem: &Iomem) -> Result<(), PlanError> {
                 "--hotplug: the {} starts with an ELF magic; the kernel would mistake it for the elfcorehdr",
                 s.kind_name()
             )));
+        }
+        // An architecture whose kernel rewrites the DTB on a CPU hot-add
+        // finds it as the first segment that starts with the FDT magic
+        // (the architecture's crash.c get_fdt_index): that must be the DTB
+        // the capture kernel boots with.
+        if plan.arch.crash.hotplug_rewrites_dtb {
+            let magic = kexec_purgatory::fdt::MAGIC.to_be_bytes();
+            if let Some(s) = segs.iter().find(|s| s.data.starts_with(&magic)) {
+                if s.kind != Some(SegmentKind::Dtb) {
+                    return Err(refuse(format!(
+                        "crash hotplug: the {} starts with the FDT magic; the kernel's crash-hotplug update would rewrite it instead of the DTB (get_fdt_index)",
+                        s.kind_name()
+                    )));
+                }
+            }
         }
     }
     Ok(())
@@ -297,7 +316,7 @@ mod tests {
         let e = refused(|p| p.segments[1].mem = 0x9000_0000);
         assert!(e.contains("is not inside usable System RAM"), "outside RAM: {e}");
         let e = refused(|p| p.segments[1].mem += 0x10);
-        assert!(e.contains("not page aligned"), "{e}");
+        assert!(e.contains("is not aligned to the kernel's 0x1000-byte pages"), "{e}");
         let e = refused(|p| p.segments[1].mem = p.segments[0].mem);
         assert!(e.contains("overlaps segment 0"), "{e}");
         let e = refused(|p| {

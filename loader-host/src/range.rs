@@ -19,7 +19,7 @@ impl Range {
 
     /// `[start, end)`, as given (an `end` below `start` makes an empty
     /// range).
-    pub fn new(start: u64, end: u64) -> Self {
+    pub const fn new(start: u64, end: u64) -> Self {
         Range { start, end }
     }
 

@@ -19,11 +19,29 @@ pub enum CmdlineChoice {
     Reuse(String),
 }
 
+/// Whether a crash image is loaded hotplug-aware: the running kernel may
+/// then rewrite its elfcorehdr (and, on ppc64, its DTB) after a CPU or
+/// memory hotplug event instead of leaving a stale description
+/// (kernel/crash_core.c crash_handle_hotplug_event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hotplug {
+    /// On wherever the running kernel supports it
+    /// (/sys/kernel/crash_elfcorehdr_size exists: CONFIG_CRASH_HOTPLUG)
+    /// and the architecture has the kexec_load flag; off elsewhere.
+    #[default]
+    Auto,
+    /// `--hotplug`: on, or a refusal saying why it cannot be.
+    Required,
+    /// `--no-hotplug`: off (a userspace reload on every hotplug event).
+    Off,
+}
+
 /// kdump specifics (`-p`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CrashOptions {
-    /// `--hotplug`: the kernel may rewrite the elfcorehdr after load.
-    pub hotplug: bool,
+    /// Crash hotplug: the kernel may rewrite the elfcorehdr (and DTB)
+    /// after load.
+    pub hotplug: Hotplug,
     /// Exclude the rewritable segments from the digest (true but for the
     /// `--debug-hash-excluded` negative control).
     pub exclude: bool,

@@ -47,6 +47,13 @@ mod nr {
     pub const KEXEC_LOAD: libc::c_long = 104;
     pub const KEXEC_FILE_LOAD: libc::c_long = 294;
 }
+// arch/powerpc/kernel/syscalls/syscall.tbl: 268 kexec_load, 382
+// kexec_file_load.
+#[cfg(target_arch = "powerpc64")]
+mod nr {
+    pub const KEXEC_LOAD: libc::c_long = 268;
+    pub const KEXEC_FILE_LOAD: libc::c_long = 382;
+}
 
 /// `KEXEC_ARCH_*` for the machine we run on (0: KEXEC_ARCH_DEFAULT).
 fn native_arch_flag() -> u64 {
@@ -135,6 +142,15 @@ impl SyscallError {
                 "not permitted: needs CAP_SYS_BOOT, and is refused when /proc/sys/kernel/kexec_load_disabled is 1 \
                  or the kernel is locked down (lockdown= / Secure Boot; kexec_load is refused in lockdown, \
                  try kexec_file_load with -s)"
+            }
+            (KexecFileLoad, libc::EACCES) => {
+                "refused by IMA appraisal or another security module: the kernel or initrd file lacks what the \
+                 policy requires (e.g. a security.ima signature)"
+            }
+            (_, libc::EACCES) => {
+                "refused by IMA or another security module: IMA cannot appraise an image that comes without a \
+                 file (security/integrity/ima/ima_main.c ima_load_data: an appraise rule for KEXEC_KERNEL_CHECK, \
+                 or KEXEC_SIG under Secure Boot); kexec_file_load (-s) passes the file"
             }
             (_, libc::ENOSYS) => "this kernel was built without this system call (CONFIG_KEXEC / CONFIG_KEXEC_FILE)",
             (_, libc::EBUSY) => "another kexec load or unload is in progress, or a crash kernel is being used",
@@ -328,5 +344,9 @@ mod tests {
         assert!(e.to_string().contains("no kexec image is loaded"));
         let e = SyscallError { call: Call::KexecFileLoad, errno: libc::EPERM, context: None };
         assert!(e.to_string().contains("signature the kernel trusts"), "{e}");
+        let e = SyscallError { call: Call::KexecLoad, errno: libc::EACCES, context: None };
+        assert!(e.to_string().contains("ima_load_data") && e.to_string().contains("kexec_file_load (-s)"), "{e}");
+        let e = SyscallError { call: Call::KexecFileLoad, errno: libc::EACCES, context: None };
+        assert!(e.to_string().contains("IMA appraisal"), "{e}");
     }
 }

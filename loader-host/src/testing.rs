@@ -203,3 +203,40 @@ pub const RISCV_VIRT_1G: &str = "\
   8206b3f8-821fffff : Reserved
   bfe00000-bfe01fff : Reserved
 ";
+
+/// The committed fixture of a QEMU pseries guest (Debian's 6.12 ppc64el
+/// kernel, 2 GiB, crashkernel=512M, -smp 2): /proc/iomem, /proc/cmdline,
+/// /proc/device-tree, crash notes. Copied, so a test may change it.
+pub fn pseries_tree(name: &str) -> Tree {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dest = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &dest);
+            } else {
+                std::fs::copy(e.path(), &dest).unwrap();
+            }
+        }
+    }
+    let t = Tree::new(name);
+    copy(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pseries-ppc64le"), &t.root);
+    t
+}
+
+/// A ppc64le vmlinux as Debian builds one (ET_EXEC, one PT_LOAD at vaddr
+/// 0xc000000000000000 / paddr 0, e_entry its first byte): `file_len`
+/// bytes of image in `mem_size` bytes of memory. Its first 256 bytes are
+/// head_64.S-shaped: `__run_at_load` ("run0") at 0x5c, `__secondary_hold`
+/// from 0x60 (filled with a marker).
+pub fn ppc64_vmlinux(file_len: usize, mem_size: u64) -> Vec<u8> {
+    const KVA: u64 = 0xc000_0000_0000_0000;
+    let mut image = vec![0x5au8; file_len.max(0x100)];
+    image[..4].copy_from_slice(&0x4800_0060u32.to_le_bytes());
+    image[0x5c..0x60].copy_from_slice(&0x7275_6e30u32.to_le_bytes());
+    for (i, b) in image[0x60..0x100].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    crate::image::elf::tests::elf(kexec_purgatory::elf::EM_PPC64, 2, KVA, &[(KVA, 0, &image, mem_size)])
+}

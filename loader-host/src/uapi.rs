@@ -18,6 +18,9 @@ pub const KEXEC_FILE_UNLOAD: u64 = 0x0000_0001;
 pub const KEXEC_FILE_ON_CRASH: u64 = 0x0000_0002;
 /// kexec_file_load flag: no initrd (the initrd fd is ignored).
 pub const KEXEC_FILE_NO_INITRAMFS: u64 = 0x0000_0004;
+/// Linux 6.7+: the kernel prints how it placed the image (kexec-tools
+/// >= 2.0.29 passes it with -d).
+pub const KEXEC_FILE_DEBUG: u64 = 0x0000_0008;
 /// Linux 6.17+: do not place the segments in CMA (kexec-tools --no-cma).
 pub const KEXEC_FILE_NO_CMA: u64 = 0x0000_0010;
 /// x86, Linux 6.17+: carry the running DTB over (kexec-tools --force-dtb).

@@ -319,11 +319,25 @@ fn kdump_utils_crash_loads_a_uki_with_its_kdump_initrd() {
     assert_eq!(p["kernel"]["format"], "UKI (bzImage)");
     assert_eq!(p["kernel"]["fd"]["fd"], "memfd", ".linux in a memfd");
     assert_eq!(p["kernel"]["fd"]["bytes"], bzimage(20_000).len());
-    // The UKI's initrd first (padded to 4), then --initrd's.
-    assert_eq!(p["initrd"]["bytes"], 5004 + 100);
+    // issue 21 item 2: --initrd replaces the UKI's .initrd, as in
+    // kexec-tools (kexec-bzImage64.c bzImage64_load_file uses the UKI's
+    // implicit_initrd_fd only without --initrd): the kdump initrd alone,
+    // handed over as the file itself.
+    assert_eq!(p["initrd"]["bytes"], 100, "{p}");
+    assert_eq!(p["initrd"]["fd"], "file", "{p}");
+    assert!(p["notes"].to_string().contains("--initrd replaces the UKI's .initrd"), "{p}");
     assert_eq!(p["cmdline"], "irqpoll");
     let o = t.run(&argv);
     assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(woulds(&o)[0].contains(&format!("initrd {},", i.display())), "{:?}", woulds(&o));
+    // The same on the kexec_load path: one initrd segment, kdump.img's bytes.
+    let argv = ["-p", "--command-line=irqpoll", ii.as_str(), efi.to_str().unwrap()];
+    let p = t.plan(&argv);
+    assert_eq!(kinds(&p), ["kernel", "initrd", "elfcorehdr", "boot-params", "purgatory"]);
+    assert_eq!(p["segments"][1]["bufsz"], 100, "{p}");
+    // Without --initrd the UKI's own .initrd is the initrd (systemd-stub).
+    let p = t.plan(&["-p", "--command-line=irqpoll", efi.to_str().unwrap()]);
+    assert_eq!(p["segments"][1]["bufsz"], 5001, "{p}");
 }
 
 #[test]
@@ -681,4 +695,336 @@ fn type_option_selects_the_format() {
     assert!(err(&o).contains("--type elf-x86_64: the file is not of that type"), "{}", err(&o));
     let o = t.run(&["-l", k.to_str().unwrap(), "--type=multiboot-x86"]);
     assert!(err(&o).contains("multiboot kernels are not supported"), "{}", err(&o));
+}
+
+// ---- issue 21: the differences that broke callers -------------------------------------
+
+impl Tree {
+    /// rkexec ARGV as `run`, with more environment (the test seam's knobs).
+    fn run_env(&self, argv: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rkexec"))
+            .args(["--proc-root", &self.path("proc"), "--sys-root", &self.path("sys")])
+            .args(argv)
+            .env("RKEXEC_TEST_NO_SYSCALLS", "1")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run rkexec")
+    }
+
+    /// The binary invoked as `kexec` (a link named kexec, as /sbin/kexec
+    /// is), in the tree's directory.
+    fn run_as_kexec(&self, argv: &[&str]) -> Output {
+        let link = self.root.join("bin/kexec");
+        if !link.exists() {
+            std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_rkexec"), &link).unwrap();
+        }
+        Command::new(&link)
+            .args(["--proc-root", &self.path("proc"), "--sys-root", &self.path("sys")])
+            .args(argv)
+            .current_dir(&self.root)
+            .env("RKEXEC_TEST_NO_SYSCALLS", "1")
+            .output()
+            .expect("run kexec")
+    }
+}
+
+/// The "rkexec: note: ..." lines.
+fn notes(o: &Output) -> Vec<String> {
+    err(o).lines().filter_map(|l| l.strip_prefix("rkexec: note: ")).map(str::to_string).collect()
+}
+
+const REFUSE: &str = "RKEXEC_TEST_REFUSE_KEXEC_LOAD";
+const IMA_FALLBACK: &str = "kexec_load refused by IMA or another security module (EACCES); falling back to \
+                            kexec_file_load (the kernel loads and verifies the image; our purgatory is not used)";
+
+/// Item 1: with an IMA appraise rule for KEXEC_KERNEL_CHECK (or KEXEC_SIG
+/// under Secure Boot) kexec_load, and its unload, fail with EACCES
+/// (security/integrity/ima/ima_main.c ima_load_data). kexec-tools >= 2.0.27
+/// tries kexec_file_load first; rkexec's auto mode falls back to it, says
+/// so in one line, and the callers' argv work.
+#[test]
+fn ima_refusing_kexec_load_falls_back_to_kexec_file_load() {
+    let t = Tree::x86("ima");
+    let k = t.write("boot/vmlinuz", bzimage(40_000));
+    let i = t.write("boot/initrd.img", vec![7u8; 3000]);
+    let (ks, is) = (k.to_str().unwrap(), i.to_str().unwrap());
+    let eacces = [(REFUSE, "EACCES")];
+    // systemctl kexec (§1.1) and Debian's kexec-load (§1.4).
+    let debian_append = format!("--append={RUNNING_CMDLINE}");
+    let debian_initrd = format!("--initrd={is}");
+    for (argv, cmdline) in [
+        (vec!["--load", ks, "--append", "root=/dev/vda1 quiet", "--initrd", is], "root=/dev/vda1 quiet"),
+        (vec!["-l", ks, debian_initrd.as_str(), debian_append.as_str()], RUNNING_CMDLINE),
+    ] {
+        let o = t.run_env(&argv, &eacces);
+        assert_eq!(code(&o), 0, "{argv:?}: {}", err(&o));
+        let w = woulds(&o);
+        assert!(w[0].starts_with("kexec_load: 4 segments"), "{w:?}");
+        assert!(w[1].starts_with("be refused: kexec_load failed: Permission denied"), "{w:?}");
+        assert_eq!(
+            w[2],
+            format!(
+                "kexec_file_load: kernel {ks}, initrd {is}, cmdline {cmdline:?} ({} bytes with the NUL), flags 0x0",
+                cmdline.len() + 1
+            )
+        );
+        assert_eq!(w[3..], ["sync file systems"]);
+        assert_eq!(notes(&o), [IMA_FALLBACK], "one line says so");
+    }
+    // kdump-tools' and kdump-utils' reload: `kexec -p -u`, then the load.
+    let o = t.run_env(&["-p", "-u"], &eacces);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let w = woulds(&o);
+    assert_eq!(w[0], "unload the crash kernel with kexec_load(unload)");
+    assert!(w[1].starts_with("be refused: kexec_load (unload) failed: Permission denied"), "{w:?}");
+    assert_eq!(w[2..], ["unload the crash kernel with kexec_file_load(KEXEC_FILE_UNLOAD)"]);
+    assert_eq!(
+        notes(&o),
+        ["kexec_load refused by IMA or another security module (EACCES); unloading with kexec_file_load"]
+    );
+    let o = t.run_env(&["-p", ks, "--command-line=irqpoll nr_cpus=1", &debian_initrd], &eacces);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(woulds(&o)[2].ends_with("flags 0x2"), "KEXEC_FILE_ON_CRASH: {:?}", woulds(&o));
+    // -c is kexec_load only: the refusal stands, explained (exit 255).
+    let o = t.run_env(&["-c", "-l", ks], &eacces);
+    assert_eq!(code(&o), 255);
+    assert!(err(&o).contains("ima_load_data") && err(&o).contains("kexec_file_load (-s)"), "{}", err(&o));
+    assert!(woulds(&o).iter().all(|w| !w.starts_with("kexec_file_load")), "{:?}", woulds(&o));
+    // EPERM without lockdown (LoadPin, kexec_load_disabled) and ENOSYS (no
+    // CONFIG_KEXEC) fall back too; kexec_file_load then decides.
+    for (errno, why) in [
+        ("EPERM", "kexec_load refused (EPERM: a security module, kexec_load_disabled or no CAP_SYS_BOOT)"),
+        ("ENOSYS", "kexec_load is not in this kernel (ENOSYS)"),
+    ] {
+        let o = t.run_env(&["-l", ks, "--append=x"], &[(REFUSE, errno)]);
+        assert_eq!(code(&o), 0, "{errno}: {}", err(&o));
+        assert!(notes(&o)[0].starts_with(&format!("{why}; falling back to kexec_file_load")), "{:?}", notes(&o));
+    }
+    // Lockdown keeps its own words (the x86-lockdown guest cell reads them).
+    t.write("sys/kernel/security/lockdown", "none [integrity] confidentiality\n");
+    let o = t.run_env(&["-l", ks, "--append=x"], &[(REFUSE, "EPERM")]);
+    assert!(notes(&o)[0].starts_with("kexec_load refused by kernel lockdown; falling back to kexec_file_load"));
+}
+
+/// Item 4: as `kexec` (argv[0]), argv is kexec-tools' only: files called
+/// `plan` and `purgatory` are kernels; as rkexec both words stay commands.
+#[test]
+fn invoked_as_kexec_plan_and_purgatory_are_file_names() {
+    let t = Tree::x86("as-kexec");
+    t.write("plan", bzimage(40_000));
+    t.write("purgatory", bzimage(30_000));
+    for name in ["plan", "purgatory"] {
+        let o = t.run_as_kexec(&["-l", name, "--append=quiet"]);
+        assert_eq!(code(&o), 0, "kexec -l {name}: {}", err(&o));
+        assert_eq!(woulds(&o).len(), 2, "loaded, then synced: {:?}", woulds(&o));
+        assert!(woulds(&o)[0].starts_with("kexec_load: 3 segments"), "{:?}", woulds(&o));
+        let o = t.run_as_kexec(&["-l", name, "--dry-run", "--json"]);
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(p["kernel"]["path"], name, "{p}");
+    }
+    // `kexec plan -l K`: a kernel called plan, loaded (then -l's sync), not a dry run.
+    let o = t.run_as_kexec(&["plan", "-l"]);
+    assert!(woulds(&o)[0].starts_with("kexec_load"), "{:?}", woulds(&o));
+    // The man page of the command it is installed as (item 9).
+    let o = t.run_as_kexec(&["--man"]);
+    assert!(out(&o).contains(".TH kexec 8 "), "{}", &out(&o)[..200.min(out(&o).len())]);
+    // As rkexec: the commands.
+    let k = t.path("plan");
+    let o = t.run(&["plan", &k]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).starts_with("rkexec plan (x86_64, kexec_load"), "{}", out(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_rkexec")).args(["purgatory", "--info"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("abi_version"), "{}", out(&o));
+}
+
+/// Item 5: petitboot passes --dtb whenever its boot entry has one; on x86
+/// kexec-tools' bzImage64 loader's getopt_long does not know it, warns and
+/// loads (kexec/arch/x86_64/kexec-bzImage64.c bzImage64_load).
+#[test]
+fn petitboot_dtb_on_x86_is_warned_about_and_dropped() {
+    let t = Tree::x86("petitboot-x86");
+    let k = t.write("var/petitboot/vmlinuz", bzimage(40_000));
+    let d = t.write("var/petitboot/board.dtb", [0xd0u8, 0x0d, 0xfe, 0xed, 0, 0, 0, 8]);
+    let i = t.write("var/petitboot/initrd", vec![1u8; 500]);
+    let (ii, dd) = (format!("--initrd={}", i.display()), format!("--dtb={}", d.display()));
+    let ks = k.to_str().unwrap();
+    let argv = ["-l", "--debug", ii.as_str(), dd.as_str(), "--append=quiet", ks];
+    let o = t.run(&argv);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(err(&o).lines().any(|l| l == format!("rkexec: unrecognized option '{dd}'")), "{}", err(&o));
+    assert!(woulds(&o)[0].starts_with("kexec_load: 4 segments"), "{:?}", woulds(&o));
+    assert_eq!(cmdline_of(&t.plan(&argv)), "quiet");
+    // Its -s retry, the two-word form, and as /sbin/kexec (glibc names argv[0]).
+    let o = t.run(&["-s", "-l", "--dtb", d.to_str().unwrap(), "--append=quiet", ks]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(err(&o).lines().any(|l| l == "rkexec: unrecognized option '--dtb'"), "{}", err(&o));
+    assert!(woulds(&o)[0].starts_with("kexec_file_load: kernel "), "{:?}", woulds(&o));
+    let o = t.run_as_kexec(&["-l", dd.as_str(), ks]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(err(&o).lines().any(|l| l == format!("kexec: unrecognized option '{dd}'")), "{}", err(&o));
+    // rkexec's own DTB edits still make no sense for a bzImage.
+    let o = t.run(&["-l", ks, "--dtb-set=/chosen/x=1"]);
+    assert_eq!(code(&o), 255);
+}
+
+/// Item 6: -d is debug output on stderr (kexec-tools' dbgprintf), and
+/// kexec_file_load gets KEXEC_FILE_DEBUG (kexec-tools >= 2.0.29).
+#[test]
+fn debug_output_goes_to_stderr_and_file_load_gets_kexec_file_debug() {
+    let t = Tree::x86("debug");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let ks = k.to_str().unwrap();
+    let o = t.run(&["-l", "-d", ks, "--append=x"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(o.stdout.is_empty(), "stdout: {}", out(&o));
+    assert!(err(&o).contains("entry 0x") && err(&o).contains("purgatory"), "the plan on stderr: {}", err(&o));
+    let o = t.run(&["-s", "-l", "-d", ks, "--append=x"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(o.stdout.is_empty(), "stdout: {}", out(&o));
+    assert!(err(&o).contains("kexec_file_load"), "{}", err(&o));
+    // KEXEC_FILE_NO_INITRAMFS | KEXEC_FILE_DEBUG
+    assert!(woulds(&o)[0].ends_with("flags 0xc"), "{:?}", woulds(&o));
+    // A kernel before 6.7 refuses the flag with EINVAL: loaded again without it.
+    let o = t.run_env(&["-s", "-l", "-d", ks, "--append=x"], &[("RKEXEC_TEST_KEXEC_FILE_FLAGS", "0x7")]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let w = woulds(&o);
+    assert!(w[0].ends_with("flags 0xc") && w[1].starts_with("be refused: kexec_file_load failed"), "{w:?}");
+    assert!(w[2].ends_with("flags 0x4"), "{w:?}");
+    assert!(notes(&o).iter().any(|n| n.starts_with("kexec_file_load refused KEXEC_FILE_DEBUG")), "{:?}", notes(&o));
+    // Without -d: no flag, nothing on stdout either.
+    let o = t.run(&["-s", "-l", ks, "--append=x"]);
+    assert!(woulds(&o)[0].ends_with("flags 0x4") && o.stdout.is_empty(), "{:?}", woulds(&o));
+}
+
+/// Item 7: long-option prefixes are resolved against the running
+/// architecture's kexec-tools table (kexec/arch/arm64/include/arch/
+/// options.h on arm64): these 12 are unique there.
+#[test]
+fn arm64_prefixes_resolve_as_kexec_tools_arm64_build() {
+    let t = Tree::arm64("arm64-prefixes");
+    let k = t.write("Image", arm64_image(100_000));
+    let ks = k.to_str().unwrap();
+    let arm64 = [("RKEXEC_TEST_HOST_ARCH", "arm64")];
+    let plan = |argv: &[&str], env: &[(&str, &str)]| {
+        let mut v = argv.to_vec();
+        v.extend(["--dry-run", "--json"]);
+        t.run_env(&v, env)
+    };
+    for (prefix, value) in [
+        ("--a", Some("quiet")),
+        ("--c", Some("quiet")),
+        ("--co", Some("quiet")),
+        ("--en", Some("0x1000")),
+        ("--ent", Some("0x1000")),
+        ("--entr", Some("0x1000")),
+        ("--reuse-", None),
+        ("--se", Some("ttyAMA0")),
+        ("--ser", Some("ttyAMA0")),
+        ("--seri", Some("ttyAMA0")),
+        ("--seria", Some("ttyAMA0")),
+    ] {
+        let word = value.map_or(prefix.to_string(), |v| format!("{prefix}={v}"));
+        let o = plan(&["-l", ks, &word], &arm64);
+        assert_eq!(code(&o), 0, "{word} on arm64: {}", err(&o));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if value == Some("quiet") {
+            assert_eq!(cmdline_of(&p), "quiet", "{word} is --append/--command-line");
+        }
+        // kexec-tools' x86_64 table has two options for each.
+        let o = plan(&["-l", ks, &word], &[("RKEXEC_TEST_HOST_ARCH", "x86_64")]);
+        assert_eq!(code(&o), 1, "{word} is ambiguous on x86_64: {}", err(&o));
+        assert!(err(&o).contains(&format!("option '{prefix}' is ambiguous")), "{}", err(&o));
+    }
+    let o = t.run_env(&["--p"], &arm64);
+    assert_eq!((code(&o), out(&o).trim()), (0, "0"), "--p is --print-ckr-size: {}", err(&o));
+}
+
+/// Item 7: --serial as kexec-tools' x86 arch_process_options takes it
+/// (ttyS0, ttyS1, 0x<port>; "Bad serial port base", exit 255, nothing
+/// loaded otherwise), and as its arm64 loader: any name, a missing UART is
+/// reported and the kernel loaded without purgatory console.
+#[test]
+fn serial_accepts_what_kexec_tools_accepts() {
+    let t = Tree::x86("serial");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let ks = k.to_str().unwrap();
+    for ok in ["--serial=ttyS1", "--serial=0x2f8", "--serial=0x0x2f8", "--serial=0x 2f8"] {
+        let o = t.run(&["-l", ks, ok]);
+        assert_eq!(code(&o), 0, "{ok}: {}", err(&o));
+        let p = t.plan(&["-l", ks, ok]);
+        assert_eq!(
+            (p["purgatory"]["console"]["kind"].as_u64(), p["purgatory"]["console"]["base"].as_u64()),
+            (Some(3), Some(0x2f8)),
+            "{ok}: an 8250 at I/O port 0x2f8: {p}"
+        );
+    }
+    let o = t.run(&["-l", ks, "--serial=0x"]);
+    assert_eq!(code(&o), 0, "0x: port 0, accepted by kexec-tools: {}", err(&o));
+    assert!(notes(&o).iter().any(|n| n.contains("I/O port 0")), "{}", err(&o));
+    for bad in ["ttyS2", "/dev/ttyS0", "ttyAMA0", "0x10000", "0X3f8"] {
+        let o = t.run(&["-l", ks, &format!("--serial={bad}")]);
+        assert_eq!(code(&o), 255, "{bad}: {}", err(&o));
+        assert!(err(&o).lines().any(|l| l == format!("Bad serial port base '{bad}'")), "{bad}: {}", err(&o));
+        assert!(out(&o).contains("Usage:") && woulds(&o).is_empty(), "{bad}");
+    }
+    let t = Tree::arm64("serial-arm64");
+    let k = t.write("Image", arm64_image(100_000));
+    let o = t.run(&["-l", k.to_str().unwrap(), "--serial=ttyNOPE"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(
+        notes(&o).iter().any(|n| n.starts_with("--serial=ttyNOPE: ") && n.contains("without a purgatory console")),
+        "{}",
+        err(&o)
+    );
+    assert!(woulds(&o)[0].starts_with("kexec_load"), "{:?}", woulds(&o));
+}
+
+/// Item 7: `-t unknown` as kexec-tools (kexec/kexec.c my_load: "Unsupported
+/// kernel type %s", exit 255); kexec_file_load never reads -t there
+/// (do_kexec_file_load probes every type).
+#[test]
+fn unknown_type_as_kexec_tools() {
+    let t = Tree::x86("type-unknown");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let ks = k.to_str().unwrap();
+    let o = t.run(&["-l", ks, "-t", "unknown"]);
+    assert_eq!(code(&o), 255);
+    assert_eq!(err(&o), "Unsupported kernel type unknown\n");
+    assert!(woulds(&o).is_empty());
+    let o = t.run(&["-s", "-l", ks, "-t", "unknown"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(notes(&o).iter().any(|n| n.starts_with("-t unknown is ignored with kexec_file_load")), "{}", err(&o));
+    assert!(woulds(&o)[0].starts_with("kexec_file_load"), "{:?}", woulds(&o));
+}
+
+/// Item 8: without --append the same argv gives the same command line on
+/// both system calls: x86_64 the running one minus BOOT_IMAGE= (and
+/// crashkernel= for -p), arm64 the running DTB's bootargs.
+#[test]
+fn without_append_both_syscalls_give_the_same_command_line() {
+    let t = Tree::x86("keep-x86");
+    let k = t.write("vmlinuz", bzimage(40_000));
+    let ks = k.to_str().unwrap();
+    let want = RUNNING_CMDLINE.replacen("BOOT_IMAGE=/boot/vmlinuz-6.1.0-57-cloud-amd64 ", "", 1);
+    assert_eq!(cmdline_of(&t.plan(&["-l", ks])), want);
+    assert_eq!(t.plan(&["-s", "-l", ks])["cmdline"], want.as_str());
+    let o = t.run(&["-s", "-l", ks]);
+    assert!(woulds(&o)[0].contains(&format!("cmdline {want:?}")), "{:?}", woulds(&o));
+    // -p: kexec_load puts elfcorehdr= first, the kernel does so for
+    // kexec_file_load (arch/x86/kernel/kexec-bzimage64.c); the rest is one line.
+    let crash = want.replacen(" crashkernel=256M", "", 1);
+    let p = t.plan(&["-p", ks]);
+    let addr = p["elfcorehdr"]["addr"].as_u64().unwrap();
+    assert_eq!(cmdline_of(&p), format!("elfcorehdr={addr:#x} {crash}"));
+    assert_eq!(t.plan(&["-s", "-p", ks])["cmdline"], crash.as_str());
+    // arm64: the running DTB's bootargs on both.
+    let t = Tree::arm64("keep-arm64");
+    let k = t.write("Image", arm64_image(100_000));
+    let ks = k.to_str().unwrap();
+    let l = cmdline_of(&t.plan(&["-l", ks])).to_string();
+    assert!(l.contains("console=ttyAMA0"), "{l}");
+    assert_eq!(t.plan(&["-s", "-l", ks])["cmdline"], l.as_str());
 }

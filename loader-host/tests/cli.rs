@@ -159,6 +159,41 @@ fn status_without_the_sysfs_file_is_255_and_silent() {
     assert!(o.stdout.is_empty() && stderr(&o).is_empty(), "{}", stderr(&o));
 }
 
+#[test]
+fn status_says_whether_the_crash_kernel_is_hotplug_aware() {
+    let dir = tmp("status-hp");
+    let sys = dir.join("sys");
+    std::fs::create_dir_all(sys.join("kernel")).unwrap();
+    std::fs::create_dir_all(sys.join("devices/system/cpu")).unwrap();
+    std::fs::create_dir_all(sys.join("devices/system/memory")).unwrap();
+    let status = |crash_loaded: &str, cpu: &str, mem: &str| {
+        std::fs::write(sys.join("kernel/kexec_crash_loaded"), crash_loaded).unwrap();
+        std::fs::write(sys.join("devices/system/cpu/crash_hotplug"), cpu).unwrap();
+        std::fs::write(sys.join("devices/system/memory/crash_hotplug"), mem).unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_rkexec"))
+            .args(["status", "--sys-root", sys.to_str().unwrap()])
+            .output()
+            .expect("run rkexec");
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    std::fs::write(sys.join("kernel/kexec_loaded"), "0\n").unwrap();
+    let (code, out) = status("1\n", "1\n", "1\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("kernel: not loaded\n"), "{out}");
+    assert!(out.contains("crash kernel: loaded, hotplug-aware") && out.contains("cpu 1, memory 1"), "{out}");
+    let (_, out) = status("1\n", "0\n", "0\n");
+    assert!(out.contains("not hotplug-aware (loaded with --no-hotplug"), "{out}");
+    let (_, out) = status("0\n", "0\n", "0\n");
+    assert!(out.contains("crash kernel: not loaded"), "{out}");
+    // -S stays silent, as kexec-tools'.
+    let o = Command::new(env!("CARGO_BIN_EXE_rkexec"))
+        .args(["-S", "-d", "--sys-root", sys.to_str().unwrap()])
+        .output()
+        .expect("run rkexec");
+    assert!(o.stdout.is_empty() && o.stderr.is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 const CRASH_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/virt-arm64-crash");
 
 fn rkexec_crash(args: &[&str], sys_root: &str) -> Output {
@@ -201,10 +236,23 @@ fn crash_errors_name_the_missing_piece() {
     let o = rkexec(&["-p", kernel.to_str().unwrap(), "--dry-run"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("crashkernel="), "{}", stderr(&o));
-    // --hotplug on a kernel without crash hotplug.
-    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--hotplug"], &format!("{CRASH_FIXTURES}/sys"));
-    assert_eq!(o.status.code(), Some(255));
-    assert!(stderr(&o).contains("crash_elfcorehdr_size is missing"), "{}", stderr(&o));
+    // --hotplug on a kernel without crash hotplug: kexec-tools' die()
+    // (kexec/kexec.c main(), before anything is read or loaded), exit 1.
+    let sys = format!("{CRASH_FIXTURES}/sys");
+    let o = rkexec_crash(&["-p", kernel.to_str().unwrap(), "--dry-run", "--hotplug"], &sys);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "rkexec: Path {sys}/kernel/crash_elfcorehdr_size does not exist, the kernel needs CONFIG_CRASH_HOTPLUG\n"
+        )
+    );
+    // Whatever the action: -u --hotplug, -S --hotplug die the same way.
+    for argv in [&["-p", "-u", "--hotplug", "--dry-run"][..], &["-S", "--hotplug"][..]] {
+        let o = rkexec_crash(argv, &sys);
+        assert_eq!(o.status.code(), Some(1), "{argv:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("needs CONFIG_CRASH_HOTPLUG"), "{argv:?}: {}", stderr(&o));
+    }
     // --hotplug without -p.
     let o = rkexec(&["-l", kernel.to_str().unwrap(), "--dry-run", "--hotplug"]);
     assert_eq!(o.status.code(), Some(1));
@@ -249,14 +297,29 @@ fn man_page_and_completions_come_from_the_option_table() {
         assert!(man.contains(word), "{word} missing from the man page");
     }
     assert!(!man.contains("proc\\-root"), "hidden test options stay out of the man page");
+    // issue 21 item 9: section 8, as kexec(8) is installed.
+    assert!(man.contains(".TH rkexec 8 "), "{}", &man[..200.min(man.len())]);
     let o = rkexec(&["--completions=bash"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bash = String::from_utf8(o.stdout).unwrap();
     assert!(bash.contains("--reuse-cmdline") && bash.contains("--kexec-syscall-auto") && bash.contains("complete -F"));
+    let mut scripts = vec![("bash", bash)];
     for shell in ["zsh", "fish"] {
         let o = rkexec(&["--completions", shell]);
         assert!(o.status.success() && o.stdout.len() > 1000, "{shell}: {}", stderr(&o));
+        scripts.push((shell, String::from_utf8(o.stdout).unwrap()));
     }
+    // Registered for both names, and no hidden option offered.
+    for (shell, script) in &scripts {
+        for hidden in ["--proc-root", "--sys-root", "--debug-hash-excluded", "--man", "--completions"] {
+            assert!(!script.contains(hidden), "{shell} completions offer the hidden {hidden}");
+        }
+        // fish spells long options without their dashes (-l proc-root).
+        assert!(!script.contains("proc-root"), "{shell}");
+    }
+    assert!(scripts[0].1.contains("complete -F _rkexec") && scripts[0].1.contains("complete -F _kexec"), "bash");
+    assert!(scripts[1].1.starts_with("#compdef rkexec kexec\n"), "zsh");
+    assert!(scripts[2].1.contains("complete -c rkexec") && scripts[2].1.contains("complete -c kexec"), "fish");
     let o = rkexec(&["--completions=tcsh"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
@@ -268,13 +331,14 @@ fn purgatory_images_are_written_for_other_loaders() {
     let info = run(&["purgatory", "--info"]);
     assert!(info.status.success(), "{}", stderr(&info));
     let text = String::from_utf8(info.stdout).unwrap();
-    for arch in ["aarch64", "x86_64", "riscv64"] {
+    for arch in ["aarch64", "x86_64", "riscv64", "ppc64le"] {
         assert!(text.contains(&format!("arch {arch}\nabi_version 1\nheader_size 96\n")), "{text}");
     }
     for (arch, flat, elf) in [
         ("aarch64", loader_host::purgatory_image::AARCH64_FLAT, loader_host::purgatory_image::AARCH64_ELF),
         ("x86_64", loader_host::purgatory_image::X86_64_FLAT, loader_host::purgatory_image::X86_64_ELF),
         ("riscv64", loader_host::purgatory_image::RISCV64_FLAT, loader_host::purgatory_image::RISCV64_ELF),
+        ("ppc64le", loader_host::purgatory_image::PPC64LE_FLAT, loader_host::purgatory_image::PPC64LE_ELF),
     ] {
         let out = dir.join(format!("p-{arch}"));
         let o = run(&["purgatory", "--arch", arch, "--output", out.to_str().unwrap()]);
@@ -289,7 +353,11 @@ fn purgatory_images_are_written_for_other_loaders() {
     }
     let o = run(&["purgatory", "--arch", "sparc", "--output", "x"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--arch sparc: no such image (images: aarch64, x86_64, riscv64)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--arch sparc: no such image (images: aarch64, x86_64, riscv64, ppc64le)"),
+        "{}",
+        stderr(&o)
+    );
     // The architecture's own name finds its image too.
     let out = dir.join("p-arm64");
     let o = run(&["purgatory", "--arch", "arm64", "--output", out.to_str().unwrap()]);

@@ -133,11 +133,27 @@ fn riscv64_trixie_image_plans() {
         assert!(crash.contains(&a) && a + n <= crash.end, "outside the Crash kernel range: {s}");
     }
     assert_eq!(v["cmdline"], "console=ttyS0 rdinit=/init", "crashkernel= dropped");
-    let o = Command::new(env!("CARGO_BIN_EXE_rkexec"))
-        .args(["plan", "-p", "--hotplug", k.to_str().unwrap(), "--proc-root", &proc_root, "--sys-root", &sys_root])
-        .output()
-        .expect("run rkexec");
+    let hotplug = |sys_root: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rkexec"))
+            .args(["plan", "-p", "--hotplug", k.to_str().unwrap(), "--proc-root", &proc_root, "--sys-root", sys_root])
+            .output()
+            .expect("run rkexec")
+    };
+    // The kernel has no /sys/kernel/crash_elfcorehdr_size (no
+    // CONFIG_CRASH_HOTPLUG on riscv): kexec-tools' die() first, exit 1
+    // (kexec/kexec.c main()).
+    let o = hotplug(&sys_root);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "kexec-tools' die(): {err}");
+    assert!(err.contains("crash_elfcorehdr_size does not exist, the kernel needs CONFIG_CRASH_HOTPLUG"), "{err}");
+    // Even with the file, the loader refuses: riscv has no crash hotplug.
+    let sys = std::env::temp_dir().join(format!("rkx-real-riscv-sys-{}", std::process::id()));
+    let copy = Command::new("cp").args(["-r", &sys_root, sys.to_str().unwrap()]).status().unwrap();
+    assert!(copy.success());
+    std::fs::write(sys.join("kernel/crash_elfcorehdr_size"), "49392\n").unwrap();
+    let o = hotplug(sys.to_str().unwrap());
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(255), "refused as kexec-tools' EFAILED: {err}");
     assert!(err.contains("--hotplug: riscv64 has no crash hotplug"), "{err}");
+    std::fs::remove_dir_all(sys).unwrap();
 }

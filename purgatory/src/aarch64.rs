@@ -12,7 +12,7 @@ use purgatory_arch::aarch64::{cache, cpu, handoff, mmu};
 use purgatory_arch::pagetable::{IdentityMap, MemType, Table};
 use purgatory_arch::uart::Uart;
 
-use crate::machine::Machine;
+use crate::platform::Machine;
 
 /// Translation tables: root + up to 16 segments with unaligned edges, the
 /// image and the console. 64 tables cover the worst case with room.

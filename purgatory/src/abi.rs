@@ -20,6 +20,23 @@ pub const HEADER_OFFSET: usize = 0;
 pub const ARCH_AARCH64: u32 = 1;
 pub const ARCH_X86_64: u32 = 2;
 pub const ARCH_RISCV64: u32 = 3;
+pub const ARCH_PPC64LE: u32 = 4;
+
+/// ppc64le: the entry point is a 256-byte block (at `entry_offset`, 256-byte
+/// aligned) that the kernel's `kexec_sequence` copies to physical 0 before
+/// it releases the other CPUs to 0x60 there (arch/powerpc/kernel/misc_64.S).
+/// Word 0 is the purgatory's branch to its code; the bytes from
+/// [`PPC64LE_ENTRY_FILL_START`] to [`PPC64LE_ENTRY_BLOCK_SIZE`] are the
+/// loader's to fill with the new kernel's own bytes at those offsets (its
+/// `__secondary_hold` at 0x60, which holds the other CPUs; its
+/// `__run_at_load` word at 0x5c), as kexec-tools does (docs/abi.md).
+pub const PPC64LE_ENTRY_BLOCK_SIZE: u64 = 0x100;
+/// First byte of the entry block the loader fills (word 0 is ours).
+pub const PPC64LE_ENTRY_FILL_START: u64 = 4;
+/// Offset of the kernel's `__run_at_load` word in its first 256 bytes
+/// (arch/powerpc/kernel/head_64.S): the purgatory copies the entry block's
+/// word at this offset to `kernel_entry` + this offset after verification.
+pub const PPC64LE_RUN_AT_LOAD_OFFSET: u64 = 0x5c;
 
 /// `ImageHeader::flags`: the image applies its own `R_*_RELATIVE`
 /// relocations at entry, so it may be copied to any 4 KiB-aligned address.
@@ -97,6 +114,12 @@ pub enum SegmentKind {
     ElfCoreHdr = 4,
     /// x86 boot_params / setup data.
     BootParams = 5,
+    /// kdump on ppc64le: after every segment is verified, the purgatory
+    /// copies physical memory `[0, len)` into this segment (the low memory
+    /// the capture kernel overwrites with its exception vectors; kexec-tools'
+    /// purgatory/arch/ppc64/crashdump_backup.c). Hashed as the loader wrote
+    /// it (zeros). Only where the architecture's rules allow one.
+    Backup = 6,
 }
 
 impl SegmentKind {
@@ -108,13 +131,14 @@ impl SegmentKind {
             3 => Self::Dtb,
             4 => Self::ElfCoreHdr,
             5 => Self::BootParams,
+            6 => Self::Backup,
             _ => return None,
         })
     }
 
     pub fn name(self) -> &'static str {
         // In discriminant order (a table without relocations).
-        purgatory_arch::str_table!(static NAMES = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params"]);
+        purgatory_arch::str_table!(static NAMES = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params", "backup"]);
         NAMES.get(self as usize)
     }
 }
@@ -155,13 +179,18 @@ pub const CONSOLE_8250_MMIO8: u32 = 4;
 /// riscv64: the SBI console (DBCN when the SBI has it, else the legacy
 /// putchar). `base` is ignored.
 pub const CONSOLE_SBI: u32 = 5;
+/// ppc64le under a PAPR hypervisor (pseries): the virtual terminal written
+/// with the H_PUT_TERM_CHAR hypercall. `base` is the vterm number, the
+/// `reg` of the `/vdevice/vty@…` node (`hvterm1`) stdout-path names
+/// (0x71000000 on QEMU). Not memory: no console page.
+pub const CONSOLE_HVTERM: u32 = 6;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConsoleDesc {
     pub kind: u32,
     pub reserved: u32,
-    /// MMIO physical base address, or I/O port.
+    /// MMIO physical base address, I/O port, or (hvterm) vterm number.
     pub base: u64,
 }
 
@@ -267,11 +296,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_with_their_names() {
-        let names = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params"];
+        let names = ["other", "kernel", "initrd", "dtb", "elfcorehdr", "boot-params", "backup"];
         for (raw, name) in names.iter().enumerate() {
             let kind = SegmentKind::from_raw(raw as u32).expect("known kind");
             assert_eq!((kind as u32, kind.name()), (raw as u32, *name));
         }
-        assert_eq!(SegmentKind::from_raw(6), None);
+        assert_eq!(SegmentKind::from_raw(7), None);
     }
 }

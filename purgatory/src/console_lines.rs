@@ -7,7 +7,8 @@
 //!
 //! Placeholders: `{entry}`, `{image}`, `{mem}`, `{len}`, `{boot_data}`,
 //! `{cpu}`, `{cr0}`, `{cr4}`, `{addr}`, `{flags}`, `{base}`, `{hart}`, `{a1}`,
-//! `{scause}`, `{sepc}`, `{stval}` are 0x-prefixed
+//! `{scause}`, `{sepc}`, `{stval}`, `{pvr}`, `{cpu_version}`,
+//! `{offset}`, `{word}` are 0x-prefixed
 //! lowercase hex without leading zeros; `{index}`, `{other}`, `{segments}`,
 //! `{bytes}`, `{us}`, `{refreshed}`, `{kept}`, `{count}`, `{version}`,
 //! `{size}`, `{value}` decimal; `{sha256}` 64 lowercase hex digits; the others text.
@@ -33,6 +34,20 @@ pub const RISCV_A1_NOTE: &str = "purgatory: note: the kernel found the FDT at a1
 /// riscv64: a trap that was no guarded probe.
 pub const UNEXPECTED_TRAP: &str =
     "purgatory: unexpected trap scause {scause} sepc {sepc} stval {stval}, not entering the kernel";
+/// ppc64le: the CPU id kexec passed in r3 and what that CPU implements: its
+/// PVR, the logical PVR of its DTB cpu node's `cpu-version` (0: none or
+/// DTB not believed), the ISA level they give; `{vcrypto}` is "vcrypto"
+/// or "no-vcrypto", `{darn}` "darn" or "no-darn".
+pub const SETUP_PPC64LE: &str =
+    "cpu {cpu}, pvr {pvr}, dtb cpu-version {cpu_version}, isa {isa}: {vcrypto} {darn}, caches on (real mode)";
+/// ppc64le: the entry block is not the kernel's first 256 bytes.
+pub const ENTRY_BLOCK_MISMATCH: &str =
+    "purgatory: REFUSED: entry block {addr} differs from the kernel's first 256 bytes at {offset}";
+/// ppc64le: the run_at_load word copied into the kernel.
+pub const RUN_AT_LOAD: &str = "purgatory: run_at_load {word} written to {addr}";
+/// ppc64le kdump: physical `[0, len)` copied into the backup segment at
+/// `{addr}` after verification (kexec-tools' crashdump_backup.c).
+pub const BACKUP_COPIED: &str = "purgatory: backup 0x0+{len} copied to {addr}";
 pub const NO_CLOCK: &str = "purgatory: no clock to time the verification: times read 0";
 
 pub const SEGMENT_OK: &str = "purgatory: segment {index} ({kind}) {mem}+{len} sha256 ok";
@@ -58,6 +73,8 @@ pub const INTERNAL_ERROR: &str = "purgatory: internal error (panic), not enterin
 pub const RESETTING: &str = "purgatory: resetting the system ({method})";
 pub const RESET_FAILED: &str = "purgatory: the reset did not happen";
 pub const NO_RESET: &str = "purgatory: cannot reset the system (no PSCI conduit)";
+/// ppc64le: no RTAS the purgatory may call.
+pub const NO_RESET_RTAS: &str = "purgatory: cannot reset the system (no usable RTAS system-reboot)";
 pub const HALTED: &str = "purgatory: halted";
 
 /// Why a parameter block was refused (`{reason}` of [`BAD_PARAMS`]).
@@ -84,6 +101,12 @@ pub mod param {
     pub const CONSOLE_IN_SEGMENT: &str = "console page {base} lies inside segment {index}";
     pub const CONSOLE_IN_IMAGE: &str = "console page {base} lies inside the purgatory image";
     pub const CONSOLE_PORT: &str = "console I/O port {base} is above 0xffff";
+    pub const KERNEL_HEAD: &str = "kernel entry {addr}: the kernel's first 256 bytes are not inside its segment";
+    pub const BACKUP_NOT_HERE: &str =
+        "segment {index}: a backup segment, but this architecture's capture kernel needs none";
+    pub const BACKUP_TWICE: &str = "segments {index} and {other} are both backup segments";
+    pub const BACKUP_SOURCE: &str =
+        "segment {index}: its backup source 0x0+{len} is not the crashed kernel's memory from {addr} on";
 }
 
 /// Why an excluded segment is malformed (`{reason}` of [`MALFORMED`]).
@@ -137,12 +160,31 @@ pub const HEX_PLACEHOLDERS: &[&str] = &[
     "scause",
     "sepc",
     "stval",
+    "pvr",
+    "cpu_version",
+    "offset",
+    "word",
 ];
 pub const DEC_PLACEHOLDERS: &[&str] =
     &["index", "other", "segments", "bytes", "us", "refreshed", "kept", "count", "version", "size", "value"];
 pub const DIGEST_PLACEHOLDERS: &[&str] = &["sha256"];
-pub const TEXT_PLACEHOLDERS: &[&str] =
-    &["arch", "mode", "setup", "why", "kind", "engine", "boot_data_name", "reason", "method", "source", "zknh", "zkr"];
+pub const TEXT_PLACEHOLDERS: &[&str] = &[
+    "arch",
+    "mode",
+    "setup",
+    "why",
+    "kind",
+    "engine",
+    "boot_data_name",
+    "reason",
+    "method",
+    "source",
+    "zknh",
+    "zkr",
+    "isa",
+    "vcrypto",
+    "darn",
+];
 
 /// Every line template, by the key `purgatory_lines.json` gives it.
 pub const LINES: &[(&str, &str)] = &[
@@ -156,6 +198,10 @@ pub const LINES: &[(&str, &str)] = &[
     ("riscv_isa", RISCV_ISA),
     ("riscv_a1_note", RISCV_A1_NOTE),
     ("unexpected_trap", UNEXPECTED_TRAP),
+    ("setup_ppc64le", SETUP_PPC64LE),
+    ("entry_block_mismatch", ENTRY_BLOCK_MISMATCH),
+    ("run_at_load", RUN_AT_LOAD),
+    ("backup_copied", BACKUP_COPIED),
     ("no_clock", NO_CLOCK),
     ("segment_ok", SEGMENT_OK),
     ("excluded_ok", EXCLUDED_OK),
@@ -176,6 +222,7 @@ pub const LINES: &[(&str, &str)] = &[
     ("resetting", RESETTING),
     ("reset_failed", RESET_FAILED),
     ("no_reset", NO_RESET),
+    ("no_reset_rtas", NO_RESET_RTAS),
     ("halted", HALTED),
 ];
 
@@ -203,6 +250,10 @@ pub const PARAM_REASONS: &[(&str, &str)] = &[
     ("console_in_segment", param::CONSOLE_IN_SEGMENT),
     ("console_in_image", param::CONSOLE_IN_IMAGE),
     ("console_port", param::CONSOLE_PORT),
+    ("kernel_head", param::KERNEL_HEAD),
+    ("backup_not_here", param::BACKUP_NOT_HERE),
+    ("backup_twice", param::BACKUP_TWICE),
+    ("backup_source", param::BACKUP_SOURCE),
 ];
 
 /// `{reason}` texts of [`MALFORMED`] (the `fdt_*` ones also of
@@ -251,7 +302,7 @@ mod tests {
 
     #[test]
     fn lines_start_with_the_tag_and_keys_are_unique() {
-        let setups = [SETUP_CACHES_ON, SETUP_CACHES_OFF, SETUP_X86, SETUP_RISCV];
+        let setups = [SETUP_CACHES_ON, SETUP_CACHES_OFF, SETUP_X86, SETUP_RISCV, SETUP_PPC64LE];
         let mut keys = std::collections::HashSet::new();
         for (key, template) in LINES {
             assert!(keys.insert(*key), "duplicate key {key}");

@@ -13,6 +13,10 @@ pub mod elf;
 pub mod fdt;
 pub mod fdt_patch;
 pub mod hart_isa;
+// ppc64le's DTB reader: the host (tests, loaders) and the ppc64le image
+// only; the other images (`target_os = "none"`) are built without it.
+#[cfg(not(target_os = "none"))]
+pub mod ppc_dt;
 pub mod report;
 pub mod seed;
 pub mod setup_data;

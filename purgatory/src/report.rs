@@ -156,9 +156,9 @@ macro_rules! template {
 #[macro_export]
 macro_rules! text {
     ($t:expr) => {{
-        #[cfg(target_os = "none")]
+        #[cfg(any(target_os = "none", rkx_bare_metal))]
         let text = $crate::template!($t);
-        #[cfg(not(target_os = "none"))]
+        #[cfg(not(any(target_os = "none", rkx_bare_metal)))]
         let text = $t;
         text
     }};

@@ -15,7 +15,7 @@ use kexec_purgatory::template;
 use kexec_purgatory::verify::{self, Platform, Rules};
 use purgatory_arch::riscv64::{handoff, machine};
 
-use crate::machine::{fail_with, Machine, Validated};
+use crate::platform::{fail_with, Machine, Validated};
 
 /// The DTB bytes from `boot_data` to the end of its segment, in a validated
 /// block (so the range is a loaded segment of kind Dtb); None without one.

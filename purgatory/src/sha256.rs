@@ -15,7 +15,7 @@ const H0: [u32; 8] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f
 
 /// The portable compression function: `sha2::block_api::compress256`, the
 /// same on every architecture (its `soft` backend in the images).
-pub use purgatory_arch::sha256::compress_portable;
+pub use purgatory_arch::sha256_compress::compress_portable;
 
 /// SHA-256 of `data` using `compress`.
 pub fn digest(data: &[u8], compress: CompressFn) -> [u8; 32] {

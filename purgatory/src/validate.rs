@@ -11,6 +11,8 @@ use crate::abi::{
     ON_FAILURE_RESET, PARAMS_MAGIC, PARAMS_VERSION, PARAM_FLAGS_KNOWN, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
     PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
 };
+#[cfg(not(target_os = "none"))]
+use crate::abi::{ARCH_PPC64LE, CONSOLE_HVTERM, PPC64LE_ENTRY_BLOCK_SIZE};
 use crate::console_lines::param;
 use crate::report::Arg;
 #[cfg(not(target_os = "none"))]
@@ -66,19 +68,94 @@ pub struct Rules {
     pub io_port_console: bool,
     /// The SBI console kind exists on this architecture (riscv64).
     pub sbi_console: bool,
+    /// ppc64le: the hvterm console kind (PAPR H_PUT_TERM_CHAR) exists.
+    ///
+    /// This field, `kernel_head` and the rules they enable are compiled
+    /// only where they can apply: on the host (a loader checks blocks for
+    /// every architecture) and in the ppc64le image. The aarch64, x86_64
+    /// and riscv64 images (`target_os = "none"`) never enable them, and
+    /// leaving the code out keeps those images as they were.
+    #[cfg(not(target_os = "none"))]
+    pub hvterm_console: bool,
+    /// ppc64le: the kernel segment must hold the kernel's first 256 bytes
+    /// from `kernel_entry`: the purgatory writes its run_at_load word
+    /// (abi::PPC64LE_RUN_AT_LOAD_OFFSET) and compares the entry block with
+    /// them.
+    #[cfg(not(target_os = "none"))]
+    pub kernel_head: bool,
+    /// ppc64le kdump: the block may name one segment of kind Backup, into
+    /// which the purgatory copies physical `[0, len)` after verification
+    /// (kexec-tools' purgatory/arch/ppc64/crashdump_backup.c). Elsewhere
+    /// (and in the aarch64, x86_64 and riscv64 images, which are built
+    /// without this field) a Backup segment is refused: those capture
+    /// kernels leave the crashed kernel's low memory alone.
+    #[cfg(not(target_os = "none"))]
+    pub backup: bool,
 }
 
 impl Rules {
     pub const fn aarch64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: false }
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::Dtb,
+            io_port_console: false,
+            sbi_console: false,
+            #[cfg(not(target_os = "none"))]
+            hvterm_console: false,
+            #[cfg(not(target_os = "none"))]
+            kernel_head: false,
+            #[cfg(not(target_os = "none"))]
+            backup: false,
+        }
     }
 
     pub const fn x86_64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::BootParams, io_port_console: true, sbi_console: false }
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::BootParams,
+            io_port_console: true,
+            sbi_console: false,
+            #[cfg(not(target_os = "none"))]
+            hvterm_console: false,
+            #[cfg(not(target_os = "none"))]
+            kernel_head: false,
+            #[cfg(not(target_os = "none"))]
+            backup: false,
+        }
     }
 
     pub const fn riscv64(own_image: MemSpan) -> Self {
-        Self { own_image, boot_data_kind: SegmentKind::Dtb, io_port_console: false, sbi_console: true }
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::Dtb,
+            io_port_console: false,
+            sbi_console: true,
+            #[cfg(not(target_os = "none"))]
+            hvterm_console: false,
+            #[cfg(not(target_os = "none"))]
+            kernel_head: false,
+            #[cfg(not(target_os = "none"))]
+            backup: false,
+        }
+    }
+
+    /// ppc64le (Documentation/arch/powerpc/booting.rst: r3 = the DTB):
+    /// the DTB is the boot data, the console may be the hypervisor's
+    /// vterm, the kernel's first 256 bytes must be in its segment, and a
+    /// capture kernel may come with a backup segment for the low 64 KiB it
+    /// overwrites (head_64.S `__after_prom_start` copies its exception
+    /// vectors to 0 even when it runs where it was loaded).
+    #[cfg(not(target_os = "none"))]
+    pub const fn ppc64le(own_image: MemSpan) -> Self {
+        Self {
+            own_image,
+            boot_data_kind: SegmentKind::Dtb,
+            io_port_console: false,
+            sbi_console: false,
+            hvterm_console: true,
+            kernel_head: true,
+            backup: true,
+        }
     }
 
     /// The rules of the purgatory image whose header says `arch`
@@ -88,6 +165,8 @@ impl Rules {
             ARCH_AARCH64 => Some(Self::aarch64(own_image)),
             ARCH_X86_64 => Some(Self::x86_64(own_image)),
             ARCH_RISCV64 => Some(Self::riscv64(own_image)),
+            #[cfg(not(target_os = "none"))]
+            ARCH_PPC64LE => Some(Self::ppc64le(own_image)),
             _ => None,
         }
     }
@@ -133,6 +212,24 @@ pub enum ParamError {
     ConsoleInImage(u64),
     /// An I/O-port console above port 0xffff.
     ConsolePort(u64),
+    /// ppc64le: the kernel's first 256 bytes from this `kernel_entry` are
+    /// not all inside its kernel segment (see `Rules::kernel_head`).
+    #[cfg(not(target_os = "none"))]
+    KernelHead(u64),
+    /// A segment of kind Backup where the rules allow none
+    /// (`Rules::backup`). Not in the ppc64le image (`rkx_bare_metal`),
+    /// whose rules always allow one.
+    #[cfg(not(rkx_bare_metal))]
+    BackupNotHere(usize),
+    /// ppc64le: a second Backup segment (the first one's index, then this).
+    #[cfg(not(target_os = "none"))]
+    BackupTwice(usize, usize),
+    /// ppc64le: the backup's source `[0, len)` (index, len) is not all the
+    /// crashed kernel's memory: from the last value on it holds a segment
+    /// (loaded, not crashed, memory; the backup itself included), the
+    /// purgatory image or an MMIO console's page (device registers).
+    #[cfg(not(target_os = "none"))]
+    BackupSource(usize, u64, u64),
 }
 
 impl ParamError {
@@ -167,8 +264,48 @@ impl ParamError {
             ConsoleInSegment,
             ConsoleInImage,
             ConsolePort,
+            #[cfg(not(target_os = "none"))]
+            KernelHead,
+            #[cfg(not(target_os = "none"))]
+            BackupTwice,
+            #[cfg(not(target_os = "none"))]
+            BackupSource,
+            #[cfg(not(rkx_bare_metal))]
+            BackupNotHere,
         }
-        purgatory_arch::str_table!(static TEMPLATES = [
+        // The ppc64le-only templates after the common ones, where they
+        // exist (see Rules); BACKUP_NOT_HERE last, where it can be printed
+        // (not in the ppc64le image, whose rules always allow a backup).
+        #[cfg(all(not(target_os = "none"), not(rkx_bare_metal)))]
+        macro_rules! last_templates {
+            ($($t:expr),* $(,)?) => {
+                purgatory_arch::str_table!(static TEMPLATES = [
+                    $($t,)*
+                    template!(param::KERNEL_HEAD),
+                    template!(param::BACKUP_TWICE),
+                    template!(param::BACKUP_SOURCE),
+                    template!(param::BACKUP_NOT_HERE),
+                ]);
+            };
+        }
+        #[cfg(rkx_bare_metal)]
+        macro_rules! last_templates {
+            ($($t:expr),* $(,)?) => {
+                purgatory_arch::str_table!(static TEMPLATES = [
+                    $($t,)*
+                    template!(param::KERNEL_HEAD),
+                    template!(param::BACKUP_TWICE),
+                    template!(param::BACKUP_SOURCE),
+                ]);
+            };
+        }
+        #[cfg(target_os = "none")]
+        macro_rules! last_templates {
+            ($($t:expr),* $(,)?) => {
+                purgatory_arch::str_table!(static TEMPLATES = [$($t,)* template!(param::BACKUP_NOT_HERE)]);
+            };
+        }
+        last_templates!(
             template!(param::MAGIC),
             template!(param::VERSION),
             template!(param::SIZE),
@@ -191,7 +328,7 @@ impl ParamError {
             template!(param::CONSOLE_IN_SEGMENT),
             template!(param::CONSOLE_IN_IMAGE),
             template!(param::CONSOLE_PORT),
-        ]);
+        );
         // Bit i set: value i prints as hex.
         const X0: u8 = 1;
         const X1: u8 = 2;
@@ -225,6 +362,14 @@ impl ParamError {
             Self::ConsoleInSegment(b, i) => (T::ConsoleInSegment, [b, i as u64, 0], X0),
             Self::ConsoleInImage(b) => (T::ConsoleInImage, [b, 0, 0], X0),
             Self::ConsolePort(b) => (T::ConsolePort, [b, 0, 0], X0),
+            #[cfg(not(rkx_bare_metal))]
+            Self::BackupNotHere(i) => (T::BackupNotHere, [i as u64, 0, 0], 0),
+            #[cfg(not(target_os = "none"))]
+            Self::KernelHead(a) => (T::KernelHead, [a, 0, 0], X0),
+            #[cfg(not(target_os = "none"))]
+            Self::BackupTwice(i, j) => (T::BackupTwice, [i as u64, j as u64, 0], 0),
+            #[cfg(not(target_os = "none"))]
+            Self::BackupSource(i, len, at) => (T::BackupSource, [i as u64, len, at], X1 | X2),
         };
         let arg = |i: u8, value: u64| if hex >> i & 1 != 0 { Arg::Hex(value) } else { Arg::Dec(value) };
         let [v0, v1, v2] = v;
@@ -256,7 +401,9 @@ impl core::fmt::Display for ParamError {
 }
 
 /// The page(s) the console UART's registers occupy and the purgatory maps
-/// as Device memory: 4 KiB from `base`, rounded out to pages.
+/// as Device memory: 4 KiB from `base`, rounded out to pages. (Inlined:
+/// `check_backup` needs only the start, a mask.)
+#[inline(always)]
 pub fn console_span(base: u64) -> MemSpan {
     const PAGE: u64 = 4096;
     let start = base & !(PAGE - 1);
@@ -269,9 +416,87 @@ pub fn console_span(base: u64) -> MemSpan {
 pub fn validate(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
     check_header(params)?;
     check_segments(params, rules)?;
-    kernel_segment(params)?;
+    let kernel = kernel_segment(params)?;
+    #[cfg(not(target_os = "none"))]
+    check_kernel_head(params, rules, kernel)?;
+    #[cfg(target_os = "none")]
+    let _ = kernel;
     boot_data_segment(params, rules)?;
+    check_backup(params, rules)?;
     check_console(params, rules)
+}
+
+/// The Backup segment: only where the rules allow one; on ppc64le at most
+/// one, and its source `[0, len)` the crashed kernel's memory: no segment,
+/// not this image, no MMIO console page (kexec-tools places its backup
+/// segment in the crash region and copies 0..0x10000:
+/// kexec/arch/ppc64/crashdump-ppc64.c `load_crashdump_segments`,
+/// purgatory/arch/ppc64/crashdump_backup.c).
+fn check_backup(params: &PurgatoryParams, rules: &Rules) -> Result<(), ParamError> {
+    let segs = params.active_segments();
+    let is_backup = |s: &SegmentDesc| s.kind == SegmentKind::Backup as u32;
+    let Some(i) = segs.iter().position(is_backup) else {
+        return Ok(());
+    };
+    #[cfg(not(rkx_bare_metal))]
+    if !backup_allowed(rules) {
+        return Err(ParamError::BackupNotHere(i));
+    }
+    #[cfg(not(target_os = "none"))]
+    {
+        // Excluded, it would not be hashed: verify_segments refuses that
+        // (checks::check_excluded: only dtb and elfcorehdr segments may
+        // be), before anything is copied. Not repeated here: the ppc64le
+        // image is within 0.1 KiB of its size bar.
+        let backup = &segs[i];
+        // A span [m, m + l), l > 0 and not wrapping (check_segments; a
+        // console page is 4 KiB or more), overlaps [0, len) iff m < len:
+        // the lowest such start is where the source stops being the
+        // crashed kernel's.
+        let image = rules.own_image;
+        let mut lowest = if image.len != 0 { image.start } else { u64::MAX };
+        if matches!(params.console.kind, CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8) {
+            lowest = lowest.min(console_span(params.console.base).start);
+        }
+        for (j, s) in segs.iter().enumerate() {
+            if j > i && is_backup(s) {
+                return Err(ParamError::BackupTwice(i, j));
+            }
+            lowest = lowest.min(s.mem);
+        }
+        if lowest < backup.len {
+            return Err(ParamError::BackupSource(i, backup.len, lowest));
+        }
+    }
+    Ok(())
+}
+
+/// `Rules::backup`; false in the images built without the field.
+#[cfg(not(rkx_bare_metal))]
+const fn backup_allowed(rules: &Rules) -> bool {
+    #[cfg(not(target_os = "none"))]
+    return rules.backup;
+    #[cfg(target_os = "none")]
+    {
+        let _ = rules;
+        false
+    }
+}
+
+/// ppc64le: `[kernel_entry, + 256)` inside the kernel segment `kernel`
+/// (head_64.S `first_256B`: the purgatory writes `__run_at_load` at 0x5c).
+#[cfg(not(target_os = "none"))]
+fn check_kernel_head(params: &PurgatoryParams, rules: &Rules, kernel: usize) -> Result<(), ParamError> {
+    let Some(seg) = params.active_segments().get(kernel) else {
+        return Ok(());
+    };
+    // kernel_entry lies in the segment (kernel_segment), so this is the
+    // room from it to the segment's end, without wrapping.
+    let room = seg.len - (params.kernel_entry - seg.mem);
+    if rules.kernel_head && room < PPC64LE_ENTRY_BLOCK_SIZE {
+        return Err(ParamError::KernelHead(params.kernel_entry));
+    }
+    Ok(())
 }
 
 /// Magic, version, size, flags, failure policy, segment count.
@@ -377,6 +602,11 @@ pub fn check_console(params: &PurgatoryParams, rules: &Rules) -> Result<(), Para
         CONSOLE_PL011 | CONSOLE_8250_MMIO32 | CONSOLE_8250_MMIO8 => {}
         // The SBI console: firmware calls, no address (`base` ignored).
         CONSOLE_SBI if rules.sbi_console => return Ok(()),
+        // The PAPR vterm: hypervisor calls, `base` is a terminal number
+        // (any value, 0 included: PAPR lets a partition name its first
+        // vty 0, QEMU's spapr_vty does too), not memory.
+        #[cfg(not(target_os = "none"))]
+        CONSOLE_HVTERM if rules.hvterm_console => return Ok(()),
         CONSOLE_8250_IO if rules.io_port_console => {
             // An I/O port: not memory, so no segment can hold it.
             return match base {
@@ -574,6 +804,177 @@ mod tests {
         assert_eq!(validate(&params, &Rules::riscv64(RULES.own_image)), Ok(()));
         assert!(console_usable(&params, &Rules::riscv64(RULES.own_image)));
         assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_SBI)));
+    }
+
+    #[test]
+    fn ppc64le_rules_take_the_hvterm_and_want_the_kernels_head() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        // The PAPR vterm: a terminal number, not memory: any base, even
+        // one that is also a segment's address; on ppc64le only.
+        let (mut params, _plat) = setup();
+        params.console.kind = crate::abi::CONSOLE_HVTERM;
+        for base in [0x7100_0000, 0, params.segments[1].mem] {
+            params.console.base = base;
+            assert_eq!(validate(&params, &ppc), Ok(()), "vterm {base:#x}");
+            assert!(console_usable(&params, &ppc));
+        }
+        assert_eq!(validate(&params, &RULES), Err(ParamError::ConsoleKind(crate::abi::CONSOLE_HVTERM)));
+        assert_eq!(
+            validate(&params, &Rules::riscv64(RULES.own_image)),
+            Err(ParamError::ConsoleKind(crate::abi::CONSOLE_HVTERM))
+        );
+        // The kernel's first 256 bytes from kernel_entry in its segment
+        // (8192 bytes): the last entry that fits is 256 from the end.
+        let (mut params, _plat) = setup();
+        params.kernel_entry = params.segments[0].mem + 8192 - 256;
+        assert_eq!(validate(&params, &ppc), Ok(()));
+        params.kernel_entry += 1;
+        assert_eq!(validate(&params, &ppc), Err(ParamError::KernelHead(params.kernel_entry)));
+        assert_eq!(validate(&params, &RULES), Ok(()), "only ppc64le has the rule");
+        assert_eq!(Rules::for_arch(ARCH_PPC64LE, RULES.own_image), Some(ppc));
+        assert_eq!(
+            ParamError::KernelHead(0x200_0f01).to_string(),
+            "kernel entry 0x2000f01: the kernel's first 256 bytes are not inside its segment"
+        );
+    }
+
+    /// The standard block with a 64 KiB backup segment as index 4 (the
+    /// address is only checked, never read, here).
+    fn backup(p: &mut PurgatoryParams) {
+        p.segments[4] =
+            SegmentDesc { mem: 0x30_0000, len: 0x1_0000, kind: SegmentKind::Backup as u32, ..p.segments[0] };
+        p.nr_segments = 5;
+    }
+
+    #[test]
+    fn a_backup_segment_only_on_ppc64le() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        assert_eq!(check(backup, &ppc), Ok(()));
+        let x86 = Rules::x86_64(RULES.own_image);
+        let x86_block: Edit = |p| {
+            backup(p);
+            p.segments[2].kind = SegmentKind::BootParams as u32;
+        };
+        assert_eq!(check(x86_block, &x86), Err(ParamError::BackupNotHere(4)));
+        assert_eq!(check(backup, &RULES), Err(ParamError::BackupNotHere(4)));
+        assert_eq!(check(backup, &Rules::riscv64(RULES.own_image)), Err(ParamError::BackupNotHere(4)));
+        // Whatever its position.
+        let first: Edit = |p| {
+            backup(p);
+            p.segments[..5].rotate_right(1);
+            p.kernel_entry = p.segments[1].mem;
+        };
+        assert_eq!(check(first, &RULES), Err(ParamError::BackupNotHere(0)));
+        assert_eq!(check(first, &ppc), Ok(()));
+    }
+
+    #[test]
+    fn ppc64le_backup_rules() {
+        let ppc = Rules::ppc64le(RULES.own_image);
+        let cases: [(Edit, ParamError); 6] = [
+            // At most one.
+            (
+                |p| {
+                    backup(p);
+                    p.segments[5] = SegmentDesc { mem: 0x40_0000, ..p.segments[4] };
+                    p.nr_segments = 6;
+                },
+                ParamError::BackupTwice(4, 5),
+            ),
+            // Its source [0, len) is the crashed kernel's memory: no
+            // segment (itself included), not the purgatory, named by where
+            // the first of them starts.
+            (
+                |p| {
+                    backup(p);
+                    p.segments[1].mem = 0xf000;
+                    p.segments[1].len = 0x1000;
+                },
+                ParamError::BackupSource(4, 0x1_0000, 0xf000),
+            ),
+            (
+                |p| {
+                    backup(p);
+                    p.segments[4].mem = 0x8000;
+                },
+                ParamError::BackupSource(4, 0x1_0000, 0x8000),
+            ),
+            (
+                |p| {
+                    backup(p);
+                    p.segments[4].len = 0x10_0001;
+                },
+                ParamError::BackupSource(4, 0x10_0001, 0x10_0000),
+            ),
+            // Nor an MMIO console's page: device registers, not memory.
+            (
+                |p| {
+                    backup(p);
+                    p.console.kind = CONSOLE_PL011;
+                    p.console.base = 0xfff8;
+                },
+                ParamError::BackupSource(4, 0x1_0000, 0xf000),
+            ),
+            // The lowest of them.
+            (
+                |p| {
+                    backup(p);
+                    p.segments[4].len = 0x10_0001;
+                    p.segments[1].mem = 0xf_f000;
+                    p.segments[1].len = 0x1000;
+                    p.console.kind = crate::abi::CONSOLE_8250_MMIO8;
+                    p.console.base = 0xf_e000;
+                },
+                ParamError::BackupSource(4, 0x10_0001, 0xf_e000),
+            ),
+        ];
+        for (edit, want) in cases {
+            assert_eq!(check(edit, &ppc), Err(want));
+        }
+        // Adjacent is fine: a segment at len, the image at len, a console
+        // page from len, the vterm (a number, not memory) anywhere.
+        let fine: [Edit; 4] = [
+            |p| {
+                backup(p);
+                p.segments[1].mem = 0x1_0000;
+                p.segments[1].len = 0x1000;
+            },
+            |p| {
+                backup(p);
+                p.segments[4].len = 0x10_0000;
+            },
+            |p| {
+                backup(p);
+                p.console.kind = CONSOLE_PL011;
+                p.console.base = 0x1_0000;
+            },
+            |p| {
+                backup(p);
+                p.console.kind = CONSOLE_HVTERM;
+                p.console.base = 0x100;
+            },
+        ];
+        for edit in fine {
+            assert_eq!(check(edit, &ppc), Ok(()));
+        }
+    }
+
+    #[test]
+    fn backup_reasons_read_as_text() {
+        let cases = [
+            (
+                ParamError::BackupNotHere(5),
+                "segment 5: a backup segment, but this architecture's capture kernel needs none",
+            ),
+            (ParamError::BackupTwice(4, 6), "segments 4 and 6 are both backup segments"),
+            (
+                ParamError::BackupSource(4, 0x10000, 0xb000),
+                "segment 4: its backup source 0x0+0x10000 is not the crashed kernel's memory from 0xb000 on",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The purgatory's portable flow: validate the parameter block, verify every
-//! segment (hash, or structure-check when excluded), patch the boot data,
-//! and say where to jump. The architecture code supplies memory access, the
+//! segment (hash, or structure-check when excluded), copy the low memory
+//! into the backup segment (ppc64le kdump), patch the boot data, and say
+//! where to jump. The architecture code supplies memory access, the
 //! digest engine, entropy and the console through [`Platform`]; it never
 //! decides whether to enter the kernel: this module does.
 
@@ -37,6 +38,20 @@ pub trait Platform {
     fn boot_cpu_id(&self) -> u32;
     /// A monotonic clock in microseconds, for the report.
     fn now_us(&self) -> u64;
+    /// ppc64le kdump: copy physical `[0, len)` to `[dst, dst + len)`, the
+    /// backup segment. `validate` has checked (`Rules::backup`) that the
+    /// destination is the one Backup segment, verified before this is
+    /// called, and that the source overlaps no segment, not the
+    /// purgatory's image and no console page; the implementation vouches
+    /// that the source is RAM it may read. Only where a rule can allow a
+    /// Backup segment (not in the aarch64, x86_64 and riscv64 images).
+    /// The default does nothing: for a platform with no physical memory
+    /// to copy, a loader rehearsing the flow on its own buffers (the copy
+    /// decides nothing). The purgatory's `Machine` implements it.
+    #[cfg(not(target_os = "none"))]
+    fn copy_low_memory(&mut self, dst: u64, len: u64) {
+        let _ = (dst, len);
+    }
 }
 
 /// Where to go after verification.
@@ -130,8 +145,35 @@ fn run_inner<P: Platform>(params: &PurgatoryParams, rules: &Rules, p: &mut P) ->
     }
     let summary = [Arg::Dec(params.nr_segments as u64), Arg::Dec(hashed), Arg::Text(engine), Arg::Dec(elapsed)];
     p.console().line(template!(lines::VERIFIED), &summary);
+    // Verify, back up, then patch: kexec-tools' purgatory/purgatory.c
+    // `purgatory` (verify_sha256_digest, then post_verification_setup_arch:
+    // the backup) and v2wrap.S (boot_cpuid_phys, run_at_load after it).
+    #[cfg(not(target_os = "none"))]
+    copy_backup(params, rules, p);
     let written = patch_boot_data(params, rules, p)?;
     Ok(Handoff { entry: params.kernel_entry, boot_data: params.boot_data, written })
+}
+
+/// ppc64le kdump: physical `[0, len)` into the Backup segment, once every
+/// segment (the backup's zeros included: a region written since the load
+/// fails its digest) has been verified, as kexec-tools' purgatory does
+/// (purgatory/arch/ppc64/crashdump_backup.c `crashdump_backup_memory`:
+/// `memcpy(backup_start, 0, BACKUP_SRC_SIZE)`). The capture kernel then
+/// overwrites `[0x100, __end_interrupts)` with its exception vectors
+/// (head_64.S `__after_prom_start`), and the elfcorehdr's PT_LOAD for
+/// `[0, len)` points at the copy (`p_offset` = the backup's address).
+#[cfg(not(target_os = "none"))]
+fn copy_backup<P: Platform>(params: &PurgatoryParams, rules: &Rules, p: &mut P) {
+    if !rules.backup {
+        return;
+    }
+    // validate() allowed at most one, its source clear of every segment,
+    // the image and the console; verify_segments refused it excluded.
+    let Some(seg) = params.active_segments().iter().find(|s| s.kind == SegmentKind::Backup as u32) else {
+        return;
+    };
+    p.copy_low_memory(seg.mem, seg.len);
+    p.console().line(template!(lines::BACKUP_COPIED), &[Arg::Hex(seg.len), Arg::Hex(seg.mem)]);
 }
 
 /// Refresh seeds / set the boot CPU in the boot data, in place, if asked.
@@ -234,6 +276,9 @@ pub(crate) mod tests {
         pub(crate) console: TextConsole,
         pub(crate) buffers: Vec<Vec<u8>>,
         pub(crate) entropy: Vec<u64>,
+        /// Physical memory from address 0 (no host buffer lives there),
+        /// what `copy_low_memory` copies from.
+        pub(crate) low: Vec<u8>,
     }
 
     impl Platform for HostPlatform {
@@ -264,6 +309,10 @@ pub(crate) mod tests {
         }
         fn now_us(&self) -> u64 {
             0
+        }
+        fn copy_low_memory(&mut self, dst: u64, len: u64) {
+            let source = self.low.get(..len as usize).expect("low memory covers the backup's source").to_vec();
+            self.memory(dst, len).copy_from_slice(&source);
         }
     }
 
@@ -303,7 +352,8 @@ pub(crate) mod tests {
         }
         p.kernel_entry = p.segments[0].mem;
         p.boot_data = p.segments[2].mem;
-        let plat = HostPlatform { console: TextConsole::default(), buffers, entropy: vec![1, 2, 3, 4, 5, 6, 7, 8] };
+        let entropy = vec![1, 2, 3, 4, 5, 6, 7, 8];
+        let plat = HostPlatform { console: TextConsole::default(), buffers, entropy, low: Vec::new() };
         (p, plat)
     }
 
@@ -483,6 +533,98 @@ pub(crate) mod tests {
         params.segments[3].flags = SEGMENT_FLAG_EXCLUDED;
         plat.buffers[3][0] = 0;
         assert!(matches!(run(&params, &RULES, &mut plat), Err(Failure::Structure { index: 3, .. })));
+    }
+
+    /// ppc64le's rules, the purgatory "running" where `RULES` says.
+    const PPC: Rules = Rules::ppc64le(RULES.own_image);
+
+    /// The standard block plus a zero-filled 64 KiB backup segment (index
+    /// 4, hashed as zeros as kexec-tools hashes it) and low memory that is
+    /// anything but zeros.
+    fn with_backup() -> (PurgatoryParams, HostPlatform) {
+        let (mut params, mut plat) = setup();
+        plat.buffers.push(vec![0; 0x10000]);
+        let b = &plat.buffers[4];
+        params.segments[4] = SegmentDesc {
+            mem: b.as_ptr() as u64,
+            len: b.len() as u64,
+            sha256: Sha256::digest(b).into(),
+            kind: SegmentKind::Backup as u32,
+            flags: 0,
+        };
+        params.nr_segments = 5;
+        plat.low = (0..0x1_0000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+        (params, plat)
+    }
+
+    #[test]
+    fn the_backup_gets_low_memory_after_verification_and_before_the_patch() {
+        let (mut params, mut plat) = with_backup();
+        params.flags = PARAM_FLAG_SET_BOOT_CPU;
+        run(&params, &PPC, &mut plat).unwrap();
+        assert_eq!(plat.buffers[4], plat.low, "the backup is physical [0, 0x10000)");
+        let lines: Vec<&str> = plat.console.0.lines().collect();
+        let at = params.segments[4].mem;
+        assert_eq!(lines[4], format!("purgatory: segment 4 (backup) {at:#x}+0x10000 sha256 ok"));
+        assert!(lines[5].starts_with("purgatory: verified 5 segments, 98000 bytes hashed"), "{}", lines[5]);
+        assert_eq!(lines[6], format!("purgatory: backup 0x0+0x10000 copied to {at:#x}"));
+        assert_eq!(lines[7], "purgatory: dtb: seeds refreshed 0, kept 0; boot cpu 0x101");
+        assert_eq!(lines.len(), 8);
+    }
+
+    #[test]
+    fn a_written_backup_segment_is_refused_and_nothing_is_copied() {
+        // Anything but the loader's zeros when the purgatory runs: the
+        // digest names it, the copy never happens, the kernel is not entered.
+        let (params, mut plat) = with_backup();
+        plat.buffers[4][0x8000] = 1;
+        let err = run(&params, &PPC, &mut plat).unwrap_err();
+        assert!(matches!(err, Failure::DigestMismatch { index: 4, .. }), "{err:?}");
+        assert!(plat.buffers[4].iter().enumerate().all(|(i, &b)| b == (i == 0x8000) as u8), "the copy happened");
+        assert!(plat.console.0.contains("REFUSED: segment 4 (backup) "), "{}", plat.console.0);
+        assert!(!plat.console.0.contains("purgatory: backup "), "{}", plat.console.0);
+        assert!(plat.console.0.ends_with("not entering the kernel\n"));
+    }
+
+    #[test]
+    fn an_excluded_backup_segment_is_refused_before_the_copy() {
+        // Unhashed, its zeros would prove nothing: only dtb and elfcorehdr
+        // segments may be excluded (checks::check_excluded).
+        let (mut params, mut plat) = with_backup();
+        params.segments[4].flags = SEGMENT_FLAG_EXCLUDED;
+        assert_eq!(
+            run(&params, &PPC, &mut plat),
+            Err(Failure::Structure { index: 4, error: StructureError::KindNotExcludable })
+        );
+        assert!(plat.buffers[4].iter().all(|&b| b == 0), "the copy happened");
+        assert!(
+            plat.console.0.contains("(backup) ") && plat.console.0.contains("only dtb and elfcorehdr"),
+            "{}",
+            plat.console.0
+        );
+    }
+
+    #[test]
+    fn only_ppc64le_takes_a_backup_segment() {
+        for rules in [RULES, Rules::x86_64(RULES.own_image), Rules::riscv64(RULES.own_image)] {
+            let (mut params, mut plat) = with_backup();
+            if rules.boot_data_kind == SegmentKind::BootParams {
+                params.segments[2].kind = SegmentKind::BootParams as u32;
+            }
+            assert_eq!(run(&params, &rules, &mut plat), Err(Failure::Params(ParamError::BackupNotHere(4))));
+            assert!(plat.buffers[4].iter().all(|&b| b == 0), "copied under {rules:?}");
+            assert!(
+                plat.console.0.contains(
+                    "bad parameter block: segment 4: a backup segment, but this architecture's capture kernel needs none"
+                ),
+                "{}",
+                plat.console.0
+            );
+        }
+        // Without one, ppc64le copies nothing and says nothing of it.
+        let (params, mut plat) = setup();
+        run(&params, &PPC, &mut plat).unwrap();
+        assert!(!plat.console.0.contains("backup"), "{}", plat.console.0);
     }
 
     #[test]

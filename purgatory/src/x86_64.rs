@@ -9,7 +9,7 @@ use kexec_purgatory::report::Arg;
 use kexec_purgatory::template;
 use purgatory_arch::x86_64::{cpu, handoff};
 
-use crate::machine::Machine;
+use crate::platform::Machine;
 
 #[unsafe(no_mangle)]
 extern "C" fn purgatory_main(base: u64) -> ! {

@@ -25,6 +25,8 @@ int main(void) {
     P(RKX_PARAMS_MAGIC); P(RKX_PARAMS_VERSION); P(RKX_ABI_VERSION); P(RKX_SEGMENT_EXCLUDED);
     P(RKX_PARAM_REFRESH_SEEDS); P(RKX_PARAM_SET_BOOT_CPU); P(RKX_PARAM_SKIP_DIGESTS); P(RKX_PARAM_DEBUG_SOFT_SHA256); P(RKX_PARAM_DEBUG_CACHES_OFF);
     P(RKX_KIND_ELFCOREHDR); P(RKX_KIND_BOOT_PARAMS); P(RKX_CONSOLE_8250_IO); P(RKX_CONSOLE_8250_MMIO8); P(RKX_CONSOLE_SBI); P(RKX_PSCI_SMC);
+    P(RKX_ARCH_PPC64LE); P(RKX_CONSOLE_HVTERM); P(RKX_PPC64LE_ENTRY_BLOCK_SIZE); P(RKX_PPC64LE_ENTRY_FILL_START);
+    P(RKX_PPC64LE_RUN_AT_LOAD_OFFSET); P(RKX_KIND_BACKUP);
     return 0;
 }
 "#;
@@ -49,7 +51,7 @@ fn c_header_matches_rust_abi() {
     let text = String::from_utf8(out.stdout).unwrap();
     let got: std::collections::HashMap<&str, u64> =
         text.lines().filter_map(|l| l.rsplit_once(' ')).map(|(k, v)| (k, v.parse().unwrap())).collect();
-    let want: [(&str, u64); 33] = [
+    let want: [(&str, u64); 39] = [
         ("sizeof(struct rkx_image_header)", size_of::<ImageHeader>() as u64),
         ("offsetof(struct rkx_image_header, magic)", offset_of!(ImageHeader, magic) as u64),
         ("offsetof(struct rkx_image_header, image_size)", offset_of!(ImageHeader, image_size) as u64),
@@ -83,6 +85,12 @@ fn c_header_matches_rust_abi() {
         ("RKX_CONSOLE_8250_MMIO8", CONSOLE_8250_MMIO8 as u64),
         ("RKX_CONSOLE_SBI", CONSOLE_SBI as u64),
         ("RKX_PSCI_SMC", PSCI_CONDUIT_SMC as u64),
+        ("RKX_ARCH_PPC64LE", ARCH_PPC64LE as u64),
+        ("RKX_CONSOLE_HVTERM", CONSOLE_HVTERM as u64),
+        ("RKX_PPC64LE_ENTRY_BLOCK_SIZE", PPC64LE_ENTRY_BLOCK_SIZE),
+        ("RKX_PPC64LE_ENTRY_FILL_START", PPC64LE_ENTRY_FILL_START),
+        ("RKX_PPC64LE_RUN_AT_LOAD_OFFSET", PPC64LE_RUN_AT_LOAD_OFFSET),
+        ("RKX_KIND_BACKUP", SegmentKind::Backup as u64),
     ];
     for (name, value) in want {
         assert_eq!(got.get(name).copied(), Some(value), "{name}: C says {:?}, Rust says {value}", got.get(name));

@@ -11,7 +11,7 @@ the run and judges the transcript (guest_judges). Kinds:
             lines (kexec_load with rkexec) agree with each other and the plan,
             kernel 2 boots, its init prints the cell's marker and the plan's
             command line, both kernels report the mode's facts and version.
-  kdump     kernel 1 with crashkernel=256M loads a capture kernel (-p) and
+  kdump     kernel 1 with crashkernel= (the arch's) loads a capture kernel (-p) and
             its own initrd (busybox + vmcore-check), asks -S, crashes with
             sysrq-c. Pass: purgatory lines between the panic and the capture
             kernel's first line, the capture init's marker, vmcore-check's
@@ -21,6 +21,9 @@ the run and judges the transcript (guest_judges). Kinds:
   lockdown  kernel 1 under lockdown=integrity: kexec_load is refused, the
             loader must say it falls back to kexec_file_load, explain its
             refusal, unload the same way, and leave nothing loaded.
+  ima       kernel 1 with an IMA policy appraising kexec kernels: kexec_load
+            is refused with EACCES (-c proves it), the auto load says it
+            falls back and kernel 2 boots through kexec_file_load.
   (hotplug: crash_hotplug_x86.py, the crash-hotplug scenarios; c-loader:
   c_loader_cells.py, examples/c-loader as the loader.)
 
@@ -42,7 +45,6 @@ import guest_scripts as gs
 from guest_arch import ARCHES
 from guest_images import LOADERS, ROOT
 
-KDUMP_CRASHKERNEL = "256M"
 PANIC_RE = r"Kernel panic - not syncing"
 
 
@@ -171,15 +173,16 @@ class KexecKind:
                     append=gs.sh_quote(self.new_append(run)))
 
     def load_and_plan(self, run, extra=""):
-        """(load command, plan command): `plan` with the load's own arguments."""
+        """(load command, plan command): the load's own arguments with --dry-run (not `rkexec plan`:
+        invoked as kexec, rkexec has no subcommands and `plan` would be a kernel file)."""
         c, f = run.cell, self.fields(run)
         if c.load:
-            return c.load.format(loader="$LOADER", **f), c.load.format(loader="$LOADER plan", **f)
+            return c.load.format(loader="$LOADER", **f), c.load.format(loader="$LOADER --dry-run", **f)
         flags = (["-s"] if c.syscall == "file" else []) + run.load_flags.split()
         words = [f["kernel"], f"--initrd={f['initrd']}", *(["--dtb=/tmp/k1.dtb"] if c.dtb_override else []),
                  "--reuse-cmdline" if c.reuse_cmdline else f"--append={f['append']}", *([extra] if extra else [])]
         return (" ".join(["$LOADER", *flags, self.load_opt, *words]),
-                " ".join(["$LOADER plan", *flags, self.load_opt, *words]))
+                " ".join(["$LOADER --dry-run", *flags, self.load_opt, *words]))
 
     def load_lines(self, run, extra=""):
         """-S before, the plan, the load, -S after (this image and the other one)."""
@@ -256,7 +259,7 @@ class KdumpKind(KexecKind):
     initrd_in_guest = "/initrd-kdump"
 
     def k1_kind_words(self, run):
-        return f"crashkernel={KDUMP_CRASHKERNEL}"
+        return f"crashkernel={run.arch.crashkernel}"
 
     def new_append(self, run):
         return f"{run.arch.append()} maxcpus=1 MARKER={run.marker}"
@@ -327,16 +330,26 @@ class KdumpKind(KexecKind):
             info["machine_kexec_to_k2_s"] = tr.t(i_boot) - tr.t(i_bye)
         return i_panic, i_boot
 
-    def capture(self, run, tr, info, bits, plan, i_start, i_boot, pt_load=None, why="the plan's elfcorehdr"):
+    def capture(self, run, tr, info, bits, plan, i_start, i_boot, pt_load=None, why="the plan's elfcorehdr",
+                count_loads=True):
         """The capture kernel: its init, cmdline, /proc/vmcore (with pt_load
-        PT_LOADs, default: the plan's), facts."""
+        PT_LOADs, default: the plan's, unless not count_loads: a header the
+        kernel rebuilt from its own memblock), facts."""
         i_ok = gj.init_index(tr, "KDUMP-INIT-OK", i_boot, "the capture kernel")
         info["capture_init_s"] = tr.t(i_ok) - tr.t(i_start)
         gj.cmdline_step(tr, info, i_ok, run.marker, plan, who="the capture kernel", lacks=run.cell.k2_lacks)
         gj.expect_step(tr, bits, run.cell.expect)
         facts, covers = gj.vmcore_step(tr, info, bits, i_ok, info["k1_release"])
+        if run.arch.backup_low:
+            # The first PT_LOAD is [0, backup_low), read from the backup the
+            # purgatory filled after verification: zeros if it never copied.
+            l0 = info["load0"]
+            if l0["paddr"] != 0 or l0["read"] != run.arch.backup_low or l0["nonzero"] == 0:
+                raise gj.Fail(f"/proc/vmcore's first PT_LOAD is not the crashed kernel's low {run.arch.backup_low:#x} "
+                              f"bytes from the backup: {l0}")
+            bits.append(f"[0, {run.arch.backup_low:#x}) from the backup: {l0['nonzero']} non-zero bytes")
         pt_load = plan.pt_load if pt_load is None else pt_load
-        if pt_load is not None:
+        if pt_load is not None and count_loads:
             if info["pt_load"] != pt_load:
                 raise gj.Fail(f"/proc/vmcore has {info['pt_load']} PT_LOAD, {why} has {pt_load}")
             bits.append(f"pt_load = {why}'s")
@@ -421,7 +434,71 @@ class LockdownKind(KexecKind):
                     "explained, unload via kexec_file_load, nothing loaded")
 
 
-KINDS = {k.name: k for k in (KexecKind(), KdumpKind(), LockdownKind())}
+class ImaKind(KexecKind):
+    """An IMA policy that appraises kexec kernels refuses kexec_load with
+    EACCES (security/integrity/ima/ima_main.c ima_load_data: "impossible to
+    appraise a kernel image without a file descriptor; try using
+    kexec_file_load syscall"), as systemctl kexec, Debian's kexec-load and
+    `kexec -p -u` meet it on a Secure Boot machine. Kernel 1 boots with
+    ima_appraise=enforce and loads the policy below; `-c` (kexec_load only)
+    must be refused, then the load as systemd gives it (auto) must say it
+    falls back and load kernel 2 through kexec_file_load, which the kernel
+    appraises by the same policy. Judged on kernel 1's lines (the kernel's
+    refusal, rkexec's fallback line) and kernel 2's boot, init and command
+    line, against the kexec_file_load plan (`--dry-run -s`)."""
+
+    name = "ima"
+    # Debian's kernels (CONFIG_IMA_APPRAISE, no CONFIG_IMA_WRITE_POLICY: the
+    # policy is written once) set IMA_APPRAISE_KEXEC for an appraise rule
+    # with func=KEXEC_KERNEL_CHECK (ima_policy.c ima_appraise_flag), which is
+    # what makes ima_load_data refuse kexec_load. Files in RAM file systems
+    # are not appraised (the kernel's own appraise_tcb rules exempt them
+    # too), so kernel 2 in the initramfs passes kexec_file_load's appraisal
+    # without an IMA signature (the rules match in order).
+    POLICY = (
+        "dont_appraise fsmagic=0x858458f6",  # RAMFS_MAGIC (include/uapi/linux/magic.h)
+        "dont_appraise fsmagic=0x01021994",  # TMPFS_MAGIC
+        "appraise func=KEXEC_KERNEL_CHECK appraise_type=imasig",
+    )
+    WANT = (
+        (r"^IMA-POLICY-RC=0$", "kernel 1 did not take the IMA policy"),
+        (r"impossible to appraise a kernel image without a file descriptor",
+         "kernel 1's IMA did not refuse kexec_load (ima_load_data)"),
+        (r"rkexec: kexec_load failed: Permission denied", "-c did not report kexec_load's EACCES"),
+        (r"^IMA-C-RC=255$", "-c (kexec_load only) was not refused with exit 255"),
+        (r"rkexec: note: kexec_load refused by IMA or another security module \(EACCES\); falling back to "
+         r"kexec_file_load", "no one-line fallback to kexec_file_load"),
+    )
+
+    def k1_kind_words(self, run):
+        return "ima_appraise=enforce"
+
+    def pre_lines(self, run):
+        f = self.fields(run)
+        policy = "\\n".join(self.POLICY)
+        return [
+            "mount -t securityfs none /sys/kernel/security 2>/dev/null",
+            f"printf '{policy}\\n' >/sys/kernel/security/ima/policy; echo \"IMA-POLICY-RC=$?\"",
+            f"$LOADER -c -l {f['kernel']} --initrd={f['initrd']} --append={f['append']} 2>&1; "
+            'echo "IMA-C-RC=$?"',
+        ]
+
+    def load_and_plan(self, run, extra=""):
+        # The load as a caller gives it (no syscall option: auto), the plan
+        # of what the fallback loads.
+        f = self.fields(run)
+        words = [f["kernel"], f"--initrd={f['initrd']}", f"--append={f['append']}"]
+        return " ".join(["$LOADER -l", *words]), " ".join(["$LOADER --dry-run -s -l", *words])
+
+    def steps(self, run, tr, info, bits):
+        i_exec = tr.find(r"^KEXEC-EXEC-START$")
+        for rx, why in self.WANT:
+            tr.need(rx, why, 0, i_exec)
+        super().steps(run, tr, info, bits)
+        bits.insert(0, "IMA refused kexec_load (EACCES), rkexec fell back to kexec_file_load")
+
+
+KINDS = {k.name: k for k in (KexecKind(), KdumpKind(), LockdownKind(), ImaKind())}
 
 # ---------------------------------------------------------------------------
 # The grid
@@ -445,10 +522,13 @@ def grid():
                                                                      else [])
                     how = "kexec_load (-l)" if sc == "load" else "kexec_file_load (-s -l): the kernel's own purgatory"
                     cells.append(Cell(f"{arch.cell_prefix}{'-'.join(parts)}{sfx}", arch.name, "kexec",
-                                      f"{mode.doc}; {suite}; {how}", suite=suite, mode=mode.name, syscall=sc))
+                                      f"{mode.doc}; {suite}; {how}", suite=suite, mode=mode.name, syscall=sc,
+                                      smp=arch.kexec_smp))
+                if not arch.kdump:
+                    continue
                 name = f"{arch.cell_prefix}kdump" + (f"-{mode.name}" if many_modes else "") + sfx
                 cells.append(Cell(name, arch.name, "kdump",
-                                  f"{mode.doc}; {suite}; -smp 2, crashkernel={KDUMP_CRASHKERNEL}, -p capture kernel, "
+                                  f"{mode.doc}; {suite}; -smp 2, crashkernel={arch.crashkernel}, -p capture kernel, "
                                   "sysrq-c, /proc/vmcore", suite=suite, mode=mode.name, smp=2))
     cells += [
         Cell("dtb-override", "arm64", "kexec", "el1, bookworm: --dtb = kernel 1's /sys/firmware/fdt", dtb_override=True),
@@ -457,6 +537,9 @@ def grid():
              k1_extra="BOOT_IMAGE=/boot/vmlinuz-6.1.0-57-cloud-arm64", k2_lacks=("BOOT_IMAGE=",)),
         Cell("x86-lockdown", "amd64", "lockdown", "q35, bookworm, kernel 1 with lockdown=integrity: kexec_load "
              "refused, fallback to kexec_file_load", loaders=("rkexec",)),
+        Cell("x86-ima", "amd64", "ima", "q35, bookworm, kernel 1 with ima_appraise=enforce and an IMA policy "
+             "appraising KEXEC_KERNEL_CHECK: kexec_load refused with EACCES, `-l` falls back to kexec_file_load, "
+             "kernel 2 boots", syscall="file", loaders=("rkexec",)),
     ]
     former = {"trixie": "el1-trixie", "kdump-el2": "kdump-el2-nvhe", "x86-trixie": "x86-load-trixie",
               "rv-kexec": "rv-zknh", "rv-kdump": "rv-kdump-portable", "rv-kexec-portable": "rv-portable"}

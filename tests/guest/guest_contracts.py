@@ -6,7 +6,8 @@
    them into regexes whose named groups are the placeholders (integers and
    0x-hex numbers come back as int).
 
-2. The loader's plan: `rkexec plan ... --json` prints ONE line of JSON
+2. The loader's plan: `rkexec --dry-run ... --json` (what `rkexec plan` prints;
+   as /sbin/kexec there is no `plan` word) prints ONE line of JSON
    (docs/plan-json.md, schema "rkexec-plan/1": arch, kind, kernel, entry,
    boot_data, cmdline, segments[{index, kind, start, end, memsz, bufsz,
    digest_len, sha256, excluded, source}], hashed_bytes, elfcorehdr{addr,
@@ -131,7 +132,7 @@ class PlanFacts:
 
 
 def plan_line(loader, plan_cmd):
-    """/cell.sh line that prints `plan_cmd --json` (`$LOADER plan` with the
+    """/cell.sh line that prints `plan_cmd --json` (`$LOADER --dry-run` with the
     load's own arguments) as one PLAN-JSON line; ':' for loaders without a plan."""
     if not loader.plans:
         return ":"

@@ -289,8 +289,11 @@ def vmcore_step(tr, info, bits, i_ok, k1_release):
         raise Fail("the merged PT_NOTE holds no NT_PRSTATUS note")
     if facts.get("OSRELEASE") != k1_release:
         raise Fail(f"vmcoreinfo OSRELEASE={facts.get('OSRELEASE')!r}, kernel 1 is {k1_release!r}")
-    if not any(re.match(r"VMCORE load0 paddr=0x[0-9a-f]+ read=\d+ ok$", t) for t in vm):
+    load0 = next((m for m in (re.match(r"VMCORE load0 paddr=(0x[0-9a-f]+) read=(\d+) ok nonzero=(\d+)$", t)
+                              for t in vm) if m), None)
+    if load0 is None:
         raise Fail("no 'VMCORE load0 ... ok' line")
+    info["load0"] = dict(paddr=int(load0.group(1), 16), read=int(load0.group(2)), nonzero=int(load0.group(3)))
     bits.append(f"vmcore pt_note={pt_note} pt_load={pt_load} prstatus={prstatus} vmcoreinfo={vmcoreinfo} "
                 f"OSRELEASE={facts['OSRELEASE']}")
     return facts, covers

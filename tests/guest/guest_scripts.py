@@ -84,6 +84,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 read -r CMDLINE </proc/cmdline
 read -r UP _rest </proc/uptime
 echo "KDUMP-""INIT-OK uptime=$UP cmdline: $CMDLINE"
+[ -d /proc/device-tree/cpus ] && echo "KDUMP-DT-CPUS $(ls /proc/device-tree/cpus | grep @ | tr '\n' ' ')"
 if [ -e /proc/vmcore ]; then
     echo "KDUMP-VMCORE-PRESENT $(ls -l /proc/vmcore)"
     /vmcore-check /proc/vmcore $(echo "$VMCORE_COVERS" | tr , ' ')
@@ -115,6 +116,10 @@ def kdump_prelude():
     return [
         'echo "K1-RELEASE=$(uname -r)"',
         "_ck=$(grep 'Crash kernel' /proc/iomem)",
+        # powerpc lists its reservation only in the device tree
+        # (arch/powerpc/kexec/core.c export_crashk_values), not /proc/iomem.
+        '_dt=/proc/device-tree/chosen/linux,crashkernel-base',
+        '[ -n "$_ck" ] || [ ! -e $_dt ] || _ck="device tree base 0x$(od -An -tx1 $_dt | tr -d \' \\n\') size 0x$(od -An -tx1 ${_dt%base}size | tr -d \' \\n\')"',
         '[ -n "$_ck" ] || { echo "K1-NO-CRASHKERNEL (crashkernel= not reserved)"; return 1; }',
         'echo "K1-CRASHKERNEL $(echo $_ck)"',
     ]

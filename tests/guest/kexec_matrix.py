@@ -16,7 +16,7 @@ ignores --append cannot pass.
 A cell passes only on what the new kernel and our purgatory printed, judged
 against contracts (guest_contracts: the purgatory's line templates, the
 loader's plan, the -S status rule). Cells, kinds and judges: guest_cells,
-crash_hotplug_x86 (crash hotplug scenarios), c_loader_cells (the C loader),
+crash_hotplug_x86 and crash_hotplug_ppc (crash hotplug scenarios), c_loader_cells (the C loader),
 dropin_cells (rkexec as /sbin/kexec with callers' argv, UKI, vmlinux ELF),
 guest_judges; host tests of the judges: test_judges.py.
 
@@ -47,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # keep the tree free of __pycache__
 sys.path.insert(0, HERE)
 import c_loader_cells as c_loader  # noqa: E402
+import crash_hotplug_ppc as hotplug_ppc  # noqa: E402
 import crash_hotplug_x86 as hotplug  # noqa: E402
 import dropin_cells as dropin  # noqa: E402
 import guest_cells as gcl  # noqa: E402
@@ -57,15 +58,16 @@ import systemd_cells as systemd  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript, Verdict  # noqa: E402
 
-KINDS = {**gcl.KINDS, **hotplug.KINDS, **c_loader.KINDS, **dropin.KINDS, **systemd.KINDS}
+KINDS = {**gcl.KINDS, **hotplug.KINDS, **hotplug_ppc.KINDS, **c_loader.KINDS, **dropin.KINDS, **systemd.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
 # The systemd cells go last: their Debian images build in the background
 # (mostly downloads) while the others run (systemd_cells.prebuild).
-COST = {"systemd": 1, "hotplug": 60, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15}
+COST = {"systemd": 1, "hotplug": 60, "hotplug-ppc": 80, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20,
+        "lockdown": 15, "ima": 20}
 
 
 def all_cells():
-    return gcl.grid() + hotplug.cells() + c_loader.cells() + dropin.cells() + systemd.cells()
+    return gcl.grid() + hotplug.cells() + hotplug_ppc.cells() + c_loader.cells() + dropin.cells() + systemd.cells()
 
 
 @dataclasses.dataclass

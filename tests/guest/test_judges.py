@@ -239,7 +239,7 @@ class HotplugJudge(unittest.TestCase):
                  "[    0.000000] Linux version " + cpu + " (x)",
                  f"KDUMP-INIT-OK uptime=4.7 cmdline: {self.CMDLINE}",
                  "VMCORE phnum=4 pt_note=1 pt_load=3", "VMCORE OSRELEASE=" + cpu, "VMCORE notes prstatus=2 vmcoreinfo=1",
-                 "VMCORE load0 paddr=0x1000000 read=4096 ok", "VMCORE load-covers 0x1000000 yes",
+                 "VMCORE load0 paddr=0x1000000 read=65536 ok nonzero=9000", "VMCORE load-covers 0x1000000 yes",
                  "KDUMP-VMCORE-CHECK rc=0", "KDUMP-DONE"]
         return Transcript([Line(float(i), t) for i, t in enumerate(texts)])
 
@@ -285,7 +285,7 @@ class CallerArgv(unittest.TestCase):
         self.assertIn("do_exec $LOADER -e", script)
         self.assertIn("status before $LOADER -S -l", script)
         self.assertIn("status other $LOADER -S\n", script)
-        self.assertIn(f"PLAN-JSON $($LOADER plan --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
+        self.assertIn(f"PLAN-JSON $($LOADER --dry-run --load /kernel2 --append '{K2_CMDLINE}' --initrd /initrd2 --json", script)
 
 
 class ModeLines(unittest.TestCase):
@@ -346,7 +346,7 @@ class Grid(unittest.TestCase):
         names = [c.name for c in cells] + [a for c in cells for a in c.aliases]
         self.assertEqual(len(names), len(set(names)))
         for want in ("el1", "el2-nvhe", "el2-vhe", "kdump-el1", "kdump-el2-vhe-trixie", "dtb-override",
-                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown",
+                     "reuse-cmdline", "x86-load", "x86-file-trixie", "x86-kdump-trixie", "x86-lockdown", "x86-ima",
                      "x86-hp-memory-negative", "x86-hp-cpu-online-negative"):
             self.assertIn(want, names)
         self.assertTrue(all(dataclasses.is_dataclass(c) for c in cells))

@@ -14,6 +14,7 @@ fn main() {
         ("aarch64", "aarch64-unknown-none"),
         ("riscv64", "riscv64gc-unknown-none-elf"),
         ("x86_64", "x86_64-unknown-none"),
+        ("ppc64le", "powerpc64le-unknown-linux-gnu"),
     ] {
         let what = BareMetal { package: "test-payload", bin: "test-payload", target };
         let elf = build(&sources, &what).unwrap_or_else(|e| panic!("{e}"));

@@ -7,7 +7,7 @@
 // v0 = abcd, v1 = efgh (lane 0 = a / e), v2 = abcd before the four rounds
 // (SHA256H2 wants it), v3 = W+K of the four rounds, v4-v7 = W[t..t+15] in
 // groups of four, v8/v9 = the state at block start, v16-v31 = K[0..63]
-// (FIPS 180-4 §4.2.2, the table `crate::sha256::K`, operand k), loaded once
+// (FIPS 180-4 §4.2.2, the table `crate::sha256_compress::K`, operand k), loaded once
 // per call.
 //
 // Per block: one 64-byte load, 4 byte reversals, 16 x (add, mov, sha256h,

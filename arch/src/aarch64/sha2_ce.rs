@@ -21,4 +21,4 @@ unsafe extern "C" {
 
 // AAPCS64 code: x0 = state, x1 = data, x2 = number of blocks; `k` is the
 // round-constant table the whole image shares.
-core::arch::global_asm!(include_str!("sha256_ce.s"), k = sym crate::sha256::K);
+core::arch::global_asm!(include_str!("sha256_ce.s"), k = sym crate::sha256_compress::K);

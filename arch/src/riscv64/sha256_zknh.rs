@@ -2,11 +2,11 @@
 //! `sha256sum0`, `sha256sum1`, `sha256sig0`, `sha256sig1` (RISC-V scalar
 //! cryptography spec v1.0, Zknh; on RV64 they read the low 32 bits of rs1
 //! and write the result sign-extended). Call only when the boot hart's ISA
-//! string lists Zknh. The loop is the portable one (`crate::sha256`) with
+//! string lists Zknh. The loop is the portable one (`crate::sha256_compress`) with
 //! σ/Σ as these instructions; Ch, Maj and the additions are ordinary
 //! integer code.
 
-use crate::sha256::{compress_with, Sigmas};
+use crate::sha256_compress::{compress_with, Sigmas};
 
 macro_rules! zknh_op {
     ($name:ident, $insn:literal) => {

@@ -43,6 +43,6 @@ unsafe extern "C" {
 // xmm1 = ABEF, xmm2 = CDGH (the operand layout SHA256RNDS2 wants),
 // xmm3..xmm6 = W[t-16..t-1] in groups of four, xmm0 = W+K (implicit
 // SHA256RNDS2 operand), xmm7 = byte-swap mask, xmm8/9 = state at block
-// start, xmm10 scratch; rcx = the round constants (`crate::sha256::K`,
+// start, xmm10 scratch; rcx = the round constants (`crate::sha256_compress::K`,
 // 16-byte aligned for the PADDD memory operands).
-core::arch::global_asm!(include_str!("sha256_ni.s"), k = sym crate::sha256::K);
+core::arch::global_asm!(include_str!("sha256_ni.s"), k = sym crate::sha256_compress::K);

@@ -51,6 +51,9 @@ pub static SPEC: ArchSpec = ArchSpec {
         kernel_text: false,
         no_hotplug: None,
         skip_firmware_protected: false,
+        backup_low: None,
+        linear_map_base: None,
+        hotplug_rewrites_dtb: false,
     },
     kernel_takes_first_fdt: false,
     named_consoles: &[],
@@ -103,7 +106,7 @@ mod tests {
     use crate::plan::BootData;
     use crate::plan::Plan;
     use crate::range::Range;
-    use crate::request::{CmdlineChoice, CrashOptions, Request};
+    use crate::request::{CmdlineChoice, CrashOptions, Hotplug, Request};
     use crate::testing::{arm64_image, arm64_tree, Tree, ARM64_FLAGS_ANYWHERE, ARM64_FLAGS_LOW, VIRT_1G};
     use kexec_purgatory::abi::{SegmentKind, PSCI_CONDUIT_HVC};
 
@@ -214,7 +217,7 @@ mod tests {
         );
         t.crash_notes(2);
         let p = plan_with(&t, arm64_image(0, 8 * MIB, ARM64_FLAGS_ANYWHERE, 4096), |r| {
-            r.crash = Some(CrashOptions { hotplug: false, exclude: true });
+            r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
             r.cmdline = CmdlineChoice::Reuse("maxcpus=1".into());
         })
         .unwrap();

@@ -65,6 +65,17 @@ pub(crate) struct ArchLayout {
     pub params: PurgatoryParams,
     pub purgatory: Vec<PurgatoryWindow>,
     pub notes: Vec<String>,
+    /// Bytes the architecture writes into the purgatory image, from its
+    /// entry point on (ppc64le: the kernel's first 256 bytes into the
+    /// entry block, docs/abi.md); None for most.
+    pub entry_fill: Option<EntryFill>,
+}
+
+/// Bytes written into the purgatory image at `offset` from its entry.
+#[derive(Clone, Debug)]
+pub(crate) struct EntryFill {
+    pub offset: u64,
+    pub bytes: Vec<u8>,
 }
 
 /// A limit on the kernel command line and where it is written.
@@ -95,6 +106,26 @@ pub(crate) trait Architecture: Sync {
     /// The command-line limit kexec_file_load's loader for `kernel`
     /// enforces, if it has one.
     fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit>;
+
+    /// The command line a new kernel gets when the caller gives none
+    /// (`CmdlineChoice::Keep`), the same on kexec_load and kexec_file_load
+    /// (a capture kernel's crashkernel= is taken out after,
+    /// `cmdline::resolve`); None: none at all. By default the running
+    /// DTB's /chosen/bootargs, which kexec-tools' arm64 kexec_load keeps
+    /// (kexec/arch/arm64/kexec-arm64.c set_bootargs leaves the DTB alone
+    /// without --append) and which the kernel's own kexec_file_load DTB
+    /// (drivers/of/kexec.c of_kexec_alloc_and_setup_fdt, a copy of the
+    /// running one) gets only when it is passed as the command line.
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+        super::dtb_boot::running_bootargs(sys)
+    }
+
+    /// Whether kexec_file_load's loader for this architecture takes a
+    /// vmlinux ELF (powerpc's: arch/powerpc/kexec/elf_64.c); the others
+    /// take a bzImage or an Image only.
+    fn file_load_takes_vmlinux(&self) -> bool {
+        false
+    }
 
     /// The handle generic code passes around.
     fn arch(&self) -> Arch {

@@ -20,6 +20,19 @@ use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, PlanError};
 use crate::range::{align_down, Range};
 use crate::system::entropy::{random_bytes, EntropyQuality};
+use crate::system::SystemSources;
+
+/// The most of /sys/firmware/fdt read for its bootargs: the largest DTB a
+/// DTB architecture's kernel takes (arm64 MAX_FDT_SIZE, 2 MiB).
+const RUNNING_FDT_MAX: u64 = 2 << 20;
+
+/// The running DTB's (/sys/firmware/fdt, the kernel's initial_boot_params)
+/// /chosen/bootargs: what a new kernel keeps without --append
+/// (`Architecture::kept_cmdline`).
+pub(crate) fn running_bootargs(sys: &SystemSources) -> Result<Option<String>, LoadError> {
+    let fdt = input::read_file(&sys.fdt_path(), RUNNING_FDT_MAX, "a DTB may have")?;
+    Ok(handover::bootargs(&fdt))
+}
 
 /// What the Image header's text_offset means for placement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,7 +242,7 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
     for r in &facts.reserved {
         free.remove(*r);
     }
-    let mut layout = Layout::new(free);
+    let mut layout = Layout::with_page(free, sys.page_size);
 
     // arm64: top-down for a normal load (destination pages are then usually
     // free, so relocate_kernel copies nothing at reboot); bottom-up into the
@@ -321,5 +334,6 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
             PurgatoryWindow { window: Range::ALL, order, rule: "needs 4 KiB aligned RAM" },
         ],
         notes,
+        entry_fill: None,
     })
 }

@@ -12,6 +12,7 @@
 pub mod arm64;
 pub(crate) mod contract;
 pub mod dtb_boot;
+pub mod ppc64le;
 pub mod riscv64;
 pub mod x86_64;
 
@@ -20,7 +21,8 @@ use crate::arch_spec::Arch;
 use self::contract::Architecture;
 
 /// Every architecture rkexec loads kernels for.
-pub(crate) static ARCHITECTURES: &[&dyn Architecture] = &[&arm64::Arm64, &x86_64::X86_64, &riscv64::Riscv64];
+pub(crate) static ARCHITECTURES: &[&dyn Architecture] =
+    &[&arm64::Arm64, &x86_64::X86_64, &riscv64::Riscv64, &ppc64le::Ppc64le];
 
 /// The architecture whose kernels have ELF machine `machine`.
 pub(crate) fn for_machine(machine: u16) -> Option<&'static dyn Architecture> {
@@ -44,8 +46,12 @@ pub fn by_name(name: &str) -> Option<Arch> {
     all().find(|a| a.is_named(name))
 }
 
-/// The architecture this program runs on, if it loads kernels for it.
+/// The architecture this program runs on, if it loads kernels for it
+/// (every one of them is little-endian: a big-endian ppc64 host is none).
 pub fn native() -> Option<Arch> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
     all().find(|a| a.rust_arch == std::env::consts::ARCH)
 }
 

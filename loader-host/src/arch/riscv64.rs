@@ -72,6 +72,9 @@ pub const CRASH: CrashPolicy = CrashPolicy {
     kernel_text: false,
     no_hotplug: Some(NO_HOTPLUG),
     skip_firmware_protected: true,
+    backup_low: None,
+    linear_map_base: None,
+    hotplug_rewrites_dtb: false,
 };
 
 /// boot.rst's rules and the placement both riscv loaders use: kexec-tools
@@ -125,7 +128,7 @@ mod tests {
     use crate::dtb::edit::DtbEditor;
     use crate::plan::{BootData, Plan};
     use crate::range::Range;
-    use crate::request::{CmdlineChoice, CrashOptions, Request};
+    use crate::request::{CmdlineChoice, CrashOptions, Hotplug, Request};
     use crate::testing::{riscv_image, riscv_tree, riscv_virt_dtb, Tree, RISCV_VIRT_1G};
     use kexec_purgatory::abi::{SegmentKind, CONSOLE_8250_MMIO8, CONSOLE_SBI, PSCI_CONDUIT_NONE};
 
@@ -247,7 +250,7 @@ mod tests {
         let t = riscv_tree("rv-crash", &iomem);
         t.crash_notes(2);
         let p = plan_with(&t, riscv_image(TEXT_OFFSET, 8 * MIB, 4096), |r| {
-            r.crash = Some(CrashOptions { hotplug: false, exclude: true });
+            r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
             r.cmdline = CmdlineChoice::Reuse("maxcpus=1".into());
         })
         .unwrap();
@@ -275,7 +278,7 @@ mod tests {
         assert!(p.notes.iter().any(|n| n.contains("and 1 firmware-protected range(s)")), "{:?}", p.notes);
 
         let err = plan_with(&t, riscv_image(TEXT_OFFSET, 8 * MIB, 4096), |r| {
-            r.crash = Some(CrashOptions { hotplug: true, exclude: true });
+            r.crash = Some(CrashOptions { hotplug: Hotplug::Required, exclude: true });
         })
         .unwrap_err()
         .to_string();

@@ -32,6 +32,23 @@ pub struct CoreLayout {
     /// first PT_LOAD as the kernel's own crash_prepare_elf64_headers does
     /// (dump tools use it to find the kernel image).
     pub kernel_text: Option<(u64, u64, u64)>,
+    /// ppc64: low memory the capture kernel overwrites, dumped from the
+    /// backup segment the purgatory copies it into: the first PT_LOAD,
+    /// p_paddr the source, p_offset the copy (kexec-tools
+    /// crashdump-ppc64.c get_crash_memory_ranges, crashdump-elf.c; the
+    /// kernel's arch/powerpc/kexec/crash.c sync_backup_region_phdr finds it
+    /// by p_paddr 0). Its address is 0 until the backup is placed.
+    pub backup: Option<Backup>,
+}
+
+/// Memory the purgatory copies into a backup segment before the capture
+/// kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backup {
+    /// What is copied (`[0, size)`).
+    pub source: Range,
+    /// Where the copy lies (the backup segment).
+    pub copy_at: u64,
 }
 
 /// The header cannot be built.
@@ -60,7 +77,7 @@ impl CoreLayout {
 
     /// PT_LOAD entries: kernel text (if any) and the RAM ranges.
     pub fn loads(&self) -> usize {
-        self.ram.len() + usize::from(self.kernel_text.is_some())
+        self.ram.len() + usize::from(self.kernel_text.is_some()) + usize::from(self.backup.is_some())
     }
 
     /// Bytes the header needs.
@@ -88,10 +105,10 @@ impl CoreLayout {
         out.extend_from_slice(&(PHDR_SIZE as u16).to_le_bytes());
         out.extend_from_slice(&phnum.to_le_bytes());
         out.extend_from_slice(&[0; 6]); // e_shentsize, e_shnum, e_shstrndx
-        let mut phdr = |p_type: u32, flags: u32, paddr: u64, vaddr: u64, size: u64| {
+        let mut phdr_at = |p_type: u32, flags: u32, offset: u64, paddr: u64, vaddr: u64, size: u64| {
             out.extend_from_slice(&p_type.to_le_bytes());
             out.extend_from_slice(&flags.to_le_bytes());
-            out.extend_from_slice(&paddr.to_le_bytes()); // p_offset: physical, as vmcore.c expects
+            out.extend_from_slice(&offset.to_le_bytes()); // p_offset: physical, as vmcore.c expects
             out.extend_from_slice(&vaddr.to_le_bytes());
             out.extend_from_slice(&paddr.to_le_bytes());
             out.extend_from_slice(&size.to_le_bytes()); // p_filesz
@@ -99,15 +116,19 @@ impl CoreLayout {
             out.extend_from_slice(&0u64.to_le_bytes()); // p_align
         };
         for n in &self.cpu_notes {
-            phdr(PT_NOTE, 0, n.addr, 0, n.size);
+            phdr_at(PT_NOTE, 0, n.addr, n.addr, 0, n.size);
         }
-        phdr(PT_NOTE, 0, self.vmcoreinfo.addr, 0, self.vmcoreinfo.size);
+        phdr_at(PT_NOTE, 0, self.vmcoreinfo.addr, self.vmcoreinfo.addr, 0, self.vmcoreinfo.size);
         if let Some((vaddr, paddr, size)) = self.kernel_text {
-            phdr(PT_LOAD, 7, paddr, vaddr, size);
+            phdr_at(PT_LOAD, 7, paddr, paddr, vaddr, size);
+        }
+        let vaddr = |paddr: u64| self.virt_offset.map_or(0, |o| paddr.wrapping_add(o));
+        if let Some(b) = self.backup {
+            let s = b.source;
+            phdr_at(PT_LOAD, 7, b.copy_at, s.start, vaddr(s.start), s.len());
         }
         for r in &self.ram {
-            let vaddr = self.virt_offset.map_or(0, |o| r.start.wrapping_add(o));
-            phdr(PT_LOAD, 7, r.start, vaddr, r.len()); // PF_R|PF_W|PF_X
+            phdr_at(PT_LOAD, 7, r.start, r.start, vaddr(r.start), r.len()); // PF_R|PF_W|PF_X
         }
         Ok(out)
     }
@@ -126,6 +147,7 @@ mod tests {
             ram: vec![Range::new(0x4000_0000, 0x5000_0000), Range::new(0x6000_0000, 0x8000_0000)],
             virt_offset: Some(0xffff_0000_0000_0000u64.wrapping_sub(0x4000_0000)),
             kernel_text: None,
+            backup: None,
         }
     }
 
@@ -144,6 +166,26 @@ mod tests {
             (first_load.p_vaddr(e), first_load.p_paddr(e), first_load.p_memsz(e)),
             (0xffff_ffff_8100_0000, 0x100_0000, 0x200_0000)
         );
+    }
+
+    #[test]
+    fn the_backup_is_the_first_load_read_from_its_copy() {
+        use object::read::elf::{ElfFile64, ProgramHeader as _};
+        let mut l = layout();
+        l.ram = vec![Range::new(0x1_0000, 0x2000_0000), Range::new(0x4000_0000, 0x8000_0000)];
+        l.virt_offset = Some(0xc000_0000_0000_0000);
+        l.backup = Some(Backup { source: Range::new(0, 0x1_0000), copy_at: 0x2123_0000 });
+        let bytes = l.build().unwrap();
+        assert_eq!((l.loads(), bytes.len() as u64), (3, l.size()));
+        let elf = ElfFile64::<object::Endianness>::parse(&bytes[..]).unwrap();
+        let e = elf.endian();
+        let b = &elf.elf_program_headers()[3];
+        assert_eq!(b.p_type(e).0, PT_LOAD);
+        assert_eq!((b.p_paddr(e), b.p_offset(e), b.p_memsz(e), b.p_filesz(e)), (0, 0x2123_0000, 0x1_0000, 0x1_0000));
+        assert_eq!(b.p_vaddr(e), 0xc000_0000_0000_0000);
+        let next = &elf.elf_program_headers()[4];
+        assert_eq!((next.p_paddr(e), next.p_offset(e)), (0x1_0000, 0x1_0000));
+        assert_eq!(next.p_vaddr(e), 0xc000_0000_0001_0000);
     }
 
     #[test]

@@ -12,12 +12,12 @@ use std::path::PathBuf;
 
 use crate::arch_spec::Arch;
 use crate::range::{FreeMap, Range};
-use crate::request::CrashOptions;
+use crate::request::{CrashOptions, Hotplug};
 use crate::system::crash_notes::{self, CrashNotesError};
 use crate::system::iomem::Iomem;
-use crate::system::{kcore, SystemSources};
+use crate::system::{device_tree, kcore, SystemSources};
 
-use self::elfcore::{CoreLayout, ElfCoreError};
+use self::elfcore::{Backup, CoreLayout, ElfCoreError};
 
 /// What a crash load needs from the running system.
 #[derive(Clone, Debug)]
@@ -26,17 +26,44 @@ pub(crate) struct CrashSetup {
     pub free: FreeMap,
     /// Every "Crash kernel" range: the capture kernel's RAM.
     pub ranges: Vec<Range>,
+    /// What the elfcorehdr describes ([`CrashSetup::header`] builds it).
+    pub core: CoreLayout,
+    /// The header as built with the backup (if any) at address 0: its
+    /// size is final.
     pub header: Vec<u8>,
     /// Segment memsz: the header's size, or with crash hotplug the room the
     /// kernel needs to rewrite it in place.
     pub memsz: u64,
     /// Crash hotplug rewrites it after load: structure-checked, not hashed.
     pub excluded: bool,
+    /// Crash hotplug rewrites the DTB too (ppc64): excluded likewise, and
+    /// loaded with room for the CPUs that may come.
+    pub dtb_excluded: bool,
     pub hotplug: bool,
+    /// Why hotplug is on or off, for the plan.
+    pub hotplug_why: String,
     pub cpu_notes: usize,
     pub pt_load: usize,
     /// What the header describes, for the plan.
     pub note: String,
+}
+
+impl CrashSetup {
+    /// Low memory the purgatory must copy into a backup segment (the
+    /// architecture's `backup_low`, where RAM covers it).
+    pub fn backup_source(&self) -> Option<Range> {
+        self.core.backup.map(|b| b.source)
+    }
+
+    /// The elfcorehdr with the backup copy at `backup_at` (the same size
+    /// as [`CrashSetup::header`]).
+    pub fn header_with_backup(&self, backup_at: u64) -> Result<Vec<u8>, CrashError> {
+        let mut core = self.core.clone();
+        if let Some(b) = core.backup.as_mut() {
+            b.copy_at = backup_at;
+        }
+        core.build().map_err(CrashError::ElfCore)
+    }
 }
 
 /// Why a crash load cannot be prepared.
@@ -113,9 +140,7 @@ pub(crate) fn prepare(
     opts: CrashOptions,
 ) -> Result<CrashSetup, CrashError> {
     let policy = &arch.crash;
-    if let (true, Some(why)) = (opts.hotplug, policy.no_hotplug) {
-        return Err(CrashError::NoHotplug(why));
-    }
+    let (hotplug, hotplug_why) = hotplug_choice(sys, arch, opts.hotplug)?;
     let ranges = iomem.crash_kernel();
     if ranges.is_empty() {
         return Err(CrashError::NoCrashKernel(sys.iomem_path()));
@@ -135,6 +160,33 @@ pub(crate) fn prepare(
     for r in &ranges {
         ram.remove(*r);
     }
+    // Firmware's runtime memory inside the crash range (ppc64's RTAS) is
+    // the crashed system's, not the capture kernel's: dumped (kexec-tools
+    // crashdump-ppc64.c get_crash_memory_ranges, the kernel's
+    // arch/powerpc/kexec/ranges.c get_crash_memory_ranges).
+    let firmware = iomem.entries().iter().filter(|e| [device_tree::RTAS, device_tree::OPAL].contains(&e.name.as_str()));
+    let mut inside = Vec::new();
+    for f in firmware {
+        for r in &ranges {
+            let both = Range::new(f.range.start.max(r.start), f.range.end.min(r.end));
+            if !both.is_empty() {
+                inside.push(both);
+            }
+        }
+    }
+    if !inside.is_empty() {
+        inside.extend_from_slice(ram.ranges());
+        ram = FreeMap::new(inside);
+    }
+    // The low memory the capture kernel overwrites is dumped from its
+    // backup: its own PT_LOAD, split off the RAM range that holds it.
+    let backup = policy.backup_low.and_then(|size| {
+        let low = Range::new(0, size);
+        ram.ranges().iter().any(|r| r.contains_range(&low)).then_some(low)
+    });
+    if let Some(low) = backup {
+        ram.remove(low);
+    }
     let mut firmware = Vec::new();
     if policy.skip_firmware_protected {
         firmware = firmware_protected(sys)?;
@@ -148,12 +200,13 @@ pub(crate) fn prepare(
         machine: arch.elf_machine,
         cpu_notes: crash_notes::read_cpu_notes(&sys.sys_root).map_err(CrashError::Notes)?,
         vmcoreinfo: crash_notes::read_vmcoreinfo(&sys.sys_root).map_err(CrashError::Notes)?,
-        virt_offset: ram.first().and_then(|r| kcore::linear_offset(&kcore_path, r.start)),
+        virt_offset: ram.first().and_then(|r| kcore::linear_offset(&kcore_path, r.start)).or(policy.linear_map_base),
         ram,
         kernel_text: if policy.kernel_text { kcore::kernel_text(&kcore_path) } else { None },
+        backup: backup.map(|source| Backup { source, copy_at: 0 }),
     };
     let header = layout.build().map_err(CrashError::ElfCore)?;
-    let memsz = if opts.hotplug {
+    let memsz = if hotplug {
         let room = crash_notes::hotplug_elfcorehdr_size(&sys.sys_root).map_err(CrashError::Notes)?;
         if room < header.len() as u64 {
             return Err(CrashError::TooSmall { needed: header.len() as u64, available: room });
@@ -163,10 +216,14 @@ pub(crate) fn prepare(
         header.len() as u64
     };
     let note = format!(
-        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}System RAM minus {}the Crash kernel ranges{})",
+        "elfcorehdr: {} CPU notes + vmcoreinfo, {} PT_LOAD ({}{}System RAM minus {}the Crash kernel ranges{})",
         layout.cpu_notes.len(),
         layout.loads(),
         if layout.kernel_text.is_some() { "kernel text, " } else { "" },
+        match layout.backup {
+            Some(b) => format!("{} from its backup, ", b.source),
+            None => String::new(),
+        },
         if policy.skip_low_1m { "the low 1 MiB and " } else { "" },
         if firmware.is_empty() {
             String::new()
@@ -179,10 +236,41 @@ pub(crate) fn prepare(
         ranges,
         header,
         memsz,
-        excluded: opts.hotplug && opts.exclude,
-        hotplug: opts.hotplug,
+        excluded: hotplug && opts.exclude,
+        dtb_excluded: hotplug && opts.exclude && policy.hotplug_rewrites_dtb,
+        hotplug,
+        hotplug_why,
         cpu_notes: layout.cpu_notes.len(),
         pt_load: layout.loads(),
+        core: layout,
         note,
+    })
+}
+
+/// Whether the crash image is loaded hotplug-aware, and why: `--hotplug`
+/// requires it, `--no-hotplug` refuses it, and by default it is on where
+/// the architecture has the kexec_load flag and the running kernel was
+/// built with CONFIG_CRASH_HOTPLUG (it then has
+/// /sys/kernel/crash_elfcorehdr_size, kernel/ksysfs.c).
+fn hotplug_choice(sys: &SystemSources, arch: Arch, choice: Hotplug) -> Result<(bool, String), CrashError> {
+    let unsupported = match (arch.crash.no_hotplug, arch.hotplug_flag) {
+        (Some(why), _) => Some(why),
+        (None, None) => Some("this architecture has no kexec_load crash-hotplug flag"),
+        (None, Some(_)) => None,
+    };
+    let kernel_has_it = crash_notes::has_crash_hotplug(&sys.sys_root);
+    Ok(match (choice, unsupported) {
+        (Hotplug::Off, _) => (false, "off (--no-hotplug): reload the crash kernel after CPU or memory hotplug".into()),
+        (Hotplug::Required, Some(why)) => return Err(CrashError::NoHotplug(why)),
+        (Hotplug::Required, None) => (true, "on (--hotplug)".into()),
+        (Hotplug::Auto, Some(why)) => (false, format!("off: {why}")),
+        (Hotplug::Auto, None) if kernel_has_it => (
+            true,
+            "on (the default where the running kernel has CONFIG_CRASH_HOTPLUG: it updates the loaded image on CPU and memory hotplug; --no-hotplug turns it off)".into(),
+        ),
+        (Hotplug::Auto, None) => (
+            false,
+            "off: the running kernel has no crash hotplug (no /sys/kernel/crash_elfcorehdr_size)".into(),
+        ),
     })
 }

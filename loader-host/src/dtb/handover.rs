@@ -3,7 +3,7 @@
 //! to it (command line, initrd, seeds, crash properties, user edits).
 //! Built on `edit::DtbEditor`.
 
-use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_PL011};
+use kexec_purgatory::abi::{ConsoleDesc, CONSOLE_8250_MMIO32, CONSOLE_8250_MMIO8, CONSOLE_HVTERM, CONSOLE_PL011};
 
 use super::edit::{DtbEditError, DtbEditor, PsciMethod, DEFAULT_PADDING};
 use crate::range::Range;
@@ -29,8 +29,8 @@ pub struct DtbEdits {
     pub bootargs: Option<String>,
     /// The new initrd; None deletes linux,initrd-start/end.
     pub initrd: Option<Range>,
-    /// `/chosen/kaslr-seed` (chosen.txt, a u64); written only together
-    /// with `rng_seed`. The purgatory refreshes both in place.
+    /// `/chosen/kaslr-seed` (chosen.txt, a u64), for kernels that read one
+    /// (not powerpc's). The purgatory refreshes it and `rng_seed` in place.
     pub kaslr_seed: Option<[u8; 8]>,
     /// `/chosen/rng-seed` (chosen.txt: bytes the kernel adds to its
     /// entropy pool).
@@ -43,8 +43,13 @@ pub struct DtbEdits {
     pub elfcorehdr: Option<Range>,
     /// `--dtb-set /path/prop=value` (string values).
     pub set_strings: Vec<(String, String)>,
-    /// `--dtb-delete /path/prop`.
+    /// `--dtb-delete /path/prop`, and properties the running kernel added
+    /// at run time that the next one must not inherit.
     pub delete: Vec<String>,
+    /// /memreserve/ entries to add: memory the next kernel must not use
+    /// that its tree does not say otherwise (powerpc's RTAS and OPAL,
+    /// kexec-tools' fs2dt checkprop).
+    pub memreserve: Vec<Range>,
 }
 
 /// Split "/a/b/prop" into ("/a/b", "prop").
@@ -77,6 +82,12 @@ fn console_for(ed: &DtbEditor) -> Result<Option<ConsoleDesc>, DtbEditError> {
     };
     if compat.contains(&"arm,pl011") {
         return Ok(Some(ConsoleDesc { kind: CONSOLE_PL011, reserved: 0, base }));
+    }
+    // PAPR's virtual terminal (pseries /vdevice/vty@…, compatible
+    // "hvterm1", drivers/tty/hvc/hvc_vio.c): `reg` is the vterm number
+    // H_PUT_TERM_CHAR takes, not an address.
+    if compat.contains(&"hvterm1") {
+        return Ok(Some(ConsoleDesc { kind: CONSOLE_HVTERM, reserved: 0, base }));
     }
     let is_8250 = compat.iter().any(|c| matches!(*c, "ns16550a" | "ns16550" | "snps,dw-apb-uart" | "ns8250"));
     if !is_8250 {
@@ -145,8 +156,13 @@ pub fn apply(blob: &[u8], edits: &DtbEdits) -> Result<Vec<u8>, DtbEditError> {
     if edits.remove_crash_properties {
         ed.remove_stale_kexec_properties()?;
     }
-    if let (Some(k), Some(r)) = (&edits.kaslr_seed, &edits.rng_seed) {
-        ed.set_seeds(k, r)?;
+    match (&edits.kaslr_seed, &edits.rng_seed) {
+        (Some(k), Some(r)) => ed.set_seeds(k, r)?,
+        (None, Some(r)) => ed.set_property("/chosen", "rng-seed", r)?,
+        _ => {}
+    }
+    for r in &edits.memreserve {
+        ed.add_memreserve(*r);
     }
     let cells = ed.root_cells()?;
     // Documentation/devicetree/bindings/chosen.txt: linux,elfcorehdr and

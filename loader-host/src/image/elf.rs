@@ -8,6 +8,12 @@
 //!   64-bit boot protocol (boot_params in %rsi). rkexec keeps the PT_LOADs
 //!   as one span (they are contiguous up to alignment gaps, which are
 //!   zero-filled).
+//! - ppc64le (kexec/arch/ppc64/kexec-elf-ppc64.c `elf_ppc64_load`): a
+//!   relocatable kernel (Debian: ET_EXEC, one PT_LOAD at vaddr
+//!   0xc000000000000000 / paddr 0, e_entry its first byte) loaded as one
+//!   span anywhere the loader finds room, entered at e_entry's offset in
+//!   it; the kernel copies itself to 0 unless told to run where it is
+//!   (`__run_at_load`, arch/powerpc/kernel/head_64.S).
 //! - arm64 (kexec/arch/arm64/kexec-elf-arm64.c): the arm64 Image header sits
 //!   at e_entry (vmlinux.lds.S `ENTRY(_text)`); the PT_LOADs laid out from
 //!   there by virtual address are the Image (arch/arm64/boot/Makefile
@@ -19,18 +25,18 @@ use std::fmt;
 use super::decompress::MAX_DECOMPRESSED;
 use super::{Host, ImageError, Kernel, KernelFormat, KernelImage};
 use kexec_purgatory::elf::{
-    EHDR64_SIZE as EHDR_LEN, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC,
+    EHDR64_SIZE as EHDR_LEN, ELFCLASS64, ELFDATA2LSB, ELFMAG, EM_AARCH64, EM_PPC64, EM_X86_64, ET_DYN, ET_EXEC,
     PHDR64_SIZE as PHDR_LEN, PT_INTERP, PT_LOAD,
 };
 
-use crate::fields::{le16, le32, le64};
+use crate::fields::le16;
 use crate::input::Blob;
 
 /// Largest gap between two PT_LOADs that is zero-filled into one span (a
 /// vmlinux's gaps are alignment padding, at most a 2 MiB page).
 pub const MAX_GAP: u64 = 16 << 20;
 
-/// A checked x86_64 vmlinux, as one span of physical memory.
+/// A checked x86_64 or ppc64le vmlinux, as one span of physical memory.
 #[derive(Clone, Debug)]
 pub struct ElfKernel {
     /// The PT_LOADs' bytes from the first p_paddr, gaps zero-filled.
@@ -132,7 +138,9 @@ impl fmt::Display for ElfError {
                 "{e}: EI_CLASS {class} / EI_DATA {data}; only 64-bit little-endian (ELFCLASS64, ELFDATA2LSB) kernels boot"
             ),
             Self::Type(t) => write!(f, "{e}: e_type {t} is neither ET_EXEC (2) nor ET_DYN (3)"),
-            Self::Machine(m) => write!(f, "{e}: e_machine {m} is neither EM_X86_64 (62) nor EM_AARCH64 (183)"),
+            Self::Machine(m) => {
+                write!(f, "{e}: e_machine {m} is none of EM_X86_64 (62), EM_AARCH64 (183), EM_PPC64 (21)")
+            }
             Self::Interp => write!(f, "{e}: has a PT_INTERP (a program, not a kernel)"),
             Self::PhentSize(n) => write!(f, "{e}: e_phentsize {n} is not sizeof(Elf64_Phdr) = 56"),
             Self::NoLoad => write!(f, "{e}: no PT_LOAD segment with memory"),
@@ -179,7 +187,12 @@ struct Parsed {
     loads: Vec<Load>,
 }
 
+/// The ELF header and program headers, read with the `object` crate's
+/// bounds-checked ELF reader (docs/dependencies.md: the project does not
+/// hand-write what a well-kept, upstream-fuzzed crate does), then the
+/// rules a vmlinux must meet on top.
 fn parse_headers(file: &[u8]) -> Result<Parsed, ElfError> {
+    use object::read::elf::{FileHeader as _, ProgramHeader as _};
     let trunc = |what, end: u64| ElfError::Truncated { what, end, file: file.len() };
     if file.len() < EHDR_LEN {
         return Err(trunc("ELF header", EHDR_LEN as u64));
@@ -187,36 +200,38 @@ fn parse_headers(file: &[u8]) -> Result<Parsed, ElfError> {
     if file[4] != ELFCLASS64 || file[5] != ELFDATA2LSB {
         return Err(ElfError::Class { class: file[4], data: file[5] });
     }
-    let h16 = |o| le16(file, o).unwrap_or(0);
-    let (etype, machine) = (h16(16), h16(18));
+    let header = object::elf::FileHeader64::<object::LittleEndian>::parse(file)
+        .map_err(|_| ElfError::Class { class: file[4], data: file[5] })?;
+    let le = object::LittleEndian;
+    let (etype, machine) = (header.e_type.get(le).0, header.e_machine.get(le).0);
     if etype != ET_EXEC && etype != ET_DYN {
         return Err(ElfError::Type(etype));
     }
-    if machine != EM_X86_64 && machine != EM_AARCH64 {
+    if !matches!(machine, EM_X86_64 | EM_AARCH64 | EM_PPC64) {
         return Err(ElfError::Machine(machine));
     }
-    let entry = le64(file, 24).unwrap_or(0);
-    let phoff = le64(file, 32).unwrap_or(0);
-    let (phentsize, phnum) = (h16(54), h16(56));
+    let (phentsize, phnum) = (header.e_phentsize.get(le), header.e_phnum.get(le));
     if phnum > 0 && usize::from(phentsize) != PHDR_LEN {
         return Err(ElfError::PhentSize(phentsize));
     }
+    let phoff = header.e_phoff.get(le);
     let table_end = phoff.saturating_add(u64::from(phnum) * PHDR_LEN as u64);
-    if table_end > file.len() as u64 {
-        return Err(trunc("program header table", table_end));
-    }
+    let phdrs = header.program_headers(le, file).map_err(|_| trunc("program header table", table_end))?;
     let mut loads = Vec::new();
-    for index in 0..usize::from(phnum) {
-        let p = (phoff as usize) + index * PHDR_LEN;
-        let w64 = |o| le64(file, p + o).unwrap_or(0);
-        let ptype = le32(file, p).unwrap_or(0);
-        if ptype == PT_INTERP {
-            return Err(ElfError::Interp);
+    for (index, ph) in phdrs.iter().enumerate() {
+        match ph.p_type(le).0 {
+            PT_INTERP => return Err(ElfError::Interp),
+            PT_LOAD => {}
+            _ => continue,
         }
-        if ptype != PT_LOAD {
-            continue;
-        }
-        let l = Load { index, offset: w64(8), vaddr: w64(16), paddr: w64(24), filesz: w64(32), memsz: w64(40) };
+        let l = Load {
+            index,
+            offset: ph.p_offset(le),
+            vaddr: ph.p_vaddr(le),
+            paddr: ph.p_paddr(le),
+            filesz: ph.p_filesz(le),
+            memsz: ph.p_memsz(le),
+        };
         if l.filesz > l.memsz {
             return Err(ElfError::FileszAboveMemsz { index });
         }
@@ -234,7 +249,7 @@ fn parse_headers(file: &[u8]) -> Result<Parsed, ElfError> {
     if loads.is_empty() {
         return Err(ElfError::NoLoad);
     }
-    Ok(Parsed { machine, etype, entry, loads })
+    Ok(Parsed { machine, etype, entry: header.e_entry.get(le), loads })
 }
 
 /// The PT_LOADs as one buffer, keyed by `addr` (p_paddr or p_vaddr), from
@@ -286,6 +301,20 @@ fn x86_64(file: &[u8], p: &Parsed) -> Result<ElfKernel, ElfError> {
     Ok(ElfKernel { data: Blob::new(data), paddr, mem_size, entry: p.entry, loads: p.loads.len() })
 }
 
+/// A ppc64le vmlinux: its PT_LOADs as one span by physical address, the
+/// entry where e_entry (a virtual address) falls in it. Relocatable: the
+/// span is placed anywhere (`arch::ppc64le`), not at p_paddr.
+fn ppc64(file: &[u8], p: &Parsed) -> Result<ElfKernel, ElfError> {
+    let inside = p.loads.iter().find(|l| p.entry >= l.vaddr && p.entry < l.vaddr + l.memsz);
+    let Some(l) = inside else {
+        return Err(ElfError::EntryOutside { entry: p.entry });
+    };
+    let paddr = p.loads.iter().map(|l| l.paddr).min().unwrap_or(0);
+    let entry = l.paddr + (p.entry - l.vaddr);
+    let (data, mem_size) = flatten(file, &p.loads, |l| l.paddr, paddr)?;
+    Ok(ElfKernel { data: Blob::new(data), paddr, mem_size, entry, loads: p.loads.len() })
+}
+
 /// The arm64 Image inside an arm64 vmlinux.
 fn arm64_image(file: &[u8], p: &Parsed) -> Result<Vec<u8>, ElfError> {
     let inside = p.loads.iter().find(|l| p.entry >= l.vaddr && p.entry < l.vaddr + l.filesz);
@@ -304,8 +333,9 @@ pub struct Vmlinux;
 
 impl KernelFormat for Vmlinux {
     fn names(&self) -> &'static [&'static str] {
-        // kexec-tools: "elf-x86_64" (x86_64), "vmlinux" (arm64).
-        &["vmlinux", "elf-x86_64", "elf-arm64", "elf"]
+        // kexec-tools: "elf-x86_64" (x86_64), "vmlinux" (arm64), "elf-ppc64"
+        // (ppc64, kexec/arch/ppc64/kexec-ppc64.c file_type[]).
+        &["vmlinux", "elf-x86_64", "elf-arm64", "elf-ppc64", "elf"]
     }
     fn describe(&self) -> &'static str {
         "vmlinux ELF (7f 45 4c 46)"
@@ -314,7 +344,7 @@ impl KernelFormat for Vmlinux {
         file.starts_with(&ELFMAG)
     }
     fn machine_hint(&self, head: &[u8]) -> Option<u16> {
-        le16(head, 18).filter(|m| matches!(*m, EM_X86_64 | EM_AARCH64))
+        le16(head, 18).filter(|m| matches!(*m, EM_X86_64 | EM_AARCH64 | EM_PPC64))
     }
     fn parse(&self, file: Blob, host: Host) -> Result<KernelImage, ImageError> {
         let p = parse_headers(&file).map_err(ImageError::Elf)?;
@@ -322,6 +352,12 @@ impl KernelFormat for Vmlinux {
             EM_X86_64 => {
                 let k = x86_64(&file, &p).map_err(ImageError::Elf)?;
                 Ok(KernelImage::plain(EM_X86_64, "vmlinux ELF", Kernel::Elf(k)))
+            }
+            EM_PPC64 => {
+                // kexec_file_load's ppc64 loader takes the file as it is
+                // (arch/powerpc/kexec/elf_64.c).
+                let k = ppc64(&file, &p).map_err(ImageError::Elf)?;
+                Ok(KernelImage::plain(EM_PPC64, "vmlinux ELF", Kernel::Elf(k)).as_whole_file())
             }
             _ => {
                 let image = arm64_image(&file, &p).map_err(ImageError::Elf)?;

@@ -39,9 +39,7 @@ pub struct Host {
 impl Host {
     /// This machine: sysconf(_SC_PAGESIZE), 4 KiB if that fails.
     pub fn current() -> Host {
-        // SAFETY: sysconf has no preconditions.
-        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        Host { page_size: u64::try_from(v).ok().filter(|&v| v > 0).unwrap_or(4096) }
+        Host { page_size: crate::system::host_page_size() }
     }
 }
 
@@ -71,9 +69,10 @@ pub enum Kernel {
     Image(ImageKernel),
     /// x86 bzImage (boot.rst 64-bit boot protocol).
     BzImage(BzImage),
-    /// An x86_64 vmlinux ELF: its PT_LOAD segments at their physical
-    /// addresses, entered at e_entry with boot_params (kexec-tools'
-    /// elf-x86_64 --args-linux).
+    /// A vmlinux ELF as one span: x86_64's at its physical addresses,
+    /// entered at e_entry with boot_params (kexec-tools' elf-x86_64
+    /// --args-linux); ppc64le's anywhere, entered at its e_entry offset
+    /// with a DTB (kexec-tools' elf-ppc64).
     Elf(ElfKernel),
 }
 

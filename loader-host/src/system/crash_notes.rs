@@ -106,6 +106,12 @@ pub fn read_vmcoreinfo(sys_root: &Path) -> Result<NoteRegion, CrashNotesError> {
     Ok(NoteRegion { addr: parse_hex(&path, a)?, size: parse_hex(&path, s)? })
 }
 
+/// Whether the running kernel has crash hotplug (CONFIG_CRASH_HOTPLUG):
+/// it then shows /sys/kernel/crash_elfcorehdr_size (kernel/ksysfs.c).
+pub fn has_crash_hotplug(sys_root: &Path) -> bool {
+    sys_root.join("kernel/crash_elfcorehdr_size").is_file()
+}
+
 /// Bytes the kernel needs for an elfcorehdr it may rewrite (crash
 /// hotplug): /sys/kernel/crash_elfcorehdr_size counts only the program
 /// headers (kernel/crash_core.c crash_get_elfcorehdr_size), so the ELF

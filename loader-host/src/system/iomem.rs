@@ -201,6 +201,28 @@ impl Iomem {
         Ok(Iomem { entries })
     }
 
+    /// Add what the machine describes elsewhere than /proc/iomem (powerpc's
+    /// device tree: its kernel image, crash reservation, RTAS): each range
+    /// becomes a child of the "System RAM" entry that holds it (a
+    /// top-level entry when none does), unless an entry of that name
+    /// already covers it. Line 0 marks them as not from the file.
+    pub fn add_firmware_ranges(&mut self, ranges: &[crate::system::device_tree::FirmwareRange]) {
+        for f in ranges {
+            if self.entries.iter().any(|e| e.name == f.name && e.range.contains_range(&f.range)) {
+                continue;
+            }
+            let parent = self
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.name == SYSTEM_RAM && e.range.contains_range(&f.range))
+                .map(|(i, _)| i)
+                .next();
+            let depth = parent.map_or(0, |p| self.entries[p].depth + 1);
+            self.entries.push(IomemEntry { range: f.range, name: f.name.to_string(), depth, parent, line: 0 });
+        }
+    }
+
     /// Every entry, in file order.
     pub fn entries(&self) -> &[IomemEntry] {
         &self.entries

@@ -112,6 +112,7 @@ mod tests {
             ram: vec![Range::new(0x4000_0000, 0xc000_0000)],
             virt_offset: Some(off),
             kernel_text: Some((0xffff_ffff_8100_0000, 0x100_0000, 0x180_0000)),
+            backup: None,
         };
         let bytes = core.build().unwrap();
         assert_eq!(text_from_headers(&bytes), Some((0xffff_ffff_8100_0000, 0x100_0000, 0x180_0000)));

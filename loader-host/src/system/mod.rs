@@ -6,7 +6,9 @@
 //! error names the file.
 
 pub mod console;
+pub mod cpu_list;
 pub mod crash_notes;
+pub mod device_tree;
 pub mod entropy;
 pub mod firmware;
 pub mod iomem;
@@ -26,6 +28,10 @@ pub struct SystemSources {
     /// Stands for /sys (firmware/fdt, firmware/memmap, devices/system/...,
     /// class/tty, kernel/...).
     pub sys_root: PathBuf,
+    /// The running kernel's page size: kexec_load's segments must be
+    /// aligned to it (kernel/kexec_core.c sanity_check_segment_list checks
+    /// PAGE_SIZE: 64 KiB on Debian's bookworm ppc64el kernels).
+    pub page_size: u64,
 }
 
 /// A file we could not read.
@@ -44,6 +50,32 @@ impl fmt::Display for ReadError {
 }
 
 impl std::error::Error for ReadError {}
+
+/// Why the memory map cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryMapError {
+    /// /proc/iomem or a device-tree file could not be read.
+    Read(ReadError),
+    /// /proc/iomem is malformed: the memory map cannot be trusted, so
+    /// nothing is placed.
+    Iomem {
+        /// The /proc/iomem read.
+        path: PathBuf,
+        /// The line and the rule it breaks.
+        err: iomem::IomemError,
+    },
+}
+
+impl fmt::Display for MemoryMapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read(e) => write!(f, "{e}"),
+            Self::Iomem { path, err } => write!(f, "{}: {err}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for MemoryMapError {}
 
 /// The most any /proc or /sys text file is read for (a real /proc/iomem is
 /// a few KiB; a hostile or broken one must not exhaust memory).
@@ -77,11 +109,30 @@ pub fn read_attr(path: &Path) -> Result<Option<String>, ReadError> {
     }
 }
 
+/// This machine's page size: sysconf(_SC_PAGESIZE), 4 KiB if that fails.
+pub fn host_page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(v).ok().filter(|&v| v > 0 && v.is_power_of_two()).unwrap_or(4096)
+}
+
 impl SystemSources {
     /// Read /proc from `proc_root` and /sys from `sys_root` (another
     /// machine's copies, or test fixtures).
     pub fn new(proc_root: PathBuf, sys_root: PathBuf) -> Self {
-        SystemSources { proc_root, sys_root }
+        SystemSources { proc_root, sys_root, page_size: host_page_size() }
+    }
+
+    /// The same, describing a kernel with `page_size` pages (another
+    /// machine's files, test fixtures).
+    pub fn with_page_size(self, page_size: u64) -> Self {
+        SystemSources { page_size, ..self }
+    }
+
+    /// /proc/device-tree: the running kernel's live device tree (a link
+    /// to /sys/firmware/devicetree/base), where the machine has one.
+    pub fn device_tree_dir(&self) -> PathBuf {
+        self.proc_root.join("device-tree")
     }
 
     /// The running machine's own /proc and /sys.
@@ -97,6 +148,19 @@ impl SystemSources {
     /// The text of /proc/iomem, bounded by [`TEXT_LIMIT`].
     pub fn iomem(&self) -> Result<String, ReadError> {
         read_text(&self.iomem_path())
+    }
+
+    /// The machine's memory map: /proc/iomem, completed with what the
+    /// running kernel publishes only in its device tree
+    /// ([`device_tree::firmware_ranges`]: powerpc lists neither its own
+    /// image nor the crash reservation in /proc/iomem).
+    pub fn memory_map(&self) -> Result<iomem::Iomem, MemoryMapError> {
+        let path = self.iomem_path();
+        let mut map = iomem::Iomem::parse(&self.iomem().map_err(MemoryMapError::Read)?)
+            .map_err(|err| MemoryMapError::Iomem { path, err })?;
+        let firmware = device_tree::firmware_ranges(&self.device_tree_dir()).map_err(MemoryMapError::Read)?;
+        map.add_firmware_ranges(&firmware);
+        Ok(map)
     }
 
     /// The running kernel's command line, without the trailing newline.

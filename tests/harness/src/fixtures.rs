@@ -135,6 +135,128 @@ pub fn x86_setup_data_head(bp: &[u8], base: u64) -> usize {
     usize::try_from(head - base).expect("node in the segment")
 }
 
+/// QEMU 7.2 pseries' RTAS tokens (include/hw/ppc/spapr.h, RTAS_TOKEN_BASE
+/// 0x2000 + index): what its /rtas node lists.
+pub const PPC_RTAS_POWER_OFF: u32 = 0x2003;
+pub const PPC_RTAS_SYSTEM_REBOOT: u32 = 0x2004;
+pub const PPC_RTAS_START_CPU: u32 = 0x2006;
+/// The time base of QEMU's pseries CPUs (`timebase-frequency`).
+pub const PPC_TIMEBASE_HZ: u32 = 512_000_000;
+
+/// A ppc64le DTB as the loader would hand it over on QEMU pseries: one
+/// `/cpus/PowerPC,POWER9@N` node per CPU id (`device_type = "cpu"`, `reg`,
+/// `ibm,ppc-interrupt-server#s`, `cpu-version` when not 0,
+/// `timebase-frequency`), `/rtas` with `linux,rtas-base`/`-entry`,
+/// `rtas-size` and the tokens, `/chosen` with bootargs and an `rng-seed`
+/// placeholder (powerpc reads rng-seed, not kaslr-seed), RAM from 0, and
+/// a stale boot_cpuid_phys.
+pub fn dtb_ppc64le(mem_size: u64, cpus: &[u32], cpu_version: u32, rtas: Option<(u64, u32)>) -> Vec<u8> {
+    let build = || -> Result<Vec<u8>, vm_fdt::Error> {
+        let mut w = vm_fdt::FdtWriter::new()?;
+        w.set_boot_cpuid_phys(STALE_BOOT_CPUID);
+        let root = w.begin_node("")?;
+        w.property_u32("#address-cells", 2)?;
+        w.property_u32("#size-cells", 2)?;
+        w.property_string("compatible", "qemu,pseries")?;
+        let chosen = w.begin_node("chosen")?;
+        w.property_string("bootargs", "console=hvc0 harness")?;
+        w.property("rng-seed", &RNG_PLACEHOLDER)?;
+        w.end_node(chosen)?;
+        let mem = w.begin_node("memory@0")?;
+        w.property_string("device_type", "memory")?;
+        w.property_array_u64("reg", &[0, mem_size])?;
+        w.end_node(mem)?;
+        let cpus_node = w.begin_node("cpus")?;
+        w.property_u32("#address-cells", 1)?;
+        w.property_u32("#size-cells", 0)?;
+        for &id in cpus {
+            let cpu = w.begin_node(&format!("PowerPC,POWER9@{id:x}"))?;
+            w.property_string("device_type", "cpu")?;
+            w.property_u32("reg", id)?;
+            w.property_array_u32("ibm,ppc-interrupt-server#s", &[id])?;
+            if cpu_version != 0 {
+                w.property_u32("cpu-version", cpu_version)?;
+            }
+            w.property_u32("timebase-frequency", PPC_TIMEBASE_HZ)?;
+            w.end_node(cpu)?;
+        }
+        w.end_node(cpus_node)?;
+        if let Some((base, size)) = rtas {
+            let r = w.begin_node("rtas")?;
+            w.property_u32("linux,rtas-base", base as u32)?;
+            w.property_u32("linux,rtas-entry", base as u32)?;
+            w.property_u32("rtas-size", size)?;
+            w.property_u32("power-off", PPC_RTAS_POWER_OFF)?;
+            w.property_u32("system-reboot", PPC_RTAS_SYSTEM_REBOOT)?;
+            w.property_u32("start-cpu", PPC_RTAS_START_CPU)?;
+            w.end_node(r)?;
+        }
+        let vdevice = w.begin_node("vdevice")?;
+        let vty = w.begin_node("vty@71000000")?;
+        w.property_string("compatible", "hvterm1")?;
+        w.property_u32("reg", 0x7100_0000)?;
+        w.end_node(vty)?;
+        w.end_node(vdevice)?;
+        w.end_node(root)?;
+        w.finish()
+    };
+    build().expect("vm-fdt builds a fixed tree")
+}
+
+/// The RTAS code QEMU's firmware instantiates (pc-bios/vof/entry.S
+/// `hv_rtas`): `mr r4,r3; lis r3,0; ori r3,r3,0xf000 (KVMPPC_H_RTAS);
+/// sc 1; blr`, big-endian. The purgatory enters it as it enters any
+/// RTAS: in 32-bit big-endian real mode.
+pub fn ppc_rtas_blob() -> Vec<u8> {
+    [0x7c64_1b78u32, 0x3c60_0000, 0x6063_f000, 0x4400_0022, 0x4e80_0020].iter().flat_map(|w| w.to_be_bytes()).collect()
+}
+
+/// A minimal ELF64 little-endian EM_PPC64 executable (ELFv2, e_flags 2)
+/// holding `code` in one PT_LOAD at virtual address 0: what QEMU's
+/// pseries `-kernel` takes; it loads it at its kernel address (0x400000)
+/// and VOF enters it there.
+pub fn ppc64_elf(code: &[u8]) -> Vec<u8> {
+    const OFF: usize = 0x100;
+    let mut e = vec![0u8; OFF];
+    e[..8].copy_from_slice(b"\x7fELF\x02\x01\x01\x00");
+    let put = |e: &mut Vec<u8>, at: usize, v: &[u8]| e[at..at + v.len()].copy_from_slice(v);
+    put(&mut e, 16, &2u16.to_le_bytes()); // ET_EXEC
+    put(&mut e, 18, &21u16.to_le_bytes()); // EM_PPC64
+    put(&mut e, 20, &1u32.to_le_bytes());
+    put(&mut e, 24, &0u64.to_le_bytes()); // e_entry
+    put(&mut e, 32, &64u64.to_le_bytes()); // e_phoff
+    put(&mut e, 48, &2u32.to_le_bytes()); // e_flags: ELFv2
+    put(&mut e, 52, &64u16.to_le_bytes());
+    put(&mut e, 54, &56u16.to_le_bytes());
+    put(&mut e, 56, &1u16.to_le_bytes());
+    put(&mut e, 64, &1u32.to_le_bytes()); // PT_LOAD
+    put(&mut e, 68, &7u32.to_le_bytes()); // RWX
+    put(&mut e, 72, &(OFF as u64).to_le_bytes());
+    put(&mut e, 96, &(code.len() as u64).to_le_bytes()); // filesz
+    put(&mut e, 104, &(code.len() as u64).to_le_bytes()); // memsz
+    put(&mut e, 112, &0x1_0000u64.to_le_bytes());
+    e.extend_from_slice(code);
+    e
+}
+
+/// The ppc64le payload's launcher (`launcher`..`launcher_end`) and where
+/// its slots are in it (`launcher_slots`): entry, r3, the CPU to start at
+/// 0x60 (or -1), the RTAS start-cpu token.
+pub fn ppc64le_launcher() -> (Vec<u8>, usize) {
+    let file = object::File::parse(PAYLOAD_ELF_PPC64LE).expect("payload ELF parses");
+    let sym = |name: &str| {
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+            .unwrap_or_else(|| panic!("payload lacks {name}"))
+    };
+    let (start, end, slots) = (sym("launcher"), sym("launcher_end"), sym("launcher_slots"));
+    let payload = Payload::load_ppc64le();
+    let at = (start - payload.load_addr) as usize;
+    let bytes = payload.bytes[at..at + (end - start) as usize].to_vec();
+    (bytes, (slots - start) as usize)
+}
+
 /// An ELF64 ET_CORE header with one PT_NOTE and `loads` PT_LOAD entries,
 /// the shape of a kdump elfcorehdr (for an arm64 kernel; see
 /// [`elfcorehdr_for`]).
@@ -146,6 +268,7 @@ pub fn elfcorehdr(loads: u16) -> Vec<u8> {
 pub const EM_AARCH64: u16 = 183;
 pub const EM_X86_64: u16 = 62;
 pub const EM_RISCV: u16 = 243;
+pub const EM_PPC64: u16 = 21;
 
 /// As [`elfcorehdr`], for a kernel of `machine`.
 pub fn elfcorehdr_for(machine: u16, loads: u16) -> Vec<u8> {
@@ -209,6 +332,7 @@ impl Rom {
 pub static PAYLOAD_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-aarch64.elf"));
 pub static PAYLOAD_ELF_RISCV64: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-riscv64.elf"));
 pub static PAYLOAD_ELF_X86_64: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-x86_64.elf"));
+pub static PAYLOAD_ELF_PPC64LE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/test-payload-ppc64le.elf"));
 
 impl Payload {
     pub fn load() -> Self {
@@ -224,6 +348,13 @@ impl Payload {
     /// firmware and relocate_kernel.
     pub fn load_x86_64() -> Self {
         Self::from_elf(PAYLOAD_ELF_X86_64, "launcher_start", "launcher_target", None)
+    }
+
+    /// The ppc64le payload; its `launcher` plays firmware and the old
+    /// kernel's kexec_sequence (it carries no stub slot of the kind the
+    /// others have: `vhe_stub*` name the launcher and its slots).
+    pub fn load_ppc64le() -> Self {
+        Self::from_elf(PAYLOAD_ELF_PPC64LE, "launcher", "launcher_slots", None)
     }
 
     fn from_elf(elf: &[u8], stub: &str, target: &str, dtb_slot: Option<&str>) -> Self {

@@ -60,9 +60,16 @@ impl Outcome {
     }
 
     /// The guest reset the system (PSCI SYSTEM_RESET, SBI SRST, port
-    /// 0xcf9), and not by crashing (an x86 triple fault).
+    /// 0xcf9, RTAS system-reboot), and not by crashing (an x86 triple
+    /// fault).
     pub fn reset(&self) -> bool {
         self.shutdown.as_deref() == Some("guest-reset") && !self.triple_fault
+    }
+
+    /// The guest powered the system off (the ppc64le payload's RTAS
+    /// power-off).
+    pub fn powered_off(&self) -> bool {
+        self.shutdown.as_deref() == Some("guest-shutdown")
     }
 }
 
@@ -175,12 +182,18 @@ impl Qmp {
     }
 
     /// The vCPU's program counter, from `info registers`: x86_64 prints
-    /// "RIP=%016x", aarch64 " PC=%016x ", riscv64 a line " pc       %016x".
+    /// "RIP=%016x", aarch64 " PC=%016x ", riscv64 a line " pc       %016x",
+    /// ppc64 "NIP %016x".
     fn pc(&mut self) -> Result<u64, String> {
         let text =
             self.execute("human-monitor-command", Some(serde_json::json!({ "command-line": "info registers" })))?;
         let text = text.as_str().unwrap_or_default();
-        let value = match text.find("RIP=").map(|at| at + 4).or_else(|| text.find("PC=").map(|at| at + 3)) {
+        let value = match text
+            .find("RIP=")
+            .map(|at| at + 4)
+            .or_else(|| text.find("PC=").map(|at| at + 3))
+            .or_else(|| text.find("NIP ").map(|at| at + 4))
+        {
             Some(at) => &text[at..],
             None => text
                 .lines()
@@ -236,8 +249,18 @@ pub fn run(qemu: &str, args: &[String], dir: &Path, halt: HaltLoop, deadline: Du
     };
 
     if let Err(e) = qmp.execute("cont", None) {
-        let _ = child.kill();
-        panic!("{e}\n{command}");
+        // A guest that ends at once (the payload's isa-debug-exit or
+        // semihosting exit when entered without the purgatory) can take
+        // QEMU down before it answers `cont`: the run ended, the loop below
+        // reads its status. Anything else is a harness failure.
+        let exited = (0..40).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = child.kill();
+            panic!("{e}\n{command}");
+        }
     }
 
     let mut halted_at = None;

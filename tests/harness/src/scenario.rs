@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use kexec_purgatory::abi::{
-    PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_IO, CONSOLE_8250_MMIO8, CONSOLE_PL011, ON_FAILURE_HALT,
-    ON_FAILURE_RESET, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE,
-    PSCI_CONDUIT_SMC, SEGMENT_FLAG_EXCLUDED,
+    PurgatoryParams, SegmentDesc, SegmentKind, CONSOLE_8250_IO, CONSOLE_8250_MMIO8, CONSOLE_HVTERM, CONSOLE_PL011,
+    ON_FAILURE_HALT, ON_FAILURE_RESET, PARAM_FLAG_REFRESH_SEEDS, PARAM_FLAG_SET_BOOT_CPU, PPC64LE_ENTRY_BLOCK_SIZE,
+    PPC64LE_ENTRY_FILL_START, PPC64LE_RUN_AT_LOAD_OFFSET, PSCI_CONDUIT_HVC, PSCI_CONDUIT_NONE, PSCI_CONDUIT_SMC,
+    SEGMENT_FLAG_EXCLUDED,
 };
-use loader_host::purgatory_image::{PurgatoryImage, AARCH64_ELF, RISCV64_ELF, X86_64_ELF};
+use loader_host::purgatory_image::{PurgatoryImage, AARCH64_ELF, PPC64LE_ELF, RISCV64_ELF, X86_64_ELF};
 use loader_host::range::Range;
 use object::{Object, ObjectSymbol};
 use sha2::{Digest, Sha256};
@@ -60,12 +61,38 @@ pub const X86_PURGATORY_ADDR: u64 = 0x0b00_0000;
 /// The launcher's page tables and stack (payload_x86_64.rs).
 pub const X86_LAUNCHER_MEM: std::ops::Range<u64> = 0x80_0000..0x80_8000;
 
+/// QEMU pseries (ppc64le): RAM from 0 (VOF's firmware and stack low in it,
+/// the launcher at QEMU's kernel address 0x400000), the vty's vterm
+/// number, and where the ppc64le scenario puts things: the payload links
+/// at 0x0200_0000 (64 KiB aligned, as ppc64 kexec segments are), the RTAS
+/// blob in its own page as firmware instantiates it.
+pub const PPC_VTERM: u64 = 0x7100_0000;
+pub const PPC_RAM_SIZE: u64 = 2 << 30;
+pub const PPC_INITRD_ADDR: u64 = 0x0400_0000;
+pub const PPC_DTB_ADDR: u64 = 0x0a00_0000;
+pub const PPC_ELFCOREHDR_ADDR: u64 = 0x0a10_0000;
+pub const PPC_OTHER_ADDR: u64 = 0x0a20_0000;
+pub const PPC_PURGATORY_ADDR: u64 = 0x0b00_0000;
+pub const PPC_RTAS_ADDR: u64 = 0x0c00_0000;
+pub const PPC_RTAS_SIZE: u32 = 0x1000;
+/// ppc64le kdump: the 64 KiB backup segment (kexec-tools' BACKUP_SRC_SIZE)
+/// `Scenario::ppc_kdump` adds; the ppc64le payload compares what it finds
+/// there with physical [0, 0x10000) (payload_ppc64le.rs `BACKUP`).
+pub const PPC_BACKUP_ADDR: u64 = 0x0a30_0000;
+pub const PPC_BACKUP_LEN: usize = 0x1_0000;
+/// ppc64le kdump: where `Scenario::ppc_kdump` puts the crashed kernel's
+/// low memory (a pattern), in the part of [0, 0x10000) QEMU's VOF leaves
+/// free (its code at 0..0xc38, its stack at 0x8000..0x10000:
+/// hw/ppc/spapr_vof.c `spapr_vof_reset`).
+pub const PPC_CRASHED_LOW: std::ops::Range<u64> = 0x1000..0x8000;
+
 /// The QEMU system a cell runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     Aarch64,
     Riscv64,
     X86_64,
+    Ppc64le,
 }
 
 /// The riscv,isa strings QEMU 7.2 writes for hart 0 (docs/riscv64.md).
@@ -89,6 +116,10 @@ pub struct Cell {
     pub isa: &'static str,
     /// x86_64: the QEMU machine (`pc` or `q35`).
     pub machine: &'static str,
+    /// ppc64le: `-smp` (a second CPU is started at 0x60 and held there).
+    pub smp: u32,
+    /// ppc64le: the boot CPU node's `cpu-version` (0: none).
+    pub cpu_version: u32,
 }
 
 impl Cell {
@@ -118,16 +149,30 @@ impl Cell {
     /// port 0xcf9 is the ICH9 LPC's.
     pub const X86_Q35: Cell = Cell::x86("q35", "qemu64");
 
+    /// ppc64le: QEMU pseries, POWER9 (radix MMU, ISA 3.0: vector crypto
+    /// and darn), the logical PVR QEMU's DTB shows (0x0f000005).
+    pub const P9: Cell = Cell::ppc("power9", 1, 0x0f00_0005);
+    /// ppc64le: two CPUs; the second is started at 0x60 as kexec releases
+    /// it and must still be held there when the kernel starts.
+    pub const P9_SMP2: Cell = Cell::ppc("power9", 2, 0x0f00_0005);
+    /// ppc64le: POWER8 (hash MMU, ISA 2.07: vector crypto, no darn).
+    pub const P8: Cell = Cell::ppc("power8", 1, 0x0f00_0004);
+
     const fn arm(cpu: &'static str, el2: bool, vhe: bool) -> Cell {
-        Cell { arch: Arch::Aarch64, cpu, el2, vhe, mstub: false, isa: "", machine: "virt" }
+        Cell { arch: Arch::Aarch64, cpu, el2, vhe, mstub: false, isa: "", machine: "virt", smp: 1, cpu_version: 0 }
     }
 
     const fn rv(cpu: &'static str, mstub: bool, isa: &'static str) -> Cell {
-        Cell { arch: Arch::Riscv64, cpu, el2: false, vhe: false, mstub, isa, machine: "virt" }
+        Cell { arch: Arch::Riscv64, cpu, el2: false, vhe: false, mstub, isa, machine: "virt", smp: 1, cpu_version: 0 }
+    }
+
+    const fn ppc(cpu: &'static str, smp: u32, cpu_version: u32) -> Cell {
+        let machine = "pseries";
+        Cell { arch: Arch::Ppc64le, cpu, el2: false, vhe: false, mstub: false, isa: "", machine, smp, cpu_version }
     }
 
     const fn x86(machine: &'static str, cpu: &'static str) -> Cell {
-        Cell { arch: Arch::X86_64, cpu, el2: false, vhe: false, mstub: false, isa: "", machine }
+        Cell { arch: Arch::X86_64, cpu, el2: false, vhe: false, mstub: false, isa: "", machine, smp: 1, cpu_version: 0 }
     }
 
     /// Expected CurrentEL value at the kernel.
@@ -184,6 +229,12 @@ pub struct Scenario {
     /// x86_64: where the launcher jumps instead of the purgatory's entry
     /// (a negative control: straight into the kernel).
     pub launch_at: Option<u64>,
+    /// ppc64le: the run_at_load word the loader puts at entry block + 0x5c
+    /// (None: the kernel's own, as a plain kexec does; Some(1): kdump).
+    pub run_at_load: Option<u32>,
+    /// ppc64le: (address, bytes) loaded into RAM besides the segments and
+    /// never described to the purgatory: memory the crashed kernel left.
+    pub preload: Vec<(u64, Vec<u8>)>,
     payload: PayloadInfo,
 }
 
@@ -217,6 +268,14 @@ fn layout(arch: Arch) -> Layout {
             elfcorehdr: X86_ELFCOREHDR_ADDR,
             other: X86_OTHER_ADDR,
             purgatory: X86_PURGATORY_ADDR,
+        },
+        Arch::Ppc64le => Layout {
+            ram_base: 0,
+            initrd: PPC_INITRD_ADDR,
+            dtb: PPC_DTB_ADDR,
+            elfcorehdr: PPC_ELFCOREHDR_ADDR,
+            other: PPC_OTHER_ADDR,
+            purgatory: PPC_PURGATORY_ADDR,
         },
         Arch::Aarch64 => Layout {
             ram_base: RAM_BASE,
@@ -282,6 +341,12 @@ impl Scenario {
                 let bp = fixtures::x86_boot_params(l.dtb, payload.bytes.len() as u64, initrd, RAM_SIZE);
                 (payload, SegmentKind::BootParams, bp, fixtures::EM_X86_64)
             }
+            Arch::Ppc64le => {
+                let cpus: Vec<u32> = (0..cell.smp).collect();
+                let rtas = Some((PPC_RTAS_ADDR, PPC_RTAS_SIZE));
+                let dtb = fixtures::dtb_ppc64le(PPC_RAM_SIZE, &cpus, cell.cpu_version, rtas);
+                (Payload::load_ppc64le(), SegmentKind::Dtb, dtb, fixtures::EM_PPC64)
+            }
         };
         let segments = vec![
             SegmentSpec::new(SegmentKind::Kernel, payload.load_addr, payload.bytes.clone()),
@@ -321,6 +386,8 @@ impl Scenario {
             kernel_index: 0,
             dtb_index: Some(2),
             launch_at: None,
+            run_at_load: None,
+            preload: Vec::new(),
             payload: PayloadInfo {
                 entry: payload.entry,
                 vhe_stub: payload.vhe_stub,
@@ -329,6 +396,21 @@ impl Scenario {
                 rom,
             },
         }
+    }
+
+    /// ppc64le kdump as kexec-tools loads it: the standard segments, then a
+    /// zero-filled 64 KiB backup segment (kexec/arch/ppc64/crashdump-ppc64.c
+    /// `load_crashdump_segments`) at [`PPC_BACKUP_ADDR`], run_at_load 1,
+    /// and a pattern in the crashed kernel's low memory
+    /// ([`PPC_CRASHED_LOW`]) for the purgatory to back up.
+    pub fn ppc_kdump(name: &str, cell: Cell) -> Self {
+        assert_eq!(cell.arch, Arch::Ppc64le, "the backup segment is ppc64le's");
+        let mut sc = Self::standard(name, cell);
+        sc.segments.push(SegmentSpec::new(SegmentKind::Backup, PPC_BACKUP_ADDR, vec![0; PPC_BACKUP_LEN]));
+        sc.run_at_load = Some(1);
+        let len = (PPC_CRASHED_LOW.end - PPC_CRASHED_LOW.start) as usize;
+        sc.preload.push((PPC_CRASHED_LOW.start, fixtures::pseudo_random(len, 0x6b64)));
+        sc
     }
 
     pub fn index_of(&self, kind: SegmentKind) -> usize {
@@ -357,6 +439,11 @@ impl Scenario {
             Arch::X86_64 => {
                 p.console.kind = CONSOLE_8250_IO;
                 p.console.base = X86_COM1;
+                p.psci_conduit = PSCI_CONDUIT_NONE;
+            }
+            Arch::Ppc64le => {
+                p.console.kind = CONSOLE_HVTERM;
+                p.console.base = PPC_VTERM;
                 p.psci_conduit = PSCI_CONDUIT_NONE;
             }
         }
@@ -389,6 +476,7 @@ impl Scenario {
         match self.cell.arch {
             Arch::Riscv64 => return self.qemu_args_riscv64(dir),
             Arch::X86_64 => return self.qemu_args_x86_64(dir),
+            Arch::Ppc64le => return self.qemu_args_ppc64le(dir),
             Arch::Aarch64 => {}
         }
         let image = PurgatoryImage::aarch64().expect("embedded purgatory is valid");
@@ -591,6 +679,97 @@ impl Scenario {
         args
     }
 
+    /// The ppc64le image as a loader completes it: the parameter block,
+    /// then the entry block's bytes 4..0xff from the kernel's (its
+    /// __secondary_hold at 0x60), the run_at_load word at 0x5c as the
+    /// loader chose (kexec-tools' elf_ppc64_load).
+    pub fn ppc64le_image_bytes(&self) -> Vec<u8> {
+        let image = PurgatoryImage::ppc64le().expect("embedded ppc64le purgatory is valid");
+        let mut bytes = image.with_params(&self.params());
+        let block = image.header.entry_offset as usize;
+        let kernel = &self.segments[self.kernel_index].data;
+        let fill = PPC64LE_ENTRY_FILL_START as usize..PPC64LE_ENTRY_BLOCK_SIZE as usize;
+        bytes[block + fill.start..block + fill.end].copy_from_slice(&kernel[fill]);
+        if let Some(word) = self.run_at_load {
+            let at = block + PPC64LE_RUN_AT_LOAD_OFFSET as usize;
+            bytes[at..at + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        for &(off, mask) in &self.corrupt_purgatory {
+            bytes[off] ^= mask;
+        }
+        bytes
+    }
+
+    /// The ppc64le guest: QEMU pseries with VOF (`x-vof=on`, no SLOF)
+    /// enters the payload's launcher as the boot image (`-kernel`,
+    /// 32-bit big-endian); it copies the entry block to 0, starts the
+    /// second CPU at 0x60 (with `-smp 2`) and enters the purgatory as
+    /// kexec_sequence does. The RTAS blob sits where the DTB's /rtas says.
+    fn qemu_args_ppc64le(&self, dir: &std::path::Path) -> Vec<String> {
+        let image = PurgatoryImage::ppc64le().expect("embedded ppc64le purgatory is valid");
+        let entry = self.purgatory_addr + image.header.entry_offset;
+        // TCG lacks the Spectre mitigations the default machine asks for:
+        // say they are broken rather than have QEMU warn on every run.
+        let machine = "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off";
+        let smp = self.cell.smp.to_string();
+        let mut args: Vec<String> = [
+            "-M",
+            machine,
+            "-cpu",
+            self.cell.cpu,
+            "-m",
+            "2G",
+            "-smp",
+            &smp,
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if self.icount {
+            args.extend(["-icount".into(), "shift=0".into()]);
+        }
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+            path
+        };
+        let load = |args: &mut Vec<String>, name: &str, addr: u64, bytes: &[u8]| {
+            let path = write(name, bytes);
+            args.push("-device".into());
+            args.push(format!("loader,file={},addr={addr:#x},force-raw=on", path.display()));
+        };
+        for (i, s) in self.segments.iter().enumerate() {
+            let mut data = s.data.clone();
+            for &(idx, off, mask) in &self.corrupt {
+                if idx == i {
+                    data[off] ^= mask;
+                }
+            }
+            load(&mut args, &format!("seg{i}-{:?}.bin", s.kind), s.addr, &data);
+        }
+        load(&mut args, "purgatory.bin", self.purgatory_addr, &self.ppc64le_image_bytes());
+        load(&mut args, "rtas.bin", PPC_RTAS_ADDR, &fixtures::ppc_rtas_blob());
+        for (i, (addr, bytes)) in self.preload.iter().enumerate() {
+            load(&mut args, &format!("preload{i}.bin"), *addr, bytes);
+        }
+        let (mut launcher, slots) = fixtures::ppc64le_launcher();
+        let secondary: i64 = if self.cell.smp > 1 { 1 } else { -1 };
+        for (i, v) in [entry, 0, secondary as u64, fixtures::PPC_RTAS_START_CPU as u64].into_iter().enumerate() {
+            launcher[slots + 8 * i..slots + 8 * i + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let path = write("launcher.elf", &fixtures::ppc64_elf(&launcher));
+        args.push("-kernel".into());
+        args.push(path.display().to_string());
+        args
+    }
+
     /// The purgatory's halt loop where this scenario loads it (symbols of
     /// the embedded ELF, linked at 0).
     pub fn halt_loop(&self) -> HaltLoop {
@@ -598,6 +777,7 @@ impl Scenario {
             Arch::Aarch64 => AARCH64_ELF,
             Arch::Riscv64 => RISCV64_ELF,
             Arch::X86_64 => X86_64_ELF,
+            Arch::Ppc64le => PPC64LE_ELF,
         };
         let file = object::File::parse(elf).expect("embedded purgatory ELF parses");
         let sym = |name: &str| {
@@ -617,6 +797,7 @@ impl Scenario {
     /// soon as the vCPU sits in the purgatory's halt loop.
     pub fn run(&self) -> Outcome {
         let mut sc = self.clone();
+        assert!(sc.preload.is_empty() || sc.cell.arch == Arch::Ppc64le, "preload is ppc64le's");
         if sc.cell.vhe || sc.cell.mstub {
             let entry = sc.purgatory_addr + sc.image().header.entry_offset;
             let off = sc.payload.vhe_target_offset;
@@ -632,6 +813,7 @@ impl Scenario {
             Arch::Aarch64 => "qemu-system-aarch64",
             Arch::Riscv64 => "qemu-system-riscv64",
             Arch::X86_64 => "qemu-system-x86_64",
+            Arch::Ppc64le => "qemu-system-ppc64",
         };
         let out = qemu::run(qemu, &args, &dir, sc.halt_loop(), sc.deadline);
         let _ = std::fs::remove_dir_all(&dir);
@@ -644,6 +826,7 @@ impl Scenario {
             Arch::Aarch64 => PurgatoryImage::aarch64(),
             Arch::Riscv64 => PurgatoryImage::riscv64(),
             Arch::X86_64 => PurgatoryImage::x86_64(),
+            Arch::Ppc64le => PurgatoryImage::ppc64le(),
         }
         .expect("embedded purgatory is valid")
     }

@@ -6,10 +6,10 @@
 //! into `expect`, a slice length mismatch...) ends in `core::panicking::*`
 //! and our `#[panic_handler]` (symbol `rust_begin_unwind`): if either is in
 //! the symbol table, some input can make the purgatory panic instead of
-//! refusing cleanly. Checked for the aarch64, x86_64 and riscv64 images; adding an
+//! refusing cleanly. Checked for the aarch64, x86_64, riscv64 and ppc64le images; adding an
 //! `unwrap()` on input anywhere on the purgatory's path makes this fail.
 
-use loader_host::purgatory_image::{AARCH64_ELF, RISCV64_ELF, X86_64_ELF};
+use loader_host::purgatory_image::{AARCH64_ELF, PPC64LE_ELF, RISCV64_ELF, X86_64_ELF};
 use object::{Object, ObjectSymbol};
 
 /// Substrings of (mangled or not) symbol names that only panic machinery
@@ -39,7 +39,9 @@ fn panic_symbols(elf: &[u8]) -> (usize, Vec<String>) {
 
 #[test]
 fn release_images_have_no_panic_machinery() {
-    for (arch, elf) in [("aarch64", AARCH64_ELF), ("x86_64", X86_64_ELF), ("riscv64", RISCV64_ELF)] {
+    for (arch, elf) in
+        [("aarch64", AARCH64_ELF), ("x86_64", X86_64_ELF), ("riscv64", RISCV64_ELF), ("ppc64le", PPC64LE_ELF)]
+    {
         let (count, hits) = panic_symbols(elf);
         // The check means something only if the image has its symbols.
         assert!(count > 50, "{arch}: only {count} symbols: was the image stripped?");

@@ -21,6 +21,7 @@ use crate::plan::{BootData, PlanError};
 use crate::range::{align_up, Range, PAGE};
 use crate::system::entropy::{random_bytes, EntropyQuality};
 use crate::system::firmware;
+use crate::system::SystemSources;
 use crate::uapi::KEXEC_UPDATE_ELFCOREHDR;
 
 const MIB: u64 = 1 << 20;
@@ -60,6 +61,9 @@ pub static SPEC: ArchSpec = ArchSpec {
         kernel_text: true,
         no_hotplug: None,
         skip_firmware_protected: false,
+        backup_low: None,
+        linear_map_base: None,
+        hotplug_rewrites_dtb: false,
     },
     kernel_takes_first_fdt: false,
     // kexec-tools' x86 --serial names (kexec/arch/x86_64/kexec-x86_64.c):
@@ -90,6 +94,16 @@ impl Architecture for X86_64 {
             Kernel::Elf(e) => Some(e.mem_size),
             Kernel::Image(_) => None,
         }
+    }
+
+    /// The running kernel's command line minus BOOT_IMAGE= (the boot
+    /// loader's, not ours; kexec-tools' get_command_line), on both system
+    /// calls: an x86 kernel has no DTB to keep bootargs in, and kexec-tools'
+    /// empty line (kexec/arch/x86_64/kexec-bzImage64.c bzImage64_load and
+    /// bzImage64_load_file without --append) rarely boots a system.
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+        let running = sys.cmdline().map_err(LoadError::System)?;
+        Ok(Some(cmdline::inherited(&running, false)))
     }
 
     fn file_load_cmdline_limit(&self, kernel: &Kernel) -> Option<CmdlineLimit> {
@@ -347,8 +361,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     let crashing = crash.is_some();
     let running = || sys.cmdline().map_err(LoadError::System);
     let mut cmdline =
-        cmdline::resolve(&req.cmdline, running, || Ok(Some(cmdline::inherited(&running()?, crashing))), crashing)?
-            .unwrap_or_default();
+        cmdline::resolve(&req.cmdline, running, || X86_64.kept_cmdline(sys), crashing)?.unwrap_or_default();
 
     let (e820, e820_source) = firmware::read_e820(&sys.sys_root, iomem)?;
     notes.push(format!("e820: {} entries from {e820_source}", e820.len()));
@@ -366,7 +379,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     // reboot (measured: ~0.3 s of the hand-off under TCG). Crash loads go
     // into the reservation bottom-up, as kexec-tools does.
     let order = if crashing { Order::BottomUp } else { Order::TopDown };
-    let mut layout = Layout::new(free);
+    let mut layout = Layout::with_page(free, sys.page_size);
     let placed = match &kernel.kernel {
         Kernel::BzImage(bz) => place_bzimage(bz, &kernel_source, order, &mut layout, &mut notes)?,
         Kernel::Elf(elf) => place_vmlinux(elf, &kernel_source, order, &mut layout, &mut notes, crashing)?,
@@ -471,6 +484,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
             },
         ],
         notes,
+        entry_fill: None,
     })
 }
 
@@ -480,7 +494,7 @@ mod tests {
     use crate::fields::{le32, le64};
     use crate::image::bzimage::tests::sample;
     use crate::plan::Plan;
-    use crate::request::{CmdlineChoice, CrashOptions, Request};
+    use crate::request::{CmdlineChoice, CrashOptions, Hotplug, Request};
     use crate::testing::Tree;
 
     const IOMEM: &str = "\
@@ -631,7 +645,7 @@ mod tests {
         let initrd = t.write("initrd", [1u8; 100]);
         let p = plan_with(&t, sample(4096), |r| {
             r.initrds.push(initrd.clone());
-            r.crash = Some(CrashOptions { hotplug: false, exclude: true });
+            r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
             r.cmdline = CmdlineChoice::Reuse("-- single".into());
         })
         .unwrap();
@@ -661,10 +675,13 @@ mod tests {
         assert_eq!(p.elfcorehdr.map(|c| c.pt_load), Some(2));
         // --hotplug needs the kernel's crash_elfcorehdr_size.
         let err =
-            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap_err();
+            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: Hotplug::Required, exclude: true }))
+                .unwrap_err();
         assert!(err.to_string().contains("crash_elfcorehdr_size is missing"), "{err}");
         t.write("sys/kernel/crash_elfcorehdr_size", "8192\n");
-        let p = plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: true, exclude: true })).unwrap();
+        let p =
+            plan_with(&t, sample(4096), |r| r.crash = Some(CrashOptions { hotplug: Hotplug::Required, exclude: true }))
+                .unwrap();
         let core = p.segments.iter().find(|s| s.kind == Some(SegmentKind::ElfCoreHdr)).unwrap();
         assert_eq!((core.memsz, core.excluded, p.hotplug), (page_round(64 + 8192), true, true));
     }
@@ -697,7 +714,8 @@ mod tests {
             "00001000-0009fbff : System RAM\n00100000-7ffeffff : System RAM\n  6b000000-7affffff : Crash kernel\n",
         );
         t2.crash_notes(1);
-        let err = plan_with(&t2, f, |r| r.crash = Some(CrashOptions { hotplug: false, exclude: true })).unwrap_err();
+        let err =
+            plan_with(&t2, f, |r| r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true })).unwrap_err();
         assert!(err.to_string().contains("crashkernel= region must contain"), "{err}");
     }
 

@@ -14,7 +14,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SyscallChoice {
     /// kexec_load through our purgatory, falling back to kexec_file_load
-    /// when kernel lockdown refuses kexec_load (rkexec's default; -a).
+    /// when a security policy refuses kexec_load (lockdown: EPERM; IMA:
+    /// EACCES) or the kernel lacks it (rkexec's default; -a).
     Auto,
     /// kexec_load only (-c).
     Load,
@@ -62,11 +63,14 @@ kernel is loaded (exit status 1 = loaded, 0 = not).
 
 Where rkexec deliberately differs from kexec-tools: the default system call (auto) is \
 kexec_load, so that our purgatory verifies the image, and kexec_file_load is used only when \
-the kernel's lockdown refuses kexec_load (kexec-tools 2.0.27 and later try kexec_file_load \
-first). -s still means kexec_file_load only, -c kexec_load only.
+a security policy refuses kexec_load (lockdown, IMA) or the kernel lacks it (kexec-tools \
+2.0.27 and later try kexec_file_load first). -s still means kexec_file_load only, -c \
+kexec_load only.
 
 `rkexec plan KERNEL ...` (or --dry-run with any load) shows what would be loaded, without \
-privileges and without loading anything.";
+privileges and without loading anything. `rkexec status` says what is loaded and whether the \
+crash kernel is hotplug-aware (-S only exits with it, silently, as kexec-tools). Invoked as \
+`kexec`, there are no such words: `kexec -l plan` loads the file called plan.";
 
 pub const AFTER_HELP: &str = "\
 Kernel formats: bzImage (x86_64), Image, Image.gz, Image.zst, EFI zboot vmlinuz (arm64), \
@@ -99,7 +103,7 @@ Examples:
     max_term_width = 100
 )]
 pub struct Args {
-    /// The kernel image to load (`plan` as the first word: show the plan only).
+    /// The kernel image to load (as rkexec, `plan` as the first word: show the plan only).
     #[arg(value_name = "KERNEL")]
     pub positional: Vec<PathBuf>,
 
@@ -150,8 +154,8 @@ pub struct Args {
     /// kexec_load only (through rkexec's purgatory).
     #[arg(short = 'c', long = "kexec-syscall", help_heading = "System call")]
     pub kexec_syscall: bool,
-    /// kexec_load, falling back to kexec_file_load under lockdown (the default;
-    /// kexec-tools >= 2.0.27 tries kexec_file_load first instead).
+    /// kexec_load, falling back to kexec_file_load when lockdown or IMA refuses it
+    /// (the default; kexec-tools >= 2.0.27 tries kexec_file_load first instead).
     #[arg(short = 'a', long = "kexec-syscall-auto", help_heading = "System call")]
     pub kexec_syscall_auto: bool,
     /// Same as -a/-c/-s: auto, load or file (the last of these options wins).
@@ -167,7 +171,8 @@ pub struct Args {
     /// Initrd, also --ramdisk (repeat to concatenate several, an rkexec extension).
     #[arg(long = "initrd", visible_alias = "ramdisk", value_name = "FILE", action = ArgAction::Append, help_heading = "Kernel")]
     pub initrd: Vec<PathBuf>,
-    /// DTB to hand over instead of the running one (arm64; ignored with -s).
+    /// DTB to hand over instead of the running one (arm64, riscv64; ignored with -s;
+    /// on x86 kexec-tools' "unrecognized option" warning, and ignored).
     #[arg(long = "dtb", value_name = "FILE", help_heading = "Kernel")]
     pub dtb: Option<PathBuf>,
     /// Kernel image type instead of probing (e.g. bzImage, Image, vmlinux, uki).
@@ -188,9 +193,12 @@ pub struct Args {
     /// Reuse the initrd of the first boot (needs retain_initrd; not supported).
     #[arg(long = "reuseinitrd", help_heading = "Kernel")]
     pub reuseinitrd: bool,
-    /// Crash hotplug: the kernel may rewrite the elfcorehdr after CPU/memory hotplug (with -p).
-    #[arg(long = "hotplug", help_heading = "Kernel")]
+    /// Crash hotplug: require that the kernel may rewrite the crash image (elfcorehdr; the DTB on ppc64) after CPU/memory hotplug (with -p). On by default wherever the running kernel supports it.
+    #[arg(long = "hotplug", help_heading = "Kernel", conflicts_with = "no_hotplug")]
     pub hotplug: bool,
+    /// Crash hotplug off (with -p): the crash image stays as loaded; reload it after CPU/memory hotplug.
+    #[arg(long = "no-hotplug", help_heading = "Kernel")]
+    pub no_hotplug: bool,
     /// kexec_file_load: don't use CMA for the segments (KEXEC_FILE_NO_CMA).
     #[arg(long = "no-cma", help_heading = "Kernel")]
     pub no_cma: bool,
@@ -204,12 +212,13 @@ pub struct Args {
     /// Don't sync file systems before -e/-f.
     #[arg(short = 'y', long = "no-sync", help_heading = "Boot")]
     pub no_sync: bool,
-    /// Print what is being done.
+    /// Debug output on stderr (progress, the plan); kexec_file_load gets KEXEC_FILE_DEBUG.
     #[arg(short = 'd', long = "debug", help_heading = "Boot")]
     pub debug: bool,
 
     // ---- x86_64 and arm64 options (arch options.h, arch_usage())
-    /// Purgatory console: a tty (ttyS0, ttyAMA0; via /sys/class/tty) or an x86 I/O port (0x3f8).
+    /// Purgatory console. x86: ttyS0, ttyS1 or an I/O port (0x3f8), as kexec-tools; arm64: a
+    /// tty in /sys/class/tty (ttyAMA0; one it cannot drive is noted and left out); riscv64: a tty or hvc0.
     #[arg(long = "serial", value_name = "PORT", help_heading = "Architecture")]
     pub serial: Option<String>,
     /// x86: serial baud rate (checked; the purgatory keeps the UART's settings).

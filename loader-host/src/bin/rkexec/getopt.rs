@@ -16,68 +16,7 @@ use std::fmt;
 use clap::CommandFactory;
 
 use crate::args::Args;
-
-/// kexec-tools' long option names (kexec/kexec.h KEXEC_OPTIONS, the i386/
-/// x86_64 and arm64 arch/options.h tables). A prefix is resolved among
-/// these first, so rkexec's own options never make a prefix ambiguous that
-/// kexec-tools accepts (`--deb` is still --debug, `--dt` still --dtb).
-pub const KEXEC_TOOLS_LONG: &[&str] = &[
-    "help",
-    "version",
-    "force",
-    "no-checks",
-    "no-ifdown",
-    "no-sync",
-    "load",
-    "unload",
-    "exec",
-    "exec-live-update",
-    "load-preserve-context",
-    "load-jump-back-helper",
-    "load-live-update",
-    "entry",
-    "type",
-    "load-panic",
-    "mem-min",
-    "mem-max",
-    "reuseinitrd",
-    "kexec-file-syscall",
-    "kexec-syscall",
-    "kexec-syscall-auto",
-    "debug",
-    "status",
-    "print-ckr-size",
-    "hotplug",
-    "no-cma",
-    "force-dtb",
-    // x86 (i386/include/arch/options.h KEXEC_ALL_OPTIONS)
-    "reset-vga",
-    "serial",
-    "serial-baud",
-    "console-vga",
-    "console-serial",
-    "elf32-core-headers",
-    "elf64-core-headers",
-    "pass-memmap-cmdline",
-    "noefi",
-    "reuse-video-type",
-    "command-line",
-    "append",
-    "reuse-cmdline",
-    "initrd",
-    "ramdisk",
-    "args-elf",
-    "args-linux",
-    "args-none",
-    "module",
-    "real-mode",
-    "entry-32bit",
-    "dtb",
-];
-
-/// kexec-tools' short options: KEXEC_OPT_STR "h?vdfixyluet:pscaS".
-#[cfg(test)]
-pub const KEXEC_TOOLS_SHORT: &str = "h?vdfixyluet:pscaS";
+use crate::kexec_tools::{Build, BUILDS};
 
 /// One option as getopt knows it.
 #[derive(Debug, Clone)]
@@ -90,14 +29,25 @@ struct OptSpec {
     takes_value: bool,
 }
 
-/// The option table, built from the clap definition.
+/// The option table, built from the clap definition, and the kexec-tools
+/// build whose table a prefix is resolved against first.
 #[derive(Debug, Clone)]
 pub struct Table {
     opts: Vec<OptSpec>,
+    /// The build's long options in its table order (all builds' when the
+    /// machine has none), so that rkexec's own and other architectures'
+    /// options never make a prefix ambiguous that this build accepts.
+    first: Vec<&'static str>,
 }
 
 impl Table {
+    /// The table for the machine rkexec runs on (kexec_tools::Build::running).
     pub fn from_clap() -> Table {
+        Table::for_build(Build::running())
+    }
+
+    /// The table kexec-tools' `build` (None: every build alike) scans with.
+    pub fn for_build(build: Option<&Build>) -> Table {
         let cmd = Args::command();
         let opts = cmd
             .get_arguments()
@@ -113,7 +63,19 @@ impl Table {
                 }
             })
             .collect();
-        Table { opts }
+        let first = match build {
+            Some(b) => b.long.to_vec(),
+            None => {
+                let mut all: Vec<&'static str> = Vec::new();
+                for n in BUILDS.iter().flat_map(|b| b.long.iter()) {
+                    if !all.contains(n) {
+                        all.push(n);
+                    }
+                }
+                all
+            }
+        };
+        Table { opts, first }
     }
 
     fn by_short(&self, c: char) -> Option<&OptSpec> {
@@ -132,14 +94,17 @@ impl Table {
 
     /// Resolve `--name` (glibc getopt_long: exact match, else the options
     /// whose names start with `name`; several names of one option count
-    /// once). kexec-tools' names are tried before rkexec's own.
+    /// once). The running kexec-tools build's names are tried first, as
+    /// its getopt_long sees only them (kexec/kexec.c main(): `--a` is
+    /// --append on arm64, ambiguous on x86_64), then rkexec's own and the
+    /// other builds'.
     fn resolve_long(&self, name: &str) -> Result<&OptSpec, GetoptError> {
         if let Some((_, o)) = self.names().find(|(l, _)| *l == name) {
             return Ok(o);
         }
         for tier in [true, false] {
             let mut hits: Vec<(&str, &OptSpec)> =
-                self.names().filter(|(l, _)| KEXEC_TOOLS_LONG.contains(l) == tier && l.starts_with(name)).collect();
+                self.names().filter(|(l, _)| self.first.contains(l) == tier && l.starts_with(name)).collect();
             let mut ids: Vec<&str> = hits.iter().map(|(_, o)| o.id.as_str()).collect();
             ids.sort_unstable();
             ids.dedup();
@@ -147,8 +112,8 @@ impl Table {
                 0 => continue,
                 1 => return Ok(hits[0].1),
                 _ => {
-                    // glibc lists them in table order: kexec-tools' order.
-                    hits.sort_by_key(|(l, _)| (KEXEC_TOOLS_LONG.iter().position(|k| k == l), *l));
+                    // glibc lists them in table order: the build's order.
+                    hits.sort_by_key(|(l, _)| (self.first.iter().position(|k| k == l), *l));
                     return Err(GetoptError::Ambiguous {
                         name: name.to_string(),
                         candidates: hits.iter().map(|(l, _)| l.to_string()).collect(),
@@ -166,6 +131,9 @@ pub struct Opt {
     /// The clap id (`Args` field).
     pub id: String,
     pub value: Option<String>,
+    /// A long option's argv word as written (`--dt=x`, `--dtb`), for
+    /// glibc's messages about it; None for a short one.
+    pub word: Option<String>,
 }
 
 /// argv after getopt: options in order, then the non-option words.
@@ -250,7 +218,7 @@ fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Sc
                 (false, Some(_)) => return Err(GetoptError::LongTakesNoValue(shown)),
                 (false, None) => None,
             };
-            out.opts.push(Opt { id: spec.id.clone(), value });
+            out.opts.push(Opt { id: spec.id.clone(), value, word: Some(word.clone()) });
             continue;
         }
         if word.len() > 1 && word.starts_with('-') {
@@ -272,10 +240,10 @@ fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Sc
                         i += 1;
                         v
                     };
-                    out.opts.push(Opt { id: spec.id.clone(), value: Some(value) });
+                    out.opts.push(Opt { id: spec.id.clone(), value: Some(value), word: None });
                     break;
                 }
-                out.opts.push(Opt { id: spec.id.clone(), value: None });
+                out.opts.push(Opt { id: spec.id.clone(), value: None, word: None });
             }
             continue;
         }
@@ -309,9 +277,17 @@ pub fn canonical(table: &Table, scanned: &Scanned) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn s(words: &[&str]) -> Result<Scanned, GetoptError> {
+    fn x86() -> Table {
+        Table::for_build(Build::for_arch("x86_64"))
+    }
+
+    fn scan_with(t: &Table, words: &[&str]) -> Result<Scanned, GetoptError> {
         let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        scan(&Table::from_clap(), &argv, false).map_err(|(_, e)| e)
+        scan(t, &argv, false).map_err(|(_, e)| e)
+    }
+
+    fn s(words: &[&str]) -> Result<Scanned, GetoptError> {
+        scan_with(&x86(), words)
     }
 
     fn ids(sc: &Scanned) -> Vec<(String, Option<String>)> {
@@ -345,6 +321,46 @@ mod tests {
         assert_eq!(s(&["--bogus"]).unwrap_err().to_string(), "unrecognized option '--bogus'");
     }
 
+    /// issue 21 item 7: kexec-tools' arm64 build (kexec/arch/arm64/include/
+    /// arch/options.h) has one option for each of these prefixes; the x86
+    /// options rkexec also accepts must not make them ambiguous there.
+    #[test]
+    fn prefixes_resolve_against_the_running_builds_table() {
+        let arm64 = Table::for_build(Build::for_arch("arm64"));
+        for (prefix, id) in [
+            ("--a", "append"),
+            ("--c", "append"),
+            ("--co", "append"),
+            ("--en", "entry"),
+            ("--ent", "entry"),
+            ("--entr", "entry"),
+            ("--p", "print_ckr_size"),
+            ("--reuse-", "reuse_cmdline"),
+            ("--se", "serial"),
+            ("--ser", "serial"),
+            ("--seri", "serial"),
+            ("--seria", "serial"),
+        ] {
+            let word =
+                if id == "append" || id == "entry" || id == "serial" { format!("{prefix}=1") } else { prefix.into() };
+            let sc = scan_with(&arm64, &[word.as_str()]).unwrap_or_else(|e| panic!("{prefix} on arm64: {e}"));
+            assert_eq!(sc.opts[0].id, id, "{prefix} on arm64");
+            // The x86_64 build has two candidates for each.
+            assert!(
+                matches!(s(&[word.as_str()]), Err(GetoptError::Ambiguous { .. })),
+                "{prefix} is ambiguous in kexec-tools' x86_64 table"
+            );
+        }
+        // Options of the x86 build still work on arm64 by their full names
+        // and unambiguous prefixes (rkexec accepts every build's options).
+        assert_eq!(scan_with(&arm64, &["--console-s"]).unwrap().opts[0].id, "console_serial");
+        // arm64's own ambiguity is kexec-tools' too, in its table order.
+        assert_eq!(
+            scan_with(&arm64, &["--d"]).unwrap_err().to_string(),
+            "option '--d' is ambiguous; possibilities: '--debug' '--dtb'"
+        );
+    }
+
     #[test]
     fn short_clusters_values_and_errors() {
         assert_eq!(ids(&s(&["-su"]).unwrap()), [o("kexec_file_syscall", None), o("unload", None)]);
@@ -368,25 +384,27 @@ mod tests {
         let sc = s(&["-l", "--", "-weird-name", "--append=x"]).unwrap();
         assert_eq!(sc.operands, ["-weird-name", "--append=x"]);
         let argv: Vec<String> = ["K", "-l"].iter().map(|w| w.to_string()).collect();
-        let sc = scan(&Table::from_clap(), &argv, true).unwrap();
+        let sc = scan(&x86(), &argv, true).unwrap();
         assert_eq!(sc.operands, ["K", "-l"]);
         assert!(sc.opts.is_empty());
     }
 
     #[test]
     fn every_kexec_tools_option_is_in_the_table() {
-        let t = Table::from_clap();
-        for name in KEXEC_TOOLS_LONG {
-            assert!(t.names().any(|(l, _)| l == *name), "--{name} missing");
+        let t = x86();
+        for b in BUILDS {
+            for name in b.long {
+                assert!(t.names().any(|(l, _)| l == *name), "--{name} of the {} build missing", b.dir);
+            }
         }
-        for c in KEXEC_TOOLS_SHORT.chars().filter(|c| *c != ':' && *c != '?') {
+        for c in crate::kexec_tools::SHORT.chars().filter(|c| *c != ':' && *c != '?') {
             assert!(t.by_short(c).is_some(), "-{c} missing");
         }
     }
 
     #[test]
     fn canonical_form_round_trips_values() {
-        let t = Table::from_clap();
+        let t = x86();
         let sc = s(&["K", "--command-line", "-a b", "-s", "-s"]).unwrap();
         assert_eq!(
             canonical(&t, &sc),

@@ -4,6 +4,7 @@ mod actions;
 mod args;
 mod cli;
 mod getopt;
+mod kexec_tools;
 mod ops;
 mod purgatory_cmd;
 

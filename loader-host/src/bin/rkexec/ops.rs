@@ -160,17 +160,60 @@ fn ifdown_all() {
     unsafe { libc::close(sock) };
 }
 
+/// Test seam: the simulated kexec_load, and its unload, fail with this
+/// errno (EACCES, EPERM, ENOSYS or a number), as on a kernel whose policy
+/// refuses kexec_load: kernel/kexec.c kexec_load_check runs for both, and
+/// IMA's ima_load_data returns EACCES there.
+pub const REFUSE_KEXEC_LOAD_ENV: &str = "RKEXEC_TEST_REFUSE_KEXEC_LOAD";
+/// Test seam: the kexec_file_load flags the simulated kernel knows (e.g.
+/// 0x7, Linux before 6.7): any other is EINVAL, as kernel/kexec_file.c
+/// checks them against KEXEC_FILE_FLAGS.
+pub const FILE_FLAGS_ENV: &str = "RKEXEC_TEST_KEXEC_FILE_FLAGS";
+
+fn errno_of(name: &str) -> Option<i32> {
+    Some(match name {
+        "EACCES" => libc::EACCES,
+        "EPERM" => libc::EPERM,
+        "ENOSYS" => libc::ENOSYS,
+        "EINVAL" => libc::EINVAL,
+        n => n.parse().ok()?,
+    })
+}
+
 /// Prints each action; remembers loads and unloads.
 pub struct Simulated {
     pub src: SystemSources,
     /// Set by a simulated load (Some(1)) or unload (Some(0)).
     normal: Option<i64>,
     crash: Option<i64>,
+    /// REFUSE_KEXEC_LOAD_ENV's errno.
+    refuse_kexec_load: Option<i32>,
+    /// FILE_FLAGS_ENV's mask.
+    file_flags: Option<u64>,
 }
 
 impl Simulated {
     pub fn new(src: SystemSources) -> Self {
-        Simulated { src, normal: None, crash: None }
+        let env = |k: &str| std::env::var(k).ok().filter(|_| seam_on());
+        Simulated {
+            src,
+            normal: None,
+            crash: None,
+            refuse_kexec_load: env(REFUSE_KEXEC_LOAD_ENV).and_then(|v| errno_of(&v)),
+            file_flags: env(FILE_FLAGS_ENV).and_then(|v| crate::actions::c_number(&v)),
+        }
+    }
+
+    /// The simulated kernel's answer to kexec_load (or its unload).
+    fn kexec_load_refusal(&self, call: syscall::Call) -> Result<(), SyscallError> {
+        match self.refuse_kexec_load {
+            Some(errno) => {
+                let e = SyscallError { call, errno, context: None };
+                would(&format!("be refused: {e}"));
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     fn set(&mut self, crash: bool, v: i64) {
@@ -201,6 +244,7 @@ impl Ops for Simulated {
             plan.entry,
             syscall::flags(plan)
         ));
+        self.kexec_load_refusal(syscall::Call::KexecLoad)?;
         self.set(plan.kind == loader_host::plan::LoadKind::Crash, 1);
         Ok(())
     }
@@ -219,12 +263,20 @@ impl Ops for Simulated {
             plan.cmdline.len() + 1,
             plan.flags
         ));
+        if let Some(known) = self.file_flags.filter(|k| plan.flags & !k != 0) {
+            let e = SyscallError { call: syscall::Call::KexecFileLoad, errno: libc::EINVAL, context: None };
+            would(&format!("be refused: {e} (flags {:#x} outside {known:#x})", plan.flags));
+            return Err((e.to_string(), e.errno));
+        }
         self.set(plan.kind == loader_host::plan::LoadKind::Crash, 1);
         Ok(())
     }
     fn unload(&mut self, crash: bool, via_file: bool) -> Result<(), SyscallError> {
         let call = if via_file { "kexec_file_load(KEXEC_FILE_UNLOAD)" } else { "kexec_load(unload)" };
         would(&format!("unload the {} kernel with {call}", if crash { "crash" } else { "kexec" }));
+        if !via_file {
+            self.kexec_load_refusal(syscall::Call::Unload)?;
+        }
         self.set(crash, 0);
         Ok(())
     }

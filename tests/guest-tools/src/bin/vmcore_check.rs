@@ -44,13 +44,16 @@ struct ArchCore {
 
 /// x86_64: 27 registers (struct user_regs_struct, rip at 16); aarch64: 34
 /// (x0-x30, sp, pc, pstate); riscv64: 32 (pc, then x1-x31:
-/// arch/riscv/include/uapi/asm/ptrace.h user_regs_struct).
+/// arch/riscv/include/uapi/asm/ptrace.h user_regs_struct); powerpc64: 48
+/// (ELF_NGREG, arch/powerpc/include/uapi/asm/elf.h; gpr0-31 then nip).
 const ARCH: ArchCore = if cfg!(target_arch = "x86_64") {
     ArchCore { machine: 62, name: "x86_64", prstatus_size: 112 + 27 * 8 + 8, pc_index: 16 }
 } else if cfg!(target_arch = "aarch64") {
     ArchCore { machine: 183, name: "aarch64", prstatus_size: 112 + 34 * 8 + 8, pc_index: 32 }
 } else if cfg!(target_arch = "riscv64") {
     ArchCore { machine: 243, name: "riscv64", prstatus_size: 112 + 32 * 8 + 8, pc_index: 0 }
+} else if cfg!(target_arch = "powerpc64") {
+    ArchCore { machine: 21, name: "ppc64", prstatus_size: 112 + 48 * 8 + 8, pc_index: 32 }
 } else {
     ArchCore { machine: 0, name: "unknown", prstatus_size: 0, pc_index: 0 }
 };
@@ -131,10 +134,14 @@ fn run() -> Result<(), String> {
     println!("VMCORE notes prstatus={prstatus} vmcoreinfo={vmcoreinfo}");
 
     let first = loads.first().ok_or("no PT_LOAD")?;
-    let mut page = vec![0u8; 4096.min(first.filesz as usize)];
+    // Its first 64 KiB (ppc64: all of the backed-up low memory, read
+    // from the backup the purgatory copied it into) and how much of that
+    // is not zero.
+    let mut page = vec![0u8; 0x10000.min(first.filesz as usize)];
     f.seek(SeekFrom::Start(first.offset)).map_err(|e| e.to_string())?;
     f.read_exact(&mut page).map_err(|e| format!("{path}: reading the first PT_LOAD: {e}"))?;
-    println!("VMCORE load0 paddr={:#x} read={} ok", first.paddr, page.len());
+    let nonzero = page.iter().filter(|b| **b != 0).count();
+    println!("VMCORE load0 paddr={:#x} read={} ok nonzero={nonzero}", first.paddr, page.len());
     for a in covers {
         let hit = loads.iter().any(|l| l.paddr <= a && a < l.paddr + l.filesz);
         println!("VMCORE load-covers {a:#x} {}", if hit { "yes" } else { "no" });

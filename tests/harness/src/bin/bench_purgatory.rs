@@ -2,10 +2,11 @@
 //! 64 MiB of segments, each digest mode, instructions per byte under
 //! `-icount shift=0` (deterministic) and wall time without it; aarch64
 //! (armv8-sha2 / portable / caches off), then riscv64 (Zknh / portable),
-//! then x86_64 (portable: TCG has no SHA-NI), then the x86_64 image's
-//! SHA-NI assembly run natively on this host against the `sha2` crate.
+//! then x86_64 (portable: TCG has no SHA-NI), then ppc64le (POWER9 and
+//! POWER8 vector crypto / portable), then the x86_64 image's SHA-NI
+//! assembly run natively on this host against the `sha2` crate.
 //!
-//! Usage: cargo run --release -p test-harness --bin bench-purgatory [-- --mib N] [--arch aarch64|riscv64|x86_64]
+//! Usage: cargo run --release -p test-harness --bin bench-purgatory [-- --mib N] [--arch aarch64|riscv64|x86_64|ppc64le]
 
 use std::time::Duration;
 
@@ -62,8 +63,9 @@ fn main() {
         None | Some("aarch64") => {}
         Some("riscv64") => return riscv64(mib),
         Some("x86_64") => return x86_64(mib),
+        Some("ppc64le") => return ppc64le(mib),
         Some(other) => {
-            eprintln!("bench-purgatory: --arch takes aarch64, riscv64 or x86_64 (got '{other}')");
+            eprintln!("bench-purgatory: --arch takes aarch64, riscv64, x86_64 or ppc64le (got '{other}')");
             std::process::exit(2);
         }
     }
@@ -95,6 +97,7 @@ fn main() {
     if only.is_none() {
         riscv64(mib);
         x86_64(mib);
+        ppc64le(mib);
     }
     host_engines(mib);
 }
@@ -219,4 +222,30 @@ fn x86_64(mib: usize) {
     );
     println!("QEMU TCG, -M pc -cpu qemu64, entered in long mode by the harness's launcher, {mib} MiB of segments\n");
     table(&modes, mib);
+}
+
+/// The ppc64le rows: the vector crypto engine (vshasigmaw, ISA 2.07) on
+/// POWER9 and POWER8 against the portable one, the last row the anchor.
+fn ppc64le(mib: usize) {
+    let modes = [
+        Mode { name: "vcrypto, power9", cell: Cell::P9, flags: 0 },
+        Mode { name: "vcrypto, power8", cell: Cell::P8, flags: 0 },
+        Mode { name: "portable, power8", cell: Cell::P8, flags: PARAM_FLAG_DEBUG_SOFT_SHA256 },
+        Mode { name: "portable, power9", cell: Cell::P9, flags: PARAM_FLAG_DEBUG_SOFT_SHA256 },
+    ];
+    let image = match PurgatoryImage::ppc64le() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("bench-purgatory: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "\nppc64le purgatory: flat image {} bytes, memory footprint {} KiB",
+        image.bytes.len(),
+        image.mem_size() / 1024
+    );
+    println!("QEMU TCG, -M pseries,x-vof=on (real mode, entered as kexec_sequence does), {mib} MiB of segments\n");
+    table(&modes, mib);
+    println!("\nspeedup = wall time of the portable power9 row / this row, same run.");
 }

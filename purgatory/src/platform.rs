@@ -50,6 +50,9 @@ fn uart_from(params: &PurgatoryParams) -> Uart {
         CONSOLE_8250_MMIO8 => UartKind::Ns16550Mmio8,
         // riscv64's SBI console has no base address.
         CONSOLE_SBI => return arch::uart(UartKind::Sbi, 0).unwrap_or(Uart::None),
+        // ppc64le: `base` is the vterm number.
+        #[cfg(target_arch = "powerpc64")]
+        kexec_purgatory::abi::CONSOLE_HVTERM => UartKind::Hvterm,
         _ => return Uart::None,
     };
     arch::uart(kind, params.console.base).unwrap_or(Uart::None)
@@ -76,6 +79,8 @@ fn arch_rules(image: MemSpan) -> Rules {
     let rules = Rules::x86_64(image);
     #[cfg(target_arch = "riscv64")]
     let rules = Rules::riscv64(image);
+    #[cfg(target_arch = "powerpc64")]
+    let rules = Rules::ppc64le(image);
     rules
 }
 
@@ -121,6 +126,25 @@ impl Validated {
     pub fn rules(&self) -> Rules {
         arch_rules(self.image)
     }
+
+    /// Runtime base and size in memory of the purgatory image.
+    #[cfg(target_arch = "powerpc64")]
+    pub fn image(&self) -> MemSpan {
+        self.image
+    }
+
+    /// The boot data from `boot_data` to the end of its segment (the DTB
+    /// on DTB machines), in this validated block; None without one.
+    #[cfg(target_arch = "powerpc64")]
+    pub fn boot_data_bytes(&self) -> Option<&'static [u8]> {
+        let params = self.params;
+        let seg = params.active_segments().get(verify::boot_data_segment(params, &self.rules()).ok()??)?;
+        let len = seg.len.checked_sub(params.boot_data.checked_sub(seg.mem)?)?;
+        // SAFETY: inside a validated segment: RAM, physically addressed
+        // (real mode), outside the purgatory image; nothing writes it
+        // while the slice is read.
+        Some(unsafe { core::slice::from_raw_parts(params.boot_data as *const u8, len as usize) })
+    }
 }
 
 /// The machine the purgatory runs on, as the portable flow sees it. Exists
@@ -138,7 +162,7 @@ pub struct Machine {
 impl Machine {
     /// [`Validated::check`], then [`Machine::new`]: for architectures with
     /// nothing to learn between the two.
-    #[cfg_attr(target_arch = "riscv64", allow(dead_code))]
+    #[cfg_attr(any(target_arch = "riscv64", target_arch = "powerpc64"), allow(dead_code))]
     pub fn start(base: u64) -> Self {
         Self::new(Validated::check(base))
     }
@@ -154,7 +178,7 @@ impl Machine {
     }
 
     /// The validated parameter block.
-    #[cfg_attr(target_arch = "x86_64", allow(dead_code))] // x86 maps nothing it names
+    #[cfg_attr(any(target_arch = "x86_64", target_arch = "powerpc64"), allow(dead_code))] // x86 maps nothing it names
     pub fn params(&self) -> &'static PurgatoryParams {
         self.params
     }
@@ -237,7 +261,10 @@ fn fail(params: &PurgatoryParams, con: &mut UartConsole) -> ! {
                 con.line(template!(lines::RESET_FAILED), &[]);
             }
             None => {
+                #[cfg(not(target_arch = "powerpc64"))]
                 con.line(template!(lines::NO_RESET), &[]);
+                #[cfg(target_arch = "powerpc64")]
+                con.line(template!(lines::NO_RESET_RTAS), &[]);
             }
         }
     }
@@ -274,6 +301,17 @@ impl Platform for Machine {
 
     fn now_us(&self) -> u64 {
         self.clock.as_ref().map_or(0, arch::Clock::now_us)
+    }
+
+    #[cfg(not(target_os = "none"))]
+    fn copy_low_memory(&mut self, dst: u64, len: u64) {
+        // SAFETY: only ppc64le's rules allow a backup segment; validate()
+        // checked that [0, len) overlaps no segment, not this image and no
+        // MMIO console page: the crashed kernel's RAM, outside every Rust
+        // allocation (this image is not there), read in real mode; and that
+        // [dst, + len) is the one backup segment, loaded RAM, not wrapping
+        // and (as a segment) not starting inside [0, len).
+        unsafe { purgatory_arch::lowmem::copy_from_zero(dst, len) }
     }
 }
 
