@@ -5,21 +5,15 @@
 #
 #   scripts/build-deb.sh [--arch amd64|arm64|riscv64|ppc64el|all]... [--no-lintian]
 #
-# `all` is amd64, arm64 and riscv64. ppc64el builds with `--arch ppc64el` once
-# loader-host builds for powerpc64le (today it stops at syscall.rs: no
-# kexec_load/kexec_file_load numbers for powerpc64, which come with the
-# ppc64le loader work); it is added to `all` then.
+# `all` is amd64, arm64, riscv64 and ppc64el.
 #
 # Writes target/debian/rkexec_VERSION_ARCH.deb and prints their paths (one a
 # line, last). The binary is static for every architecture:
 #   amd64    x86_64-unknown-linux-musl       (rust-lld, .cargo/config.toml)
 #   arm64    aarch64-unknown-linux-musl      (rust-lld, .cargo/config.toml)
 #   riscv64  riscv64gc-unknown-linux-gnu     static glibc (riscv64-linux-gnu-gcc, .cargo/config.toml)
-#   ppc64el  powerpc64le-unknown-linux-gnu   static glibc (powerpc64le-linux-gnu-gcc,
-#            given here in RUSTFLAGS: Rust ships no powerpc64le musl standard
-#            library to this machine, and RUSTFLAGS keeps any
-#            [target.powerpc64le-unknown-linux-gnu] flags of .cargo/config.toml
-#            out of this hosted build)
+#   ppc64el  powerpc64le-unknown-linux-gnu   static glibc (powerpc64le-linux-gnu-gcc, .cargo/config.toml;
+#            Rust's powerpc64le musl standard library is not downloadable here)
 # What goes in besides the binary is generated from the host's build of the
 # same sources (the amd64 one, which runs here): `rkexec --man` (installed as
 # section 8: kexec(8) and rkexec(8)), `rkexec --completions bash|zsh|fish`
@@ -36,7 +30,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-ALL=(amd64 arm64 riscv64)
+ALL=(amd64 arm64 riscv64 ppc64el)
 ARCHES=()
 LINTIAN=1
 while [ $# -gt 0 ]; do
@@ -78,12 +72,7 @@ machine_of() {
 build() {  # build ARCH: the static rkexec for ARCH
     local t; t=$(target_of "$1")
     rustup target list --installed | grep -qx "$t" || rustup target add "$t"
-    if [ "$1" = ppc64el ]; then
-        RUSTFLAGS="-C linker=powerpc64le-linux-gnu-gcc -C target-feature=+crt-static" \
-            cargo build --release --locked --target "$t" -p loader-host --bin rkexec
-    else
-        cargo build --release --locked --target "$t" -p loader-host --bin rkexec
-    fi
+    cargo build --release --locked --target "$t" -p loader-host --bin rkexec
 }
 
 # --- the generated assets, from the host's build --------------------------------------
