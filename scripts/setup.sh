@@ -46,6 +46,16 @@ command -v riscv64-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-riscv64-linux-gnu
 # The ppc64le guest tools, likewise.
 command -v powerpc64le-linux-gnu-gcc >/dev/null || need_pkgs+=(gcc-powerpc64le-linux-gnu)
 [ -e /usr/powerpc64le-linux-gnu/lib/libc.a ] || need_pkgs+=(libc6-dev-ppc64el-cross)
+# The Debian package (scripts/build-deb.sh): lintian checks the packages
+# (ppc64el's static rkexec is linked by the cross gcc above).
+command -v lintian >/dev/null || need_pkgs+=(lintian)
+# The systemd cells' Debian images (scripts/mk-systemd-image.sh): mmdebstrap,
+# and qemu-user for the arm64 maintainer scripts (arch-test: mmdebstrap's
+# check that the foreign architecture runs).
+command -v mmdebstrap >/dev/null || need_pkgs+=(mmdebstrap)
+command -v arch-test >/dev/null || need_pkgs+=(arch-test)
+command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static)
+command -v mke2fs >/dev/null || need_pkgs+=(e2fsprogs)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     log "apt-get install ${need_pkgs[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -59,5 +69,10 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     log "cargo install cargo-fuzz"
     cargo install -q cargo-fuzz --locked --version 0.13.2
+fi
+# scripts/build-deb.sh: cargo-deb builds the .deb from loader-host's metadata.
+if ! command -v cargo-deb >/dev/null || [ "$(cargo-deb --version 2>/dev/null | awk '{print $NF}')" != 3.8.0 ]; then
+    log "cargo install cargo-deb"
+    cargo install -q --locked cargo-deb --version 3.8.0
 fi
 log "done"

@@ -12,8 +12,11 @@
 #    /proc/vmcore inspector) and fdt-edit (a DTB edit as a boot loader makes
 #    it) for each architecture's guest target (musl, or static glibc on
 #    riscv64 and ppc64el),
-# 3. runs the judges' host tests (tests/guest/test_judges.py, no QEMU),
-# 4. runs tests/guest/kexec_matrix.py --loader rkexec --jobs 2 over the whole
+# 3. builds the rkexec .deb for amd64 and arm64 (scripts/build-deb.sh): the
+#    systemd cells build their Debian images around it
+#    (scripts/mk-systemd-image.sh, cached),
+# 4. runs the judges' host tests (tests/guest/test_judges.py, no QEMU),
+# 5. runs tests/guest/kexec_matrix.py --loader rkexec --jobs 2 over the whole
 #    grid (extra arguments go to it).
 # Prints the time of each step. Exit code: the matrix's (0 every cell passed,
 # 1 a cell failed, 2 setup).
@@ -63,6 +66,14 @@ for p in "${PROFILES[@]}"; do
     static_bins "${p#* }"
 done
 took "static guest tools"
+
+# The systemd cells (tests/guest/systemd_cells.py) install the rkexec .deb in
+# their Debian images (scripts/mk-systemd-image.sh, cached under the cache):
+# build it for their architectures (lintian runs in scripts/test.sh's
+# packaging step).
+echo "== rkexec .deb (amd64, arm64) for the systemd cells"
+bash scripts/build-deb.sh --arch amd64 --arch arm64 --no-lintian >/dev/null
+took "rkexec .deb"
 
 echo "== judges and contracts (host, no QEMU)"
 python3 tests/guest/test_judges.py || { echo "test-guests: the judges' own tests failed" >&2; exit 1; }

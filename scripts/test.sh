@@ -42,6 +42,9 @@ bash scripts/fuzz.sh --smoke
 echo "== packaging (docs/packaging.md): the library example, cargo install --path loader-host into a temporary root, cargo package of the purgatory and loader crates"
 bash scripts/check-packaging.sh
 
+echo "== Debian package (scripts/build-deb.sh): rkexec_*.deb for amd64, arm64, riscv64, ppc64el; fields, files, lintian"
+bash scripts/build-deb.sh
+
 echo "== rkexec plan on the real Debian kernels (fixtures fetched into cache/ first)"
 bash scripts/fetch-fixtures.sh --arch all
 cargo test --locked -p loader-host --test real_kernels -- --ignored

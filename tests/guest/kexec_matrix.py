@@ -56,17 +56,22 @@ import guest_contracts as gc  # noqa: E402
 import guest_images as gi  # noqa: E402
 import ppc_cells  # noqa: E402
 import qemu_kexec  # noqa: E402
+import systemd_cells as systemd  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript, Verdict  # noqa: E402
 
-KINDS = {**gcl.KINDS, **hotplug.KINDS, **hotplug_ppc.KINDS, **c_loader.KINDS, **dropin.KINDS, **ppc_cells.KINDS}
+KINDS = {**gcl.KINDS, **hotplug.KINDS, **hotplug_ppc.KINDS, **c_loader.KINDS, **dropin.KINDS, **ppc_cells.KINDS,
+         **systemd.KINDS}
 # Rough cost (TCG seconds) by kind, to start the long cells first.
-COST = {"hotplug": 60, "hotplug-ppc": 80, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20, "lockdown": 15, "ima": 20,
-        "vterm": 20}
+# The systemd cells go last: their Debian images build in the background
+# (mostly downloads) while the others run (systemd_cells.prebuild).
+COST = {"systemd": 1, "hotplug": 60, "hotplug-ppc": 80, "kdump": 30, "kexec": 20, "uki": 20, "c-loader": 20,
+        "lockdown": 15, "ima": 20, "vterm": 20}
 
 
 def all_cells():
-    return gcl.grid() + hotplug.cells() + hotplug_ppc.cells() + c_loader.cells() + dropin.cells() + ppc_cells.cells()
+    return (gcl.grid() + hotplug.cells() + hotplug_ppc.cells() + c_loader.cells() + dropin.cells() + ppc_cells.cells()
+            + systemd.cells())
 
 
 @dataclasses.dataclass
@@ -110,6 +115,8 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
                       images.cache, load_flags, dir=cdir)
     log = os.path.join(cdir, "console.log")
     t0 = time.monotonic()
+    if hasattr(kind, "boot"):  # a kind that boots its own disk image (systemd_cells)
+        return run_booted(run, kind, images, log, t0, timeout, echo)
     kernel, base = images.base(arch, cell.suite, loaders_in_image or (loader,))
     run.kernel_path = kernel
     if cell.kernel2:
@@ -148,6 +155,34 @@ def run_cell(cell, loader, images, rundir, timeout=180, echo=False, load_flags="
             window = tr.lines[i:i + 30]
     return Result(cell.name, arch.name, loader.name, v.ok, v.reason, v.info, v.bits, time.monotonic() - t0, log,
                   tr.lines[-60:], window, k1_user_space=k1_reached_init(tr))
+
+
+def run_booted(run, kind, images, log, t0, timeout, echo):
+    """run_cell for a kind whose kernel 1 boots a disk image: kind.boot gives
+    kernel, initrd, command line and extra QEMU arguments."""
+    arch, cell = run.arch, run.cell
+    kernel, initrd, append, args = kind.boot(run, images)
+    q = qemu_kexec.Qemu(kernel, initrd, append, echo=echo, log_path=log,
+                        **(arch.qemu_kwargs(run.mode) | {"extra_args": (*arch.qemu_extra, *args)}
+                           | kind.qemu_opts(run)))
+    err = None
+    with q:
+        try:
+            kind.wait(run, q, timeout)
+        except (qemu_kexec.QemuError, OSError) as e:
+            err = f"{type(e).__name__}: {e}"
+    for p in run.scratch:
+        try:
+            os.unlink(p)
+        except OSError:
+            pass
+    tr = Transcript(list(q.lines))
+    v = kind.judge(run, tr)
+    if err and not v.ok:
+        v = Verdict(False, f"{v.reason} [{err}]", v.info, v.bits)
+    v.info["marker"] = run.marker
+    return Result(cell.name, arch.name, run.loader.name, v.ok, v.reason, v.info, v.bits, time.monotonic() - t0, log,
+                  tr.lines[-60:], k1_user_space=True)
 
 
 def k1_reached_init(tr):
@@ -233,6 +268,8 @@ def main(argv=None, prog=None):
             if arch.name not in run_loader:
                 run_loader[arch.name] = images.loader(arch, a.loader)
             loader_of[c.name] = KINDS[c.kind].own_loader(images, arch, c) or run_loader[arch.name]
+            if hasattr(KINDS[c.kind], "boot"):  # builds its own image as it runs (systemd_cells)
+                continue
             builds.add((images.base, arch, c.suite, (loader_of[c.name],)))
             if c.kind in ("kdump", "hotplug"):
                 builds.add((images.capture_initrd, arch))
@@ -244,6 +281,7 @@ def main(argv=None, prog=None):
     except (OSError, RuntimeError, ValueError, gc.ContractError) as e:
         print(f"kexec_matrix: {e}", file=sys.stderr)
         return 2
+    systemd.prebuild(images, [c for c in cells if c.kind == "systemd"])
     rundir = gi.new_rundir(a.cache, "matrix")
     print(f"kexec_matrix: loader {a.loader}, {len(cells)} cell(s) on {', '.join(sorted({c.arch for c in cells}))}, "
           f"{a.jobs} job(s), logs in {rundir}", flush=True)

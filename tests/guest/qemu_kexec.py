@@ -168,19 +168,21 @@ class Qemu:
     unix socket (see qmp_client()). consoles: ((name, device), ...) more
     consoles, each a QEMU device (e.g. "spapr-vty,reg=0x71000010") on a
     chardev of that id, a pipe this module reads like stdio (console(name);
-    its log beside log_path, console-<name>.log)."""
+    its log beside log_path, console-<name>.log). reboot=True lets a guest
+    reboot restart the machine (QEMU loads -kernel/-initrd again) instead of
+    ending QEMU."""
 
     def __init__(self, kernel, initrd=None, append=DEFAULT_APPEND, *,
                  machine="virt", virtualization=False, cpu="cortex-a72",
                  memory=2048, smp=1, accel="tcg", extra_args=(),
-                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False, consoles=()):
+                 qemu="qemu-system-aarch64", echo=False, log_path=None, qmp=False, consoles=(), reboot=False):
         for p in (kernel, initrd):
             if p and not os.path.isfile(p):
                 raise FileNotFoundError(f"qemu_kexec: {p} not found (run scripts/fetch-fixtures.sh?)")
         m = machine + (",virtualization=on" if virtualization else "")
         self.argv = [qemu, "-M", m, "-cpu", cpu, "-m", str(memory),
                      "-smp", str(smp), "-accel", accel, "-nographic",
-                     "-no-reboot", "-kernel", kernel]
+                     *([] if reboot else ["-no-reboot"]), "-kernel", kernel]
         if initrd:
             self.argv += ["-initrd", initrd]
         self.argv += ["-append", append, *extra_args]

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import unittest
@@ -27,6 +28,7 @@ import guest_images as gi  # noqa: E402
 import kexec_matrix as km  # noqa: E402
 import ppc_cells  # noqa: E402
 import qemu_kexec  # noqa: E402
+import systemd_cells as sdc  # noqa: E402
 from guest_arch import ARCHES  # noqa: E402
 from guest_judges import Transcript  # noqa: E402
 from qemu_kexec import Line  # noqa: E402
@@ -563,6 +565,125 @@ class SecondConsole(unittest.TestCase):
                 c.wait_index(r"never", 5)
             with open(os.path.join(d, "console-vty2.log")) as f:
                 self.assertEqual(len(f.read().splitlines()), 3)
+
+
+SD_MARKER = "sd-amd64-bookworm-51a8294a9210"
+SD_REL = "6.1.0-57-cloud-amd64"
+SD_K1 = f"root=/dev/vda rw console=ttyS0 earlyprintk=serial crashkernel=256M rkexec_cell.marker={SD_MARKER} " \
+        "rkexec_cell.steps=type1,crash"
+
+
+def sd_transcript(**over):
+    """sd-amd64-bookworm's console as a real run printed it (abridged):
+    kernel 1, systemctl kexec, kernel 2, sysrq-c, the capture kernel, the
+    report boot. `over` replaces lines by a key."""
+    lv = f"[    0.000000] Linux version {SD_REL} (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian"
+
+    def up(k, pid):
+        return [f"[   63.2] rkexec-cell[{pid}]: CELL-UP stage={k} marker={SD_MARKER} release={SD_REL} pid1=systemd",
+                over.get(f"pkg{k}", f"[   64.2] rkexec-cell[{pid}]: CELL-PKG rkexec=0.1.0-1 kdump-tools=1:1.8.1 "
+                                    "kexec-tools=absent"),
+                f"[   64.5] rkexec-cell[{pid}]: CELL-KEXEC-BIN /usr/sbin/rkexec rkexec 0.1.0 (kexec-tools 2.0.32 "
+                "compatible)",
+                over.get(f"svc{k}", f"[   64.8] rkexec-cell[{pid}]: CELL-KDUMP-SERVICE active success"),
+                f"[   64.9] rkexec-cell[{pid}]: CELL-KDUMP-CMD /sbin/kexec -p --command-line=\"...\" "
+                "--initrd=/var/lib/kdump/initrd.img /var/lib/kdump/vmlinuz",
+                f"[   64.9] rkexec-cell[{pid}]: CELL-CRASH-LOADED 1"]
+    lines = [
+        lv, f"[    0.000000] Command line: {SD_K1}",
+        *up(0, 346),
+        "[   68.2] rkexec-cell[346]: CELL-STEP stage=0 step=type1",
+        over.get("dry", '[   69.3] rkexec-cell[409]: CELL-DRY-RUN Would run /sbin/kexec --load '
+                 f'"/run/boot-loader-entries//vmlinuz" --append "{SD_K1} rkexec_cell.stage=1" --initrd '
+                 '"/run/boot-loader-entries//initrd.img"'),
+        "[   69.4] rkexec-cell[346]: CELL-SYSTEMCTL-KEXEC step=type1 stage=0",
+        "[   74.9] systemd-shutdown[1]: Rebooting with kexec.",
+        "[   75.0] kexec_core: Starting new kernel",
+        "purgatory: x86_64 long mode, image 0x5000, cr0 0x80000033, cr4 0x1020",
+        "purgatory: segment 0 (kernel) 0x2bc00000+0xd84000 sha256 ok",
+        "purgatory: segment 1 (initrd) 0x3f9f8000+0x5e4000 sha256 ok",
+        "purgatory: segment 2 (boot-params) 0x3000+0x2000 sha256 ok",
+        over.get("verified1", "purgatory: verified 3 segments, 20357120 bytes hashed with portable in 322632 us"),
+        "purgatory: entering kernel at 0x2bc00200, boot_params 0x3000",
+        lv, f"[    0.000000] Kernel command line: {SD_K1} rkexec_cell.stage=1",
+        *up(1, 344),
+        "[   93.7] rkexec-cell[344]: CELL-STEP stage=1 step=crash",
+        "[   93.7] rkexec-cell[344]: CELL-CRASH stage=1",
+        "[   94.8] Kernel panic - not syncing: sysrq triggered crash",
+        "purgatory: x86_64 long mode, image 0x2e960000, cr0 0x80000033, cr4 0x1020",
+        "purgatory: segment 0 (kernel) 0x2b000000+0xd84000 sha256 ok",
+        "purgatory: segment 1 (initrd) 0x2e378000+0x5e5000 sha256 ok",
+        "purgatory: segment 2 (elfcorehdr) 0x2e95d000+0x1000 sha256 ok",
+        "purgatory: segment 3 (boot-params) 0x2e95e000+0x2000 sha256 ok",
+        "purgatory: verified 4 segments, 20365312 bytes hashed with portable in 581177 us",
+        "purgatory: entering kernel at 0x2b000200, boot_params 0x2e95e000",
+        lv, "[   64.4] kdump-tools[219]: kdump-tools: saved vmcore in /var/crash/202612070549.",
+        "[   91.5] reboot: Restarting system",
+        "c" + lv,
+        f"[   53.4] rkexec-cell[197]: CELL-REPORT marker={SD_MARKER} release={SD_REL}",
+        over.get("dump", "[   54.4] rkexec-cell[197]: CELL-DUMP file=/var/crash/202612070549/dump.202612070549 "
+                 "bytes=20944344 magic=6d616b6564756d70"),
+        f"[   59.2] rkexec-cell[197]: CELL-DUMP-FILE Flattened kdump compressed dump v6, system Linux, node "
+        f"rkexec-guest, release {SD_REL}, version #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3, machine x86_64",
+        over.get("dmesg", f"[   61.4] rkexec-cell[197]: CELL-DUMP-DMESG rkexec_cell.marker={SD_MARKER} "
+                 "rkexec_cell.stage=1 rkexec_cell.steps=type1,crash sysrq=1"),
+        "[   61.4] rkexec-cell[197]: CELL-REPORT-DONE",
+    ]
+    return Transcript([Line(float(i), t) for i, t in enumerate(lines)])
+
+
+class SystemdJudge(unittest.TestCase):
+    """systemd_cells: the chain passes on the console a real run printed, and
+    fails when any one fact is missing or wrong."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        for name, size in (("vmlinuz", 4096), ("initrd.img", 8192)):  # the hashed floor: 12 KiB
+            with open(os.path.join(self.dir, name), "wb") as f:
+                f.write(b"\0" * size)
+        arch = ARCHES["amd64"]
+        cell = next(c for c in sdc.cells() if c.name == "sd-amd64-bookworm")
+        self.run = gcl.CellRun(cell, arch, arch.mode(None), RKEXEC, SD_MARKER, self.dir)
+        self.run.extra.update(image=self.dir, release=SD_REL)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def verdict(self, **over):
+        return sdc.KINDS["systemd"].judge(self.run, sd_transcript(**over))
+
+    def test_real_run_passes(self):
+        v = self.verdict()
+        self.assertTrue(v.ok, v.reason)
+        self.assertIn("dump flattened", " ".join(v.bits))
+
+    def test_each_fact_can_fail(self):
+        cases = {
+            "pkg1": ("[ 1] rkexec-cell[1]: CELL-PKG rkexec=0.1.0-1 kdump-tools=1:1.8.1 kexec-tools=1:2.0.25-3",
+                     "kexec-tools is installed"),
+            "svc0": ("[ 1] rkexec-cell[1]: CELL-KDUMP-SERVICE failed exit-code", "kdump-tools.service is"),
+            "dry": ("[ 1] rkexec-cell[1]: CELL-DRY-RUN Would run /sbin/kexec --load \"/boot/vmlinuz\" --append \"x\"",
+                    "would not load the type1 entry"),
+            "verified1": ("purgatory: verified 3 segments, 1 bytes hashed with portable in 3 us",
+                          "segment lines add up to"),
+            "dump": ("[ 1] rkexec-cell[1]: CELL-DUMP file=/var/crash/202612070549/dump.202612070549 bytes=9 "
+                     "magic=0000000000000000", "is not an ELF or makedumpfile dump"),
+            "dmesg": ("[ 1] rkexec-cell[1]: CELL-DUMP-DMESG rkexec_cell.marker=other rkexec_cell.stage=1 sysrq=1",
+                      "is not of this run's kernel 2"),
+        }
+        for key, (line, why) in cases.items():
+            with self.subTest(key):
+                v = self.verdict(**{key: line})
+                self.assertFalse(v.ok, key)
+                self.assertIn(why, v.reason)
+
+    def test_floor(self):
+        # the purgatory must hash at least the kernel and the initrd
+        with open(os.path.join(self.dir, "initrd.img"), "wb") as f:
+            f.write(b"\0" * 30_000_000)
+        v = self.verdict()
+        self.assertFalse(v.ok)
+        self.assertIn("less than the kernel payload + initrd", v.reason)
 
 
 if __name__ == "__main__":
