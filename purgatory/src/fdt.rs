@@ -240,6 +240,13 @@ impl<'a> Walker<'a> {
         &self.hdr
     }
 
+    /// The offset of the next token: after `step` returned `Ok(None)`, that
+    /// of FDT_END, so the structure block's real length is this + 4 − its
+    /// offset (what a version 16 header does not record).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     fn struct_end(&self) -> usize {
         // header() checked off + len <= totalsize.
         self.hdr.dt_struct.off.saturating_add(self.hdr.dt_struct.len)

@@ -273,6 +273,8 @@ impl DtbEditor {
         // the purgatory's own bounds-checked, iterative walker (the same
         // structure rules the purgatory applies; nesting at most 64 deep).
         kexec_purgatory::fdt::check(blob).map_err(|e| parse(e.describe().to_string()))?;
+        let upgraded = as_version_17(blob).map_err(|e| parse(e.describe().to_string()))?;
+        let blob = upgraded.as_deref().unwrap_or(blob);
         let tree = match Fdt::new(blob) {
             Ok(fdt) => DeviceTree::from_fdt(&fdt),
             // Shipping DTBs break the spec's name rules; read those leniently.
@@ -634,6 +636,38 @@ impl DtbEditor {
     }
 }
 
+/// Offset of `version` in the header (devicetree spec §5.2).
+const VERSION_AT: usize = 20;
+/// Offset of `size_dt_struct`, the field version 17 added (§5.2).
+const SIZE_DT_STRUCT_AT: usize = 36;
+
+/// A version 16 blob as version 17: the same bytes with `version` = 17 and
+/// `size_dt_struct` filled in from a walk to FDT_END; None for a version 17
+/// blob. A pseries kernel's /sys/firmware/fdt is version 16: prom_init
+/// flattens the Open Firmware tree that way (arch/powerpc/kernel/prom_init.c
+/// `flatten_device_tree`: `hdr->version = OF_DT_VERSION` (0x10),
+/// `last_comp_version` 0x10, no `size_dt_struct`). dtoolkit reads version
+/// 17 only; the upgrade is what libfdt's `fdt_open_into` does (fdt_rw.c: for
+/// a version 16 tree it walks `fdt_next_tag` to FDT_END for the structure
+/// size, then sets version 17 and `size_dt_struct`).
+/// `blob` passed `fdt::check`, so its offsets are ≥ the 40-byte header and
+/// bytes 36..40 belong to no block.
+fn as_version_17(blob: &[u8]) -> Result<Option<Vec<u8>>, kexec_purgatory::fdt::FdtError> {
+    let mut walker = kexec_purgatory::fdt::Walker::new(blob)?;
+    if walker.header().version >= 17 {
+        return Ok(None);
+    }
+    let struct_off = walker.header().dt_struct.off;
+    while walker.step()?.is_some() {}
+    // step() returned None at FDT_END: the block ends after that token.
+    let size = walker.position().saturating_add(4).saturating_sub(struct_off);
+    let size = u32::try_from(size).map_err(|_| kexec_purgatory::fdt::FdtError::Blocks)?;
+    let mut out = blob.to_vec();
+    out[VERSION_AT..VERSION_AT + 4].copy_from_slice(&17u32.to_be_bytes());
+    out[SIZE_DT_STRUCT_AT..SIZE_DT_STRUCT_AT + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,6 +710,42 @@ mod tests {
 
     fn reparse(blob: &[u8]) -> fdt::Fdt<'_> {
         fdt::Fdt::new(blob).unwrap()
+    }
+
+    /// `blob` as prom_init writes a pseries /sys/firmware/fdt: version 16,
+    /// last compatible 16, no size_dt_struct, totalsize a page past the
+    /// structure block.
+    fn as_version_16(blob: &[u8]) -> Vec<u8> {
+        let mut v16 = blob.to_vec();
+        v16.resize(blob.len() + 4096, 0);
+        let total = u32::try_from(v16.len()).unwrap();
+        v16[TOTALSIZE_AT..TOTALSIZE_AT + 4].copy_from_slice(&total.to_be_bytes());
+        v16[VERSION_AT..VERSION_AT + 4].copy_from_slice(&16u32.to_be_bytes());
+        v16[24..28].copy_from_slice(&16u32.to_be_bytes());
+        v16[SIZE_DT_STRUCT_AT..SIZE_DT_STRUCT_AT + 4].copy_from_slice(&0u32.to_be_bytes());
+        v16
+    }
+
+    #[test]
+    fn reads_version_16_as_17() {
+        let v17 = fixture();
+        let v16 = as_version_16(&v17);
+        let e = DtbEditor::from_blob(&v16).unwrap();
+        assert_eq!(e.bootargs().unwrap().as_deref(), Some("console=ttyAMA0 root=/dev/vda"));
+        assert_eq!(e.memreserve().len(), 2);
+        // The same tree as the version 17 original, written back as 17.
+        let again = DtbEditor::from_blob(&v17).unwrap().to_blob(0).unwrap();
+        assert_eq!(e.to_blob(0).unwrap(), again);
+        // The upgrade records the structure block's real length.
+        let up = as_version_17(&v16).unwrap().unwrap();
+        let be = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        assert_eq!((be(&up, VERSION_AT), be(&up, SIZE_DT_STRUCT_AT)), (17, be(&v17, SIZE_DT_STRUCT_AT)));
+        assert_eq!(as_version_17(&v17).unwrap(), None);
+        // A version 16 tree whose FDT_END is missing is still refused.
+        let mut broken = v16.clone();
+        let end = usize::try_from(be(&v17, 8) + be(&v17, SIZE_DT_STRUCT_AT)).unwrap() - 4;
+        broken[end..end + 4].copy_from_slice(&0x0bad_0bad_u32.to_be_bytes());
+        assert!(DtbEditor::from_blob(&broken).is_err());
     }
 
     #[test]

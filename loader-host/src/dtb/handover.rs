@@ -190,8 +190,16 @@ impl std::error::Error for UserEditError {}
 
 fn console_for(ed: &DtbEditor) -> Result<Option<ConsoleDesc>, DtbEditError> {
     // Documentation/devicetree/bindings/chosen.txt: stdout-path is a node
-    // path or an alias, optionally followed by ":options".
-    let Some(sp) = ed.string_property("/chosen", "stdout-path")? else { return Ok(None) };
+    // path or an alias, optionally followed by ":options". Without it the
+    // kernel takes the legacy linux,stdout-path (drivers/of/base.c
+    // of_alias_scan), which pseries firmware and Petitboot still write.
+    let sp = match ed.string_property("/chosen", "stdout-path")? {
+        Some(sp) => sp,
+        None => match ed.string_property("/chosen", "linux,stdout-path")? {
+            Some(sp) => sp,
+            None => return Ok(None),
+        },
+    };
     let target = sp.split(':').next().unwrap_or_default().to_string();
     let path = if target.starts_with('/') {
         target
@@ -331,6 +339,12 @@ impl SourceDtb {
             reserved_memory: reserved_memory(ed)?,
             root_cells: ed.root_cells()?,
         })
+    }
+
+    /// The edited tree, for what an architecture reads of it beyond the
+    /// facts.
+    pub fn editor(&self) -> &DtbEditor {
+        &self.ed
     }
 
     /// Its /chosen/bootargs (one NUL-terminated string, or an error).

@@ -296,10 +296,18 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
             (dir, Blob::new(tree.to_dtb()))
         }
     };
-    let edited = !req.dtb_set.is_empty() || !req.dtb_delete.is_empty();
-    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err, edited: false };
-    let facts = handover::facts(&dtb_in).map_err(dtb_err)?;
-    let src = DtbEditor::from_blob(&dtb_in).map_err(dtb_err)?;
+    // The user's --dtb-set/--dtb-delete first: everything below (console,
+    // memory, reservations, bootargs) is read from the tree the new kernel
+    // gets, as on the other DTB architectures (dtb_boot.rs). Petitboot
+    // moves the console this way.
+    let user = DtbEdits { set_strings: req.dtb_set.clone(), delete: req.dtb_delete.clone(), ..Default::default() };
+    let edited = !user.set_strings.is_empty() || !user.delete.is_empty();
+    let dtb_err = |err| LoadError::Dtb { path: dtb_path.clone(), err, edited };
+    let source =
+        handover::SourceDtb::new(&dtb_in, &user).map_err(|e| LoadError::from_dtb_source(&dtb_path, e, edited))?;
+    let facts = source.facts().map_err(dtb_err)?;
+    let src = source.editor();
+    let source_bootargs = source.bootargs().map_err(dtb_err)?;
 
     // Without --append the running command line (the tree's bootargs), as
     // on the other DTB architectures; a capture kernel's without
@@ -307,23 +315,23 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
     let bootargs = cmdline::resolve(
         &req.cmdline,
         || sys.cmdline().map_err(LoadError::System),
-        || Ok(handover::bootargs(&dtb_in)),
+        || Ok(source_bootargs.clone()),
         crash.is_some(),
         &mut notes,
     )?;
-    let mut final_cmdline = bootargs.clone().or_else(|| handover::bootargs(&dtb_in)).unwrap_or_default();
+    let mut final_cmdline = bootargs.clone().or_else(|| source_bootargs.clone()).unwrap_or_default();
     let mut rng_seed = [0u8; 64];
     if random_bytes(&mut rng_seed)? == EntropyQuality::Early {
         notes.push("the entropy pool was not initialised yet: the DTB's rng-seed comes from GRND_INSECURE (the purgatory mixes in darn where the CPU has it)".into());
     }
 
     // Memory: below the first block's end, aligned to this kernel's pages.
-    let top = rma_top(&src).map_err(dtb_err)?.ok_or_else(|| LoadError::Dtb {
+    let top = rma_top(src).map_err(dtb_err)?.ok_or_else(|| LoadError::Dtb {
         edited: false,
         path: dtb_path.clone(),
         err: crate::dtb::edit::DtbEditError::NoNode { path: "/memory@…".into() },
     })?;
-    let reserved = firmware_reservations(&src).map_err(dtb_err)?;
+    let reserved = firmware_reservations(src).map_err(dtb_err)?;
     let mut free = free;
     for r in facts.reserved.iter().chain(&reserved) {
         free.remove(*r);
@@ -621,6 +629,42 @@ mod tests {
         assert_eq!(word(&purg.data), 0x7275_6e30, "run_at_load: the kernel's own (\"run0\"), as kexec does");
         assert_eq!(PPC64LE_RUN_AT_LOAD_OFFSET, 0x5c);
         assert_eq!(&purg.data[block..block + 4], &img.bytes[block..block + 4], "word 0 is the purgatory's");
+    }
+
+    /// Petitboot's edit: stdout-path moved to a second vterm with
+    /// --dtb-set. The purgatory prints where the new kernel will (the
+    /// console is read from the edited tree), and the DTB carries the edit.
+    #[test]
+    fn the_console_is_the_edited_trees() {
+        let t = pseries_tree("ppc-vterm2");
+        let vty = "proc/device-tree/vdevice/vty@71000000";
+        for prop in ["compatible", "device_type", "name", "interrupts"] {
+            let bytes = std::fs::read(t.root.join(vty).join(prop)).unwrap();
+            t.write(&format!("proc/device-tree/vdevice/vty@71000010/{prop}"), bytes);
+        }
+        t.write("proc/device-tree/vdevice/vty@71000010/reg", 0x7100_0010u32.to_be_bytes());
+        let moved = "/vdevice/vty@71000010";
+        let p = plan_with(&t, 4096, |r| {
+            for prop in ["stdout-path", "linux,stdout-path"] {
+                r.dtb_set.push((format!("/chosen/{prop}"), moved.into()));
+            }
+        })
+        .unwrap();
+        assert_eq!((p.params.console.kind, p.params.console.base), (CONSOLE_HVTERM, 0x7100_0010));
+        let d = p.segments.iter().find(|s| s.kind_name() == "dtb").unwrap();
+        let dtb = DtbEditor::from_blob(&d.data).unwrap();
+        assert_eq!(dtb.string_property("/chosen", "stdout-path").unwrap().as_deref(), Some(moved));
+        // Without stdout-path the kernel reads linux,stdout-path
+        // (of_alias_scan), and so does the loader.
+        let p = plan_with(&t, 4096, |r| {
+            r.dtb_delete.push("/chosen/stdout-path".into());
+            r.dtb_set.push(("/chosen/linux,stdout-path".into(), moved.into()));
+        })
+        .unwrap();
+        assert_eq!(p.params.console.base, 0x7100_0010);
+        // Unedited, the first vterm.
+        let p = plan_with(&t, 4096, |_| {}).unwrap();
+        assert_eq!(p.params.console.base, 0x7100_0000);
     }
 
     #[test]
