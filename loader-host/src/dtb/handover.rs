@@ -785,23 +785,54 @@ mod tests {
         assert!(other(|e| e.usable_memory = None).contains("linux,usable-memory-range: does not hold"));
     }
 
-    #[test]
-    fn a_root_with_twenty_thousand_nodes_is_read_in_one_walk() {
+    /// A root with `n` memory nodes.
+    fn many_memory_nodes(n: u64) -> Vec<u8> {
         let mut w = vm_fdt::FdtWriter::new().unwrap();
         let root = w.begin_node("").unwrap();
         w.property_u32("#address-cells", 2).unwrap();
         w.property_u32("#size-cells", 2).unwrap();
-        for i in 0..20_000u64 {
+        for i in 0..n {
             let n = w.begin_node(&format!("memory@{:x}", 0x4000_0000 + i * 0x10_0000)).unwrap();
             w.property_string("device_type", "memory").unwrap();
             w.property_array_u64("reg", &[0x4000_0000 + i * 0x10_0000, 0x8_0000]).unwrap();
             w.end_node(n).unwrap();
         }
         w.end_node(root).unwrap();
-        let blob = w.finish().unwrap();
-        let start = std::time::Instant::now();
-        let DtbMemory::Nodes(m) = facts(&blob).unwrap().memory else { panic!("memory nodes") };
-        assert_eq!(m.len(), 20_000);
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+        w.finish().unwrap()
+    }
+
+    /// Issue 22 class 6: memory nodes are read in one walk of the root,
+    /// not a path lookup per child. Judged on growth, not on a clock that
+    /// depends on the machine's load: 8x the nodes must cost well under the
+    /// 64x a quadratic read costs, in this thread's CPU time (best of three
+    /// runs each). The 60 s bound only keeps a
+    /// regression from hanging the suite.
+    #[test]
+    fn a_root_with_twenty_thousand_nodes_is_read_in_one_walk() {
+        // This thread's CPU time: what the read costs, whatever else the
+        // machine runs (preemption does not count).
+        let cpu_time = || {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: clock_gettime writes one timespec through a valid pointer.
+            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+            assert_eq!(rc, 0);
+            std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+        };
+        let time = |blob: &[u8], want: usize| {
+            (0..3)
+                .map(|_| {
+                    let start = cpu_time();
+                    let DtbMemory::Nodes(m) = facts(blob).unwrap().memory else { panic!("memory nodes") };
+                    assert_eq!(m.len(), want);
+                    cpu_time() - start
+                })
+                .min()
+                .unwrap()
+        };
+        let (small, large) = (many_memory_nodes(2_500), many_memory_nodes(20_000));
+        let (t_small, t_large) = (time(&small, 2_500), time(&large, 20_000));
+        assert!(t_large < std::time::Duration::from_secs(60), "took {t_large:?}");
+        let growth = t_large.as_secs_f64() / t_small.as_secs_f64().max(1e-6);
+        assert!(growth < 24.0, "8x the nodes took {growth:.1}x the time ({t_small:?} -> {t_large:?}): not linear");
     }
 }
