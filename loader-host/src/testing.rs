@@ -254,3 +254,13 @@ pub fn ppc64_vmlinux(file_len: usize, mem_size: u64) -> Vec<u8> {
     }
     crate::image::elf::tests::elf(kexec_purgatory::elf::EM_PPC64, 2, KVA, &[(KVA, 0, &image, mem_size)])
 }
+
+/// This thread's CPU time: what a computation costs whatever else the
+/// machine runs (a scale test's measure; preemption does not count).
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    std::time::Duration::new(u64::try_from(ts.tv_sec).unwrap_or(0), u32::try_from(ts.tv_nsec).unwrap_or(0))
+}

@@ -809,15 +809,7 @@ mod tests {
     /// regression from hanging the suite.
     #[test]
     fn a_root_with_twenty_thousand_nodes_is_read_in_one_walk() {
-        // This thread's CPU time: what the read costs, whatever else the
-        // machine runs (preemption does not count).
-        let cpu_time = || {
-            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            // SAFETY: clock_gettime writes one timespec through a valid pointer.
-            let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            assert_eq!(rc, 0);
-            std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-        };
+        let cpu_time = crate::testing::thread_cpu_time;
         let time = |blob: &[u8], want: usize| {
             (0..3)
                 .map(|_| {
