@@ -185,6 +185,8 @@ impl Machine {
             });
         }
         let start = Instant::now();
+        // Reaped by wait4 below (for its CPU time), not by Child::wait.
+        #[allow(clippy::zombie_processes)]
         let mut child = cmd.spawn().expect("run rkexec");
         // Drain the pipes while waiting: a chatty run must not block.
         let mut out = child.stdout.take().unwrap();
