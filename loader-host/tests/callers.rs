@@ -8,7 +8,7 @@
 //! plans are read from `--dry-run --json`.
 
 mod common;
-use common::bzimage;
+use common::{bzimage, pe};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -130,33 +130,6 @@ fn code(o: &Output) -> i32 {
 }
 
 // ---- synthetic kernels ---------------------------------------------------
-
-/// A PE file with sections, as ukify lays them out (FileAlignment 0x200,
-/// VirtualSize the exact length).
-fn pe(machine: u16, sections: &[(&str, &[u8])]) -> Vec<u8> {
-    let (pe_at, opt_len) = (0x80usize, 0xf0usize);
-    let table = pe_at + 24 + opt_len;
-    let mut at = (table + sections.len() * 40).next_multiple_of(0x200);
-    let mut f = vec![0u8; at];
-    f[..2].copy_from_slice(b"MZ");
-    f[0x3c..0x40].copy_from_slice(&(pe_at as u32).to_le_bytes());
-    f[pe_at..pe_at + 4].copy_from_slice(b"PE\0\0");
-    f[pe_at + 4..pe_at + 6].copy_from_slice(&machine.to_le_bytes());
-    f[pe_at + 6..pe_at + 8].copy_from_slice(&(sections.len() as u16).to_le_bytes());
-    f[pe_at + 20..pe_at + 22].copy_from_slice(&(opt_len as u16).to_le_bytes());
-    for (i, (name, data)) in sections.iter().enumerate() {
-        let h = table + i * 40;
-        f[h..h + name.len()].copy_from_slice(name.as_bytes());
-        let raw = data.len().next_multiple_of(0x200);
-        for (o, v) in [(8, data.len()), (12, 0x10000 * (i + 1)), (16, raw), (20, at)] {
-            f[h + o..h + o + 4].copy_from_slice(&(v as u32).to_le_bytes());
-        }
-        f.resize(at + raw, 0);
-        f[at..at + data.len()].copy_from_slice(data);
-        at += raw;
-    }
-    f
-}
 
 /// An x86_64 vmlinux: one PT_LOAD at 16 MiB, entered there.
 fn vmlinux() -> Vec<u8> {

@@ -7,6 +7,7 @@
 //! runs) and meet the same refusal.
 
 mod common;
+use common::arm64_image as image;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -72,16 +73,6 @@ fn rkexec_roots(args: &[&str], proc_root: &Path, sys_root: &Path) -> Run {
 
 fn rkexec(args: &[&str]) -> Run {
     rkexec_in(args, Path::new(&format!("{FIXTURES}/proc")))
-}
-
-/// An arm64 Image header (booting.rst §4) with `body` bytes after it.
-fn image(text_offset: u64, image_size: u64, flags: u64, body: usize) -> Vec<u8> {
-    let mut img = vec![0u8; 64 + body];
-    img[8..16].copy_from_slice(&text_offset.to_le_bytes());
-    img[16..24].copy_from_slice(&image_size.to_le_bytes());
-    img[24..32].copy_from_slice(&flags.to_le_bytes());
-    img[0x38..0x3c].copy_from_slice(b"ARM\x64");
-    img
 }
 
 const ANYWHERE: u64 = 0b1010; // 4K pages, bit 3 set

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Dtb;
+use common::{arm64_image as image, Dtb};
 
 /// Far more than any run needs (each takes well under a second): past it
 /// is a hang.
@@ -306,16 +306,6 @@ fn segments(r: &Run) -> Vec<(u64, u64, String)> {
         .iter()
         .map(|s| (s["start"].as_u64().unwrap(), s["end"].as_u64().unwrap(), s["kind"].as_str().unwrap().to_string()))
         .collect()
-}
-
-/// An arm64 Image header (booting.rst §4) with `body` bytes after it.
-fn image(text_offset: u64, image_size: u64, flags: u64, body: usize) -> Vec<u8> {
-    let mut img = vec![0u8; 64 + body];
-    img[8..16].copy_from_slice(&text_offset.to_le_bytes());
-    img[16..24].copy_from_slice(&image_size.to_le_bytes());
-    img[24..32].copy_from_slice(&flags.to_le_bytes());
-    img[0x38..0x3c].copy_from_slice(b"ARM\x64");
-    img
 }
 
 const ANYWHERE: u64 = 0b1010; // 4K pages, bit 3 set
@@ -936,38 +926,11 @@ fn class10_probing_on_structure_and_one_answer_for_an_empty_initrd() {
 //     failures name the window; a thousand initrds are read one at a time.
 // ---------------------------------------------------------------------
 
-/// A unified kernel image: a PE file with `sections` (name, data), laid
-/// out as ukify does (headers, then each section at a 0x200 alignment).
-fn uki(sections: &[(&str, &[u8])]) -> Vec<u8> {
-    let (pe_at, opt_len) = (0x80usize, 0xf0usize);
-    let table = pe_at + 4 + 20 + opt_len;
-    let mut data_at = (table + sections.len() * 40).next_multiple_of(0x200);
-    let mut f = vec![0u8; data_at];
-    f[..2].copy_from_slice(b"MZ");
-    f[0x3c..0x40].copy_from_slice(&(pe_at as u32).to_le_bytes());
-    f[pe_at..pe_at + 4].copy_from_slice(b"PE\0\0");
-    f[pe_at + 4..pe_at + 6].copy_from_slice(&0xaa64u16.to_le_bytes());
-    f[pe_at + 6..pe_at + 8].copy_from_slice(&(sections.len() as u16).to_le_bytes());
-    f[pe_at + 20..pe_at + 22].copy_from_slice(&(opt_len as u16).to_le_bytes());
-    for (i, (name, data)) in sections.iter().enumerate() {
-        let h = table + i * 40;
-        f[h..h + name.len()].copy_from_slice(name.as_bytes());
-        let raw = data.len().next_multiple_of(0x200);
-        for (o, v) in [(8, data.len()), (12, 0x1000 * (i + 1)), (16, raw), (20, data_at)] {
-            f[h + o..h + o + 4].copy_from_slice(&(v as u32).to_le_bytes());
-        }
-        f.resize(data_at + raw, 0);
-        f[data_at..data_at + data.len()].copy_from_slice(data);
-        data_at += raw;
-    }
-    f
-}
-
 #[test]
 fn class11_the_file_at_fault_is_blamed() {
     let m = Machine::arm64("blame");
     let linux = image(0, 4 << 20, ANYWHERE, 4032);
-    let u = m.write("uki.efi", uki(&[(".linux", &linux), (".cmdline", b"root=/dev/vda\0quiet\0")]));
+    let u = m.write("uki.efi", common::pe(0xaa64, &[(".linux", &linux), (".cmdline", b"root=/dev/vda\0quiet\0")]));
     table(
         &m,
         "a NUL in a UKI's .cmdline",
