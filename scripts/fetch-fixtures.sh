@@ -78,18 +78,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # --- mirror discovery ---------------------------------------------------------
-# First URI in the system sources that ends in /debian (resp. /debian-security).
-sys_uris() {
-    { grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed 's/^[[:space:]]*URIs:[[:space:]]*//' | tr ' ' '\n'
-      grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-          | sed 's/\[[^]]*\]//' | awk '{print $2}'
-    } | sed 's:/*$::'
-}
-MIRROR=$(sys_uris | grep -m1 '/debian$' || true)
-SECURITY=$(sys_uris | grep -m1 '/debian-security$' || true)
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# shellcheck source=lib/debian-mirror.sh
+. "$ROOT/scripts/lib/debian-mirror.sh"
 [ -r "$KEYRING" ] || die "$KEYRING missing (apt-get install debian-archive-keyring)"
 
 # --- private apt root -----------------------------------------------------------

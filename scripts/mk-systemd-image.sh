@@ -69,17 +69,8 @@ case $SUITE in bookworm|trixie) ;; *) die "--suite wants bookworm or trixie (got
 for t in mmdebstrap mke2fs sha256sum; do command -v $t >/dev/null || die "$t missing (scripts/setup.sh installs it)"; done
 
 # --- mirror: the first /debian and /debian-security URIs of the system's sources
-sys_uris() {
-    { grep -hs '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources | sed 's/^[[:space:]]*URIs:[[:space:]]*//' | tr ' ' '\n'
-      grep -hs '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-          | sed 's/\[[^]]*\]//' | awk '{print $2}'
-    } | sed 's:/*$::'
-}
-MIRROR=$(sys_uris | grep -m1 '/debian$' || true)
-SECURITY=$(sys_uris | grep -m1 '/debian-security$' || true)
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECURITY=${SECURITY:-http://deb.debian.org/debian-security}
-KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
+# shellcheck source=lib/debian-mirror.sh
+. "$ROOT/scripts/lib/debian-mirror.sh"
 
 # --- foreign architecture: qemu-user through binfmt_misc
 host_arch=$(dpkg --print-architecture)
