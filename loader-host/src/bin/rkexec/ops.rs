@@ -236,7 +236,7 @@ fn would(what: &str) {
 
 fn input_word(i: &FileInput) -> String {
     match i {
-        FileInput::File(p) => p.display().to_string(),
+        FileInput::File(p) => loader_host::escape::path(p).to_string(),
         FileInput::Memory { data, source } => format!("memfd[{} bytes: {source}]", data.len()),
     }
 }
@@ -268,7 +268,7 @@ impl Ops for Simulated {
             "kexec_file_load: kernel {}, initrd {}, cmdline {:?} ({} bytes with the NUL), flags {:#x}",
             input_word(&plan.kernel),
             plan.initrd.as_ref().map_or("none".into(), input_word),
-            plan.cmdline,
+            loader_host::escape::bytes(&plan.cmdline),
             plan.cmdline.len() + 1,
             plan.flags
         ));
