@@ -254,6 +254,16 @@ mod tests {
         assert_eq!(e.uname.as_deref(), Some("6.1.0-test"));
     }
 
+    /// issue 21 item 3: `.cmdline` is bytes; one that is not UTF-8 is
+    /// taken as it is (it used to be refused), trimmed of whitespace and NULs.
+    #[test]
+    fn a_cmdline_that_is_not_utf8_is_kept_byte_for_byte() {
+        let f =
+            pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel()), (".cmdline", b"\0 root=/dev/\xff\xfe q=\xe9\n\0")]);
+        let e = parse(f).unwrap().embedded.unwrap();
+        assert_eq!(e.cmdline.as_deref(), Some(&b"root=/dev/\xff\xfe q=\xe9"[..]));
+    }
+
     #[test]
     fn initrd_alone_is_passed_as_is_and_type_names_select() {
         let f =

@@ -337,7 +337,7 @@ fn arch_option_errors(a: &Args, build: Option<&Build>) -> Option<String> {
     if let Some(b) = &a.serial_baud {
         let ok = actions::c_number(b).is_some_and(|v| (9600..=115_200).contains(&v) && 115_200 % v == 0);
         if !ok {
-            return Some(format!("Bad serial port baud rate '{b}'"));
+            return Some(format!("Bad serial port baud rate '{}'", escape::text(b)));
         }
     }
     match (&a.serial, build.map(|b| b.serial)) {
@@ -571,17 +571,21 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<Request, Fail> {
         req.crash = Some(CrashOptions { hotplug, exclude: !a.debug_hash_excluded });
     }
     for s in &a.dtb_set {
-        let (path, value) = s
-            .split_once('=')
-            .ok_or_else(|| Fail::usage(format!("--dtb-set {s}: expected /path/to/node/property=value")))?;
+        let (path, value) = s.split_once('=').ok_or_else(|| {
+            Fail::usage(format!("--dtb-set {}: expected /path/to/node/property=value", escape::text(s)))
+        })?;
         if loader_host::dtb::handover::split_property_path(path).is_none() {
-            return Err(Fail::usage(format!("--dtb-set {s}: '{path}' is not an absolute /node/property path")));
+            return Err(Fail::usage(format!(
+                "--dtb-set {}: '{}' is not an absolute /node/property path",
+                escape::text(s),
+                escape::text(path)
+            )));
         }
         req.dtb_set.push((path.to_string(), value.to_string()));
     }
     for p in &a.dtb_delete {
         if loader_host::dtb::handover::split_property_path(p).is_none() {
-            return Err(Fail::usage(format!("--dtb-delete {p}: not an absolute /node/property path")));
+            return Err(Fail::usage(format!("--dtb-delete {}: not an absolute /node/property path", escape::text(p))));
         }
         req.dtb_delete.push(p.clone());
     }
@@ -665,7 +669,7 @@ fn plan_failure(e: LoadError) -> Fail {
     use loader_host::image::ImageError;
     match e {
         LoadError::Kernel { err: ImageError::UnknownType { name }, .. } => {
-            Fail::kexec_tools(format!("Unsupported kernel type {name}"), EXIT_FAILED)
+            Fail::kexec_tools(format!("Unsupported kernel type {}", escape::text(&name)), EXIT_FAILED)
         }
         e => e.into(),
     }
@@ -749,7 +753,10 @@ fn loader_rules(ctx: &Ctx, build: &Build, arch: Option<Arch>, req: &mut Request)
             // Checked by arch_option_errors; hand the library the port.
             match kexec_tools::x86_serial_port(&tty) {
                 Ok(0) => {
-                    note(&format!("--serial={tty} is I/O port 0, no UART: the purgatory prints nothing"));
+                    note(&format!(
+                        "--serial={} is I/O port 0, no UART: the purgatory prints nothing",
+                        escape::text(&tty)
+                    ));
                     req.serial = None;
                 }
                 Ok(port) if tty.starts_with("0x") => req.serial = Some(format!("{port:#x}")),
@@ -760,7 +767,8 @@ fn loader_rules(ctx: &Ctx, build: &Build, arch: Option<Arch>, req: &mut Request)
             let Some(arch) = arch else { return };
             if let Err(e) = loader_host::system::console::for_serial(&ctx.src.sys_root, &tty, arch) {
                 note(&format!(
-                    "--serial={tty}: {e}; loading without a purgatory console (kexec-tools' {} find_purgatory_sink does the same)",
+                    "--serial={}: {e}; loading without a purgatory console (kexec-tools' {} find_purgatory_sink does the same)",
+                    escape::text(&tty),
                     build.dir
                 ));
                 req.serial = None;
@@ -789,7 +797,10 @@ fn load_file(ctx: &Ctx, req: &Request, ops: &mut dyn Ops) -> Result<(), Fail> {
     if let Some(t) = req.kernel_type.take() {
         // do_kexec_file_load probes the file with every type and never
         // reads `type` (kexec/kexec.c): -t only chooses a kexec_load loader.
-        note(&format!("-t {t} is ignored with kexec_file_load, as by kexec-tools: the file's own format is used"));
+        note(&format!(
+            "-t {} is ignored with kexec_file_load, as by kexec-tools: the file's own format is used",
+            escape::text(&t)
+        ));
     }
     let mut plan = file_load::file_plan(&req, &ctx.src, extra).map_err(plan_failure)?;
     print_file_plan(ctx, &plan);
