@@ -585,6 +585,31 @@ mod tests {
         assert_eq!(f.cmdline, p.cmdline);
     }
 
+    /// issue 21 item 3: the command line is bytes into /chosen/bootargs,
+    /// a capture kernel's with elfcorehdr= first; a NUL is refused naming
+    /// --append.
+    #[test]
+    fn a_command_line_that_is_not_utf8_reaches_bootargs() {
+        let t = pseries_tree("ppc-bytes");
+        let line = b"console=hvc0 root=/dev/\xff\xfe";
+        for crashing in [false, true] {
+            let p = plan_with(&t, 4096, |r| {
+                r.cmdline = CmdlineChoice::Set(line.to_vec());
+                if crashing {
+                    r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
+                }
+            })
+            .unwrap();
+            let dtb = p.segments.iter().find(|s| s.kind_name() == "dtb").unwrap();
+            let args = DtbEditor::from_blob(&dtb.data).unwrap().bootargs().unwrap().unwrap();
+            assert_eq!(args, p.cmdline);
+            assert!(args.ends_with(line), "{crashing}: {args:?}");
+            assert_eq!(args.starts_with(b"elfcorehdr=0x"), crashing);
+        }
+        let e = plan_with(&t, 4096, |r| r.cmdline = CmdlineChoice::Set(b"a\0b".to_vec())).unwrap_err();
+        assert!(e.to_string().contains("--append"), "{e}");
+    }
+
     #[test]
     fn layout_follows_kexec_tools_ppc64_loader() {
         let t = pseries_tree("ppc-layout");
