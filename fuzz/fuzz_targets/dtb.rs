@@ -19,7 +19,7 @@ use loader_host::range::Range;
 
 fn edits(sel: u8) -> DtbEdits {
     let mut e = DtbEdits {
-        bootargs: (sel & 1 != 0).then(|| "console=ttyAMA0 root=/dev/vda rw".to_string()),
+        bootargs: (sel & 1 != 0).then(|| b"console=ttyAMA0 root=/dev/vda rw".to_vec()),
         initrd: (sel & 2 != 0).then(|| Range::new(0x4800_0000, 0x4812_3456)),
         kaslr_seed: Some([0x5a; 8]),
         rng_seed: Some([0xa5; 64]),
@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
     // What the loader hands over must read back with its edits applied.
     let again = DtbEditor::from_blob(&out).expect("apply's output does not parse");
     if let Some(args) = &edits.bootargs {
-        assert_eq!(again.bootargs().expect("bootargs readable").as_deref(), Some(args.as_str()));
+        assert_eq!(again.bootargs().expect("bootargs readable").as_deref(), Some(args.as_slice()));
     }
     assert_eq!(again.initrd().expect("initrd readable"), edits.initrd);
     let _ = facts(&out);

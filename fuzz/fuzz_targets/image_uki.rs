@@ -27,7 +27,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(e.linux.len() <= data.len());
             assert_ne!(e.inner_format, "UKI", "a UKI inside a UKI");
             if let Some(c) = e.cmdline {
-                assert_eq!(c.trim(), c);
+                assert_eq!(c.trim_ascii(), &c[..]);
+                assert!(!c.contains(&0));
             }
         }
         Err(e) => drop(e.to_string()),

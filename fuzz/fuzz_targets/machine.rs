@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
     if sel & 2 != 0 {
         req.initrds.push(root.join("initrd"));
     }
-    req.cmdline = CmdlineChoice::Reuse(String::new());
+    req.cmdline = CmdlineChoice::Reuse(Vec::new());
     let (set, delete) = user_edits(sel);
     req.dtb_set = set;
     req.dtb_delete = delete;

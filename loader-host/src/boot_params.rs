@@ -131,7 +131,7 @@ pub struct BootParamsInput<'a> {
     /// initrd and setup_data may lie above 4 GiB (the `ext_*` high halves).
     pub can_load_above_4g: bool,
     /// The command line, without the NUL `build` appends.
-    pub cmdline: &'a str,
+    pub cmdline: &'a [u8],
     /// The initrd's bytes in memory (not page-rounded).
     pub initrd: Option<Range>,
     /// The new kernel's memory map, sorted: the first 128 entries go in
@@ -207,7 +207,7 @@ pub fn build(input: &BootParamsInput, base: u64) -> Result<Vec<u8>, BootParamsEr
     if HDR + hdr_len > 0x290 {
         return Err(BootParamsError::SetupHeader(hdr_len));
     }
-    if input.cmdline.as_bytes().contains(&0) {
+    if input.cmdline.contains(&0) {
         return Err(BootParamsError::CmdlineNul);
     }
     let lay = layout(input.cmdline.len(), input.e820.len());
@@ -237,7 +237,7 @@ pub fn build(input: &BootParamsInput, base: u64) -> Result<Vec<u8>, BootParamsEr
     let (lo, hi) = split(base + lay.cmdline as u64, above, "cmd_line_ptr")?;
     put(&mut buf, CMD_LINE_PTR, &lo.to_le_bytes());
     put(&mut buf, EXT_CMD_LINE_PTR, &hi.to_le_bytes());
-    put(&mut buf, lay.cmdline, input.cmdline.as_bytes());
+    put(&mut buf, lay.cmdline, input.cmdline);
 
     // boot.rst ramdisk_image/ramdisk_size + zero-page.rst ext_ramdisk_*.
     if let Some(r) = input.initrd {
@@ -315,7 +315,7 @@ mod tests {
         BootParamsInput {
             setup_header: hdr,
             can_load_above_4g: true,
-            cmdline: "console=ttyS0 root=/dev/vda",
+            cmdline: b"console=ttyS0 root=/dev/vda",
             initrd: Some(Range::new(0x1_2000_0000, 0x1_2000_1234)),
             e820: map,
             acpi_rsdp_addr: 0x7ffe_0014,
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(build(&input(&long, &map), 0x3000).unwrap_err(), BootParamsError::SetupHeader(0xa0));
         let hdr = header();
         let mut i = input(&hdr, &map);
-        i.cmdline = "a\0b";
+        i.cmdline = b"a\0b";
         assert_eq!(build(&i, 0x3000).unwrap_err(), BootParamsError::CmdlineNul);
     }
 

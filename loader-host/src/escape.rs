@@ -8,7 +8,7 @@
 //! The form is Rust's escapes for strings: `\n`, `\r`, `\t`, `\\`, `\u{…}`
 //! for other control and bidirectional-formatting characters, and `\xNN`
 //! for bytes of a path that are not UTF-8. Everything else is shown as it
-//! is.
+//! is. A JSON value that must carry such bytes uses [`json_text`].
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -27,6 +27,11 @@ pub fn path(p: &Path) -> Escaped<'_> {
 /// `s`, escaped.
 pub fn text(s: &str) -> Escaped<'_> {
     Escaped(s.as_bytes())
+}
+
+/// `b` (bytes: a kernel command line, a DTB string), escaped.
+pub fn bytes(b: &[u8]) -> Escaped<'_> {
+    Escaped(b)
 }
 
 /// `s` (an OS string: a file name, an argument), escaped.
@@ -71,6 +76,17 @@ impl fmt::Debug for Escaped<'_> {
     }
 }
 
+/// `b` as a JSON string value: the text itself when `b` is UTF-8 (JSON
+/// escapes what it must), else the escaped form above (`\xNN` for the
+/// bytes that are not UTF-8, a backslash doubled), which stays valid
+/// JSON and tells the bytes apart (docs/plan-json.md).
+pub fn json_text(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_string(),
+        Err(_) => Escaped(b).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +104,8 @@ mod tests {
         assert_eq!(path(p).to_string(), "/tmp/\\xff\\xfe\\nx");
         assert_eq!(format!("{:?}", text("a\n")), "\"a\\n\"");
         assert!(!path(p).to_string().contains('\n'));
+        assert_eq!(bytes(b"a=\xff\n").to_string(), "a=\\xff\\n");
+        assert_eq!(json_text(b"a\nb"), "a\nb", "UTF-8 text as it is: JSON escapes it");
+        assert_eq!(json_text(b"a\n\xffb\\"), "a\\n\\xffb\\\\");
     }
 }

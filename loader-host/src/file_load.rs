@@ -82,8 +82,8 @@ pub struct FilePlan {
     /// What the initrd descriptor (`initrd_fd`) holds; None passes
     /// KEXEC_FILE_NO_INITRAMFS.
     pub initrd: Option<FileInput>,
-    /// Without its NUL; the call passes strlen + 1.
-    pub cmdline: String,
+    /// Bytes, without its NUL; the call passes strlen + 1.
+    pub cmdline: Vec<u8>,
     /// The call's flags (`KEXEC_FILE_*`).
     pub flags: u64,
     /// Things the user should know (options the kernel ignores, what a UKI
@@ -118,7 +118,7 @@ pub fn file_plan(req: &Request, sys: &SystemSources, extra_flags: u64) -> Result
     let running = || sys.cmdline().map_err(LoadError::System);
     let keep = || architecture.kept_cmdline(sys);
     let cmdline = cmdline::resolve(&req.cmdline, running, keep, crash, &mut notes)?.unwrap_or_default();
-    if cmdline.contains('\0') {
+    if cmdline.contains(&0) {
         return Err(PlanError::Refused {
             rule: "the command line given (--append/--command-line) contains a NUL byte".into(),
         }
@@ -265,7 +265,7 @@ fn check_half_of_ram(file: &KernelFile, initrd: Option<&FileInput>) -> Result<()
 /// arm64 and riscv64 copy `bootargs` into a COMMAND_LINE_SIZE buffer and
 /// truncate the rest silently; x86's bzImage loader refuses a line too
 /// long for cmdline_size.
-fn check_cmdline(cmdline: &str, arch: &dyn Architecture, k: &KernelImage) -> Result<(), LoadError> {
+fn check_cmdline(cmdline: &[u8], arch: &dyn Architecture, k: &KernelImage) -> Result<(), LoadError> {
     match arch.file_load_cmdline_limit(&k.kernel) {
         Some(limit) if cmdline.len() > limit.max => {
             Err(LoadError::CmdlineTooLong { len: cmdline.len(), max: limit.max, rule: limit.rule })

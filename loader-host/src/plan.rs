@@ -106,7 +106,8 @@ pub struct CoreSummary {
 /// The loaded kernel file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelSummary {
-    /// The kernel file as the request named it.
+    /// The kernel file as the request named it: as it is when UTF-8, else
+    /// escaped (`escape::json_text`).
     pub path: String,
     /// The format that recognised it (image::FORMATS names).
     pub format: String,
@@ -132,8 +133,9 @@ pub struct Plan {
     pub kernel_entry: u64,
     /// The boot data segment the kernel is handed.
     pub boot_data: BootData,
-    /// The command line the new kernel gets.
-    pub cmdline: String,
+    /// The command line the new kernel gets: bytes, as the kernel takes
+    /// them (no encoding is assumed), without a NUL.
+    pub cmdline: Vec<u8>,
     /// The elfcorehdr of a crash load; None for a normal one.
     pub elfcorehdr: Option<CoreSummary>,
     /// The kernel may rewrite the elfcorehdr after load (crash hotplug).

@@ -12,6 +12,8 @@
 //! 6. the finished plan is checked against every rule the kernel and the
 //!    purgatory would apply after the system call (`preflight`).
 
+use std::os::unix::ffi::OsStrExt;
+
 use kexec_purgatory::abi::{PurgatoryParams, PARAM_FLAG_SKIP_DIGESTS};
 
 use crate::arch::contract::{ArchInput, ArchLayout, Initrd};
@@ -225,7 +227,10 @@ fn finish(
     Ok(Plan {
         arch,
         kind,
-        kernel: KernelSummary { path: req.kernel.display().to_string(), format: format.to_string() },
+        kernel: KernelSummary {
+            path: crate::escape::json_text(req.kernel.as_os_str().as_bytes()),
+            format: format.to_string(),
+        },
         entry: purg.start + purgatory.header.entry_offset,
         kernel_entry,
         boot_data,

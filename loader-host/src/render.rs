@@ -26,6 +26,13 @@ fn human_size(n: u64) -> String {
     }
 }
 
+/// A file name in the JSON: as it is when UTF-8, else escaped
+/// (`escape::json_text`, docs/plan-json.md).
+fn json_path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    crate::escape::json_text(p.as_os_str().as_bytes())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -67,7 +74,7 @@ pub fn table(plan: &Plan) -> String {
         plan.segments.len(),
         human_size(plan.hashed_bytes())
     ));
-    out.push_str(&format!("command line: {}\n", crate::escape::text(&plan.cmdline)));
+    out.push_str(&format!("command line: {}\n", crate::escape::bytes(&plan.cmdline)));
     for n in &plan.notes {
         out.push_str(&format!("note: {n}\n"));
     }
@@ -104,7 +111,8 @@ pub fn json(plan: &Plan) -> serde_json::Value {
         "entry": plan.entry,
         "kernel_entry": plan.kernel_entry,
         "boot_data": { "kind": plan.boot_data.kind.name(), "addr": plan.boot_data.addr },
-        "cmdline": plan.cmdline,
+        "cmdline": crate::escape::json_text(&plan.cmdline),
+        "cmdline_hex": hex(&plan.cmdline),
         "segments": segments,
         "hashed_bytes": plan.hashed_bytes(),
         "elfcorehdr": plan.elfcorehdr.map(|c| serde_json::json!({
@@ -135,7 +143,7 @@ pub fn file_table(p: &FilePlan) -> String {
     ));
     out.push_str(&format!("initrd: {}\n", p.initrd.as_ref().map_or("none".to_string(), FileInput::describe)));
     out.push_str(&format!("flags: {:#x}\n", p.flags));
-    out.push_str(&format!("command line: {}\n", crate::escape::text(&p.cmdline)));
+    out.push_str(&format!("command line: {}\n", crate::escape::bytes(&p.cmdline)));
     for n in &p.notes {
         out.push_str(&format!("note: {n}\n"));
     }
@@ -145,7 +153,7 @@ pub fn file_table(p: &FilePlan) -> String {
 fn file_input_json(f: &FileInput) -> serde_json::Value {
     match f {
         FileInput::File(path) => {
-            serde_json::json!({ "fd": "file", "path": path.display().to_string(), "bytes": f.byte_len() })
+            serde_json::json!({ "fd": "file", "path": json_path(path), "bytes": f.byte_len() })
         }
         FileInput::Memory { data, source } => serde_json::json!({
             "fd": "memfd", "source": source, "bytes": data.len(), "sha256": hex(&crate::digest::padded(data, data.len() as u64)),
@@ -160,9 +168,10 @@ pub fn file_json(p: &FilePlan) -> serde_json::Value {
         "arch": p.arch.name,
         "kind": match p.kind { LoadKind::Kexec => "kexec", LoadKind::Crash => "crash" },
         "syscall": "kexec_file_load",
-        "kernel": { "path": p.kernel_path.display().to_string(), "format": p.format, "fd": file_input_json(&p.kernel) },
+        "kernel": { "path": json_path(&p.kernel_path), "format": p.format, "fd": file_input_json(&p.kernel) },
         "initrd": p.initrd.as_ref().map(file_input_json),
-        "cmdline": p.cmdline,
+        "cmdline": crate::escape::json_text(&p.cmdline),
+        "cmdline_hex": hex(&p.cmdline),
         "flags": p.flags,
         "notes": p.notes,
     })

@@ -12,11 +12,12 @@ pub enum CmdlineChoice {
     /// No --append: what the architecture keeps by default (arm64: the
     /// DTB's bootargs; x86_64: the running kernel's command line).
     Keep,
-    /// Exactly this (--append / --command-line).
-    Set(String),
+    /// Exactly this (--append / --command-line): bytes, as kexec-tools
+    /// passes its argv's C string on (no encoding is assumed).
+    Set(Vec<u8>),
     /// The running kernel's /proc/cmdline, then this appended (may be
     /// empty): --reuse-cmdline.
-    Reuse(String),
+    Reuse(Vec<u8>),
 }
 
 /// Whether a crash image is loaded hotplug-aware: the running kernel may

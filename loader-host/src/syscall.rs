@@ -238,7 +238,7 @@ pub fn kexec_unload(crash: bool) -> Result<(), SyscallError> {
 pub fn kexec_file_load(
     kernel: &std::fs::File,
     initrd: Option<&std::fs::File>,
-    cmdline: &str,
+    cmdline: &[u8],
     flags: u64,
 ) -> Result<(), SyscallError> {
     let cmd = CString::new(cmdline).map_err(|_| SyscallError {

@@ -37,7 +37,13 @@ impl Tree {
     }
 
     pub fn cmdline(&self, text: &str) -> &Self {
-        self.write("proc/cmdline", format!("{text}\n"));
+        self.cmdline_bytes(text.as_bytes())
+    }
+
+    /// /proc/cmdline holding `line` and a newline (bytes: the kernel sets
+    /// no encoding).
+    pub fn cmdline_bytes(&self, line: &[u8]) -> &Self {
+        self.write("proc/cmdline", [line, b"\n"].concat());
         self
     }
 

@@ -144,7 +144,7 @@ mod tests {
         let i = &p.segments[1];
         let dtb = crate::dtb::edit::DtbEditor::from_blob(&p.segments[2].data).unwrap();
         assert_eq!(dtb.initrd().unwrap(), Some(Range::new(i.mem, i.mem + 5000)), "the DTB names the real initrd");
-        assert_eq!(dtb.bootargs().unwrap().as_deref(), Some("console=ttyAMA0 root=/dev/vda"), "bootargs kept");
+        assert_eq!(dtb.bootargs().unwrap().as_deref(), Some(&b"console=ttyAMA0 root=/dev/vda"[..]), "bootargs kept");
         assert_eq!(p.boot_data, BootData { kind: SegmentKind::Dtb, addr: p.segments[2].mem });
         assert_eq!(p.params.nr_segments, 3, "the purgatory does not describe itself");
         assert_eq!(p.params.console.base, 0x900_0000);
@@ -203,12 +203,12 @@ mod tests {
     fn command_line_and_dtb_limits() {
         let t = arm64_tree("a64-limits", VIRT_1G);
         let img = arm64_image(0, 4 * MIB, ARM64_FLAGS_ANYWHERE, 4096);
-        let err = plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048))).unwrap_err();
+        let err = plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048).into())).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the command line is 2048 bytes; arm64's COMMAND_LINE_SIZE (2048 with the NUL, arch/arm64/include/uapi/asm/setup.h) allows 2047"
         );
-        assert!(plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2047))).is_ok());
+        assert!(plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2047).into())).is_ok());
         let err = plan_with(&t, img, |r| r.dtb_set.push(("/chosen/big".into(), "y".repeat(3 << 20)))).unwrap_err();
         assert!(err.to_string().contains("must not exceed 2 MiB"), "{err}");
     }
@@ -233,7 +233,7 @@ mod tests {
         assert_eq!(p.segments[0].mem, 0xa000_0000, "bottom-up into the reservation");
         // kexec-tools' remove_parameter keeps the space before a removed
         // last token, and concat_cmdline adds one: byte for byte the same.
-        assert_eq!(p.cmdline, "console=ttyAMA0 root=/dev/vda  maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
+        assert_eq!(p.cmdline, b"console=ttyAMA0 root=/dev/vda  maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
         let core = p.elfcorehdr.unwrap();
         assert_eq!((core.addr, core.cpu_notes, core.pt_load), (p.segments[1].mem, 2, 2));
         let dtb = crate::dtb::edit::DtbEditor::from_blob(&p.segments[2].data).unwrap();

@@ -61,7 +61,7 @@ pub(crate) struct ArchLayout {
     pub layout: Layout,
     pub kernel_entry: u64,
     pub boot_data: BootData,
-    pub cmdline: String,
+    pub cmdline: Vec<u8>,
     pub params: PurgatoryParams,
     pub purgatory: Vec<PurgatoryWindow>,
     pub notes: Vec<String>,
@@ -124,7 +124,7 @@ pub(crate) trait Architecture: Sync {
     /// without --append) and which the kernel's own kexec_file_load DTB
     /// (drivers/of/kexec.c of_kexec_alloc_and_setup_fdt, a copy of the
     /// running one) gets only when it is passed as the command line.
-    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
         super::dtb_boot::running_bootargs(sys)
     }
 

@@ -31,7 +31,7 @@ const RUNNING_FDT_MAX: u64 = 2 << 20;
 /// The running DTB's (/sys/firmware/fdt, the kernel's initial_boot_params)
 /// /chosen/bootargs: what a new kernel keeps without --append
 /// (`Architecture::kept_cmdline`).
-pub(crate) fn running_bootargs(sys: &SystemSources) -> Result<Option<String>, LoadError> {
+pub(crate) fn running_bootargs(sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
     let fdt = input::read_file(&sys.fdt_path(), RUNNING_FDT_MAX, "a DTB may have")?;
     Ok(handover::bootargs(&fdt))
 }
@@ -169,11 +169,11 @@ impl DtbBoot {
 /// The kernel's console is the SBI one: `console=hvc0` (the SBI hvc
 /// driver, drivers/tty/hvc/hvc_riscv_sbi.c) or `earlycon=sbi`
 /// (drivers/tty/serial/earlycon-riscv-sbi.c), the last console= deciding.
-fn sbi_console_in(cmdline: &str) -> bool {
-    let last_console = cmdline.split_whitespace().rev().find_map(|t| t.strip_prefix("console="));
+fn sbi_console_in(line: &[u8]) -> bool {
+    let last_console = cmdline::words(line).rev().find_map(|t| t.strip_prefix(b"console="));
     match last_console {
-        Some(c) => c.starts_with("hvc"),
-        None => cmdline.split_whitespace().any(|t| t == "earlycon=sbi"),
+        Some(c) => c.starts_with(b"hvc"),
+        None => cmdline::words(line).any(|t| t == b"earlycon=sbi"),
     }
 }
 
@@ -284,7 +284,7 @@ pub(crate) fn place(input: ArchInput, arch: &ArchSpec, rules: &DtbBoot) -> Resul
         &mut notes,
     )?;
     let final_cmdline = bootargs.clone().or(dtb_bootargs).unwrap_or_default();
-    if final_cmdline.contains('\0') {
+    if final_cmdline.contains(&0) {
         // /proc/cmdline, a UKI's .cmdline and the DTB's bootargs are
         // refused where they are read: the line was given.
         return Err(PlanError::Refused {

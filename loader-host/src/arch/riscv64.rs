@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(d.mem + d.memsz, i.mem, "the DTB just below the initrd, as kexec-tools puts it");
         let dtb = DtbEditor::from_blob(&d.data).unwrap();
         assert_eq!(dtb.initrd().unwrap(), Some(Range::new(i.mem, i.mem + 5000)));
-        assert_eq!(dtb.bootargs().unwrap().as_deref(), Some("console=ttyS0 root=/dev/vda"), "bootargs kept");
+        assert_eq!(dtb.bootargs().unwrap().as_deref(), Some(&b"console=ttyS0 root=/dev/vda"[..]), "bootargs kept");
         assert_eq!(p.boot_data, BootData { kind: SegmentKind::Dtb, addr: d.mem });
         assert_eq!(p.params.console.kind, CONSOLE_8250_MMIO8, "uart0: byte registers, no reg-shift");
         assert_eq!(p.params.console.base, 0x1000_0000);
@@ -214,12 +214,12 @@ mod tests {
     fn command_line_dtb_and_header_limits() {
         let t = riscv_tree("rv-limits", RISCV_VIRT_1G);
         let img = riscv_image(TEXT_OFFSET, 4 * MIB, 4096);
-        let err = plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(1024))).unwrap_err();
+        let err = plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(1024).into())).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the command line is 1024 bytes; riscv's COMMAND_LINE_SIZE (1024 with the NUL, arch/riscv/include/uapi/asm/setup.h) allows 1023"
         );
-        assert!(plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(1023))).is_ok());
+        assert!(plan_with(&t, img.clone(), |r| r.cmdline = CmdlineChoice::Set("x".repeat(1023).into())).is_ok());
         let err = plan_with(&t, img, |r| r.dtb_set.push(("/chosen/big".into(), "y".repeat(3 << 20)))).unwrap_err();
         assert!(err.to_string().contains("MAX_FDT_SIZE: the DTB must not exceed 2 MiB"), "{err}");
         let err = plan_with(&t, riscv_image(TEXT_OFFSET, 0, 4096), |_| {}).unwrap_err();
@@ -269,7 +269,7 @@ mod tests {
         }
         assert_eq!(p.segments[0].mem, 0xe000_0000, "bottom-up into the reservation");
         assert!(p.segments[1].mem > p.segments[2].mem, "elfcorehdr top-down first, the DTB below it");
-        assert_eq!(p.cmdline, "console=ttyS0 root=/dev/vda  maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
+        assert_eq!(p.cmdline, b"console=ttyS0 root=/dev/vda  maxcpus=1", "BOOT_IMAGE and crashkernel dropped");
         let dtb = DtbEditor::from_blob(&p.segments[2].data).unwrap();
         let core = p.elfcorehdr.unwrap();
         let hdr = dtb.property("/chosen", "linux,elfcorehdr").unwrap().unwrap().to_vec();

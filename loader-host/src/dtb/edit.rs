@@ -381,17 +381,26 @@ impl DtbEditor {
     }
 
     /// `/chosen/bootargs` (chosen.txt).
-    pub fn bootargs(&self) -> Result<Option<String>, DtbEditError> {
-        self.string_property("/chosen", "bootargs")
+    /// Bytes, as the kernel reads it (drivers/of/fdt.c
+    /// early_init_dt_scan_chosen copies it into boot_command_line): no
+    /// encoding is assumed.
+    pub fn bootargs(&self) -> Result<Option<Vec<u8>>, DtbEditError> {
+        let (path, name) = ("/chosen", "bootargs");
+        let Some(v) = self.property(path, name)? else { return Ok(None) };
+        let s = v.strip_suffix(&[0]).ok_or_else(|| bad_value(path, name, "string is not NUL-terminated"))?;
+        if s.contains(&0) {
+            return Err(bad_value(path, name, "expected one string, found a string list"));
+        }
+        Ok(Some(s.to_vec()))
     }
 
     /// Set `/chosen/bootargs` to `cmdline`, NUL-terminated (chosen.txt);
     /// a NUL inside it is refused.
-    pub fn set_bootargs(&mut self, cmdline: &str) -> Result<(), DtbEditError> {
-        if cmdline.contains('\0') {
+    pub fn set_bootargs(&mut self, cmdline: &[u8]) -> Result<(), DtbEditError> {
+        if cmdline.contains(&0) {
             return Err(bad_value("/chosen", "bootargs", "command line contains a NUL byte"));
         }
-        let mut v = cmdline.as_bytes().to_vec();
+        let mut v = cmdline.to_vec();
         v.push(0);
         self.set_property("/chosen", "bootargs", &v)
     }
@@ -731,7 +740,7 @@ mod tests {
         let v17 = fixture();
         let v16 = as_version_16(&v17);
         let e = DtbEditor::from_blob(&v16).unwrap();
-        assert_eq!(e.bootargs().unwrap().as_deref(), Some("console=ttyAMA0 root=/dev/vda"));
+        assert_eq!(e.bootargs().unwrap().as_deref(), Some(&b"console=ttyAMA0 root=/dev/vda"[..]));
         assert_eq!(e.memreserve().len(), 2);
         // The same tree as the version 17 original, written back as 17.
         let again = DtbEditor::from_blob(&v17).unwrap().to_blob(0).unwrap();
@@ -751,7 +760,7 @@ mod tests {
     #[test]
     fn reads() {
         let e = DtbEditor::from_blob(&fixture()).unwrap();
-        assert_eq!(e.bootargs().unwrap().as_deref(), Some("console=ttyAMA0 root=/dev/vda"));
+        assert_eq!(e.bootargs().unwrap().as_deref(), Some(&b"console=ttyAMA0 root=/dev/vda"[..]));
         assert_eq!(e.psci_method().unwrap(), Some(PsciMethod::Hvc));
         assert_eq!(e.root_cells().unwrap(), Cells { address: 2, size: 2 });
         assert_eq!(e.reg_base("/pl011@9000000").unwrap(), Some(0x900_0000));
@@ -771,7 +780,7 @@ mod tests {
         assert_eq!(e.drop_initrd_memreserve(old, 4096), 1);
         e.set_initrd(Some(Range::new(0x1_2000_0000, 0x1_2100_0000))).unwrap();
         assert_eq!(e.remove_stale_kexec_properties().unwrap(), vec!["linux,elfcorehdr", "linux,usable-memory-range"]);
-        e.set_bootargs("console=ttyAMA0 quiet").unwrap();
+        e.set_bootargs(b"console=ttyAMA0 quiet").unwrap();
         e.set_seeds(&[0x11; 8], &[0x22; 64]).unwrap();
         e.set_property("/chosen", "linux,booted-from-kexec", &[]).unwrap();
         let blob = e.to_blob(DEFAULT_PADDING).unwrap();
@@ -803,7 +812,7 @@ mod tests {
         assert_eq!(&blob[kaslr.offset..kaslr.offset + kaslr.len], &[0x11; 8]);
         assert_eq!(&blob[rng.offset..rng.offset + rng.len], &[0x22; 64]);
         let back = DtbEditor::from_blob(&blob).unwrap();
-        assert_eq!(back.bootargs().unwrap().as_deref(), Some("console=ttyAMA0 quiet"));
+        assert_eq!(back.bootargs().unwrap().as_deref(), Some(&b"console=ttyAMA0 quiet"[..]));
     }
 
     #[test]
@@ -858,7 +867,7 @@ mod tests {
         assert_eq!(e.bootargs().unwrap(), None);
         assert_eq!(e.psci_method().unwrap(), None);
         assert_eq!(e.root_cells().unwrap(), Cells { address: 1, size: 1 }, "Linux's root defaults (of_private.h)");
-        e.set_bootargs("console=ttyS0").unwrap();
+        e.set_bootargs(b"console=ttyS0").unwrap();
         let blob = e.to_blob(64).unwrap();
         assert_eq!(reparse(&blob).chosen().bootargs(), Some("console=ttyS0"));
     }
@@ -873,7 +882,7 @@ mod tests {
         blob.extend_from_slice(&[0xff; 100]);
         let back = DtbEditor::from_blob(&blob).unwrap();
         assert!(back.property("/", "arm,cpu-registers-not-fw-configured").unwrap().is_some());
-        assert_eq!(back.bootargs().unwrap().as_deref(), Some("console=ttyAMA0 root=/dev/vda"));
+        assert_eq!(back.bootargs().unwrap().as_deref(), Some(&b"console=ttyAMA0 root=/dev/vda"[..]));
     }
 
     #[test]
@@ -895,7 +904,7 @@ mod tests {
         assert_eq!(e.psci_method().unwrap(), Some(PsciMethod::Smc));
         e.set_property("/psci", "method", b"svc\0").unwrap();
         assert!(e.psci_method().unwrap_err().to_string().contains("neither \"hvc\" nor \"smc\""));
-        assert!(e.set_bootargs("a\0b").is_err());
+        assert!(e.set_bootargs(b"a\0b").is_err());
     }
 
     #[test]

@@ -71,7 +71,7 @@ pub struct DtbFacts {
 #[derive(Debug, Clone, Default)]
 pub struct DtbEdits {
     /// New bootargs; None keeps the source DTB's.
-    pub bootargs: Option<String>,
+    pub bootargs: Option<Vec<u8>>,
     /// The new initrd; None deletes linux,initrd-start/end.
     pub initrd: Option<Range>,
     /// `/chosen/kaslr-seed` (chosen.txt, a u64), for kernels that read one
@@ -348,7 +348,7 @@ impl SourceDtb {
     }
 
     /// Its /chosen/bootargs (one NUL-terminated string, or an error).
-    pub fn bootargs(&self) -> Result<Option<String>, DtbEditError> {
+    pub fn bootargs(&self) -> Result<Option<Vec<u8>>, DtbEditError> {
         self.ed.bootargs()
     }
 
@@ -487,7 +487,7 @@ pub fn check_handed_over(blob: &[u8], edits: &DtbEdits) -> Result<(), DtbEditErr
     let ed = DtbEditor::from_blob(blob)?;
     let mismatch = |name: &str, why: String| DtbEditError::BadValue { path: "/chosen".into(), name: name.into(), why };
     if let Some(args) = &edits.bootargs {
-        if ed.bootargs()?.as_deref() != Some(args.as_str()) {
+        if ed.bootargs()?.as_deref() != Some(args.as_slice()) {
             return Err(mismatch("bootargs", "is not the command line planned".into()));
         }
     }
@@ -537,7 +537,7 @@ pub fn firmware_protected(blob: &[u8]) -> Result<Vec<Range>, DtbEditError> {
 }
 
 /// The source DTB's /chosen/bootargs, if readable.
-pub fn bootargs(blob: &[u8]) -> Option<String> {
+pub fn bootargs(blob: &[u8]) -> Option<Vec<u8>> {
     DtbEditor::from_blob(blob).ok()?.bootargs().ok().flatten()
 }
 
@@ -743,7 +743,7 @@ mod tests {
         // What the loader reads is the edited tree.
         let s = SourceDtb::new(&blob, &user(&[("/chosen/bootargs", "edited")], &["/chosen/stdout-path"])).unwrap();
         assert!(s.edited);
-        assert_eq!(s.bootargs().unwrap().as_deref(), Some("edited"));
+        assert_eq!(s.bootargs().unwrap().as_deref(), Some(&b"edited"[..]));
         assert_eq!(s.facts().unwrap().console, None);
         for (set, delete) in [
             (vec![("/chosen/linux,initrd-start", "foo")], vec![]),

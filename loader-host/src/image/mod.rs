@@ -92,7 +92,7 @@ pub struct Embedded {
     /// Which sections `initrd` is made of, for the plan.
     pub initrd_source: String,
     /// `.cmdline`, leading and trailing whitespace and NULs removed.
-    pub cmdline: Option<String>,
+    pub cmdline: Option<Vec<u8>>,
     /// `.dtb`: replaces the firmware's (the running) DTB.
     pub dtb: Option<Blob>,
     /// `.uname`: the kernel's release.

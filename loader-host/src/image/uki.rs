@@ -35,8 +35,6 @@ pub enum UkiError {
         /// The ELF machine of the kernel in `.linux`.
         kernel: u16,
     },
-    /// `.cmdline` is not UTF-8 text.
-    CmdlineNotText,
     /// `.cmdline` holds a NUL byte inside its text.
     CmdlineNul {
         /// Its offset in the trimmed text.
@@ -57,7 +55,6 @@ impl fmt::Display for UkiError {
                     kexec_purgatory::elf::machine_name(*kernel).unwrap_or("unknown")
                 )
             }
-            Self::CmdlineNotText => write!(f, "{spec}: .cmdline is not UTF-8 text"),
             Self::CmdlineNul { at } => write!(
                 f,
                 "{spec}: .cmdline holds a NUL byte at offset {at} of its text: a kernel command line is one NUL-terminated string"
@@ -154,15 +151,23 @@ impl KernelFormat for Uki {
                 (Some(Blob::new(v)), what)
             }
         };
-        let text = |b: Blob| -> Result<String, ImageError> {
-            let s = std::str::from_utf8(&b).map_err(|_| ImageError::Uki(UkiError::CmdlineNotText))?;
-            Ok(s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
+        let text = |b: Blob| -> Option<String> {
+            let s = std::str::from_utf8(&b).ok()?;
+            Some(s.trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string())
         };
-        let cmdline = get(".cmdline")?.map(text).transpose()?;
-        if let Some(at) = cmdline.as_deref().and_then(|c| c.find('\0')) {
+        // .cmdline is bytes, as systemd-stub hands them on (it converts
+        // them to UTF-16 for LoadOptions, but the kernel's EFI stub turns
+        // them back to bytes): no encoding is required here.
+        let cmdline = get(".cmdline")?.map(|b| {
+            let keep = |c: &u8| *c != 0 && !c.is_ascii_whitespace();
+            let s = b.iter().position(keep).unwrap_or(b.len());
+            let e = b.iter().rposition(keep).map_or(s, |i| i + 1);
+            b[s..e].to_vec()
+        });
+        if let Some(at) = cmdline.as_deref().and_then(|c| c.iter().position(|&b| b == 0)) {
             return Err(ImageError::Uki(UkiError::CmdlineNul { at }));
         }
-        let uname = get(".uname")?.and_then(|b| text(b).ok());
+        let uname = get(".uname")?.and_then(text);
         let dtb = get(".dtb")?;
         let mut notes = Vec::new();
         if sections.iter().any(|s| s.name == ".dtbauto") {
@@ -244,9 +249,19 @@ mod tests {
         assert_eq!(e.inner_format, "Image.gz");
         assert_eq!(&e.initrd.unwrap()[..], b"uc\x00\x000123456\x00", "pad4(.ucode) then pad4(.initrd)");
         assert_eq!(e.initrd_source, ".ucode (2 bytes) + .initrd (7 bytes)");
-        assert_eq!(e.cmdline.as_deref(), Some("root=/dev/vda quiet"));
+        assert_eq!(e.cmdline.as_deref(), Some(&b"root=/dev/vda quiet"[..]));
         assert_eq!(&e.dtb.unwrap()[..], b"\xd0\x0d\xfe\xed");
         assert_eq!(e.uname.as_deref(), Some("6.1.0-test"));
+    }
+
+    /// issue 21 item 3: `.cmdline` is bytes; one that is not UTF-8 is
+    /// taken as it is (it used to be refused), trimmed of whitespace and NULs.
+    #[test]
+    fn a_cmdline_that_is_not_utf8_is_kept_byte_for_byte() {
+        let f =
+            pe_file(MACHINE_ARM64, &[(".linux", &arm64_kernel()), (".cmdline", b"\0 root=/dev/\xff\xfe q=\xe9\n\0")]);
+        let e = parse(f).unwrap().embedded.unwrap();
+        assert_eq!(e.cmdline.as_deref(), Some(&b"root=/dev/\xff\xfe q=\xe9"[..]));
     }
 
     #[test]
@@ -276,7 +291,7 @@ mod tests {
             ],
         );
         let e = parse(f).unwrap().embedded.unwrap();
-        assert_eq!(e.cmdline.as_deref(), Some("profile0"));
+        assert_eq!(e.cmdline.as_deref(), Some(&b"profile0"[..]));
         assert!(e.notes.iter().any(|n| n.contains("@0")), "{:?}", e.notes);
     }
 

@@ -70,7 +70,7 @@ impl fmt::Display for MemoryMapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Read(e) => write!(f, "{e}"),
-            Self::Iomem { path, err } => write!(f, "{}: {err}", path.display()),
+            Self::Iomem { path, err } => write!(f, "{}: {err}", crate::escape::path(path)),
         }
     }
 }
@@ -221,21 +221,25 @@ impl SystemSources {
         Ok(map)
     }
 
-    /// The running kernel's command line, without the trailing newline.
+    /// The running kernel's command line, without the trailing newline,
+    /// as bytes: kexec-tools reads it with fgets and hands it on as it is
+    /// (kexec/kexec.c get_command_line), and the kernel sets no encoding.
     /// A NUL inside it is refused, naming the file: the kernel prints
     /// saved_command_line, one C string, and a line with a NUL cannot be
     /// handed on (it would be cut there, or blamed on the boot data).
-    pub fn cmdline(&self) -> Result<String, ReadError> {
+    pub fn cmdline(&self) -> Result<Vec<u8>, ReadError> {
         let path = self.proc_root.join("cmdline");
-        let text = read_text_within(&path, ATTR_LIMIT)?;
-        let line = text.trim_end_matches(['\n', '\0']);
-        if let Some(at) = line.find('\0') {
+        let mut line = read_bounded(&path, ATTR_LIMIT)?;
+        while line.last().is_some_and(|&b| b == b'\n' || b == 0) {
+            line.pop();
+        }
+        if let Some(at) = line.iter().position(|&b| b == 0) {
             return Err(ReadError {
                 path,
                 why: format!("holds a NUL byte at offset {at}: a kernel command line is one NUL-terminated string"),
             });
         }
-        Ok(line.to_string())
+        Ok(line)
     }
 
     /// The DTB the running kernel booted with.

@@ -117,7 +117,7 @@ pub fn x86_boot_params(base: u64, kernel_len: u64, initrd: Range, ram_size: u64)
     let input = BootParamsInput {
         setup_header: &header,
         can_load_above_4g: true,
-        cmdline: X86_CMDLINE,
+        cmdline: X86_CMDLINE.as_bytes(),
         initrd: Some(initrd),
         e820: &e820,
         acpi_rsdp_addr: 0,

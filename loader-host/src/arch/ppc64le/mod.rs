@@ -147,7 +147,7 @@ impl Architecture for Ppc64le {
         Some(CMDLINE)
     }
 
-    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
         // place() rebuilds the DTB from the live tree (/proc/device-tree,
         // kexec-tools' fs2dt) and keeps its bootargs without --append;
         // kexec_file_load gets the same line (arch/powerpc/kexec/elf_64.c
@@ -292,7 +292,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
         None => {
             let dir = sys.device_tree_dir();
             let tree = device_tree::read_tree(&dir).map_err(LoadError::System)?;
-            notes.push(format!("DTB rebuilt from the live tree {} (as kexec-tools' fs2dt)", dir.display()));
+            notes.push(format!("DTB rebuilt from the live tree {} (as kexec-tools' fs2dt)", crate::escape::path(&dir)));
             (dir, Blob::new(tree.to_dtb()))
         }
     };
@@ -320,6 +320,14 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
         &mut notes,
     )?;
     let mut final_cmdline = bootargs.clone().or_else(|| source_bootargs.clone()).unwrap_or_default();
+    if final_cmdline.contains(&0) {
+        // /proc/cmdline and the DTB's bootargs are refused where they are
+        // read: the line was given.
+        return Err(PlanError::Refused {
+            rule: "the command line given (--append/--command-line) contains a NUL byte".into(),
+        }
+        .into());
+    }
     let mut rng_seed = [0u8; 64];
     if random_bytes(&mut rng_seed)? == EntropyQuality::Early {
         notes.push("the entropy pool was not initialised yet: the DTB's rng-seed comes from GRND_INSECURE (the purgatory mixes in darn where the CPU has it)".into());
@@ -535,13 +543,14 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
 /// The capture kernel's command line: `elfcorehdr=<address>` first, as
 /// the kernel's own loader writes it (arch/powerpc/kexec/file_load.c
 /// setup_kdump_cmdline; kernel/crash_dump.c parses it with memparse).
-fn crash_cmdline(cmdline: &str, elfcorehdr: u64) -> String {
-    let c = cmdline.trim();
-    if c.is_empty() {
-        format!("elfcorehdr={elfcorehdr:#x}")
-    } else {
-        format!("elfcorehdr={elfcorehdr:#x} {c}")
+fn crash_cmdline(line: &[u8], elfcorehdr: u64) -> Vec<u8> {
+    let mut out = format!("elfcorehdr={elfcorehdr:#x}").into_bytes();
+    let c = cmdline::trim(line);
+    if !c.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(c);
     }
+    out
 }
 
 #[cfg(test)]
@@ -580,8 +589,33 @@ mod tests {
         let p = plan_with(&t, 4096, |_| {}).unwrap();
         let req = Request::new(t.root.join("vmlinux"));
         let f = crate::file_load::file_plan(&req, &t.sys().with_page_size(4096), 0).unwrap();
-        assert_eq!(p.cmdline, "console=hvc0 crashkernel=512M");
+        assert_eq!(p.cmdline, b"console=hvc0 crashkernel=512M");
         assert_eq!(f.cmdline, p.cmdline);
+    }
+
+    /// issue 21 item 3: the command line is bytes into /chosen/bootargs,
+    /// a capture kernel's with elfcorehdr= first; a NUL is refused naming
+    /// --append.
+    #[test]
+    fn a_command_line_that_is_not_utf8_reaches_bootargs() {
+        let t = pseries_tree("ppc-bytes");
+        let line = b"console=hvc0 root=/dev/\xff\xfe";
+        for crashing in [false, true] {
+            let p = plan_with(&t, 4096, |r| {
+                r.cmdline = CmdlineChoice::Set(line.to_vec());
+                if crashing {
+                    r.crash = Some(CrashOptions { hotplug: Hotplug::Off, exclude: true });
+                }
+            })
+            .unwrap();
+            let dtb = p.segments.iter().find(|s| s.kind_name() == "dtb").unwrap();
+            let args = DtbEditor::from_blob(&dtb.data).unwrap().bootargs().unwrap().unwrap();
+            assert_eq!(args, p.cmdline);
+            assert!(args.ends_with(line), "{crashing}: {args:?}");
+            assert_eq!(args.starts_with(b"elfcorehdr=0x"), crashing);
+        }
+        let e = plan_with(&t, 4096, |r| r.cmdline = CmdlineChoice::Set(b"a\0b".to_vec())).unwrap_err();
+        assert!(e.to_string().contains("--append"), "{e}");
     }
 
     #[test]
@@ -609,7 +643,7 @@ mod tests {
         // The DTB: the live tree with what the next kernel needs.
         let dtb = DtbEditor::from_blob(&d.data).unwrap();
         assert_eq!(dtb.initrd().unwrap(), Some(Range::new(i.mem, i.mem + 5000)));
-        assert_eq!(dtb.bootargs().unwrap().as_deref(), Some("console=hvc0 crashkernel=512M"), "bootargs kept");
+        assert_eq!(dtb.bootargs().unwrap().as_deref(), Some(&b"console=hvc0 crashkernel=512M"[..]), "bootargs kept");
         for gone in ["linux,kernel-end", "linux,crashkernel-base", "linux,crashkernel-size", "linux,memory-limit"] {
             assert!(dtb.property("/chosen", gone).unwrap().is_none(), "{gone} is the running kernel's");
         }
@@ -681,12 +715,12 @@ mod tests {
     #[test]
     fn limits_say_which_rule() {
         let t = pseries_tree("ppc-limits");
-        let err = plan_with(&t, 4096, |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048))).unwrap_err();
+        let err = plan_with(&t, 4096, |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048).into())).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the command line is 2048 bytes; powerpc's COMMAND_LINE_SIZE (2048 with the NUL, arch/powerpc/include/uapi/asm/setup.h) allows 2047"
         );
-        assert!(plan_with(&t, 4096, |r| r.cmdline = CmdlineChoice::Set("x".repeat(2047))).is_ok());
+        assert!(plan_with(&t, 4096, |r| r.cmdline = CmdlineChoice::Set("x".repeat(2047).into())).is_ok());
         // A kernel of fewer than 256 bytes has no __secondary_hold.
         let mut req = Request::new(t.write(
             "tiny",
@@ -697,7 +731,7 @@ mod tests {
                 &[(0xc000_0000_0000_0000, 0, &[0u8; 64], 0x1000)],
             ),
         ));
-        req.cmdline = CmdlineChoice::Set(String::new());
+        req.cmdline = CmdlineChoice::Set(Vec::new());
         let err = crate::planner::plan(&req, &t.sys()).unwrap_err().to_string();
         assert!(err.contains("fewer than 256 bytes of the kernel"), "{err}");
     }
@@ -783,7 +817,7 @@ mod tests {
         // The DTB as the capture kernel reads it.
         let dtb = DtbEditor::from_blob(&d.data).unwrap();
         let args = dtb.bootargs().unwrap().unwrap();
-        assert_eq!(args, format!("elfcorehdr={:#x} console=hvc0 maxcpus=1", core.mem));
+        assert_eq!(args, format!("elfcorehdr={:#x} console=hvc0 maxcpus=1", core.mem).into_bytes());
         assert_eq!(p.cmdline, args);
         assert_eq!(be64s(dtb.property("/chosen", "linux,elfcorehdr").unwrap().unwrap()), [core.mem, core.memsz]);
         assert_eq!(be64s(dtb.property("/memory@0", "linux,usable-memory").unwrap().unwrap()), [0, CRASH.end]);

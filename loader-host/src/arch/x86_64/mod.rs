@@ -101,7 +101,7 @@ impl Architecture for X86_64 {
     /// calls: an x86 kernel has no DTB to keep bootargs in, and kexec-tools'
     /// empty line (kexec/arch/x86_64/kexec-bzImage64.c bzImage64_load and
     /// bzImage64_load_file without --append) rarely boots a system.
-    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<String>, LoadError> {
+    fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
         let running = sys.cmdline().map_err(LoadError::System)?;
         Ok(Some(cmdline::inherited(&running, false)))
     }
@@ -125,10 +125,11 @@ fn page_round(n: u64) -> u64 {
 
 /// The purgatory's console from the kernel command line: the last
 /// `console=ttyS<N>` (N < 4, the PC COM ports) or `earlycon=uart[8250],io,<port>`.
-pub fn console_from_cmdline(cmdline: &str) -> Option<ConsoleDesc> {
+/// Words that are not UTF-8 name no such console and are passed over.
+pub fn console_from_cmdline(line: &[u8]) -> Option<ConsoleDesc> {
     let io = |base| ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base };
     let mut found = None;
-    for tok in cmdline.split_whitespace() {
+    for tok in cmdline::words(line).filter_map(|w| std::str::from_utf8(w).ok()) {
         if let Some(tty) = tok.strip_prefix("console=ttyS") {
             let n: String = tty.chars().take_while(char::is_ascii_digit).collect();
             if let Some(port) = n.parse::<usize>().ok().and_then(|n| PC_COM_PORTS.get(n)) {
@@ -153,13 +154,14 @@ pub fn console_from_cmdline(cmdline: &str) -> Option<ConsoleDesc> {
 /// keeps it ahead of a " -- " that hands the rest to init. The kernel
 /// parses it with memparse (kernel/crash_dump.c setup_elfcorehdr), so the
 /// hex form is fine.
-fn crash_cmdline(cmdline: &str, elfcorehdr: u64) -> String {
-    let c = cmdline.trim();
-    if c.is_empty() {
-        format!("elfcorehdr={elfcorehdr:#x}")
-    } else {
-        format!("elfcorehdr={elfcorehdr:#x} {c}")
+fn crash_cmdline(line: &[u8], elfcorehdr: u64) -> Vec<u8> {
+    let mut out = format!("elfcorehdr={elfcorehdr:#x}").into_bytes();
+    let c = cmdline::trim(line);
+    if !c.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(c);
     }
+    out
 }
 
 /// The kernel segment's placement request, at `align`.
@@ -569,7 +571,7 @@ mod tests {
         assert_eq!(le32(z, 0x21c), Some(70_000));
         let (cmd, e820) = zero_page(z, b.mem);
         assert_eq!(cmd, "console=ttyS0,115200 root=/dev/vda crashkernel=256M", "BOOT_IMAGE dropped");
-        assert_eq!(p.cmdline, cmd);
+        assert_eq!(p.cmdline, cmd.as_bytes());
         assert_eq!(e820.len(), 6, "every e820 entry of /proc/iomem");
         assert_eq!(p.params.console.base, 0x3f8, "console=ttyS0");
         assert_eq!(p.params.flags, PARAM_FLAG_REFRESH_SEEDS);
@@ -627,7 +629,7 @@ mod tests {
     #[test]
     fn command_line_longer_than_cmdline_size_is_refused() {
         let t = tree("x86-cmdline", IOMEM);
-        let err = plan_with(&t, sample(1000), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048))).unwrap_err();
+        let err = plan_with(&t, sample(1000), |r| r.cmdline = CmdlineChoice::Set("x".repeat(2048).into())).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the command line is 2048 bytes; the kernel's cmdline_size (bzImage 0x238) allows 2047"
@@ -762,11 +764,11 @@ mod tests {
     #[test]
     fn console_comes_from_the_command_line() {
         let io = |base| Some(ConsoleDesc { kind: CONSOLE_8250_IO, reserved: 0, base });
-        assert_eq!(console_from_cmdline("quiet console=ttyS0,115200n8"), io(0x3f8));
-        assert_eq!(console_from_cmdline("console=ttyS0 console=ttyS1"), io(0x2f8), "the last wins");
-        assert_eq!(console_from_cmdline("earlycon=uart8250,io,0x2e8,115200"), io(0x2e8));
-        assert_eq!(console_from_cmdline("earlycon=uart8250,io,0x12345"), None, "ports are 16 bits");
-        assert_eq!(console_from_cmdline("console=tty0 console=ttyS7"), None);
-        assert_eq!(console_from_cmdline("console=hvc0"), None);
+        assert_eq!(console_from_cmdline(b"quiet console=ttyS0,115200n8"), io(0x3f8));
+        assert_eq!(console_from_cmdline(b"console=ttyS0 console=ttyS1"), io(0x2f8), "the last wins");
+        assert_eq!(console_from_cmdline(b"earlycon=uart8250,io,0x2e8,115200"), io(0x2e8));
+        assert_eq!(console_from_cmdline(b"earlycon=uart8250,io,0x12345"), None, "ports are 16 bits");
+        assert_eq!(console_from_cmdline(b"console=tty0 console=ttyS7"), None);
+        assert_eq!(console_from_cmdline(b"console=hvc0"), None);
     }
 }

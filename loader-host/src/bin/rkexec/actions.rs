@@ -3,6 +3,10 @@
 //! one set, with the parse-time exits (-h, -v, --print-ckr-size, bad
 //! numbers) taken where they occur in argv.
 
+use std::ffi::OsString;
+
+use loader_host::escape;
+
 use crate::args::SyscallChoice;
 use crate::getopt::Scanned;
 
@@ -83,9 +87,11 @@ pub fn fold(sc: &Scanned) -> Result<Actions, Early> {
         mem_max: None,
     };
     let (mut has_opt_load, mut skip_sync, mut skip_ifdown) = (false, false, false);
-    let num = |name: &str, v: &Option<String>| {
+    let num = |name: &str, v: &Option<OsString>| {
         let v = v.clone().unwrap_or_default();
-        c_number(&v).ok_or_else(|| Early::BadValue(format!("Bad option value in --{name}={v}")))
+        v.to_str()
+            .and_then(c_number)
+            .ok_or_else(|| Early::BadValue(format!("Bad option value in --{name}={}", escape::os(&v))))
     };
     for o in &sc.opts {
         match o.id.as_str() {
@@ -131,15 +137,19 @@ pub fn fold(sc: &Scanned) -> Result<Actions, Early> {
             "kexec_syscall" => a.syscall = SyscallChoice::Load,
             "kexec_syscall_auto" => a.syscall = SyscallChoice::Auto,
             "syscall" => {
-                a.syscall = match o.value.as_deref() {
-                    Some("file") => SyscallChoice::File,
-                    Some("load") => SyscallChoice::Load,
-                    Some("auto") => SyscallChoice::Auto,
+                a.syscall = match o.value.as_deref().map(|v| v.to_str().ok_or(v)) {
+                    Some(Ok("file")) => SyscallChoice::File,
+                    Some(Ok("load")) => SyscallChoice::Load,
+                    Some(Ok("auto")) => SyscallChoice::Auto,
                     other => {
+                        let shown = match other {
+                            Some(Ok(s)) => escape::text(s).to_string(),
+                            Some(Err(v)) => escape::os(v).to_string(),
+                            None => String::new(),
+                        };
                         return Err(Early::BadValue(format!(
-                            "Bad option value in --syscall={}: auto, load or file",
-                            other.unwrap_or("")
-                        )))
+                            "Bad option value in --syscall={shown}: auto, load or file"
+                        )));
                     }
                 }
             }
@@ -171,7 +181,7 @@ mod tests {
     use crate::getopt::{scan, Table};
 
     fn act(words: &[&str]) -> Result<Actions, Early> {
-        let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let argv: Vec<std::ffi::OsString> = words.iter().map(std::ffi::OsString::from).collect();
         fold(&scan(&Table::from_clap(), &argv, false).unwrap_or_else(|(_, e)| panic!("{e}")))
     }
 

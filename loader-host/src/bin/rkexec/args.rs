@@ -6,6 +6,7 @@
 //! (`getopt::Table`); argv itself is scanned the GNU getopt_long way
 //! (`getopt`), then handed to clap in a canonical form.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, ValueEnum};
@@ -164,7 +165,7 @@ pub struct Args {
 
     /// Kernel command line, also --command-line (replaces the default; added after --reuse-cmdline's).
     #[arg(long = "append", visible_alias = "command-line", value_name = "STRING", help_heading = "Kernel")]
-    pub append: Option<String>,
+    pub append: Option<OsString>,
     /// Start from the running kernel's command line, without BOOT_IMAGE= (and crashkernel= for -p).
     #[arg(long = "reuse-cmdline", help_heading = "Kernel")]
     pub reuse_cmdline: bool,

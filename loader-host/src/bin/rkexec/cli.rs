@@ -7,7 +7,9 @@
 //! file or field and the rule; nothing is loaded half-way (every check
 //! runs before the system call).
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -16,7 +18,7 @@ use loader_host::file_load::{self, FilePlan};
 use loader_host::image;
 use loader_host::plan::Plan;
 use loader_host::request::{CmdlineChoice, CrashOptions, Hotplug, OnFailure as ReqOnFailure, Request};
-use loader_host::{render, Arch, LoadError, SystemSources};
+use loader_host::{escape, render, Arch, LoadError, SystemSources};
 
 use crate::actions::{self, Actions, Early};
 use crate::args::{Args, OnFailure, Shell, SyscallChoice};
@@ -87,25 +89,29 @@ pub fn main() -> ExitCode {
     let mut raw = std::env::args_os();
     let argv0 = raw
         .next()
-        .and_then(|a| PathBuf::from(a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|a| PathBuf::from(a).file_name().map(|n| escape::os(n).to_string()))
         .unwrap_or_else(|| "rkexec".into());
-    let mut argv: Vec<String> = Vec::new();
-    for a in raw {
-        match a.into_string() {
-            Ok(s) => argv.push(s),
-            Err(bad) => {
-                eprintln!("rkexec: argument {bad:?} is not UTF-8 text");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        }
-    }
+    // Bytes, as kexec-tools' argv: file names and the command line pass
+    // through whatever their encoding (issue 21 item 3).
+    let argv: Vec<OsString> = raw.collect();
     // Invoked as `kexec` (the /sbin/kexec link), argv is kexec-tools' and
     // nothing else: a kernel file may be called `plan` or `purgatory`.
     // As rkexec, those words are rkexec's own commands.
     let subcommands = argv0 != "kexec";
     // `rkexec purgatory ...`: rkexec's own command for other loaders.
     if subcommands && argv.first().is_some_and(|a| a == "purgatory") {
-        return ExitCode::from(crate::purgatory_cmd::main(&argv0, &argv[1..]));
+        // Its words are names and options: text.
+        let mut words = Vec::new();
+        for a in &argv[1..] {
+            match a.to_str() {
+                Some(s) => words.push(s.to_string()),
+                None => {
+                    eprintln!("{argv0}: purgatory: argument {} is not UTF-8 text", escape::os(a));
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            }
+        }
+        return ExitCode::from(crate::purgatory_cmd::main(&argv0, &words));
     }
     let table = Table::from_clap();
     let mut scanned = match getopt::scan(&table, &argv, std::env::var_os("POSIXLY_CORRECT").is_some()) {
@@ -185,7 +191,7 @@ struct Invoked {
     argv0: String,
     /// Each `--dtb` as written (`--dtb=FILE`, `--dtb`): what an x86
     /// loader's getopt_long calls an unrecognized option.
-    dtb_words: Vec<String>,
+    dtb_words: Vec<OsString>,
 }
 
 /// The documented command, for the man page and the completions: the
@@ -331,7 +337,7 @@ fn arch_option_errors(a: &Args, build: Option<&Build>) -> Option<String> {
     if let Some(b) = &a.serial_baud {
         let ok = actions::c_number(b).is_some_and(|v| (9600..=115_200).contains(&v) && 115_200 % v == 0);
         if !ok {
-            return Some(format!("Bad serial port baud rate '{b}'"));
+            return Some(format!("Bad serial port baud rate '{}'", escape::text(b)));
         }
     }
     match (&a.serial, build.map(|b| b.serial)) {
@@ -383,7 +389,7 @@ fn hotplug_size_error(src: &SystemSources) -> Option<String> {
         loader_host::system::read_text(&path).ok().and_then(|t| actions::c_number(t.strip_suffix('\n').unwrap_or(&t)));
     match size {
         Some(n) if n != 0 => None,
-        _ => Some(format!("Path {} does not exist, the kernel needs CONFIG_CRASH_HOTPLUG", path.display())),
+        _ => Some(format!("Path {} does not exist, the kernel needs CONFIG_CRASH_HOTPLUG", escape::path(&path))),
     }
 }
 
@@ -420,7 +426,7 @@ fn option_notes(a: &Args, file_syscall: bool) -> Vec<String> {
     n
 }
 
-fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool, how: Invoked) -> Result<u8, Fail> {
+fn run(args: Args, act: Actions, operands: Vec<OsString>, plan_cmd: bool, how: Invoked) -> Result<u8, Fail> {
     let src = SystemSources::new(args.proc_root.clone(), args.sys_root.clone());
     let simulated = args.dry_run || plan_cmd || ops::seam_on();
     let show_plan = args.dry_run || plan_cmd;
@@ -444,7 +450,7 @@ fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool, how: Inv
             "Memory for crashkernel is not reserved ({} has no \"Crash kernel\" range)\n\
              Please reserve memory by passing \"crashkernel=Y@X\" parameter to kernel\n\
              Then try to loading kdump kernel",
-            ctx.src.iomem_path().display()
+            escape::path(&ctx.src.iomem_path())
         )));
     }
     if act.load && act.live_update {
@@ -479,7 +485,7 @@ fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool, how: Inv
     if act.reuse_initrd {
         // check_reuse_initrd: the running kernel must have kept it.
         let cmdline = ctx.src.cmdline().map_err(|e| Fail::die(format!("Failed to read /proc/cmdline: {e}")))?;
-        if !cmdline.contains("retain_initrd") {
+        if !cmdline.windows(b"retain_initrd".len()).any(|w| w == b"retain_initrd") {
             return Err(Fail::die("unrecoverable error: current boot didn't retain the initrd for reuse."));
         }
         return Err(Fail::die("--reuseinitrd is not supported by rkexec: give the initrd with --initrd"));
@@ -505,7 +511,8 @@ fn run(args: Args, act: Actions, operands: Vec<String>, plan_cmd: bool, how: Inv
             return Ok(EXIT_FAILED);
         };
         if operands.len() > 1 {
-            note(&format!("extra arguments after the kernel are ignored, as by kexec-tools: {:?}", &operands[1..]));
+            let extra: Vec<String> = operands[1..].iter().map(|o| format!("{:?}", escape::os(o))).collect();
+            note(&format!("extra arguments after the kernel are ignored, as by kexec-tools: [{}]", extra.join(", ")));
         }
         load(&ctx, PathBuf::from(kernel), ops.as_mut())?;
     }
@@ -543,8 +550,8 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<Request, Fail> {
     req.dtb = a.dtb.clone();
     req.cmdline = match (&a.append, a.reuse_cmdline) {
         (None, false) => CmdlineChoice::Keep,
-        (Some(s), false) => CmdlineChoice::Set(s.clone()),
-        (extra, true) => CmdlineChoice::Reuse(extra.clone().unwrap_or_default()),
+        (Some(s), false) => CmdlineChoice::Set(s.as_bytes().to_vec()),
+        (extra, true) => CmdlineChoice::Reuse(extra.as_deref().map_or_else(Vec::new, |s| s.as_bytes().to_vec())),
     };
     req.serial = a.serial.clone();
     req.console_serial = a.console_serial;
@@ -564,17 +571,21 @@ fn request(ctx: &Ctx, kernel: PathBuf) -> Result<Request, Fail> {
         req.crash = Some(CrashOptions { hotplug, exclude: !a.debug_hash_excluded });
     }
     for s in &a.dtb_set {
-        let (path, value) = s
-            .split_once('=')
-            .ok_or_else(|| Fail::usage(format!("--dtb-set {s}: expected /path/to/node/property=value")))?;
+        let (path, value) = s.split_once('=').ok_or_else(|| {
+            Fail::usage(format!("--dtb-set {}: expected /path/to/node/property=value", escape::text(s)))
+        })?;
         if loader_host::dtb::handover::split_property_path(path).is_none() {
-            return Err(Fail::usage(format!("--dtb-set {s}: '{path}' is not an absolute /node/property path")));
+            return Err(Fail::usage(format!(
+                "--dtb-set {}: '{}' is not an absolute /node/property path",
+                escape::text(s),
+                escape::text(path)
+            )));
         }
         req.dtb_set.push((path.to_string(), value.to_string()));
     }
     for p in &a.dtb_delete {
         if loader_host::dtb::handover::split_property_path(p).is_none() {
-            return Err(Fail::usage(format!("--dtb-delete {p}: not an absolute /node/property path")));
+            return Err(Fail::usage(format!("--dtb-delete {}: not an absolute /node/property path", escape::text(p))));
         }
         req.dtb_delete.push(p.clone());
     }
@@ -588,7 +599,7 @@ fn kernel_arch(path: &std::path::Path) -> Result<Option<Arch>, Fail> {
     let mut head = vec![0u8; 4096];
     // A FIFO or device is refused here, not waited on.
     let (mut f, _) = loader_host::input::open_regular(path).map_err(|e| Fail::failed(e.to_string()))?;
-    let n = f.read(&mut head).map_err(|e| Fail::failed(format!("{}: {e}", path.display())))?;
+    let n = f.read(&mut head).map_err(|e| Fail::failed(format!("{}: {e}", escape::path(path))))?;
     head.truncate(n);
     Ok(image::probe_machine(&head).and_then(loader_host::arch::by_machine))
 }
@@ -658,7 +669,7 @@ fn plan_failure(e: LoadError) -> Fail {
     use loader_host::image::ImageError;
     match e {
         LoadError::Kernel { err: ImageError::UnknownType { name }, .. } => {
-            Fail::kexec_tools(format!("Unsupported kernel type {name}"), EXIT_FAILED)
+            Fail::kexec_tools(format!("Unsupported kernel type {}", escape::text(&name)), EXIT_FAILED)
         }
         e => e.into(),
     }
@@ -684,7 +695,7 @@ fn load(ctx: &Ctx, kernel: PathBuf, ops: &mut dyn Ops) -> Result<(), Fail> {
             if loader_host::arch::native() != Some(arch) {
                 return Err(Fail::failed(format!(
                     "{}: an {arch} kernel cannot be kexec'd from this {} machine (plan works anywhere)",
-                    kernel.display(),
+                    escape::path(&kernel),
                     std::env::consts::ARCH
                 )));
             }
@@ -732,7 +743,7 @@ fn loader_rules(ctx: &Ctx, build: &Build, arch: Option<Arch>, req: &mut Request)
         // glibc posix/getopt.c process_long_option: "%s: unrecognized
         // option '%s%s'\n", the word as written, once per occurrence.
         for w in &ctx.how.dtb_words {
-            eprintln!("{}: unrecognized option '{w}'", ctx.how.argv0);
+            eprintln!("{}: unrecognized option '{}'", ctx.how.argv0, escape::os(w));
         }
         req.dtb = None;
     }
@@ -742,7 +753,10 @@ fn loader_rules(ctx: &Ctx, build: &Build, arch: Option<Arch>, req: &mut Request)
             // Checked by arch_option_errors; hand the library the port.
             match kexec_tools::x86_serial_port(&tty) {
                 Ok(0) => {
-                    note(&format!("--serial={tty} is I/O port 0, no UART: the purgatory prints nothing"));
+                    note(&format!(
+                        "--serial={} is I/O port 0, no UART: the purgatory prints nothing",
+                        escape::text(&tty)
+                    ));
                     req.serial = None;
                 }
                 Ok(port) if tty.starts_with("0x") => req.serial = Some(format!("{port:#x}")),
@@ -753,7 +767,8 @@ fn loader_rules(ctx: &Ctx, build: &Build, arch: Option<Arch>, req: &mut Request)
             let Some(arch) = arch else { return };
             if let Err(e) = loader_host::system::console::for_serial(&ctx.src.sys_root, &tty, arch) {
                 note(&format!(
-                    "--serial={tty}: {e}; loading without a purgatory console (kexec-tools' {} find_purgatory_sink does the same)",
+                    "--serial={}: {e}; loading without a purgatory console (kexec-tools' {} find_purgatory_sink does the same)",
+                    escape::text(&tty),
                     build.dir
                 ));
                 req.serial = None;
@@ -782,7 +797,10 @@ fn load_file(ctx: &Ctx, req: &Request, ops: &mut dyn Ops) -> Result<(), Fail> {
     if let Some(t) = req.kernel_type.take() {
         // do_kexec_file_load probes the file with every type and never
         // reads `type` (kexec/kexec.c): -t only chooses a kexec_load loader.
-        note(&format!("-t {t} is ignored with kexec_file_load, as by kexec-tools: the file's own format is used"));
+        note(&format!(
+            "-t {} is ignored with kexec_file_load, as by kexec-tools: the file's own format is used",
+            escape::text(&t)
+        ));
     }
     let mut plan = file_load::file_plan(&req, &ctx.src, extra).map_err(plan_failure)?;
     print_file_plan(ctx, &plan);

@@ -11,7 +11,11 @@
 //! Options are kept in argv order, because kexec-tools' actions depend on
 //! it (`-e -f` is not `-f -e`, kexec/kexec.c main()).
 
+use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
+
+use loader_host::escape;
 
 use clap::CommandFactory;
 
@@ -130,17 +134,18 @@ impl Table {
 pub struct Opt {
     /// The clap id (`Args` field).
     pub id: String,
-    pub value: Option<String>,
+    /// Bytes as given (a file name, a command line).
+    pub value: Option<OsString>,
     /// A long option's argv word as written (`--dt=x`, `--dtb`), for
     /// glibc's messages about it; None for a short one.
-    pub word: Option<String>,
+    pub word: Option<OsString>,
 }
 
 /// argv after getopt: options in order, then the non-option words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scanned {
     pub opts: Vec<Opt>,
-    pub operands: Vec<String>,
+    pub operands: Vec<OsString>,
 }
 
 /// getopt's complaints, worded as glibc words them (kexec-tools lets
@@ -183,8 +188,10 @@ impl fmt::Display for GetoptError {
 
 /// Scan `argv` (without `argv[0]`). On an error, the options before it come
 /// back too: kexec-tools acts on each option as getopt returns it, so a
-/// `--help` before the bad option still wins.
-pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Scanned, (Scanned, GetoptError)> {
+/// `--help` before the bad option still wins. The words are bytes, as
+/// glibc's getopt reads C strings: option names are ASCII, and values and
+/// operands (file names, the command line) stay exactly as given.
+pub fn scan(table: &Table, argv: &[OsString], posixly_correct: bool) -> Result<Scanned, (Scanned, GetoptError)> {
     let mut out = Scanned::default();
     match scan_into(table, argv, posixly_correct, &mut out) {
         Ok(()) => Ok(out),
@@ -192,19 +199,28 @@ pub fn scan(table: &Table, argv: &[String], posixly_correct: bool) -> Result<Sca
     }
 }
 
-fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Scanned) -> Result<(), GetoptError> {
+fn os(b: &[u8]) -> OsString {
+    OsStr::from_bytes(b).to_os_string()
+}
+
+fn scan_into(table: &Table, argv: &[OsString], posixly_correct: bool, out: &mut Scanned) -> Result<(), GetoptError> {
     let mut i = 0;
     while i < argv.len() {
         let word = &argv[i];
+        let w = word.as_bytes();
         i += 1;
-        if word == "--" {
+        if w == b"--" {
             out.operands.extend(argv[i..].iter().cloned());
             break;
         }
-        if let Some(body) = word.strip_prefix("--") {
-            let (name, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
+        if let Some(body) = w.strip_prefix(b"--") {
+            let (name, inline) = match body.iter().position(|&b| b == b'=') {
+                Some(at) => (&body[..at], Some(os(&body[at + 1..]))),
                 None => (body, None),
+            };
+            // Every option name is ASCII: a name that is not UTF-8 names none.
+            let Ok(name) = std::str::from_utf8(name) else {
+                return Err(GetoptError::Unrecognized(format!("--{}", escape::bytes(name))));
             };
             let spec = table.resolve_long(name)?;
             let shown = spec.longs.iter().find(|l| l.starts_with(name)).cloned().unwrap_or_else(|| name.to_string());
@@ -221,20 +237,21 @@ fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Sc
             out.opts.push(Opt { id: spec.id.clone(), value, word: Some(word.clone()) });
             continue;
         }
-        if word.len() > 1 && word.starts_with('-') {
-            let chars: Vec<char> = word.chars().skip(1).collect();
-            let mut k = 0;
-            while k < chars.len() {
-                let c = chars[k];
+        if w.len() > 1 && w[0] == b'-' {
+            // glibc scans a cluster byte by byte; a byte that is not ASCII
+            // is no option letter.
+            let mut k = 1;
+            while k < w.len() {
+                let b = w[k];
                 k += 1;
+                let c = if b.is_ascii() { char::from(b) } else { char::REPLACEMENT_CHARACTER };
                 if c == '?' {
                     return Err(GetoptError::QuestionMark);
                 }
                 let spec = table.by_short(c).ok_or(GetoptError::InvalidShort(c))?;
                 if spec.takes_value {
-                    let rest: String = chars[k..].iter().collect();
-                    let value = if !rest.is_empty() {
-                        rest
+                    let value = if k < w.len() {
+                        os(&w[k..])
                     } else {
                         let v = argv.get(i).cloned().ok_or(GetoptError::ShortNeedsValue(c))?;
                         i += 1;
@@ -258,15 +275,17 @@ fn scan_into(table: &Table, argv: &[String], posixly_correct: bool, out: &mut Sc
 }
 
 /// The canonical argv clap parses: `--long[=value]` per option in order,
-/// then `--` and the operands.
-pub fn canonical(table: &Table, scanned: &Scanned) -> Vec<String> {
-    let mut v = vec!["rkexec".to_string()];
+/// then `--` and the operands (values and operands byte for byte).
+pub fn canonical(table: &Table, scanned: &Scanned) -> Vec<OsString> {
+    let mut v = vec![OsString::from("rkexec")];
     for o in &scanned.opts {
         let long = table.long_of(&o.id).unwrap_or(&o.id);
-        v.push(match &o.value {
-            Some(val) => format!("--{long}={val}"),
-            None => format!("--{long}"),
-        });
+        let mut word = OsString::from(format!("--{long}"));
+        if let Some(val) = &o.value {
+            word.push("=");
+            word.push(val);
+        }
+        v.push(word);
     }
     v.push("--".into());
     v.extend(scanned.operands.iter().cloned());
@@ -282,7 +301,7 @@ mod tests {
     }
 
     fn scan_with(t: &Table, words: &[&str]) -> Result<Scanned, GetoptError> {
-        let argv: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let argv: Vec<OsString> = words.iter().map(OsString::from).collect();
         scan(t, &argv, false).map_err(|(_, e)| e)
     }
 
@@ -291,7 +310,7 @@ mod tests {
     }
 
     fn ids(sc: &Scanned) -> Vec<(String, Option<String>)> {
-        sc.opts.iter().map(|o| (o.id.clone(), o.value.clone())).collect()
+        sc.opts.iter().map(|o| (o.id.clone(), o.value.as_ref().map(|v| v.to_str().unwrap().to_string()))).collect()
     }
 
     fn o(id: &str, v: Option<&str>) -> (String, Option<String>) {
@@ -383,7 +402,7 @@ mod tests {
     fn double_dash_and_posixly_correct() {
         let sc = s(&["-l", "--", "-weird-name", "--append=x"]).unwrap();
         assert_eq!(sc.operands, ["-weird-name", "--append=x"]);
-        let argv: Vec<String> = ["K", "-l"].iter().map(|w| w.to_string()).collect();
+        let argv: Vec<OsString> = ["K", "-l"].iter().map(OsString::from).collect();
         let sc = scan(&x86(), &argv, true).unwrap();
         assert_eq!(sc.operands, ["K", "-l"]);
         assert!(sc.opts.is_empty());
@@ -400,6 +419,36 @@ mod tests {
         for c in crate::kexec_tools::SHORT.chars().filter(|c| *c != ':' && *c != '?') {
             assert!(t.by_short(c).is_some(), "-{c} missing");
         }
+    }
+
+    /// issue 21 item 3: values and operands are bytes, kept exactly
+    /// (glibc's getopt and kexec-tools take C strings).
+    #[test]
+    fn bytes_that_are_not_utf8_pass_through() {
+        let t = x86();
+        let argv: Vec<OsString> = [&b"/boot/k\xff"[..], b"--append=a=\xfe\n", b"--initrd", b"i\x80", b"-tx\xc3"]
+            .iter()
+            .map(|w| os(w))
+            .collect();
+        let sc = scan(&t, &argv, false).unwrap();
+        assert_eq!(sc.operands, [os(b"/boot/k\xff")]);
+        let vals: Vec<_> = sc.opts.iter().map(|o| (o.id.as_str(), o.value.clone().unwrap())).collect();
+        assert_eq!(vals, [("append", os(b"a=\xfe\n")), ("initrd", os(b"i\x80")), ("kernel_type", os(b"x\xc3"))]);
+        assert_eq!(
+            canonical(&t, &sc),
+            [
+                os(b"rkexec"),
+                os(b"--append=a=\xfe\n"),
+                os(b"--initrd=i\x80"),
+                os(b"--type=x\xc3"),
+                os(b"--"),
+                os(b"/boot/k\xff")
+            ]
+        );
+        // A long name that is not UTF-8 is no option, printed escaped.
+        let e = scan(&t, &[os(b"--app\xffend")], false).unwrap_err().1;
+        assert_eq!(e.to_string(), "unrecognized option '--app\\xffend'");
+        assert_eq!(scan(&t, &[os(b"-\xff")], false).unwrap_err().1, GetoptError::InvalidShort('\u{fffd}'));
     }
 
     #[test]

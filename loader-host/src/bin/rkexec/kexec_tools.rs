@@ -195,7 +195,7 @@ pub fn x86_serial_port(value: &str) -> Result<u64, String> {
     };
     match port {
         Some(p) if p < 65536 => Ok(p),
-        _ => Err(format!("Bad serial port base '{value}'")),
+        _ => Err(format!("Bad serial port base '{}'", loader_host::escape::text(value))),
     }
 }
 

@@ -174,6 +174,10 @@ pub const REFUSE_KEXEC_LOAD_ENV: &str = "RKEXEC_TEST_REFUSE_KEXEC_LOAD";
 /// 0x7, Linux before 6.7): any other is EINVAL, as kernel/kexec_file.c
 /// checks them against KEXEC_FILE_FLAGS.
 pub const FILE_FLAGS_ENV: &str = "RKEXEC_TEST_KEXEC_FILE_FLAGS";
+/// Test seam: the simulated kexec_load writes each segment's bytes to
+/// `<dir>/<index>-<kind>`, so tests can read what the kernel would get
+/// (the command line inside boot_params or /chosen/bootargs).
+pub const SEGMENTS_DIR_ENV: &str = "RKEXEC_TEST_SEGMENTS_DIR";
 
 fn errno_of(name: &str) -> Option<i32> {
     Some(match name {
@@ -236,7 +240,7 @@ fn would(what: &str) {
 
 fn input_word(i: &FileInput) -> String {
     match i {
-        FileInput::File(p) => p.display().to_string(),
+        FileInput::File(p) => loader_host::escape::path(p).to_string(),
         FileInput::Memory { data, source } => format!("memfd[{} bytes: {source}]", data.len()),
     }
 }
@@ -250,6 +254,15 @@ impl Ops for Simulated {
             syscall::flags(plan)
         ));
         self.kexec_load_refusal(syscall::Call::KexecLoad)?;
+        if let Some(dir) = std::env::var_os(SEGMENTS_DIR_ENV).filter(|_| seam_on()) {
+            let dir = std::path::PathBuf::from(dir);
+            for (i, s) in plan.segments.iter().enumerate() {
+                let path = dir.join(format!("{i}-{}", s.kind_name()));
+                if let Err(e) = std::fs::write(&path, &s.data[..]) {
+                    eprintln!("rkexec: {}: {e}", loader_host::escape::path(&path));
+                }
+            }
+        }
         self.set(plan.kind == loader_host::plan::LoadKind::Crash, 1);
         Ok(())
     }
@@ -268,7 +281,7 @@ impl Ops for Simulated {
             "kexec_file_load: kernel {}, initrd {}, cmdline {:?} ({} bytes with the NUL), flags {:#x}",
             input_word(&plan.kernel),
             plan.initrd.as_ref().map_or("none".into(), input_word),
-            plan.cmdline,
+            loader_host::escape::bytes(&plan.cmdline),
             plan.cmdline.len() + 1,
             plan.flags
         ));

@@ -126,7 +126,7 @@ pub fn main(argv0: &str, args: &[String]) -> u8 {
     match written {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("{argv0}: purgatory: {}: {e}", out.display());
+            eprintln!("{argv0}: purgatory: {}: {e}", loader_host::escape::path(&out));
             255
         }
     }
