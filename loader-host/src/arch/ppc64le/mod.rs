@@ -699,6 +699,24 @@ mod tests {
         // Unedited, the first vterm.
         let p = plan_with(&t, 4096, |_| {}).unwrap();
         assert_eq!(p.params.console.base, 0x7100_0000);
+        // Petitboot's form: --dtb /sys/firmware/fdt, which on pseries is
+        // prom_init's version 16 flattening (no size_dt_struct), edited.
+        let mut v16 = device_tree::read_tree(&t.root.join("proc/device-tree")).unwrap().to_dtb();
+        let be = |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap());
+        assert_eq!(be(&v16, 20), 17);
+        v16.extend_from_slice(&[0; 4096]);
+        let total = u32::try_from(v16.len()).unwrap();
+        v16[4..8].copy_from_slice(&total.to_be_bytes());
+        v16[20..24].copy_from_slice(&16u32.to_be_bytes());
+        v16[24..28].copy_from_slice(&16u32.to_be_bytes());
+        v16[36..40].copy_from_slice(&0u32.to_be_bytes());
+        let fdt = t.write("sys/firmware/fdt", &v16);
+        let p = plan_with(&t, 4096, |r| {
+            r.dtb = Some(fdt.clone());
+            r.dtb_set.push(("/chosen/stdout-path".into(), moved.into()));
+        })
+        .unwrap();
+        assert_eq!(p.params.console.base, 0x7100_0010);
     }
 
     #[test]
