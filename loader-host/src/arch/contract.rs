@@ -8,9 +8,10 @@ use kexec_purgatory::abi::PurgatoryParams;
 
 use crate::arch_spec::{Arch, ArchSpec};
 use crate::crash::CrashSetup;
+use crate::dtb::handover;
 use crate::error::LoadError;
 use crate::image::{Kernel, KernelImage};
-use crate::input::Blob;
+use crate::input::{self, Blob};
 use crate::placement::{Layout, Order};
 use crate::plan::BootData;
 use crate::range::{FreeMap, Range};
@@ -125,7 +126,7 @@ pub(crate) trait Architecture: Sync {
     /// (drivers/of/kexec.c of_kexec_alloc_and_setup_fdt, a copy of the
     /// running one) gets only when it is passed as the command line.
     fn kept_cmdline(&self, sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
-        super::dtb_boot::running_bootargs(sys)
+        running_bootargs(sys)
     }
 
     /// Whether kexec_file_load's loader for this architecture takes a
@@ -139,4 +140,16 @@ pub(crate) trait Architecture: Sync {
     fn arch(&self) -> Arch {
         Arch(self.spec())
     }
+}
+
+/// The most of /sys/firmware/fdt read for its bootargs: the largest DTB a
+/// DTB architecture's kernel takes (arm64 MAX_FDT_SIZE, 2 MiB).
+const RUNNING_FDT_MAX: u64 = 2 << 20;
+
+/// The running DTB's (/sys/firmware/fdt, the kernel's initial_boot_params)
+/// /chosen/bootargs: what a new kernel keeps without --append
+/// (`Architecture::kept_cmdline`).
+pub(crate) fn running_bootargs(sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
+    let fdt = input::read_file(&sys.fdt_path(), RUNNING_FDT_MAX, "a DTB may have")?;
+    Ok(handover::bootargs(&fdt))
 }

@@ -13,7 +13,7 @@ use super::contract::{ArchInput, ArchLayout, CmdlineLimit, PurgatoryWindow};
 use crate::arch_spec::ArchSpec;
 use crate::cmdline;
 use crate::dtb::edit::DtbEditError;
-use crate::dtb::handover::{self, DtbEdits, DtbMemory, SourceDtb};
+use crate::dtb::handover::{DtbEdits, DtbMemory, SourceDtb};
 use crate::error::LoadError;
 use crate::escape;
 use crate::image::Kernel;
@@ -22,19 +22,6 @@ use crate::placement::{KexecBuf, Layout, Order};
 use crate::plan::{BootData, PlanError};
 use crate::range::{align_down, FreeMap, Range};
 use crate::system::entropy::{random_bytes, EntropyQuality};
-use crate::system::SystemSources;
-
-/// The most of /sys/firmware/fdt read for its bootargs: the largest DTB a
-/// DTB architecture's kernel takes (arm64 MAX_FDT_SIZE, 2 MiB).
-const RUNNING_FDT_MAX: u64 = 2 << 20;
-
-/// The running DTB's (/sys/firmware/fdt, the kernel's initial_boot_params)
-/// /chosen/bootargs: what a new kernel keeps without --append
-/// (`Architecture::kept_cmdline`).
-pub(crate) fn running_bootargs(sys: &SystemSources) -> Result<Option<Vec<u8>>, LoadError> {
-    let fdt = input::read_file(&sys.fdt_path(), RUNNING_FDT_MAX, "a DTB may have")?;
-    Ok(handover::bootargs(&fdt))
-}
 
 /// What the Image header's text_offset means for placement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,6 +20,7 @@ use std::path::Path;
 
 use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
 
+use super::iomem::FirmwareRange;
 use super::ReadError;
 use crate::range::Range;
 
@@ -125,17 +126,6 @@ fn number(dir: &Path, node: &str, prop: &str) -> Result<Option<u64>, ReadError> 
         8 => Ok(Some(u64::from_be_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]))),
         n => Err(err(&path, format!("{n} bytes: not a 32- or 64-bit number"))),
     }
-}
-
-/// A firmware or kernel region the device tree describes and /proc/iomem
-/// does not.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FirmwareRange {
-    /// Where it is.
-    pub range: Range,
-    /// The name it takes in the memory map (`iomem::CRASH_KERNEL` for
-    /// the crash reservation).
-    pub name: &'static str,
 }
 
 /// The running kernel's image up to `linux,kernel-end`: kexec_load refuses

@@ -15,6 +15,17 @@ pub const SYSTEM_RAM: &str = "System RAM";
 /// kernel/crash_core.c / arch setup code: the crashkernel= reservation.
 pub const CRASH_KERNEL: &str = "Crash kernel";
 
+/// A firmware or kernel region the device tree describes and /proc/iomem
+/// does not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FirmwareRange {
+    /// Where it is.
+    pub range: Range,
+    /// The name it takes in the memory map ([`CRASH_KERNEL`] for
+    /// the crash reservation).
+    pub name: &'static str,
+}
+
 /// Children of System RAM that are still fine as kexec_load destinations:
 /// the running kernel's own image. kexec_load copies segment data into
 /// pages that avoid every destination (kernel/kexec_core.c,
@@ -206,7 +217,7 @@ impl Iomem {
     /// becomes a child of the "System RAM" entry that holds it (a
     /// top-level entry when none does), unless an entry of that name
     /// already covers it. Line 0 marks them as not from the file.
-    pub fn add_firmware_ranges(&mut self, ranges: &[crate::system::device_tree::FirmwareRange]) {
+    pub fn add_firmware_ranges(&mut self, ranges: &[FirmwareRange]) {
         for f in ranges {
             if self.entries.iter().any(|e| e.name == f.name && e.range.contains_range(&f.range)) {
                 continue;

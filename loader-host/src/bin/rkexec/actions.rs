@@ -7,7 +7,7 @@ use std::ffi::OsString;
 
 use loader_host::escape;
 
-use crate::args::SyscallChoice;
+use crate::args::{c_number, SyscallChoice};
 use crate::getopt::Scanned;
 
 /// What to do, after every option was applied.
@@ -43,29 +43,6 @@ pub enum Early {
     BadValue(String),
     /// Message only, exit 1.
     Die(String),
-}
-
-/// kexec/kexec.c: `strtoul(optarg, &endptr, 0)` and `*endptr` must be NUL
-/// ("Bad option value in --mem-min=..."): 0x hex, 0 octal, else decimal, no
-/// suffixes.
-pub fn c_number(s: &str) -> Option<u64> {
-    let t = s.trim_start();
-    let (neg, t) = match t.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    if t.is_empty() {
-        // strtoul("") is 0 with endptr at the (empty) end: accepted.
-        return Some(0);
-    }
-    let v = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()?
-    } else if t.len() > 1 && t.starts_with('0') {
-        u64::from_str_radix(&t[1..], 8).ok()?
-    } else {
-        t.parse().ok()?
-    };
-    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 pub fn fold(sc: &Scanned) -> Result<Actions, Early> {
@@ -230,15 +207,5 @@ mod tests {
         assert_eq!(act(&["--mem-min", "-h"]).unwrap_err(), Early::BadValue("Bad option value in --mem-min=-h".into()));
         let a = act(&["--mem-min=0x1000000", "--mem-max", "01000"]).unwrap();
         assert_eq!((a.mem_min, a.mem_max), (Some(0x100_0000), Some(0o1000)));
-    }
-
-    #[test]
-    fn c_numbers() {
-        assert_eq!(c_number("0x10"), Some(16));
-        assert_eq!(c_number("010"), Some(8));
-        assert_eq!(c_number("10"), Some(10));
-        assert_eq!(c_number("0"), Some(0));
-        assert_eq!(c_number("10k"), None);
-        assert_eq!(c_number(""), Some(0), "as strtoul");
     }
 }

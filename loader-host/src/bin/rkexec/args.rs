@@ -300,3 +300,41 @@ pub struct Args {
     #[arg(long = "completions", value_enum, value_name = "SHELL", hide = true)]
     pub completions: Option<Shell>,
 }
+
+/// kexec/kexec.c: `strtoul(optarg, &endptr, 0)` and `*endptr` must be NUL
+/// ("Bad option value in --mem-min=..."): 0x hex, 0 octal, else decimal, no
+/// suffixes.
+pub fn c_number(s: &str) -> Option<u64> {
+    let t = s.trim_start();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    if t.is_empty() {
+        // strtoul("") is 0 with endptr at the (empty) end: accepted.
+        return Some(0);
+    }
+    let v = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()?
+    } else if t.len() > 1 && t.starts_with('0') {
+        u64::from_str_radix(&t[1..], 8).ok()?
+    } else {
+        t.parse().ok()?
+    };
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_numbers() {
+        assert_eq!(c_number("0x10"), Some(16));
+        assert_eq!(c_number("010"), Some(8));
+        assert_eq!(c_number("10"), Some(10));
+        assert_eq!(c_number("0"), Some(0));
+        assert_eq!(c_number("10k"), None);
+        assert_eq!(c_number(""), Some(0), "as strtoul");
+    }
+}

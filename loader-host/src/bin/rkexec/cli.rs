@@ -335,7 +335,7 @@ fn crash_reserved(src: &SystemSources) -> bool {
 /// (`kexec_tools::x86_serial_port`).
 fn arch_option_errors(a: &Args, build: Option<&Build>) -> Option<String> {
     if let Some(b) = &a.serial_baud {
-        let ok = actions::c_number(b).is_some_and(|v| (9600..=115_200).contains(&v) && 115_200 % v == 0);
+        let ok = crate::args::c_number(b).is_some_and(|v| (9600..=115_200).contains(&v) && 115_200 % v == 0);
         if !ok {
             return Some(format!("Bad serial port baud rate '{}'", escape::text(b)));
         }
@@ -385,8 +385,9 @@ fn status_detail(src: &SystemSources, crash: bool, loaded: Option<i64>) -> Strin
 
 fn hotplug_size_error(src: &SystemSources) -> Option<String> {
     let path = src.sys_root.join("kernel/crash_elfcorehdr_size");
-    let size =
-        loader_host::system::read_text(&path).ok().and_then(|t| actions::c_number(t.strip_suffix('\n').unwrap_or(&t)));
+    let size = loader_host::system::read_text(&path)
+        .ok()
+        .and_then(|t| crate::args::c_number(t.strip_suffix('\n').unwrap_or(&t)));
     match size {
         Some(n) if n != 0 => None,
         _ => Some(format!("Path {} does not exist, the kernel needs CONFIG_CRASH_HOTPLUG", escape::path(&path))),

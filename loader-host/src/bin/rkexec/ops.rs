@@ -209,7 +209,7 @@ impl Simulated {
             normal: None,
             crash: None,
             refuse_kexec_load: env(REFUSE_KEXEC_LOAD_ENV).and_then(|v| errno_of(&v)),
-            file_flags: env(FILE_FLAGS_ENV).and_then(|v| crate::actions::c_number(&v)),
+            file_flags: env(FILE_FLAGS_ENV).and_then(|v| crate::args::c_number(&v)),
         }
     }
 
