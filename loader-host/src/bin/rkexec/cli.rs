@@ -830,17 +830,24 @@ fn load_file(ctx: &Ctx, req: &Request, ops: &mut dyn Ops) -> Result<(), Fail> {
         // looking for the wrong fault; it is a failed load, 255.
         let unavailable = matches!(errno, libc::ENOSYS | libc::ENOEXEC | libc::EOPNOTSUPP);
         if unavailable && ctx.act.syscall == SyscallChoice::File {
-            Fail {
-                msg: format!("{msg}\nsyscall kexec_file_load not available."),
-                code: EXIT_FALLBACK,
-                usage: false,
-                bare: false,
+            // A kernel without the call: kexec-tools probes for it first
+            // (is_kexec_file_load_implemented) and prints only its one
+            // line; an image the kernel has no loader for also gets the
+            // kernel's errno first.
+            if errno == libc::ENOSYS {
+                Fail::kexec_tools(FILE_LOAD_UNAVAILABLE, EXIT_FALLBACK)
+            } else {
+                Fail { msg: format!("{msg}\n{FILE_LOAD_UNAVAILABLE}"), code: EXIT_FALLBACK, usage: false, bare: false }
             }
         } else {
             Fail::failed(msg)
         }
     })
 }
+
+/// kexec/kexec.c main(): what `-s` prints when the call is missing
+/// (EFALLBACK with no fallback allowed), exit 253.
+const FILE_LOAD_UNAVAILABLE: &str = "syscall kexec_file_load not available.";
 
 fn unload(ctx: &Ctx, ops: &mut dyn Ops) -> Result<(), Fail> {
     let crash = ctx.act.crash;
@@ -850,12 +857,7 @@ fn unload(ctx: &Ctx, ops: &mut dyn Ops) -> Result<(), Fail> {
         // allows no fallback: "syscall kexec_file_load not available.", 253.
         return ops.unload(crash, true).map_err(|e| {
             if e.errno == libc::ENOSYS {
-                Fail {
-                    msg: format!("{e}\nsyscall kexec_file_load not available."),
-                    code: EXIT_FALLBACK,
-                    usage: false,
-                    bare: false,
-                }
+                Fail::kexec_tools(FILE_LOAD_UNAVAILABLE, EXIT_FALLBACK)
             } else {
                 Fail::failed(e.to_string())
             }
