@@ -5,7 +5,7 @@
 # (panic -> capture kernel) against kexec-tools -p (arm64, amd64, ppc64el),
 # the purgatory's instructions per byte, the loader's own work against the
 # read+hash floor, the image sizes.
-# Writes target/bench/bench.txt and bench.json. About 45 minutes here
+# Writes target/bench/bench.txt and bench.json. About 13 minutes here
 # (2 cores; the ppc64el guests are the slow ones).
 #
 #   scripts/bench.sh [bench.py options, e.g. --boots 5 --skip handoff,kdump]
