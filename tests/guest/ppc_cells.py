@@ -25,9 +25,10 @@ is a small CLI for running just them.
   ppc-load-smp4   trixie 6.12, -smp 4, kexec_load through our purgatory:
                   both kernels bring up 4 CPUs (the other three parked in
                   the new kernel's __secondary_hold). With the -l image
-                  loaded: `-s -l` exits 253 with kexec-tools' "syscall
-                  kexec_file_load not available." (Debian's ppc64el kernels
-                  have no kexec_file_load) and leaves the image loaded;
+                  loaded: `-s -l` exits 253 with kexec-tools' one line,
+                  "syscall kexec_file_load not available." and nothing
+                  else (Debian's ppc64el kernels have no kexec_file_load)
+                  and leaves the image loaded;
                   `-u` unloads (-S -l then exits 0, silent;
                   /sys/kernel/kexec_loaded 0); the image is loaded again
                   (-S -l exits 1) and executed. -S before and after the
@@ -152,6 +153,7 @@ KINDS = {"vterm": VtermKind()}
 STATUS_AFTER_LOAD = "\n".join([
     "{loader} -s -l {kernel} --initrd={initrd} --append={append} 2>/tmp/s.err; echo \"PPC-S-RC=$?\"",
     "sed 's/^/PPC-S-ERR /' /tmp/s.err",
+    'echo "PPC-S-ERR-LINES $(wc -l < /tmp/s.err)"',
     'echo "PPC-LOADED-AFTER-S $(cat /sys/kernel/kexec_loaded)"',
     '{loader} -u; echo "PPC-U-RC=$?"',
     "status unloaded {loader} -S -l",
@@ -162,8 +164,10 @@ STATUS_AFTER_LOAD = "\n".join([
 STATUS_FACTS = (
     (r"^PPC-S-RC=253$", "-s -l must exit 253 as kexec-tools does (EFALLBACK): Debian's ppc64el kernels have no "
      "kexec_file_load"),
-    (r"^PPC-S-ERR .*syscall kexec_file_load not available\.$", "-s -l must say kexec-tools' "
+    (r"^PPC-S-ERR syscall kexec_file_load not available\.$", "-s -l must say kexec-tools' "
      "'syscall kexec_file_load not available.'"),
+    (r"^PPC-S-ERR-LINES 1$", "-s -l must print that one line and nothing else, as kexec-tools does "
+     "(kexec/kexec.c: the call is probed first, EFALLBACK printed by main)"),
     (r"^PPC-LOADED-AFTER-S 1$", "the refused -s load must leave the -l image loaded (/sys/kernel/kexec_loaded 1)"),
     (r"^PPC-U-RC=0$", "-u must exit 0"),
     (r"^KEXEC-STATUS when=unloaded rc=0 out=\[\]$", "-S -l after -u must exit 0 and print nothing (not loaded)"),
