@@ -198,6 +198,23 @@ pub fn for_capture(line: &[u8], notes: &mut Vec<String>) -> Vec<u8> {
     out
 }
 
+/// A capture kernel's command line: `elfcorehdr=<address>` first, then
+/// `line`. The kernel's own kexec_file loaders write it there
+/// (arch/x86/kernel/kexec-bzimage64.c setup_cmdline,
+/// arch/powerpc/kexec/file_load.c setup_kdump_cmdline): first keeps it
+/// ahead of a " -- " that hands the rest to init. The kernel parses it with
+/// memparse (kernel/crash_dump.c setup_elfcorehdr), so the hex form is
+/// fine.
+pub fn with_elfcorehdr(line: &[u8], elfcorehdr: u64) -> Vec<u8> {
+    let mut out = format!("elfcorehdr={elfcorehdr:#x}").into_bytes();
+    let c = trim(line);
+    if !c.is_empty() {
+        out.push(b' ');
+        out.extend_from_slice(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

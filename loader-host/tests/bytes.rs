@@ -18,17 +18,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-const X86_IOMEM: &str = "\
-00000000-00000fff : Reserved
-00001000-0009fbff : System RAM
-000f0000-000fffff : Reserved
-00100000-bffdffff : System RAM
-  01000000-01ffffff : Kernel code
-  a0000000-afffffff : Crash kernel
-bffe0000-bfffffff : Reserved
-100000000-13fffffff : System RAM
-";
-
 /// A scratch directory with /proc and /sys trees, removed on drop.
 struct Tree {
     root: PathBuf,
@@ -72,7 +61,7 @@ impl Tree {
     /// A PC, its /proc/cmdline `running`.
     fn x86(name: &str, running: &[u8]) -> Tree {
         let t = Tree::new(name);
-        t.write("proc/iomem", X86_IOMEM);
+        t.write("proc/iomem", common::X86_IOMEM);
         t.write("proc/cmdline", [running, b"\n"].concat());
         t.loaded();
         t

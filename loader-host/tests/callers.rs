@@ -26,17 +26,6 @@ impl Drop for Tree {
     }
 }
 
-const X86_IOMEM: &str = "\
-00000000-00000fff : Reserved
-00001000-0009fbff : System RAM
-000f0000-000fffff : Reserved
-00100000-bffdffff : System RAM
-  01000000-01ffffff : Kernel code
-  a0000000-afffffff : Crash kernel
-bffe0000-bfffffff : Reserved
-100000000-13fffffff : System RAM
-";
-
 const RUNNING_CMDLINE: &str =
     "BOOT_IMAGE=/boot/vmlinuz-6.1.0-57-cloud-amd64 root=/dev/vda1 ro console=ttyS0,115200 crashkernel=256M quiet";
 
@@ -59,7 +48,7 @@ impl Tree {
     /// A PC with a crashkernel= reservation, nothing loaded.
     fn x86(name: &str) -> Tree {
         let t = Tree::new(name);
-        t.write("proc/iomem", X86_IOMEM);
+        t.write("proc/iomem", common::X86_IOMEM);
         t.write("proc/cmdline", format!("{RUNNING_CMDLINE}\n"));
         t.loaded(0, 0);
         for cpu in 0..2 {
@@ -317,7 +306,10 @@ fn kdump_utils_crash_loads_a_uki_with_its_kdump_initrd() {
 fn kdump_tools_elf_kernel_with_args_linux() {
     let t = Tree::x86("kdump-tools");
     // A vmlinux linked at 16 MiB needs the reservation there (crashkernel=X@16M).
-    t.write("proc/iomem", X86_IOMEM.replace("a0000000-afffffff : Crash kernel", "01000000-10ffffff : Crash kernel"));
+    t.write(
+        "proc/iomem",
+        common::X86_IOMEM.replace("a0000000-afffffff : Crash kernel", "01000000-10ffffff : Crash kernel"),
+    );
     let k = t.write("var/lib/kdump/vmlinuz", vmlinux());
     let i = t.write("var/lib/kdump/initrd.img", vec![1u8; 2000]);
     let cl = " reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll usbcore.nousb";
@@ -343,7 +335,7 @@ fn kdump_tools_elf_kernel_with_args_linux() {
 #[test]
 fn crash_load_without_reservation_dies_like_kexec_tools() {
     let t = Tree::x86("no-crash");
-    t.write("proc/iomem", X86_IOMEM.replace("  a0000000-afffffff : Crash kernel\n", ""));
+    t.write("proc/iomem", common::X86_IOMEM.replace("  a0000000-afffffff : Crash kernel\n", ""));
     let k = t.write("vmlinuz", bzimage(1000));
     let o = t.run(&["-p", k.to_str().unwrap(), "--command-line=x"]);
     assert_eq!(code(&o), 1);

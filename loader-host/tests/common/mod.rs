@@ -1,5 +1,19 @@
 //! Synthetic inputs shared by the integration tests.
 
+/// /proc/iomem of a QEMU q35 PC: 3 GiB low, 1 GiB above 4 GiB,
+/// crashkernel=256M.
+#[allow(dead_code)] // each test binary uses what it needs
+pub const X86_IOMEM: &str = "\
+00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+000f0000-000fffff : Reserved
+00100000-bffdffff : System RAM
+  01000000-01ffffff : Kernel code
+  a0000000-afffffff : Crash kernel
+bffe0000-bfffffff : Reserved
+100000000-13fffffff : System RAM
+";
+
 /// A bzImage (boot.rst 2.15 header, 64-bit, relocatable) with a payload.
 pub fn bzimage(payload: usize) -> Vec<u8> {
     let setup_sects = 27usize;

@@ -434,7 +434,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
         // arch/powerpc/kexec/file_load.c setup_kdump_cmdline: the capture
         // kernel finds its elfcorehdr on the command line
         // (kernel/crash_dump.c setup_elfcorehdr) and in /chosen.
-        final_cmdline = crash_cmdline(&final_cmdline, core.start);
+        final_cmdline = cmdline::with_elfcorehdr(&final_cmdline, core.start);
         bootargs = Some(final_cmdline.clone());
     }
     if final_cmdline.len() > CMDLINE.max {
@@ -538,19 +538,6 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
         notes,
         entry_fill: Some(EntryFill { offset: PPC64LE_ENTRY_FILL_START, bytes: fill }),
     })
-}
-
-/// The capture kernel's command line: `elfcorehdr=<address>` first, as
-/// the kernel's own loader writes it (arch/powerpc/kexec/file_load.c
-/// setup_kdump_cmdline; kernel/crash_dump.c parses it with memparse).
-fn crash_cmdline(line: &[u8], elfcorehdr: u64) -> Vec<u8> {
-    let mut out = format!("elfcorehdr={elfcorehdr:#x}").into_bytes();
-    let c = cmdline::trim(line);
-    if !c.is_empty() {
-        out.push(b' ');
-        out.extend_from_slice(c);
-    }
-    out
 }
 
 #[cfg(test)]

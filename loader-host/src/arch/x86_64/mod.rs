@@ -149,21 +149,6 @@ pub fn console_from_cmdline(line: &[u8]) -> Option<ConsoleDesc> {
     found
 }
 
-/// boot.rst cmdline: the kernel's own kexec_file path prepends
-/// "elfcorehdr=0x<addr> " (kexec-bzimage64.c setup_cmdline): prepending
-/// keeps it ahead of a " -- " that hands the rest to init. The kernel
-/// parses it with memparse (kernel/crash_dump.c setup_elfcorehdr), so the
-/// hex form is fine.
-fn crash_cmdline(line: &[u8], elfcorehdr: u64) -> Vec<u8> {
-    let mut out = format!("elfcorehdr={elfcorehdr:#x}").into_bytes();
-    let c = cmdline::trim(line);
-    if !c.is_empty() {
-        out.push(b' ');
-        out.extend_from_slice(c);
-    }
-    out
-}
-
 /// The kernel segment's placement request, at `align`.
 fn kernel_buf(bz: &BzImage, source: &str, top: u64, order: Order, align: u64) -> KexecBuf {
     // boot.rst 64-bit protocol: "the range with setup_header.init_size from
@@ -421,7 +406,7 @@ fn place(input: ArchInput) -> Result<ArchLayout, LoadError> {
                 .excluded(c.excluded)
                 .window(Range::ALL, "must lie in the Crash kernel range"),
         )?;
-        cmdline = crash_cmdline(&cmdline, r.start);
+        cmdline = cmdline::with_elfcorehdr(&cmdline, r.start);
         // arch/x86/kernel/crash.c crash_setup_memmap_entries.
         e820 = bp::crash_e820(&e820, &c.ranges, &[r]);
     }
