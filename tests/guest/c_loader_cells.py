@@ -180,11 +180,7 @@ def cells():
 
 
 def main(argv=None):
-    import kexec_matrix
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--cells" or a.startswith("--cells=") or a == "--list" for a in argv):
-        argv += ["--cells", "c-loader-*"]
-    return kexec_matrix.main(["--arch", "arm64", *argv], prog="c_loader_cells.py")
+    return gcl.group_main("c_loader_cells.py", "c-loader-*", argv, arch="arm64")
 
 
 if __name__ == "__main__":

@@ -239,15 +239,8 @@ def cells():
 
 def main(argv=None):
     """`--scenarios a,b` selects ppc-hp-a,ppc-hp-b; everything else goes to kexec_matrix."""
-    import kexec_matrix
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--scenarios" in argv:
-        i = argv.index("--scenarios")
-        names = argv[i + 1].split(",") if i + 1 < len(argv) else []
-        argv[i:i + 2] = ["--cells", ",".join(PREFIX + n.strip() for n in names if n.strip())]
-    elif not any(a == "--cells" or a.startswith("--cells=") or a == "--list" for a in argv):
-        argv += ["--cells", ",".join(PREFIX + s.name for s in SCENARIOS)]
-    return kexec_matrix.main(["--arch", "ppc64el", *argv], prog="crash_hotplug_ppc.py")
+    return gcl.group_main("crash_hotplug_ppc.py", ",".join(PREFIX + s.name for s in SCENARIOS), argv,
+                          arch="ppc64el", scenarios=PREFIX)
 
 
 if __name__ == "__main__":

@@ -391,16 +391,9 @@ def cells():
 
 
 def main(argv=None):
-    """`--scenarios a,b` selects x86-hp-a,x86-hp-b; everything else goes to kexec_matrix."""
-    import kexec_matrix
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--scenarios" in argv:
-        i = argv.index("--scenarios")
-        names = argv[i + 1].split(",") if i + 1 < len(argv) else []
-        argv[i:i + 2] = ["--cells", ",".join(PREFIX + n.strip() for n in names if n.strip())]
-    elif not any(a == "--cells" or a.startswith("--cells=") or a == "--list" for a in argv):
-        argv += ["--cells", ",".join(PREFIX + s.name for s in SCENARIOS if s.default)]
-    return kexec_matrix.main(["--arch", "amd64", *argv], prog="crash_hotplug_x86.py")
+    """`--scenarios a,b` selects the cells of those scenarios; everything else goes to kexec_matrix."""
+    return gcl.group_main("crash_hotplug_x86.py", ",".join(PREFIX + s.name for s in SCENARIOS if s.default), argv,
+                          arch="amd64", scenarios=PREFIX)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ initramfs (e.g. a C loader whose own command is the `load` template).
 import dataclasses
 import os
 import re
+import sys
 import time
 
 import guest_contracts as gc
@@ -557,3 +558,20 @@ def grid():
 def extra_files(cell):
     """A cell's `files` with repo-relative sources made absolute."""
     return tuple((src if os.path.isabs(src) else os.path.join(ROOT, src), dest) for src, dest in cell.files)
+
+
+def group_main(prog, default_cells, argv=None, arch=None, scenarios=None):
+    """The main() of one group's script (c_loader_cells.py, ppc_cells.py,
+    ...): kexec_matrix.main over the group's `default_cells` (a --cells
+    value) unless argv names cells or asks for --list; `arch` pins --arch.
+    `scenarios` (prefix): `--scenarios a,b` stands for --cells prefix+a,
+    prefix+b (the crash-hotplug scripts' spelling)."""
+    import kexec_matrix
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if scenarios is not None and "--scenarios" in argv:
+        i = argv.index("--scenarios")
+        names = argv[i + 1].split(",") if i + 1 < len(argv) else []
+        argv[i:i + 2] = ["--cells", ",".join(scenarios + n.strip() for n in names if n.strip())]
+    elif not any(a == "--cells" or a.startswith("--cells=") or a == "--list" for a in argv):
+        argv += ["--cells", default_cells]
+    return kexec_matrix.main([*(("--arch", arch) if arch else ()), *argv], prog=prog)

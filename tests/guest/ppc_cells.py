@@ -190,11 +190,7 @@ def cells():
 
 
 def main(argv=None):
-    import kexec_matrix
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a == "--cells" or a.startswith("--cells=") or a == "--list" for a in argv):
-        argv += ["--cells", ",".join(c.name for c in cells())]
-    return kexec_matrix.main(["--arch", "ppc64el", *argv], prog="ppc_cells.py")
+    return gcl.group_main("ppc_cells.py", ",".join(c.name for c in cells()), argv, arch="ppc64el")
 
 
 if __name__ == "__main__":
