@@ -14,18 +14,14 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A scratch directory with /proc and /sys trees, removed on drop.
-struct Tree {
-    root: PathBuf,
-}
+struct Tree(common::Scratch);
 
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+impl std::ops::Deref for Tree {
+    type Target = common::Scratch;
+    fn deref(&self) -> &common::Scratch {
+        &self.0
     }
 }
 
@@ -39,18 +35,9 @@ fn hex(b: &[u8]) -> String {
 
 impl Tree {
     fn new(name: &str) -> Tree {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!("rkx-bytes-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("segments")).unwrap();
-        Tree { root }
-    }
-
-    fn write(&self, rel: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
+        let s = common::Scratch::new("bytes", name);
+        std::fs::create_dir_all(s.root.join("segments")).unwrap();
+        Tree(s)
     }
 
     fn loaded(&self) {

@@ -9,20 +9,16 @@
 
 mod common;
 use common::{bzimage, pe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A /proc + /sys tree for one test.
-struct Tree {
-    root: PathBuf,
-}
+struct Tree(common::Scratch);
 
-impl Drop for Tree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
+impl std::ops::Deref for Tree {
+    type Target = common::Scratch;
+    fn deref(&self) -> &common::Scratch {
+        &self.0
     }
 }
 
@@ -31,18 +27,8 @@ const RUNNING_CMDLINE: &str =
 
 impl Tree {
     fn new(name: &str) -> Tree {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let root = std::env::temp_dir().join(format!("rkx-callers-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).unwrap();
-        Tree { root }
-    }
-
-    fn write(&self, rel: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
-        let p = self.root.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
+        let s = common::Scratch::new("callers", name);
+        Tree(s)
     }
 
     /// A PC with a crashkernel= reservation, nothing loaded.
@@ -52,8 +38,8 @@ impl Tree {
         t.write("proc/cmdline", format!("{RUNNING_CMDLINE}\n"));
         t.loaded(0, 0);
         for cpu in 0..2 {
-            t.write(&format!("sys/devices/system/cpu/cpu{cpu}/crash_notes"), format!("7fa00{cpu}000\n"));
-            t.write(&format!("sys/devices/system/cpu/cpu{cpu}/crash_notes_size"), "432\n");
+            t.write(format!("sys/devices/system/cpu/cpu{cpu}/crash_notes"), format!("7fa00{cpu}000\n"));
+            t.write(format!("sys/devices/system/cpu/cpu{cpu}/crash_notes_size"), "432\n");
         }
         t.write("sys/kernel/vmcoreinfo", "4f0b1000 1000\n");
         t

@@ -1,5 +1,43 @@
 //! Synthetic inputs shared by the integration tests.
 
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A scratch directory (a /proc + /sys tree, files to load) for one test,
+/// removed on drop.
+#[allow(dead_code)] // each test binary uses what it needs
+pub struct Scratch {
+    pub root: PathBuf,
+}
+
+#[allow(dead_code)]
+impl Scratch {
+    /// A fresh directory under the temporary directory, named for the test
+    /// binary (`suite`) and the test.
+    pub fn new(suite: &str, name: &str) -> Scratch {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let root = std::env::temp_dir().join(format!("rkx-{suite}-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        Scratch { root }
+    }
+
+    /// Write `bytes` at `rel` (directories made), returning its path.
+    pub fn write(&self, rel: impl AsRef<Path>, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
 /// /proc/iomem of a QEMU q35 PC: 3 GiB low, 1 GiB above 4 GiB,
 /// crashkernel=256M.
 #[allow(dead_code)] // each test binary uses what it needs
